@@ -1,0 +1,3 @@
+from wtp.cli import main
+
+main()

@@ -1,0 +1,229 @@
+"""The ``wtp`` command line: a thin layer over the Python API.
+
+Commands read and validate input, call the analysis, write tables and a report into ``--out``
+(through a temporary folder, so a failure never leaves a half-written result set), and print a
+short summary. Heavy libraries (pymc, matplotlib) are imported inside the commands that need
+them so ``wtp --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wtp.errors import InputError
+
+app = typer.Typer(
+    name="wtp",
+    help="Pricing and willingness-to-pay research: Van Westendorp, MaxDiff, conjoint, segments, price books.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+design_app = typer.Typer(help="Generate survey designs a survey tool can field.", no_args_is_help=True)
+app.add_typer(design_app, name="design")
+
+
+class StageNotBuilt(Exception):
+    """A command of the contract whose stage has not landed yet."""
+
+
+def cli_command(fn):
+    """Turn bad input into one clear message and exit 2, an unbuilt stage into exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc.message()}", err=True)
+            raise typer.Exit(2) from None
+        except StageNotBuilt as exc:
+            typer.echo(f"not built yet: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+# shared option types ---------------------------------------------------------------------------
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the results (created if missing).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed and data, same numbers.")]
+RespondentsOpt = Annotated[
+    Path | None,
+    typer.Option("--respondents", help="respondents.csv: respondent_id, segment[, weight] joined on respondent_id."),
+]
+StudyOpt = Annotated[
+    Path | None,
+    typer.Option("--study", help="Study folder or study.toml: labels, currency, level order, settings."),
+]
+FileArg = Annotated[Path, typer.Argument(help="Input file (.csv, .xlsx, .parquet or .sav).")]
+
+
+def load_answers(file: Path, validator, respondents: Path | None, study: Path | None) -> tuple[object, dict]:
+    """Read one instrument file and resolve segments exactly as ``wtp run`` does.
+
+    Returns (answers frame, study settings dict). With ``--study``, the study's respondents
+    file is used unless ``--respondents`` is given.
+    """
+    from wtp.io import attach_segments, read_table, validate_respondents
+    from wtp.study import DEFAULT_FILES, settings_only
+
+    folder, settings = settings_only(study)
+    resp_path = respondents
+    if resp_path is None and folder is not None:
+        name = settings.get("data", {}).get("respondents")
+        if name is None and "data" not in settings and (folder / DEFAULT_FILES["respondents"]).exists():
+            name = DEFAULT_FILES["respondents"]
+        if name is not None:
+            resp_path = folder / name
+    resp = validate_respondents(read_table(resp_path)) if resp_path is not None else None
+    answers = attach_segments(validator(read_table(file)), resp)
+    return answers, settings
+
+
+def study_meta(settings: dict) -> dict:
+    """Name, currency and price unit from study settings, with defaults."""
+    s = settings.get("study", {})
+    return {
+        "name": s.get("name", "wtp study"),
+        "currency": s.get("currency", ""),
+        "price_unit": s.get("price_unit", ""),
+        "period": s.get("period", "month"),
+    }
+
+
+def echo_table(frame, float_digits: int = 2) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.float_format", f"{{:,.{float_digits}f}}".format):
+        typer.echo(frame.to_string(index=False))
+
+
+# commands ---------------------------------------------------------------------------------------
+
+
+@app.command("vw")
+@cli_command
+def vw_command(
+    file: FileArg,
+    out: OutOpt = Path("reports/vw"),
+    seed: SeedOpt = 0,
+    respondents: RespondentsOpt = None,
+    study: StudyOpt = None,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for intervals (0 = none).")] = 0,
+    inconsistent: Annotated[str, typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers).")] = "exclude",
+    ties: Annotated[str, typer.Option("--ties", help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).")] = "keep",
+    cheap_rule: Annotated[str, typer.Option("--cheap-rule", help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.")] = "ge",
+    plateau: Annotated[str, typer.Option("--plateau", help="Where curves touch over an interval: lowest (default), highest or middle price.")] = "lowest",
+    nms_scale: Annotated[str | None, typer.Option("--nms-scale", help="How to read buy_cheap/buy_expensive: 'scale' (1-5) or 'probability' (0-1).")] = None,
+) -> None:
+    """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
+    raise StageNotBuilt("wtp vw")
+
+
+@app.command("maxdiff")
+@cli_command
+def maxdiff_command(
+    file: FileArg,
+    out: OutOpt = Path("reports/maxdiff"),
+    seed: SeedOpt = 0,
+    respondents: RespondentsOpt = None,
+    study: StudyOpt = None,
+    method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
+) -> None:
+    """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
+    raise StageNotBuilt("wtp maxdiff (MaxDiff estimation)")
+
+
+@app.command("conjoint")
+@cli_command
+def conjoint_command(
+    file: FileArg,
+    out: OutOpt = Path("reports/conjoint"),
+    seed: SeedOpt = 0,
+    respondents: RespondentsOpt = None,
+    study: StudyOpt = None,
+    scenario: Annotated[Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")] = None,
+) -> None:
+    """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
+    raise StageNotBuilt("wtp conjoint (choice-based conjoint)")
+
+
+@app.command("segments")
+@cli_command
+def segments_command(
+    file: FileArg,
+    out: OutOpt = Path("reports/segments"),
+    seed: SeedOpt = 0,
+    study: StudyOpt = None,
+    customers: Annotated[Path | None, typer.Option("--customers", help="customers.csv for cohorts, churn and ARPA.")] = None,
+    grow: Annotated[list[str] | None, typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%.")] = None,
+) -> None:
+    """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
+    raise StageNotBuilt("wtp segments (MAP scoring)")
+
+
+@app.command("run")
+@cli_command
+def run_command(
+    study_dir: Annotated[Path, typer.Argument(help="Study folder with study.toml.")],
+    out: OutOpt = Path("reports/study"),
+    seed: SeedOpt = 0,
+    fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
+) -> None:
+    """Run every stage the study's files allow and write the price-book proposal."""
+    raise StageNotBuilt("wtp run (full pipeline)")
+
+
+@app.command("demo")
+@cli_command
+def demo_command(
+    out: OutOpt = Path("reports/demo"),
+    seed: SeedOpt = 0,
+    fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
+) -> None:
+    """Run the whole pipeline on the demo study shipped with wtp."""
+    raise StageNotBuilt("wtp demo")
+
+
+@design_app.command("maxdiff")
+@cli_command
+def design_maxdiff_command(
+    out: OutOpt = Path("reports/design-maxdiff"),
+    seed: SeedOpt = 0,
+    items: Annotated[int, typer.Option("--items", help="Number of items.")] = 12,
+    per_task: Annotated[int, typer.Option("--per-task", help="Items shown per task.")] = 4,
+    tasks: Annotated[int, typer.Option("--tasks", help="Tasks per respondent.")] = 10,
+    versions: Annotated[int, typer.Option("--versions", help="Design versions.")] = 10,
+    study: StudyOpt = None,
+) -> None:
+    """A balanced MaxDiff design: design.csv and design_report.txt."""
+    raise StageNotBuilt("wtp design maxdiff")
+
+
+@design_app.command("conjoint")
+@cli_command
+def design_conjoint_command(
+    study_dir: Annotated[Path, typer.Argument(help="Study folder (attributes and levels in study.toml).")],
+    out: OutOpt = Path("reports/design-conjoint"),
+    seed: SeedOpt = 0,
+    tasks: Annotated[int, typer.Option("--tasks", help="Tasks per respondent.")] = 12,
+    alts: Annotated[int, typer.Option("--alts", help="Alternatives per task (without none).")] = 3,
+    versions: Annotated[int, typer.Option("--versions", help="Design versions.")] = 10,
+    method: Annotated[str, typer.Option("--method", help="balanced (balanced overlap) or random.")] = "balanced",
+    none: Annotated[bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")] = True,
+) -> None:
+    """A choice-based conjoint design: design.csv and design_report.txt."""
+    raise StageNotBuilt("wtp design conjoint")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,767 @@
+"""Reading and validating the contract's input files.
+
+Every input goes through two steps:
+
+1. :func:`read_table` reads CSV (BOM, ``;`` and decimal commas sniffed), XLSX, Parquet or SPSS
+   ``.sav`` (value labels become text) into a raw DataFrame. CSV cells stay text so that
+   validation can say exactly which cell is wrong.
+2. A ``validate_*`` function checks the columns the contract names, coerces types, and returns a
+   clean frame. Every problem found (up to :data:`MAX_PROBLEMS`) is collected into one
+   :class:`InputError` naming file, 1-based row as a spreadsheet shows it, column and what was
+   expected.
+
+Clean frames carry a ``row`` column (the source row number) so later stages can still point an
+analyst at the line that was left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as _io
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wtp.errors import MAX_PROBLEMS, InputError, Problem
+
+RESERVED_SEGMENT = "all"
+
+__all__ = [
+    "InputError",
+    "Problem",
+    "read_table",
+    "validate_vw",
+    "validate_maxdiff",
+    "validate_conjoint",
+    "validate_segments",
+    "validate_customers",
+    "validate_respondents",
+    "attach_segments",
+    "atomic_output_dir",
+    "write_csv",
+    "neutralise_formulas",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class _Collector:
+    """Collects problems for one file and raises them together."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def add(self, row: int | None, column: str | None, expected: str, found: object = None):
+        self.problems.append(Problem(self.file, row, column, expected, found))
+
+    def add_rows(self, rows: Iterable[int], column: str | None, expected: str, found=()):
+        found = list(found)
+        for i, r in enumerate(rows):
+            if len(self.problems) >= MAX_PROBLEMS * 5:
+                break
+            self.add(int(r), column, expected, found[i] if i < len(found) else None)
+
+    def raise_if_any(self):
+        if self.problems:
+            raise InputError(self.problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _source_name(frame: pd.DataFrame, default: str) -> str:
+    return str(frame.attrs.get("source", default))
+
+
+def _row_offset(frame: pd.DataFrame) -> int:
+    # a spreadsheet shows the header as row 1, so the first record is row 2
+    return int(frame.attrs.get("row_offset", 2))
+
+
+def _sniff_csv(sample: str) -> tuple[str, str]:
+    """Return (delimiter, decimal) for a CSV sample."""
+    first = sample.splitlines()[0] if sample else ""
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        counts = {d: first.count(d) for d in ",;\t|"}
+        delimiter = max(counts, key=counts.get) if any(counts.values()) else ","
+    # the header decides between ',' and ';' more reliably than the sniffer on short files
+    if first.count(";") > first.count(",") and delimiter == ",":
+        delimiter = ";"
+    decimal = "."
+    if delimiter != "," and re.search(r"(^|[;\t|])\s*-?\d+,\d+\s*($|[;\t|])", sample, re.M):
+        decimal = ","
+    return delimiter, decimal
+
+
+def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFrame:
+    """Read one input file into a raw DataFrame.
+
+    CSV cells are read as text (empty cells as missing) so validation can point at the exact
+    cell; XLSX, Parquet and SPSS files keep their types, and SPSS value labels become text.
+    The frame's ``attrs`` record the source name, row offset and (for CSV) the decimal mark.
+    """
+    path = Path(path)
+    label = name or path.name
+    if not path.exists():
+        raise InputError(Problem(str(path), None, None, "an existing file", "no such file"))
+    suffix = path.suffix.lower()
+    decimal = "."
+    row_offset = 2
+    try:
+        if suffix in {".csv", ".txt", ".tsv", ""}:
+            raw = path.read_bytes()
+            text = raw.decode("utf-8-sig") if raw.startswith(b"\xef\xbb\xbf") else _decode(raw)
+            if not text.strip():
+                raise InputError(Problem(label, None, None, "a header row and data", "an empty file"))
+            delimiter, decimal = _sniff_csv(text[:20000])
+            frame = pd.read_csv(
+                _io.StringIO(text),
+                sep=delimiter,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                skipinitialspace=True,
+            )
+        elif suffix in {".xlsx", ".xlsm", ".xls"}:
+            frame = pd.read_excel(path)
+        elif suffix in {".parquet", ".pq"}:
+            frame = pd.read_parquet(path)
+            row_offset = 1
+        elif suffix in {".sav", ".zsav"}:
+            import pyreadstat
+
+            frame, _meta = pyreadstat.read_sav(str(path), apply_value_formats=True)
+            row_offset = 1
+        else:
+            raise InputError(
+                Problem(label, None, None, "a .csv, .xlsx, .parquet or .sav file", path.suffix)
+            )
+    except InputError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(Problem(label, None, None, "a readable table", str(exc).splitlines()[0])) from exc
+    except Exception as exc:  # openpyxl, pyarrow and pyreadstat raise their own types
+        raise InputError(
+            Problem(label, None, None, f"a readable {suffix or 'CSV'} file", f"{type(exc).__name__}: {exc}")
+        ) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.attrs.update(source=label, row_offset=row_offset, decimal=decimal, path=str(path))
+    return frame
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # survey tools on Windows still export cp1252
+        return raw.decode("cp1252", errors="replace")
+
+
+# --------------------------------------------------------------------------------------------
+# Column helpers
+
+
+def _require_columns(frame: pd.DataFrame, required: Iterable[str], col: _Collector) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    for c in missing:
+        col.add(1, c, f"a column named '{c}'", "no such column (columns are: " + ", ".join(map(str, frame.columns[:12])) + ")")
+    col.raise_if_any()
+
+
+def _numeric(
+    frame: pd.DataFrame,
+    column: str,
+    col: _Collector,
+    *,
+    allow_missing: bool = False,
+    expected: str = "a number",
+) -> pd.Series:
+    """Coerce a column to float, reporting every non-numeric cell."""
+    values = frame[column]
+    rows = np.arange(len(frame)) + _row_offset(frame)
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        out = values.astype(float)
+    else:
+        text = values.astype("string").str.strip()
+        if frame.attrs.get("decimal") == ",":
+            text = text.str.replace(",", ".", regex=False)
+        out = pd.to_numeric(text, errors="coerce").astype(float)
+        bad = out.isna() & text.notna() & (text != "")
+        if bad.any():
+            col.add_rows(rows[bad.to_numpy()], column, expected, values[bad].tolist())
+    out = pd.Series(out.to_numpy(dtype=float), index=frame.index, name=column)
+    infinite = np.isinf(out.to_numpy())
+    if infinite.any():
+        col.add_rows(rows[infinite], column, expected + " (finite)", values[infinite].tolist())
+        out[infinite] = np.nan
+    if not allow_missing:
+        missing = out.isna() & ~_text_bad(values, frame)
+        if missing.any():
+            col.add_rows(rows[missing.to_numpy()], column, expected, [None] * int(missing.sum()))
+    return out
+
+
+def _text_bad(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    # cells that held text were already reported; do not report them twice as empty
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.Series(False, index=values.index)
+    text = values.astype("string").str.strip()
+    if frame.attrs.get("decimal") == ",":
+        text = text.str.replace(",", ".", regex=False)
+    return (pd.to_numeric(text, errors="coerce").isna() & text.notna() & (text != "")).fillna(False)
+
+
+def _binary(frame: pd.DataFrame, column: str, col: _Collector, *, allow_missing=False) -> pd.Series:
+    values = _numeric(frame, column, col, allow_missing=allow_missing, expected="0 or 1")
+    rows = np.arange(len(frame)) + _row_offset(frame)
+    bad = values.notna() & ~values.isin([0.0, 1.0])
+    if bad.any():
+        col.add_rows(rows[bad.to_numpy()], column, "0 or 1", frame[column][bad].tolist())
+    return values
+
+
+def _key(frame: pd.DataFrame, column: str, col: _Collector) -> pd.Series:
+    """An identifier column as clean text (1.0 from Excel becomes '1')."""
+    values = frame[column]
+    rows = np.arange(len(frame)) + _row_offset(frame)
+    missing = values.isna()
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if (whole == np.round(whole)).all():
+            values = values.astype("Int64")
+    text = values.astype("string").str.strip()
+    missing = missing | (text == "").fillna(True)
+    if missing.any():
+        col.add_rows(rows[missing.to_numpy()], column, "a value (identifiers cannot be empty)")
+    return text.astype(object).where(~missing, None)
+
+
+def _positive_weight(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
+    if "weight" not in frame.columns:
+        return None
+    w = _numeric(frame, "weight", col, expected="a positive weight")
+    rows = np.arange(len(frame)) + _row_offset(frame)
+    bad = w.notna() & (w <= 0)
+    if bad.any():
+        col.add_rows(rows[bad.to_numpy()], "weight", "a positive weight", frame["weight"][bad].tolist())
+    return w
+
+
+def _segment(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
+    if "segment" not in frame.columns:
+        return None
+    return _key(frame, "segment", col)
+
+
+def _rows(frame: pd.DataFrame) -> np.ndarray:
+    return np.arange(len(frame)) + _row_offset(frame)
+
+
+def _nonempty(frame: pd.DataFrame, col: _Collector) -> None:
+    if len(frame) == 0:
+        col.add(None, None, "at least one data row", "a header only")
+        col.raise_if_any()
+
+
+# --------------------------------------------------------------------------------------------
+# Validators
+
+
+VW_COLUMNS = ["too_cheap", "cheap", "expensive", "too_expensive"]
+
+
+def validate_vw(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+    """Validate Van Westendorp answers.
+
+    ============== ==========================================================
+    column         content
+    ============== ==========================================================
+    respondent_id  unique identifier
+    too_cheap      price at which the product is too cheap to trust
+    cheap          price at which it is a bargain
+    expensive      price at which it is getting expensive
+    too_expensive  price at which it is too expensive to consider
+    buy_cheap      optional: purchase likelihood at the own ``cheap`` price
+    buy_expensive  optional: purchase likelihood at the own ``expensive`` price
+    segment        optional
+    weight         optional, positive
+    ============== ==========================================================
+
+    Order violations are *not* errors here: they are a finding of the analysis, counted and
+    reported by :func:`wtp.vanwestendorp.van_westendorp`.
+    """
+    name = source or _source_name(frame, "vw.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    _require_columns(frame, ["respondent_id", *VW_COLUMNS], col)
+    out = pd.DataFrame({"respondent_id": _key(frame, "respondent_id", col)})
+    for c in VW_COLUMNS:
+        out[c] = _numeric(frame, c, col, expected="a price (a number)")
+        neg = out[c] < 0
+        if neg.any():
+            col.add_rows(_rows(frame)[neg.to_numpy()], c, "a price of 0 or more", frame[c][neg].tolist())
+    for c in ("buy_cheap", "buy_expensive"):
+        if c in frame.columns:
+            # kept raw: text labels, a 1-5 scale or probabilities are resolved by the NMS step
+            out[c] = frame[c].to_numpy()
+    seg = _segment(frame, col)
+    if seg is not None:
+        out["segment"] = seg
+    w = _positive_weight(frame, col)
+    if w is not None:
+        out["weight"] = w
+    _check_unique(frame, out["respondent_id"], "respondent_id", col)
+    col.raise_if_any()
+    out["row"] = _rows(frame)
+    out.attrs.update(source=name)
+    return out
+
+
+def _check_unique(frame, keys: pd.Series, column: str, col: _Collector, what="respondent") -> None:
+    dup = keys.notna() & keys.duplicated(keep="first")
+    if not dup.any():
+        return
+    rows = _rows(frame)
+    first_row = pd.Series(rows, index=keys.index).groupby(keys).transform("min")
+    for r, k, f in zip(rows[dup.to_numpy()], keys[dup], first_row[dup], strict=True):
+        col.add(int(r), column, f"one row per {what} (this id is already in row {int(f)})", k)
+        if len(col.problems) >= MAX_PROBLEMS * 5:
+            break
+
+
+def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
+    item_cols = [c for c in frame.columns if re.fullmatch(r"item_?\d+", str(c))]
+    item_cols.sort(key=lambda c: int(re.sub(r"\D", "", c)))
+    rows = _rows(frame)
+    ids = _key(frame, "respondent_id", col)
+    task = _key(frame, "task", col)
+    best = _key(frame, "best", col)
+    worst = _key(frame, "worst", col)
+    items = frame[item_cols]
+    if pd.api.types.is_float_dtype(items.stack()):
+        items = items.astype("Int64")
+    items = items.astype("string").apply(lambda s: s.str.strip())
+    long_parts = []
+    for pos, c in enumerate(item_cols, start=1):
+        part = pd.DataFrame(
+            {
+                "respondent_id": ids,
+                "task": task,
+                "position": pos,
+                "item": items[c].astype(object),
+                "best": (items[c] == best).astype(float).fillna(0.0),
+                "worst": (items[c] == worst).astype(float).fillna(0.0),
+                "row": rows,
+            }
+        )
+        long_parts.append(part[items[c].notna().to_numpy()])
+    shown = items.notna()
+    best_in = (items.eq(best, axis=0)).fillna(False).any(axis=1)
+    worst_in = (items.eq(worst, axis=0)).fillna(False).any(axis=1)
+    for r, ok, value in zip(rows, best_in, best, strict=True):
+        if not ok and value is not None:
+            col.add(int(r), "best", "an item code shown in this task (" + ", ".join(item_cols) + ")", value)
+    for r, ok, value in zip(rows, worst_in, worst, strict=True):
+        if not ok and value is not None:
+            col.add(int(r), "worst", "an item code shown in this task (" + ", ".join(item_cols) + ")", value)
+    same = (best == worst) & best.notna()
+    col.add_rows(rows[same.to_numpy()], "worst", "a different item from 'best'", best[same].tolist())
+    few = shown.sum(axis=1) < 2
+    col.add_rows(rows[few.to_numpy()], item_cols[0], "at least two items shown in a task")
+    out = pd.concat(long_parts, ignore_index=True).sort_values(["row", "position"], kind="stable")
+    return out.reset_index(drop=True)
+
+
+def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+    """Validate MaxDiff answers (long or wide layout) into the long layout.
+
+    Long layout, one row per item shown in a task:
+
+    ============== ===========================
+    respondent_id  identifier
+    task           task number or code
+    item           item code (text)
+    best           1 if chosen best, else 0
+    worst          1 if chosen worst, else 0
+    ============== ===========================
+
+    The wide layout ``respondent_id, task, item_1..item_K, best, worst`` (``best``/``worst``
+    hold item codes) is converted. Returns the long layout with ``position`` and ``row``.
+    """
+    name = source or _source_name(frame, "maxdiff.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    wide = "item" not in frame.columns and any(re.fullmatch(r"item_?\d+", str(c)) for c in frame.columns)
+    if wide:
+        _require_columns(frame, ["respondent_id", "task", "best", "worst"], col)
+        out = _wide_maxdiff_to_long(frame, col)
+    else:
+        _require_columns(frame, ["respondent_id", "task", "item", "best", "worst"], col)
+        out = pd.DataFrame(
+            {
+                "respondent_id": _key(frame, "respondent_id", col),
+                "task": _key(frame, "task", col),
+                "item": _key(frame, "item", col),
+                "best": _binary(frame, "best", col),
+                "worst": _binary(frame, "worst", col),
+                "row": _rows(frame),
+            }
+        )
+        out["position"] = out.groupby(["respondent_id", "task"], sort=False).cumcount() + 1
+        both = (out["best"] == 1) & (out["worst"] == 1)
+        col.add_rows(out["row"][both], "worst", "an item that is not also 'best' in the same row")
+    seg = _segment(frame, col)
+    w = _positive_weight(frame, col)
+    col.raise_if_any()
+    if seg is not None:
+        out["segment"] = seg.to_numpy()[out["row"].to_numpy() - _row_offset(frame)]
+    if w is not None:
+        out["weight"] = w.to_numpy()[out["row"].to_numpy() - _row_offset(frame)]
+    if not wide:
+        g = out.groupby(["respondent_id", "task"], sort=False)
+        n_best = g["best"].transform("sum")
+        n_worst = g["worst"].transform("sum")
+        first = ~out.duplicated(["respondent_id", "task"])
+        for (rid, task, nb, nw, r) in out.loc[first, ["respondent_id", "task"]].assign(
+            nb=n_best[first], nw=n_worst[first], r=out["row"][first]
+        ).itertuples(index=False):
+            if nb != 1:
+                col.add(int(r), "best", f"exactly one best pick in task ({rid!r}, {task!r})", f"{int(nb)} best picks")
+            if nw != 1:
+                col.add(int(r), "worst", f"exactly one worst pick in task ({rid!r}, {task!r})", f"{int(nw)} worst picks")
+            if len(col.problems) >= MAX_PROBLEMS * 5:
+                break
+        dup = out.duplicated(["respondent_id", "task", "item"])
+        col.add_rows(out["row"][dup], "item", "each item at most once per task", out["item"][dup].tolist())
+        size = g["item"].transform("size")
+        few = (size < 2) & first
+        col.add_rows(out["row"][few], "item", "at least two items shown in a task")
+    if "segment" in out.columns:
+        _check_constant_per_respondent(out, "segment", col)
+    if "weight" in out.columns:
+        _check_constant_per_respondent(out, "weight", col)
+    col.raise_if_any()
+    out.attrs.update(source=name, layout="wide" if wide else "long")
+    return out
+
+
+def _check_constant_per_respondent(out: pd.DataFrame, column: str, col: _Collector) -> None:
+    n = out.groupby("respondent_id", sort=False)[column].transform("nunique")
+    bad = (n > 1) & ~out.duplicated(["respondent_id"])
+    col.add_rows(out["row"][bad], column, f"one {column} per respondent", out[column][bad].tolist())
+
+
+def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+    """Validate choice-based conjoint answers (long layout).
+
+    ============== =================================================
+    respondent_id  identifier
+    task           task number or code
+    alt            alternative within the task
+    <attribute>    one column per attribute, levels as text
+    price          numeric (empty on the no-choice row)
+    chosen         1 for the chosen alternative, else 0
+    none           optional 0/1: the no-choice alternative
+    ============== =================================================
+
+    Returns the frame with typed columns, a boolean ``none`` column and ``row``; the attribute
+    columns are listed in ``attrs['attributes']``.
+    """
+    name = source or _source_name(frame, "conjoint.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    _require_columns(frame, ["respondent_id", "task", "alt", "price", "chosen"], col)
+    reserved = {"respondent_id", "task", "alt", "price", "chosen", "none", "segment", "weight", "row"}
+    attributes = [c for c in frame.columns if c not in reserved]
+    out = pd.DataFrame(
+        {
+            "respondent_id": _key(frame, "respondent_id", col),
+            "task": _key(frame, "task", col),
+            "alt": _key(frame, "alt", col),
+        }
+    )
+    none = (
+        _binary(frame, "none", col).fillna(0.0).astype(bool)
+        if "none" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
+    rows = _rows(frame)
+    for a in attributes:
+        values = frame[a]
+        if pd.api.types.is_float_dtype(values) and (values.dropna() == values.dropna().round()).all():
+            values = values.astype("Int64")
+        text = values.astype("string").str.strip()
+        text = text.where(text != "", pd.NA)
+        missing = text.isna() & ~none
+        col.add_rows(rows[missing.to_numpy()], a, "a level (only the no-choice row may be empty)")
+        out[a] = text.astype(object).where(text.notna(), None)
+    price = _numeric(frame.assign(price=frame["price"].where(~none.to_numpy(), None)), "price", col, allow_missing=True, expected="a numeric price")
+    missing_price = price.isna() & ~none & ~_text_bad(frame["price"], frame)
+    col.add_rows(rows[missing_price.to_numpy()], "price", "a numeric price (only the no-choice row may be empty)")
+    out["price"] = price.where(~none, np.nan)
+    out["chosen"] = _binary(frame, "chosen", col)
+    out["none"] = none.to_numpy()
+    seg = _segment(frame, col)
+    if seg is not None:
+        out["segment"] = seg
+    w = _positive_weight(frame, col)
+    if w is not None:
+        out["weight"] = w
+    out["row"] = rows
+    col.raise_if_any()
+    g = out.groupby(["respondent_id", "task"], sort=False)
+    n_chosen = g["chosen"].transform("sum")
+    first = ~out.duplicated(["respondent_id", "task"])
+    for rid, task, nc, r in zip(
+        out["respondent_id"][first], out["task"][first], n_chosen[first], out["row"][first], strict=True
+    ):
+        if nc != 1:
+            col.add(int(r), "chosen", f"exactly one chosen alternative in task ({rid!r}, {task!r})", f"{int(nc)} chosen")
+        if len(col.problems) >= MAX_PROBLEMS * 5:
+            break
+    dup = out.duplicated(["respondent_id", "task", "alt"])
+    col.add_rows(out["row"][dup], "alt", "each alternative once per task", out["alt"][dup].tolist())
+    size = g["alt"].transform("size")
+    col.add_rows(out["row"][(size < 2) & first], "alt", "at least two alternatives in a task")
+    # a level seen in a single task cannot be estimated: its part-worth is not identified
+    for a in attributes:
+        seen = out.loc[~out["none"], ["respondent_id", "task", a]].drop_duplicates()
+        counts = seen[a].value_counts()
+        lonely = counts[counts < 2].index
+        for level in lonely:
+            r = out.loc[(out[a] == level) & ~out["none"], "row"].iloc[0]
+            col.add(int(r), a, "a level that appears in more than one task (a level in one task cannot be estimated)", level)
+    if "segment" in out.columns:
+        _check_constant_per_respondent(out, "segment", col)
+    col.raise_if_any()
+    out.attrs.update(source=name, attributes=attributes)
+    return out
+
+
+def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_arpa_churn: bool = True) -> pd.DataFrame:
+    """Validate segment performance (one row per segment).
+
+    Required ``segment, customers, cac`` and, unless customers.csv provides them,
+    ``arpa, churn_rate``. Optional ``trials, conversions`` or ``conversion_rate``,
+    ``gross_margin``, ``market_size``, ``market_growth``, ``seats_per_account``.
+    """
+    name = source or _source_name(frame, "segments.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    required = ["segment", "customers", "cac"] + (["arpa", "churn_rate"] if need_arpa_churn else [])
+    _require_columns(frame, required, col)
+    out = pd.DataFrame({"segment": _key(frame, "segment", col)})
+    rows = _rows(frame)
+    specs = {
+        "customers": (0, None, "a customer count of 0 or more"),
+        "arpa": (0, None, "revenue per account of 0 or more"),
+        "churn_rate": (0, 1, "a churn rate between 0 and 1 (share lost per period)"),
+        "cac": (0, None, "an acquisition cost of 0 or more"),
+        "trials": (0, None, "a trial count of 0 or more"),
+        "conversions": (0, None, "a conversion count of 0 or more"),
+        "conversion_rate": (0, 1, "a conversion rate between 0 and 1"),
+        "gross_margin": (0, 1, "a gross margin between 0 and 1"),
+        "market_size": (0, None, "a market size (potential customers) of 0 or more"),
+        "market_growth": (-1, None, "a growth rate per year above -1 (e.g. 0.12 for 12%)"),
+        "seats_per_account": (0, None, "seats per account above 0"),
+    }
+    for c, (lo, hi, expected) in specs.items():
+        if c not in frame.columns:
+            continue
+        values = _numeric(frame, c, col, allow_missing=c not in required, expected=expected)
+        bad = values.notna() & ((values < lo) | ((values > hi) if hi is not None else False))
+        if c == "seats_per_account":
+            bad = bad | (values == 0)
+        col.add_rows(rows[bad.to_numpy()], c, expected, frame[c][bad].tolist())
+        out[c] = values
+    if {"trials", "conversions"} <= set(out.columns):
+        over = out["conversions"] > out["trials"]
+        col.add_rows(rows[over.to_numpy()], "conversions", "no more conversions than trials", frame["conversions"][over].tolist())
+    dup = out["segment"].duplicated()
+    col.add_rows(rows[dup.to_numpy()], "segment", "one row per segment", out["segment"][dup].tolist())
+    reserved = out["segment"] == RESERVED_SEGMENT
+    col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
+    extra = [c for c in frame.columns if c not in out.columns]
+    for c in extra:
+        out[c] = frame[c].to_numpy()
+    col.raise_if_any()
+    out["row"] = rows
+    out.attrs.update(source=name)
+    return out
+
+
+def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segments: Iterable[str] | None = None) -> pd.DataFrame:
+    """Validate customers (one row per customer): ``customer_id, segment, start_date, end_date``
+    (empty ``end_date`` = still active), optional ``mrr``."""
+    name = source or _source_name(frame, "customers.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    _require_columns(frame, ["customer_id", "segment", "start_date", "end_date"], col)
+    rows = _rows(frame)
+    out = pd.DataFrame({"customer_id": _key(frame, "customer_id", col), "segment": _key(frame, "segment", col)})
+    for c in ("start_date", "end_date"):
+        values = frame[c]
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(values) else values
+        text = values.astype("string").str.strip()
+        bad = parsed.isna() & text.notna() & (text != "")
+        col.add_rows(rows[bad.to_numpy()], c, "a date (YYYY-MM-DD)", values[bad].tolist())
+        if c == "start_date":
+            miss = parsed.isna() & ~bad
+            col.add_rows(rows[miss.to_numpy()], c, "a start date (YYYY-MM-DD)")
+        out[c] = pd.to_datetime(parsed).astype("datetime64[ns]")
+    before = out["end_date"].notna() & (out["end_date"] < out["start_date"])
+    col.add_rows(rows[before.to_numpy()], "end_date", "an end date on or after the start date", frame["end_date"][before].tolist())
+    if "mrr" in frame.columns:
+        mrr = _numeric(frame, "mrr", col, allow_missing=True, expected="monthly recurring revenue (a number)")
+        neg = mrr < 0
+        col.add_rows(rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist())
+        out["mrr"] = mrr
+    _check_unique(frame, out["customer_id"], "customer_id", col, what="customer")
+    if segments is not None:
+        known = set(segments)
+        unknown = out["segment"].notna() & ~out["segment"].isin(known)
+        col.add_rows(rows[unknown.to_numpy()], "segment", "a segment listed in segments.csv (" + ", ".join(sorted(known)) + ")", out["segment"][unknown].tolist())
+    col.raise_if_any()
+    out["row"] = rows
+    out.attrs.update(source=name)
+    return out
+
+
+def validate_respondents(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+    """Validate respondents: ``respondent_id, segment[, weight][, profile columns]``."""
+    name = source or _source_name(frame, "respondents.csv")
+    col = _Collector(name)
+    _nonempty(frame, col)
+    _require_columns(frame, ["respondent_id", "segment"], col)
+    out = frame.copy()
+    out["respondent_id"] = _key(frame, "respondent_id", col)
+    out["segment"] = _key(frame, "segment", col)
+    w = _positive_weight(frame, col)
+    if w is not None:
+        out["weight"] = w
+    _check_unique(frame, out["respondent_id"], "respondent_id", col)
+    col.raise_if_any()
+    out["row"] = _rows(frame)
+    out.attrs.update(source=name)
+    return out
+
+
+def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Give every answer row a ``segment`` and a ``weight``.
+
+    Segment membership comes from the instrument's own ``segment`` column or from
+    ``respondents`` joined on ``respondent_id``; when both exist they must agree, and with
+    neither every respondent is in ``all``. Weights come from either file (1 when absent).
+    """
+    name = str(answers.attrs.get("source", "input"))
+    col = _Collector(name)
+    out = answers.copy()
+    out.attrs.update(answers.attrs)
+    if respondents is not None:
+        lookup = respondents.set_index("respondent_id")
+        known = out["respondent_id"].isin(lookup.index)
+        first = ~out.duplicated("respondent_id")
+        missing = ~known & first
+        col.add_rows(
+            out["row"][missing],
+            "respondent_id",
+            f"a respondent listed in {respondents.attrs.get('source', 'respondents.csv')}",
+            out["respondent_id"][missing].tolist(),
+        )
+        joined = out["respondent_id"].map(lookup["segment"])
+        if "segment" in out.columns:
+            clash = known & (joined != out["segment"]) & first
+            col.add_rows(
+                out["row"][clash],
+                "segment",
+                f"the segment given in {respondents.attrs.get('source', 'respondents.csv')}",
+                [f"{a} (respondents file says {b})" for a, b in zip(out["segment"][clash], joined[clash], strict=True)],
+            )
+        else:
+            out["segment"] = joined
+        if "weight" in lookup.columns:
+            jw = out["respondent_id"].map(lookup["weight"])
+            if "weight" in out.columns:
+                clash = known & ~np.isclose(jw.astype(float), out["weight"].astype(float)) & first
+                col.add_rows(out["row"][clash], "weight", "the weight given in the respondents file", out["weight"][clash].tolist())
+            else:
+                out["weight"] = jw
+    if "segment" not in out.columns:
+        out["segment"] = RESERVED_SEGMENT
+    segs = set(out["segment"].dropna().unique())
+    if RESERVED_SEGMENT in segs and len(segs) > 1:
+        bad = out["segment"] == RESERVED_SEGMENT
+        col.add_rows(out["row"][bad & ~out.duplicated("respondent_id")], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(bad.sum()))
+    if "weight" not in out.columns:
+        out["weight"] = 1.0
+    col.raise_if_any()
+    out["weight"] = out["weight"].astype(float)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Write into a temporary sibling folder and move it into ``out`` only on success.
+
+    Files already in ``out`` that this run does not write are left alone; files it writes
+    replace the old ones only after the whole run succeeded, so a failure never leaves a set of
+    results that looks complete.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    out.mkdir(parents=True, exist_ok=True)
+    for src in sorted(tmp.rglob("*")):
+        rel = src.relative_to(tmp)
+        dst = out / rel
+        if src.is_dir():
+            dst.mkdir(parents=True, exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, *, for_people: bool = False) -> Path:
+    """Write a table. Machine tables keep exact values; exports for people neutralise formulas."""
+    path = Path(path)
+    data = neutralise_formulas(frame) if for_people else frame
+    data.to_csv(path, index=False, float_format="%.10g")
+    return path
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with a single quote."""
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            s = out[c]
+            mask = s.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_START))
+            out[c] = s.where(~mask, "'" + s.astype(str))
+    out.columns = [("'" + c) if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in out.columns]
+    return out
