@@ -1,0 +1,713 @@
+"""Synthetic pricing studies with known truth, for tests, the demo study and benchmarks.
+
+The world is a set of customer segments. Each respondent has
+
+* a reservation price ``R`` (lognormal within the segment) and a purchase propensity ``pi``;
+  the probability of buying at price ``p`` is ``pi * Phi((log R - log p) / tau)``, so the true
+  demand and revenue curves of a segment, and its revenue-optimal price, are known;
+* Van Westendorp answers around ``R`` (rounded like people round, a share of them out of order)
+  and Newton–Miller–Smith purchase likelihoods on a 1–5 scale at their own cheap and expensive
+  prices;
+* MaxDiff item utilities drawn around the segment's mean utilities;
+* conjoint part-worths and a (negative) price coefficient drawn around the segment's means, and a
+  constant for the no-choice option;
+* and the segment's customers churn at a known constant monthly hazard.
+
+Every function takes a seed or a ``numpy.random.Generator`` and returns both the data (in the
+contract's file layouts) and the truth it was generated from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+
+NMS_CALIBRATION = {5: 0.7, 4: 0.5, 3: 0.3, 2: 0.1, 1: 0.0}
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# The world
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """One customer segment of a simulated world."""
+
+    name: str
+    share: float  # share of survey respondents
+    median_wtp: float  # median reservation price per account per period
+    wtp_sigma: float = 0.35  # lognormal spread of reservation prices
+    propensity: float = 0.6  # mean purchase propensity at an acceptable price
+    customers: int = 1000
+    arpa: float | None = None  # defaults to about the median WTP
+    churn_rate: float = 0.03  # true monthly hazard
+    cac: float = 500.0
+    trials: int = 2000
+    conversion_rate: float = 0.2
+    gross_margin: float = 0.8
+    market_size: int = 10000
+    market_growth: float = 0.1
+    item_shift: dict[str, float] = field(default_factory=dict)  # MaxDiff utility shifts
+    partworth_shift: dict[str, float] = field(default_factory=dict)  # "attr=level" → shift
+    price_sensitivity: float = 1.0  # multiplies the price coefficient
+
+
+DEMO_SEGMENTS = (
+    SegmentSpec(
+        "Startups", 0.30, 39.0, 0.40, 0.55, customers=1800, churn_rate=0.045, cac=180.0,
+        trials=9000, conversion_rate=0.14, gross_margin=0.82, market_size=60000, market_growth=0.22,
+        item_shift={"ai_insights": 0.8, "integrations": 0.6, "sso": -1.0, "audit_log": -1.0, "sla": -0.8},
+        partworth_shift={"Support=Phone 24/7": -0.4}, price_sensitivity=1.7,
+    ),
+    SegmentSpec(
+        "SMB", 0.30, 79.0, 0.35, 0.60, customers=2400, churn_rate=0.03, cac=420.0,
+        trials=7000, conversion_rate=0.19, gross_margin=0.80, market_size=35000, market_growth=0.12,
+        item_shift={"exports": 0.5, "dashboards": 0.4, "mobile_app": 0.3},
+        price_sensitivity=1.0,
+    ),
+    SegmentSpec(
+        "Mid-market", 0.25, 149.0, 0.32, 0.62, customers=900, churn_rate=0.018, cac=1500.0,
+        trials=2200, conversion_rate=0.24, gross_margin=0.78, market_size=9000, market_growth=0.09,
+        item_shift={"sso": 0.9, "custom_roles": 0.7, "api": 0.5, "sandbox": 0.3},
+        partworth_shift={"SSO=Included": 0.5}, price_sensitivity=0.6,
+    ),
+    SegmentSpec(
+        "Enterprise", 0.15, 299.0, 0.30, 0.65, customers=220, churn_rate=0.008, cac=9000.0,
+        trials=400, conversion_rate=0.30, gross_margin=0.75, market_size=2500, market_growth=0.05,
+        item_shift={"sso": 1.6, "audit_log": 1.4, "sla": 1.3, "custom_roles": 0.8, "ai_insights": -0.5},
+        partworth_shift={"SSO=Included": 1.0, "Support=Phone 24/7": 0.8}, price_sensitivity=0.35,
+    ),
+)
+
+DEMO_ITEMS = {
+    "sso": "Single sign-on (SAML)",
+    "audit_log": "Audit log",
+    "sla": "99.9% uptime SLA",
+    "custom_roles": "Custom roles and permissions",
+    "api": "Full API access",
+    "integrations": "Slack, HubSpot and Salesforce integrations",
+    "dashboards": "Custom dashboards",
+    "exports": "Scheduled exports",
+    "ai_insights": "AI insights",
+    "mobile_app": "Mobile app",
+    "sandbox": "Sandbox workspace",
+    "white_label": "White-label reports",
+    "priority_support": "Priority support",
+    "data_retention": "Unlimited data history",
+}
+# population mean utilities (before segment shifts)
+DEMO_ITEM_MEANS = {
+    "sso": 0.2, "audit_log": -0.2, "sla": 0.1, "custom_roles": 0.0, "api": 0.6,
+    "integrations": 1.1, "dashboards": 0.9, "exports": 0.4, "ai_insights": 0.5, "mobile_app": -0.6,
+    "sandbox": -0.9, "white_label": -1.2, "priority_support": 0.3, "data_retention": -0.1,
+}
+
+DEMO_ATTRIBUTES = {
+    "Support": ["Email", "Chat", "Phone 24/7"],
+    "SSO": ["Not included", "Included"],
+    "Users": ["5 users", "25 users", "Unlimited"],
+    "History": ["90 days", "1 year", "Unlimited"],
+}
+# part-worths per attribute level (first level 0), in utility per choice
+DEMO_PARTWORTHS = {
+    "Support=Chat": 0.45, "Support=Phone 24/7": 0.8,
+    "SSO=Included": 0.5,
+    "Users=25 users": 0.7, "Users=Unlimited": 1.2,
+    "History=1 year": 0.35, "History=Unlimited": 0.55,
+}
+
+
+def _segment_names(segments) -> list[SegmentSpec]:
+    if segments is None:
+        return list(DEMO_SEGMENTS)
+    if isinstance(segments, int):
+        return list(DEMO_SEGMENTS[:segments]) if segments <= len(DEMO_SEGMENTS) else [
+            SegmentSpec(f"Segment {i + 1}", 1 / segments, 50.0 * (1 + i)) for i in range(segments)
+        ]
+    return list(segments)
+
+
+def _assign_segments(n: int, specs: list[SegmentSpec], rng: np.random.Generator) -> np.ndarray:
+    shares = np.array([s.share for s in specs], dtype=float)
+    shares /= shares.sum()
+    counts = np.floor(shares * n).astype(int)
+    counts[: n - counts.sum()] += 1
+    labels = np.repeat(np.arange(len(specs)), counts)
+    return rng.permutation(labels)
+
+
+def _ids(n: int, prefix: str = "R") -> np.ndarray:
+    width = max(4, len(str(n)))
+    return np.array([f"{prefix}{i + 1:0{width}d}" for i in range(n)], dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# Van Westendorp
+
+
+@dataclass(frozen=True)
+class SimulatedVW:
+    """Van Westendorp answers with the true demand behind them."""
+
+    answers: pd.DataFrame  # respondent_id, segment, too_cheap, cheap, expensive, too_expensive, buy_cheap, buy_expensive
+    respondents: pd.DataFrame  # respondent_id, segment, reservation_price, propensity, inconsistent
+    demand: pd.DataFrame  # segment, price, purchase_probability, revenue (population truth)
+    optimal_prices: pd.DataFrame  # segment, revenue_optimal_price, demand_at_optimum
+    tau: float
+
+
+def true_demand(
+    median_wtp: float, wtp_sigma: float, propensity: float, prices: np.ndarray, tau: float
+) -> np.ndarray:
+    """Population purchase probability at each price.
+
+    With log R ~ N(log m, s²) and P(buy | R) = pi · Phi((log R − log p)/tau), the mixture
+    integrates in closed form to pi · Phi((log m − log p) / sqrt(s² + tau²)).
+    """
+    prices = np.asarray(prices, dtype=float)
+    return propensity * ndtr((np.log(median_wtp) - np.log(prices)) / np.hypot(wtp_sigma, tau))
+
+
+def true_revenue_optimum(spec: SegmentSpec, tau: float) -> tuple[float, float]:
+    """Revenue-optimal price and the purchase probability there, found on a fine grid."""
+    grid = np.exp(np.linspace(np.log(spec.median_wtp) - 3, np.log(spec.median_wtp) + 2, 20001))
+    d = true_demand(spec.median_wtp, spec.wtp_sigma, spec.propensity, grid, tau)
+    i = int(np.argmax(grid * d))
+    return float(grid[i]), float(d[i])
+
+
+def _round_prices(x: np.ndarray, median: float, rng: np.random.Generator) -> np.ndarray:
+    """Round like people do: to 1, 5 or 10 units depending on the price level, some to x9."""
+    step = np.where(median < 60, 1.0, np.where(median < 200, 5.0, 10.0))
+    r = np.round(x / step) * step
+    charm = rng.random(x.shape) < 0.3
+    r = np.where(charm & (r > step), r - 1, r)
+    return np.maximum(r, 0.0)
+
+
+def simulate_vw(
+    n_respondents: int = 1000,
+    segments=None,
+    *,
+    inconsistent_share: float = 0.04,
+    tau: float = 0.15,
+    nms: bool = True,
+    round_prices: bool = True,
+    seed: int | np.random.Generator | None = 0,
+    respondent_ids: np.ndarray | None = None,
+    segment_index: np.ndarray | None = None,
+) -> SimulatedVW:
+    """Simulate Van Westendorp (and NMS) answers from lognormal reservation prices.
+
+    Answers are multiples of each respondent's reservation price ``R`` with noise: too cheap
+    ≈ 0.45 R, cheap ≈ 0.7 R, expensive ≈ R, too expensive ≈ 1.35 R. Purchase likelihood at the
+    own cheap and expensive price is the true probability mapped to the nearest level of the
+    standard NMS calibration (5→0.7 … 1→0), so a correct NMS analysis recovers the demand curve.
+    """
+    rng = _rng(seed)
+    specs = _segment_names(segments)
+    seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
+    n = len(seg)
+    med = np.array([s.median_wtp for s in specs])[seg]
+    sig = np.array([s.wtp_sigma for s in specs])[seg]
+    prop = np.array([s.propensity for s in specs])[seg]
+    R = med * np.exp(sig * rng.standard_normal(n))
+    pi = np.clip(rng.beta(8 * prop, 8 * (1 - prop)), 0.02, 0.98)
+    mult = np.column_stack(
+        [
+            0.45 * np.exp(0.15 * rng.standard_normal(n)),
+            0.70 * np.exp(0.08 * rng.standard_normal(n)),
+            1.00 * np.exp(0.05 * rng.standard_normal(n)),
+            1.35 * np.exp(0.08 * rng.standard_normal(n)),
+        ]
+    )
+    mult = np.sort(mult, axis=1)
+    answers = R[:, None] * mult
+    if round_prices:
+        answers = _round_prices(answers, med[:, None], rng)
+        answers = np.sort(answers, axis=1)
+    bad = rng.random(n) < inconsistent_share
+    if bad.any():
+        # people who misread a question swap two neighbouring answers
+        j = rng.integers(0, 3, size=bad.sum())
+        rows = np.flatnonzero(bad)
+        a = answers[rows, j].copy()
+        answers[rows, j] = answers[rows, j + 1]
+        answers[rows, j + 1] = a
+    ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
+    frame = pd.DataFrame(
+        {
+            "respondent_id": ids,
+            "segment": [specs[i].name for i in seg],
+            "too_cheap": answers[:, 0],
+            "cheap": answers[:, 1],
+            "expensive": answers[:, 2],
+            "too_expensive": answers[:, 3],
+        }
+    )
+    if nms:
+        levels = np.array(sorted(NMS_CALIBRATION))
+        probs = np.array([NMS_CALIBRATION[k] for k in levels])
+
+        def stated(price):
+            q = pi * ndtr((np.log(R) - np.log(np.maximum(price, 1e-9))) / tau)
+            q = np.clip(q + 0.05 * rng.standard_normal(n), 0, 1)
+            return levels[np.argmin(np.abs(q[:, None] - probs[None, :]), axis=1)]
+
+        frame["buy_cheap"] = stated(answers[:, 1])
+        frame["buy_expensive"] = stated(answers[:, 2])
+    truth_rows, opt_rows = [], []
+    for s in specs:
+        grid = np.linspace(0.2 * s.median_wtp, 3 * s.median_wtp, 400)
+        d = true_demand(s.median_wtp, s.wtp_sigma, s.propensity, grid, tau)
+        truth_rows.append(pd.DataFrame({"segment": s.name, "price": grid, "purchase_probability": d, "revenue": grid * d}))
+        p_opt, d_opt = true_revenue_optimum(s, tau)
+        opt_rows.append({"segment": s.name, "revenue_optimal_price": p_opt, "demand_at_optimum": d_opt})
+    people = pd.DataFrame(
+        {"respondent_id": ids, "segment": frame["segment"], "reservation_price": R, "propensity": pi, "inconsistent": ~(np.diff(answers, axis=1) >= 0).all(axis=1)}
+    )
+    return SimulatedVW(frame, people, pd.concat(truth_rows, ignore_index=True), pd.DataFrame(opt_rows), tau)
+
+
+# --------------------------------------------------------------------------------------------
+# MaxDiff
+
+
+@dataclass(frozen=True)
+class SimulatedMaxDiff:
+    """MaxDiff answers with the utilities behind them."""
+
+    answers: pd.DataFrame  # long layout: respondent_id, task, item, best, worst, segment
+    design: pd.DataFrame  # version, task, position, item
+    respondents: pd.DataFrame  # respondent_id, segment, version
+    individual_utilities: pd.DataFrame  # respondent_id, segment, item, utility (zero-centred)
+    segment_means: pd.DataFrame  # segment, item, utility (zero-centred)
+    segment_shares: pd.DataFrame  # segment, item, share (0–100, mean of individual shares; includes 'all')
+    items: list[str]
+    labels: dict[str, str]
+    per_task: int
+
+
+def probability_shares(utilities: np.ndarray, k: int) -> np.ndarray:
+    """Probability-scaled shares (0–100) per row: exp(u)/(exp(u)+k−1), rescaled to sum to 100."""
+    u = utilities - utilities.mean(axis=-1, keepdims=True)
+    p = np.exp(u) / (np.exp(u) + k - 1)
+    return 100 * p / p.sum(axis=-1, keepdims=True)
+
+
+def simulate_maxdiff(
+    n_respondents: int = 300,
+    n_items: int = 12,
+    per_task: int = 4,
+    n_tasks: int = 10,
+    n_versions: int = 10,
+    segments=3,
+    *,
+    heterogeneity: float = 0.8,
+    seed: int | np.random.Generator | None = 0,
+    design: pd.DataFrame | None = None,
+    respondent_ids: np.ndarray | None = None,
+    segment_index: np.ndarray | None = None,
+) -> SimulatedMaxDiff:
+    """Simulate best-worst answers from individual utilities on a balanced design.
+
+    Individual utilities are the segment mean plus N(0, heterogeneity²) noise; a respondent picks
+    best = argmax(u + Gumbel) and worst = argmin(u − Gumbel) among the remaining items (the
+    sequential best-worst model that the estimators assume).
+    """
+    rng = _rng(seed)
+    specs = _segment_names(segments)
+    codes = list(DEMO_ITEMS)[:n_items] if n_items <= len(DEMO_ITEMS) else [f"item{i + 1:02d}" for i in range(n_items)]
+    labels = {c: DEMO_ITEMS.get(c, c) for c in codes}
+    if design is None:
+        from wtp.maxdiff import design_maxdiff
+
+        design = design_maxdiff(n_items, per_task, n_tasks, n_versions, items=codes, rng=rng)
+    design = design.copy()
+    design["item"] = design["item"].astype(str)
+    seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
+    n = len(seg)
+    base = np.array([DEMO_ITEM_MEANS.get(c, rng.normal(0, 0.8)) for c in codes])
+    means = np.array([[base[j] + s.item_shift.get(c, 0.0) for j, c in enumerate(codes)] for s in specs])
+    means -= means.mean(axis=1, keepdims=True)
+    U = means[seg] + heterogeneity * rng.standard_normal((n, len(codes)))
+    U -= U.mean(axis=1, keepdims=True)
+    ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
+    versions = design["version"].unique()
+    version_of = versions[np.arange(n) % len(versions)]
+    # respondents × tasks × positions item index array, vectorised choices
+    design = design.sort_values(["version", "task", "position"])
+    item_index = {c: j for j, c in enumerate(codes)}
+    d_items = design["item"].map(item_index).to_numpy()
+    tasks_per_version = design.groupby("version")["task"].nunique().iloc[0]
+    k = int(design.groupby(["version", "task"]).size().mode().iloc[0])
+    shown = d_items.reshape(len(versions), tasks_per_version, k)
+    vpos = {v: i for i, v in enumerate(versions)}
+    S = shown[[vpos[v] for v in version_of]]  # n × T × k
+    u_shown = np.take_along_axis(U[:, None, :].repeat(tasks_per_version, axis=1), S, axis=2)
+    g1 = rng.gumbel(size=u_shown.shape)
+    best_pos = np.argmax(u_shown + g1, axis=2)
+    g2 = rng.gumbel(size=u_shown.shape)
+    worst_score = -u_shown + g2
+    np.put_along_axis(worst_score, best_pos[..., None], -np.inf, axis=2)
+    worst_pos = np.argmax(worst_score, axis=2)
+    task_labels = np.sort(design["task"].unique())
+    rows = pd.DataFrame(
+        {
+            "respondent_id": np.repeat(ids, tasks_per_version * k),
+            "task": np.tile(np.repeat(task_labels[:tasks_per_version], k), n),
+            "item": np.array(codes, dtype=object)[S.reshape(-1)],
+            "best": (np.arange(k)[None, None, :] == best_pos[..., None]).astype(int).reshape(-1),
+            "worst": (np.arange(k)[None, None, :] == worst_pos[..., None]).astype(int).reshape(-1),
+            "segment": np.repeat(np.array([s.name for s in specs], dtype=object)[seg], tasks_per_version * k),
+        }
+    )
+    ind = pd.DataFrame(
+        {
+            "respondent_id": np.repeat(ids, len(codes)),
+            "segment": np.repeat(np.array([s.name for s in specs], dtype=object)[seg], len(codes)),
+            "item": np.tile(codes, n),
+            "utility": U.reshape(-1),
+        }
+    )
+    seg_means = pd.DataFrame(
+        [{"segment": s.name, "item": c, "utility": means[i, j]} for i, s in enumerate(specs) for j, c in enumerate(codes)]
+    )
+    shares = probability_shares(U, k)
+    sh = pd.DataFrame(shares, columns=codes)
+    sh["segment"] = [specs[i].name for i in seg]
+    seg_shares = sh.groupby("segment", sort=False).mean().reset_index().melt("segment", var_name="item", value_name="share")
+    all_shares = pd.DataFrame({"segment": "all", "item": codes, "share": shares.mean(axis=0)})
+    people = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg], "version": version_of})
+    return SimulatedMaxDiff(
+        rows,
+        design.reset_index(drop=True),
+        people,
+        ind,
+        seg_means,
+        pd.concat([seg_shares, all_shares], ignore_index=True),
+        codes,
+        labels,
+        k,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Conjoint
+
+
+@dataclass(frozen=True)
+class SimulatedConjoint:
+    """Choice-based conjoint answers with the part-worths behind them."""
+
+    answers: pd.DataFrame  # respondent_id, task, alt, <attributes>, price, none, chosen, segment
+    design: pd.DataFrame
+    attributes: dict[str, list[str]]
+    prices: list[float]
+    partworths: pd.DataFrame  # segment, attribute, level, utility (population means; includes 'all')
+    wtp: pd.DataFrame  # segment, attribute, level, wtp
+    individual_betas: pd.DataFrame  # respondent_id, segment, parameter, value
+    none_utility: float
+
+
+def simulate_conjoint(
+    n_respondents: int = 500,
+    n_tasks: int = 12,
+    n_alts: int = 3,
+    none: bool = True,
+    segments=3,
+    *,
+    prices: list[float] | None = None,
+    attributes: dict[str, list[str]] | None = None,
+    heterogeneity: float = 0.4,
+    seed: int | np.random.Generator | None = 0,
+    design: pd.DataFrame | None = None,
+    respondent_ids: np.ndarray | None = None,
+    segment_index: np.ndarray | None = None,
+) -> SimulatedConjoint:
+    """Simulate choice-based conjoint answers with heterogeneous part-worths and a none option.
+
+    Individual part-worths are the segment means plus N(0, heterogeneity²); the price
+    coefficient is ``-exp(N(log b_s, 0.15²))`` so it is negative for everyone; the no-choice
+    alternative has a constant utility. Choices maximise utility plus Gumbel noise.
+    """
+    rng = _rng(seed)
+    specs = _segment_names(segments)
+    attributes = {k: list(v) for k, v in (attributes or DEMO_ATTRIBUTES).items()}
+    median = float(np.median([s.median_wtp for s in specs]))
+    if prices is None:
+        prices = [round(median * f) for f in (0.5, 0.75, 1.0, 1.25, 1.5)]
+    prices = [float(p) for p in prices]
+    if design is None:
+        from wtp.conjoint import design_conjoint
+
+        design = design_conjoint(attributes, prices, n_tasks=n_tasks, n_alts=n_alts, n_versions=10, none=False, rng=rng)
+    design = design.copy()
+    if "none" in design.columns:
+        design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
+    seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
+    n = len(seg)
+    params = [f"{a}={lv}" for a, levels in attributes.items() for lv in levels[1:]]
+    # price coefficient scaled so that a level worth ~0.5 utils is worth ~10–20% of the median price
+    base_price_coef = 2.5 / median
+    mean_betas = np.array(
+        [[DEMO_PARTWORTHS.get(p, rng.normal(0.4, 0.3)) + s.partworth_shift.get(p, 0.0) for p in params] for s in specs]
+    )
+    price_means = np.array([base_price_coef * s.price_sensitivity for s in specs])
+    B = mean_betas[seg] + heterogeneity * rng.standard_normal((n, len(params)))
+    bp = -price_means[seg] * np.exp(0.15 * rng.standard_normal(n) - 0.5 * 0.15**2)
+    none_utility = float(-base_price_coef * median * 0.4 + 0.5)  # a typical product is chosen over none ~2:1
+    ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
+    versions = design["version"].unique()
+    version_of = versions[np.arange(n) % len(versions)]
+    design = design.sort_values(["version", "task", "alt"])
+    X_rows = np.zeros((len(design), len(params)))
+    for j, p in enumerate(params):
+        a, lv = p.split("=", 1)
+        X_rows[:, j] = (design[a].astype(str).to_numpy() == lv).astype(float)
+    price_rows = design["price"].to_numpy(dtype=float)
+    T = design.groupby("version")["task"].nunique().iloc[0]
+    A = design.groupby(["version", "task"]).size().iloc[0]
+    X = X_rows.reshape(len(versions), T, A, len(params))
+    P = price_rows.reshape(len(versions), T, A)
+    vpos = np.array([list(versions).index(v) for v in version_of])
+    util = np.einsum("ntap,np->nta", X[vpos], B) + P[vpos] * bp[:, None, None]
+    if none:
+        util = np.concatenate([util, np.full((n, T, 1), none_utility)], axis=2)
+    choice = np.argmax(util + rng.gumbel(size=util.shape), axis=2)
+    n_alt_all = A + (1 if none else 0)
+    d_rep = design.reset_index(drop=True)
+    blocks = []
+    task_labels = np.sort(design["task"].unique())[:T]
+    for v_i, v in enumerate(versions):
+        who = np.flatnonzero(vpos == v_i)
+        if len(who) == 0:
+            continue
+        block = d_rep[d_rep["version"] == v].drop(columns="version")
+        if none:
+            nr = pd.DataFrame({"task": task_labels, "alt": A + 1})
+            block = pd.concat([block.assign(none=0), nr.assign(none=1)], ignore_index=True).sort_values(["task", "alt"], kind="stable")
+        block = block.reset_index(drop=True)
+        big = block.loc[np.tile(np.arange(len(block)), len(who))].reset_index(drop=True)
+        big.insert(0, "respondent_id", np.repeat(ids[who], len(block)))
+        chosen_pos = choice[who].reshape(-1)  # per respondent per task
+        alt_pos = np.tile(np.arange(n_alt_all), len(who) * T)
+        big["chosen"] = (alt_pos == np.repeat(chosen_pos, n_alt_all)).astype(int)
+        big["segment"] = np.repeat(np.array([specs[i].name for i in seg], dtype=object)[who], len(block))
+        blocks.append(big)
+    answers = pd.concat(blocks, ignore_index=True)
+    order = {rid: i for i, rid in enumerate(ids)}
+    answers = answers.sort_values(["respondent_id", "task", "alt"], key=lambda s: s.map(order) if s.name == "respondent_id" else s, kind="stable").reset_index(drop=True)
+    for a in attributes:
+        answers[a] = answers[a].where(answers["none"] == 0 if none else True, None)
+    pw_rows, wtp_rows = [], []
+    group_means = {s.name: (mean_betas[i], price_means[i]) for i, s in enumerate(specs)}
+    counts = np.bincount(seg, minlength=len(specs))
+    group_means["all"] = (
+        (mean_betas * counts[:, None]).sum(0) / counts.sum(),
+        float((price_means * counts).sum() / counts.sum()),
+    )
+    for name, (mb, pm) in group_means.items():
+        for a, levels in attributes.items():
+            pw_rows.append({"segment": name, "attribute": a, "level": levels[0], "utility": 0.0})
+            wtp_rows.append({"segment": name, "attribute": a, "level": levels[0], "wtp": 0.0})
+            for lv in levels[1:]:
+                b = mb[params.index(f"{a}={lv}")]
+                pw_rows.append({"segment": name, "attribute": a, "level": lv, "utility": b})
+                wtp_rows.append({"segment": name, "attribute": a, "level": lv, "wtp": b / pm})
+        pw_rows.append({"segment": name, "attribute": "price", "level": "per_unit", "utility": -pm})
+        if none:
+            pw_rows.append({"segment": name, "attribute": "none", "level": "none", "utility": none_utility})
+    betas = pd.DataFrame(B, columns=params)
+    betas["price"] = bp
+    betas.insert(0, "segment", [specs[i].name for i in seg])
+    betas.insert(0, "respondent_id", ids)
+    betas = betas.melt(["respondent_id", "segment"], var_name="parameter", value_name="value")
+    return SimulatedConjoint(answers, design.reset_index(drop=True), attributes, prices, pd.DataFrame(pw_rows), pd.DataFrame(wtp_rows), betas, none_utility)
+
+
+# --------------------------------------------------------------------------------------------
+# Segments and customers
+
+
+@dataclass(frozen=True)
+class SimulatedCustomers:
+    """Customers with known constant monthly churn per segment."""
+
+    customers: pd.DataFrame  # customer_id, segment, start_date, end_date, mrr
+    segments: pd.DataFrame  # the segments.csv layout
+    churn_rate: dict[str, float]  # true monthly hazard
+    arpa: dict[str, float]
+    as_of: pd.Timestamp
+
+
+def simulate_customers(
+    segments=None,
+    *,
+    n_per_segment: int | dict[str, int] | None = None,
+    months: int = 36,
+    as_of: str = "2026-06-30",
+    seed: int | np.random.Generator | None = 0,
+) -> SimulatedCustomers:
+    """Customers who start uniformly over ``months`` and leave after an exponential lifetime.
+
+    Monthly churn (the hazard of the exponential lifetime, per 30.4375-day month) is each
+    segment's ``churn_rate``; ``mrr`` is lognormal around the segment's ARPA.
+    """
+    rng = _rng(seed)
+    specs = _segment_names(segments)
+    end = pd.Timestamp(as_of)
+    rows = []
+    churn, arpa = {}, {}
+    day_per_month = 30.4375
+    for s in specs:
+        n = n_per_segment.get(s.name, s.customers) if isinstance(n_per_segment, dict) else (n_per_segment or s.customers)
+        a = s.arpa if s.arpa is not None else round(s.median_wtp * 0.9, 2)
+        start_days = rng.uniform(0, months * day_per_month, n)
+        start = end - pd.to_timedelta(np.floor(start_days), unit="D")
+        # a constant monthly hazard h means P(survive one month) = exp(-h·1); churn_rate is that h
+        life_days = rng.exponential(day_per_month / s.churn_rate, n)
+        stop = start + pd.to_timedelta(np.ceil(life_days), unit="D")
+        ended = stop <= end
+        rows.append(
+            pd.DataFrame(
+                {
+                    "segment": s.name,
+                    "start_date": start.strftime("%Y-%m-%d"),
+                    "end_date": np.where(ended, stop.strftime("%Y-%m-%d"), ""),
+                    "mrr": np.round(a * np.exp(0.3 * rng.standard_normal(n) - 0.045), 2),
+                }
+            )
+        )
+        churn[s.name] = s.churn_rate
+        arpa[s.name] = a
+    customers = pd.concat(rows, ignore_index=True)
+    customers.insert(0, "customer_id", _ids(len(customers), "C"))
+    return SimulatedCustomers(customers, simulate_segments(specs), churn, arpa, end)
+
+
+def simulate_segments(segments=None) -> pd.DataFrame:
+    """The segments.csv layout for a set of segment specs (no randomness: these are the truth)."""
+    specs = _segment_names(segments)
+    return pd.DataFrame(
+        {
+            "segment": [s.name for s in specs],
+            "customers": [s.customers for s in specs],
+            "arpa": [s.arpa if s.arpa is not None else round(s.median_wtp * 0.9, 2) for s in specs],
+            "churn_rate": [s.churn_rate for s in specs],
+            "cac": [s.cac for s in specs],
+            "trials": [s.trials for s in specs],
+            "conversions": [round(s.trials * s.conversion_rate) for s in specs],
+            "gross_margin": [s.gross_margin for s in specs],
+            "market_size": [s.market_size for s in specs],
+            "market_growth": [s.market_growth for s in specs],
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# A whole study folder
+
+
+@dataclass(frozen=True)
+class SimulatedStudy:
+    """A study folder written to disk and the truth behind it."""
+
+    folder: Path
+    vw: SimulatedVW
+    maxdiff: SimulatedMaxDiff
+    conjoint: SimulatedConjoint
+    customers: SimulatedCustomers
+    revenue_optimal_prices: pd.DataFrame  # segment, revenue_optimal_price
+
+
+def simulate_study(
+    folder: str | Path,
+    *,
+    n_respondents: int = 600,
+    segments=None,
+    name: str = "Acme Analytics pricing 2026",
+    seed: int = 20260,
+    maxdiff_tasks: int = 10,
+    conjoint_tasks: int = 10,
+    customers_per_segment: int | None = None,
+    weights: bool = True,
+) -> SimulatedStudy:
+    """Write a complete study folder (study.toml and every input file) and return its truth.
+
+    The same respondents answer Van Westendorp, MaxDiff and conjoint; their segment and a
+    survey weight live in respondents.csv (the instrument files carry no segment, as a survey
+    export would not).
+    """
+    rng = np.random.default_rng(seed)
+    specs = _segment_names(segments)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    seg = _assign_segments(n_respondents, specs, rng)
+    ids = _ids(n_respondents)
+    vw = simulate_vw(n_respondents, specs, seed=rng, respondent_ids=ids, segment_index=seg)
+    md = simulate_maxdiff(n_respondents, n_items=len(DEMO_ITEMS), per_task=5, n_tasks=maxdiff_tasks, n_versions=12, segments=specs, seed=rng, respondent_ids=ids, segment_index=seg)
+    cj = simulate_conjoint(n_respondents, n_tasks=conjoint_tasks, n_alts=3, none=True, segments=specs, seed=rng, respondent_ids=ids, segment_index=seg)
+    cu = simulate_customers(specs, n_per_segment=customers_per_segment, seed=rng)
+    resp = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg]})
+    if weights:
+        # post-stratification weights: respondents answer in proportion to the sample plan,
+        # the weight brings each segment back to its share of the customer base
+        base = np.array([s.customers for s in specs], dtype=float)
+        target = base / base.sum()
+        have = np.bincount(seg, minlength=len(specs)) / n_respondents
+        resp["weight"] = np.round((target / have)[seg], 4)
+    resp["company_size"] = rng.choice(["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents)
+    resp.to_csv(folder / "respondents.csv", index=False)
+    vw.answers.drop(columns="segment").to_csv(folder / "vw.csv", index=False)
+    md.answers.drop(columns="segment").to_csv(folder / "maxdiff.csv", index=False)
+    cj.answers.drop(columns="segment").to_csv(folder / "conjoint.csv", index=False)
+    cu.segments.to_csv(folder / "segments.csv", index=False)
+    cu.customers.to_csv(folder / "customers.csv", index=False)
+    items = "\n".join(f'{k} = "{v}"' for k, v in md.labels.items())
+    attrs = "\n".join(f"{a} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in lv)}]" for a, lv in cj.attributes.items())
+    prices = ", ".join(f"{p:g}" for p in cj.prices)
+    tiers_hint = '"sso", "audit_log"' if any(s.name == "Enterprise" for s in specs) else ""
+    (folder / "study.toml").write_text(
+        f'''[study]
+name = "{name}"
+currency = "USD"
+price_unit = "per account per month"
+period = "month"
+as_of = "{cu.as_of.date()}"
+
+[data]
+respondents    = "respondents.csv"
+van_westendorp = "vw.csv"
+maxdiff        = "maxdiff.csv"
+conjoint       = "conjoint.csv"
+segments       = "segments.csv"
+customers      = "customers.csv"
+
+[maxdiff.items]
+{items}
+
+[conjoint]
+prices = [{prices}]
+
+[conjoint.attributes]
+{attrs}
+
+[packages]
+tiers = ["Starter", "Pro", "Enterprise"]
+# features pinned to a tier (code = tier) and the most features a tier may add
+pins = {{ {", ".join(f"{c} = {chr(34)}Enterprise{chr(34)}" for c in tiers_hint.replace(chr(34), "").split(", ") if c)} }}
+max_features_per_tier = 5
+''',
+        encoding="utf-8",
+    )
+    opt = vw.optimal_prices[["segment", "revenue_optimal_price"]]
+    return SimulatedStudy(folder, vw, md, cj, cu, opt)
