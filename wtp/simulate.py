@@ -164,21 +164,38 @@ class SimulatedVW:
     tau: float
 
 
+QUALITY_RATIO = 0.55  # median price below which a respondent starts to doubt quality, relative to R
+
+
+def _quadrature(n: int):
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    return z, w / w.sum()
+
+
 def true_demand(
-    median_wtp: float, wtp_sigma: float, propensity: float, prices: np.ndarray, tau: float
+    median_wtp: float, wtp_sigma: float, propensity: float, prices: np.ndarray, tau: float, quality_sigma: float = 0.1
 ) -> np.ndarray:
     """Population purchase probability at each price.
 
-    With log R ~ N(log m, s²) and P(buy | R) = pi · Phi((log R − log p)/tau), the mixture
-    integrates in closed form to pi · Phi((log m − log p) / sqrt(s² + tau²)).
+    A respondent with reservation price R and quality threshold L buys at price p with
+    probability pi · Phi((log R − log p)/tau) · Phi((log p − log L)/tau): too expensive above R,
+    too cheap to trust below L (the premise of Van Westendorp's "too cheap" question). The
+    population curve integrates log R ~ N(log m, s²) and log(L/R) ~ N(log 0.55, q²) by
+    Gauss–Hermite quadrature.
     """
     prices = np.asarray(prices, dtype=float)
-    return propensity * ndtr((np.log(median_wtp) - np.log(prices)) / np.hypot(wtp_sigma, tau))
+    zr, wr = _quadrature(60)
+    zq, wq = _quadrature(20)
+    log_r = np.log(median_wtp) + wtp_sigma * zr[:, None, None]
+    log_l = log_r + np.log(QUALITY_RATIO) + quality_sigma * zq[None, :, None]
+    lp = np.log(prices)[None, None, :]
+    q = ndtr((log_r - lp) / tau) * ndtr((lp - log_l) / tau)
+    return propensity * np.einsum("i,j,ijk->k", wr, wq, q)
 
 
 def true_revenue_optimum(spec: SegmentSpec, tau: float) -> tuple[float, float]:
     """Revenue-optimal price and the purchase probability there, found on a fine grid."""
-    grid = np.exp(np.linspace(np.log(spec.median_wtp) - 3, np.log(spec.median_wtp) + 2, 20001))
+    grid = np.exp(np.linspace(np.log(spec.median_wtp) - 2, np.log(spec.median_wtp) + 1.5, 3501))
     d = true_demand(spec.median_wtp, spec.wtp_sigma, spec.propensity, grid, tau)
     i = int(np.argmax(grid * d))
     return float(grid[i]), float(d[i])
@@ -198,7 +215,7 @@ def simulate_vw(
     segments=None,
     *,
     inconsistent_share: float = 0.04,
-    tau: float = 0.15,
+    tau: float = 0.12,
     nms: bool = True,
     round_prices: bool = True,
     seed: int | np.random.Generator | None = 0,
@@ -207,10 +224,12 @@ def simulate_vw(
 ) -> SimulatedVW:
     """Simulate Van Westendorp (and NMS) answers from lognormal reservation prices.
 
-    Answers are multiples of each respondent's reservation price ``R`` with noise: too cheap
-    ≈ 0.45 R, cheap ≈ 0.7 R, expensive ≈ R, too expensive ≈ 1.35 R. Purchase likelihood at the
-    own cheap and expensive price is the true probability mapped to the nearest level of the
-    standard NMS calibration (5→0.7 … 1→0), so a correct NMS analysis recovers the demand curve.
+    A respondent buys at price p with probability pi · Phi((log R − log p)/tau) ·
+    Phi((log p − log L)/tau) (see :func:`true_demand`). Answers sit where that probability has a
+    recognisable level: too cheap ≈ L·e^(−2 tau), cheap ≈ L·e^(2 tau), expensive ≈ R·e^(−1.2 tau),
+    too expensive ≈ R·e^(2 tau), with answer noise and rounding. Purchase likelihood at the own
+    cheap and expensive price is the true probability (plus noise) mapped to the nearest level of
+    the standard NMS calibration (5→0.7 … 1→0).
     """
     rng = _rng(seed)
     specs = _segment_names(segments)
@@ -220,17 +239,11 @@ def simulate_vw(
     sig = np.array([s.wtp_sigma for s in specs])[seg]
     prop = np.array([s.propensity for s in specs])[seg]
     R = med * np.exp(sig * rng.standard_normal(n))
+    L = QUALITY_RATIO * R * np.exp(0.1 * rng.standard_normal(n))
     pi = np.clip(rng.beta(8 * prop, 8 * (1 - prop)), 0.02, 0.98)
-    mult = np.column_stack(
-        [
-            0.45 * np.exp(0.15 * rng.standard_normal(n)),
-            0.70 * np.exp(0.08 * rng.standard_normal(n)),
-            1.00 * np.exp(0.05 * rng.standard_normal(n)),
-            1.35 * np.exp(0.08 * rng.standard_normal(n)),
-        ]
-    )
-    mult = np.sort(mult, axis=1)
-    answers = R[:, None] * mult
+    # each answer sits where the respondent's own purchase probability has a recognisable level
+    centre = np.column_stack([L * np.exp(-2 * tau), L * np.exp(2 * tau), R * np.exp(-1.2 * tau), R * np.exp(2 * tau)])
+    answers = np.sort(centre * np.exp(0.04 * rng.standard_normal((n, 4))), axis=1)
     if round_prices:
         answers = _round_prices(answers, med[:, None], rng)
         answers = np.sort(answers, axis=1)
@@ -258,7 +271,8 @@ def simulate_vw(
         probs = np.array([NMS_CALIBRATION[k] for k in levels])
 
         def stated(price):
-            q = pi * ndtr((np.log(R) - np.log(np.maximum(price, 1e-9))) / tau)
+            lp = np.log(np.maximum(price, 1e-9))
+            q = pi * ndtr((np.log(R) - lp) / tau) * ndtr((lp - np.log(L)) / tau)
             q = np.clip(q + 0.05 * rng.standard_normal(n), 0, 1)
             return levels[np.argmin(np.abs(q[:, None] - probs[None, :]), axis=1)]
 
