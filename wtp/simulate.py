@@ -654,6 +654,7 @@ def simulate_study(
     conjoint_tasks: int = 10,
     customers_per_segment: int | None = None,
     weights: bool = True,
+    conjoint_prices: list[float] | None = None,
 ) -> SimulatedStudy:
     """Write a complete study folder (study.toml and every input file) and return its truth.
 
@@ -669,7 +670,12 @@ def simulate_study(
     ids = _ids(n_respondents)
     vw = simulate_vw(n_respondents, specs, seed=rng, respondent_ids=ids, segment_index=seg)
     md = simulate_maxdiff(n_respondents, n_items=len(DEMO_ITEMS), per_task=5, n_tasks=maxdiff_tasks, n_versions=12, segments=specs, seed=rng, respondent_ids=ids, segment_index=seg)
-    cj = simulate_conjoint(n_respondents, n_tasks=conjoint_tasks, n_alts=3, none=True, segments=specs, seed=rng, respondent_ids=ids, segment_index=seg)
+    if conjoint_prices is None:
+        # one tested range that spans every segment's prices, as a real study must
+        lo = min(s.median_wtp for s in specs) * 0.7
+        hi = max(s.median_wtp for s in specs) * 1.2
+        conjoint_prices = [float(round(p)) for p in np.geomspace(lo, hi, 6)]
+    cj = simulate_conjoint(n_respondents, n_tasks=conjoint_tasks, n_alts=3, none=True, segments=specs, prices=conjoint_prices, seed=rng, respondent_ids=ids, segment_index=seg)
     cu = simulate_customers(specs, n_per_segment=customers_per_segment, seed=rng)
     resp = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg]})
     if weights:
