@@ -103,6 +103,54 @@ def echo_table(frame, float_digits: int = 2) -> None:
         typer.echo(frame.to_string(index=False))
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class progress_bar:
+    """A rich progress bar on stderr fed by ``tick(done, total)`` callbacks; silent when disabled."""
+
+    def __init__(self, label: str, enabled: bool = True):
+        self.label = label
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn(self.label), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.label, total=None)
+        return self.tick
+
+    def tick(self, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+        return False
+
+
+def write_vw_outputs(result, folder: Path, settings: dict, seed: int, inputs: dict) -> None:
+    """price_points.csv, curves.csv, nms.csv (with NMS answers), excluded.csv, report.html."""
+    from wtp.io import write_csv
+    from wtp.report.vw import write_report
+
+    write_csv(result.price_points, folder / "price_points.csv")
+    write_csv(result.curves, folder / "curves.csv")
+    if result.has_nms:
+        write_csv(result.nms, folder / "nms.csv")
+    write_csv(result.excluded, folder / "excluded.csv")
+    write_report(result, folder / "report.html", meta=study_meta(settings), seed=seed, inputs=inputs)
+
+
 # commands ---------------------------------------------------------------------------------------
 
 
@@ -122,7 +170,22 @@ def vw_command(
     nms_scale: Annotated[str | None, typer.Option("--nms-scale", help="How to read buy_cheap/buy_expensive: 'scale' (1-5) or 'probability' (0-1).")] = None,
 ) -> None:
     """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
-    raise StageNotBuilt("wtp vw")
+    from wtp.io import atomic_output_dir, validate_vw
+    from wtp.vanwestendorp import van_westendorp
+
+    answers, settings = load_answers(file, validate_vw, respondents, study)
+    nms_scale = nms_scale or settings.get("van_westendorp", {}).get("nms_scale")
+    with progress_bar("Bootstrap", enabled=bootstrap > 0) as tick:
+        result = van_westendorp(
+            answers, inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau,
+            nms_scale=nms_scale, bootstrap=bootstrap, rng=seed, progress=tick,
+        )
+    with atomic_output_dir(out) as tmp:
+        write_vw_outputs(result, tmp, settings, seed, {file.name: _sha256(file)})
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    echo_table(result.summary())
+    typer.echo(f"wrote {out}/price_points.csv, curves.csv{', nms.csv' if result.has_nms else ''}, report.html")
 
 
 @app.command("maxdiff")
@@ -164,7 +227,36 @@ def segments_command(
     grow: Annotated[list[str] | None, typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%.")] = None,
 ) -> None:
     """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
-    raise StageNotBuilt("wtp segments (MAP scoring)")
+    from wtp.io import atomic_output_dir, read_table, validate_customers, validate_segments
+    from wtp.report import provenance
+    from wtp.report.segments import write_outputs
+    from wtp.segments import cohorts, parse_grow, score_segments, what_if
+    from wtp.study import DEFAULT_FILES, settings_only
+
+    folder, settings = settings_only(study)
+    meta = study_meta(settings)
+    if customers is None and folder is not None:
+        # resolve the customers file exactly as load_study does
+        name = settings.get("data", {}).get("customers")
+        if name is None and "data" not in settings and (folder / DEFAULT_FILES["customers"]).exists():
+            name = DEFAULT_FILES["customers"]
+        customers = folder / name if name is not None else None
+    segs = validate_segments(read_table(file), need_arpa_churn=customers is None)
+    cust = validate_customers(read_table(customers), segments=segs["segment"].tolist()) if customers is not None else None
+    growth = parse_grow(grow or [], segs["segment"].tolist())
+    as_of = settings.get("study", {}).get("as_of")
+    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of) if cust is not None else None
+    scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result)
+    scenario = what_if(scores, growth) if growth else None
+    inputs = {file.name: _sha256(file)}
+    if customers is not None:
+        inputs[customers.name] = _sha256(customers)
+    with atomic_output_dir(out) as tmp:
+        written = write_outputs(tmp, scores, cohort_result, scenario, meta=meta, provenance=provenance(seed, inputs))
+    echo_table(scores.summary())
+    if scenario is not None:
+        echo_table(scenario.summary(), float_digits=4)
+    typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
 @app.command("run")
