@@ -309,3 +309,900 @@ def _d_error_zero_prior(x: np.ndarray, task_sizes: np.ndarray, n_versions: int) 
     if sign <= 0:
         return float("inf")
     return float(np.exp(-logdet / x.shape[1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Data preparation
+
+RESERVED_SEGMENT = "all"
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Coding:
+    """How levels and price become model parameters (and back).
+
+    Each attribute with L levels has an L × (L − 1) coding matrix ``C`` (dummy: the first level
+    is a row of zeros; effects: a row of −1), so the part-worths of all its levels are ``C β``.
+    Price is one column (``price / price_scale``) when linear, or coded like an attribute over
+    the sorted tested prices when ``price="partworth"``. The no-choice alternative gets a
+    constant (``none``) and zeros elsewhere.
+    """
+
+    levels: dict[str, list[str]]
+    prices: list[float]
+    coding: str
+    price: str
+    none: bool
+    price_scale: float
+    parameters: list[str]
+    blocks: dict[str, slice]  # attribute (and "price", "none") → parameter columns
+    matrices: dict[str, np.ndarray]  # attribute (and "price" when part-worth) → coding matrix
+
+    @property
+    def n_parameters(self) -> int:
+        return len(self.parameters)
+
+    def level_rows(self, attribute: str) -> np.ndarray:
+        """Rows L (levels × parameters) with part-worths ``L β`` of every level of ``attribute``."""
+        m = self.matrices[attribute]
+        out = np.zeros((m.shape[0], self.n_parameters))
+        out[:, self.blocks[attribute]] = m
+        return out
+
+    def price_rows(self, prices) -> np.ndarray:
+        """Rows giving the utility of each price (linear term, or part-worths interpolated
+        between tested prices and extended along the nearest segment outside them)."""
+        p = np.atleast_1d(np.asarray(prices, dtype=float))
+        out = np.zeros((p.size, self.n_parameters))
+        if self.price == "linear":
+            out[:, self.blocks["price"].start] = p / self.price_scale
+            return out
+        grid = np.asarray(self.prices, dtype=float)
+        rows = self.level_rows("price")
+        i = np.clip(np.searchsorted(grid, p, side="right") - 1, 0, grid.size - 2)
+        t = (p - grid[i]) / (grid[i + 1] - grid[i])
+        return rows[i] * (1 - t)[:, None] + rows[i + 1] * t[:, None]
+
+    def price_slope_row(self) -> np.ndarray:
+        """Utility per currency unit: the linear coefficient, or for part-worth price the slope
+        between the lowest and the highest tested price."""
+        if self.price == "linear":
+            return self.price_rows([1.0])[0]
+        lo, hi = min(self.prices), max(self.prices)
+        r = self.price_rows([lo, hi])
+        return (r[1] - r[0]) / (hi - lo)
+
+    def none_row(self) -> np.ndarray:
+        out = np.zeros(self.n_parameters)
+        if self.none:
+            out[self.blocks["none"].start] = 1.0
+        return out
+
+    def profile_rows(self, products: pd.DataFrame, *, source: str = "scenario") -> np.ndarray:
+        """Parameter rows (products × parameters) of products described by levels and price."""
+        problems = []
+        need = list(self.levels) + ["price"]
+        missing = [c for c in need if c not in products.columns]
+        if missing:
+            raise InputError(Problem(source, None, ", ".join(missing), "a column for every attribute and price", "no such column"))
+        out = np.zeros((len(products), self.n_parameters))
+        rows = np.arange(len(products)) + 2
+        for a, levels in self.levels.items():
+            text = products[a].astype("string").str.strip()
+            pos = pd.Index(levels).get_indexer(text.fillna(""))
+            for r, v in zip(rows[pos < 0], text[pos < 0], strict=True):
+                problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels), v))
+            out += self.level_rows(a)[np.maximum(pos, 0)]
+        price = pd.to_numeric(products["price"], errors="coerce").to_numpy(dtype=float)
+        for r, v in zip(rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True):
+            problems.append(Problem(source, int(r), "price", "a numeric price", v))
+        if problems:
+            raise InputError(problems)
+        return out + self.price_rows(price)
+
+
+@dataclass(frozen=True)
+class ChoiceData:
+    """Choice tasks in the padded layout the likelihoods use.
+
+    ========== ============================ ==================================================
+    X          n_choices × max_alts × P     coded attributes, price and none constant
+    available  n_choices × max_alts (bool)  False on padding
+    chosen     n_choices (int)              position of the chosen alternative
+    respondent n_choices (int)              index into ``respondents``
+    weight     n_choices (float)            the respondent's weight
+    segment    n_choices (object)           the respondent's segment
+    ========== ============================ ==================================================
+    """
+
+    X: np.ndarray
+    available: np.ndarray
+    chosen: np.ndarray
+    respondent: np.ndarray
+    respondents: np.ndarray
+    weight: np.ndarray
+    segment: np.ndarray
+    coding: Coding
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_choices(self) -> int:
+        return int(self.chosen.size)
+
+    def subset(self, mask: np.ndarray) -> ChoiceData:
+        """The tasks where ``mask`` is True (respondent indices renumbered)."""
+        keep_resp, respondent = np.unique(self.respondent[mask], return_inverse=True)
+        return ChoiceData(
+            self.X[mask], self.available[mask], self.chosen[mask], respondent,
+            self.respondents[keep_resp], self.weight[mask], self.segment[mask], self.coding, self.notes,
+        )
+
+
+def _coding_matrix(n_levels: int, coding: str) -> np.ndarray:
+    m = np.zeros((n_levels, n_levels - 1))
+    m[np.arange(1, n_levels), np.arange(n_levels - 1)] = 1.0
+    if coding == "effects":
+        m[0, :] = -1.0
+    return m
+
+
+def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict | None, source: str) -> tuple[dict[str, list[str]], list[str]]:
+    """Level order per attribute: the given order (study.toml) where known, else first appearance."""
+    real = answers[~answers["none"]]
+    out: dict[str, list[str]] = {}
+    notes: list[str] = []
+    problems = []
+    for a in attributes:
+        seen = [str(x) for x in pd.unique(real[a].dropna())]
+        given = None if not levels or a not in levels else [str(x) for x in levels[a]]
+        if given is None:
+            order = seen
+        else:
+            unknown = sorted(set(seen) - set(given))
+            for level in unknown:
+                r = real.loc[real[a].astype(str) == level, "row"].iloc[0]
+                problems.append(Problem(source, int(r), a, "one of the levels in study.toml: " + ", ".join(given), level))
+            order = [x for x in given if x in set(seen)]
+            dropped = [x for x in given if x not in set(seen)]
+            if dropped:
+                notes.append(f"{a}: level(s) {', '.join(dropped)} from the study are not in the data and cannot be estimated")
+        if len(order) < 2 and not problems:
+            r = real["row"].iloc[0] if len(real) else None
+            problems.append(Problem(source, None if r is None else int(r), a, "at least two levels shown", order))
+        out[a] = order
+    if problems:
+        raise InputError(problems)
+    return out, notes
+
+
+def prepare_choice_data(
+    answers: pd.DataFrame,
+    *,
+    levels: dict[str, list[str]] | None = None,
+    coding: str = "dummy",
+    price: str = "linear",
+) -> ChoiceData:
+    """Turn validated conjoint answers into the padded arrays of :class:`ChoiceData`.
+
+    Parameters
+    ----------
+    answers
+        Output of ``wtp.io.validate_conjoint`` (then ``attach_segments``):
+
+        ============== ==============================================
+        respondent_id  identifier
+        task, alt      task and alternative
+        <attribute>    level as text (attributes in ``attrs['attributes']``)
+        price          float (NaN on the no-choice row)
+        none           bool: the no-choice alternative
+        chosen         0/1
+        segment        optional (default ``all``)
+        weight         optional positive (default 1)
+        ============== ==============================================
+    levels
+        Attribute → ordered levels; the first is the reference. Attributes not given use the
+        order of first appearance.
+    coding
+        ``"dummy"`` (reference level = 0) or ``"effects"`` (part-worths sum to 0 per attribute).
+    price
+        ``"linear"`` (one coefficient per currency unit) or ``"partworth"`` (one part-worth per
+        tested price).
+    """
+    if coding not in ("dummy", "effects"):
+        raise InputError(Problem("options", None, "coding", "'dummy' or 'effects'", coding))
+    if price not in ("linear", "partworth"):
+        raise InputError(Problem("options", None, "price", "'linear' or 'partworth'", price))
+    source = str(answers.attrs.get("source", "conjoint.csv"))
+    attributes = list(answers.attrs.get("attributes") or [])
+    if not attributes:
+        reserved = {"respondent_id", "task", "alt", "price", "chosen", "none", "segment", "weight", "row"}
+        attributes = [c for c in answers.columns if c not in reserved]
+    frame = answers
+    if "none" not in frame.columns:
+        frame = frame.assign(none=False)
+    if "row" not in frame.columns:
+        frame = frame.assign(row=np.arange(len(frame)) + 2)
+    frame = frame.assign(none=frame["none"].astype(bool))
+    level_order, notes = _resolve_levels(frame, attributes, levels, source)
+    prices = sorted(float(p) for p in pd.unique(frame.loc[~frame["none"], "price"].dropna()))
+    if len(prices) < 2:
+        raise InputError(Problem(source, None, "price", "at least two different prices shown (price is needed for willingness to pay)", prices))
+    has_none = bool(frame["none"].any())
+
+    names: list[str] = []
+    blocks: dict[str, slice] = {}
+    matrices: dict[str, np.ndarray] = {}
+    for a, lv in level_order.items():
+        matrices[a] = _coding_matrix(len(lv), coding)
+        blocks[a] = slice(len(names), len(names) + len(lv) - 1)
+        names += [f"{a}={x}" for x in lv[1:]]
+    price_scale = float(max(abs(prices[0]), abs(prices[-1]))) or 1.0
+    if price == "linear":
+        blocks["price"] = slice(len(names), len(names) + 1)
+        names.append("price")
+    else:
+        matrices["price"] = _coding_matrix(len(prices), coding)
+        blocks["price"] = slice(len(names), len(names) + len(prices) - 1)
+        names += [f"price={p:g}" for p in prices[1:]]
+    if has_none:
+        blocks["none"] = slice(len(names), len(names) + 1)
+        names.append("none")
+    spec = Coding(level_order, prices, coding, price, has_none, price_scale, names, blocks, matrices)
+
+    # rows → (task, position): tasks keep the order of first appearance
+    task_key = pd.MultiIndex.from_arrays([frame["respondent_id"].to_numpy(), frame["task"].to_numpy()])
+    task_idx, _ = pd.factorize(task_key)
+    order = np.argsort(task_idx, kind="stable")
+    frame = frame.iloc[order]
+    task_idx = task_idx[order]
+    pos = frame.groupby(task_idx, sort=False).cumcount().to_numpy()
+    n_tasks = int(task_idx.max()) + 1
+    max_alts = int(pos.max()) + 1
+    is_none = frame["none"].to_numpy()
+
+    rows = np.zeros((len(frame), len(names)))
+    for a, lv in level_order.items():
+        codes = pd.Index(lv).get_indexer(frame[a].astype("string").fillna(""))
+        block = matrices[a][np.maximum(codes, 0)]
+        block[is_none] = 0.0
+        rows[:, blocks[a]] = block
+    p = frame["price"].to_numpy(dtype=float)
+    if price == "linear":
+        rows[:, blocks["price"].start] = np.where(is_none, 0.0, p / price_scale)
+    else:
+        codes = np.searchsorted(np.asarray(prices), np.where(is_none, prices[0], p))
+        block = matrices["price"][codes]
+        block[is_none] = 0.0
+        rows[:, blocks["price"]] = block
+    if has_none:
+        rows[:, blocks["none"].start] = is_none.astype(float)
+
+    X = np.zeros((n_tasks, max_alts, len(names)))
+    X[task_idx, pos] = rows
+    available = np.zeros((n_tasks, max_alts), dtype=bool)
+    available[task_idx, pos] = True
+    chosen_mask = frame["chosen"].to_numpy(dtype=float) == 1
+    chosen = np.zeros(n_tasks, dtype=np.int64)
+    chosen[task_idx[chosen_mask]] = pos[chosen_mask]
+
+    first = np.r_[True, task_idx[1:] != task_idx[:-1]]
+    resp_codes, respondents = pd.factorize(frame["respondent_id"].to_numpy()[first])
+    seg = frame["segment"].to_numpy(dtype=object)[first] if "segment" in frame.columns else np.full(n_tasks, RESERVED_SEGMENT, dtype=object)
+    w = frame["weight"].to_numpy(dtype=float)[first] if "weight" in frame.columns else np.ones(n_tasks)
+    return ChoiceData(X, available, chosen, resp_codes.astype(np.int64), np.asarray(respondents, dtype=object), w, seg, spec, tuple(notes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregate multinomial logit
+
+
+@dataclass(frozen=True)
+class MNLFit:
+    """One aggregate MNL fit: estimates, covariance (inverse Hessian) and fit statistics."""
+
+    beta: np.ndarray
+    cov: np.ndarray
+    loglik: float
+    loglik_null: float
+    converged: bool
+    iterations: int
+    n_respondents: int
+    n_choices: int
+
+
+def _mnl_value_grad_hess(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, hessian: bool = True):
+    """Weighted negative log-likelihood, its gradient and Hessian, fully vectorised."""
+    v = X @ beta
+    v = np.where(available, v, -np.inf)
+    vmax = v.max(axis=1, keepdims=True)
+    e = np.exp(v - vmax)
+    denom = e.sum(axis=1, keepdims=True)
+    p = e / denom
+    n = np.arange(chosen.size)
+    ll = w @ (v[n, chosen] - vmax[:, 0] - np.log(denom[:, 0]))
+    xbar = np.einsum("ta,tap->tp", p, X)
+    grad = w @ (X[n, chosen] - xbar)
+    if not hessian:
+        return -ll, -grad, None
+    flat = X.reshape(-1, X.shape[2])
+    wp = (p * w[:, None]).reshape(-1)
+    H = (flat * wp[:, None]).T @ flat - (xbar * w[:, None]).T @ xbar
+    return -ll, -grad, H
+
+
+def fit_mnl(data: ChoiceData, *, max_iter: int = 200) -> MNLFit:
+    """Maximum-likelihood aggregate MNL on ``data`` (weights in the likelihood).
+
+    Weights are rescaled to average 1 per choice so the standard errors (inverse of the
+    Hessian of the weighted log-likelihood) keep the scale of the sample size.
+    """
+    from scipy import optimize
+
+    X, avail, chosen = data.X, data.available, data.chosen
+    w = data.weight / data.weight.mean()
+    cache: dict[bytes, tuple] = {}
+
+    def evaluate(b):
+        key = b.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = _mnl_value_grad_hess(b, X, avail, chosen, w)
+        return cache[key]
+
+    res = optimize.minimize(
+        lambda b: evaluate(b)[0],
+        np.zeros(X.shape[2]),
+        jac=lambda b: evaluate(b)[1],
+        hess=lambda b: evaluate(b)[2],
+        method="trust-exact",
+        options={"maxiter": max_iter, "gtol": 1e-7},
+    )
+    _, grad, H = evaluate(res.x)
+    try:
+        cov = np.linalg.inv(H)
+    except np.linalg.LinAlgError:
+        cov = np.linalg.pinv(H)
+    converged = bool(res.success or np.max(np.abs(grad)) < 1e-4 * max(1.0, float(w.sum())) ** 0.5)
+    n_alts = avail.sum(axis=1)
+    ll_null = float(-(w @ np.log(n_alts)))
+    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices)
+
+
+def _free_columns(X: np.ndarray, available: np.ndarray) -> np.ndarray:
+    """Parameters the data can identify: the column varies within at least one task."""
+    cnt = available.sum(axis=1, keepdims=True)
+    mean = (X * available[..., None]).sum(axis=1, keepdims=True) / cnt[..., None]
+    spread = (np.abs(X - mean) * available[..., None]).sum(axis=(0, 1))
+    return spread > 1e-12
+
+
+def fit_mnl_identified(data: ChoiceData) -> MNLFit:
+    """:func:`fit_mnl` on the parameters the data identify; the others are NaN.
+
+    A segment that never saw some level (or never saw none) cannot estimate its part-worth;
+    the rest of the model is still estimable.
+    """
+    free = _free_columns(data.X, data.available)
+    if free.all():
+        return fit_mnl(data)
+    sub = ChoiceData(data.X[:, :, free], data.available, data.chosen, data.respondent, data.respondents, data.weight, data.segment, data.coding, data.notes)
+    fit = fit_mnl(sub)
+    p = free.size
+    beta = np.full(p, np.nan)
+    beta[free] = fit.beta
+    cov = np.full((p, p), np.nan)
+    cov[np.ix_(free, free)] = fit.cov
+    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices)
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class IndividualDraws:
+    """Posterior draws of individual part-worths (hierarchical Bayes).
+
+    ``draws`` is respondents × draws × parameters in the parameterisation of ``Coding``.
+    """
+
+    respondent_id: np.ndarray
+    segment: np.ndarray
+    weight: np.ndarray
+    draws: np.ndarray
+
+
+@dataclass(frozen=True)
+class ConjointResult:
+    """Part-worths, importances and willingness to pay of a choice-based conjoint.
+
+    Attributes
+    ----------
+    partworths
+        ``segment, attribute, level, utility, se`` — every level of every attribute (the
+        reference level is 0 under dummy coding), the linear price as ``price, per_unit`` (utility
+        per currency unit) or one row per tested price, and ``none, none``.
+    importances
+        ``segment, attribute, importance`` — range of an attribute's part-worths (price:
+        ``|β_price| ×`` tested price range), normalised to 100 within a segment.
+    wtp
+        ``segment, attribute, level, wtp, lower, upper, se, valid`` — money value of a level
+        against the attribute's first level, ``−(β_level − β_first) / β_price``, with a 95%
+        interval (delta method for MNL, posterior quantiles for HB). ``valid`` is False where
+        the segment's price coefficient is not negative and significant.
+    parameters
+        ``segment, parameter, estimate, se, z, p_value`` — the raw coefficients (price in units
+        of ``price / coding.price_scale``).
+    fit
+        ``segment, n_respondents, n_choices, loglik, loglik_null, rho2, converged, price_coef,
+        price_p_value`` per segment.
+    """
+
+    partworths: pd.DataFrame
+    importances: pd.DataFrame
+    wtp: pd.DataFrame
+    parameters: pd.DataFrame
+    fit: pd.DataFrame
+    coding: Coding
+    method: str
+    segments: list[str]
+    betas: dict[str, np.ndarray]
+    covariances: dict[str, np.ndarray]
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    individual: IndividualDraws | None = None
+    diagnostics: pd.DataFrame | None = None
+    n_respondents: int = 0
+    n_used: int = 0
+    seed: int | None = None
+    source: str = "conjoint.csv"
+
+    @property
+    def attributes(self) -> dict[str, list[str]]:
+        return self.coding.levels
+
+    @property
+    def prices(self) -> list[float]:
+        return self.coding.prices
+
+    @property
+    def price_ok(self) -> dict[str, bool]:
+        """Per segment: is the price coefficient negative and significant (WTP meaningful)?"""
+        f = self.fit.set_index("segment")
+        return {s: bool(f.loc[s, "price_coef"] < 0 and f.loc[s, "price_p_value"] < 0.05) for s in self.segments}
+
+    def summary(self) -> pd.DataFrame:
+        """One row per segment: sample, fit, price coefficient and whether WTP is meaningful."""
+        out = self.fit.copy()
+        ok = self.price_ok
+        out["wtp_meaningful"] = out["segment"].map(ok)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """Part-worths with their WTP and the attribute's importance, one row per level."""
+        out = self.partworths.merge(
+            self.wtp[["segment", "attribute", "level", "wtp", "lower", "upper"]],
+            on=["segment", "attribute", "level"], how="left",
+        )
+        return out.merge(self.importances, on=["segment", "attribute"], how="left")
+
+
+def _z_p(estimate, se):
+    from scipy.special import ndtr
+
+    z = np.asarray(estimate, dtype=float) / np.asarray(se, dtype=float)
+    return z, 2 * ndtr(-np.abs(z))
+
+
+def _linear_tables(seg: str, coding: Coding, beta: np.ndarray, cov: np.ndarray):
+    """Part-worths, importances and WTP of one segment from coefficients and their covariance."""
+    pw, imp, wtp = [], [], []
+    slope = coding.price_slope_row()
+    b_price = np.float64(slope @ beta)
+    if b_price == 0:
+        b_price = np.float64(np.nan)  # WTP undefined, not infinite
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for a, levels in coding.levels.items():
+            L = coding.level_rows(a)
+            u = L @ beta
+            se = np.sqrt(np.maximum(np.einsum("ip,pq,iq->i", L, cov, L), 0.0))
+            pw += [(seg, a, lv, u[i], se[i]) for i, lv in enumerate(levels)]
+            imp.append((seg, a, float(np.nanmax(u) - np.nanmin(u))))
+            for i, lv in enumerate(levels):
+                c = L[i] - L[0]
+                d = float(c @ beta)
+                value = -d / b_price
+                g = -c / b_price + d / b_price**2 * slope
+                s = float(np.sqrt(max(g @ cov @ g, 0.0))) if i else 0.0
+                wtp.append((seg, a, lv, value if i else 0.0, s))
+        if coding.price == "linear":
+            s_price = float(np.sqrt(max(slope @ cov @ slope, 0.0)))
+            pw.append((seg, "price", "per_unit", b_price, s_price))
+            imp.append((seg, "price", abs(b_price) * (max(coding.prices) - min(coding.prices))))
+        else:
+            L = coding.level_rows("price")
+            u = L @ beta
+            se = np.sqrt(np.maximum(np.einsum("ip,pq,iq->i", L, cov, L), 0.0))
+            pw += [(seg, "price", f"{p:g}", u[i], se[i]) for i, p in enumerate(coding.prices)]
+            imp.append((seg, "price", float(np.nanmax(u) - np.nanmin(u))))
+        if coding.none:
+            r = coding.none_row()
+            pw.append((seg, "none", "none", float(r @ beta), float(np.sqrt(max(r @ cov @ r, 0.0)))))
+    return pw, imp, wtp
+
+
+def _normalise_importances(imp: pd.DataFrame) -> pd.DataFrame:
+    total = imp.groupby("segment", sort=False)["importance"].transform("sum")
+    return imp.assign(importance=100 * imp["importance"] / total)
+
+
+def _finish_wtp(wtp: pd.DataFrame, ok: dict[str, bool]) -> pd.DataFrame:
+    wtp = wtp.copy()
+    if "lower" not in wtp.columns:
+        wtp["lower"] = wtp["wtp"] - _Z95 * wtp["se"]
+        wtp["upper"] = wtp["wtp"] + _Z95 * wtp["se"]
+    wtp["valid"] = wtp["segment"].map(ok).astype(bool)
+    return wtp[["segment", "attribute", "level", "wtp", "lower", "upper", "se", "valid"]]
+
+
+def _price_warnings(fit: pd.DataFrame) -> list[str]:
+    out = []
+    for r in fit.itertuples(index=False):
+        if not np.isfinite(r.price_coef):
+            out.append(f"segment {r.segment}: the price coefficient could not be estimated; willingness to pay is not available.")
+        elif r.price_coef >= 0:
+            out.append(
+                f"segment {r.segment}: the price coefficient is not negative ({r.price_coef:.4g} per unit); "
+                "willingness to pay is meaningless for this segment."
+            )
+        elif not r.price_p_value < 0.05:
+            out.append(
+                f"segment {r.segment}: the price coefficient is not significant (p = {r.price_p_value:.2g}); "
+                "willingness to pay is meaningless for this segment."
+            )
+    return out
+
+
+def _segment_order(segment: np.ndarray) -> list[str]:
+    segs = [str(s) for s in pd.unique(segment)]
+    return [s for s in segs if s != RESERVED_SEGMENT] + [RESERVED_SEGMENT]
+
+
+def _estimate_mnl(data: ChoiceData) -> tuple[dict, dict, list, list]:
+    betas, covs, fits, notes = {}, {}, [], []
+    for seg in _segment_order(data.segment):
+        sub = data if seg == RESERVED_SEGMENT else data.subset(data.segment == seg)
+        fit = fit_mnl_identified(sub)
+        betas[seg], covs[seg] = fit.beta, fit.cov
+        slope = data.coding.price_slope_row()
+        with np.errstate(invalid="ignore"):
+            pc = float(slope @ np.nan_to_num(fit.beta)) if np.isfinite(fit.beta[slope != 0]).all() else np.nan
+            pse = float(np.sqrt(slope @ np.nan_to_num(fit.cov) @ slope)) if np.isfinite(pc) else np.nan
+        _, pp = _z_p(pc, pse)
+        fits.append(
+            {
+                "segment": seg,
+                "n_respondents": fit.n_respondents,
+                "n_choices": fit.n_choices,
+                "loglik": fit.loglik,
+                "loglik_null": fit.loglik_null,
+                "rho2": 1 - fit.loglik / fit.loglik_null,
+                "converged": fit.converged,
+                "price_coef": pc,
+                "price_p_value": float(pp),
+            }
+        )
+        if not fit.converged:
+            notes.append(f"segment {seg}: the MNL did not converge (a level chosen always or never?); treat its numbers with care.")
+        if np.isnan(fit.beta).any():
+            missing = [n for n, b in zip(data.coding.parameters, fit.beta, strict=True) if np.isnan(b)]
+            notes.append(f"segment {seg}: not identified by its data: {', '.join(missing)}.")
+    return betas, covs, fits, notes
+
+
+def estimate_conjoint(
+    answers: pd.DataFrame,
+    *,
+    levels: dict[str, list[str]] | None = None,
+    method: str = "mnl",
+    coding: str = "dummy",
+    price: str = "linear",
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+) -> ConjointResult:
+    """Estimate part-worths, importances and willingness to pay per segment and for ``all``.
+
+    Parameters
+    ----------
+    answers
+        Validated long layout (``wtp.io.validate_conjoint`` then ``attach_segments``); see
+        :func:`prepare_choice_data`.
+    levels
+        Attribute → ordered levels (first = reference), e.g. ``Study.attribute_levels``.
+    method
+        ``"mnl"`` — aggregate multinomial logit per segment and pooled (``all``), weights in
+        the likelihood, standard errors from the inverse Hessian; ``"hb"`` — hierarchical MNL
+        (``wtp.hb``) with individual part-worths; segment numbers are weighted means over the
+        segment's respondents.
+    coding
+        ``"dummy"`` or ``"effects"``; importances and WTP do not depend on it.
+    price
+        ``"linear"`` (default) or ``"partworth"``; with part-worth price, WTP uses the slope
+        between the lowest and highest tested price.
+    rng, seed
+        Randomness for HB sampling (``rng`` wins; else ``seed``). MNL is deterministic.
+    draws, tune, chains
+        HB sampler settings.
+    """
+    if method not in ("mnl", "hb"):
+        raise InputError(Problem("options", None, "method", "'mnl' or 'hb'", method))
+    data = prepare_choice_data(answers, levels=levels, coding=coding, price=price)
+    source = str(answers.attrs.get("source", "conjoint.csv"))
+    individual = None
+    diagnostics = None
+    if method == "mnl":
+        betas, covs, fits, notes = _estimate_mnl(data)
+        pw, imp, wtp = [], [], []
+        for seg in betas:
+            a, b, c = _linear_tables(seg, data.coding, betas[seg], covs[seg])
+            pw += a
+            imp += b
+            wtp += c
+        partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
+        importances = _normalise_importances(pd.DataFrame(imp, columns=["segment", "attribute", "importance"]))
+        wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "se"])
+        fit = pd.DataFrame(fits)
+        params = []
+        for seg in betas:
+            se = np.sqrt(np.diag(covs[seg]))
+            z, p = _z_p(betas[seg], se)
+            params.append(pd.DataFrame({"segment": seg, "parameter": data.coding.parameters, "estimate": betas[seg], "se": se, "z": z, "p_value": p}))
+        parameters = pd.concat(params, ignore_index=True)
+    else:
+        rng = rng if rng is not None else np.random.default_rng(seed)
+        (partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes) = _estimate_hb(
+            data, rng=rng, draws=draws, tune=tune, chains=chains
+        )
+    warn = _price_warnings(fit)
+    ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
+    return ConjointResult(
+        partworths=partworths.reset_index(drop=True),
+        importances=importances.reset_index(drop=True),
+        wtp=_finish_wtp(wtp_frame, ok).reset_index(drop=True),
+        parameters=parameters,
+        fit=fit,
+        coding=data.coding,
+        method=method,
+        segments=list(betas),
+        betas=betas,
+        covariances=covs,
+        warnings=tuple(warn),
+        notes=tuple(data.notes) + tuple(notes),
+        individual=individual,
+        diagnostics=diagnostics,
+        n_respondents=int(pd.Series(answers["respondent_id"]).nunique()),
+        n_used=int(data.respondents.size),
+        seed=seed,
+        source=source,
+    )
+
+
+def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains):
+    raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb")
+
+
+# ----------------------------------------------------------------------------------------------
+# Market simulator
+
+
+def _segments_of(result: ConjointResult, segment) -> list[str]:
+    if segment is None:
+        return list(result.segments)
+    wanted = [segment] if isinstance(segment, str) else list(segment)
+    unknown = [s for s in wanted if s not in result.segments]
+    if unknown:
+        raise InputError(Problem("options", None, "segment", "one of the segments: " + ", ".join(result.segments), ", ".join(map(str, unknown))))
+    return wanted
+
+
+def _unit_draws(result: ConjointResult, seg: str, n_draws: int, rng: np.random.Generator):
+    """(draws × units × P) parameter draws and unit weights for a segment.
+
+    HB: the segment's respondents and their posterior draws. MNL: one unit, drawn from the
+    asymptotic normal of the estimates (parameter uncertainty).
+    """
+    if result.individual is not None:
+        ind = result.individual
+        mask = np.ones(ind.segment.size, dtype=bool) if seg == RESERVED_SEGMENT else ind.segment == seg
+        d = np.transpose(ind.draws[mask], (1, 0, 2))
+        if d.shape[0] > n_draws:
+            d = d[np.linspace(0, d.shape[0] - 1, n_draws).round().astype(int)]
+        return d, ind.weight[mask]
+    beta = np.nan_to_num(result.betas[seg])
+    cov = np.nan_to_num(result.covariances[seg])
+    d = rng.multivariate_normal(beta, cov, size=n_draws, method="eigh")
+    return d[:, None, :], np.ones(1)
+
+
+def _draws_for(result: ConjointResult, seg: str, n_draws: int, rng: np.random.Generator, method: str):
+    d, w = _unit_draws(result, seg, n_draws, rng)
+    if method == "rfc" and result.individual is None:
+        # aggregate model: the parameter draws are the simulated "individuals" of one market
+        return np.transpose(d, (1, 0, 2)), np.ones(d.shape[0])
+    return d, w
+
+
+def _quantiles(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if draws.shape[0] < 2:
+        nan = np.full(draws.shape[1:], np.nan)
+        return nan, nan
+    lo, hi = np.quantile(draws, [0.025, 0.975], axis=0)
+    return lo, hi
+
+
+def _shares(V: np.ndarray, weights: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+    """Shares (draws × alternatives) from utilities (draws × units × alternatives)."""
+    if method == "logit":
+        V = V - V.max(axis=-1, keepdims=True)
+        e = np.exp(V)
+        p = e / e.sum(axis=-1, keepdims=True)
+    else:
+        # randomized first choice: each unit picks its best alternative under Gumbel product
+        # error, so individual heterogeneity (not the logit's IIA) drives substitution
+        pick = np.argmax(V + rng.gumbel(size=V.shape), axis=-1)
+        p = (pick[..., None] == np.arange(V.shape[-1])).astype(float)
+    return np.einsum("duj,u->dj", p, weights / weights.sum())
+
+
+def _point_shares(result: ConjointResult, seg: str, rows: np.ndarray) -> np.ndarray | None:
+    """Logit shares at the point estimates (MNL only); rows: ... × alternatives × P."""
+    if result.individual is not None:
+        return None
+    V = rows @ np.nan_to_num(result.betas[seg])
+    V = V - V.max(axis=-1, keepdims=True)
+    e = np.exp(V)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def simulate_market(
+    result: ConjointResult,
+    products: pd.DataFrame,
+    *,
+    segment: str | list[str] | None = None,
+    none: bool = True,
+    method: str = "logit",
+    n_draws: int = 500,
+    rng: np.random.Generator | None = None,
+) -> pd.DataFrame:
+    """Shares of preference of products described by levels and price.
+
+    Parameters
+    ----------
+    result
+        A :class:`ConjointResult`.
+    products
+        ========= ==========================================
+        product   name
+        <attr>    a tested level of every attribute
+        price     price (linear price extrapolates outside the tested range; do so with care)
+        ========= ==========================================
+    segment
+        A segment, a list of them, or ``None`` for every segment and ``all``.
+    none
+        Include the no-choice option (when the model has one) as a row ``product = none``.
+    method
+        ``"logit"`` (share of preference) or ``"rfc"`` (randomized first choice over individual
+        posterior draws with HB; over parameter draws with MNL, where it stays close to logit).
+    n_draws
+        Draws for intervals and for RFC.
+    rng
+        Generator for parameter draws and RFC errors (``None``: seeded with 0).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``segment, product, share, lower, upper`` with shares 0–1 summing to 1 per segment
+        (``lower``/``upper``: 2.5% and 97.5% quantiles over the draws; empty for RFC on an
+        aggregate model, whose draws make up a single simulated market).
+    """
+    if method not in ("logit", "rfc"):
+        raise InputError(Problem("options", None, "method", "'logit' or 'rfc'", method))
+    rng = rng if rng is not None else np.random.default_rng(0)
+    source = str(products.attrs.get("source", "scenario"))
+    if "product" not in products.columns:
+        raise InputError(Problem(source, None, "product", "a product column naming each product", "no such column"))
+    if len(products) == 0:
+        raise InputError(Problem(source, None, None, "at least one product", "no rows"))
+    rows = result.coding.profile_rows(products, source=source)
+    names = products["product"].astype(str).tolist()
+    if none and result.coding.none:
+        rows = np.vstack([rows, result.coding.none_row()])
+        names = names + ["none"]
+    out = []
+    for seg in _segments_of(result, segment):
+        d, w = _draws_for(result, seg, n_draws, rng, method)
+        draws = _shares(d @ rows.T, w, method, rng)
+        point = _point_shares(result, seg, rows) if method == "logit" else None
+        share = point if point is not None else draws.mean(axis=0)
+        lo, hi = _quantiles(draws)
+        out.append(pd.DataFrame({"segment": seg, "product": names, "share": share, "lower": lo, "upper": hi}))
+    return pd.concat(out, ignore_index=True)
+
+
+def demand_curve(
+    result: ConjointResult,
+    product,
+    prices=None,
+    *,
+    segment: str | list[str] | None = None,
+    competitors: pd.DataFrame | None = None,
+    method: str = "logit",
+    n_draws: int = 300,
+    rng: np.random.Generator | None = None,
+) -> pd.DataFrame:
+    """Share of one product as its price moves, against the no-choice option (and competitors).
+
+    This is the conjoint's conversion model: at each price, ``share`` is the probability that a
+    respondent of the segment chooses the product rather than not buying (or a competitor).
+    Its inputs and output layout are stable; the pricing stage calls it.
+
+    Parameters
+    ----------
+    result
+        A :class:`ConjointResult` with a none option (or pass ``competitors``).
+    product
+        The product's levels: a mapping attribute → level, a Series, or a one-row DataFrame
+        (its ``price``, if any, is ignored).
+    prices
+        Prices to evaluate; ``None`` → 25 evenly spaced prices across the tested range.
+    segment
+        A segment, a list, or ``None`` for every segment and ``all``.
+    competitors
+        Optional other products (layout of :func:`simulate_market`) at fixed prices.
+    method, n_draws, rng
+        As in :func:`simulate_market`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``segment, price, share, lower, upper`` (shares 0–1).
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if method not in ("logit", "rfc"):
+        raise InputError(Problem("options", None, "method", "'logit' or 'rfc'", method))
+    if isinstance(product, pd.DataFrame):
+        product = product.iloc[0]
+    levels = {a: product[a] for a in result.coding.levels if a in product}
+    if prices is None:
+        prices = np.linspace(min(result.prices), max(result.prices), 25)
+    prices = np.atleast_1d(np.asarray(prices, dtype=float))
+    base = pd.DataFrame({**{a: [v] for a, v in levels.items()}, "price": [float(prices[0])]})
+    missing = [a for a in result.coding.levels if a not in levels]
+    if missing:
+        raise InputError(Problem("product", None, ", ".join(missing), "a level for every attribute", "missing"))
+    prow = result.coding.profile_rows(base, source="product")[0] - result.coding.price_rows([prices[0]])[0]
+    own = prow[None, :] + result.coding.price_rows(prices)  # prices × P
+    others = []
+    if competitors is not None and len(competitors):
+        others.append(result.coding.profile_rows(competitors, source=str(competitors.attrs.get("source", "competitors"))))
+    if result.coding.none:
+        others.append(result.coding.none_row()[None, :])
+    if not others:
+        raise InputError(Problem("options", None, "competitors", "a model with a none option, or competitors to compare with", "neither"))
+    other = np.vstack(others)
+    # alternatives per price: the product first, then the fixed others
+    rows = np.concatenate([own[:, None, :], np.broadcast_to(other, (prices.size, *other.shape))], axis=1)
+    out = []
+    for seg in _segments_of(result, segment):
+        d, w = _draws_for(result, seg, n_draws, rng, method)
+        V = np.einsum("dup,kjp->kduj", d, rows)
+        draws = np.stack([_shares(V[k], w, method, rng)[:, 0] for k in range(prices.size)], axis=1)
+        point = _point_shares(result, seg, rows) if method == "logit" else None
+        share = point[:, 0] if point is not None else draws.mean(axis=0)
+        lo, hi = _quantiles(draws)
+        out.append(pd.DataFrame({"segment": seg, "price": prices, "share": share, "lower": lo, "upper": hi}))
+    return pd.concat(out, ignore_index=True)
