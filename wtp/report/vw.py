@@ -26,11 +26,12 @@ def curves_chart(result: VanWestendorpResult, segment: str, currency: str = "", 
         ax.axvspan(pp["pmc"], pp["pme"], color=PALETTE[0], alpha=0.08, label="Acceptable range")
     for key, (label, colour, style) in CURVE_STYLE.items():
         ax.step(c["price"], 100 * c[key], where="post", color=colour, linestyle=style, linewidth=1.6, label=label)
-    for name in ("pmc", "opp", "ipp", "pme"):
+    for k, name in enumerate(("pmc", "opp", "ipp", "pme")):
         v = pp[name]
         if not np.isnan(v):
             ax.axvline(v, color="#5b6b7a", linewidth=0.7, linestyle=":")
-            ax.annotate(f"{name.upper()}\n{v:,.2f}", (v, 102), ha="center", va="bottom", fontsize=7, color="#1d2733", annotation_clip=False)
+            # alternate heights so close points (OPP and IPP often are) stay readable
+            ax.annotate(f"{name.upper()} {v:,.2f}", (v, 102 + 7 * (k % 2)), ha="center", va="bottom", fontsize=7, color="#1d2733", annotation_clip=False)
     for label, v in (marks or {}).items():
         if v is not None and not np.isnan(v):
             ax.axvline(v, color=PALETTE[3], linewidth=1.4)
@@ -51,11 +52,11 @@ def nms_chart(result: VanWestendorpResult, segment: str, currency: str = ""):
     fig, ax = new_figure(7.2, 3.0)
     ax.plot(c["price"], 100 * c["trial"], color=PALETTE[0], label="Trial (purchase probability, %)")
     ax.plot(c["price"], c["revenue_index"], color=PALETTE[3], label="Revenue index (peak = 100)")
-    for name, label in (("trial_optimal_price", "trial-optimal"), ("revenue_optimal_price", "revenue-optimal")):
+    for k, (name, label) in enumerate((("trial_optimal_price", "trial-optimal"), ("revenue_optimal_price", "revenue-optimal"))):
         v = pp.get(name, np.nan)
         if not np.isnan(v):
             ax.axvline(v, color="#5b6b7a", linewidth=0.8, linestyle=":")
-            ax.annotate(f"{label}\n{v:,.2f}", (v, 103), ha="center", va="bottom", fontsize=7, annotation_clip=False)
+            ax.annotate(f"{label} {v:,.2f}", (v, 102 + 8 * k), ha="center", va="bottom", fontsize=7, annotation_clip=False)
     ax.set_ylim(0, 100)
     ax.set_xlim(0, np.nanquantile(c["price"], 0.99) * 1.05 if len(c) else 1)
     ax.set_xlabel(f"Price ({currency})" if currency else "Price")

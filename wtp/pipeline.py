@@ -1,0 +1,133 @@
+"""The whole study, end to end: ingest → instruments → segments → price books → report.
+
+:func:`run_study` runs every stage the study's files allow and returns their result objects;
+:func:`write_study` writes the contract's folders, tables and HTML pages. Stages take earlier
+stages' result objects; only ingest reads files.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wtp.study import Study, load_study
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """Result objects of every stage that ran, and what did not run and why."""
+
+    study: Study
+    seed: int
+    fast: bool
+    results: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage → reason
+    timings: dict[str, float] = field(default_factory=dict)
+    attention: list[str] = field(default_factory=list)  # things the analyst should look at
+
+    @property
+    def vw(self):
+        return self.results.get("vw")
+
+    @property
+    def maxdiff(self):
+        return self.results.get("maxdiff")
+
+    @property
+    def conjoint(self):
+        return self.results.get("conjoint")
+
+    @property
+    def segments(self):
+        return self.results.get("segments")
+
+    @property
+    def price_books(self):
+        return self.results.get("price_books")
+
+
+def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    from wtp.vanwestendorp import van_westendorp
+
+    vw_settings = study.settings.get("van_westendorp", {})
+    return van_westendorp(
+        study.vw,
+        inconsistent=vw_settings.get("inconsistent", "exclude"),
+        ties=vw_settings.get("ties", "keep"),
+        cheap_rule=vw_settings.get("cheap_rule", "ge"),
+        plateau=vw_settings.get("plateau", "lowest"),
+        nms_scale=vw_settings.get("nms_scale"),
+        bootstrap=int(vw_settings.get("bootstrap", 200 if fast else 1000)),
+        rng=seed,
+    )
+
+
+STAGES: list[tuple[str, str, Callable]] = [
+    # (stage, the study input it needs, function)
+    ("vw", "vw", _stage_vw),
+]
+
+
+def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, progress: Progress | None = None) -> StudyRun:
+    """Run every stage the study allows. Bad input raises :class:`~wtp.errors.InputError` first."""
+    say = progress or (lambda _msg: None)
+    if not isinstance(study, Study):
+        say("reading and validating the study")
+        study = load_study(study)
+    run = StudyRun(study=study, seed=seed, fast=fast)
+    for name, needs, fn in STAGES:
+        if needs and getattr(study, needs, None) is None:
+            run.skipped[name] = f"no {needs} file in the study"
+            continue
+        say(f"{name}: running")
+        t0 = time.perf_counter()
+        run.results[name] = fn(study, seed, fast, run.results, say)
+        run.timings[name] = time.perf_counter() - t0
+        say(f"{name}: done in {run.timings[name]:.1f} s")
+    _collect_attention(run)
+    return run
+
+
+def _collect_attention(run: StudyRun) -> None:
+    vw = run.vw
+    if vw is not None:
+        pp = vw.price_points
+        excl = int(pp.loc[pp.segment == "all", "n_excluded"].iloc[0])
+        n_in = int(pp.loc[pp.segment == "all", "n_in"].iloc[0])
+        if excl:
+            run.attention.append(f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out.")
+        small = pp[(pp.segment != "all") & (pp.n < 30)]
+        for s, n in zip(small.segment, small.n, strict=True):
+            run.attention.append(f"Van Westendorp: segment {s} has only {n} usable answers; its price points are fragile.")
+        for w in vw.warnings:
+            if "do not cross" in w:
+                run.attention.append(f"Van Westendorp: {w}")
+
+
+def write_study(run: StudyRun, out: Path) -> list[Path]:
+    """Write every stage's tables and reports into ``out`` (the caller makes it atomic)."""
+    from wtp.report.study import write_pages
+
+    out = Path(out)
+    written: list[Path] = []
+    inputs = {k: v for k, v in run.study.checksums().items()}
+    if run.vw is not None:
+        from wtp.cli import write_vw_outputs
+
+        (out / "vw").mkdir(parents=True, exist_ok=True)
+        write_vw_outputs(run.vw, out / "vw", run.study.settings, run.seed, inputs)
+        written.append(out / "vw")
+    written += write_pages(run, out)
+    return written
+
+
+def demo_study_path() -> Path:
+    """The demo study shipped inside the package (``surveys/demo`` in the repository)."""
+    from importlib.resources import files
+
+    return Path(str(files("wtp") / "data" / "demo"))
