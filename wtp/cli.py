@@ -268,7 +268,27 @@ def run_command(
     fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
 ) -> None:
     """Run every stage the study's files allow and write the price-book proposal."""
-    raise StageNotBuilt("wtp run (full pipeline)")
+    run_pipeline(study_dir, out, seed, fast)
+
+
+def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
+    """Shared by ``wtp run`` and ``wtp demo``."""
+    from wtp.io import atomic_output_dir
+    from wtp.pipeline import run_study, write_study
+
+    def say(msg: str) -> None:
+        typer.echo(f"  {msg}", err=True)
+
+    run = run_study(study_dir, seed=seed, fast=fast, progress=say)
+    with atomic_output_dir(out) as tmp:
+        write_study(run, tmp)
+    typer.echo(f"{run.study.name}: wrote {out}/index.html")
+    for name, seconds in run.timings.items():
+        typer.echo(f"  ran      {name:<12} {seconds:6.1f} s")
+    for name, why in run.skipped.items():
+        typer.echo(f"  not run  {name:<12} {why}")
+    for note in run.attention:
+        typer.echo(f"  look at: {note}")
 
 
 @app.command("demo")
@@ -279,7 +299,9 @@ def demo_command(
     fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
 ) -> None:
     """Run the whole pipeline on the demo study shipped with wtp."""
-    raise StageNotBuilt("wtp demo")
+    from wtp.pipeline import demo_study_path
+
+    run_pipeline(demo_study_path(), out, seed, fast)
 
 
 @design_app.command("maxdiff")
