@@ -211,9 +211,37 @@ def conjoint_command(
     respondents: RespondentsOpt = None,
     study: StudyOpt = None,
     scenario: Annotated[Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")] = None,
+    method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
+    coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
+    price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
+    draws: Annotated[int, typer.Option("--draws", help="HB: posterior draws per chain.")] = 1000,
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
-    raise StageNotBuilt("wtp conjoint (choice-based conjoint)")
+    import numpy as np
+
+    from wtp.conjoint import conjoint_levels, estimate_conjoint
+    from wtp.io import atomic_output_dir, read_table, validate_conjoint
+    from wtp.report.conjoint import write_outputs
+
+    answers, settings = load_answers(file, validate_conjoint, respondents, study)
+    products = read_table(scenario) if scenario is not None else None
+    result = estimate_conjoint(
+        answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
+        rng=np.random.default_rng(seed), seed=seed, draws=draws, tune=draws,
+    )
+    inputs = {file.name: _sha256(file)}
+    if scenario is not None:
+        inputs[scenario.name] = _sha256(scenario)
+    with atomic_output_dir(out) as tmp:
+        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, scenario=products, rng=np.random.default_rng(seed))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for n in result.notes:
+        typer.echo(f"note: {n}", err=True)
+    echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
+    written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
+    written += ", simulation.csv" if scenario is not None else ""
+    typer.echo(f"wrote {out}/{written}, report.html")
 
 
 @app.command("segments")
@@ -332,7 +360,23 @@ def design_conjoint_command(
     none: Annotated[bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")] = True,
 ) -> None:
     """A choice-based conjoint design: design.csv and design_report.txt."""
-    raise StageNotBuilt("wtp design conjoint")
+    import numpy as np
+
+    from wtp.conjoint import conjoint_levels, conjoint_prices, design_conjoint, evaluate_design
+    from wtp.io import atomic_output_dir, write_csv
+    from wtp.study import read_settings
+
+    folder, settings = read_settings(study_dir)
+    attributes = conjoint_levels(settings, source=str(folder / "study.toml"), required=True)
+    prices = conjoint_prices(settings, source=str(folder / "study.toml"))
+    design = design_conjoint(attributes, prices, n_tasks=tasks, n_alts=alts, n_versions=versions, none=none, method=method, rng=np.random.default_rng(seed))
+    report = evaluate_design(design)
+    with atomic_output_dir(out) as tmp:
+        write_csv(design, tmp / "design.csv")
+        (tmp / "design_report.txt").write_text(report.text(), encoding="utf-8")
+    echo_table(report.summary())
+    typer.echo(f"D-error (zero priors, per respondent): {report.d_error:.4f}")
+    typer.echo(f"wrote {out}/design.csv, design_report.txt")
 
 
 def main() -> None:

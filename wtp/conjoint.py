@@ -387,14 +387,17 @@ class Coding:
         if missing:
             raise InputError(Problem(source, None, ", ".join(missing), "a column for every attribute and price", "no such column"))
         out = np.zeros((len(products), self.n_parameters))
-        rows = np.arange(len(products)) + 2
+        rows = np.arange(len(products)) + int(products.attrs.get("row_offset", 2))
         for a, levels in self.levels.items():
             text = products[a].astype("string").str.strip()
             pos = pd.Index(levels).get_indexer(text.fillna(""))
             for r, v in zip(rows[pos < 0], text[pos < 0], strict=True):
                 problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels), v))
             out += self.level_rows(a)[np.maximum(pos, 0)]
-        price = pd.to_numeric(products["price"], errors="coerce").to_numpy(dtype=float)
+        raw = products["price"]
+        if products.attrs.get("decimal") == "," and not pd.api.types.is_numeric_dtype(raw):
+            raw = raw.astype("string").str.replace(",", ".", regex=False)
+        price = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         for r, v in zip(rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True):
             problems.append(Problem(source, int(r), "price", "a numeric price", v))
         if problems:
@@ -1206,3 +1209,35 @@ def demand_curve(
         lo, hi = _quantiles(draws)
         out.append(pd.DataFrame({"segment": seg, "price": prices, "share": share, "lower": lo, "upper": hi}))
     return pd.concat(out, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Study settings
+
+
+def conjoint_levels(settings: dict, *, source: str = "study.toml", required: bool = False) -> dict[str, list[str]]:
+    """Attribute → ordered levels from ``[conjoint.attributes]`` (price excluded)."""
+    attrs = settings.get("conjoint", {}).get("attributes", {})
+    if required and not any(k != "price" for k in attrs):
+        raise InputError(Problem(source, None, "conjoint.attributes", "a [conjoint.attributes] table listing each attribute's levels", "none"))
+    out = {}
+    for k, v in attrs.items():
+        if k == "price":
+            continue
+        if not isinstance(v, list):
+            raise InputError(Problem(source, None, f"conjoint.attributes.{k}", "a list of levels", v))
+        out[str(k)] = [str(x) for x in v]
+    return out
+
+
+def conjoint_prices(settings: dict, *, source: str = "study.toml") -> list[float]:
+    """Tested price levels: ``price = [...]`` in ``[conjoint.attributes]`` or ``[conjoint] prices``."""
+    cj = settings.get("conjoint", {})
+    prices = cj.get("attributes", {}).get("price", cj.get("prices"))
+    if prices is None:
+        raise InputError(Problem(source, None, "conjoint.attributes.price", "tested price levels, e.g. price = [29, 49, 79] (or [conjoint] prices = [...])", "none"))
+    try:
+        values = [float(p) for p in prices]
+    except (TypeError, ValueError):
+        raise InputError(Problem(source, None, "conjoint.attributes.price", "numeric price levels", prices)) from None
+    return values
