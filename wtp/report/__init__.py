@@ -91,6 +91,8 @@ def svg(fig) -> Markup:
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg") :]
+    # the metadata block carries a creation date (breaks reproducible reports) and nothing else
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
     # ids must be unique across the several charts of one page
     uid = f"c{next(_COUNTER)}"
     text = re.sub(r'id="([^"]+)"', lambda m: f'id="{uid}-{m.group(1)}"', text)

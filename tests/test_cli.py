@@ -1,0 +1,138 @@
+"""The command line as an analyst meets it: outputs, exit codes, messages, nothing half-written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wtp.cli import app
+from wtp.simulate import simulate_study, simulate_vw
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    simulate_study(folder, n_respondents=240, seed=3, customers_per_segment=80)
+    return folder
+
+
+def test_help_is_fast_and_lists_every_contract_command():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "wtp", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("vw", "maxdiff", "conjoint", "segments", "run", "demo", "design"):
+        assert cmd in out.stdout
+    heavy = [m for m in ("pymc", "matplotlib", "pandas", "pytensor") if re.search(rf"\|\s+{m}$", out.stderr, re.M)]
+    assert heavy == [], f"--help imported {heavy}"
+
+
+def test_vw_writes_the_contract_tables(tmp_path, study):
+    out = tmp_path / "vw"
+    res = runner.invoke(app, ["vw", str(study / "vw.csv"), "--study", str(study), "--out", str(out), "--seed", "1", "--bootstrap", "50"])
+    assert res.exit_code == 0, res.output
+    pp = pd.read_csv(out / "price_points.csv")
+    assert list(pp.columns[:7]) == ["segment", "n", "n_excluded", "pmc", "opp", "ipp", "pme"]
+    assert pp.segment.iloc[-1] == "all" and set(pp.segment) == {"Startups", "SMB", "Mid-market", "Enterprise", "all"}
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == ["segment", "price", "too_cheap", "cheap", "not_cheap", "expensive", "not_expensive", "too_expensive"]
+    nms = pd.read_csv(out / "nms.csv")
+    assert {"segment", "price", "trial", "revenue_index"} <= set(nms.columns)
+    html = (out / "report.html").read_text()
+    assert "<svg" in html and not re.search(r"(src|href)=\"https?:|url\(https?:|@import", html)
+    assert "<metadata>" not in html
+    again = tmp_path / "vw2"
+    runner.invoke(app, ["vw", str(study / "vw.csv"), "--study", str(study), "--out", str(again), "--seed", "1", "--bootstrap", "50"])
+    assert (out / "price_points.csv").read_text() == (again / "price_points.csv").read_text()
+
+
+def test_vw_without_segments_has_one_all_row(tmp_path):
+    sim = simulate_vw(100, seed=2)
+    path = tmp_path / "vw.csv"
+    sim.answers.drop(columns="segment").to_csv(path, index=False)
+    res = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "o" / "price_points.csv").segment.tolist() == ["all"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        (lambda t: t.replace("too_expensive", "too_pricey", 1), "column 'too_expensive'"),
+        (lambda t: t.replace("\nR0003,", "\nR0003,abc", 1), "row 4"),
+        (lambda t: t.replace("\nR0002,", "\nR0001,", 1), "row 3, column 'respondent_id'"),
+    ],
+    ids=["missing column", "text in a price", "duplicate respondent"],
+)
+def test_bad_input_exits_2_naming_the_cell_and_writes_nothing(tmp_path, edit, where):
+    sim = simulate_vw(20, seed=1, nms=False)
+    good = sim.answers.drop(columns="segment").to_csv(index=False)
+    path = tmp_path / "vw.csv"
+    path.write_text(edit(good))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["vw", str(path), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "vw.csv" in res.output and where in res.output
+    assert "Traceback" not in res.output
+    assert not out.exists() or not any(out.iterdir())
+    assert path.read_text() == edit(good)  # inputs are never modified
+
+
+def test_ambiguous_nms_scale_asks_for_the_option(tmp_path):
+    sim = simulate_vw(30, seed=1)
+    df = sim.answers.drop(columns="segment")
+    df["buy_cheap"] = (df.buy_cheap > 3).astype(int)
+    df["buy_expensive"] = (df.buy_expensive > 3).astype(int)
+    path = tmp_path / "vw.csv"
+    df.to_csv(path, index=False)
+    res = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--nms-scale" in res.output
+    res = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "o"), "--nms-scale", "probability"])
+    assert res.exit_code == 0, res.output
+
+
+def test_respondents_join_and_conflict(tmp_path):
+    sim = simulate_vw(40, segments=2, seed=5, nms=False)
+    vw = tmp_path / "vw.csv"
+    sim.answers.drop(columns="segment").to_csv(vw, index=False)
+    resp = tmp_path / "respondents.csv"
+    sim.answers[["respondent_id", "segment"]].to_csv(resp, index=False)
+    res = runner.invoke(app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(tmp_path / "o" / "price_points.csv")) == 3
+    clash = sim.answers.copy()
+    clash.loc[0, "segment"] = "Other"
+    clash.drop(columns=["buy_cheap", "buy_expensive"], errors="ignore").to_csv(vw, index=False)
+    res = runner.invoke(app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "respondents file says" in res.output
+
+
+def test_run_and_demo_write_index_and_segment_pages(tmp_path, study):
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(study), "--out", str(out), "--fast"])
+    assert res.exit_code == 0, res.output
+    assert (out / "index.html").exists() and (out / "vw" / "price_points.csv").exists()
+    for seg in ("startups", "smb", "mid-market", "enterprise"):
+        assert (out / f"segment-{seg}.html").exists()
+    index = (out / "index.html").read_text()
+    assert 'href="segment-mid-market.html"' in index
+
+
+def test_run_with_a_broken_file_exits_2_and_leaves_no_result(tmp_path, study):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(study, broken)
+    text = (broken / "segments.csv").read_text().splitlines()
+    text[2] = text[2].replace(",0.03,", ",1.3,")
+    (broken / "segments.csv").write_text("\n".join(text) + "\n")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(broken), "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "segments.csv, row 3, column 'churn_rate'" in res.output
+    assert not out.exists() or not any(out.iterdir())
