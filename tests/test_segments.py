@@ -21,7 +21,9 @@ from wtp.segments import (
     average_customer,
     cohorts,
     parse_grow,
+    period_days,
     score_segments,
+    score_settings,
     segment_metrics,
     what_if,
 )
@@ -195,6 +197,17 @@ def test_score_weights_are_overridable(tmp_path):
         score_segments(segs, weights={"colour": 1})
     with pytest.raises(InputError, match="0 or more"):
         score_segments(segs, weights={"cac": -1})
+
+
+def test_score_settings_from_a_study():
+    assert score_settings({"min_share": 0.1, "max_focus": 2, "weights": {"potential": 2}}) == {"min_share": 0.1, "max_focus": 2, "weights": {"potential": 2}}
+    assert score_settings(None) == {}
+    for bad, column in [({"min_shar": 0.1}, "segments.min_shar"), ({"max_focus": 0}, "segments.max_focus"), ({"min_share": "x"}, "segments.min_share")]:
+        with pytest.raises(InputError) as err:
+            score_settings(bad)
+        assert err.value.column == column and err.value.file == "study.toml"
+    with pytest.raises(InputError, match="one of volume"):
+        score_settings({"weights": {"size": 1}})
 
 
 def test_too_small_flag_and_focus_rules(tmp_path):
@@ -380,6 +393,22 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
     # without customers.csv the columns are required
     with pytest.raises(InputError, match="churn_rate"):
         segment_metrics(segments_frame(tmp_path, "segment,customers,cac,arpa\nA,3,100,1", need_arpa_churn=False))
+
+
+def test_periods(hand_customers):
+    r = cohorts(hand_customers, period="year", as_of="2024-12-31")
+    # churn per year = churned / customer-years at risk
+    assert r.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(2 / (395 / 365.25))
+    assert period_days("monthly") == MONTH_DAYS and period_days("quarter") == pytest.approx(365.25 / 4)
+    with pytest.raises(InputError, match="study.period"):
+        period_days("fortnight")
+
+
+def test_no_mrr_and_no_arpa_is_an_input_error(tmp_path, hand_customers):
+    segs = segments_frame(tmp_path, "segment,customers,cac,churn_rate\nA,3,100,0.1\nB,1,100,0.1", need_arpa_churn=False)
+    with pytest.raises(InputError) as err:
+        segment_metrics(segs, hand_customers.drop(columns="mrr"))
+    assert err.value.column == "arpa" and "no mrr column" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -572,13 +601,19 @@ def test_cli_without_customers_and_without_grow(sim_files):
     assert not (out / "what_if.csv").exists()
 
 
-def test_cli_study_supplies_customers_period_and_as_of(sim_files):
-    (sim_files / "study.toml").write_text('[study]\nname = "S"\nperiod = "month"\nas_of = "2026-06-30"\n')
+def test_cli_study_supplies_customers_period_as_of_and_weights(sim_files):
+    toml = '[study]\nname = "S"\nperiod = "month"\nas_of = "2026-06-30"\n[segments]\nmax_focus = 1\n[segments.weights]\nvolume = 0\n'
+    (sim_files / "study.toml").write_text(toml)
     out = sim_files / "study_out"
     res = runner.invoke(app, ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "survival.csv").exists()
     assert "2026-06-30" in (out / "report.html").read_text()
+    scores = pd.read_csv(out / "segment_scores.csv")
+    assert scores["volume"].isna().all() and scores["focus"].sum() == 1
+    (sim_files / "study.toml").write_text(toml.replace("max_focus = 1", "max_focus = 'many'"))
+    res = runner.invoke(app, ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)])
+    assert res.exit_code == 2 and "study.toml, column 'segments.max_focus'" in res.output
 
 
 def _bad(tmp_path, segments_text, *extra, customers_text=None):

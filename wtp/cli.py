@@ -258,7 +258,7 @@ def segments_command(
     from wtp.io import atomic_output_dir, read_table, validate_customers, validate_segments
     from wtp.report import provenance
     from wtp.report.segments import write_outputs
-    from wtp.segments import cohorts, parse_grow, score_segments, what_if
+    from wtp.segments import cohorts, parse_grow, score_segments, score_settings, what_if
     from wtp.study import DEFAULT_FILES, settings_only
 
     folder, settings = settings_only(study)
@@ -274,7 +274,8 @@ def segments_command(
     growth = parse_grow(grow or [], segs["segment"].tolist())
     as_of = settings.get("study", {}).get("as_of")
     cohort_result = cohorts(cust, period=meta["period"], as_of=as_of) if cust is not None else None
-    scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result)
+    scoring = score_settings(settings.get("segments"))
+    scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
     scenario = what_if(scores, growth) if growth else None
     inputs = {file.name: _sha256(file)}
     if customers is not None:

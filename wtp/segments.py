@@ -72,6 +72,7 @@ __all__ = [
     "what_if",
     "parse_grow",
     "period_days",
+    "score_settings",
 ]
 
 MONTH_DAYS = 365.25 / 12
@@ -776,6 +777,50 @@ def _resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
         out[k] = v
     if problems:
         raise InputError(problems)
+    return out
+
+
+_SCORE_SETTINGS = {"min_share": float, "min_ltv_cac": float, "focus_min_score": float, "max_focus": int}
+
+
+def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> dict:
+    """Keyword arguments for :func:`score_segments` from a study's ``[segments]`` table.
+
+    .. code-block:: toml
+
+        [segments]
+        min_share = 0.05          # too small below this share of customers
+        min_ltv_cac = 1.0         # too costly below this LTV/CAC
+        focus_min_score = 70      # focus segments score at least this
+        max_focus = 3
+        [segments.weights]        # any of DEFAULT_WEIGHTS
+        potential = 2
+    """
+    settings = dict(settings or {})
+    out: dict = {}
+    problems = []
+    for key, value in settings.items():
+        if key == "weights":
+            if not isinstance(value, Mapping):
+                problems.append(Problem(source, None, "segments.weights", "a table of weights, e.g. {potential = 2}", value))
+            else:
+                out["weights"] = dict(value)
+        elif key in _SCORE_SETTINGS:
+            try:
+                number = _SCORE_SETTINGS[key](value)
+            except (TypeError, ValueError):
+                problems.append(Problem(source, None, f"segments.{key}", "a number", value))
+                continue
+            if not math.isfinite(number) or number < 0 or (key == "max_focus" and number < 1):
+                problems.append(Problem(source, None, f"segments.{key}", "a positive number", value))
+                continue
+            out[key] = number
+        else:
+            problems.append(Problem(source, None, f"segments.{key}", "one of weights, " + ", ".join(_SCORE_SETTINGS), key))
+    if problems:
+        raise InputError(problems)
+    if "weights" in out:
+        _resolve_weights(out["weights"])
     return out
 
 
