@@ -355,3 +355,244 @@ def test_simulator_rejects_unknown_levels_and_segments():
         simulate_market(res, bad.assign(feature="A"), segment="nobody")
     with pytest.raises(InputError, match="product"):
         simulate_market(res, bad.drop(columns="product"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from wtp.simulate import simulate_conjoint
+
+    folder = tmp_path_factory.mktemp("study")
+    sim = simulate_conjoint(240, n_tasks=10, segments=3, seed=7)
+    sim.answers.drop(columns="segment").to_csv(folder / "conjoint.csv", index=False)
+    sim.answers[["respondent_id", "segment"]].drop_duplicates().to_csv(folder / "respondents.csv", index=False)
+    attrs = "\n".join(f"{a} = [{', '.join(chr(34) + x + chr(34) for x in lv)}]" for a, lv in sim.attributes.items())
+    (folder / "study.toml").write_text(
+        f'[study]\nname = "Test"\ncurrency = "USD"\n[data]\nconjoint = "conjoint.csv"\nrespondents = "respondents.csv"\n'
+        f"[conjoint]\nprices = [{', '.join(f'{p:g}' for p in sim.prices)}]\n[conjoint.attributes]\n{attrs}\n"
+    )
+    return folder
+
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from wtp.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_conjoint_writes_contract_tables_report_and_simulation(study, tmp_path):
+    scenario = tmp_path / "scenario.csv"
+    pd.DataFrame(
+        {
+            "product": ["Basic", "Pro"],
+            "Support": ["Email", "Chat"],
+            "SSO": ["Not included", "Included"],
+            "Users": ["5 users", "Unlimited"],
+            "History": ["90 days", "1 year"],
+            "price": ["49", "99"],
+        }
+    ).to_csv(scenario, index=False)
+    out = tmp_path / "out"
+    r = _run("conjoint", study / "conjoint.csv", "--study", study, "--scenario", scenario, "--out", out, "--seed", 3)
+    assert r.exit_code == 0, r.output
+    pw = pd.read_csv(out / "partworths.csv")
+    assert list(pw.columns[:5]) == ["segment", "attribute", "level", "utility", "se"]
+    assert {"Startups", "all"} <= set(pw["segment"])
+    assert ((pw.attribute == "price") & (pw.level == "per_unit")).sum() == pw["segment"].nunique()
+    assert ((pw.attribute == "none") & (pw.level == "none")).sum() == pw["segment"].nunique()
+    # level order comes from study.toml: the first level is the reference
+    assert pw[(pw.segment == "all") & (pw.attribute == "Users")]["level"].tolist() == ["5 users", "25 users", "Unlimited"]
+    imp = pd.read_csv(out / "importances.csv")
+    assert list(imp.columns[:3]) == ["segment", "attribute", "importance"]
+    assert imp.groupby("segment")["importance"].sum().to_numpy() == pytest.approx(100)
+    wtp = pd.read_csv(out / "wtp.csv")
+    assert list(wtp.columns[:4]) == ["segment", "attribute", "level", "wtp"]
+    sim = pd.read_csv(out / "simulation.csv")
+    assert list(sim.columns[:3]) == ["segment", "product", "share"]
+    assert set(sim["product"]) == {"Basic", "Pro", "none"}
+    html = (out / "report.html").read_text()
+    assert "Willingness to pay" in html and "Demand curve" in html and "<svg" in html and "Market simulation" in html
+    again = tmp_path / "again"
+    _run("conjoint", study / "conjoint.csv", "--study", study, "--scenario", scenario, "--out", again, "--seed", 3)
+    assert (again / "wtp.csv").read_text() == (out / "wtp.csv").read_text()
+
+
+def test_cli_conjoint_options(study, tmp_path):
+    out = tmp_path / "o"
+    r = _run("conjoint", study / "conjoint.csv", "--respondents", study / "respondents.csv", "--coding", "effects", "--price", "partworth", "--out", out)
+    assert r.exit_code == 0, r.output
+    pw = pd.read_csv(out / "partworths.csv")
+    assert (pw.attribute == "price").sum() > pw["segment"].nunique()  # one row per tested price
+    r = _run("conjoint", study / "conjoint.csv", "--coding", "nonsense", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "coding" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def _cli_bad(tmp_path, frame, *expected):
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    r = _run("conjoint", path, "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    for e in expected:
+        assert e in r.output, r.output
+    assert not (tmp_path / "out").exists()
+
+
+def _good_frame():
+    sim = _small_sim(n=40, seed=1)
+    return sim.answers.drop(columns="segment")
+
+
+def test_cli_bad_input_no_chosen_row(tmp_path):
+    f = _good_frame()
+    first = (f["respondent_id"] == f["respondent_id"].iloc[0]) & (f["task"] == f["task"].iloc[0])
+    f.loc[first, "chosen"] = 0
+    _cli_bad(tmp_path, f, "bad.csv", "row 2", "chosen", "exactly one chosen", "0 chosen")
+
+
+def test_cli_bad_input_two_chosen_rows(tmp_path):
+    f = _good_frame()
+    first = (f["respondent_id"] == f["respondent_id"].iloc[0]) & (f["task"] == f["task"].iloc[0])
+    f.loc[first, "chosen"] = 1
+    _cli_bad(tmp_path, f, "chosen", "exactly one chosen")
+
+
+def test_cli_bad_input_non_numeric_price(tmp_path):
+    f = _good_frame().astype({"price": object})
+    f.loc[4, "price"] = "cheap"
+    _cli_bad(tmp_path, f, "row 6", "price", "numeric price", "'cheap'")
+
+
+def test_cli_bad_input_level_in_one_task(tmp_path):
+    f = _good_frame()
+    f.loc[0, "Support"] = "Carrier pigeon"
+    _cli_bad(tmp_path, f, "row 2", "Support", "more than one task", "Carrier pigeon")
+
+
+def test_cli_bad_scenario_level(study, tmp_path):
+    scenario = tmp_path / "scenario.csv"
+    pd.DataFrame({"product": ["X"], "Support": ["Fax"], "SSO": ["Included"], "Users": ["5 users"], "History": ["1 year"], "price": [50]}).to_csv(scenario, index=False)
+    r = _run("conjoint", study / "conjoint.csv", "--scenario", scenario, "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert "scenario.csv, row 2, column 'Support'" in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_design_conjoint(study, tmp_path):
+    out = tmp_path / "design"
+    r = _run("design", "conjoint", study, "--out", out, "--tasks", 8, "--versions", 5, "--seed", 2)
+    assert r.exit_code == 0, r.output
+    d = pd.read_csv(out / "design.csv")
+    assert list(d.columns) == ["version", "task", "alt", "Support", "SSO", "Users", "History", "price", "none"]
+    assert d["version"].nunique() == 5 and d["task"].nunique() == 8
+    assert "D-error" in (out / "design_report.txt").read_text()
+    # the design answers like a survey: a simulated fielding of it estimates
+    r2 = _run("design", "conjoint", study, "--out", tmp_path / "d2", "--method", "random", "--no-none")
+    assert r2.exit_code == 0 and "none" not in pd.read_csv(tmp_path / "d2" / "design.csv").columns
+
+
+def test_cli_design_conjoint_needs_attributes(tmp_path):
+    (tmp_path / "study.toml").write_text('[study]\nname = "x"\n')
+    r = _run("design", "conjoint", tmp_path, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "conjoint.attributes" in r.output
+    (tmp_path / "study.toml").write_text('[conjoint.attributes]\nSupport = ["Email", "Chat"]\n')
+    r = _run("design", "conjoint", tmp_path, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "price" in r.output
+    (tmp_path / "study.toml").write_text('[conjoint]\nprices = [10, 20]\n[conjoint.attributes]\nSupport = ["Email", "Chat"]\n')
+    assert _run("design", "conjoint", tmp_path, "--out", tmp_path / "o").exit_code == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Real data (skipped when the datasets are absent)
+
+
+def _dataset(path: str) -> Path:
+    p = DATASETS / path
+    if not p.exists():
+        pytest.skip(f"{p} not available")
+    return p
+
+
+def _chocolate() -> pd.DataFrame:
+    f = pd.read_csv(_dataset("displayr_chocolate_cbc/chocolate_cbc_long.csv"))
+    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(columns=["version", "design_task_id", "would_buy_chosen"])
+    f["price"] = f["price"].str.replace("$", "", regex=False).astype(float)
+    return f
+
+
+def _eggs() -> pd.DataFrame:
+    f = pd.read_csv(_dataset("displayr_eggs_cbc/eggs_cbc_long.csv"))
+    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(columns=["version", "design_task_id"])
+    f["price"] = f["price"].str.extract(r"([\d.]+)")[0].astype(float)  # "6 dollars"
+    return f
+
+
+def _cars() -> pd.DataFrame:
+    a = pd.read_csv(_dataset("logitr_cars_us_cbc/cars_us.csv"))
+    trains = ["hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]
+    origins = ["american", "japanese", "chinese", "skorean"]
+    return pd.DataFrame(
+        {
+            "respondent_id": a["id"],
+            "task": a["obsnum"],
+            "alt": a.groupby("obsnum").cumcount() + 1,
+            "powertrain": np.select([a[k] == 1 for k in trains], trains, "conventional"),
+            "fastcharge": np.where((a["phevFastcharge"] == 1) | (a["bevFastcharge"] == 1), "yes", "no"),
+            "opcost": a["opCost"].astype(str),
+            "accel": a["accelTime"].astype(str),
+            "origin": np.select([a[k] == 1 for k in origins], origins, "other"),
+            "price": a["price"],  # thousand USD
+            "chosen": a["choice"],
+            "weight": a["weights"],
+        }
+    )
+
+
+def _price_ok(res):
+    fit = res.fit.set_index("segment").loc["all"]
+    assert fit["price_coef"] < 0 and fit["price_p_value"] < 1e-6
+    assert fit["converged"] and not res.warnings
+
+
+def test_real_chocolate():
+    res = estimate_conjoint(_answers(_chocolate()))
+    _price_ok(res)
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    # plausible: no level worth more than twice the tested price range ($0.99–2.49)
+    assert w.abs().max() < 2 * 1.5
+    assert w[("Sugar", "Sugar free")] < w[("Sugar", "50% reduced sugar")] < 0  # "Standard" is the reference
+    assert w[("Ethical", "Fair trade")] > 0  # BLANK is a real level: no claim
+    assert "BLANK" in set(res.partworths["level"])
+
+
+def test_real_eggs():
+    res = estimate_conjoint(_answers(_eggs()), levels={"Quality": ["Free Range", "Barn Raised", "Fresh Eggs (Caged)"]})
+    _price_ok(res)
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    assert w[("Quality", "Fresh Eggs (Caged)")] < w[("Quality", "Barn Raised")] < 0
+    assert w.abs().max() < 2 * (6 - 2)
+
+
+def test_real_cars_weighted():
+    levels = {"opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"], "powertrain": ["conventional", "hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]}
+    res = estimate_conjoint(_answers(_cars()), levels=levels)
+    _price_ok(res)
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    # dearer to run and slower to accelerate are worth less, monotonically (thousand USD)
+    assert list(w.loc["opcost"]) == sorted(w.loc["opcost"], reverse=True)
+    assert list(w.loc["accel"]) == sorted(w.loc["accel"], reverse=True)
+    assert w[("fastcharge", "yes")] > 0
+    assert w.abs().max() < 50  # within the tested 15–50 k range
+
+
+def test_real_eggs_through_cli(tmp_path):
+    path = tmp_path / "eggs.csv"
+    _eggs().to_csv(path, index=False)
+    r = _run("conjoint", path, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "wtp.csv").exists()
