@@ -775,6 +775,8 @@ def _resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
             problems.append(Problem("weights", None, str(k), "a weight of 0 or more", v))
             continue
         out[k] = v
+    if not any(out[a] > 0 for a in AXES):
+        problems.append(Problem("weights", None, "volume, performance, potential", "at least one axis weight above 0", 0))
     if problems:
         raise InputError(problems)
     return out

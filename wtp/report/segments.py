@@ -96,13 +96,16 @@ def map_chart(scores):
     fig, ax = new_figure(6.5, 4.0)
     s = scores.scores
     pot = s["potential"].fillna(50).to_numpy(dtype=float)
+    # with many segments only the best-ranked and the focus ones get a label, or labels pile up
+    labelled = set(s["segment"]) if len(s) <= 12 else set(s.loc[(s["rank"] <= 8) | s["focus"], "segment"])
     for i, (_, r) in enumerate(s.iterrows()):
         colour = PALETTE[i % len(PALETTE)]
         ax.scatter(
             r["volume"], r["performance"], s=40 + 6 * pot[i], color=colour,
             alpha=0.85 if r["focus"] else 0.25, edgecolor=colour, linewidth=1.2,
         )  # fmt: skip
-        ax.annotate(str(r["segment"]), (r["volume"], r["performance"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        if r["segment"] in labelled:
+            ax.annotate(str(r["segment"]), (r["volume"], r["performance"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xlim(-8, 112)
     ax.set_ylim(-8, 112)
     ax.set_xlabel("Volume score (share of customers)")
@@ -179,10 +182,13 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     meta.setdefault("currency", "")
     meta.setdefault("period", scores.period)
     order = scores.scores["segment"].tolist()
+    # curves: the biggest segments first (only the first few are drawn)
+    by_size = scores.scores.sort_values("customers", ascending=False, kind="stable")["segment"].tolist()
     table_cols = ["segment", "rank", "score", "volume", "performance", "potential", "customers", "share", "conversion_rate", "churn_rate", "arpa", "ltv", "ltv_cac", "cac_payback", "focus", "flags"]
     ctx: dict[str, Any] = {
         "meta": meta,
         "map_table": _records(scores.scores[[c for c in table_cols if c in scores.scores.columns]]),
+        "has_conversion": bool(scores.scores["conversion_rate"].notna().any()),
         "map_chart": map_chart(scores),
         "focus": _records(scores.focus),
         "flags": _records(scores.flags),
@@ -205,8 +211,8 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
             "has_mrr": cohort_result.has_mrr,
             "alpha": cohort_result.alpha,
             "summary": _records(cohort_result.summary()),
-            "survival_chart": survival_chart(cohort_result, order),
-            "ltv_chart": ltv_chart(cohort_result, order) if cohort_result.has_mrr else None,
+            "survival_chart": survival_chart(cohort_result, by_size),
+            "ltv_chart": ltv_chart(cohort_result, by_size) if cohort_result.has_mrr else None,
             "grid": _retention_grid(cohort_result),
             "period": cohort_result.period,
         }
