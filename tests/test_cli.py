@@ -136,3 +136,18 @@ def test_run_with_a_broken_file_exits_2_and_leaves_no_result(tmp_path, study):
     assert res.exit_code == 2, res.output
     assert "segments.csv, row 3, column 'churn_rate'" in res.output
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_nms_calibration_option_changes_the_curve(tmp_path):
+    sim = simulate_vw(300, segments=1, seed=8)
+    path = tmp_path / "vw.csv"
+    sim.answers.drop(columns="segment").to_csv(path, index=False)
+    base = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "a")])
+    steep = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "b"), "--nms-calibration", "5=0.9,4=0.7,3=0.4,2=0.1,1=0"])
+    assert base.exit_code == 0 and steep.exit_code == 0, steep.output
+    a = pd.read_csv(tmp_path / "a" / "nms.csv")
+    b = pd.read_csv(tmp_path / "b" / "nms.csv")
+    assert b.trial.max() > a.trial.max()
+    assert "5→0.9" in (tmp_path / "b" / "report.html").read_text()
+    bad = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "c"), "--nms-calibration", "5=high"])
+    assert bad.exit_code == 2 and "--nms-calibration" in bad.output

@@ -52,7 +52,7 @@ class StudyRun:
 
 
 def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress):
-    from wtp.vanwestendorp import van_westendorp
+    from wtp.vanwestendorp import parse_calibration, van_westendorp
 
     vw_settings = study.settings.get("van_westendorp", {})
     return van_westendorp(
@@ -62,6 +62,7 @@ def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress)
         cheap_rule=vw_settings.get("cheap_rule", "ge"),
         plateau=vw_settings.get("plateau", "lowest"),
         nms_scale=vw_settings.get("nms_scale"),
+        nms_calibration=parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration"),
         bootstrap=int(vw_settings.get("bootstrap", 200 if fast else 1000)),
         rng=seed,
     )

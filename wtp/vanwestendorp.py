@@ -269,6 +269,22 @@ def _bootstrap_curves(answers: np.ndarray, grid: np.ndarray, rep_weights: np.nda
 # Newton–Miller–Smith
 
 
+def parse_calibration(value, source: str = "--nms-calibration") -> dict[int, float] | None:
+    """Calibration from ``"5=0.7,4=0.5,…"`` or a study.toml table ``{5 = 0.7, …}``; None stays None."""
+    if value is None:
+        return None
+    items = value.items() if isinstance(value, dict) else (part.split("=", 1) for part in str(value).split(","))
+    out: dict[int, float] = {}
+    try:
+        for k, v in items:
+            out[int(str(k).strip())] = float(v)
+    except ValueError as exc:
+        raise InputError(Problem(source, None, None, "scale=probability pairs such as 5=0.7,4=0.5,3=0.3,2=0.1,1=0", value)) from exc
+    if not out or any(not 0 <= p <= 1 for p in out.values()):
+        raise InputError(Problem(source, None, None, "probabilities between 0 and 1 for each scale point", value))
+    return out
+
+
 def nms_probabilities(
     values: pd.Series,
     *,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from wtp.report import PALETTE, new_figure, provenance, render, svg
-from wtp.vanwestendorp import VanWestendorpResult
+from wtp.vanwestendorp import DEFAULT_CALIBRATION, VanWestendorpResult
 
 CURVE_STYLE = {
     "too_cheap": ("Too cheap", PALETTE[2], "--"),
@@ -82,6 +82,8 @@ def section_context(result: VanWestendorpResult, currency: str = "", segments: l
         "vw_has_nms": result.has_nms,
         "vw_has_intervals": "pmc_lower" in result.price_points.columns,
         "vw_methods": result.settings.describe(),
+        "vw_calibration": ", ".join(f"{k}→{v:g}" for k, v in sorted(result.settings.nms_calibration.items(), reverse=True))
+        + (" (pricesensitivitymeter's default)" if result.settings.nms_calibration == DEFAULT_CALIBRATION else " (set for this study)"),
         "vw_warnings": list(result.warnings),
         "vw_excluded": result.excluded.head(200).to_dict("records"),
         "vw_n_excluded_total": len(result.excluded),
