@@ -168,17 +168,22 @@ def vw_command(
     cheap_rule: Annotated[str, typer.Option("--cheap-rule", help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.")] = "ge",
     plateau: Annotated[str, typer.Option("--plateau", help="Where curves touch over an interval: lowest (default), highest or middle price.")] = "lowest",
     nms_scale: Annotated[str | None, typer.Option("--nms-scale", help="How to read buy_cheap/buy_expensive: 'scale' (1-5) or 'probability' (0-1).")] = None,
+    nms_calibration: Annotated[str | None, typer.Option("--nms-calibration", help="Scale point to purchase probability, e.g. '5=0.7,4=0.5,3=0.3,2=0.1,1=0' (the default).")] = None,
 ) -> None:
     """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
     from wtp.io import atomic_output_dir, validate_vw
     from wtp.vanwestendorp import van_westendorp
 
     answers, settings = load_answers(file, validate_vw, respondents, study)
-    nms_scale = nms_scale or settings.get("van_westendorp", {}).get("nms_scale")
+    from wtp.vanwestendorp import parse_calibration
+
+    vw_settings = settings.get("van_westendorp", {})
+    nms_scale = nms_scale or vw_settings.get("nms_scale")
+    calibration = parse_calibration(nms_calibration) or parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration")
     with progress_bar("Bootstrap", enabled=bootstrap > 0) as tick:
         result = van_westendorp(
             answers, inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau,
-            nms_scale=nms_scale, bootstrap=bootstrap, rng=seed, progress=tick,
+            nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=seed, progress=tick,
         )
     with atomic_output_dir(out) as tmp:
         write_vw_outputs(result, tmp, settings, seed, {file.name: _sha256(file)})
