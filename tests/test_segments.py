@@ -237,6 +237,32 @@ def test_focus_when_everything_is_flagged(tmp_path):
     assert any("no segment to focus" in n for n in s.notes)
 
 
+def test_scores_are_0_to_100_with_the_best_at_100():
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        k = int(rng.integers(2, 9))
+        raw = pd.DataFrame(
+            {
+                "segment": [f"S{i}" for i in range(k)],
+                "customers": rng.integers(0, 500, k),
+                "arpa": rng.uniform(5, 500, k).round(2),
+                "churn_rate": np.where(rng.random(k) < 0.2, 0.0, rng.uniform(0.001, 0.2, k)).round(4),
+                "cac": rng.uniform(0, 3000, k).round(0),
+                "conversion_rate": rng.uniform(0, 1, k).round(3),
+                "market_size": rng.integers(500, 50000, k),
+                "market_growth": rng.uniform(-0.2, 0.5, k).round(3),
+            }
+        )
+        if raw["customers"].sum() == 0:
+            continue
+        s = score_segments(raw).scores
+        for c in CONTRACT[1:5]:
+            assert s[c].between(0, 100).all() and s[c].max() == pytest.approx(100), c
+        assert s["rank"].min() == 1 and s.loc[s["rank"] == 1, "score"].eq(100).all()
+        assert (np.diff(s["score"]) <= 1e-12).all()  # best first
+        assert 0 <= s["focus"].sum() <= 3
+
+
 def test_single_segment_scores_100(tmp_path):
     s = score_segments(segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac\nOnly,10,10,0.1,10"))
     assert s.scores[CONTRACT[1:5]].iloc[0].tolist() == [100, 100, 100, 100]
@@ -585,8 +611,11 @@ def test_cli_writes_every_table_and_the_report(sim_files):
     wi = pd.read_csv(out / "what_if.csv").set_index("metric")
     assert wi.loc["customers", "after"] == pytest.approx(wi.loc["customers", "before"] + 240)
     html = (out / "report.html").read_text()
-    for text in ("Enterprise", "Mid-market", "<svg", "What if", "Kaplan", "segment-smb", "too small"):
+    for text in ("<svg", "What if", "Kaplan", "too small", "Average customer", "Σ customers × conversion / Σ customers", "Cohort retention"):
         assert text in html, text
+    # a one-pager per segment
+    for slug in ("startups", "smb", "mid-market", "enterprise"):
+        assert f'id="segment-{slug}"' in html, slug
     # same seed and data, same numbers
     res2 = runner.invoke(app, [*args[:-4], "--out", str(sim_files / "again"), "--seed", "3"])
     assert res2.exit_code == 0

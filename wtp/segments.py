@@ -847,7 +847,10 @@ def _best_is_100(raw: np.ndarray) -> np.ndarray:
     if not ok.any():
         return raw
     top = raw[ok].max()
-    return np.where(ok, 100.0 * raw / top, np.nan) if top > 0 else np.where(ok, 100.0, np.nan)
+    if top <= 0:
+        return np.where(ok, 100.0, np.nan)
+    # the best is exactly 100 (x / x can round to 99.99999999999999); the clip keeps others ≤ 100
+    return np.where(ok, np.where(raw == top, 100.0, np.clip(100.0 * raw / top, 0.0, 100.0)), np.nan)
 
 
 def score_segments(
