@@ -347,6 +347,8 @@ def test_cohorts_by_hand(hand_customers):
     assert s.loc[10.0, "se"] == pytest.approx(2 / 3 * math.sqrt(1 / (3 * 2)))
     assert s.loc[20.0, "se"] == pytest.approx(1 / 3 * math.sqrt(1 / 6 + 1 / 2))
     assert (s["lower"] <= s["survival"]).all() and (s["survival"] <= s["upper"]).all()
+    # the curve runs flat to the last follow-up (c2, 365 days), one customer still at risk
+    assert s.index.max() == 365 and s.loc[365.0, "survival"] == pytest.approx(1 / 3) and s.loc[365.0, "at_risk"] == 1
     # log-log interval at day 10, by hand
     S, se, z = 2 / 3, 2 / 3 * math.sqrt(1 / 6), 1.959963984540054
     se_t = se / (S * abs(math.log(S)))
@@ -399,6 +401,10 @@ def test_cohorts_defaults_and_months(hand_customers):
     assert imp.loc["B", "churned"] == 1  # c4 ends on as_of: a churn
     assert imp.loc["A", "arpa"] == pytest.approx(20)  # mrr is already monthly
     assert r.summary().columns[0] == "segment" and r.to_frame().equals(r.survival)
+    # an account without mrr is left out of ARPA and weighs nothing in revenue retention
+    part = hand_customers.assign(mrr=hand_customers["mrr"].where(hand_customers["customer_id"] != "c3"))
+    imp = cohorts(part, as_of="2024-12-31", period="day").implied.set_index("segment")
+    assert imp.loc["A", "arpa_acquired"] == pytest.approx(15 / MONTH_DAYS)
 
 
 def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
@@ -542,7 +548,7 @@ def test_real_invoices_cohorts(invoices):
     for seg in ("all", "Australia", "United States"):
         mask = np.ones(len(valid), bool) if seg == "all" else (valid["segment"] == seg).to_numpy()
         times, surv = _product_limit(months[mask], churned.to_numpy()[mask])
-        s = r.survival[(r.survival["segment"] == seg) & (r.survival["time"] > 0)]
+        s = r.survival[(r.survival["segment"] == seg) & (r.survival["events"] > 0)]
         assert np.allclose(s["time"], times) and np.allclose(s["survival"], surv, atol=1e-12)
     for _, s in r.survival.groupby("segment"):
         assert (np.diff(s["survival"]) <= 1e-12).all() and s["survival"].between(0, 1).all()

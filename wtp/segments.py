@@ -216,6 +216,13 @@ def _weighted_mean(values: pd.Series, weights: pd.Series) -> float:
     return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok]))
 
 
+def _mean(x: np.ndarray) -> float:
+    """Mean of the finite values; NaN when there are none (no warning)."""
+    x = np.asarray(x, dtype=float)
+    ok = np.isfinite(x)
+    return float(x[ok].mean()) if ok.any() else float("nan")
+
+
 def _div(a, b):
     """Elementwise a / b with NaN where b is 0 or missing (no warnings)."""
     a = np.asarray(a, dtype=float)
@@ -387,7 +394,9 @@ def cohorts(
     excluded = cust.loc[late, ["customer_id", "segment", "row"]].assign(reason=f"starts after as_of {when.date()}")
     used = cust.loc[~late].reset_index(drop=True)
     has_mrr = "mrr" in used.columns and used["mrr"].notna().any()
-    mrr = used["mrr"].fillna(0.0).to_numpy(dtype=float) if has_mrr else np.zeros(len(used))
+    mrr_raw = used["mrr"].to_numpy(dtype=float) if has_mrr else np.full(len(used), np.nan)
+    # an account without mrr weighs nothing in revenue retention and is left out of ARPA
+    mrr = np.nan_to_num(mrr_raw)
     d, event = _durations(used, when, days)
     seg = used["segment"].to_numpy(dtype=object)
     names = list(dict.fromkeys(seg))
@@ -400,7 +409,7 @@ def cohorts(
 
     surv_rows, ltv_rows, implied_rows, ret_frames = [], [], [], []
     for name, mask in groups:
-        t, e, m = d[mask], event[mask], mrr[mask]
+        t, e, m, m_raw = d[mask], event[mask], mrr[mask], mrr_raw[mask]
         times, s, se, n_risk, n_events, fit = _km(t, e)
         lower, upper = _loglog_ci(s, se, z)
         band_lo = band_hi = np.full(len(times), np.nan)
@@ -424,14 +433,21 @@ def cohorts(
         body = pd.DataFrame(
             {"segment": name, "time": times, "at_risk": n_risk, "events": n_events, "survival": s, "se": se, "lower": lower, "upper": upper, "band_lower": band_lo, "band_upper": band_hi, "revenue_survival": rev}
         )
-        surv_rows.append(pd.concat([head, body], ignore_index=True) if len(times) == 0 or times[0] > 0 else body)
+        parts = [head, body] if len(times) == 0 or times[0] > 0 else [body]
+        last = times[-1] if len(times) else 0.0
+        if len(t) and t.max() > last:
+            # the curve stays flat until the last follow-up: draw it that far, not to the last churn
+            tail = body.iloc[-1:].copy() if len(body) else head.copy()
+            tail[["time", "at_risk", "events", "band_lower", "band_upper"]] = [float(t.max()), float((t >= t.max()).sum()), 0.0, np.nan, np.nan]
+            parts.append(tail)
+        surv_rows.append(pd.concat(parts, ignore_index=True))
 
         # LTV over time: area under the (revenue-weighted) survival curve × ARPA of new accounts
         horizon = int(np.floor(t.max())) if len(t) else 0
         grid = np.arange(horizon + 1, dtype=float)
         curve_t, curve_s = rev_all if rev_all is not None else (times, s)
         life = _area(curve_t, curve_s, grid)
-        arpa_acq = float(m.mean() * days / MONTH_DAYS) if has_mrr else float("nan")
+        arpa_acq = _mean(m_raw) * days / MONTH_DAYS
         ltv_rows.append(pd.DataFrame({"segment": name, "time": grid, "expected_lifetime": life, "ltv": arpa_acq * life}))
 
         churned = int(e.sum())
@@ -440,11 +456,8 @@ def cohorts(
         lo = stats.chi2.ppf(alpha / 2, 2 * churned) / (2 * exposure) if churned > 0 and exposure > 0 else 0.0
         hi = stats.chi2.ppf(1 - alpha / 2, 2 * churned + 2) / (2 * exposure) if exposure > 0 else float("nan")
         active = ~e
-        if has_mrr:
-            pool = m[active] if active.any() else m
-            arpa = float(pool.mean() * days / MONTH_DAYS)
-        else:
-            arpa = float("nan")
+        # ARPA now: the accounts active at as_of (all accounts when none is left)
+        arpa = _mean(m_raw[active] if np.isfinite(m_raw[active]).any() else m_raw) * days / MONTH_DAYS
         capped = hazard == 0
         ltv = arpa * LIFETIME_CAP if capped else arpa / hazard if hazard and np.isfinite(hazard) else float("nan")
         median = float(fit.quantile(0.5)) if fit is not None else float("nan")
