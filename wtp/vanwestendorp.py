@@ -434,7 +434,6 @@ def prepare_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> t
     x = answers[ANSWERS].to_numpy(dtype=float)
     steps = np.diff(x, axis=1)
     out_of_order = (steps < 0).any(axis=1)
-    tied = (steps == 0).any(axis=1)
     kept = answers.copy()
     reasons = pd.Series(pd.NA, index=answers.index, dtype="string")
     if settings.inconsistent == "repair":
@@ -450,7 +449,6 @@ def prepare_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> t
         tie_now = (np.diff(x2, axis=1) == 0).any(axis=1) & ~drop
         reasons[tie_now] = "two answers equal (ties dropped by option)"
         drop = drop | tie_now
-    del tied
     excluded = answers.loc[drop, ["respondent_id", "segment", "row"]].assign(reason=reasons[drop].to_numpy())
     return kept.loc[~drop].reset_index(drop=True), excluded.reset_index(drop=True)
 
