@@ -623,12 +623,12 @@ def segment_metrics(
         given = segs[col].to_numpy(dtype=float) if col in segs.columns else np.full(len(segs), np.nan)
         src = np.where(np.isfinite(given), source, "missing").astype(object)
         values = given.copy()
+        from_cust = None
         if implied is not None:
             from_cust = implied[col].reindex(out["segment"]).to_numpy(dtype=float)
             fill = ~np.isfinite(values) & np.isfinite(from_cust)
             values = np.where(fill, from_cust, values)
             src = np.where(fill, "customers.csv", src)
-            out[f"{col}_cohort"] = from_cust
         for i in np.flatnonzero(~np.isfinite(values)):
             what = "a churn rate between 0 and 1" if col == "churn_rate" else "revenue per account (arpa)"
             hint = " (customers.csv has no customers of this segment)" if implied is not None else " (or customers.csv to estimate it)"
@@ -637,6 +637,9 @@ def segment_metrics(
             problems.append(Problem(source, int(segs["row"].iloc[i]), col, what + hint, None))
         out[col] = values
         out[f"{col.split('_')[0]}_source"] = src
+        if from_cust is not None:
+            # what customers.csv says, next to what is used (they differ where segments.csv has it)
+            out[f"{col}_cohort"] = from_cust
     if problems:
         raise InputError(problems)
 
