@@ -358,6 +358,74 @@ def test_simulator_rejects_unknown_levels_and_segments():
 
 
 # ----------------------------------------------------------------------------------------------
+# Individual draws (the HB path): segment summaries, per-respondent importances, RFC
+
+
+def test_tables_from_draws_hand_computed():
+    from wtp.conjoint import result_from_draws
+
+    ans = _answers(_two_task_types(weights={"r1": 3.0}))
+    data = prepare_choice_data(ans, levels={"feature": ["A", "B"]})
+    n = data.respondents.size
+    scale = data.coding.price_scale  # price enters as price / scale
+    b_feature = np.linspace(0.5, 1.5, n)
+    b_price = -np.linspace(2.0, 4.0, n)  # per price / scale
+    draws = np.stack([b_feature, b_price], axis=1)[:, None, :].repeat(4, axis=1)
+    res = result_from_draws(data, draws)
+    w = np.ones(n)
+    w[list(data.respondents).index("r1")] = 3.0
+    w /= w.sum()
+    mean_f, mean_p = w @ b_feature, w @ b_price / scale
+    pw = res.partworths.set_index(["attribute", "level"])["utility"]
+    assert pw[("feature", "B")] == pytest.approx(mean_f)
+    assert pw[("price", "per_unit")] == pytest.approx(mean_p)
+    # WTP is a ratio of the segment's means, not a mean of individual ratios
+    assert res.wtp.set_index("level").loc["B", "wtp"] == pytest.approx(-mean_f / mean_p)
+    # importances: per respondent, normalised, then the weighted mean
+    rf, rp = np.abs(b_feature), np.abs(b_price / scale) * 10
+    assert res.importances.set_index("attribute").loc["feature", "importance"] == pytest.approx(100 * w @ (rf / (rf + rp)))
+    assert res.method == "hb" and res.individual is not None
+
+
+def _draws_from_truth(sim, data, noise=0.05, n_draws=100, seed=0):
+    """Posterior-like draws around each simulated respondent's true part-worths."""
+    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value").loc[list(data.respondents)]
+    cols = [b[p] for p in data.coding.parameters if p not in ("price", "none")]
+    true = np.column_stack(cols + [b["price"] * data.coding.price_scale, np.full(len(b), sim.none_utility)])
+    rng = np.random.default_rng(seed)
+    return true[:, None, :] + noise * rng.standard_normal((len(b), n_draws, true.shape[1]))
+
+
+def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
+    from wtp.conjoint import result_from_draws
+    from wtp.report.conjoint import write_outputs
+
+    sim = _small_sim(n=600, segments=2, seed=3)
+    data = prepare_choice_data(_answers(sim.answers), levels=sim.attributes)
+    res = result_from_draws(data, _draws_from_truth(sim, data))
+    # the truth of a sample: ratio of the respondents' mean part-worth to their mean price coefficient
+    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
+    got = res.wtp.set_index(["segment", "attribute", "level"])["wtp"]
+    assert got[("all", "Users", "Unlimited")] == pytest.approx(-b["Users=Unlimited"].mean() / b["price"].mean(), rel=0.02)
+    assert list(res.segments) == ["Startups", "SMB", "all"] or res.segments[-1] == "all"
+    products = pd.DataFrame(
+        {"product": ["basic", "pro"], "Support": ["Email", "Chat"], "SSO": ["Not included", "Included"],
+         "Users": ["5 users", "Unlimited"], "History": ["90 days", "1 year"], "price": [30, 50]}
+    )
+    rfc = simulate_market(res, products, method="rfc", rng=np.random.default_rng(1))
+    assert rfc.groupby("segment")["share"].sum().to_numpy() == pytest.approx(1.0)
+    assert (rfc["lower"] <= rfc["share"]).all() and (rfc["share"] <= rfc["upper"]).all()
+    logit = simulate_market(res, products)
+    # first choice over heterogeneous individuals is close to, not equal to, the logit share
+    assert np.abs(rfc["share"] - logit["share"]).max() < 0.08
+    curve = demand_curve(res, products.iloc[1], segment="all")
+    assert (np.diff(curve["share"]) < 0).all()
+    write_outputs(res, tmp_path, meta={"name": "hb", "currency": "USD"}, scenario=products, seed=1)
+    assert "Randomized first choice" in (tmp_path / "report.html").read_text()
+    assert pd.read_csv(tmp_path / "simulation.csv")["share"].between(0, 1).all()
+
+
+# ----------------------------------------------------------------------------------------------
 # Command line
 
 

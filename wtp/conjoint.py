@@ -945,8 +945,6 @@ def estimate_conjoint(
         raise InputError(Problem("options", None, "method", "'mnl' or 'hb'", method))
     data = prepare_choice_data(answers, levels=levels, coding=coding, price=price)
     source = str(answers.attrs.get("source", "conjoint.csv"))
-    individual = None
-    diagnostics = None
     if method == "mnl":
         betas, covs, fits, notes = _estimate_mnl(data)
         pw, imp, wtp = [], [], []
@@ -965,11 +963,15 @@ def estimate_conjoint(
             z, p = _z_p(betas[seg], se)
             params.append(pd.DataFrame({"segment": seg, "parameter": data.coding.parameters, "estimate": betas[seg], "se": se, "z": z, "p_value": p}))
         parameters = pd.concat(params, ignore_index=True)
+        tables = (partworths, importances, wtp_frame, parameters, fit, betas, covs, None, None, notes)
     else:
         rng = rng if rng is not None else np.random.default_rng(seed)
-        (partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes) = _estimate_hb(
-            data, rng=rng, draws=draws, tune=tune, chains=chains
-        )
+        tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains)
+    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), seed=seed, source=source)
+
+
+def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, seed: int | None, source: str) -> ConjointResult:
+    partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
     warn = _price_warnings(fit)
     ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
     return ConjointResult(
@@ -987,15 +989,122 @@ def estimate_conjoint(
         notes=tuple(data.notes) + tuple(notes),
         individual=individual,
         diagnostics=diagnostics,
-        n_respondents=int(pd.Series(answers["respondent_id"]).nunique()),
+        n_respondents=n_respondents,
         n_used=int(data.respondents.size),
         seed=seed,
         source=source,
     )
 
 
+def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.DataFrame | None = None, seed: int | None = None) -> ConjointResult:
+    """A :class:`ConjointResult` from posterior draws of individual part-worths.
+
+    ``draws`` is respondents (ordered as ``data.respondents``) × draws × parameters (ordered as
+    ``data.coding.parameters``); see :func:`tables_from_draws` for how segments are summarised.
+    """
+    draws = np.asarray(draws, dtype=float)
+    if draws.ndim != 3 or draws.shape[0] != data.respondents.size or draws.shape[2] != data.coding.n_parameters:
+        raise ValueError(f"draws must be respondents × draws × parameters {data.respondents.size} × D × {data.coding.n_parameters}, got {draws.shape}")
+    tables = tables_from_draws(data, draws, diagnostics)
+    return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), seed=seed, source="conjoint.csv")
+
+
 def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains):
-    raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb")
+    raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb (the shared hierarchical MNL), which has not landed yet")
+
+
+def _respondent_arrays(data: ChoiceData) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and segment of each respondent (indexed like ``data.respondents``)."""
+    n = data.respondents.size
+    w = np.ones(n)
+    seg = np.empty(n, dtype=object)
+    w[data.respondent] = data.weight
+    seg[data.respondent] = data.segment
+    return w, seg
+
+
+def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataFrame | None = None):
+    """Result tables from posterior draws of individual part-worths (respondents × draws × P).
+
+    Per segment (and ``all``) and per draw, the weighted mean of the segment's respondents gives
+    the segment's part-worths and price coefficient; ``utility`` is their posterior mean and
+    ``se`` the posterior sd. WTP is computed per draw from the segment means (a ratio of means:
+    individual ratios explode where a respondent's price coefficient is near 0); ``wtp`` is the
+    posterior median, ``lower``/``upper`` the 2.5%/97.5% quantiles. Importances are computed per
+    respondent and draw, normalised to 100, then averaged (weighted over respondents). The
+    price ``p_value`` is the Bayesian analogue 2·min(P(β ≥ 0), P(β < 0)).
+    """
+    coding = data.coding
+    w_resp, seg_resp = _respondent_arrays(data)
+    slope = coding.price_slope_row()
+    pw, imp, wtp, fits, params = [], [], [], [], []
+    betas, covs = {}, {}
+    mean_beta = draws.mean(axis=1)
+    v = np.einsum("tap,tp->ta", data.X, mean_beta[data.respondent])
+    v = np.where(data.available, v, -np.inf)
+    lse = np.logaddexp.reduce(v, axis=1)
+    ll_task = v[np.arange(data.n_choices), data.chosen] - lse
+    ll_null_task = -np.log(data.available.sum(axis=1))
+    ranges = {}
+    for a in coding.levels:
+        u = draws @ coding.level_rows(a).T  # R × D × levels
+        ranges[a] = u.max(axis=2) - u.min(axis=2)
+    if coding.price == "linear":
+        ranges["price"] = np.abs(draws @ slope) * (max(coding.prices) - min(coding.prices))
+    else:
+        u = draws @ coding.level_rows("price").T
+        ranges["price"] = u.max(axis=2) - u.min(axis=2)
+    total = sum(ranges.values())
+    for seg in _segment_order(data.segment):
+        mask = np.ones(seg_resp.size, dtype=bool) if seg == RESERVED_SEGMENT else seg_resp == seg
+        w = w_resp[mask] / w_resp[mask].sum()
+        M = np.einsum("r,rdp->dp", w, draws[mask])  # draws × P: the segment's mean part-worths
+        betas[seg] = M.mean(axis=0)
+        covs[seg] = np.cov(M, rowvar=False)
+        bp = M @ slope
+        price_p = float(max(2 * min((bp >= 0).mean(), (bp < 0).mean()), 1 / bp.size))
+        sd = M.std(axis=0, ddof=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = betas[seg] / sd
+        params.append(pd.DataFrame({"segment": seg, "parameter": coding.parameters, "estimate": betas[seg], "se": sd, "z": z, "p_value": np.nan}))
+        for a, levels in coding.levels.items():
+            U = M @ coding.level_rows(a).T
+            pw += [(seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, lv in enumerate(levels)]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                W = -(U - U[:, [0]]) / bp[:, None]
+            for i, lv in enumerate(levels):
+                lo, med, hi = np.quantile(W[:, i], [0.025, 0.5, 0.975]) if i else (0.0, 0.0, 0.0)
+                wtp.append((seg, a, lv, float(med), float(lo), float(hi), float(W[:, i].std(ddof=1)) if i else 0.0))
+        if coding.price == "linear":
+            pw.append((seg, "price", "per_unit", float(bp.mean()), float(bp.std(ddof=1))))
+        else:
+            U = M @ coding.level_rows("price").T
+            pw += [(seg, "price", f"{p:g}", float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, p in enumerate(coding.prices)]
+        if coding.none:
+            r = M @ coding.none_row()
+            pw.append((seg, "none", "none", float(r.mean()), float(r.std(ddof=1))))
+        for a, rg in ranges.items():
+            share = (rg[mask] / total[mask]).mean(axis=1)
+            imp.append((seg, a, float(100 * w @ share)))
+        tasks = mask[data.respondent]
+        ll, ll0 = float(ll_task[tasks].sum()), float(ll_null_task[tasks].sum())
+        fits.append(
+            {
+                "segment": seg, "n_respondents": int(mask.sum()), "n_choices": int(tasks.sum()),
+                "loglik": ll, "loglik_null": ll0, "rho2": 1 - ll / ll0, "converged": True,
+                "price_coef": float(bp.mean()), "price_p_value": price_p,
+                "mean_rlh": float(np.exp(ll / tasks.sum())),
+            }
+        )
+    fit = pd.DataFrame(fits)
+    if diagnostics is not None and "max_rhat" in diagnostics.columns:
+        fit["converged"] = bool(diagnostics["max_rhat"].max() < 1.05)
+    partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
+    importances = pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
+    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se"])
+    individual = IndividualDraws(data.respondents, seg_resp, w_resp, draws)
+    notes = [] if fit["converged"].all() else ["the HB sampler did not converge (R-hat ≥ 1.05); treat the numbers with care."]
+    return partworths, importances, wtp_frame, pd.concat(params, ignore_index=True), fit, betas, covs, individual, diagnostics, notes
 
 
 # ----------------------------------------------------------------------------------------------

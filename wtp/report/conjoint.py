@@ -181,6 +181,7 @@ def write_report(
     demand_product: dict | None = None,
     simulation: pd.DataFrame | None = None,
 ) -> Path:
+    meta = {"name": "wtp study", "currency": "", "price_unit": "", **meta}
     ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation)
     return render("conjoint.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
