@@ -230,10 +230,13 @@ def conjoint_command(
 
     answers, settings = load_answers(file, validate_conjoint, respondents, study)
     products = read_table(scenario) if scenario is not None else None
-    result = estimate_conjoint(
-        answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-        rng=np.random.default_rng(seed), seed=seed, draws=draws, tune=draws,
-    )
+    try:
+        result = estimate_conjoint(
+            answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
+            rng=np.random.default_rng(seed), seed=seed, draws=draws, tune=draws,
+        )
+    except NotImplementedError as exc:
+        raise StageNotBuilt(f"wtp conjoint --method {method}: {exc}") from None
     inputs = {file.name: _sha256(file)}
     if scenario is not None:
         inputs[scenario.name] = _sha256(scenario)
