@@ -175,6 +175,18 @@ def _retention_grid(cohort_result, segment: str = "all", ages=(1, 3, 6, 12, 24, 
     return {"segment": segment, "ages": ages, "rows": rows, "n_cohorts": int(len(size))}
 
 
+def _with_stated(rows: list[dict], metrics: pd.DataFrame) -> list[dict]:
+    """Add what segments.csv states next to what customers.csv implies (None when not stated)."""
+    m = metrics.set_index("segment")
+    for r in rows:
+        for col, src in (("churn_rate", "churn_source"), ("arpa", "arpa_source")):
+            stated = None
+            if r["segment"] in m.index and m.loc[r["segment"], src] != "customers.csv":
+                stated = _clean(m.loc[r["segment"], col])
+            r[f"stated_{col}"] = stated
+    return rows
+
+
 def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | None = None) -> dict[str, Any]:
     """Everything the segments templates need, as plain Python values."""
     meta = dict(meta or {})
@@ -210,7 +222,7 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
             "n_excluded": len(cohort_result.excluded),
             "has_mrr": cohort_result.has_mrr,
             "alpha": cohort_result.alpha,
-            "summary": _records(cohort_result.summary()),
+            "summary": _with_stated(_records(cohort_result.summary()), scores.metrics),
             "survival_chart": survival_chart(cohort_result, by_size),
             "ltv_chart": ltv_chart(cohort_result, by_size) if cohort_result.has_mrr else None,
             "grid": _retention_grid(cohort_result),
