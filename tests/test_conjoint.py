@@ -337,6 +337,9 @@ def test_simulator_none_rfc_and_demand_curve():
     no_none = simulate_market(res, products, none=False)
     assert "none" not in set(no_none["product"])
 
+    entry = demand_curve(res, {}, [30.0], segment="all")
+    ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
+    assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
     curve = demand_curve(res, products.iloc[1], segment="all")
     assert list(curve.columns) == ["segment", "price", "share", "lower", "upper"]
     assert curve["price"].min() == min(sim.prices) and curve["price"].max() == max(sim.prices)
@@ -418,6 +421,9 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     logit = simulate_market(res, products)
     # first choice over heterogeneous individuals is close to, not equal to, the logit share
     assert np.abs(rfc["share"] - logit["share"]).max() < 0.08
+    entry = demand_curve(res, {}, [30.0], segment="all")
+    ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
+    assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
     curve = demand_curve(res, products.iloc[1], segment="all")
     assert (np.diff(curve["share"]) < 0).all()
     write_outputs(res, tmp_path, meta={"name": "hb", "currency": "USD"}, scenario=products, seed=1)

@@ -1268,7 +1268,8 @@ def demand_curve(
         A :class:`ConjointResult` with a none option (or pass ``competitors``).
     product
         The product's levels: a mapping attribute → level, a Series, or a one-row DataFrame
-        (its ``price``, if any, is ignored).
+        (its ``price``, if any, is ignored). Attributes it does not name are at their first
+        (reference) level, so ``{}`` is the entry product of reference levels.
     prices
         Prices to evaluate; ``None`` → 25 evenly spaced prices across the tested range.
     segment
@@ -1288,14 +1289,13 @@ def demand_curve(
         raise InputError(Problem("options", None, "method", "'logit' or 'rfc'", method))
     if isinstance(product, pd.DataFrame):
         product = product.iloc[0]
-    levels = {a: product[a] for a in result.coding.levels if a in product}
+    product = {} if product is None else product
+    # an attribute the product does not name sits at its first (reference) level
+    levels = {a: (product[a] if a in product else lv[0]) for a, lv in result.coding.levels.items()}
     if prices is None:
         prices = np.linspace(min(result.prices), max(result.prices), 25)
     prices = np.atleast_1d(np.asarray(prices, dtype=float))
     base = pd.DataFrame({**{a: [v] for a, v in levels.items()}, "price": [float(prices[0])]})
-    missing = [a for a in result.coding.levels if a not in levels]
-    if missing:
-        raise InputError(Problem("product", None, ", ".join(missing), "a level for every attribute", "missing"))
     prow = result.coding.profile_rows(base, source="product")[0] - result.coding.price_rows([prices[0]])[0]
     own = prow[None, :] + result.coding.price_rows(prices)  # prices × P
     others = []
