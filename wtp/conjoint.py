@@ -21,6 +21,25 @@ import pandas as pd
 
 from wtp.errors import InputError, Problem
 
+__all__ = [
+    "design_conjoint",
+    "evaluate_design",
+    "DesignReport",
+    "prepare_choice_data",
+    "ChoiceData",
+    "Coding",
+    "fit_mnl",
+    "MNLFit",
+    "estimate_conjoint",
+    "result_from_draws",
+    "ConjointResult",
+    "IndividualDraws",
+    "simulate_market",
+    "demand_curve",
+    "conjoint_levels",
+    "conjoint_prices",
+]
+
 # Balanced overlap: the share of (task, attribute) pairs that deliberately repeat one level when
 # the attribute has enough levels to avoid it. Random designs repeat a level of a 4-level
 # attribute in ~60% of triples; complete enumeration in none. Sawtooth's "balanced overlap"
