@@ -708,3 +708,15 @@ def test_cli_rejects_bad_grow(tmp_path, grow, needle):
     assert res.exit_code == 2, res.output
     assert "--grow" in res.output and needle in res.output
     assert not out.exists()
+
+
+def test_cli_reads_xlsx_and_parquet_like_csv(sim_files):
+    seg = pd.read_csv(sim_files / "segments.csv")
+    seg.to_excel(sim_files / "segments.xlsx", index=False)
+    pd.read_csv(sim_files / "customers.csv", parse_dates=["start_date", "end_date"]).to_parquet(sim_files / "customers.parquet")
+    outs = []
+    for s_file, c_file, name in (("segments.csv", "customers.csv", "a"), ("segments.xlsx", "customers.parquet", "b")):
+        res = runner.invoke(app, ["segments", str(sim_files / s_file), "--customers", str(sim_files / c_file), "--out", str(sim_files / name)])
+        assert res.exit_code == 0, res.output
+        outs.append(pd.read_csv(sim_files / name / "segment_scores.csv"))
+    pd.testing.assert_frame_equal(outs[0], outs[1])
