@@ -621,7 +621,8 @@ def segment_metrics(
     problems = []
     for col in ("churn_rate", "arpa"):
         given = segs[col].to_numpy(dtype=float) if col in segs.columns else np.full(len(segs), np.nan)
-        src = np.where(np.isfinite(given), source, "missing").astype(object)
+        # the contract role names, whatever the files are called, so consumers can test them
+        src = np.where(np.isfinite(given), "segments.csv", "missing").astype(object)
         values = given.copy()
         from_cust = None
         if implied is not None:
