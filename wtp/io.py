@@ -630,6 +630,8 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
         col.add_rows(rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist())
         out["mrr"] = mrr
     _check_unique(frame, out["customer_id"], "customer_id", col, what="customer")
+    reserved = out["segment"] == RESERVED_SEGMENT
+    col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
     if segments is not None:
         known = set(segments)
         unknown = out["segment"].notna() & ~out["segment"].isin(known)

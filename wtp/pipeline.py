@@ -68,9 +68,22 @@ def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress)
     )
 
 
+def _stage_segments(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    from wtp.segments import cohorts, score_segments, score_settings
+
+    cohort_result = None
+    if study.customers is not None:
+        cohort_result = cohorts(study.customers, period=study.period, as_of=study.as_of)
+    return score_segments(
+        study.segments, period=study.period, as_of=study.as_of, cohort_result=cohort_result,
+        **score_settings(study.settings.get("segments")),
+    )
+
+
 STAGES: list[tuple[str, str, Callable]] = [
     # (stage, the study input it needs, function)
     ("vw", "vw", _stage_vw),
+    ("segments", "segments", _stage_segments),
 ]
 
 
@@ -123,6 +136,14 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         (out / "vw").mkdir(parents=True, exist_ok=True)
         write_vw_outputs(run.vw, out / "vw", run.study.settings, run.seed, inputs)
         written.append(out / "vw")
+    meta = {"name": run.study.name, "currency": run.study.currency, "price_unit": run.study.price_unit, "period": run.study.period}
+    if run.segments is not None:
+        from wtp.report import provenance
+        from wtp.report.segments import write_outputs as write_segments
+
+        (out / "segments").mkdir(parents=True, exist_ok=True)
+        write_segments(out / "segments", run.segments, run.segments.cohorts, meta=meta, provenance=provenance(run.seed, inputs))
+        written.append(out / "segments")
     written += write_pages(run, out)
     return written
 
