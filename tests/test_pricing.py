@@ -388,3 +388,43 @@ def test_conjoint_without_vw_prices_within_the_tested_range(world):
     assert entry.between(lo, hi).all()
     assert "van_westendorp" in set(r.missing["input"])
     assert (r.demand_summary["range_source"].str.contains("tested")).all()
+
+
+# --------------------------------------------------------------------------------------------
+# report sections
+
+
+def test_report_sections_render_and_escape(world, tmp_path):
+    from wtp.report import environment
+    from wtp.report.pricing import render_pricing_report, section_context
+
+    _, study, r, _ = world
+    evil = r.packages.copy()
+    evil.loc[evil["feature"] == "sso", "label"] = "<script>alert(1)</script>"
+    r2 = dataclasses.replace(r, packages=evil)
+    path = render_pricing_report(r2, tmp_path / "pricing.html", title="Acme <b>books</b>", currency="USD")
+    html = path.read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Acme &lt;b&gt;books&lt;/b&gt;" in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    for s in study.segments["segment"]:
+        assert f'id="segment-{s.lower()}"' in html or s in html
+    assert r.recommendation.split(":")[0] in html
+    assert html.count("<svg") == 1 + len(r.segments)  # the comparison chart and one demand chart per segment
+    # the sections the pipeline includes, with one variable each
+    env = environment()
+    overview = env.from_string('{% include "pricing_overview.html.j2" %}').render(pricing=section_context(r, "USD"))
+    assert "One price book or one per segment" in overview and "Why each feature sits where it does" in overview
+    page = env.from_string('{% include "pricing_segment.html.j2" %}').render(pricing=section_context(r, "USD", segments=["SMB"]))
+    assert "Proposed price book" in page and "SMB" in page and page.count("<svg") == 1
+    # without a pricing result the sections render nothing
+    assert env.from_string('{% include "pricing_overview.html.j2" %}').render().strip() == ""
+
+
+def test_report_renders_a_study_without_prices(world, tmp_path):
+    from wtp.report.pricing import render_pricing_report
+
+    _, study, _, _ = world
+    r = build_price_books(study=dataclasses.replace(study, vw=None, conjoint=None))
+    html = render_pricing_report(r, tmp_path / "p.html", currency="USD").read_text(encoding="utf-8")
+    assert "No prices" in html and "Inputs missing" in html

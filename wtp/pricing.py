@@ -56,7 +56,9 @@ Per segment, purchase probability at price ``p``:
   blended on the log scale, ``d = nms^(1−w) · (k · conjoint)^w``, so their elasticities average.
   ``w`` is 0.5 inside the conjoint's tested prices and falls linearly to 0 a quarter of the tested
   span beyond them (a linear price utility extrapolated past the tested prices is not evidence),
-  and is 0 where the segment's price coefficient is not negative and significant. Only one curve
+  and likewise around the acceptable range (outside it only Van Westendorp saw the "too cheap"
+  doubts and outright rejections), and is 0 where the segment's price coefficient is not
+  negative and significant. Only one curve
   → that curve. VW without NMS and no conjoint → the share of respondents who find the price
   neither too cheap nor too expensive (an upper bound on trial; flagged).
 
@@ -151,8 +153,8 @@ class PricingSettings:
             f"Higher tiers: greedy reach among the segment's higher-priced respondents, a feature reaching them when it is one of their top "
             f"{self.reach_top_n} among the features lower tiers lack; a tier stops adding when the next feature adds under {self.min_reach_gain:.0%} reach.",
             f"Add-ons: share under {self.low_share_ratio:g}× the average share, or left over once tiers are at their caps.",
-            f"Demand: NMS level; conjoint share against none blended on the log scale with weight {self.conjoint_weight:g} inside the conjoint's "
-            f"tested prices, fading to 0 at {self.conjoint_fade:.0%} of the tested span beyond them.",
+            f"Demand: NMS sets the level; the conjoint's share against not buying, rescaled to NMS at the NMS revenue optimum, is blended in on the log scale "
+            f"with weight {self.conjoint_weight:g} inside both its tested prices and the acceptable range, fading to 0 at {self.conjoint_fade:.0%} of each span beyond them.",
             f"Tier steps: 1 + {self.capture:g} × WTP of the added features / previous price, clamped to {self.step_min:g}–{self.step_max:g}×.",
             "Prices " + ("rounded to nice prices (whole units below 100, 5s to 500, 10s to 2,000)." if self.round_prices else "not rounded."),
         ]
@@ -340,14 +342,22 @@ class DemandModel:
         return np.interp(np.asarray(prices, dtype=float), self.acceptance_prices, self.acceptance, left=0.0, right=0.0)
 
     def weight(self, prices) -> np.ndarray:
-        """Conjoint weight in the blend: ``weight_max`` inside the tested prices, fading beyond."""
+        """Conjoint weight in the blend: ``weight_max`` where the price is inside both the
+        conjoint's tested prices and the acceptable range, fading to 0 a ``fade`` share of each
+        span beyond them. Outside the tested prices the conjoint extrapolates; outside the
+        acceptable range only Van Westendorp saw the "too cheap" doubts and the outright
+        rejections a share against not buying cannot show."""
         p = np.asarray(prices, dtype=float)
         if self.tested is None or self.weight_max <= 0 or self.nms_prices is None or self.conjoint_prices is None:
             return np.zeros_like(p)
-        a, b = self.tested
-        margin = max(self.fade * (b - a), 1e-9)
-        outside = np.maximum(a - p, 0.0) + np.maximum(p - b, 0.0)
-        return self.weight_max * np.clip(1.0 - outside / margin, 0.0, 1.0)
+        w = np.full(p.shape, self.weight_max)
+        for a, b in (self.tested, (self.lo, self.hi)):
+            if not (np.isfinite(a) and np.isfinite(b)):
+                continue
+            margin = max(self.fade * (b - a), 1e-9)
+            outside = np.maximum(a - p, 0.0) + np.maximum(p - b, 0.0)
+            w = w * np.clip(1.0 - outside / margin, 0.0, 1.0)
+        return w
 
     def __call__(self, prices) -> np.ndarray:
         p = np.asarray(prices, dtype=float)
@@ -860,6 +870,7 @@ class PriceBookResult:
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     volume_source: str = ""
+    period: str = "period"
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -1320,7 +1331,8 @@ def build_price_books(
     demand = pd.concat(dem, ignore_index=True) if dem else pd.DataFrame(columns=["segment", "price", "nms", "conjoint", "conjoint_calibrated", "conjoint_weight", "acceptance", "reconciled"])
     demand_summary = pd.DataFrame(dsum)
 
-    recommendation = _recommend(comparison, arbitrage, sensitivity, in_scope, entry_m, entry_s, settings, volume_source, warnings)
+    period = str(getattr(study, "period", None) or "period")
+    recommendation = _recommend(comparison, arbitrage, sensitivity, in_scope, entry_m, entry_s, settings, volume_source, period)
     missing_frame = pd.DataFrame(missing, columns=["input", "status", "effect"])
     import wtp
 
@@ -1341,6 +1353,7 @@ def build_price_books(
         warnings=tuple(dict.fromkeys(warnings)),
         notes=tuple(dict.fromkeys(notes)),
         volume_source=volume_source,
+        period=period,
         provenance={"wtp_version": wtp.__version__, "instruments": {"van_westendorp": vw is not None, "maxdiff": item_scores is not None, "conjoint": conjoint is not None, "segments": volume_source}},
     )
 
@@ -1465,11 +1478,11 @@ def _fmt(x: float) -> str:
     return text.rstrip("0").rstrip(".") if digits else text
 
 
-def _recommend(comparison, arbitrage, sensitivity, in_scope, entry_m, entry_s, settings, volume_source, warnings) -> str:
+def _recommend(comparison, arbitrage, sensitivity, in_scope, entry_m, entry_s, settings, volume_source, period="period") -> str:
     if not in_scope or comparison.empty:
         return "No price book can be recommended: the study has no demand model (neither Van Westendorp nor a conjoint) or no segment with a volume."
     tot = comparison[comparison["segment"] == TOTAL].iloc[0]
-    per = "per prospect" if "per one prospect" in volume_source else "per period"
+    per = "per prospect" if "per one prospect" in volume_source else f"per {period}"
     if len(in_scope) == 1:
         s = in_scope[0]
         return f"One segment ({s}): one price book, entry price {_fmt(entry_m[s])}, converting {tot['conversion_multiple']:.1%} for revenue {_fmt(tot['revenue_multiple'])} {per}."
