@@ -329,7 +329,8 @@ def test_world_outputs_follow_the_contract(world, tmp_path):
     assert pk[pk["package"] != ADD_ON].groupby(["segment", "package"]).size().max() <= 5
     assert pk["reason"].str.len().gt(0).all()
     paths = write_price_books(r, tmp_path)
-    assert {p.name for p in paths} >= {"packages.csv", "price_books.csv", "scenarios.csv"}
+    assert {p.name for p in paths} >= {"packages.csv", "price_books.csv", "scenarios.csv", "comparison.csv"}
+    assert (tmp_path / "packages.csv").exists() and (tmp_path / "pricing" / "arbitrage.csv").exists()
     back = pd.read_csv(tmp_path / "scenarios.csv")
     assert back["revenue"].sum() == pytest.approx(sc["revenue"].sum())
 
@@ -428,3 +429,23 @@ def test_report_renders_a_study_without_prices(world, tmp_path):
     r = build_price_books(study=dataclasses.replace(study, vw=None, conjoint=None))
     html = render_pricing_report(r, tmp_path / "p.html", currency="USD").read_text(encoding="utf-8")
     assert "No prices" in html and "Inputs missing" in html
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_recovery_across_worlds(tmp_path, seed):
+    from wtp.conjoint import estimate_conjoint
+    from wtp.simulate import simulate_study
+    from wtp.study import load_study
+    from wtp.vanwestendorp import van_westendorp
+
+    sim = simulate_study(tmp_path, n_respondents=600, seed=seed)
+    study = load_study(sim.folder)
+    r = build_price_books(vw=van_westendorp(study.vw), conjoint=estimate_conjoint(study.conjoint, levels=study.attribute_levels), study=study)
+    truth = sim.revenue_optimal_prices.set_index("segment")["revenue_optimal_price"]
+    entry = pd.Series(r.entry_prices())[truth.index]
+    assert ((entry / truth - 1).abs() < 0.20).all()
+    assert list(entry.sort_values().index) == list(truth.sort_values().index)
+    single = next(iter(r.entry_prices("single").values()))
+    assert entry.min() < single < entry.max()
+    assert r.total("multiple") >= r.total("single")

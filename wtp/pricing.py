@@ -957,6 +957,9 @@ def _volumes(segments, study, segs: list[str], vw_frame) -> tuple[pd.DataFrame, 
         lost = [s for s in segs if out.loc[s, "prospects_source"] == "missing"]
         if lost:
             notes.append("No volume in segments.csv for " + ", ".join(lost) + ": left out of the scenarios.")
+        unsurveyed = [str(s) for s in m.index if str(s) not in segs]
+        if unsurveyed and segs != [ALL]:
+            notes.append("segments.csv lists " + ", ".join(unsurveyed) + " but no survey answers come from it: not priced.")
         return out.reset_index(), src, notes
     # no segments.csv: the survey's own (weighted) mix, per one prospect
     out = pd.DataFrame({"segment": segs})
@@ -1083,7 +1086,12 @@ def build_price_books(
         except ImportError:
             estimate_maxdiff = None
         if estimate_maxdiff is not None:
-            maxdiff = estimate_maxdiff(study.maxdiff, method="counts")
+            try:
+                maxdiff = estimate_maxdiff(study.maxdiff, method="counts")
+            except (TypeError, NotImplementedError):
+                # an estimator with another signature: the counts below need nothing from it
+                estimate_maxdiff = None
+        if estimate_maxdiff is not None:
             item_scores = maxdiff.item_scores
             ind = getattr(maxdiff, "individual_utilities", None)
             individual = ind if ind is not None and len(ind) else None
@@ -1528,10 +1536,14 @@ def _recommend(comparison, arbitrage, sensitivity, in_scope, entry_m, entry_s, s
 # Output
 
 
-def write_price_books(result: PriceBookResult, folder: str | Path) -> list[Path]:
-    """Write the contract tables (packages.csv, price_books.csv, scenarios.csv) and the extras
-    (price_book_comparison.csv, price_sensitivity.csv, arbitrage.csv, demand.csv,
-    demand_summary.csv, pricing_missing.csv) into ``folder``."""
+def write_price_books(result: PriceBookResult, folder: str | Path, *, extras: str | Path | None = "pricing") -> list[Path]:
+    """Write the contract tables into ``folder`` and the supporting tables into ``folder/extras``.
+
+    Contract (§4): ``packages.csv``, ``price_books.csv``, ``scenarios.csv``. Supporting:
+    ``comparison.csv`` (single → multiple per segment), ``sensitivity.csv`` (±10% prices),
+    ``arbitrage.csv``, ``demand.csv`` (every curve per segment), ``demand_summary.csv`` and
+    ``missing.csv``; ``extras=None`` leaves them out.
+    """
     from wtp.io import write_csv
 
     folder = Path(folder)
@@ -1540,13 +1552,19 @@ def write_price_books(result: PriceBookResult, folder: str | Path) -> list[Path]
         write_csv(result.packages, folder / "packages.csv"),
         write_csv(result.price_books, folder / "price_books.csv"),
         write_csv(result.scenarios, folder / "scenarios.csv"),
-        write_csv(result.comparison, folder / "price_book_comparison.csv"),
-        write_csv(result.sensitivity, folder / "price_sensitivity.csv"),
-        write_csv(result.arbitrage, folder / "arbitrage.csv"),
-        write_csv(result.demand, folder / "demand.csv"),
-        write_csv(result.demand_summary, folder / "demand_summary.csv"),
-        write_csv(result.missing, folder / "pricing_missing.csv"),
     ]
+    if extras is not None:
+        sub = folder / extras
+        sub.mkdir(parents=True, exist_ok=True)
+        for name, frame in (
+            ("comparison", result.comparison),
+            ("sensitivity", result.sensitivity),
+            ("arbitrage", result.arbitrage),
+            ("demand", result.demand),
+            ("demand_summary", result.demand_summary),
+            ("missing", result.missing),
+        ):
+            out.append(write_csv(frame, sub / f"{name}.csv"))
     return out
 
 
