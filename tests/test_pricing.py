@@ -449,3 +449,17 @@ def test_recovery_across_worlds(tmp_path, seed):
     single = next(iter(r.entry_prices("single").values()))
     assert entry.min() < single < entry.max()
     assert r.total("multiple") >= r.total("single")
+
+
+def test_vw_without_nms_and_no_conjoint_uses_the_acceptance_share(world):
+    _, study, _, _ = world
+    vw = study.vw.drop(columns=["buy_cheap", "buy_expensive"])
+    r = build_price_books(study=dataclasses.replace(study, vw=vw, conjoint=None, maxdiff=None))
+    assert (r.demand_summary["demand_source"] == "acceptance").all()
+    assert r.has_prices and any("upper bound" in n for n in r.notes)
+    assert "van_westendorp NMS (buy_cheap, buy_expensive)" in set(r.missing["input"])
+    # acceptance = 1 − too expensive − too cheap, read off the VW curves
+    m = r.models["SMB"]
+    p = r.entry_prices()["SMB"]
+    c = m.acceptance_prices, m.acceptance
+    assert 0 < m([p])[0] <= 1 and m([p])[0] == pytest.approx(np.interp(p, *c))
