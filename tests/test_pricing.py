@@ -463,3 +463,23 @@ def test_vw_without_nms_and_no_conjoint_uses_the_acceptance_share(world):
     p = r.entry_prices()["SMB"]
     c = m.acceptance_prices, m.acceptance
     assert 0 < m([p])[0] <= 1 and m([p])[0] == pytest.approx(np.interp(p, *c))
+
+
+def test_world_packages_from_true_utilities_follow_the_truth(world):
+    """With the simulator's own individual utilities (what a well-converged HB recovers), the
+    entry tiers hold each segment's most valued features and the least valued become add-ons."""
+    import types
+
+    sim, study, _, _ = world
+    md = types.SimpleNamespace(item_scores=sim.maxdiff.segment_shares, individual_utilities=sim.maxdiff.individual_utilities)
+    r = build_price_books(study=dataclasses.replace(study, conjoint=None), maxdiff=md)
+    pk = r.packages
+    truth = sim.maxdiff.segment_shares
+    for seg in study.segments["segment"]:
+        p = pk[pk["segment"] == seg].set_index("feature")["package"]
+        top5 = truth[truth["segment"] == seg].nlargest(5, "share")["item"]
+        starter = set(p[p == "Starter"].index)
+        assert starter and starter <= set(top5), (seg, starter)
+        assert p["white_label"] == ADD_ON and p["sso"] == "Enterprise" and p["audit_log"] == "Enterprise"
+    startups = pk[(pk["segment"] == "Startups") & (pk["package"] == "Starter")]["feature"]
+    assert {"integrations", "ai_insights"} <= set(startups)
