@@ -80,9 +80,25 @@ def _stage_segments(study: Study, seed: int, fast: bool, results: dict, say: Pro
     )
 
 
+def _stage_conjoint(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    import numpy as np
+
+    from wtp.conjoint import conjoint_levels, estimate_conjoint
+
+    settings = study.settings.get("conjoint", {})
+    method = settings.get("method", "mnl")
+    return estimate_conjoint(
+        study.conjoint, levels=conjoint_levels(study.settings) or None, method=method,
+        coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"),
+        rng=np.random.default_rng(seed), seed=seed,
+        draws=int(settings.get("draws", 300 if fast else 1000)), tune=int(settings.get("tune", 300 if fast else 1000)),
+    )
+
+
 STAGES: list[tuple[str, str, Callable]] = [
     # (stage, the study input it needs, function)
     ("vw", "vw", _stage_vw),
+    ("conjoint", "conjoint", _stage_conjoint),
     ("segments", "segments", _stage_segments),
 ]
 
@@ -137,6 +153,14 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         write_vw_outputs(run.vw, out / "vw", run.study.settings, run.seed, inputs)
         written.append(out / "vw")
     meta = {"name": run.study.name, "currency": run.study.currency, "price_unit": run.study.price_unit, "period": run.study.period}
+    if run.conjoint is not None:
+        import numpy as np
+
+        from wtp.report.conjoint import write_outputs as write_conjoint
+
+        (out / "conjoint").mkdir(parents=True, exist_ok=True)
+        write_conjoint(run.conjoint, out / "conjoint", meta=meta, seed=run.seed, inputs=inputs, rng=np.random.default_rng(run.seed))
+        written.append(out / "conjoint")
     if run.segments is not None:
         from wtp.report import provenance
         from wtp.report.segments import write_outputs as write_segments
