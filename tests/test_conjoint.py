@@ -429,6 +429,39 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     write_outputs(res, tmp_path, meta={"name": "hb", "currency": "USD"}, scenario=products, seed=1)
     assert "Randomized first choice" in (tmp_path / "report.html").read_text()
     assert pd.read_csv(tmp_path / "simulation.csv")["share"].between(0, 1).all()
+    ind = pd.read_csv(tmp_path / "individual_partworths.csv")
+    assert list(ind.columns) == ["respondent_id", "segment", "attribute", "level", "utility"]
+    assert ind["respondent_id"].nunique() == 600
+    assert "mean_rlh" in (tmp_path / "diagnostics.json").read_text()
+
+
+@pytest.mark.slow
+def test_hb_through_wtp_hb_plumbing():
+    # small and short: checks the wiring to wtp.hb, not convergence
+    sim = _small_sim(n=80, segments=2, seed=4)
+    res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes, method="hb", draws=150, tune=150, chains=2, rng=np.random.default_rng(1))
+    assert res.method == "hb" and res.individual.draws.shape == (80, 300, res.coding.n_parameters)
+    assert {"check", "value", "threshold", "ok"} <= set(res.diagnostics.columns)
+    assert res.segments[-1] == "all" and len(res.segments) == 3
+    assert res.importances.groupby("segment")["importance"].sum().to_numpy() == pytest.approx(100)
+    products = pd.DataFrame({"product": ["p"], "Support": ["Chat"], "SSO": ["Included"], "Users": ["5 users"], "History": ["1 year"], "price": [40]})
+    sim_rfc = simulate_market(res, products, method="rfc", rng=np.random.default_rng(2))
+    assert sim_rfc.groupby("segment")["share"].sum().to_numpy() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_hb_recovery_wtp_within_15_percent():
+    from wtp.simulate import SegmentSpec, simulate_conjoint
+
+    sim = simulate_conjoint(1000, n_tasks=12, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], seed=2020)
+    res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes, method="hb", draws=500, chains=4, rng=np.random.default_rng(7))
+    got = res.wtp[res.wtp.segment == "all"].merge(sim.wtp[sim.wtp.segment == "all"], on=["attribute", "level"], suffixes=("", "_true"))
+    got = got[got["wtp_true"] != 0]
+    assert (got["wtp"] / got["wtp_true"] - 1).abs().max() < 0.15, got
+    assert ((got["lower"] <= got["wtp_true"]) & (got["wtp_true"] <= got["upper"])).mean() >= 0.7
+    truth = _true_importances(sim)
+    est = res.importances[res.importances.segment == "all"].set_index("attribute")["importance"]
+    assert list(est.sort_values().index) == list(truth.sort_values().index)
 
 
 # ----------------------------------------------------------------------------------------------

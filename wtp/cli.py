@@ -219,7 +219,7 @@ def conjoint_command(
     method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
     coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
     price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
-    draws: Annotated[int, typer.Option("--draws", help="HB: posterior draws per chain.")] = 1000,
+    draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 1000,
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
     import numpy as np
@@ -233,7 +233,7 @@ def conjoint_command(
     try:
         result = estimate_conjoint(
             answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-            rng=np.random.default_rng(seed), seed=seed, draws=draws, tune=draws,
+            rng=np.random.default_rng(seed), seed=seed, draws=draws, progress=method == "hb",
         )
     except NotImplementedError as exc:
         raise StageNotBuilt(f"wtp conjoint --method {method}: {exc}") from None

@@ -801,6 +801,36 @@ class ConjointResult:
         out["wtp_meaningful"] = out["segment"].map(ok)
         return out
 
+    def individual_partworths(self) -> pd.DataFrame | None:
+        """HB: posterior mean part-worths of every respondent
+        (``respondent_id, segment, attribute, level, utility``); ``None`` for MNL."""
+        if self.individual is None:
+            return None
+        ind = self.individual
+        mean = ind.draws.mean(axis=1)  # respondents × P
+        blocks = []
+        c = self.coding
+        names = [(a, lv, c.level_rows(a)[i]) for a, levels in c.levels.items() for i, lv in enumerate(levels)]
+        if c.price == "linear":
+            names.append(("price", "per_unit", c.price_slope_row()))
+        else:
+            names += [("price", f"{p:g}", c.level_rows("price")[i]) for i, p in enumerate(c.prices)]
+        if c.none:
+            names.append(("none", "none", c.none_row()))
+        rows = np.array([r for _, _, r in names])
+        u = mean @ rows.T  # respondents × levels
+        n_resp, n_lv = u.shape
+        blocks = pd.DataFrame(
+            {
+                "respondent_id": np.repeat(ind.respondent_id, n_lv),
+                "segment": np.repeat(ind.segment, n_lv),
+                "attribute": np.tile([a for a, _, _ in names], n_resp),
+                "level": np.tile([lv for _, lv, _ in names], n_resp),
+                "utility": u.ravel(),
+            }
+        )
+        return blocks
+
     def to_frame(self) -> pd.DataFrame:
         """Part-worths with their WTP and the attribute's importance, one row per level."""
         out = self.partworths.merge(
@@ -933,8 +963,9 @@ def estimate_conjoint(
     rng: np.random.Generator | None = None,
     seed: int | None = None,
     draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 2,
+    tune: int | None = None,
+    chains: int = 4,
+    progress: bool = False,
 ) -> ConjointResult:
     """Estimate part-worths, importances and willingness to pay per segment and for ``all``.
 
@@ -958,7 +989,10 @@ def estimate_conjoint(
     rng, seed
         Randomness for HB sampling (``rng`` wins; else ``seed``). MNL is deterministic.
     draws, tune, chains
-        HB sampler settings.
+        HB sampler settings: kept draws and warm-up per chain (``tune=None``: the sampler's
+        default), number of chains.
+    progress
+        Show the HB sampler's progress bar.
     """
     if method not in ("mnl", "hb"):
         raise InputError(Problem("options", None, "method", "'mnl' or 'hb'", method))
@@ -985,7 +1019,7 @@ def estimate_conjoint(
         tables = (partworths, importances, wtp_frame, parameters, fit, betas, covs, None, None, notes)
     else:
         rng = rng if rng is not None else np.random.default_rng(seed)
-        tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains)
+        tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains, progress=progress)
     return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), seed=seed, source=source)
 
 
@@ -1028,8 +1062,39 @@ def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.Da
     return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), seed=seed, source="conjoint.csv")
 
 
-def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains):
-    raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb (the shared hierarchical MNL), which has not landed yet")
+def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains, progress=False, keep_draws=1000):
+    """Hierarchical MNL through the shared sampler in :mod:`wtp.hb` (unweighted individual fits;
+    weights enter when respondents are summarised per segment)."""
+    try:
+        from wtp import hb
+    except ImportError as exc:  # pragma: no cover - wtp.hb ships with the package
+        raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb (the shared hierarchical MNL)") from exc
+    _, seg_resp = _respondent_arrays(data)
+    groups = [s for s in _segment_order(data.segment) if s != RESERVED_SEGMENT] or [RESERVED_SEGMENT]
+    group_index = pd.Index(groups).get_indexer(seg_resp)
+    hb_data = hb.choice_data(
+        data.X, data.available, data.chosen, data.respondent, group_index,
+        param_names=list(data.coding.parameters), respondent_ids=list(data.respondents), group_names=groups,
+    )
+    kwargs = {"draws": draws, "chains": chains, "rng": rng, "progress": progress}
+    if tune is not None:
+        kwargs["tune"] = tune
+    fit = hb.fit_hb(hb_data, **kwargs)
+    beta = fit.beta_draws  # draws × respondents × P
+    if beta.shape[0] > keep_draws:
+        # evenly thinned: enough for intervals and RFC, and bounded memory for the simulator
+        beta = beta[np.linspace(0, beta.shape[0] - 1, keep_draws).round().astype(int)]
+    d = fit.diagnostics
+    diagnostics = fit.summary()
+    diagnostics["sampler"] = fit.sampler
+    tables = tables_from_draws(data, np.transpose(beta, (1, 0, 2)), diagnostics)
+    notes = list(tables[-1])
+    if not d.get("converged", False):
+        notes.append(
+            f"HB sampler diagnostics are outside their thresholds (max R-hat {d['max_rhat']:.3f}, min bulk ESS "
+            f"{d['min_ess_bulk']:.0f}, divergences {d['divergences']}); run more draws before relying on the numbers."
+        )
+    return (*tables[:-1], notes)
 
 
 def _respondent_arrays(data: ChoiceData) -> tuple[np.ndarray, np.ndarray]:
@@ -1116,13 +1181,13 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
             }
         )
     fit = pd.DataFrame(fits)
-    if diagnostics is not None and "max_rhat" in diagnostics.columns:
-        fit["converged"] = bool(diagnostics["max_rhat"].max() < 1.05)
+    if diagnostics is not None and "ok" in diagnostics.columns:
+        fit["converged"] = bool(diagnostics["ok"].all())
     partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
     importances = pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
     wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se"])
     individual = IndividualDraws(data.respondents, seg_resp, w_resp, draws)
-    notes = [] if fit["converged"].all() else ["the HB sampler did not converge (R-hat ≥ 1.05); treat the numbers with care."]
+    notes: list[str] = []
     return partworths, importances, wtp_frame, pd.concat(params, ignore_index=True), fit, betas, covs, individual, diagnostics, notes
 
 

@@ -197,7 +197,8 @@ def write_outputs(
     rng: np.random.Generator | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Write partworths.csv, importances.csv, wtp.csv, demand.csv, simulation.csv (with a
-    scenario), fit.csv and report.html into ``folder``; returns the simulation and demand frames.
+    scenario), fit.csv, with HB individual_partworths.csv and diagnostics.json, and report.html
+    into ``folder``; returns the simulation and demand frames.
 
     The demand curve is drawn for the scenario's first product, or else for the product made of
     every attribute's first level, against the no-choice option.
@@ -211,6 +212,21 @@ def write_outputs(
     write_csv(result.importances, folder / "importances.csv")
     write_csv(result.wtp, folder / "wtp.csv")
     write_csv(result.summary(), folder / "fit.csv")
+    if result.individual is not None:
+        import json
+
+        write_csv(result.individual_partworths(), folder / "individual_partworths.csv")
+        d = result.diagnostics
+        diag: dict = {}
+        if d is not None:
+            # "max R-hat" → max_rhat, "min bulk ESS" → min_ess_bulk, as MaxDiff's diagnostics.json
+            names = {"max R-hat": "max_rhat", "min bulk ESS": "min_ess_bulk", "min tail ESS": "min_ess_tail", "divergences": "divergences"}
+            diag = {names.get(str(r.check), str(r.check)): float(r.value) for r in d.itertuples(index=False)}
+            diag["converged"] = bool(d["ok"].all())
+            if "sampler" in d.columns:
+                diag["sampler"] = str(d["sampler"].iloc[0])
+        diag["mean_rlh"] = float(result.fit.set_index("segment").loc["all", "mean_rlh"])
+        (folder / "diagnostics.json").write_text(json.dumps(diag, indent=2), encoding="utf-8")
     out: dict[str, pd.DataFrame] = {}
     simulation = None
     if scenario is not None:
