@@ -258,6 +258,7 @@ def test_feature_values_and_tier_steps_by_hand():
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     from wtp.conjoint import estimate_conjoint
+    from wtp.maxdiff import estimate_maxdiff
     from wtp.segments import score_segments
     from wtp.simulate import simulate_study
     from wtp.study import load_study
@@ -266,10 +267,11 @@ def world(tmp_path_factory):
     sim = simulate_study(tmp_path_factory.mktemp("study"), n_respondents=600, seed=20260)
     study = load_study(sim.folder)
     vw = van_westendorp(study.vw)
+    md = estimate_maxdiff(study.maxdiff, method="logit", rng=np.random.default_rng(0), labels=study.item_labels, progress=False)
     cj = estimate_conjoint(study.conjoint, levels=study.attribute_levels, method="mnl")
     seg = score_segments(study.segments, study.customers, period=study.period, as_of=study.as_of)
     start = time.perf_counter()
-    result = build_price_books(vw=vw, conjoint=cj, segments=seg, study=study, rng=np.random.default_rng(1))
+    result = build_price_books(vw=vw, maxdiff=md, conjoint=cj, segments=seg, study=study, rng=np.random.default_rng(1))
     return sim, study, result, time.perf_counter() - start
 
 
@@ -328,6 +330,12 @@ def test_world_outputs_follow_the_contract(world, tmp_path):
     assert (pins["package"] == "Enterprise").all()
     assert pk[pk["package"] != ADD_ON].groupby(["segment", "package"]).size().max() <= 5
     assert pk["reason"].str.len().gt(0).all()
+    # logit MaxDiff has no individual utilities: appeal and reach come from each respondent's counts
+    assert any("best − worst counts" in n for n in r.notes)
+    assert pk[pk["package"] != ADD_ON]["appeal"].notna().all()
+    # the logit shares put each segment's clear favourites in its entry tier
+    starter = pk[pk["package"] == "Starter"].groupby("segment")["feature"].agg(set)
+    assert {"integrations", "ai_insights"} <= starter["Startups"] and "sla" in starter["Enterprise"]
     paths = write_price_books(r, tmp_path)
     assert {p.name for p in paths} >= {"packages.csv", "price_books.csv", "scenarios.csv", "comparison.csv"}
     assert (tmp_path / "packages.csv").exists() and (tmp_path / "pricing" / "arbitrage.csv").exists()

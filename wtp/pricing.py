@@ -21,9 +21,10 @@ Package rules (per segment; ``'all'`` holds the single book's packages)
 appeal         share of the segment's (weighted) respondents whose utility of the feature is
                above their own mean utility (individual utilities from MaxDiff; without them,
                best − worst counts per respondent from the answers)
-entry tier     table stakes: appeal ≥ 0.75 ("nearly everyone values it"), best share first, up to
-               the tier's cap; without individual data: share ≥ 1.4 × the average share. At
-               least one feature: the top-share one when nothing clears the bar
+entry tier     table stakes: appeal ≥ 0.75 ("nearly everyone values it") or share ≥ 1.4 × the
+               average share (either signal is enough: appeal from noisy per-respondent counts
+               understates how widely a feature is valued), best share first, up to the tier's
+               cap. At least one feature: the top-share one when nothing clears the bar
 higher tier j  targets the segment's high-value respondents — those whose Van Westendorp
 (of T tiers)   "expensive" price is at or above the segment's j/T quantile (all respondents
                when VW answers cannot be linked) — and adds features greedily (TURF): a target
@@ -148,8 +149,8 @@ class PricingSettings:
         caps = ", ".join(f"{t} {self.caps[t]}" for t in self.tiers if t in self.caps) or "none"
         return [
             f"Tiers: {' / '.join(self.tiers)} (cumulative). Most features a tier adds: {caps}.",
-            f"Entry tier: features valued above their own average by ≥ {self.stakes_appeal:.0%} of the segment's respondents "
-            f"(without individual utilities: share ≥ {self.stakes_share_ratio:g}× the average share).",
+            f"Entry tier: features valued above their own average by ≥ {self.stakes_appeal:.0%} of the segment's respondents, "
+            f"or with a share ≥ {self.stakes_share_ratio:g}× the average share.",
             f"Higher tiers: greedy reach among the segment's higher-priced respondents, a feature reaching them when it is one of their top "
             f"{self.reach_top_n} among the features lower tiers lack; a tier stops adding when the next feature adds under {self.min_reach_gain:.0%} reach.",
             f"Add-ons: share under {self.low_share_ratio:g}× the average share, or left over once tiers are at their caps.",
@@ -554,17 +555,28 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
 
     # entry tier: table stakes
     entry = tiers[0]
-    if resp is not None:
-        stakes = [i for i in items if appeal[i] >= settings.stakes_appeal]
-        why = "table stakes: {a:.0%} of the segment value it above their average (share {s:.1f})"
-    else:
-        stakes = [i for i in items if share[i] >= settings.stakes_share_ratio * mean_share]
-        why = "table stakes: share {s:.1f} ≥ " + f"{settings.stakes_share_ratio:g}× the average ({settings.stakes_share_ratio * mean_share:.1f}); no individual utilities for appeal"
-    stakes = [i for i in stakes if i not in placed and not low[i]]
+    bar = settings.stakes_share_ratio * mean_share
+    by_share = {i for i in items if share[i] >= bar}
+    by_appeal = {i for i in items if resp is not None and appeal[i] >= settings.stakes_appeal}
+    # either signal is enough: appeal from noisy individual scores (counts) understates how
+    # widely a feature is valued, a flat share profile understates how strongly
+    stakes = [i for i in items if (i in by_share or i in by_appeal) and i not in placed and not low[i]]
+
+    def why(i):
+        parts = []
+        if i in by_appeal:
+            parts.append(f"{appeal[i]:.0%} of the segment value it above their average")
+        if i in by_share:
+            parts.append(f"share {share[i]:.1f} ≥ {settings.stakes_share_ratio:g}× the average ({bar:.1f})")
+        elif resp is not None:
+            parts.append(f"share {share[i]:.1f}")
+        return "table stakes: " + "; ".join(parts)
+
     if not stakes and not any(p["package"] == entry for p in placed.values()):
-        top = [i for i in items if i not in placed and not low[i]][:1]
-        stakes = top
-        why = "the segment's top share ({s:.1f}); no feature clears the table-stakes bar"
+        stakes = [i for i in items if i not in placed and not low[i]][:1]
+
+        def why(i):
+            return f"the segment's top share ({share[i]:.1f}); no feature clears the table-stakes bar"
     reached_all = np.zeros(0)
     if resp is not None:
         reached_all = np.zeros(U.shape[0], dtype=bool)
@@ -577,7 +589,7 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
         if resp is not None:
             reached_all |= above[:, col[i]]
             r = float((w * reached_all).sum() / w.sum())
-        place(i, entry, why.format(a=appeal[i], s=share[i]), r)
+        place(i, entry, why(i), r)
 
     # higher tiers
     T = len(tiers)
@@ -1043,7 +1055,7 @@ def build_price_books(
         :class:`wtp.study.Study`: ``[packages]`` settings, item labels, respondents' weights and
         Van Westendorp answers (to find high-value respondents). A result that is not passed is
         estimated from the study's frame where it has one, by the fast method (VW; MaxDiff
-        counts; conjoint MNL), and the notes say so.
+        aggregate logit; conjoint MNL), and the notes say so.
     tiers, pins, caps
         Override ``[packages] tiers``, ``pins`` and ``max_features_per_tier``.
     rng
@@ -1087,7 +1099,7 @@ def build_price_books(
             estimate_maxdiff = None
         if estimate_maxdiff is not None:
             try:
-                maxdiff = estimate_maxdiff(study.maxdiff, method="counts")
+                maxdiff = estimate_maxdiff(study.maxdiff, method="logit", rng=rng, labels=labels or None, progress=False)
             except (TypeError, NotImplementedError):
                 # an estimator with another signature: the counts below need nothing from it
                 estimate_maxdiff = None
@@ -1095,7 +1107,7 @@ def build_price_books(
             item_scores = maxdiff.item_scores
             ind = getattr(maxdiff, "individual_utilities", None)
             individual = ind if ind is not None and len(ind) else None
-            notes.append("MaxDiff estimated here from the study's answers (counts).")
+            notes.append("MaxDiff estimated here from the study's answers (aggregate logit).")
         else:
             item_scores = _counts_item_scores(study.maxdiff)
             notes.append("MaxDiff shares computed here from best − worst counts (no MaxDiff result was passed).")
