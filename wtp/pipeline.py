@@ -95,11 +95,24 @@ def _stage_conjoint(study: Study, seed: int, fast: bool, results: dict, say: Pro
     )
 
 
+def _stage_price_books(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    import numpy as np
+
+    from wtp.pricing import build_price_books
+
+    return build_price_books(
+        vw=results.get("vw"), maxdiff=results.get("maxdiff"), conjoint=results.get("conjoint"),
+        segments=results.get("segments"), study=study, rng=np.random.default_rng(seed),
+    )
+
+
 STAGES: list[tuple[str, str, Callable]] = [
     # (stage, the study input it needs, function)
     ("vw", "vw", _stage_vw),
     ("conjoint", "conjoint", _stage_conjoint),
     ("segments", "segments", _stage_segments),
+    # packages and prices run on whatever exists and say what was missing
+    ("price_books", "", _stage_price_books),
 ]
 
 
@@ -124,6 +137,14 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
 
 
 def _collect_attention(run: StudyRun) -> None:
+    pb = run.price_books
+    if pb is not None:
+        run.attention.extend(f"Price books: {w}" for w in pb.warnings)
+        run.attention.extend(f"Price books: {n}" for n in pb.notes)
+    seg = run.segments
+    if seg is not None:
+        for rec in seg.flags.to_dict("records"):
+            run.attention.append(f"Segments: {rec['segment']} is {rec['flag']}: {rec['reason']}")
     vw = run.vw
     if vw is not None:
         pp = vw.price_points
@@ -168,6 +189,11 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         (out / "segments").mkdir(parents=True, exist_ok=True)
         write_segments(out / "segments", run.segments, run.segments.cohorts, meta=meta, provenance=provenance(run.seed, inputs))
         written.append(out / "segments")
+    if run.price_books is not None:
+        from wtp.pricing import write_price_books
+
+        write_price_books(run.price_books, out)
+        written.append(out / "price_books.csv")
     written += write_pages(run, out)
     return written
 

@@ -1,8 +1,13 @@
-"""The study report: ``index.html`` (overview) and one price-book proposal page per segment."""
+"""The study report: ``index.html`` (overview) and one price-book proposal page per segment.
+
+Each instrument's section module builds its own context (``vw_*``, ``cj_*``, ``md_*``, the
+segments context, ``pricing``); this module only decides which sections go on which page.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from wtp.report import provenance, render, slug
 
@@ -24,22 +29,111 @@ def segment_names(run) -> list[str]:
     return names or ["all"]
 
 
-def write_pages(run, out: Path) -> list[Path]:
-    from wtp.report.vw import section_context as vw_context
+def _entry_prices(run, segment: str) -> dict[str, float]:
+    """Entry prices of both scenarios for a segment, to mark on its Van Westendorp chart."""
+    pb = run.price_books
+    if pb is None or pb.scenarios.empty:
+        return {}
+    sc = pb.scenarios
+    out = {}
+    for scenario, label in (("multiple", "own price book"), ("single", "one price book")):
+        row = sc[(sc["scenario"] == scenario) & (sc["segment"] == segment)]
+        if len(row) and "entry_price" in row.columns:
+            out[f"entry, {label}"] = float(row["entry_price"].iloc[0])
+    return out
 
+
+def _segment_risks(run, segment: str) -> list[str]:
+    risks = []
+    pb = run.price_books
+    if pb is not None:
+        risks += [w for w in pb.warnings if w.startswith(f"{segment}:")]
+        arb = pb.arbitrage
+        if arb is not None and len(arb):
+            for rec in arb[arb["segment"] == segment].to_dict("records"):
+                risks.append(
+                    f"Arbitrage ({rec['risk']}): {segment} pays {rec['own_price']:,.2f} while {rec['cheaper_segment']} pays "
+                    f"{rec['cheaper_price']:,.2f}; {rec['fence']}"
+                )
+    if run.segments is not None:
+        flags = run.segments.flags
+        for rec in flags[flags["segment"] == segment].to_dict("records"):
+            risks.append(f"Segment flagged {rec['flag']}: {rec['reason']}")
+    if run.vw is not None and segment in run.vw.segments:
+        pp = run.vw.price_points.set_index("segment").loc[segment]
+        if pp["n"] < 30:
+            risks.append(f"Only {int(pp['n'])} usable Van Westendorp answers: the price points are fragile.")
+    md = run.maxdiff
+    if md is not None and getattr(md, "converged", True) is False:
+        risks.append("The MaxDiff sampler did not converge: feature shares are provisional.")
+    return risks
+
+
+def write_pages(run, out: Path) -> list[Path]:
     study = run.study
     meta = _meta(study)
     prov = provenance(run.seed, study.checksums())
     segments = segment_names(run)
     pages = [{"segment": s, "href": f"segment-{slug(s)}.html"} for s in segments]
-    common = {"meta": meta, "provenance": prov, "pages": pages, "run": run, "skipped": run.skipped, "attention": run.attention}
-    written = []
-    vw_all = vw_context(run.vw, meta["currency"], ["all"]) if run.vw is not None else None
-    written.append(render("index.html.j2", out / "index.html", vw=vw_all, **common))
+    base: dict[str, Any] = {
+        "meta": meta,
+        "provenance": prov,
+        "pages": pages,
+        "run": run,
+        "skipped": run.skipped,
+        "attention": run.attention,
+        "subfolders": [name for name in ("vw", "maxdiff", "conjoint", "segments") if (Path(out) / name / "report.html").exists()],
+    }
+    written = [render("index.html.j2", Path(out) / "index.html", **base, **_index_sections(run, meta))]
     for page in pages:
         s = page["segment"]
-        vw_seg = None
-        if run.vw is not None and s in run.vw.segments:
-            vw_seg = vw_context(run.vw, meta["currency"], [s])
-        written.append(render("segment.html.j2", out / page["href"], segment=s, vw=vw_seg, **common))
+        ctx = base | _segment_sections(run, meta, s) | {"segment": s, "risks": _segment_risks(run, s)}
+        written.append(render("segment.html.j2", Path(out) / page["href"], **ctx))
     return written
+
+
+def _index_sections(run, meta) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"vw": None, "pricing": None, "seg": None, "md": None}
+    if run.vw is not None:
+        from wtp.report.vw import section_context
+
+        ctx["vw"] = section_context(run.vw, meta["currency"], ["all"])
+    if run.price_books is not None:
+        from wtp.report.pricing import section_context
+
+        ctx["pricing"] = section_context(run.price_books, meta["currency"], meta["period"])
+    if run.segments is not None:
+        from wtp.report.segments import report_context
+
+        ctx["seg"] = report_context(run.segments, None, None, meta=dict(meta))
+    if run.maxdiff is not None:
+        ctx["md"] = _maxdiff_context(run.maxdiff, meta, None)
+    return ctx
+
+
+def _segment_sections(run, meta, segment: str) -> dict[str, Any]:
+    ctx: dict[str, Any] = {"vw": None, "pricing": None, "profile": None, "md": None}
+    if run.vw is not None and segment in run.vw.segments:
+        from wtp.report.vw import curves_chart, section_context
+
+        ctx["vw"] = section_context(run.vw, meta["currency"], [segment])
+        marks = _entry_prices(run, segment)
+        if marks and ctx["vw"]["vw_rows"]:
+            ctx["vw"]["vw_rows"][0]["curves_svg"] = curves_chart(run.vw, segment, meta["currency"], marks=marks)
+    if run.price_books is not None:
+        from wtp.report.pricing import section_context
+
+        ctx["pricing"] = section_context(run.price_books, meta["currency"], meta["period"], segments=[segment])
+    if run.segments is not None and segment in run.segments.scores["segment"].tolist():
+        from wtp.report.segments import segment_profile
+
+        ctx["profile"] = segment_profile(run.segments, segment)
+    if run.maxdiff is not None:
+        ctx["md"] = _maxdiff_context(run.maxdiff, meta, segment)
+    return ctx
+
+
+def _maxdiff_context(result, meta, segment: str | None):
+    from wtp.report import maxdiff as md_report
+
+    return md_report.section_context(result, meta=meta, segments=None if segment is None else [segment])
