@@ -249,6 +249,7 @@ def conjoint_command(
     echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
     written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
     written += ", simulation.csv" if scenario is not None else ""
+    written += ", individual_partworths.csv, diagnostics.json" if result.individual is not None else ""
     typer.echo(f"wrote {out}/{written}, report.html")
 
 
