@@ -520,8 +520,9 @@ def simulate_conjoint(
     answers = pd.concat(blocks, ignore_index=True)
     order = {rid: i for i, rid in enumerate(ids)}
     answers = answers.sort_values(["respondent_id", "task", "alt"], key=lambda s: s.map(order) if s.name == "respondent_id" else s, kind="stable").reset_index(drop=True)
-    for a in attributes:
-        answers[a] = answers[a].where(answers["none"] == 0 if none else True, None)
+    if none:
+        for a in attributes:
+            answers[a] = answers[a].where(answers["none"] == 0, None)
     pw_rows, wtp_rows = [], []
     group_means = {s.name: (mean_betas[i], price_means[i]) for i, s in enumerate(specs)}
     counts = np.bincount(seg, minlength=len(specs))
