@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,19 @@ __all__ = [
     "design_maxdiff",
     "design_balance",
     "DesignBalance",
+    "d_efficiency",
+    "MaxDiffData",
+    "prepare_maxdiff_data",
+    "probability_shares",
+    "counts_scores",
+    "fit_logit",
+    "LogitFit",
+    "estimate_maxdiff",
+    "MaxDiffResult",
+    "METHODS",
 ]
+
+METHODS = ("hb", "logit", "counts")
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,3 +494,901 @@ def design_balance(design: pd.DataFrame, items: list[str] | None = None) -> Desi
         n_tasks=n_tasks,
         n_versions=int(design["version"].nunique()),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Data preparation
+
+
+@dataclass(frozen=True)
+class MaxDiffData:
+    """Answers as index arrays (one row per task, padded to the largest task).
+
+    ================= ====================== =========================================
+    array             shape                  content
+    ================= ====================== =========================================
+    ``shown``         n_tasks × max_k        item index shown, −1 on padding
+    ``best``          n_tasks                position (column of ``shown``) picked best
+    ``worst``         n_tasks                position picked worst
+    ``task_resp``     n_tasks                respondent index
+    ``segment``       n_respondents          segment index into ``segments``
+    ``weight``        n_respondents          respondent weight (1 when absent)
+    ================= ====================== =========================================
+    """
+
+    items: list[str]
+    respondent_ids: list[str]
+    segments: list[str]
+    shown: np.ndarray
+    best: np.ndarray
+    worst: np.ndarray
+    task_resp: np.ndarray
+    segment: np.ndarray
+    weight: np.ndarray
+    k: int
+    source: str = "maxdiff.csv"
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_respondents(self) -> int:
+        return len(self.respondent_ids)
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.shown.shape[0])
+
+    def task_sizes(self) -> np.ndarray:
+        return (self.shown >= 0).sum(axis=1)
+
+    def respondent_segments(self) -> np.ndarray:
+        """Segment name of each respondent."""
+        return np.asarray(self.segments, dtype=object)[self.segment]
+
+
+def _natural_key(code: str):
+    return (0, int(code), code) if code.isdigit() else (1, 0, code)
+
+
+def prepare_maxdiff_data(
+    answers: pd.DataFrame,
+    *,
+    items: list[str] | None = None,
+    k: int | None = None,
+) -> MaxDiffData:
+    """Turn the validated long layout into the arrays the estimators need.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        ``respondent_id, task, item, best, worst`` (one row per item shown) with optional
+        ``position``, ``segment`` (default ``all``) and ``weight`` (default 1), as returned by
+        :func:`wtp.io.validate_maxdiff` and :func:`wtp.io.attach_segments`.
+    items : list of str, optional
+        Item codes in report order; default: numeric codes in numeric order, others sorted.
+    k : int, optional
+        Items per task for the share formula; default the most common task size.
+
+    Raises
+    ------
+    InputError
+        Naming the task that broke (``Task ('r7', 3) has 2 best picks; exactly one is required``).
+    """
+    source = str(answers.attrs.get("source", "maxdiff.csv"))
+    need = ["respondent_id", "task", "item", "best", "worst"]
+    missing = [c for c in need if c not in answers.columns]
+    if missing:
+        raise InputError([Problem(source, None, c, f"a column named '{c}'", "no such column") for c in missing])
+    df = answers.copy()
+    df["respondent_id"] = df["respondent_id"].astype(str)
+    df["task"] = df["task"].astype(str)
+    df["item"] = df["item"].astype(str)
+    df["best"] = pd.to_numeric(df["best"]).astype(float)
+    df["worst"] = pd.to_numeric(df["worst"]).astype(float)
+    if "segment" not in df.columns:
+        df["segment"] = "all"
+    df["segment"] = df["segment"].astype(str)
+    if "weight" not in df.columns:
+        df["weight"] = 1.0
+    df["weight"] = pd.to_numeric(df["weight"]).astype(float)
+    if "position" not in df.columns:
+        df["position"] = df.groupby(["respondent_id", "task"], sort=False).cumcount() + 1
+    row = df["row"] if "row" in df.columns else pd.Series(np.arange(len(df)) + 2, index=df.index)
+    df["_row"] = row.to_numpy()
+
+    found = list(dict.fromkeys(df["item"]))
+    if items is None:
+        items = sorted(found, key=_natural_key)
+    else:
+        items = [str(c) for c in items]
+        unknown = sorted(set(found) - set(items))
+        if unknown:
+            first = df.loc[df["item"] == unknown[0], "_row"].iloc[0]
+            raise InputError(Problem(source, int(first), "item", "an item listed for the study (" + ", ".join(items[:10]) + ")", unknown[0]))
+    item_index = {c: i for i, c in enumerate(items)}
+
+    ids = list(dict.fromkeys(df["respondent_id"]))
+    rid = {r: i for i, r in enumerate(ids)}
+    df["_r"] = df["respondent_id"].map(rid)
+    # tasks in order of appearance within respondent, items in screen order
+    df["_t"] = df.groupby(["respondent_id", "task"], sort=False).ngroup()
+    df = df.sort_values(["_r", "_t", "position"], kind="stable")
+    g = df.groupby("_t", sort=True)
+    problems = []
+    nb, nw = g["best"].sum(), g["worst"].sum()
+    dup = df.duplicated(["_t", "item"])
+    both = (df["best"] == 1) & (df["worst"] == 1)
+    size = g.size()
+    first = g.first()
+    for t in np.flatnonzero((nb.to_numpy() != 1) | (nw.to_numpy() != 1) | (size.to_numpy() < 2)):
+        f = first.iloc[t]
+        key = f"Task ({f['respondent_id']!r}, {f['task']!r})"
+        if size.iloc[t] < 2:
+            problems.append(Problem(source, int(f["_row"]), "item", f"{key}: at least two items shown", int(size.iloc[t])))
+        if nb.iloc[t] != 1:
+            problems.append(Problem(source, int(f["_row"]), "best", f"{key}: exactly one best pick", f"{int(nb.iloc[t])} best picks"))
+        if nw.iloc[t] != 1:
+            problems.append(Problem(source, int(f["_row"]), "worst", f"{key}: exactly one worst pick", f"{int(nw.iloc[t])} worst picks"))
+        if len(problems) > 50:
+            break
+    for r in df.loc[dup | both, "_row"].head(20):
+        problems.append(Problem(source, int(r), "item", "each item once per task, and best different from worst"))
+    if problems:
+        raise InputError(problems)
+
+    n_tasks = int(df["_t"].max()) + 1
+    sizes = size.to_numpy()
+    max_k = int(sizes.max())
+    col = df.groupby("_t", sort=False).cumcount().to_numpy()
+    t_idx = df["_t"].to_numpy()
+    shown = np.full((n_tasks, max_k), -1, dtype=np.int64)
+    shown[t_idx, col] = df["item"].map(item_index).to_numpy()
+    best = np.zeros(n_tasks, dtype=np.int64)
+    worst = np.zeros(n_tasks, dtype=np.int64)
+    bmask = df["best"].to_numpy() == 1
+    wmask = df["worst"].to_numpy() == 1
+    best[t_idx[bmask]] = col[bmask]
+    worst[t_idx[wmask]] = col[wmask]
+    task_resp = np.zeros(n_tasks, dtype=np.int64)
+    task_resp[t_idx] = df["_r"].to_numpy()
+
+    per_resp = df.groupby("_r", sort=True).agg(segment=("segment", "first"), weight=("weight", "first"))
+    seg_names = sorted(per_resp["segment"].unique(), key=lambda s: (s == "all", s))
+    if k is None:
+        k = int(pd.Series(sizes).mode().max())
+    return MaxDiffData(
+        items=items,
+        respondent_ids=ids,
+        segments=seg_names,
+        shown=shown,
+        best=best,
+        worst=worst,
+        task_resp=task_resp,
+        segment=per_resp["segment"].map({s: i for i, s in enumerate(seg_names)}).to_numpy(),
+        weight=per_resp["weight"].to_numpy(dtype=float),
+        k=int(k),
+        source=source,
+    )
+
+
+@dataclass(frozen=True)
+class _BWChoices:
+    """The sequential best-worst model as choices among items: best among those shown
+    (sign +1), then worst among the rest (sign −1, utilities negated)."""
+
+    items: np.ndarray  # n_choices × max_k item index, −1 when not available
+    sign: np.ndarray  # n_choices (+1 best, −1 worst)
+    chosen: np.ndarray  # n_choices, column of ``items``
+    resp: np.ndarray  # n_choices respondent index
+
+
+def _bw_choices(md: MaxDiffData) -> _BWChoices:
+    n, kmax = md.shown.shape
+    worst_items = md.shown.copy()
+    worst_items[np.arange(n), md.best] = -1
+    # a task of two items has no informative worst pick: the worst is what is left
+    informative = (worst_items >= 0).sum(axis=1) >= 2
+    items = np.concatenate([md.shown, worst_items[informative]])
+    sign = np.concatenate([np.ones(n), -np.ones(int(informative.sum()))])
+    chosen = np.concatenate([md.best, md.worst[informative]])
+    resp = np.concatenate([md.task_resp, md.task_resp[informative]])
+    order = np.argsort(resp, kind="stable")
+    return _BWChoices(items[order], sign[order], chosen[order], resp[order])
+
+
+# --------------------------------------------------------------------------------------------
+# Shares
+
+
+def probability_shares(utilities: np.ndarray, k: int) -> np.ndarray:
+    """Probability-scaled shares (0–100) along the last axis.
+
+    Each item's utility (zero-centred first) becomes ``exp(u) / (exp(u) + k − 1)``, the chance
+    it is picked best against ``k − 1`` items of average utility, rescaled to sum to 100.
+    """
+    u = np.asarray(utilities, dtype=float)
+    u = u - u.mean(axis=-1, keepdims=True)
+    # exp(u)/(exp(u)+k-1) = 1/(1+(k-1)exp(-u)), stable for large |u|
+    p = 1.0 / (1.0 + (k - 1) * np.exp(-u))
+    return 100.0 * p / p.sum(axis=-1, keepdims=True)
+
+
+def _segment_rows(md: MaxDiffData) -> list[tuple[str, np.ndarray]]:
+    """(segment name, respondent mask) for each segment and then 'all'."""
+    out = [(s, md.segment == i) for i, s in enumerate(md.segments) if s != "all"]
+    out.append(("all", np.ones(md.n_respondents, dtype=bool)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Counts
+
+
+def _respondent_counts(md: MaxDiffData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times shown, picked best and picked worst per respondent × item."""
+    r, k = md.n_respondents, md.n_items
+    valid = md.shown >= 0
+    resp = np.broadcast_to(md.task_resp[:, None], md.shown.shape)
+    shown = np.zeros((r, k))
+    np.add.at(shown, (resp[valid], md.shown[valid]), 1.0)
+    n = md.n_tasks
+    best = np.zeros((r, k))
+    np.add.at(best, (md.task_resp, md.shown[np.arange(n), md.best]), 1.0)
+    worst = np.zeros((r, k))
+    np.add.at(worst, (md.task_resp, md.shown[np.arange(n), md.worst]), 1.0)
+    return shown, best, worst
+
+
+def _counts_utility(shown: np.ndarray, best: np.ndarray, worst: np.ndarray) -> np.ndarray:
+    """u = log((shown + best − worst) / (shown − best + worst)) / 2, zero-centred.
+
+    An item always picked best (or always worst) has an infinite log ratio; half a pick is
+    added to both sides of that item's ratio only, so the figure stays finite.
+    """
+    num = shown + best - worst
+    den = shown - best + worst
+    fix = (num <= 0) | (den <= 0)
+    num = np.where(fix, num + 0.5, num)
+    den = np.where(fix, den + 0.5, den)
+    u = 0.5 * np.log(num / den)
+    return u - u.mean(axis=-1, keepdims=True)
+
+
+def counts_scores(md: MaxDiffData, *, rng: np.random.Generator | None = None, n_boot: int = 500) -> pd.DataFrame:
+    """Weighted best − worst counts per segment and ``all``, with the contract's count utility,
+    probability-scaled shares and a respondent bootstrap 95% interval for the share.
+
+    Returns ``segment, item, utility, share, lower, upper, shown, best, worst, bw_score,
+    n_respondents`` (``bw_score`` = (best − worst) / shown).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    s_r, b_r, w_r = _respondent_counts(md)
+    frames = []
+    for name, mask in _segment_rows(md):
+        w = md.weight[mask]
+        S, B, W = (w @ x[mask] for x in (s_r, b_r, w_r))
+        u = _counts_utility(S, B, W)
+        share = probability_shares(u, md.k)
+        # bootstrap: resample respondents (multinomial counts), keep their weights
+        n = int(mask.sum())
+        boot = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) * w
+        ub = _counts_utility(boot @ s_r[mask], boot @ b_r[mask], boot @ w_r[mask])
+        sb = probability_shares(ub, md.k)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": name,
+                    "item": md.items,
+                    "utility": u,
+                    "share": share,
+                    "lower": np.quantile(sb, 0.025, axis=0),
+                    "upper": np.quantile(sb, 0.975, axis=0),
+                    "shown": S,
+                    "best": B,
+                    "worst": W,
+                    "bw_score": np.where(S > 0, (B - W) / np.where(S > 0, S, 1), np.nan),
+                    "n_respondents": n,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregate sequential best-worst logit
+
+
+def _bw_loglik(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: int):
+    """Weighted log-likelihood, gradient and Hessian in item space (K utilities)."""
+    u = theta
+    avail = ch.items >= 0
+    V = np.where(avail, ch.sign[:, None] * u[np.where(avail, ch.items, 0)], -np.inf)
+    m = V.max(axis=1, keepdims=True)
+    e = np.exp(V - m)
+    p = e / e.sum(axis=1, keepdims=True)
+    w = weights
+    idx = np.arange(len(V))
+    ll = float(w @ (V[idx, ch.chosen] - m[:, 0] - np.log(e.sum(axis=1))))
+    # d/du_i of log p(chosen) = sign * (1[i chosen] - p_i)
+    resid = -p
+    resid[idx, ch.chosen] += 1.0
+    contrib = (w * ch.sign)[:, None] * resid
+    grad = np.bincount(ch.items[avail], weights=contrib[avail], minlength=n_items)
+    # Hessian = -Σ w (diag p - p p') in item space; sign² = 1
+    H = np.zeros((n_items, n_items))
+    items_safe = np.where(avail, ch.items, 0)
+    pa = np.where(avail, p, 0.0)
+    np.add.at(H, (items_safe, items_safe), -(w[:, None] * pa))
+    outer = w[:, None, None] * pa[:, :, None] * pa[:, None, :]
+    ii = np.broadcast_to(items_safe[:, :, None], outer.shape)
+    jj = np.broadcast_to(items_safe[:, None, :], outer.shape)
+    np.add.at(H, (ii.ravel(), jj.ravel()), outer.ravel())
+    return ll, grad, H
+
+
+def _bw_scores(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: int, n_resp: int) -> np.ndarray:
+    """Score (gradient) contributions per respondent, n_resp × K, for the cluster-robust variance."""
+    avail = ch.items >= 0
+    V = np.where(avail, ch.sign[:, None] * theta[np.where(avail, ch.items, 0)], -np.inf)
+    m = V.max(axis=1, keepdims=True)
+    e = np.exp(V - m)
+    p = e / e.sum(axis=1, keepdims=True)
+    idx = np.arange(len(V))
+    resid = -p
+    resid[idx, ch.chosen] += 1.0
+    contrib = (weights * ch.sign)[:, None] * resid
+    out = np.zeros((n_resp, n_items))
+    resp = np.broadcast_to(ch.resp[:, None], avail.shape)
+    np.add.at(out, (resp[avail], ch.items[avail]), contrib[avail])
+    return out
+
+
+@dataclass(frozen=True)
+class LogitFit:
+    """Aggregate sequential best-worst logit for one group of respondents.
+
+    ``utility`` is zero-centred (K items); ``cov`` its covariance (K × K, singular because of
+    the centring) from the cluster-robust sandwich (respondents as clusters; the model-based
+    inverse Hessian is ``cov_model``).
+    """
+
+    utility: np.ndarray
+    se: np.ndarray
+    cov: np.ndarray
+    cov_model: np.ndarray
+    loglik: float
+    loglik_null: float
+    n_choices: int
+    n_respondents: int
+    converged: bool
+    iterations: int
+    message: str
+
+
+def fit_logit(md: MaxDiffData, mask: np.ndarray | None = None) -> LogitFit:
+    """Maximum likelihood for the aggregate sequential best-worst logit.
+
+    The last item is the reference during optimisation (scipy ``trust-exact`` with the analytic
+    gradient and Hessian); utilities are then zero-centred and the covariance carried along.
+    Respondent weights multiply each choice's log-likelihood.
+    """
+    from scipy.optimize import minimize
+
+    mask = np.ones(md.n_respondents, dtype=bool) if mask is None else mask
+    ch_all = _bw_choices(md)
+    keep = mask[ch_all.resp]
+    remap = np.cumsum(mask) - 1
+    ch = _BWChoices(ch_all.items[keep], ch_all.sign[keep], ch_all.chosen[keep], remap[ch_all.resp[keep]])
+    w = md.weight[mask][ch.resp]
+    # weights scaled to mean 1 so standard errors reflect the number of respondents
+    w = w / w.mean()
+    K = md.n_items
+    seen = np.zeros(K, dtype=bool)
+    seen[ch.items[ch.items >= 0]] = True
+    free = np.flatnonzero(seen)[:-1]  # the last item seen is the reference while optimising
+    A = np.zeros((K, len(free)))
+    A[free, np.arange(len(free))] = 1.0
+
+    # the mean log-likelihood per choice keeps the tolerance independent of the sample size
+    scale = 1.0 / len(ch.sign)
+
+    def f(t):
+        ll, g, H = _bw_loglik(A @ t, ch, w, K)
+        return -ll * scale, -(A.T @ g) * scale, -(A.T @ H @ A) * scale
+
+    cache: dict = {}
+
+    def fun(t):
+        key = t.tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = f(t)
+        return cache[key]
+
+    res = minimize(
+        lambda t: fun(t)[0],
+        np.zeros(len(free)),
+        jac=lambda t: fun(t)[1],
+        hess=lambda t: fun(t)[2],
+        method="trust-exact",
+        options={"gtol": 1e-9, "maxiter": 200},
+    )
+    theta = res.x
+    _, gn, Hn = fun(theta)
+    # trust-exact can stop with "cannot improve" at the optimum; the gradient decides
+    converged = bool(res.success or np.abs(gn).max() < 1e-7)
+    info = Hn / scale  # observed information of the free parameters
+    try:
+        cov_free = np.linalg.inv(info)
+    except np.linalg.LinAlgError:
+        cov_free = np.linalg.pinv(info)
+    scores = _bw_scores(A @ theta, ch, w, K, int(mask.sum())) @ A
+    meat = scores.T @ scores
+    robust_free = cov_free @ meat @ cov_free
+    # items never shown stay at the reference level; centre over the items seen
+    C = np.eye(K)
+    C[:, seen] -= 1.0 / seen.sum()
+    C[:, ~seen] = 0.0
+    M = C @ A
+    u = M @ theta
+    u[~seen] = np.nan
+    cov = M @ robust_free @ M.T
+    cov_model = M @ cov_free @ M.T
+    ll0 = float(-(w * np.log((ch.items >= 0).sum(axis=1))).sum())
+    return LogitFit(
+        utility=u,
+        se=np.sqrt(np.clip(np.diag(cov), 0, None)),
+        cov=cov,
+        cov_model=cov_model,
+        loglik=float(-res.fun / scale),
+        loglik_null=ll0,
+        n_choices=len(ch.sign),
+        n_respondents=int(mask.sum()),
+        converged=converged,
+        iterations=int(res.nit),
+        message=str(res.message),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Hierarchical Bayes
+
+
+def maxdiff_choice_data(md: MaxDiffData, *, segment_means: bool = True):
+    """The sequential best-worst choices as :class:`wtp.hb.ChoiceData`.
+
+    Items are coded on an orthonormal basis of zero-sum contrasts (``Q``, K × (K−1)), so
+    ``u = Q β`` is zero-centred and an exchangeable prior on β is exchangeable over items
+    (no reference item is treated differently). Returns (ChoiceData, Q).
+    """
+    from wtp.hb import choice_data
+
+    ch = _bw_choices(md)
+    Q = _contrast_basis(md.n_items)
+    avail = ch.items >= 0
+    X = ch.sign[:, None, None] * Q[np.where(avail, ch.items, 0)]
+    real_segments = [s for s in md.segments if s != "all"]
+    use_groups = segment_means and len(md.segments) > 1
+    data = choice_data(
+        X,
+        avail,
+        ch.chosen,
+        ch.resp,
+        md.segment if use_groups else None,
+        param_names=[f"c{i + 1}" for i in range(md.n_items - 1)],
+        respondent_ids=md.respondent_ids,
+        group_names=list(md.segments) if use_groups else ["all"],
+    )
+    _ = real_segments
+    return data, Q
+
+
+def _segment_weights(md: MaxDiffData) -> tuple[list[str], np.ndarray]:
+    """Names and a (segments+1) × R matrix of normalised respondent weights."""
+    rows = _segment_rows(md)
+    M = np.zeros((len(rows), md.n_respondents))
+    for i, (_, mask) in enumerate(rows):
+        w = md.weight * mask
+        M[i] = w / w.sum()
+    return [name for name, _ in rows], M
+
+
+def _share_draws(md: MaxDiffData, beta: np.ndarray, Q: np.ndarray, chunk: int = 100):
+    """Segment utilities and shares per posterior draw: per draw, per respondent, then the
+    weighted mean over the segment. ``beta`` is (chain, draw, R, P); returns two arrays
+    (chain, draw, segment, item) and the segment names."""
+    names, M = _segment_weights(md)
+    C, D = beta.shape[:2]
+    flat = beta.reshape(C * D, *beta.shape[2:])
+    shares = np.empty((C * D, len(names), md.n_items))
+    utils = np.empty_like(shares)
+    for start in range(0, C * D, chunk):
+        u = flat[start : start + chunk] @ Q.T  # draws × R × K
+        shares[start : start + chunk] = np.einsum("gr,srk->sgk", M, probability_shares(u, md.k))
+        utils[start : start + chunk] = np.einsum("gr,srk->sgk", M, u)
+    shape = (C, D, len(names), md.n_items)
+    return shares.reshape(shape), utils.reshape(shape), names
+
+
+def _hb_scores(md: MaxDiffData, shares: np.ndarray, utils: np.ndarray, names: list[str]) -> pd.DataFrame:
+    _, M = _segment_weights(md)
+    sh = shares.reshape(-1, *shares.shape[2:])
+    ut = utils.reshape(-1, *utils.shape[2:])
+    frames = []
+    for g, name in enumerate(names):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": name,
+                    "item": md.items,
+                    "utility": ut[:, g].mean(axis=0),
+                    "share": sh[:, g].mean(axis=0),
+                    "lower": np.quantile(sh[:, g], 0.025, axis=0),
+                    "upper": np.quantile(sh[:, g], 0.975, axis=0),
+                    "utility_lower": np.quantile(ut[:, g], 0.025, axis=0),
+                    "utility_upper": np.quantile(ut[:, g], 0.975, axis=0),
+                    "n_respondents": int((M[g] > 0).sum()),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Respondent fit
+
+
+def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> MaxDiffData:
+    """Respondents who pick best and worst at random, on task sets drawn from the real ones."""
+    pick = rng.integers(md.n_respondents, size=n)
+    order = np.argsort(md.task_resp, kind="stable")
+    starts = np.searchsorted(md.task_resp[order], np.arange(md.n_respondents))
+    ends = np.searchsorted(md.task_resp[order], np.arange(md.n_respondents), side="right")
+    tasks = np.concatenate([order[starts[p] : ends[p]] for p in pick])
+    resp = np.repeat(np.arange(n), ends[pick] - starts[pick])
+    shown = md.shown[tasks]
+    size = (shown >= 0).sum(axis=1)
+    best = (rng.random(len(tasks)) * size).astype(np.int64)
+    worst = (best + 1 + (rng.random(len(tasks)) * (size - 1)).astype(np.int64)) % size
+    return MaxDiffData(
+        items=md.items,
+        respondent_ids=[f"random{i}" for i in range(n)],
+        segments=["all"],
+        shown=shown,
+        best=best,
+        worst=worst,
+        task_resp=resp,
+        segment=np.zeros(n, dtype=np.int64),
+        weight=np.ones(n),
+        k=md.k,
+    )
+
+
+def _loglik_items(md: MaxDiffData, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-respondent log-likelihood of the best-worst choices at item utilities U (R × K),
+    the equal-utility (chance) log-likelihood, and the number of choices."""
+    ch = _bw_choices(md)
+    avail = ch.items >= 0
+    V = np.where(avail, ch.sign[:, None] * U[ch.resp[:, None], np.where(avail, ch.items, 0)], -np.inf)
+    m = V.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(V - m).sum(axis=1))
+    ll = V[np.arange(len(V)), ch.chosen] - lse
+    R = md.n_respondents
+    ll_r = np.bincount(ch.resp, weights=ll, minlength=R)
+    ll0 = np.bincount(ch.resp, weights=-np.log(avail.sum(axis=1)), minlength=R)
+    n = np.bincount(ch.resp, minlength=R)
+    return ll_r, ll0, n
+
+
+def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float) -> pd.DataFrame:
+    ll, ll0, n = _loglik_items(md, U)
+    rlh = np.exp(ll / n)
+    return pd.DataFrame(
+        {
+            "respondent_id": md.respondent_ids,
+            "segment": md.respondent_segments(),
+            "n_choices": n,
+            "loglik": ll,
+            "rlh": rlh,
+            "chance_rlh": np.exp(ll0 / n),
+            "pct_certainty": 1.0 - ll / ll0,
+            "random_like": rlh <= threshold,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass(frozen=True)
+class MaxDiffResult:
+    """MaxDiff item scores.
+
+    Attributes
+    ----------
+    item_scores : DataFrame
+        ``segment, item, utility, share, lower, upper`` (+ ``label``, ``n_respondents`` and
+        method-specific columns). One row set per segment and one for ``all``. ``utility`` is
+        zero-centred; ``share`` is probability-scaled, 0–100, summing to 100 within a segment;
+        ``lower``/``upper`` a 95% interval of the share.
+    individual_utilities : DataFrame
+        ``respondent_id, segment, item, utility`` (hierarchical Bayes only; empty otherwise).
+    diagnostics : dict
+        Fit and convergence figures (``max_rhat``, ``min_ess_bulk``, ``divergences``,
+        ``mean_rlh``, ... for hb; the relevant subset otherwise).
+    respondent_fit : DataFrame
+        ``respondent_id, segment, n_choices, loglik, rlh, chance_rlh, pct_certainty,
+        random_like``.
+    converged : bool
+    """
+
+    method: str
+    item_scores: pd.DataFrame
+    individual_utilities: pd.DataFrame
+    diagnostics: dict
+    respondent_fit: pd.DataFrame
+    converged: bool
+    items: list[str]
+    labels: dict[str, str]
+    k: int
+    segments: list[str]
+    n_respondents: int
+    n_tasks: int
+    settings: dict = field(default_factory=dict)
+    hb: object | None = None
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.item_scores.copy()
+
+    def summary(self) -> pd.DataFrame:
+        """Items ranked by share for the total sample, with segment shares side by side."""
+        wide = self.item_scores.pivot(index="item", columns="segment", values="share")
+        order = self.item_scores[self.item_scores["segment"] == "all"].sort_values("share", ascending=False)
+        cols = ["all"] + [s for s in self.segments if s != "all"]
+        out = wide.loc[order["item"], cols].reset_index()
+        out.insert(1, "label", out["item"].map(self.labels).fillna(out["item"]))
+        out.insert(2, "lower", order["lower"].to_numpy())
+        out.insert(3, "upper", order["upper"].to_numpy())
+        out.columns.name = None
+        return out
+
+    def save_posterior(self, path) -> None:
+        """Write the hierarchical Bayes posterior (ArviZ InferenceData) as NetCDF."""
+        if self.hb is None:
+            raise ValueError(f"method {self.method!r} has no posterior to save")
+        from wtp.hb import save_posterior
+
+        save_posterior(self.hb, path)
+
+
+def _empty_individual() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "respondent_id": pd.Series(dtype=object),
+            "segment": pd.Series(dtype=object),
+            "item": pd.Series(dtype=object),
+            "utility": pd.Series(dtype=float),
+        }
+    )
+
+
+def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000) -> tuple[pd.DataFrame, dict, dict]:
+    """Aggregate logit per segment and ``all``; share intervals from parametric draws of the
+    (cluster-robust) ML covariance."""
+    frames, fits = [], {}
+    for name, mask in _segment_rows(md):
+        fit = fit_logit(md, mask)
+        fits[name] = fit
+        u = np.nan_to_num(fit.utility)
+        draws = rng.multivariate_normal(u, fit.cov, size=n_draws, method="eigh")
+        sh = probability_shares(draws, md.k)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "segment": name,
+                    "item": md.items,
+                    "utility": fit.utility,
+                    "share": probability_shares(u, md.k),
+                    "lower": np.quantile(sh, 0.025, axis=0),
+                    "upper": np.quantile(sh, 0.975, axis=0),
+                    "se": fit.se,
+                    "n_respondents": fit.n_respondents,
+                }
+            )
+        )
+    all_fit = fits["all"]
+    diag = {
+        "loglik": all_fit.loglik,
+        "loglik_null": all_fit.loglik_null,
+        "pseudo_r2": 1.0 - all_fit.loglik / all_fit.loglik_null,
+        "optimizer_converged": all(f.converged for f in fits.values()),
+        "iterations": max(f.iterations for f in fits.values()),
+        "se_type": "cluster-robust by respondent",
+    }
+    return pd.concat(frames, ignore_index=True), diag, fits
+
+
+def estimate_maxdiff(
+    answers: pd.DataFrame,
+    *,
+    method: str = "hb",
+    k: int | None = None,
+    rng: np.random.Generator | None = None,
+    seed: int | None = None,
+    draws: int = 1000,
+    tune: int = 300,
+    chains: int = 4,
+    cores: int | None = None,
+    progress: bool = True,
+    labels: dict[str, str] | None = None,
+    items: list[str] | None = None,
+    segment_means: bool = True,
+    target_accept: float = 0.8,
+    priors=None,
+    n_random: int = 500,
+    individual_sample: int | None = 100,
+) -> MaxDiffResult:
+    """Estimate MaxDiff item scores by counts, aggregate logit or hierarchical Bayes.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        Long layout with ``segment`` and ``weight`` (see :func:`prepare_maxdiff_data`).
+    method : {"hb", "logit", "counts"}
+    k : int, optional
+        Items per task in the share formula (default: the most common task size).
+    rng, seed :
+        Randomness (bootstrap, interval draws, the sampler, random respondents); ``rng`` wins,
+        else ``numpy.random.default_rng(seed)``.
+    draws, tune, chains, cores, progress, target_accept, priors :
+        Hierarchical Bayes sampler settings (see :func:`wtp.hb.fit_hb`).
+    labels : dict, optional
+        Item code → label for reports.
+    items : list of str, optional
+        Item codes in report order.
+    segment_means : bool, default True
+        Hierarchical Bayes: each segment gets its own population mean (shared covariance).
+    n_random : int, default 500
+        Simulated random respondents for the random-answering RLH threshold (95th percentile).
+    individual_sample : int or None, default 100
+        Hierarchical Bayes: respondents whose parameters enter the individual-level R-hat/ESS
+        (None: all; ArviZ needs about 1 ms per parameter per statistic).
+
+    Returns
+    -------
+    MaxDiffResult
+    """
+    if method not in METHODS:
+        raise InputError(Problem("--method", None, "method", "one of hb, logit, counts", method))
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    md = prepare_maxdiff_data(answers, items=items, k=k)
+    labels = {c: str((labels or {}).get(c, c)) for c in md.items}
+    fit_rng, rand_rng = rng.spawn(2)
+    hb_result = None
+    individual = _empty_individual()
+    randoms = _random_respondents(md, n_random, rand_rng)
+    if method == "counts":
+        scores = counts_scores(md, rng=fit_rng)
+        diagnostics: dict = {}
+        converged = True
+    elif method == "logit":
+        scores, diagnostics, _fits = _logit_scores(md, fit_rng)
+        converged = bool(diagnostics["optimizer_converged"])
+    if method in ("counts", "logit"):
+        # fit of each respondent's answers to their segment's utilities
+        seg_u = scores.pivot(index="segment", columns="item", values="utility").reindex(columns=md.items).fillna(0.0)
+        U = seg_u.loc[md.respondent_segments()].to_numpy()
+        u_all = np.tile(seg_u.loc["all"].to_numpy(), (randoms.n_respondents, 1))
+        ll, _, n = _loglik_items(randoms, u_all)
+        threshold = float(np.quantile(np.exp(ll / n), 0.95))
+        fit = _fit_frame(md, U, threshold)
+    else:
+        from wtp.hb import fit_hb, map_individual
+
+        data, Q = maxdiff_choice_data(md, segment_means=segment_means)
+        kept: dict = {}
+
+        def share_check(beta):
+            # segment shares are what the report leads with, so they are checked too
+            kept["shares"], kept["utils"], kept["names"] = _share_draws(md, beta, Q)
+            return {"share": kept["shares"]}
+
+        hb_result = fit_hb(
+            data,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            rng=fit_rng,
+            progress=progress,
+            target_accept=target_accept,
+            priors=priors,
+            extra_diagnostics=share_check,
+            individual_sample=individual_sample,
+        )
+        scores = _hb_scores(md, kept["shares"], kept["utils"], kept["names"])
+        beta_mean = hb_result.beta_mean()
+        U = beta_mean @ Q.T
+        individual = pd.DataFrame(
+            {
+                "respondent_id": np.repeat(np.asarray(md.respondent_ids, dtype=object), md.n_items),
+                "segment": np.repeat(md.respondent_segments(), md.n_items),
+                "item": np.tile(np.asarray(md.items, dtype=object), md.n_respondents),
+                "utility": U.ravel(),
+            }
+        )
+        # random respondents scored as HB would score them: posterior mode under the
+        # estimated population (overall mean, mean covariance)
+        rdata, _ = maxdiff_choice_data(randoms, segment_means=False)
+        cov = _posterior_cov(hb_result)
+        rbeta = map_individual(rdata, beta_mean.mean(axis=0), cov)
+        ll, _, n = _loglik_items(randoms, rbeta @ Q.T)
+        threshold = float(np.quantile(np.exp(ll / n), 0.95))
+        fit = _fit_frame(md, U, threshold)
+        diagnostics = {k_: v for k_, v in hb_result.diagnostics.items() if not isinstance(v, dict)}
+        diagnostics["by_variable"] = {
+            name: {
+                "max_rhat": hb_result.diagnostics["rhat_by_variable"].get(name),
+                "min_ess_bulk": hb_result.diagnostics["ess_bulk_by_variable"].get(name),
+                "min_ess_tail": hb_result.diagnostics["ess_tail_by_variable"].get(name),
+            }
+            for name in hb_result.diagnostics["rhat_by_variable"]
+        }
+        diagnostics["segment_means"] = bool(segment_means and len(md.segments) > 1)
+        converged = hb_result.converged
+    w = md.weight
+    diagnostics.update(
+        {
+            "method": method,
+            "n_respondents": md.n_respondents,
+            "n_tasks": md.n_tasks,
+            "k": md.k,
+            "mean_rlh": float(np.average(fit["rlh"], weights=w)),
+            "median_rlh": float(fit["rlh"].median()),
+            "chance_rlh": float(fit["chance_rlh"].mean()),
+            "rlh_random_threshold": threshold,
+            "n_random_like": int(fit["random_like"].sum()),
+            "share_random_like": float(fit["random_like"].mean()),
+            "mean_pct_certainty": float(np.average(fit["pct_certainty"], weights=w)),
+            "converged": bool(converged),
+        }
+    )
+    scores.insert(2, "label", scores["item"].map(labels))
+    return MaxDiffResult(
+        method=method,
+        item_scores=scores,
+        individual_utilities=individual,
+        diagnostics=diagnostics,
+        respondent_fit=fit,
+        converged=bool(converged),
+        items=md.items,
+        labels=labels,
+        k=md.k,
+        segments=[s for s in md.segments if s != "all"] + ["all"],
+        n_respondents=md.n_respondents,
+        n_tasks=md.n_tasks,
+        settings={
+            "method": method,
+            "k": md.k,
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "target_accept": target_accept,
+            "segment_means": segment_means,
+            "individual_sample": individual_sample,
+            "share_rule": "mean of individual probability-scaled shares" if method == "hb" else "probability-scaled shares of the segment's utilities",
+        },
+        hb=hb_result,
+    )
+
+
+def _posterior_cov(hb_result) -> np.ndarray:
+    """Posterior mean of the population covariance diag(sd)·corr·diag(sd)."""
+    post = hb_result.idata.posterior
+    sd = post["sd"].to_numpy()
+    corr = post["corr"].to_numpy()
+    cov = sd[..., :, None] * corr * sd[..., None, :]
+    return cov.mean(axis=(0, 1))
