@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -643,14 +645,19 @@ def fit_hb(
     use_nutpie = sampler == "nutpie" or (sampler == "auto" and has_nutpie())
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    model = build_model(data, priors, layout)
+    with warnings.catch_warnings():
+        # PyTensor's C backend (unused here) complains about BLAS on pip installs
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+        model = build_model(data, priors, layout)
     timings["build_s"] = time.perf_counter() - t0
     var_names = ["mu", "pop_stds", "pop_corr", "beta"]
     if use_nutpie:
         import nutpie
 
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+            compiled = _compiled(model, data, priors, layout, var_names)
         timings["compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         idata = nutpie.sample(
@@ -711,6 +718,40 @@ def fit_hb(
     )
 
 
+_COMPILED: OrderedDict = OrderedDict()
+_COMPILED_MAX = 4
+
+
+def _compiled(model, data: ChoiceData, priors: HBPriors, layout: str | None, var_names: list[str]):
+    """nutpie's compiled model, reused within the process for data of the same shapes.
+
+    Compilation (numba, about 10 s even with PyTensor's on-disk cache) dominates small fits;
+    the data are shared variables, so a compiled model can take new values of the same
+    shapes through ``with_data``.
+    """
+    import nutpie
+
+    shared = {v.name: v.get_value() for v in model.data_vars}
+    key = (
+        priors,
+        layout,
+        tuple(var_names),
+        data.n_params,
+        data.max_alts,
+        data.n_groups,
+        data.n_respondents,
+        tuple(sorted((name, value.shape, str(value.dtype)) for name, value in shared.items())),
+    )
+    if key in _COMPILED:
+        _COMPILED.move_to_end(key)
+        return _COMPILED[key].with_data(**shared)
+    compiled = nutpie.compile_pymc_model(model, var_names=var_names)
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
 def _tidy(idata, data: ChoiceData):
     """Name the population variables ``sd`` and ``corr`` with ``param`` dims."""
     post = idata.posterior
@@ -721,7 +762,12 @@ def _tidy(idata, data: ChoiceData):
         post["sd"] = (("chain", "draw", "param"), post["sd"].to_numpy())
     if "corr" in post:
         post["corr"] = (("chain", "draw", "param", "param_b"), post["corr"].to_numpy())
+    # a reused compiled model carries the labels of the data it was compiled with
     post = post.assign_coords(param=params, param_b=params)
+    if "respondent" in post.dims:
+        post = post.assign_coords(respondent=[str(x) for x in data.respondent_ids])
+    if "group" in post.dims:
+        post = post.assign_coords(group=data.group_names)
     post = post.drop_vars([d for d in post.coords if d.startswith("pop_")], errors="ignore")
     idata.posterior = post
     return idata
