@@ -202,9 +202,64 @@ def maxdiff_command(
     respondents: RespondentsOpt = None,
     study: StudyOpt = None,
     method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
+    draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 500,
+    tune: Annotated[int, typer.Option("--tune", help="HB: warm-up iterations per chain.")] = 300,
+    chains: Annotated[int, typer.Option("--chains", help="HB: chains (run in parallel).")] = 4,
+    cores: Annotated[int | None, typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains).")] = None,
+    segment_means: Annotated[bool, typer.Option("--segment-means/--no-segment-means", help="HB: a population mean per segment.")] = True,
+    turf_size: Annotated[int, typer.Option("--turf", help="TURF portfolio size from individual utilities (HB; 0 = none).")] = 3,
+    reach: Annotated[str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")] = "above_mean",
+    top_n: Annotated[int, typer.Option("--top-n", help="TURF: n for --reach top_n.")] = 3,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
-    raise StageNotBuilt("wtp maxdiff (MaxDiff estimation)")
+    import numpy as np
+
+    from wtp.errors import Problem
+    from wtp.io import atomic_output_dir, validate_maxdiff
+    from wtp.maxdiff import METHODS, estimate_maxdiff
+    from wtp.report.maxdiff import write_outputs
+
+    if method not in METHODS:
+        raise InputError(Problem("--method", None, None, "one of " + ", ".join(METHODS), method))
+    answers, settings = load_answers(file, validate_maxdiff, respondents, study)
+    labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
+    items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
+    if method == "hb":
+        typer.echo(f"hierarchical Bayes: {chains} chains x {draws} draws after {tune} warm-up (compiling the model first)", err=True)
+    result = estimate_maxdiff(
+        answers, method=method, rng=np.random.default_rng(seed), draws=draws, tune=tune, chains=chains,
+        cores=cores, progress=progress, labels=labels, items=items, segment_means=segment_means,
+    )
+    turf_result = None
+    if method == "hb" and turf_size > 0:
+        from wtp.turf import turf
+
+        k = min(turf_size, len(result.items))
+        weights = answers.groupby("respondent_id", sort=False)["weight"].first() if "weight" in answers.columns else None
+        weights = weights.set_axis(weights.index.astype(str)) if weights is not None else None
+        turf_result = turf(result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights)
+    with atomic_output_dir(out) as tmp:
+        written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
+    d = result.diagnostics
+    if not result.converged:
+        bar = "!" * 72
+        if method == "hb":
+            detail = (
+                f"max R-hat {d['max_rhat']:.3f} (must be <= 1.01), min bulk ESS {d['min_ess_bulk']:.0f}, "
+                f"min tail ESS {d['min_ess_tail']:.0f} (must be >= 400), {d['divergences']} divergences"
+            )
+        else:
+            detail = "the optimiser did not converge"
+        typer.echo(f"{bar}\nWARNING: NOT CONVERGED - {detail}.\nDo not use these numbers; rerun with more --draws / --chains.\n{bar}", err=True)
+    summary = result.summary()
+    echo_table(summary.drop(columns=["item"]).head(25), 1)
+    if method == "hb":
+        typer.echo(
+            f"converged: {result.converged}  max R-hat {d['max_rhat']:.4f}  min bulk ESS {d['min_ess_bulk']:.0f}  "
+            f"divergences {d['divergences']}  mean RLH {d['mean_rlh']:.3f}"
+        )
+    typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
 @app.command("conjoint")
@@ -354,7 +409,26 @@ def design_maxdiff_command(
     study: StudyOpt = None,
 ) -> None:
     """A balanced MaxDiff design: design.csv and design_report.txt."""
-    raise StageNotBuilt("wtp design maxdiff")
+    import numpy as np
+
+    from wtp.io import atomic_output_dir
+    from wtp.maxdiff import design_balance, design_maxdiff
+    from wtp.report.maxdiff import write_design_outputs
+    from wtp.study import settings_only
+
+    codes = None
+    if study is not None:
+        _folder, settings = settings_only(study)
+        labelled = [str(c) for c in settings.get("maxdiff", {}).get("items", {})]
+        if labelled:
+            codes = labelled
+            items = len(codes)
+    design = design_maxdiff(items, per_task, tasks, versions, items=codes, rng=np.random.default_rng(seed))
+    balance = design_balance(design, items=codes)
+    with atomic_output_dir(out) as tmp:
+        written = write_design_outputs(design, balance, tmp)
+    echo_table(balance.summary(), 3)
+    typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
 @design_app.command("conjoint")
