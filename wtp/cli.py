@@ -138,19 +138,6 @@ class progress_bar:
         return False
 
 
-def write_vw_outputs(result, folder: Path, settings: dict, seed: int, inputs: dict) -> None:
-    """price_points.csv, curves.csv, nms.csv (with NMS answers), excluded.csv, report.html."""
-    from wtp.io import write_csv
-    from wtp.report.vw import write_report
-
-    write_csv(result.price_points, folder / "price_points.csv")
-    write_csv(result.curves, folder / "curves.csv")
-    if result.has_nms:
-        write_csv(result.nms, folder / "nms.csv")
-    write_csv(result.excluded, folder / "excluded.csv")
-    write_report(result, folder / "report.html", meta=study_meta(settings), seed=seed, inputs=inputs)
-
-
 # commands ---------------------------------------------------------------------------------------
 
 
@@ -172,11 +159,10 @@ def vw_command(
 ) -> None:
     """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
     from wtp.io import atomic_output_dir, validate_vw
-    from wtp.vanwestendorp import van_westendorp
+    from wtp.report.vw import write_outputs
+    from wtp.vanwestendorp import parse_calibration, van_westendorp
 
     answers, settings = load_answers(file, validate_vw, respondents, study)
-    from wtp.vanwestendorp import parse_calibration
-
     vw_settings = settings.get("van_westendorp", {})
     nms_scale = nms_scale or vw_settings.get("nms_scale")
     calibration = parse_calibration(nms_calibration) or parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration")
@@ -186,7 +172,7 @@ def vw_command(
             nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=seed, progress=tick,
         )
     with atomic_output_dir(out) as tmp:
-        write_vw_outputs(result, tmp, settings, seed, {file.name: _sha256(file)})
+        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)})
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     echo_table(result.summary())

@@ -80,6 +80,38 @@ def _stage_segments(study: Study, seed: int, fast: bool, results: dict, say: Pro
     )
 
 
+def _stage_maxdiff(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    import numpy as np
+
+    from wtp.maxdiff import estimate_maxdiff
+
+    settings = study.settings.get("maxdiff", {})
+    # a first look (--fast) uses the aggregate logit: seconds instead of a sampler run
+    method = settings.get("method", "logit" if fast else "hb")
+    result = estimate_maxdiff(
+        study.maxdiff, method=method, rng=np.random.default_rng(seed), seed=seed,
+        draws=int(settings.get("draws", 1000)), tune=int(settings.get("tune", 300)),
+        chains=int(settings.get("chains", 4)), labels=study.item_labels or None, progress=False,
+    )
+    if method == "hb" and not result.converged:
+        say("maxdiff: the sampler did NOT converge (see diagnostics)")
+    return result
+
+
+def _stage_turf(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+    md = results.get("maxdiff")
+    if md is None or md.individual_utilities.empty:
+        return None
+    from wtp.turf import turf
+
+    settings = study.settings.get("maxdiff", {})
+    k = min(int(settings.get("turf_size", 3)), len(md.items))
+    weights = None
+    if "weight" in study.maxdiff.columns:
+        weights = study.maxdiff.drop_duplicates("respondent_id").set_index("respondent_id")["weight"]
+    return turf(md.individual_utilities, k, reach=settings.get("turf_reach", "above_mean"), weights=weights)
+
+
 def _stage_conjoint(study: Study, seed: int, fast: bool, results: dict, say: Progress):
     import numpy as np
 
@@ -109,6 +141,8 @@ def _stage_price_books(study: Study, seed: int, fast: bool, results: dict, say: 
 STAGES: list[tuple[str, str, Callable]] = [
     # (stage, the study input it needs, function)
     ("vw", "vw", _stage_vw),
+    ("maxdiff", "maxdiff", _stage_maxdiff),
+    ("turf", "maxdiff", _stage_turf),
     ("conjoint", "conjoint", _stage_conjoint),
     ("segments", "segments", _stage_segments),
     # packages and prices run on whatever exists and say what was missing
@@ -141,6 +175,9 @@ def _collect_attention(run: StudyRun) -> None:
     if pb is not None:
         run.attention.extend(f"Price books: {w}" for w in pb.warnings)
         run.attention.extend(f"Price books: {n}" for n in pb.notes)
+    md = run.maxdiff
+    if md is not None and not md.converged:
+        run.attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
     seg = run.segments
     if seg is not None:
         for rec in seg.flags.to_dict("records"):
@@ -166,14 +203,20 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
 
     out = Path(out)
     written: list[Path] = []
-    inputs = {k: v for k, v in run.study.checksums().items()}
+    inputs = run.study.checksums()
+    meta = {"name": run.study.name, "currency": run.study.currency, "price_unit": run.study.price_unit, "period": run.study.period}
     if run.vw is not None:
-        from wtp.cli import write_vw_outputs
+        from wtp.report.vw import write_outputs as write_vw
 
         (out / "vw").mkdir(parents=True, exist_ok=True)
-        write_vw_outputs(run.vw, out / "vw", run.study.settings, run.seed, inputs)
+        write_vw(run.vw, out / "vw", meta=meta, seed=run.seed, inputs=inputs)
         written.append(out / "vw")
-    meta = {"name": run.study.name, "currency": run.study.currency, "price_unit": run.study.price_unit, "period": run.study.period}
+    if run.maxdiff is not None:
+        from wtp.report.maxdiff import write_outputs as write_maxdiff
+
+        (out / "maxdiff").mkdir(parents=True, exist_ok=True)
+        write_maxdiff(run.maxdiff, out / "maxdiff", meta=meta, seed=run.seed, inputs=inputs, turf_result=run.results.get("turf"))
+        written.append(out / "maxdiff")
     if run.conjoint is not None:
         import numpy as np
 

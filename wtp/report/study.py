@@ -133,7 +133,43 @@ def _segment_sections(run, meta, segment: str) -> dict[str, Any]:
     return ctx
 
 
-def _maxdiff_context(result, meta, segment: str | None):
-    from wtp.report import maxdiff as md_report
+def _maxdiff_context(result, meta, segment: str | None) -> dict[str, Any]:
+    """Diagnostics for the index; the segment's item shares with intervals for a segment page."""
+    from wtp.report.maxdiff import diagnostics_rows
 
-    return md_report.section_context(result, meta=meta, segments=None if segment is None else [segment])
+    ctx: dict[str, Any] = {
+        "method": result.method,
+        "converged": bool(result.converged),
+        "diagnostics": diagnostics_rows(result),
+        "k": result.k,
+        "n_respondents": result.n_respondents,
+        "chart": None,
+        "rows": [],
+    }
+    if segment is not None:
+        scores = result.item_scores[result.item_scores["segment"] == segment].sort_values("share", ascending=False)
+        if scores.empty:
+            return ctx | {"segment_missing": True}
+        scores = scores.assign(label=scores["item"].map(lambda c: result.labels.get(c, c)))
+        ctx["rows"] = scores.to_dict("records")
+        ctx["chart"] = segment_share_chart(scores, result.k)
+    return ctx
+
+
+def segment_share_chart(scores, k: int):
+    """One segment's probability-scaled shares with their 95% intervals, largest first."""
+    import numpy as np
+
+    from wtp.report import PALETTE, new_figure, svg
+
+    rows = scores.iloc[::-1]
+    fig, ax = new_figure(7.2, 0.32 * len(rows) + 0.8)
+    y = np.arange(len(rows))
+    ax.barh(y, rows["share"], color=PALETTE[0], alpha=0.85)
+    err = np.vstack([rows["share"] - rows["lower"], rows["upper"] - rows["share"]]).clip(min=0)
+    ax.errorbar(rows["share"], y, xerr=err, fmt="none", ecolor="#1d2733", capsize=2, linewidth=0.8)
+    ax.axvline(100 / len(rows), color="#5b6b7a", linestyle=":", linewidth=0.8)
+    ax.set_yticks(y, [str(t)[:42] for t in rows["label"]])
+    ax.set_xlabel(f"Share of preference (probability-scaled, k = {k}; dotted line = equal share)")
+    ax.grid(axis="y", visible=False)
+    return svg(fig)

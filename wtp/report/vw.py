@@ -93,3 +93,17 @@ def section_context(result: VanWestendorpResult, currency: str = "", segments: l
 def write_report(result: VanWestendorpResult, path: str | Path, *, meta: dict, seed: int | None = None, inputs: dict | None = None) -> Path:
     ctx = section_context(result, meta.get("currency", ""))
     return render("vw.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
+
+
+def write_outputs(result: VanWestendorpResult, folder: str | Path, *, meta: dict, seed: int | None = None, inputs: dict | None = None) -> list[str]:
+    """price_points.csv, curves.csv, nms.csv (with NMS answers), excluded.csv and report.html."""
+    from wtp.io import write_csv
+
+    folder = Path(folder)
+    tables = {"price_points.csv": result.price_points, "curves.csv": result.curves, "excluded.csv": result.excluded}
+    if result.has_nms:
+        tables["nms.csv"] = result.nms
+    for name, frame in tables.items():
+        write_csv(frame, folder / name)
+    write_report(result, folder / "report.html", meta=meta, seed=seed, inputs=inputs)
+    return [*tables, "report.html"]
