@@ -110,6 +110,10 @@ def test_design_report_text():
 # --------------------------------------------------------------------------------------------
 # data preparation, formulas
 
+
+# PyTensor's C backend (unused: models run through numba) warns about BLAS on pip installs
+pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 

@@ -64,6 +64,8 @@ __all__ = [
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
+# population correlations: reported, but not part of ``converged`` (see convergence_diagnostics)
+NUISANCE = ("corr",)
 
 
 # --------------------------------------------------------------------------------------------
@@ -432,9 +434,13 @@ def convergence_diagnostics(
 
     Two sets are checked:
 
-    * population: ``mu``, ``sd``, the off-diagonal of ``corr`` and any ``extra`` draws
-      (chain × draw × ...; e.g. segment shares) — these decide ``converged`` together with
-      zero divergences;
+    * population: ``mu``, ``sd`` and any ``extra`` draws (chain × draw × ...; e.g. segment
+      shares) — these give ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` and decide
+      ``converged`` together with zero divergences;
+    * the off-diagonal of ``corr``: reported as ``corr_*`` and ``covariance_converged``. The
+      correlations mix slowest (in the non-centred parameterisation they move only with all
+      z's at once) and are a nuisance for the shares and utilities reported, so they are shown
+      next to the verdict, not folded into it;
     * individual: ``beta`` of ``individual_sample`` respondents drawn at random (all when
       ``None``). With thousands of individual parameters the largest R-hat exceeds 1.01 by
       chance long before the sampler has a problem (iid draws of 4 × 500 give about 1.006 for
@@ -468,11 +474,11 @@ def convergence_diagnostics(
     ind_ess_t = az.ess(ind, method="tail")["beta"].to_numpy().ravel()
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     out: dict[str, Any] = {
-        "max_rhat": max(rh.values()),
-        "min_ess_bulk": min(eb.values()),
-        "min_ess_tail": min(et.values()),
+        "max_rhat": max(v for k, v in rh.items() if k not in NUISANCE),
+        "min_ess_bulk": min(v for k, v in eb.items() if k not in NUISANCE),
+        "min_ess_tail": min(v for k, v in et.items() if k not in NUISANCE),
         "divergences": div,
-        "worst_parameter": max(rh, key=rh.get),
+        "worst_parameter": max((k for k in rh if k not in NUISANCE), key=rh.get),
         "rhat_by_variable": rh,
         "ess_bulk_by_variable": eb,
         "ess_tail_by_variable": et,
@@ -494,6 +500,11 @@ def convergence_diagnostics(
     out["converged"] = bool(
         out["max_rhat"] <= RHAT_MAX and out["min_ess_bulk"] >= ESS_MIN and out["min_ess_tail"] >= ESS_MIN and div == 0
     )
+    if "corr" in rh:
+        out["corr_max_rhat"] = rh["corr"]
+        out["corr_min_ess_bulk"] = eb["corr"]
+        out["corr_min_ess_tail"] = et["corr"]
+        out["covariance_converged"] = bool(rh["corr"] <= RHAT_MAX and eb["corr"] >= ESS_MIN and et["corr"] >= ESS_MIN)
     return out
 
 

@@ -1082,9 +1082,12 @@ def _loglik_items(md: MaxDiffData, U: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ll_r, ll0, n
 
 
-def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float) -> pd.DataFrame:
+def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float, judged: np.ndarray | None = None) -> pd.DataFrame:
+    """Fit per respondent at utilities U; ``judged`` is the RLH compared with the random
+    threshold when it is computed differently from the reported one (hierarchical Bayes)."""
     ll, ll0, n = _loglik_items(md, U)
     rlh = np.exp(ll / n)
+    judged = rlh if judged is None else judged
     return pd.DataFrame(
         {
             "respondent_id": md.respondent_ids,
@@ -1094,7 +1097,7 @@ def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float) -> pd.DataFrame
             "rlh": rlh,
             "chance_rlh": np.exp(ll0 / n),
             "pct_certainty": 1.0 - ll / ll0,
-            "random_like": rlh <= threshold,
+            "random_like": judged <= threshold,
         }
     )
 
@@ -1320,14 +1323,19 @@ def estimate_maxdiff(
                 "utility": U.ravel(),
             }
         )
-        # random respondents scored as HB would score them: posterior mode under the
-        # estimated population (overall mean, mean covariance)
-        rdata, _ = maxdiff_choice_data(randoms, segment_means=False)
+        # random and real respondents are judged alike: each one's posterior mode under the
+        # estimated population (overall mean, posterior mean covariance). The mode of a
+        # random answerer fits its noise better than a posterior mean would, so comparing it
+        # with the real respondents' posterior means would flag too many of them.
         cov = _posterior_cov(hb_result)
-        rbeta = map_individual(rdata, beta_mean.mean(axis=0), cov)
-        ll, _, n = _loglik_items(randoms, rbeta @ Q.T)
+        centre = beta_mean.mean(axis=0)
+        rdata, _ = maxdiff_choice_data(randoms, segment_means=False)
+        ll, _, n = _loglik_items(randoms, map_individual(rdata, centre, cov) @ Q.T)
         threshold = float(np.quantile(np.exp(ll / n), 0.95))
-        fit = _fit_frame(md, U, threshold)
+        own, _ = maxdiff_choice_data(md, segment_means=False)
+        ll_own, _, n_own = _loglik_items(md, map_individual(own, centre, cov) @ Q.T)
+        fit = _fit_frame(md, U, threshold, judged=np.exp(ll_own / n_own))
+        fit["rlh_mode"] = np.exp(ll_own / n_own)
         diagnostics = {k_: v for k_, v in hb_result.diagnostics.items() if not isinstance(v, dict)}
         diagnostics["by_variable"] = {
             name: {

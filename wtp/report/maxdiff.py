@@ -127,10 +127,16 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
     rows = []
     if result.method == "hb":
         rows += [
-            {"check": "max R-hat (population means, SDs, correlations, segment shares)", "value": f"{d['max_rhat']:.4f}", "threshold": f"≤ {RHAT_MAX}", "ok": d["max_rhat"] <= RHAT_MAX},
+            {"check": "max R-hat (population means and SDs, segment shares)", "value": f"{d['max_rhat']:.4f}", "threshold": f"≤ {RHAT_MAX}", "ok": d["max_rhat"] <= RHAT_MAX},
             {"check": "min bulk ESS (same set)", "value": f"{d['min_ess_bulk']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["min_ess_bulk"] >= ESS_MIN},
             {"check": "min tail ESS (same set)", "value": f"{d['min_ess_tail']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["min_ess_tail"] >= ESS_MIN},
             {"check": "divergent transitions", "value": str(d["divergences"]), "threshold": "0", "ok": d["divergences"] == 0},
+            {
+                "check": "population correlations (nuisance): max R-hat / min bulk ESS",
+                "value": f"{d.get('corr_max_rhat', float('nan')):.4f} / {d.get('corr_min_ess_bulk', float('nan')):.0f}",
+                "threshold": f"≤ {RHAT_MAX} / ≥ {ESS_MIN}",
+                "ok": d.get("covariance_converged"),
+            },
             {
                 "check": f"individual utilities: max R-hat / 99th percentile ({d['individual_checked']} respondents checked)",
                 "value": f"{d['individual_max_rhat']:.4f} / {d['individual_rhat_p99']:.4f}",
@@ -189,6 +195,12 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
         else:
             warnings.append("The estimation did not converge; the numbers below are not reliable.")
     notes = []
+    if result.method == "hb" and d.get("covariance_converged") is False:
+        notes.append(
+            "The population correlations mix more slowly than the shares and utilities reported here "
+            f"(min bulk ESS {d.get('corr_min_ess_bulk', float('nan')):.0f}); they only set how far individual utilities are pulled towards the population. "
+            "More draws (--draws) settle them."
+        )
     if result.method == "hb" and d.get("individual_rhat_p99", 0) > RHAT_MAX:
         notes.append(
             f"Some individual utilities mix slowly (99th percentile R-hat {d['individual_rhat_p99']:.3f}); segment shares are unaffected when the checks above pass, but treat single respondents with care."

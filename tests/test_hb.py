@@ -1,0 +1,182 @@
+"""Tests for wtp.hb: the generic hierarchical Bayesian multinomial logit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wtp.hb import (
+    ChoiceData,
+    _factorised_loglik_numpy,
+    _layout,
+    build_model,
+    choice_data,
+    fit_hb,
+    map_individual,
+    respondent_loglik,
+)
+
+# PyTensor's C backend (unused: models run through numba) warns about BLAS on pip installs
+pytestmark = pytest.mark.filterwarnings("ignore:PyTensor could not link to a BLAS")
+
+
+def _conjoint_like(n_resp=30, n_choices=8, n_alts=3, n_params=3, seed=0, sd=0.7):
+    """Random continuous attributes (every row distinct: the dense layout) and known betas."""
+    rng = np.random.default_rng(seed)
+    mu = np.linspace(-1, 1, n_params)
+    beta = mu + sd * rng.standard_normal((n_resp, n_params))
+    n = n_resp * n_choices
+    X = rng.normal(size=(n, n_alts, n_params))
+    resp = np.repeat(np.arange(n_resp), n_choices)
+    V = np.einsum("nap,np->na", X, beta[resp])
+    chosen = np.argmax(V + rng.gumbel(size=V.shape), axis=1)
+    return choice_data(X, np.ones((n, n_alts), bool), chosen, resp), beta, mu
+
+
+def _maxdiff_like(n_resp=20, n_items=5, seed=1):
+    """Choices among ±unit rows (few distinct rows: the factorised layout), with padding."""
+    rng = np.random.default_rng(seed)
+    rows = np.vstack([np.eye(n_items)[:, : n_items - 1], -np.eye(n_items)[:, : n_items - 1]])
+    n = n_resp * 6
+    pick = np.stack([rng.choice(2 * n_items, 3, replace=False) for _ in range(n)])
+    X = rows[pick]
+    avail = np.ones((n, 3), bool)
+    avail[::4, 2] = False  # some choices offer only two alternatives
+    chosen = rng.integers(0, 2, size=n)
+    resp = np.repeat(np.arange(n_resp), 6)
+    return choice_data(X, avail, chosen, resp)
+
+
+def test_choice_data_checks():
+    X = np.zeros((2, 3, 1))
+    ok = np.ones((2, 3), bool)
+    with pytest.raises(ValueError, match="not available"):
+        choice_data(X, np.array([[True, True, False], [True, True, True]]), np.array([2, 0]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="two available"):
+        choice_data(X, np.array([[True, False, False], [True, True, True]]), np.array([0, 0]), np.array([0, 0]))
+    with pytest.raises(ValueError, match="respondent"):
+        choice_data(X, ok, np.array([0, 0]), np.array([0, 2]))
+    with pytest.raises(ValueError, match="group"):
+        choice_data(X, ok, np.array([0, 0]), np.array([0, 0]), group=np.array([0, 1]))
+    d = choice_data(X, ok, np.array([0, 1]), np.array([0, 0]))
+    assert isinstance(d, ChoiceData) and d.n_respondents == 1 and d.group_names == ["g1"]
+
+
+def test_respondent_loglik_hand_case():
+    # one respondent, one choice among utilities (1, 0, -inf unavailable): log(e/(e+1))
+    X = np.array([[[1.0], [0.0], [5.0]]])
+    d = choice_data(X, np.array([[True, True, False]]), np.array([0]), np.array([0]))
+    assert respondent_loglik(d, np.array([[1.0]]))[0] == pytest.approx(math.log(math.e / (math.e + 1)))
+    # draws axis
+    out = respondent_loglik(d, np.array([[[1.0]], [[0.0]]]))
+    assert out.shape == (2, 1) and out[1, 0] == pytest.approx(math.log(0.5))
+
+
+def test_layout_choice():
+    assert _layout(_maxdiff_like()).factorised
+    assert not _layout(_conjoint_like()[0]).factorised
+
+
+def test_factorised_loglik_and_gradient():
+    d = _maxdiff_like()
+    lay = _layout(d)
+    rng = np.random.default_rng(3)
+    beta = rng.normal(size=(d.n_respondents, d.n_params))
+    W = beta @ lay.rows.T
+    ll, g = _factorised_loglik_numpy(W, lay.flat, lay.avail, lay.flat_chosen, d.respondent)
+    assert float(ll) == pytest.approx(respondent_loglik(d, beta).sum())
+    eps = 1e-6
+    for r, u in [(0, 0), (3, 5), (7, len(lay.rows) - 1)]:
+        W2 = W.copy()
+        W2[r, u] += eps
+        l2, _ = _factorised_loglik_numpy(W2, lay.flat, lay.avail, lay.flat_chosen, d.respondent)
+        assert (float(l2) - float(ll)) / eps == pytest.approx(g[r, u], abs=1e-5)
+
+
+def test_numba_kernel_matches_numpy():
+    import pytensor
+    import pytensor.tensor as pt
+
+    from wtp.hb import _loglik_op
+
+    d = _maxdiff_like()
+    lay = _layout(d)
+    W = np.random.default_rng(5).normal(size=(d.n_respondents, len(lay.rows)))
+    Wt = pt.matrix("W")
+    out = _loglik_op()(Wt, lay.flat, lay.avail, lay.flat_chosen, d.respondent)[0]
+    f = pytensor.function([Wt], [out, pytensor.grad(out, Wt)], mode="NUMBA")
+    ll, g = f(W)
+    ll0, g0 = _factorised_loglik_numpy(W, lay.flat, lay.avail, lay.flat_chosen, d.respondent)
+    assert float(ll) == pytest.approx(float(ll0))
+    assert np.allclose(g, g0)
+
+
+@pytest.mark.parametrize("layout", ["factorised", "dense"])
+def test_model_likelihood_matches_reference(layout):
+    import pytensor
+
+    d = _maxdiff_like()
+    model = build_model(d, layout=layout)
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(d.n_respondents, d.n_params))
+    point = model.initial_point()
+    point["z"] = z
+    pot = model.potentials[0]
+    f = pytensor.function(model.value_vars, pot, mode="FAST_COMPILE", on_unused_input="ignore")
+    val = float(f(*[point[v.name] for v in model.value_vars]))
+    beta_f = pytensor.function(model.value_vars, model["beta"], mode="FAST_COMPILE", on_unused_input="ignore")
+    beta = beta_f(*[point[v.name] for v in model.value_vars])
+    assert val == pytest.approx(respondent_loglik(d, beta).sum(), rel=1e-10)
+
+
+def test_map_individual_limits():
+    d, beta, mu = _conjoint_like(n_resp=10, n_choices=40)
+    tight = map_individual(d, mu, np.eye(d.n_params) * 1e-8)
+    assert np.allclose(tight, mu, atol=1e-5)
+    loose = map_individual(d, mu, np.eye(d.n_params) * 1e8)
+    # at the maximum-likelihood estimate the score of every respondent is zero
+    V = np.einsum("nap,np->na", d.X, loose[d.respondent])
+    p = np.exp(V - V.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    score = d.X[np.arange(d.n_choices), d.chosen] - np.einsum("nap,na->np", d.X, p)
+    per = np.zeros_like(loose)
+    np.add.at(per, d.respondent, score)
+    assert np.abs(per).max() < 1e-6
+
+
+def test_fit_hb_tiny_dense():
+    d, beta, mu = _conjoint_like()
+    res = fit_hb(d, draws=100, tune=100, chains=2, rng=np.random.default_rng(0), progress=False)
+    assert res.beta_draws.shape == (200, 30, 3)
+    post = res.idata.posterior
+    assert {"mu", "sd", "corr", "beta"} <= set(post.data_vars)
+    assert post["mu"].dims == ("chain", "draw", "group", "param")
+    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "individual_max_rhat", "compile_s", "sample_s", "converged"):
+        assert key in res.diagnostics
+    assert res.summary()["check"].tolist()[0] == "max R-hat"
+    frame = res.to_frame()
+    assert list(frame.columns) == ["respondent_id", "group", "param", "beta"] and len(frame) == 90
+    assert np.corrcoef(res.beta_mean().ravel(), beta.ravel())[0, 1] > 0.5
+
+
+@pytest.mark.slow
+def test_fit_hb_recovery_dense_with_groups():
+    rng = np.random.default_rng(8)
+    n_resp, n_choices, P = 240, 15, 4
+    group = np.repeat([0, 1], n_resp // 2)
+    mu = np.array([[1.0, -0.5, 0.0, 0.5], [0.0, 0.5, -1.0, 0.5]])
+    beta = mu[group] + 0.6 * rng.standard_normal((n_resp, P))
+    n = n_resp * n_choices
+    X = rng.normal(size=(n, 3, P))
+    resp = np.repeat(np.arange(n_resp), n_choices)
+    chosen = np.argmax(np.einsum("nap,np->na", X, beta[resp]) + rng.gumbel(size=(n, 3)), axis=1)
+    d = choice_data(X, np.ones((n, 3), bool), chosen, resp, group, group_names=["a", "b"])
+    res = fit_hb(d, draws=500, tune=300, chains=4, rng=np.random.default_rng(1), progress=False)
+    pop = res.population()
+    inside = (pop["lower"] <= mu.ravel()) & (mu.ravel() <= pop["upper"])
+    assert inside.mean() >= 0.75
+    assert np.corrcoef(res.beta_mean().ravel(), beta.ravel())[0, 1] > 0.85
+    assert res.diagnostics["divergences"] == 0
+    assert res.diagnostics["max_rhat"] < 1.05
