@@ -180,3 +180,13 @@ def test_fit_hb_recovery_dense_with_groups():
     assert np.corrcoef(res.beta_mean().ravel(), beta.ravel())[0, 1] > 0.85
     assert res.diagnostics["divergences"] == 0
     assert res.diagnostics["max_rhat"] < 1.05
+
+
+@pytest.mark.slow
+def test_fit_hb_pymc_fallback():
+    # without nutpie the same model samples with PyMC's NUTS (the fused likelihood's numpy path)
+    d = _maxdiff_like(n_resp=15)
+    res = fit_hb(d, draws=100, tune=100, chains=2, cores=1, rng=np.random.default_rng(0), progress=False, sampler="pymc")
+    assert res.sampler == "pymc"
+    assert res.beta_draws.shape == (200, 15, d.n_params)
+    assert "max_rhat" in res.diagnostics

@@ -245,6 +245,11 @@ def maxdiff_command(
             f"converged: {result.converged}  max R-hat {d['max_rhat']:.4f}  min bulk ESS {d['min_ess_bulk']:.0f}  "
             f"divergences {d['divergences']}  mean RLH {d['mean_rlh']:.3f}"
         )
+        if "corr_max_rhat" in d:
+            typer.echo(
+                f"population correlations (nuisance): max R-hat {d['corr_max_rhat']:.4f}  min bulk ESS {d['corr_min_ess_bulk']:.0f}"
+                + ("" if d.get("covariance_converged") else "  (not settled: more --draws)")
+            )
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
 

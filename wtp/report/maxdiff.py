@@ -81,7 +81,7 @@ def segment_chart(result: MaxDiffResult):
     for i, seg in enumerate(segs):
         sc = scores.loc[seg].reindex(order)
         off = (i - (len(segs) - 1) / 2) * width
-        colour = PALETTE[(i % (len(PALETTE) - 1)) + 1]
+        colour = PALETTE[((i + 1) % (len(PALETTE) - 1)) + 1]  # same colour as its panel above
         ax.errorbar(sc["share"], y + off, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3.5, capsize=1.5, linewidth=0.9, label=seg)
     allsc = scores.loc["all"].reindex(order)
     ax.scatter(allsc["share"], y, marker="|", s=120, color="#1d2733", label="Total", zorder=3)
@@ -207,7 +207,8 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
         )
     if d.get("share_random_like", 0) > 0.2:
         notes.append(
-            f"{100 * d['share_random_like']:.0f}% of respondents answer no better than simulated random respondents; consider excluding them and re-estimating."
+            f"{100 * d['share_random_like']:.0f}% of respondents fit their own answers no better than the best 5% of simulated random answerers. "
+            "With few tasks per respondent the two groups overlap even for honest answers, so inspect respondent_fit.csv (time taken, straight-lining) before excluding anyone."
         )
     return {
         "md_method": result.method,
