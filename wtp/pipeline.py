@@ -90,7 +90,7 @@ def _stage_maxdiff(study: Study, seed: int, fast: bool, results: dict, say: Prog
     method = settings.get("method", "logit" if fast else "hb")
     result = estimate_maxdiff(
         study.maxdiff, method=method, rng=np.random.default_rng(seed), seed=seed,
-        draws=int(settings.get("draws", 500)), tune=int(settings.get("tune", 300)),
+        draws=int(settings.get("draws", 1000)), tune=int(settings.get("tune", 300)),
         chains=int(settings.get("chains", 4)), labels=study.item_labels or None, progress=False,
     )
     if method == "hb" and not result.converged:
