@@ -57,7 +57,8 @@ def comparison_chart(result, currency: str = ""):
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.25)
     ax.set_xlabel(f"Revenue per period ({currency})" if currency else "Revenue per period")
-    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    # below the axis: inside, it covers the longest bar
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
     ax.grid(axis="y", visible=False)
     return svg(fig)
 
