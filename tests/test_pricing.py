@@ -495,3 +495,26 @@ def test_world_packages_from_true_utilities_follow_the_truth(world):
         assert p["white_label"] == ADD_ON and p["sso"] == "Enterprise" and p["audit_log"] == "Enterprise"
     startups = pk[(pk["segment"] == "Startups") & (pk["package"] == "Starter")]["feature"]
     assert {"integrations", "ai_insights"} <= set(startups)
+
+
+def test_seats_per_account_multiply_revenue_not_conversion(tmp_path):
+    """Contract §5: prices are per seat when segments.csv has seats_per_account."""
+    import numpy as np
+
+    from wtp.pricing import build_price_books
+    from wtp.simulate import simulate_study
+    from wtp.study import load_study
+    from wtp.vanwestendorp import van_westendorp
+
+    sim = simulate_study(tmp_path / "s", n_respondents=240, seed=7, customers_per_segment=40)
+    study = load_study(sim.folder)
+    vw = van_westendorp(study.vw)
+    plain = build_price_books(vw=vw, segments=study.segments, study=study, rng=np.random.default_rng(0))
+    seats = study.segments.assign(seats_per_account=[1.0, 2.0, 3.0, 4.0])
+    per_seat = build_price_books(vw=vw, segments=seats, study=study, rng=np.random.default_rng(0))
+    a = plain.scenarios[plain.scenarios.scenario == "multiple"].set_index("segment")
+    b = per_seat.scenarios[per_seat.scenarios.scenario == "multiple"].set_index("segment")
+    for s, n in zip(seats.segment, seats.seats_per_account, strict=True):
+        assert b.loc[s, "conversion"] == a.loc[s, "conversion"]
+        assert b.loc[s, "revenue"] == pytest.approx(a.loc[s, "revenue"] * n)
+        assert b.loc[s, "revenue"] == pytest.approx(b.loc[s, "customers"] * b.loc[s, "entry_price"] * n)

@@ -80,7 +80,7 @@ Scenarios (contract §5)
 
 prospects = ``market_size`` if given, else ``customers`` (segments.csv); without segments.csv the
 survey's weighted segment mix (per one prospect). ``conversion`` = d(entry price);
-``customers`` = prospects × conversion; ``revenue`` = customers × entry price per period;
+``customers`` = prospects × conversion; ``revenue`` = customers × entry price per period (× ``seats_per_account`` when segments.csv gives it: prices are then per seat);
 ``ltv`` per customer = entry price × gross margin / churn (60 periods when churn is 0). The single
 book's entry price maximises Σ prospects_s · p · d_s(p) over nice prices from the lowest PMC to the
 highest PME; its higher tiers step up from the ``'all'`` packages.
@@ -963,6 +963,9 @@ def _volumes(segments, study, segs: list[str], vw_frame) -> tuple[pd.DataFrame, 
         out["prospects_source"] = np.where(np.isfinite(market), "market_size", np.where(np.isfinite(cust), "customers", "missing"))
         out["churn_rate"] = m["churn_rate"].reindex(segs).astype(float).to_numpy() if "churn_rate" in m.columns else np.nan
         out["gross_margin"] = m["gross_margin"].reindex(segs).astype(float).to_numpy() if "gross_margin" in m.columns else np.nan
+        # prices are per seat when segments.csv says how many seats an account has (contract §5)
+        seats = m["seats_per_account"].reindex(segs).astype(float) if "seats_per_account" in m.columns else pd.Series(1.0, index=segs)
+        out["seats"] = seats.fillna(1.0).to_numpy()
         src = "market_size" if (out["prospects_source"] == "market_size").all() else "market_size where given, else customers"
         if (out["prospects_source"] == "customers").all():
             src = "customers (no market_size)"
@@ -988,6 +991,7 @@ def _volumes(segments, study, segs: list[str], vw_frame) -> tuple[pd.DataFrame, 
         mix = mix.reindex(segs).fillna(0.0)
         out["prospects"] = (mix / mix.sum()).to_numpy()
     out["prospects_source"] = "survey mix"
+    out["seats"] = 1.0
     out["churn_rate"] = np.nan
     out["gross_margin"] = np.nan
     return out, "the survey's weighted segment mix, per one prospect (no segments.csv)", notes
@@ -1239,7 +1243,7 @@ def build_price_books(
     if in_scope:
         lo = min(models[s].lo for s in in_scope)
         hi = max(models[s].hi for s in in_scope)
-        V = {s: float(vols.loc[s, "prospects"]) for s in in_scope}
+        V = {s: float(vols.loc[s, "prospects"]) * float(vols.loc[s, "seats"]) for s in in_scope}
         entry_s, _ = best_price(candidate_prices(lo, hi, nice=nice), lambda x: sum(V[s] * x * models[s](x) for s in in_scope))
 
     # ---- feature values, tier prices, price books
@@ -1301,8 +1305,9 @@ def build_price_books(
         margin = float(vols.loc[s, "gross_margin"]) if s in vols.index else float("nan")
         margin = margin if np.isfinite(margin) else 1.0
         life = (LIFETIME_CAP if churn == 0 else 1.0 / churn) if np.isfinite(churn) else float("nan")
-        ltv = price * margin * life
-        return {"scenario": scen, "segment": s, "price_book": ALL if scen == "single" else s, "customers": cust, "conversion": conv, "revenue": cust * price, "prospects": V, "entry_price": price, "ltv": ltv, "lifetime_value": cust * ltv}
+        per_account = price * (float(vols.loc[s, "seats"]) if s in vols.index else 1.0)
+        ltv = per_account * margin * life
+        return {"scenario": scen, "segment": s, "price_book": ALL if scen == "single" else s, "customers": cust, "conversion": conv, "revenue": cust * per_account, "prospects": V, "entry_price": price, "ltv": ltv, "lifetime_value": cust * ltv}
 
     for scen in SCENARIOS:
         rows = [row(scen, s, entry_s if scen == "single" else entry_m.get(s, np.nan)) for s in segs]
@@ -1434,7 +1439,7 @@ def _sensitivity(models, vols, in_scope, entry_m, entry_s, step) -> pd.DataFrame
                 p = p0 * (1 + change)
                 conv = float(models[s]([p])[0])
                 c = float(vols.loc[s, "prospects"]) * conv
-                r = c * p
+                r = c * p * float(vols.loc[s, "seats"])
                 tot_c += c
                 tot_r += r
                 if change == 0:
@@ -1463,7 +1468,7 @@ def _arbitrage(models, vols, in_scope, entry_m, packages, settings) -> pd.DataFr
             pd_, pc = entry_m[dear], entry_m[cheap]
             if dear == cheap or not pc < pd_:
                 continue
-            V = float(vols.loc[dear, "prospects"])
+            V = float(vols.loc[dear, "prospects"]) * float(vols.loc[dear, "seats"])
             m = models[dear]
             own = V * pd_ * float(m([pd_])[0])
             switched = V * pc * float(m([pc])[0])
