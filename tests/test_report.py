@@ -17,6 +17,7 @@ from wtp.simulate import DEMO_SEGMENTS, simulate_study
 runner = CliRunner()
 EVIL_SEGMENT = 'Mid <script>alert("seg")</script>'
 EVIL_LABEL = '<img src=x onerror=alert("label")>'
+FORMULA_LABEL = "=HYPERLINK(1)"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def report(tmp_path_factory):
     simulate_study(folder, n_respondents=240, seed=5, segments=specs, customers_per_segment=60)
     toml = (folder / "study.toml").read_text()
     toml = toml.replace('sso = "Single sign-on (SAML)"', f"sso = '{EVIL_LABEL}'")
+    toml = toml.replace('audit_log = "Audit log"', f'audit_log = "{FORMULA_LABEL}"')
     (folder / "study.toml").write_text(toml)
     out = tmp_path_factory.mktemp("out") / "report"
     res = runner.invoke(app, ["run", str(folder), "--out", str(out), "--fast", "--seed", "3"])
@@ -127,3 +129,12 @@ def test_pages_open_in_headless_chromium_without_console_errors(report, tmp_path
             assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_excel_price_book_neutralises_formulas_but_csv_stays_exact(report):
+    packages = pd.read_csv(report / "packages.csv")
+    assert FORMULA_LABEL in set(packages["label"].dropna())
+    xl = pd.read_excel(report / "price_book.xlsx", sheet_name="Packages")
+    assert "'" + FORMULA_LABEL in set(xl["label"].dropna())
+    assert FORMULA_LABEL not in set(xl["label"].dropna())
+    assert (report / "report.html").read_text() == (report / "index.html").read_text()

@@ -7,6 +7,7 @@ stages' result objects; only ingest reads files.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,8 +238,29 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
 
         write_price_books(run.price_books, out)
         written.append(out / "price_books.csv")
+        written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx"))
     written += write_pages(run, out)
+    # every command leaves a report.html; for a study it is the overview
+    shutil.copyfile(out / "index.html", out / "report.html")
     return written
+
+
+def write_price_book_workbook(price_books, path: Path) -> Path:
+    """The price book as an Excel workbook for people: text that a spreadsheet would run as a
+    formula (a feature named ``=HYPERLINK(…)``) is neutralised; the CSV tables stay exact."""
+    import pandas as pd
+
+    from wtp.io import neutralise_formulas
+
+    sheets = {
+        "Price books": price_books.price_books,
+        "Packages": price_books.packages,
+        "Scenarios": price_books.scenarios,
+    }
+    with pd.ExcelWriter(path, engine="openpyxl") as xl:
+        for name, frame in sheets.items():
+            neutralise_formulas(frame).to_excel(xl, sheet_name=name, index=False)
+    return path
 
 
 def demo_study_path() -> Path:
