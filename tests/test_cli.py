@@ -151,3 +151,23 @@ def test_nms_calibration_option_changes_the_curve(tmp_path):
     assert "5→0.9" in (tmp_path / "b" / "report.html").read_text()
     bad = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "c"), "--nms-calibration", "5=high"])
     assert bad.exit_code == 2 and "--nms-calibration" in bad.output
+
+
+def test_run_with_only_some_instruments_says_what_was_missing(tmp_path, study):
+    import shutil
+
+    part = tmp_path / "part"
+    part.mkdir()
+    for name in ("vw.csv", "respondents.csv"):
+        shutil.copy(study / name, part / name)
+    (part / "study.toml").write_text('[study]\nname = "Only VW"\ncurrency = "EUR"\n[data]\nvan_westendorp = "vw.csv"\nrespondents = "respondents.csv"\n')
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(part), "--out", str(out), "--fast"])
+    assert res.exit_code == 0, res.output
+    for stage in ("maxdiff", "conjoint", "segments"):
+        assert re.search(rf"not run\s+{stage}\s+no {stage} file", res.output), stage
+    assert (out / "vw" / "price_points.csv").exists() and not (out / "maxdiff").exists()
+    sc = pd.read_csv(out / "scenarios.csv")
+    assert set(sc.scenario) == {"single", "multiple"}
+    index = (out / "index.html").read_text()
+    assert "no maxdiff file in the study" in index

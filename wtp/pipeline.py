@@ -19,6 +19,10 @@ from wtp.study import Study, load_study
 Progress = Callable[[str], None]
 
 
+class SkipStage(Exception):
+    """A stage that cannot run on what the earlier stages produced; the message says why."""
+
+
 @dataclass(frozen=True)
 class StudyRun:
     """Result objects of every stage that ran, and what did not run and why."""
@@ -102,7 +106,7 @@ def _stage_maxdiff(study: Study, seed: int, fast: bool, results: dict, say: Prog
 def _stage_turf(study: Study, seed: int, fast: bool, results: dict, say: Progress):
     md = results.get("maxdiff")
     if md is None or md.individual_utilities.empty:
-        return None
+        raise SkipStage("needs individual utilities from hierarchical Bayes (the MaxDiff method here gives none)")
     from wtp.turf import turf
 
     settings = study.settings.get("maxdiff", {})
@@ -164,7 +168,11 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
             continue
         say(f"{name}: running")
         t0 = time.perf_counter()
-        run.results[name] = fn(study, seed, fast, run.results, say)
+        try:
+            run.results[name] = fn(study, seed, fast, run.results, say)
+        except SkipStage as why:
+            run.skipped[name] = str(why)
+            continue
         run.timings[name] = time.perf_counter() - t0
         say(f"{name}: done in {run.timings[name]:.1f} s")
     _collect_attention(run)
