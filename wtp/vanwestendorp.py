@@ -187,6 +187,17 @@ def crossing_price(prices: np.ndarray, diff: np.ndarray, plateau: str = "lowest"
     return np.where(has, out, np.nan)
 
 
+def _six_curves(too_cheap, cheap, expensive, too_expensive) -> dict[str, np.ndarray]:
+    return {
+        "too_cheap": too_cheap,
+        "cheap": cheap,
+        "not_cheap": 1 - cheap,
+        "expensive": expensive,
+        "not_expensive": 1 - expensive,
+        "too_expensive": too_expensive,
+    }
+
+
 def _cumulative(values: np.ndarray, weights: np.ndarray, grid: np.ndarray):
     """Weighted shares of answers ≥ P, > P and ≤ P for every grid price P."""
     order = np.argsort(values, kind="stable")
@@ -206,14 +217,7 @@ def price_curves(answers: np.ndarray, weights: np.ndarray, grid: np.ndarray, che
     _, _, te_le = _cumulative(answers[:, 3], weights, grid)
     too_cheap = tc_ge if cheap_rule == "ge" else tc_gt
     cheap = ch_ge if cheap_rule == "ge" else ch_gt
-    return {
-        "too_cheap": too_cheap,
-        "cheap": cheap,
-        "not_cheap": 1 - cheap,
-        "expensive": ex_le,
-        "not_expensive": 1 - ex_le,
-        "too_expensive": te_le,
-    }
+    return _six_curves(too_cheap, cheap, ex_le, te_le)
 
 
 def price_points_from_curves(grid: np.ndarray, curves: dict[str, np.ndarray], plateau: str = "lowest") -> dict[str, np.ndarray]:
@@ -255,14 +259,7 @@ def _bootstrap_curves(answers: np.ndarray, grid: np.ndarray, rep_weights: np.nda
     ex_le, te_le = share_at_or_below(2), share_at_or_below(3)
     too_cheap = at_or_above(tc_le) if cheap_rule == "ge" else 1 - tc_le
     cheap = at_or_above(ch_le) if cheap_rule == "ge" else 1 - ch_le
-    return {
-        "too_cheap": too_cheap,
-        "cheap": cheap,
-        "not_cheap": 1 - cheap,
-        "expensive": ex_le,
-        "not_expensive": 1 - ex_le,
-        "too_expensive": te_le,
-    }
+    return _six_curves(too_cheap, cheap, ex_le, te_le)
 
 
 # --------------------------------------------------------------------------------------------
