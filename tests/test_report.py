@@ -138,3 +138,14 @@ def test_excel_price_book_neutralises_formulas_but_csv_stays_exact(report):
     assert "'" + FORMULA_LABEL in set(xl["label"].dropna())
     assert FORMULA_LABEL not in set(xl["label"].dropna())
     assert (report / "report.html").read_text() == (report / "index.html").read_text()
+
+
+def test_every_internal_link_resolves(report):
+    for name, html in pages(report).items():
+        ids = set(re.findall(r'\sid="([^"]+)"', html))
+        for target in re.findall(r'href="([^"]+)"', html):
+            path, _, anchor = target.partition("#")
+            if path:
+                assert (report / path).exists(), (name, target)
+            elif anchor:
+                assert anchor in ids, (name, target)
