@@ -243,3 +243,58 @@ def test_mangled_maxdiff_files_fail_cleanly(tmp_path, rows):
         return
     g = out.groupby(["respondent_id", "task"])
     assert (g.best.sum() == 1).all() and (g.worst.sum() == 1).all()
+
+
+def test_errors_point_at_the_offending_row(tmp_path):
+    two_best = "respondent_id,task,item,best,worst\nr1,1,a,0,1\nr1,1,b,1,0\nr1,1,c,1,0\n"
+    with pytest.raises(InputError) as err:
+        validate_maxdiff(read_table(write(tmp_path, "maxdiff.csv", two_best)))
+    assert (err.value.problems[0].row, err.value.problems[0].column) == (4, "best")
+    seg = "respondent_id,task,item,best,worst,segment\nr1,1,a,1,0,X\nr1,1,b,0,1,X\nr1,2,a,1,0,Y\nr1,2,b,0,1,X\n"
+    with pytest.raises(InputError) as err:
+        validate_maxdiff(read_table(write(tmp_path, "maxdiff.csv", seg)))
+    assert [(p.row, p.found) for p in err.value.problems] == [(4, "Y")]
+    wide = "respondent_id,task,item_1,item_2,item_3,best,worst\nr1,1,a,b,a,b,a\n"
+    with pytest.raises(InputError, match="row 2, column 'item_3': expected an item not already shown"):
+        validate_maxdiff(read_table(write(tmp_path, "maxdiff.csv", wide)))
+    none_filled = "respondent_id,task,alt,colour,price,chosen,none\nr1,1,1,red,10,1,0\nr1,1,2,,5,0,1\nr1,2,1,red,10,0,0\nr1,2,2,,,1,1\n"
+    with pytest.raises(InputError, match="row 3, column 'price': expected an empty cell on the no-choice row"):
+        validate_conjoint(read_table(write(tmp_path, "conjoint.csv", none_filled)))
+
+
+def test_rows_are_numbered_alike_in_every_format(tmp_path):
+    df = pd.read_csv(pd.io.common.StringIO(VW)).astype({"cheap": object})
+    df.loc[1, "cheap"] = "ten"
+    rows = []
+    for fmt in ("csv", "xlsx", "parquet"):
+        path = tmp_path / f"vw.{fmt}"
+        {"csv": lambda p: df.to_csv(p, index=False), "xlsx": lambda p: df.to_excel(p, index=False), "parquet": lambda p: df.astype(str).to_parquet(p)}[fmt](path)
+        with pytest.raises(InputError) as err:
+            validate_vw(read_table(path))
+        rows.append(err.value.problems[0].row)
+    assert rows == [3, 3, 3]
+
+
+def test_output_folder_rules(tmp_path):
+    from wtp.io import MANIFEST
+
+    out = tmp_path / "out"
+    with atomic_output_dir(out) as tmp:
+        (tmp / "a.csv").write_text("1")
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "b.csv").write_text("2")
+    (out / "mine.txt").write_text("the analyst's own file")
+    with atomic_output_dir(out) as tmp:
+        (tmp / "a.csv").write_text("3")
+    # results of the earlier run that this run did not write again are gone; other files stay
+    assert (out / "a.csv").read_text() == "3" and not (out / "sub").exists()
+    assert (out / "mine.txt").exists() and (out / MANIFEST).read_text() == "a.csv\n"
+    # an input file is never overwritten by a result
+    src = write(tmp_path / "out", "a.csv", VW)
+    read_table(src)
+    with pytest.raises(InputError, match="would be overwritten"), atomic_output_dir(out) as tmp:
+        (tmp / "a.csv").write_text("x")
+    assert src.read_text() == VW
+    # --out must be a folder
+    with pytest.raises(InputError, match="existing file"), atomic_output_dir(src):
+        pass

@@ -38,6 +38,10 @@ def cli_command(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            if kwargs.get("out") is not None:
+                from wtp.io import check_output_dir
+
+                check_output_dir(kwargs["out"])
             return fn(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc.message()}", err=True)

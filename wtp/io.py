@@ -117,6 +117,7 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     label = name or path.name
     if not path.exists():
         raise InputError(Problem(str(path), None, None, "an existing file", "no such file"))
+    remember_input(path)
     suffix = path.suffix.lower()
     decimal = "."
     row_offset = 2
@@ -139,12 +140,10 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
             frame = pd.read_excel(path)
         elif suffix in {".parquet", ".pq"}:
             frame = pd.read_parquet(path)
-            row_offset = 1
         elif suffix in {".sav", ".zsav"}:
             import pyreadstat
 
             frame, _meta = pyreadstat.read_sav(str(path), apply_value_formats=True)
-            row_offset = 1
         else:
             raise InputError(
                 Problem(label, None, None, "a .csv, .xlsx, .parquet or .sav file", path.suffix)
@@ -381,6 +380,9 @@ def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     col.add_rows(rows[same.to_numpy()], "worst", "a different item from 'best'", best[same].tolist())
     few = shown.sum(axis=1) < 2
     col.add_rows(rows[few.to_numpy()], item_cols[0], "at least two items shown in a task")
+    for pos, c in enumerate(item_cols[1:], start=1):
+        again = items[c].notna() & items[item_cols[:pos]].eq(items[c], axis=0).any(axis=1)
+        col.add_rows(rows[again.to_numpy()], c, "an item not already shown in this task", items[c][again].tolist())
     out = pd.concat(long_parts, ignore_index=True).sort_values(["row", "position"], kind="stable")
     return out.reset_index(drop=True)
 
@@ -431,19 +433,10 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None) -> pd.Da
     if w is not None:
         out["weight"] = w.to_numpy()[out["row"].to_numpy() - _row_offset(frame)]
     if not wide:
+        _one_pick_per_task(out, "best", "best pick", col, "best picks")
+        _one_pick_per_task(out, "worst", "worst pick", col, "worst picks")
         g = out.groupby(["respondent_id", "task"], sort=False)
-        n_best = g["best"].transform("sum")
-        n_worst = g["worst"].transform("sum")
         first = ~out.duplicated(["respondent_id", "task"])
-        for (rid, task, nb, nw, r) in out.loc[first, ["respondent_id", "task"]].assign(
-            nb=n_best[first], nw=n_worst[first], r=out["row"][first]
-        ).itertuples(index=False):
-            if nb != 1:
-                col.add(int(r), "best", f"exactly one best pick in task ({rid!r}, {task!r})", f"{int(nb)} best picks")
-            if nw != 1:
-                col.add(int(r), "worst", f"exactly one worst pick in task ({rid!r}, {task!r})", f"{int(nw)} worst picks")
-            if len(col.problems) >= MAX_PROBLEMS * 5:
-                break
         dup = out.duplicated(["respondent_id", "task", "item"])
         col.add_rows(out["row"][dup], "item", "each item at most once per task", out["item"][dup].tolist())
         size = g["item"].transform("size")
@@ -459,9 +452,30 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None) -> pd.Da
 
 
 def _check_constant_per_respondent(out: pd.DataFrame, column: str, col: _Collector) -> None:
-    n = out.groupby("respondent_id", sort=False)[column].transform("nunique")
-    bad = (n > 1) & ~out.duplicated(["respondent_id"])
-    col.add_rows(out["row"][bad], column, f"one {column} per respondent", out[column][bad].tolist())
+    # the rows that differ from the respondent's first row are the ones to fix
+    first = out.groupby("respondent_id", sort=False)[column].transform("first")
+    bad = (out[column] != first) & out[column].notna()
+    col.add_rows(
+        out["row"][bad], column,
+        f"one {column} per respondent (the same as on this respondent's first row)",
+        out[column][bad].tolist(),
+    )
+
+
+def _one_pick_per_task(out: pd.DataFrame, column: str, what: str, col: _Collector, counted: str) -> None:
+    """Exactly one 1 in ``column`` per (respondent, task); point at the extra pick, or the task's first row."""
+    g = out.groupby(["respondent_id", "task"], sort=False)[column]
+    n = g.transform("sum")
+    extra = (out[column] == 1) & (g.cumsum() > 1)
+    for rid, task, r, k in zip(out["respondent_id"][extra], out["task"][extra], out["row"][extra], n[extra], strict=True):
+        col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r})", f"{int(k)} {counted}")
+        if len(col.problems) >= MAX_PROBLEMS * 5:
+            return
+    none_first = (n == 0) & ~out.duplicated(["respondent_id", "task"])
+    for rid, task, r in zip(out["respondent_id"][none_first], out["task"][none_first], out["row"][none_first], strict=True):
+        col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r}), which starts at this row", f"0 {counted}")
+        if len(col.problems) >= MAX_PROBLEMS * 5:
+            return
 
 
 def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
@@ -508,6 +522,10 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.D
         missing = text.isna() & ~none
         col.add_rows(rows[missing.to_numpy()], a, "a level (only the no-choice row may be empty)")
         out[a] = text.astype(object).where(text.notna(), None)
+    for c in [*attributes, "price"]:
+        text = frame[c].astype("string").str.strip()
+        filled = none & text.notna() & (text != "")
+        col.add_rows(rows[filled.to_numpy()], c, "an empty cell on the no-choice row (none = 1)", frame[c][filled].tolist())
     price = _numeric(frame.assign(price=frame["price"].where(~none.to_numpy(), None)), "price", col, allow_missing=True, expected="a numeric price")
     missing_price = price.isna() & ~none & ~_text_bad(frame["price"], frame)
     col.add_rows(rows[missing_price.to_numpy()], "price", "a numeric price (only the no-choice row may be empty)")
@@ -522,16 +540,9 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.D
         out["weight"] = w
     out["row"] = rows
     col.raise_if_any()
+    _one_pick_per_task(out, "chosen", "chosen alternative", col, "chosen")
     g = out.groupby(["respondent_id", "task"], sort=False)
-    n_chosen = g["chosen"].transform("sum")
     first = ~out.duplicated(["respondent_id", "task"])
-    for rid, task, nc, r in zip(
-        out["respondent_id"][first], out["task"][first], n_chosen[first], out["row"][first], strict=True
-    ):
-        if nc != 1:
-            col.add(int(r), "chosen", f"exactly one chosen alternative in task ({rid!r}, {task!r})", f"{int(nc)} chosen")
-        if len(col.problems) >= MAX_PROBLEMS * 5:
-            break
     dup = out.duplicated(["respondent_id", "task", "alt"])
     col.add_rows(out["row"][dup], "alt", "each alternative once per task", out["alt"][dup].tolist())
     size = g["alt"].transform("size")
@@ -718,31 +729,64 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
 # Output
 
 
+# Every file read as input in this process: results are never written over one of them.
+_INPUTS: set[Path] = set()
+MANIFEST = ".wtp-files"
+
+
+def remember_input(path: str | os.PathLike) -> None:
+    _INPUTS.add(Path(path).resolve())
+
+
+def check_output_dir(out: str | os.PathLike) -> None:
+    """``--out`` must be a folder (or not exist yet): fail before any work is done."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(Problem(f"--out {out}", None, None, "a folder for the results (created if missing)", "an existing file"))
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | os.PathLike) -> Iterator[Path]:
     """Write into a temporary sibling folder and move it into ``out`` only on success.
 
-    Files already in ``out`` that this run does not write are left alone; files it writes
-    replace the old ones only after the whole run succeeded, so a failure never leaves a set of
-    results that looks complete.
+    Files it writes replace the old ones only after the whole run succeeded, so a failure never
+    leaves a set of results that looks complete. Results an earlier wtp run left in ``out`` that
+    this run does not write again are removed (they are listed in ``.wtp-files``), so a reused
+    folder never mixes two runs; files wtp did not write are left alone. A result that would
+    overwrite one of this run's input files is refused.
     """
     out = Path(out)
+    check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         yield tmp
+        written = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+        clash = [rel for rel in written if (out / rel).resolve() in _INPUTS]
+        if clash:
+            raise InputError(
+                [Problem(f"--out {out}", None, None, "a folder that does not hold this run's input files", f"input {rel} would be overwritten") for rel in clash]
+            )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     out.mkdir(parents=True, exist_ok=True)
-    for src in sorted(tmp.rglob("*")):
-        rel = src.relative_to(tmp)
+    manifest = out / MANIFEST
+    previous = manifest.read_text(encoding="utf-8").splitlines() if manifest.exists() else []
+    for rel in written:
         dst = out / rel
-        if src.is_dir():
-            dst.mkdir(parents=True, exist_ok=True)
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, dst)
+    keep = {str(rel) for rel in written}
+    for old in previous:
+        stale = out / old
+        if old and old not in keep and stale.is_file() and stale.resolve() not in _INPUTS:
+            stale.unlink()
+            parent = stale.parent
+            while parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    manifest.write_text("\n".join(sorted(keep)) + "\n", encoding="utf-8")
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -111,6 +111,9 @@ def _find_toml(path: Path) -> Path:
 def read_settings(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """Parse ``study.toml``; returns (folder, settings)."""
     toml_path = _find_toml(Path(path))
+    from wtp.io import remember_input
+
+    remember_input(toml_path)
     try:
         settings = tomllib.loads(toml_path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
