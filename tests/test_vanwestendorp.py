@@ -303,3 +303,14 @@ def test_real_nms_text_labels():
     # 1000 respondents, all ordered, 991 strictly: ties are consistent unless dropped by option
     assert by_label.price_points.n_excluded.iloc[0] == 0
     assert van_westendorp(raw.drop(columns=["pi_cheap_num", "pi_expensive_num"]), ties="drop").price_points.n_excluded.iloc[0] == 9
+
+
+def test_weighted_ties_are_found_despite_rounding():
+    # equal non-round weights: shares are sums of floats, yet equal curves must count as equal
+    # found by search: with exact float comparison the weighted OPP moved from 25 to 30
+    rows = [[5, 25, 25, 25], [5, 5, 10, 35], [15, 30, 35, 35], [20, 25, 40, 50], [20, 35, 45, 50], [35, 35, 45, 50]]
+    plain = van_westendorp(frame(rows))
+    weighted = van_westendorp(frame(rows, weight=[0.2757] * len(rows)))
+    cols = ["pmc", "opp", "ipp", "pme", "pmc_narrow", "pme_narrow"]
+    np.testing.assert_allclose(weighted.price_points[cols].to_numpy(), plain.price_points[cols].to_numpy())
+    assert weighted.price_points.opp.iloc[0] == 25.0

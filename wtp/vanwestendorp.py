@@ -57,6 +57,7 @@ NMS_LABELS = {
     "very likely": 5, "definitely would buy": 5, "definitely": 5, "extremely likely": 5,
 }
 ALL = "all"
+ZERO_TOLERANCE = 1e-9  # shares closer than this are equal
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class VanWestendorpResult:
     curves
         ``segment, price, too_cheap, cheap, not_cheap, expensive, not_expensive, too_expensive``.
     nms
-        ``segment, price, trial, revenue, revenue_index`` (empty without NMS columns).
+        ``segment, price, trial, revenue_index, revenue`` (empty without NMS columns).
     excluded
         Respondents left out and why: ``respondent_id, segment, row, reason``.
     """
@@ -161,6 +162,9 @@ def crossing_price(prices: np.ndarray, diff: np.ndarray, plateau: str = "lowest"
     interpolation. No crossing: NaN.
     """
     d = np.atleast_2d(np.asarray(diff, dtype=float))
+    # weighted shares are sums of floats: curves that are equal can differ by rounding, and a tie
+    # lost to rounding would move the point to the next price
+    d = np.where(np.abs(d) <= ZERO_TOLERANCE, 0.0, d)
     prices = np.asarray(prices, dtype=float)
     n_rows, n = d.shape
     rows = np.arange(n_rows)
@@ -569,7 +573,7 @@ def van_westendorp(
                 revenue = grid * trial
                 peak = revenue.max()
                 nms_frames.append(
-                    pd.DataFrame({"segment": seg, "price": grid, "trial": trial, "revenue": revenue, "revenue_index": 100 * revenue / peak if peak > 0 else np.nan})
+                    pd.DataFrame({"segment": seg, "price": grid, "trial": trial, "revenue_index": 100 * revenue / peak if peak > 0 else np.nan, "revenue": revenue})
                 )
             else:
                 row.update(trial_optimal_price=np.nan, revenue_optimal_price=np.nan, trial_at_revenue_optimum=np.nan)
@@ -609,7 +613,7 @@ def van_westendorp(
     lead = ["segment", "n", "n_excluded", "pmc", "opp", "ipp", "pme", "pmc_narrow", "pme_narrow"]
     price_points = price_points[lead + [c for c in price_points.columns if c not in lead]]
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame(columns=["segment", "price", *CURVES])
-    nms = pd.concat(nms_frames, ignore_index=True) if nms_frames else pd.DataFrame(columns=["segment", "price", "trial", "revenue", "revenue_index"])
+    nms = pd.concat(nms_frames, ignore_index=True) if nms_frames else pd.DataFrame(columns=["segment", "price", "trial", "revenue_index", "revenue"])
     import wtp
 
     return VanWestendorpResult(
