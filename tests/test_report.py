@@ -50,7 +50,15 @@ def test_every_segment_has_a_page_linked_from_the_index(report):
         name = f"segment-{slug(s)}.html"
         assert name in html, name
         assert f'href="{name}"' in html["index.html"]
-    assert slug(EVIL_SEGMENT) == "mid-script-alert-seg-script"
+    assert slug(EVIL_SEGMENT) == "mid-script-alert-seg-script-"
+
+
+def test_slug_follows_the_contract_and_pages_never_collide():
+    from wtp.report.study import segment_pages
+
+    assert slug("Start-ups (EU)") == "start-ups-eu-"
+    assert slug("Mid-market") == "mid-market"
+    assert [p["href"] for p in segment_pages(["A b", "A-b", "a.b"])] == ["segment-a-b.html", "segment-a-b-2.html", "segment-a-b-3.html"]
 
 
 def test_contract_tables_exist(report):

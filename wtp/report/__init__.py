@@ -59,8 +59,7 @@ def fmt_int(x) -> str:
 
 def slug(name: str) -> str:
     """Contract slug: lower case, runs of anything but a–z0–9 become '-'."""
-    s = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
-    return s or "segment"
+    return re.sub(r"[^a-z0-9]+", "-", str(name).lower())
 
 
 def environment() -> Environment:

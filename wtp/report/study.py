@@ -29,6 +29,21 @@ def segment_names(run) -> list[str]:
     return names or ["all"]
 
 
+def segment_pages(segments: list[str]) -> list[dict[str, str]]:
+    """``segment-<slug>.html`` per segment; names that share a slug get ``-2``, ``-3`` … so no
+    page overwrites another."""
+    pages, used = [], set()
+    for s in segments:
+        base = f"segment-{slug(s)}"
+        href, k = f"{base}.html", 1
+        while href in used:
+            k += 1
+            href = f"{base}-{k}.html"
+        used.add(href)
+        pages.append({"segment": s, "href": href})
+    return pages
+
+
 def _entry_prices(run, segment: str) -> dict[str, float]:
     """Entry prices of both scenarios for a segment, to mark on its Van Westendorp chart."""
     pb = run.price_books
@@ -74,11 +89,12 @@ def write_pages(run, out: Path) -> list[Path]:
     meta = _meta(study)
     prov = provenance(run.seed, study.checksums())
     segments = segment_names(run)
-    pages = [{"segment": s, "href": f"segment-{slug(s)}.html"} for s in segments]
+    pages = segment_pages(segments)
     base: dict[str, Any] = {
         "meta": meta,
         "provenance": prov,
         "pages": pages,
+        "page_of": {p["segment"]: p["href"] for p in pages},
         "run": run,
         "skipped": run.skipped,
         "attention": run.attention,
