@@ -171,3 +171,29 @@ def test_run_with_only_some_instruments_says_what_was_missing(tmp_path, study):
     assert set(sc.scenario) == {"single", "multiple"}
     index = (out / "index.html").read_text()
     assert "no maxdiff file in the study" in index
+
+
+def test_design_commands_write_a_report_and_segments_take_respondents(tmp_path, study):
+    res = runner.invoke(app, ["design", "maxdiff", "--items", "8", "--per-task", "4", "--tasks", "6", "--versions", "2", "--out", str(tmp_path / "dm")])
+    assert res.exit_code == 0, res.output
+    assert {"design.csv", "design_report.txt", "report.html"} <= {p.name for p in (tmp_path / "dm").iterdir()}
+    res = runner.invoke(app, ["design", "conjoint", str(study), "--out", str(tmp_path / "dc")])
+    assert res.exit_code == 0, res.output
+    assert "Balance report" in (tmp_path / "dc" / "report.html").read_text()
+    res = runner.invoke(app, ["segments", str(study / "segments.csv"), "--respondents", str(study / "respondents.csv"), "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s" / "segment_scores.csv").exists()
+
+
+def test_out_that_is_a_file_or_holds_the_input(tmp_path):
+    sim = simulate_vw(20, seed=1, nms=False)
+    folder = tmp_path / "clash"
+    folder.mkdir()
+    path = folder / "price_points.csv"
+    sim.answers.drop(columns="segment").to_csv(path, index=False)
+    before = path.read_text()
+    res = runner.invoke(app, ["vw", str(path), "--out", str(folder)])
+    assert res.exit_code == 2 and "would be overwritten" in res.output
+    assert path.read_text() == before
+    res = runner.invoke(app, ["vw", str(path), "--out", str(path)])
+    assert res.exit_code == 2 and "existing file" in res.output and "Traceback" not in res.output

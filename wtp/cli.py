@@ -312,9 +312,21 @@ def segments_command(
     study: StudyOpt = None,
     customers: Annotated[Path | None, typer.Option("--customers", help="customers.csv for cohorts, churn and ARPA.")] = None,
     grow: Annotated[list[str] | None, typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%.")] = None,
+    respondents: RespondentsOpt = None,
 ) -> None:
     """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
-    from wtp.io import atomic_output_dir, read_table, validate_customers, validate_segments
+    from wtp.io import (
+        atomic_output_dir,
+        read_table,
+        validate_customers,
+        validate_respondents,
+        validate_segments,
+    )
+
+    if respondents is not None:
+        # accepted like every single-file command; segments.csv already names its segments, so
+        # the file is only checked (a broken respondents file is still an error)
+        validate_respondents(read_table(respondents))
     from wtp.report import provenance
     from wtp.report.segments import write_outputs
     from wtp.segments import cohorts, parse_grow, score_segments, score_settings, what_if
@@ -422,6 +434,10 @@ def design_maxdiff_command(
     balance = design_balance(design, items=codes)
     with atomic_output_dir(out) as tmp:
         written = write_design_outputs(design, balance, tmp)
+        from wtp.report import write_design_report
+
+        write_design_report(tmp, title="MaxDiff design", lead=f"{items} items, {per_task} per task, {tasks} tasks, {versions} versions.", summary=balance.summary(), text=balance.text(), seed=seed)
+        written.append("report.html")
     echo_table(balance.summary(), 3)
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
@@ -453,9 +469,12 @@ def design_conjoint_command(
     with atomic_output_dir(out) as tmp:
         write_csv(design, tmp / "design.csv")
         (tmp / "design_report.txt").write_text(report.text(), encoding="utf-8")
+        from wtp.report import write_design_report
+
+        write_design_report(tmp, title="Conjoint design", lead=f"Level balance and D-error {report.d_error:.4f} (MNL, zero priors, per respondent).", summary=report.summary(), text=report.text(), seed=seed)
     echo_table(report.summary())
     typer.echo(f"D-error (zero priors, per respondent): {report.d_error:.4f}")
-    typer.echo(f"wrote {out}/design.csv, design_report.txt")
+    typer.echo(f"wrote {out}/design.csv, design_report.txt, report.html")
 
 
 def main() -> None:

@@ -34,8 +34,8 @@ def _show(value: object) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "an empty cell"
     text = str(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
+    if len(text) > 80:
+        text = text[:77] + "..."
     return repr(text)
 
 

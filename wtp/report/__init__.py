@@ -153,4 +153,13 @@ def render(template: str, path: str | Path, **context) -> Path:
     return path
 
 
+def write_design_report(folder: str | Path, *, title: str, lead: str, summary, text: str, seed: int | None = None) -> Path:
+    """report.html for a generated design: its summary table and the balance report text."""
+    rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in rec.items()} for rec in summary.to_dict("records")]
+    return render(
+        "design.html.j2", Path(folder) / "report.html", title=title, lead=lead, columns=list(summary.columns),
+        rows=rows, text=text, provenance=provenance(seed),
+    )
+
+
 __all__ = ["Markup", "escape", "environment", "render", "svg", "new_figure", "provenance", "slug", "PALETTE"]
