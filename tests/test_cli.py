@@ -197,3 +197,14 @@ def test_out_that_is_a_file_or_holds_the_input(tmp_path):
     assert path.read_text() == before
     res = runner.invoke(app, ["vw", str(path), "--out", str(path)])
     assert res.exit_code == 2 and "existing file" in res.output and "Traceback" not in res.output
+
+
+def test_run_study_api_summary(study):
+    from wtp.pipeline import run_study
+
+    run = run_study(study, seed=1, fast=True)
+    s = run.summary()
+    assert list(s.columns) == ["stage", "status", "seconds", "note"]
+    assert set(s.stage) >= {"vw", "maxdiff", "conjoint", "segments", "price_books", "turf"}
+    assert s.set_index("stage").loc["turf", "status"] == "not run"  # --fast MaxDiff has no individual utilities
+    assert set(run.price_books.scenarios.scenario) == {"single", "multiple"}

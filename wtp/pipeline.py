@@ -55,6 +55,18 @@ class StudyRun:
     def price_books(self):
         return self.results.get("price_books")
 
+    def summary(self):
+        """One row per stage: ``stage, status, seconds, note`` (why a stage did not run)."""
+        import pandas as pd
+
+        rows = [{"stage": s, "status": "ran", "seconds": t, "note": ""} for s, t in self.timings.items()]
+        rows += [{"stage": s, "status": "not run", "seconds": float("nan"), "note": why} for s, why in self.skipped.items()]
+        return pd.DataFrame(rows, columns=["stage", "status", "seconds", "note"])
+
+    def to_frame(self):
+        """The stage table; each stage's own tables are on its result (``run.vw.price_points`` …)."""
+        return self.summary()
+
 
 def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress):
     from wtp.vanwestendorp import parse_calibration, van_westendorp
