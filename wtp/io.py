@@ -176,7 +176,7 @@ def _decode(raw: bytes) -> str:
 def _require_columns(frame: pd.DataFrame, required: Iterable[str], col: _Collector) -> None:
     missing = [c for c in required if c not in frame.columns]
     for c in missing:
-        col.add(1, c, f"a column named '{c}'", "no such column (columns are: " + ", ".join(map(str, frame.columns[:12])) + ")")
+        col.add(1, c, f"a column named '{c}' (the header has: " + ", ".join(map(str, frame.columns[:12])) + ")")
     col.raise_if_any()
 
 
