@@ -97,14 +97,13 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.segments import LIFETIME_CAP  # churn 0 → this many periods (contract §5)
 
 ALL = "all"
 ADD_ON = "add-on"
 TOTAL = "total"
 DEFAULT_TIERS = ("Starter", "Pro", "Enterprise")
 SCENARIOS = ("single", "multiple")
-#: LTV of a segment with churn 0 counts this many periods of revenue (contract §5).
-LIFETIME_CAP = 60
 
 PACKAGE_COLUMNS = ["segment", "package", "feature", "label", "share", "lower", "upper", "appeal", "reach", "wtp", "wtp_source", "reason"]
 PRICE_BOOK_COLUMNS = ["scenario", "segment", "package", "price", "step_ratio", "added_wtp", "in_range", "note"]

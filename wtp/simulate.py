@@ -26,6 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+# the truth uses the very share formula the estimators report (contract §3)
+from wtp.maxdiff import probability_shares
+
 NMS_CALIBRATION = {5: 0.7, 4: 0.5, 3: 0.3, 2: 0.1, 1: 0.0}
 
 
@@ -308,13 +311,6 @@ class SimulatedMaxDiff:
     items: list[str]
     labels: dict[str, str]
     per_task: int
-
-
-def probability_shares(utilities: np.ndarray, k: int) -> np.ndarray:
-    """Probability-scaled shares (0–100) per row: exp(u)/(exp(u)+k−1), rescaled to sum to 100."""
-    u = utilities - utilities.mean(axis=-1, keepdims=True)
-    p = np.exp(u) / (np.exp(u) + k - 1)
-    return 100 * p / p.sum(axis=-1, keepdims=True)
 
 
 def simulate_maxdiff(

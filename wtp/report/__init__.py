@@ -62,6 +62,25 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(name).lower())
 
 
+def plain(x):
+    """numpy scalars → Python, NaN and infinities → None (the filters show None as '–')."""
+    if hasattr(x, "item") and not isinstance(x, (list, tuple, dict, str)):
+        try:
+            x = x.item()
+        except (ValueError, AttributeError):
+            return x
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def records(frame) -> list[dict[str, Any]]:
+    """Rows of a DataFrame as plain dicts for templates (see :func:`plain`); None or empty → []."""
+    if frame is None or frame.empty:
+        return []
+    return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
 def environment() -> Environment:
     global _ENV
     if _ENV is None:

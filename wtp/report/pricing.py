@@ -27,17 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from wtp.report import PALETTE, new_figure, provenance, render, slug, svg
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with NaN → None, so templates can test ``is none``."""
-    if frame is None or frame.empty:
-        return []
-    out = frame.astype(object).where(frame.notna(), None)
-    return out.to_dict("records")
+from wtp.report import PALETTE, new_figure, provenance, records, render, slug, svg
 
 
 def comparison_chart(result, currency: str = ""):
@@ -115,7 +106,7 @@ def _segment_block(result, s: str, currency: str, charts: bool) -> dict[str, Any
                 "in_range": True if multiple is None else bool(multiple.in_range),
                 "note": "" if multiple is None else str(multiple.note),
                 "step_ratio": None if multiple is None or not np.isfinite(multiple.step_ratio) else float(multiple.step_ratio),
-                "features": _records(feats),
+                "features": records(feats),
             }
         )
     scen = result.scenarios[result.scenarios["segment"] == s].set_index("scenario")
@@ -126,12 +117,12 @@ def _segment_block(result, s: str, currency: str, charts: bool) -> dict[str, Any
         "name": s,
         "slug": slug(s),
         "packages": packages,
-        "add_ons": _records(pk[pk["package"] == "add-on"]),
+        "add_ons": records(pk[pk["package"] == "add-on"]),
         "has_features": bool((pk["feature"].astype(str) != "").any()),
-        "scenario": {k: _records(scen.loc[[k]].reset_index())[0] for k in ("single", "multiple") if k in scen.index},
-        "demand": _records(ds)[0] if len(ds) else None,
+        "scenario": {k: records(scen.loc[[k]].reset_index())[0] for k in ("single", "multiple") if k in scen.index},
+        "demand": records(ds)[0] if len(ds) else None,
         "demand_svg": demand_chart(result, s, currency) if charts and s in result.models else None,
-        "arbitrage": _records(arb),
+        "arbitrage": records(arb),
     }
 
 
@@ -198,15 +189,15 @@ def section_context(result, currency: str = "", period: str | None = None, segme
         "tiers": tiers,
         "all_segments": list(result.segments),
         "book_rows": book_rows,
-        "comparison_rows": _records(cmp_),
+        "comparison_rows": records(cmp_),
         "comparison_svg": comparison_chart(result, currency) if charts and len(cmp_) > 1 else None,
         "sensitivity_rows": sens_rows,
         "sensitivity_step": result.settings.sensitivity,
-        "arbitrage_rows": _records(result.arbitrage),
-        "demand_rows": _records(result.demand_summary),
+        "arbitrage_rows": records(result.arbitrage),
+        "demand_rows": records(result.demand_summary),
         "segments": [_segment_block(result, s, currency, charts) for s in segs],
         "single_packages": _segment_block(result, "all", currency, False) if (result.packages["segment"] == "all").any() else None,
-        "missing": _records(result.missing),
+        "missing": records(result.missing),
         "warnings": list(result.warnings),
         "notes": list(result.notes),
         "methods": result.settings.describe(),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wtp.report import PALETTE, new_figure, render, svg
+from wtp.report import PALETTE, new_figure, plain, records, render, svg
 
 # metric → (how to show it, which direction is better); None = neutral
 PROFILE_METRICS: list[tuple[str, str, str | None]] = [
@@ -37,19 +37,6 @@ PROFILE_METRICS: list[tuple[str, str, str | None]] = [
 MAX_CURVES = 8
 
 
-def _clean(x):
-    """numpy scalars → Python, NaN → None (the templates' filters show None as '–')."""
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict("records")]
-
-
 def segment_profile(scores, segment: str) -> dict[str, Any]:
     """The quantitative buyer profile of one segment: metrics vs average, rank, axes, flags."""
     from wtp.segments import METRIC_LABELS
@@ -58,9 +45,9 @@ def segment_profile(scores, segment: str) -> dict[str, Any]:
     avg = scores.average
     metrics = []
     for m, kind, better in PROFILE_METRICS:
-        value = _clean(row.get(m, np.nan))
-        mean = _clean(avg.get(m, np.nan))
-        ratio = _clean(row.get(f"{m}_vs_avg", np.nan))
+        value = plain(row.get(m, np.nan))
+        mean = plain(avg.get(m, np.nan))
+        ratio = plain(row.get(f"{m}_vs_avg", np.nan))
         if ratio is None and value is not None and mean not in (None, 0) and m not in ("customers", "share", "market_size", "headroom"):
             ratio = value / mean
         verdict = ""
@@ -80,14 +67,14 @@ def segment_profile(scores, segment: str) -> dict[str, Any]:
         "segment": segment,
         "rank": int(row["rank"]),
         "n_segments": len(scores.scores),
-        "score": _clean(row["score"]),
-        "axes": {a: _clean(row[a]) for a in ("volume", "performance", "potential")},
+        "score": plain(row["score"]),
+        "axes": {a: plain(row[a]) for a in ("volume", "performance", "potential")},
         "metrics": metrics,
-        "flags": _records(flags[["flag", "reason"]]),
+        "flags": records(flags[["flag", "reason"]]),
         "focus": focus["reason"].iloc[0] if len(focus) else None,
         "notes": notes,
         "sources": sources,
-        "retention_1y": _clean(row.get("retention_1y", np.nan)),
+        "retention_1y": plain(row.get("retention_1y", np.nan)),
     }
 
 
@@ -114,13 +101,18 @@ def map_chart(scores):
     return svg(fig)
 
 
+def _curve_names(frame: pd.DataFrame, order: list[str] | None) -> tuple[list[str], list[str]]:
+    """Segments of a curve table in ``order`` first, and the ones drawn (not 'all', at most MAX_CURVES)."""
+    names = list(dict.fromkeys(frame["segment"]))
+    if order:
+        names = [n for n in order if n in names] + [n for n in names if n not in order]
+    return names, [n for n in names if n != "all"][:MAX_CURVES]
+
+
 def survival_chart(cohort_result, order: list[str] | None = None):
     """Kaplan–Meier curves with pointwise confidence bands, largest segments first."""
     surv = cohort_result.survival
-    names = list(dict.fromkeys(surv["segment"]))
-    if order:
-        names = [n for n in order if n in names] + [n for n in names if n not in order]
-    shown = [n for n in names if n != "all"][:MAX_CURVES]
+    names, shown = _curve_names(surv, order)
     fig, ax = new_figure(7.0, 3.8)
     for i, name in enumerate(shown):
         d = surv[surv["segment"] == name]
@@ -140,10 +132,7 @@ def survival_chart(cohort_result, order: list[str] | None = None):
 def ltv_chart(cohort_result, order: list[str] | None = None):
     """Revenue per acquired customer over time (LTV curve)."""
     curve = cohort_result.ltv_curve
-    names = list(dict.fromkeys(curve["segment"]))
-    if order:
-        names = [n for n in order if n in names] + [n for n in names if n not in order]
-    shown = [n for n in names if n != "all"][:MAX_CURVES]
+    names, shown = _curve_names(curve, order)
     fig, ax = new_figure(7.0, 3.4)
     for i, name in enumerate(shown):
         d = curve[curve["segment"] == name]
@@ -171,7 +160,7 @@ def _retention_grid(cohort_result, segment: str = "all", ages=(1, 3, 6, 12, 24, 
     cohorts_shown = sorted(size.index)[-max_cohorts:]
     rows = []
     for c in cohorts_shown:
-        rows.append({"cohort": c, "customers": int(size[c]), "cells": [_clean(wide.loc[c, a]) if c in wide.index and a in wide.columns else None for a in ages]})
+        rows.append({"cohort": c, "customers": int(size[c]), "cells": [plain(wide.loc[c, a]) if c in wide.index and a in wide.columns else None for a in ages]})
     return {"segment": segment, "ages": ages, "rows": rows, "n_cohorts": int(len(size))}
 
 
@@ -182,7 +171,7 @@ def _with_stated(rows: list[dict], metrics: pd.DataFrame) -> list[dict]:
         for col, src in (("churn_rate", "churn_source"), ("arpa", "arpa_source")):
             stated = None
             if r["segment"] in m.index and m.loc[r["segment"], src] != "customers.csv":
-                stated = _clean(m.loc[r["segment"], col])
+                stated = plain(m.loc[r["segment"], col])
             r[f"stated_{col}"] = stated
     return rows
 
@@ -199,16 +188,16 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     table_cols = ["segment", "rank", "score", "volume", "performance", "potential", "customers", "share", "conversion_rate", "churn_rate", "arpa", "ltv", "ltv_cac", "cac_payback", "focus", "flags"]
     ctx: dict[str, Any] = {
         "meta": meta,
-        "map_table": _records(scores.scores[[c for c in table_cols if c in scores.scores.columns]]),
+        "map_table": records(scores.scores[[c for c in table_cols if c in scores.scores.columns]]),
         "has_conversion": bool(scores.scores["conversion_rate"].notna().any()),
         "map_chart": map_chart(scores),
-        "focus": _records(scores.focus),
-        "flags": _records(scores.flags),
-        "weights": _records(scores.weight_table),
+        "focus": records(scores.focus),
+        "flags": records(scores.flags),
+        "weights": records(scores.weight_table),
         "axis_weights": {a: scores.weights[a] for a in ("volume", "performance", "potential")},
         "settings": scores.settings,
         "notes": list(scores.notes),
-        "average": {k: _clean(v) for k, v in scores.average.items()},
+        "average": {k: plain(v) for k, v in scores.average.items()},
         "profiles": [segment_profile(scores, s) for s in order],
         "cohorts": None,
         "what_if": None,
@@ -218,11 +207,11 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
             "as_of": str(cohort_result.as_of.date()),
             "n_customers": cohort_result.n_customers,
             "n_used": cohort_result.n_used,
-            "excluded": _records(cohort_result.excluded.head(20)),
+            "excluded": records(cohort_result.excluded.head(20)),
             "n_excluded": len(cohort_result.excluded),
             "has_mrr": cohort_result.has_mrr,
             "alpha": cohort_result.alpha,
-            "summary": _with_stated(_records(cohort_result.summary()), scores.metrics),
+            "summary": _with_stated(records(cohort_result.summary()), scores.metrics),
             "survival_chart": survival_chart(cohort_result, by_size),
             "ltv_chart": ltv_chart(cohort_result, by_size) if cohort_result.has_mrr else None,
             "grid": _retention_grid(cohort_result),
@@ -231,8 +220,8 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     if what_if is not None:
         ctx["what_if"] = {
             "grow": what_if.grow,
-            "table": _records(what_if.table),
-            "arithmetic": _records(what_if.arithmetic),
+            "table": records(what_if.table),
+            "arithmetic": records(what_if.arithmetic),
         }
     return ctx
 
