@@ -17,10 +17,16 @@ def test_stage_seed_is_a_spawn_keyed_child_of_the_seed():
     # by hand: NumPy's SeedSequence with the stage's key as spawn key
     ss = stage_seed(7, "conjoint")
     assert ss.entropy == 7 and ss.spawn_key == (stage_key("conjoint"),)
-    expected = np.random.Generator(np.random.PCG64(np.random.SeedSequence(7, spawn_key=(stage_key("conjoint"),))))
-    np.testing.assert_array_equal(stage_rng(7, "conjoint").integers(1000, size=8), expected.integers(1000, size=8))
+    expected = np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(7, spawn_key=(stage_key("conjoint"),)))
+    )
+    np.testing.assert_array_equal(
+        stage_rng(7, "conjoint").integers(1000, size=8), expected.integers(1000, size=8)
+    )
     # the key does not depend on the process (Python's hash() would)
-    assert stage_key("vw") == int.from_bytes(__import__("hashlib").sha256(b"vw").digest()[:4], "big")
+    assert stage_key("vw") == int.from_bytes(
+        __import__("hashlib").sha256(b"vw").digest()[:4], "big"
+    )
     assert "SeedSequence(7" in describe(7, "conjoint")
 
 

@@ -15,7 +15,11 @@ def test_reserved_names_are_distinct_and_owned_here():
 
     assert (ALL, TOTAL) == ("all", "total")
     # the modules that used to define their own copy now use this one
-    assert wtp.io.RESERVED_SEGMENT is ALL and wtp.conjoint.RESERVED_SEGMENT is ALL and wtp.vanwestendorp.ALL is ALL
+    assert (
+        wtp.io.RESERVED_SEGMENT is ALL
+        and wtp.conjoint.RESERVED_SEGMENT is ALL
+        and wtp.vanwestendorp.ALL is ALL
+    )
 
 
 @pytest.mark.parametrize(
@@ -33,7 +37,10 @@ def test_slug_by_hand(name, expected):
 
 
 def test_long_slug_is_cut_and_keeps_names_apart():
-    a, b = "Enterprise customers in " + "x" * 50 + " A", "Enterprise customers in " + "x" * 50 + " B"
+    a, b = (
+        "Enterprise customers in " + "x" * 50 + " A",
+        "Enterprise customers in " + "x" * 50 + " B",
+    )
     sa, sb = slug(a), slug(b)
     assert len(sa) == 60 and sa[:51] == slug(a.replace(" A", ""))[:51]
     assert sa.endswith("-" + hashlib.sha1(a.encode()).hexdigest()[:8])
@@ -56,11 +63,26 @@ def test_segment_order_prefers_segments_then_respondents_then_answers():
 
 def test_ordered_and_sort_by_segment_follow_the_order_matching_case_and_spaces():
     order = ["Enterprise", "SMB"]
-    assert ordered(["total", "SMB", "all", "New", "enterprise"], order) == ["enterprise", "SMB", "New", "all", "total"]
-    frame = pd.DataFrame({"segment": ["all", " smb", "New", "Enterprise", "SMB"], "row": [2, 3, 4, 5, 6]}, index=[10, 11, 12, 13, 14])
+    assert ordered(["total", "SMB", "all", "New", "enterprise"], order) == [
+        "enterprise",
+        "SMB",
+        "New",
+        "all",
+        "total",
+    ]
+    frame = pd.DataFrame(
+        {"segment": ["all", " smb", "New", "Enterprise", "SMB"], "row": [2, 3, 4, 5, 6]},
+        index=[10, 11, 12, 13, 14],
+    )
     frame.attrs["source"] = "vw.csv"
     out = sort_by_segment(frame, order)
-    assert out["row"].tolist() == [5, 3, 6, 4, 2]  # stable within a segment; index (row numbers) kept
+    assert out["row"].tolist() == [
+        5,
+        3,
+        6,
+        4,
+        2,
+    ]  # stable within a segment; index (row numbers) kept
     assert out.index.tolist() == [13, 11, 14, 12, 10] and out.attrs["source"] == "vw.csv"
 
 
@@ -80,7 +102,9 @@ def test_study_tables_and_pages_use_the_segments_csv_order(tmp_path):
     folder = tmp_path / "study"
     simulate_study(folder, n_respondents=240, seed=11)
     segs = pd.read_csv(folder / "segments.csv")
-    segs = segs.iloc[::-1].reset_index(drop=True)  # a different order than the answers' first appearance
+    segs = segs.iloc[::-1].reset_index(
+        drop=True
+    )  # a different order than the answers' first appearance
     segs.to_csv(folder / "segments.csv", index=False)
     want = segs["segment"].tolist()
     study = load_study(folder)

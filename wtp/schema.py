@@ -52,7 +52,9 @@ def first_seen(names: Iterable) -> list[str]:
     Library functions use this when no study order is given; the study loader puts the rows of
     every instrument into the study order first, so first appearance *is* the study order.
     """
-    seen = list(dict.fromkeys(str(n) for n in names if not (n is None or (isinstance(n, float) and n != n))))
+    seen = list(
+        dict.fromkeys(str(n) for n in names if not (n is None or (isinstance(n, float) and n != n)))
+    )
     plain = [n for n in seen if segment_key(n) not in RESERVED]
     return plain + [n for r in RESERVED for n in seen if segment_key(n) == r]
 
@@ -80,10 +82,14 @@ def ordered(names: Iterable, order: Sequence[str]) -> list[str]:
     rank = {segment_key(n): i for i, n in enumerate(order)}
     names = first_seen(names)
     tail = {ALL: len(order) + 1, TOTAL: len(order) + 2}
-    return sorted(names, key=lambda n: tail.get(segment_key(n), rank.get(segment_key(n), len(order))))
+    return sorted(
+        names, key=lambda n: tail.get(segment_key(n), rank.get(segment_key(n), len(order)))
+    )
 
 
-def sort_by_segment(frame: pd.DataFrame, order: Sequence[str], column: str = "segment") -> pd.DataFrame:
+def sort_by_segment(
+    frame: pd.DataFrame, order: Sequence[str], column: str = "segment"
+) -> pd.DataFrame:
     """Rows stably sorted by the segment's place in ``order`` (index kept: row numbers survive)."""
     if frame is None or column not in frame.columns or not len(order):
         return frame
@@ -105,4 +111,14 @@ def slug(name) -> str:
     return s
 
 
-__all__ = ["ALL", "TOTAL", "RESERVED", "segment_key", "first_seen", "segment_order", "ordered", "sort_by_segment", "slug"]
+__all__ = [
+    "ALL",
+    "TOTAL",
+    "RESERVED",
+    "segment_key",
+    "first_seen",
+    "segment_order",
+    "ordered",
+    "sort_by_segment",
+    "slug",
+]

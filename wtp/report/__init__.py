@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import numbers
 import os
 import re
 from datetime import UTC, datetime
@@ -39,14 +40,15 @@ def fmt_num(x, digits: int = 2) -> str:
 
 
 # money under this typical price is shown with cents, from it up in whole units
-CENTS_BELOW = 100.0
+CENTS_BELOW = 50.0
 
 
 def money_digits(prices) -> int:
     """Decimals for every money figure of one report, fitted to the study's price level: 2 when
     the median of ``prices`` (its price points, entry prices or ARPA) is under
-    :data:`CENTS_BELOW`, else 0 — so an LTV of 639.60 never sits beside one of 1,896."""
-    values = [abs(float(v)) for v in prices if v is not None and isinstance(v, int | float) and math.isfinite(v)]
+    :data:`CENTS_BELOW` (cents matter at 24.99), else 0 — so an LTV of 639.60 never sits beside
+    one of 1,896."""
+    values = [abs(float(v)) for v in prices if v is not None and isinstance(v, numbers.Real) and math.isfinite(v)]
     if not values:
         return 2
     values.sort()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wtp.report import PALETTE, new_figure, plain, records, render, svg
+from wtp.report import PALETTE, money_digits, new_figure, plain, records, render, svg
 from wtp.schema import ALL
 
 # metric → (how to show it, which direction is better); None = neutral
@@ -183,6 +183,8 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     meta.setdefault("name", "wtp study")
     meta.setdefault("currency", "")
     meta.setdefault("period", scores.period)
+    # a study report passes its own; alone, the segments' ARPA sets the money decimals
+    meta.setdefault("money_digits", money_digits(scores.scores["arpa"].tolist() if "arpa" in scores.scores.columns else []))
     order = scores.scores["segment"].tolist()
     # curves: the biggest segments first (only the first few are drawn)
     by_size = scores.scores.sort_values("customers", ascending=False, kind="stable")["segment"].tolist()

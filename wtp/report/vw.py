@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wtp.report import PALETTE, new_figure, provenance, render, svg
+from wtp.report import PALETTE, money_digits, new_figure, provenance, render, svg
+from wtp.schema import ALL
 from wtp.vanwestendorp import DEFAULT_CALIBRATION, VanWestendorpResult
 
 CURVE_STYLE = {
@@ -180,6 +181,8 @@ def section_context(result: VanWestendorpResult, currency: str = "", segments: l
 
 def write_report(result: VanWestendorpResult, path: str | Path, *, meta: dict, seed: int | None = None, inputs: dict | None = None) -> Path:
     ctx = section_context(result, meta.get("currency", ""))
+    pooled = result.price_points[result.price_points["segment"] == ALL]
+    meta = {"money_digits": money_digits(pooled[["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()), **meta}
     return render("vw.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
 

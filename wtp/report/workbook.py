@@ -35,17 +35,52 @@ from wtp.schema import TOTAL
 SCENARIO_SHEETS = {"single": "One book for all", "multiple": "One book per segment"}
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # shares held 0–1 inside; MaxDiff shares (0–100) are plain numbers
-PERCENT_COLUMNS = {"conversion", "share", "share_lower", "share_upper", "appeal", "reach", "churn_rate", "gross_margin"}
+PERCENT_COLUMNS = {
+    "conversion",
+    "share",
+    "share_lower",
+    "share_upper",
+    "appeal",
+    "reach",
+    "churn_rate",
+    "gross_margin",
+}
 COUNT_COLUMNS = {"customers", "prospects", "customers_lower", "customers_upper"}
-MONEY_PREFIXES = ("price", "revenue", "entry_price", "added_wtp", "wtp", "ltv", "lifetime_value", "arpa", "cac")
+MONEY_PREFIXES = (
+    "price",
+    "revenue",
+    "entry_price",
+    "added_wtp",
+    "wtp",
+    "ltv",
+    "lifetime_value",
+    "arpa",
+    "cac",
+)
 RATIO_COLUMNS = {"step_ratio"}
 HEADERS = {
-    "scenario": "Scenario", "segment": "Segment", "package": "Package", "price": "Price",
-    "price_book": "Price book", "customers": "Customers", "conversion": "Conversion", "revenue": "Revenue",
-    "revenue_lower": "Revenue, low (90%)", "revenue_upper": "Revenue, high (90%)", "prospects": "Prospects",
-    "entry_price": "Entry price", "share": "Share", "feature": "Feature", "label": "Feature name",
-    "reason": "Why here", "note": "Note", "step_ratio": "Step ratio", "added_wtp": "WTP of added features",
-    "in_range": "Within acceptable range", "ltv": "LTV", "lifetime_value": "Lifetime value",
+    "scenario": "Scenario",
+    "segment": "Segment",
+    "package": "Package",
+    "price": "Price",
+    "price_book": "Price book",
+    "customers": "Customers",
+    "conversion": "Conversion",
+    "revenue": "Revenue",
+    "revenue_lower": "Revenue, low (90%)",
+    "revenue_upper": "Revenue, high (90%)",
+    "prospects": "Prospects",
+    "entry_price": "Entry price",
+    "share": "Share",
+    "feature": "Feature",
+    "label": "Feature name",
+    "reason": "Why here",
+    "note": "Note",
+    "step_ratio": "Step ratio",
+    "added_wtp": "WTP of added features",
+    "in_range": "Within acceptable range",
+    "ltv": "LTV",
+    "lifetime_value": "Lifetime value",
 }
 MAX_WIDTH = 60
 WRAP_FROM = 40  # text columns wider than this wrap instead of stretching
@@ -168,14 +203,24 @@ def _scenario_table(price_books, scenario: str) -> pd.DataFrame:
     books = price_books.price_books
     rows = books[books["scenario"] == scenario].drop(columns=["scenario"])
     take_up = getattr(price_books, "take_up", None)
-    if isinstance(take_up, pd.DataFrame) and len(take_up) and {"scenario", "segment", "package"} <= set(take_up.columns):
+    if (
+        isinstance(take_up, pd.DataFrame)
+        and len(take_up)
+        and {"scenario", "segment", "package"} <= set(take_up.columns)
+    ):
         extra = take_up[take_up["scenario"] == scenario].drop(columns=["scenario"])
-        extra = extra.drop(columns=[c for c in extra.columns if c in rows.columns and c not in ("segment", "package")])
+        extra = extra.drop(
+            columns=[
+                c for c in extra.columns if c in rows.columns and c not in ("segment", "package")
+            ]
+        )
         rows = rows.merge(extra, on=["segment", "package"], how="left")
     return rows.reset_index(drop=True)
 
 
-def write_price_book_workbook(price_books, path: str | Path, *, currency: str = "", digits: int = 2) -> Path:
+def write_price_book_workbook(
+    price_books, path: str | Path, *, currency: str = "", digits: int = 2
+) -> Path:
     """Write ``price_book.xlsx``: a summary, a sheet per scenario, the packages and the notes."""
     from openpyxl import Workbook
 
@@ -184,7 +229,9 @@ def write_price_book_workbook(price_books, path: str | Path, *, currency: str = 
     used: set[str] = set()
 
     def add(name: str, frame: pd.DataFrame) -> None:
-        write_frame(wb.create_sheet(_sheet_name(name, used)), frame, currency=currency, digits=digits)
+        write_frame(
+            wb.create_sheet(_sheet_name(name, used)), frame, currency=currency, digits=digits
+        )
 
     scenarios = price_books.scenarios
     add("Summary", scenarios)
