@@ -8,7 +8,7 @@ call                     gives
 =======================  =====================================================================
 ``stage_rng(seed, s)``   ``Generator(PCG64(SeedSequence(seed, spawn_key=(key(s),))))``
 ``stage_key(s)``         the first 4 bytes of SHA-256 of the stage name, as an integer
-``describe(seed, s)``    the line the report and ``run.json`` show for the stage
+``describe(seed, s)``    ``"SeedSequence(seed, spawn_key=(key,))"``, shown in the report
 =======================  =====================================================================
 
 Why keyed by the stage's name and not spawned in order: a stage's numbers then depend only on
@@ -48,8 +48,8 @@ def stage_rng(seed: int, stage: str) -> np.random.Generator:
 
 
 def describe(seed: int, stage: str) -> str:
-    """How a stage's generator was made, for provenance."""
-    return f"numpy PCG64 from SeedSequence({int(seed)}, spawn_key=({stage_key(stage)},)) — stage '{stage}' of seed {int(seed)}"
+    """How a stage's generator was made, for provenance (NumPy's default bit generator, PCG64)."""
+    return f"SeedSequence({int(seed)}, spawn_key=({stage_key(stage)},))"
 
 
 def int_seed(rng: np.random.Generator) -> int:

@@ -58,7 +58,7 @@ def share_chart(result: MaxDiffResult):
         ax.barh(y, sc["share"], color=colour, alpha=0.35, height=0.65)
         ax.errorbar(sc["share"], y, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3, capsize=2, linewidth=1)
         ax.axvline(100 / len(order), color="#5b6b7a", linestyle=":", linewidth=0.8)
-        ax.set_title("Total" if seg == ALL else seg, fontsize=9)
+        ax.set_title("All respondents" if seg == ALL else seg, fontsize=9)
         ax.set_xlim(0, top * 1.08)
         ax.set_yticks(y)
         ax.set_yticklabels([_label(result, it) for it in order], fontsize=8)
