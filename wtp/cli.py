@@ -84,6 +84,7 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
     file is used unless ``--respondents`` is given.
     """
     from wtp.io import attach_segments, read_table, validate_respondents
+    from wtp.schema import segment_order, sort_by_segment
     from wtp.study import DEFAULT_FILES, settings_only
 
     folder, settings = settings_only(study)
@@ -96,6 +97,8 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
             resp_path = folder / name
     resp = validate_respondents(read_table(resp_path)) if resp_path is not None else None
     answers = attach_segments(validator(read_table(file)), resp)
+    # the study's segment order, as wtp run meets it (segments.csv is not read here)
+    answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
     return answers, settings
 
 
