@@ -58,17 +58,30 @@ def test_single_file_command_and_pipeline_stage_share_one_stream(tmp_path):
 
     sim = simulate_vw(200, segments=2, seed=2)
     sim.answers.to_csv(tmp_path / "vw.csv", index=False)
-    res = CliRunner().invoke(app, ["vw", str(tmp_path / "vw.csv"), "--out", str(tmp_path / "out"), "--seed", "3", "--bootstrap", "30"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "vw",
+            str(tmp_path / "vw.csv"),
+            "--out",
+            str(tmp_path / "out"),
+            "--seed",
+            "3",
+            "--bootstrap",
+            "30",
+        ],
+    )
     assert res.exit_code == 0, res.output
     cli = pd.read_csv(tmp_path / "out" / "price_points.csv")
     from wtp.io import attach_segments, read_table, validate_vw
-
     from wtp.schema import segment_order, sort_by_segment
 
     # rows in the study's segment order, as both the loader and the command put them
     answers = attach_segments(validate_vw(read_table(tmp_path / "vw.csv")))
     answers = sort_by_segment(answers, segment_order(None, None, [answers]))
     lib = van_westendorp(answers, bootstrap=30, rng=stage_rng(3, "vw")).price_points
-    assert cli["pmc_lower"].tolist() == pytest.approx(lib["pmc_lower"].tolist(), rel=1e-8)  # CSV keeps 10 digits
+    assert cli["pmc_lower"].tolist() == pytest.approx(
+        lib["pmc_lower"].tolist(), rel=1e-8
+    )  # CSV keeps 10 digits
     other = van_westendorp(answers, bootstrap=30, rng=stage_rng(4, "vw")).price_points
     assert other["pmc_lower"].tolist() != lib["pmc_lower"].tolist()
