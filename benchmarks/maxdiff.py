@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     print(f"world: {md.n_respondents} respondents, {md.n_items} items, {md.n_tasks // md.n_respondents} tasks of {md.k}, segments {md.segments}")
 
     t0 = time.perf_counter()
-    res = estimate_maxdiff(sim.answers, method="hb", seed=args.seed, draws=args.draws, tune=args.tune, chains=args.chains, progress=False)
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(args.seed), draws=args.draws, tune=args.tune, chains=args.chains, progress=False)
     wtp_wall = time.perf_counter() - t0
     d = res.diagnostics
     Q = _contrast_basis(md.n_items)

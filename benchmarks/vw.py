@@ -58,12 +58,12 @@ def main() -> None:
     rows.append(("1,000,000 respondents with NMS", secs, None, f"revenue-optimal {res.price_points.revenue_optimal_price.iloc[0]:.2f}"))
 
     sample = simulate_vw(10_000, segments=1, nms=False, seed=3).answers.drop(columns="segment")
-    secs, res = timed(lambda: van_westendorp(sample, bootstrap=1000, rng=0), repeat=2)
+    secs, res = timed(lambda: van_westendorp(sample, bootstrap=1000, rng=np.random.default_rng(0)), repeat=2)
     pp = res.price_points.iloc[0]
     rows.append(("1,000 bootstrap replicates of 10,000", secs, 5.0, f"OPP {pp.opp:.2f} [{pp.opp_lower:.2f}, {pp.opp_upper:.2f}]"))
 
     sample_nms = simulate_vw(10_000, segments=1, seed=4).answers.drop(columns="segment")
-    secs, res = timed(lambda: van_westendorp(sample_nms, bootstrap=1000, rng=0), repeat=1)
+    secs, res = timed(lambda: van_westendorp(sample_nms, bootstrap=1000, rng=np.random.default_rng(0)), repeat=1)
     pp = res.price_points.iloc[0]
     rows.append(("1,000 replicates of 10,000 with NMS", secs, None, f"revenue-optimal {pp.revenue_optimal_price:.2f} [{pp.revenue_optimal_price_lower:.2f}, {pp.revenue_optimal_price_upper:.2f}]"))
 

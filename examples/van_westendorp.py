@@ -5,6 +5,8 @@
 
 import sys
 
+import numpy as np
+
 from wtp.io import attach_segments, read_table, validate_respondents, validate_vw
 from wtp.vanwestendorp import van_westendorp
 
@@ -14,7 +16,7 @@ if respondents is None and len(sys.argv) == 1:
     respondents = validate_respondents(read_table("surveys/demo/respondents.csv"))
 answers = attach_segments(answers, respondents)
 
-result = van_westendorp(answers, bootstrap=500, rng=1)
+result = van_westendorp(answers, bootstrap=500, rng=np.random.default_rng(1))
 print(result.summary().to_string(index=False))
 for segment in result.segments:
     low, high = result.acceptable_range(segment)

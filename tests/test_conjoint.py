@@ -232,9 +232,12 @@ def test_matches_statsmodels_conditional_logit():
 
 def test_segments_get_their_own_fit_and_all():
     sim = _small_sim(n=400, segments=2)
-    res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes)
-    assert res.segments == ["Startups", "SMB", "all"] or set(res.segments) == {"Startups", "SMB", "all"}
-    assert res.segments[-1] == "all"
+    answers = _answers(sim.answers)
+    res = estimate_conjoint(answers, levels=sim.attributes)
+    # segments in the order the answers first name them (the study loader puts rows in the
+    # study's order), the pooled 'all' last
+    assert res.segments == [*pd.unique(answers["segment"]), "all"]
+    assert sorted(res.segments[:-1]) == ["SMB", "Startups"]
     assert set(res.wtp["segment"]) == set(res.segments)
     assert res.fit.set_index("segment").loc["all", "n_respondents"] == 400
     summary = res.summary()
@@ -410,7 +413,7 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
     got = res.wtp.set_index(["segment", "attribute", "level"])["wtp"]
     assert got[("all", "Users", "Unlimited")] == pytest.approx(-b["Users=Unlimited"].mean() / b["price"].mean(), rel=0.02)
-    assert list(res.segments) == ["Startups", "SMB", "all"] or res.segments[-1] == "all"
+    assert list(res.segments) == [*pd.unique(data.segment), "all"] and len(res.segments) == 3
     products = pd.DataFrame(
         {"product": ["basic", "pro"], "Support": ["Email", "Chat"], "SSO": ["Not included", "Included"],
          "Users": ["5 users", "Unlimited"], "History": ["90 days", "1 year"], "price": [30, 50]}
@@ -426,7 +429,10 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
     curve = demand_curve(res, products.iloc[1], segment="all")
     assert (np.diff(curve["share"]) < 0).all()
-    write_outputs(res, tmp_path, meta={"name": "hb", "currency": "USD"}, scenario=products, seed=1)
+    from wtp.conjoint import simulator_tables
+
+    tables = simulator_tables(res, products, rng=np.random.default_rng(1))
+    write_outputs(res, tmp_path, meta={"name": "hb", "currency": "USD"}, tables=tables, seed=1)
     assert "Randomized first choice" in (tmp_path / "report.html").read_text()
     assert pd.read_csv(tmp_path / "simulation.csv")["share"].between(0, 1).all()
     ind = pd.read_csv(tmp_path / "individual_partworths.csv")

@@ -237,7 +237,7 @@ def _share_r(result, sim):
 
 @pytest.mark.parametrize("method", ["counts", "logit"])
 def test_aggregate_recovery(sim300, method):
-    res = estimate_maxdiff(sim300.answers, method=method, seed=1)
+    res = estimate_maxdiff(sim300.answers, method=method, rng=np.random.default_rng(1))
     assert set(res.item_scores["segment"]) == {"Startups", "SMB", "Mid-market", "all"}
     sums = res.item_scores.groupby("segment")["share"].sum()
     assert np.allclose(sums, 100.0)
@@ -253,11 +253,11 @@ def test_aggregate_recovery(sim300, method):
 
 
 def test_logit_intervals_cover_truth(sim300):
-    res = estimate_maxdiff(sim300.answers, method="logit", seed=1)
+    res = estimate_maxdiff(sim300.answers, method="logit", rng=np.random.default_rng(1))
     s = res.item_scores[res.item_scores["segment"] == "all"]
     assert (s["upper"] - s["lower"]).between(0.3, 5).all()
     # logit utilities and the counts utilities rank items the same way
-    c = estimate_maxdiff(sim300.answers, method="counts", seed=1).item_scores
+    c = estimate_maxdiff(sim300.answers, method="counts", rng=np.random.default_rng(1)).item_scores
     a = s.set_index("item")["utility"].rank()
     b = c[c["segment"] == "all"].set_index("item")["utility"].rank()
     assert a.corr(b.loc[a.index]) > 0.95
@@ -270,7 +270,7 @@ def test_logit_intervals_cover_truth(sim300):
 @pytest.fixture(scope="module")
 def tiny_hb():
     sim = simulate_maxdiff(60, 8, 4, 8, n_versions=4, seed=3)
-    res = estimate_maxdiff(sim.answers, method="hb", seed=1, draws=150, tune=150, chains=2, progress=False)
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(1), draws=150, tune=150, chains=2, progress=False)
     return sim, res
 
 
@@ -356,8 +356,8 @@ def _vdata():
 @pytest.mark.parametrize("loader", [_rice, _vdata], ids=["ricebws1", "vdata"])
 def test_real_data_logit_ranks_agree_with_counts(loader):
     answers = loader()
-    counts = estimate_maxdiff(answers, method="counts", seed=0).item_scores
-    logit = estimate_maxdiff(answers, method="logit", seed=0).item_scores
+    counts = estimate_maxdiff(answers, method="counts", rng=np.random.default_rng(0)).item_scores
+    logit = estimate_maxdiff(answers, method="logit", rng=np.random.default_rng(0)).item_scores
     a = counts[counts["segment"] == "all"].set_index("item")["utility"]
     b = logit[logit["segment"] == "all"].set_index("item")["utility"].loc[a.index]
     assert a.rank().corr(b.rank()) >= 0.95
@@ -367,7 +367,7 @@ def test_real_data_logit_ranks_agree_with_counts(loader):
 def test_ricebws1_known_order():
     # in these answers safety has the highest best-minus-worst score and wash-free rice the
     # lowest; the count utility must order the extremes the same way
-    res = estimate_maxdiff(_rice(), method="counts", seed=0)
+    res = estimate_maxdiff(_rice(), method="counts", rng=np.random.default_rng(0))
     s = res.item_scores[res.item_scores["segment"] == "all"].set_index("item")
     assert set(s.index) == {"Place_of_origin", "Variety", "Price", "Taste", "Safety", "Washfree_rice", "Milling_date"}
     assert s["bw_score"].idxmax() == s["utility"].idxmax() == "Safety"
@@ -447,7 +447,7 @@ def test_cli_bad_input_exit_2(tmp_path):
 @pytest.mark.slow
 def test_hb_recovery_full():
     sim = simulate_maxdiff(750, 12, 4, 10, seed=21)
-    res = estimate_maxdiff(sim.answers, method="hb", seed=5, progress=False)
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(5), progress=False)
     r = _share_r(res, sim)
     iu = res.individual_utilities.merge(sim.individual_utilities, on=["respondent_id", "item"])
     r_ind = np.corrcoef(iu["utility_x"], iu["utility_y"])[0, 1]

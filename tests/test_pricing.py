@@ -420,8 +420,10 @@ def test_report_sections_render_and_escape(world, tmp_path):
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "Acme &lt;b&gt;books&lt;/b&gt;" in html
     assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    from wtp.schema import slug
+
     for s in study.segments["segment"]:
-        assert f'id="segment-{s.lower()}"' in html or s in html
+        assert f'<h2 id="segment-{slug(s)}"' in html and f'href="#segment-{slug(s)}"' in html, s
     assert r.recommendation.split(":")[0] in html
     assert html.count("<svg") == 1 + len(r.segments)  # the comparison chart and one demand chart per segment
     # the sections the pipeline includes, with one variable each

@@ -135,9 +135,15 @@ def test_segments_and_all_row():
 
 
 def test_no_crossing_leaves_empty_cell_and_warns():
-    # everyone answers the same: too cheap never falls below not cheap before the last price
+    # everyone answers 10 to all four: at the only price too cheap = 1 and not cheap = 0 (PMC),
+    # not expensive = 0 and too expensive = 1 (PME) — no sign change, so empty cells and a
+    # warning each; too cheap = too expensive = 1 and cheap = expensive = 1 touch exactly (OPP, IPP)
     r = van_westendorp(frame([[10, 10, 10, 10]]))
-    assert r.price_points.pmc.isna().all() or r.price_points.pmc.notna().all()
+    pp = r.price_points.iloc[0]
+    assert np.isnan(pp.pmc) and np.isnan(pp.pme)
+    assert pp.opp == 10 and pp.ipp == 10
+    assert any("PMC" in w and "do not cross" in w for w in r.warnings)
+    assert any("PME" in w and "do not cross" in w for w in r.warnings)
     one = van_westendorp(frame([[1, 2, 3, 4]]))
     assert one.price_points.opp.iloc[0] == pytest.approx(2.0)  # too cheap 0 at 2, too exp 0 → exact 0
 
@@ -177,8 +183,8 @@ def test_nms_scale_detection_and_labels():
 
 def test_bootstrap_is_seeded_and_brackets_the_estimate():
     sim = simulate_vw(600, segments=2, seed=4)
-    a = van_westendorp(sim.answers, bootstrap=200, rng=7)
-    b = van_westendorp(sim.answers, bootstrap=200, rng=7)
+    a = van_westendorp(sim.answers, bootstrap=200, rng=np.random.default_rng(7))
+    b = van_westendorp(sim.answers, bootstrap=200, rng=np.random.default_rng(7))
     pd.testing.assert_frame_equal(a.price_points, b.price_points)
     for point in ("pmc", "opp", "ipp", "pme", "revenue_optimal_price"):
         lo, est, hi = a.price_points[[f"{point}_lower", point, f"{point}_upper"]].to_numpy().T

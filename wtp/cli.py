@@ -24,16 +24,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        import wtp
+
+        typer.echo(f"wtp {wtp.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+) -> None:
+    """Pricing and willingness-to-pay research: Van Westendorp, MaxDiff, conjoint, segments, price books."""
+
+
 design_app = typer.Typer(help="Generate survey designs a survey tool can field.", no_args_is_help=True)
 app.add_typer(design_app, name="design")
 
 
-class StageNotBuilt(Exception):
-    """A command of the contract whose stage has not landed yet."""
-
-
 def cli_command(fn):
-    """Turn bad input into one clear message and exit 2, an unbuilt stage into exit 1."""
+    """Turn bad input into one clear message and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -46,9 +59,6 @@ def cli_command(fn):
         except InputError as exc:
             typer.echo(f"error: {exc.message()}", err=True)
             raise typer.Exit(2) from None
-        except StageNotBuilt as exc:
-            typer.echo(f"not built yet: {exc}", err=True)
-            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -74,6 +84,7 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
     file is used unless ``--respondents`` is given.
     """
     from wtp.io import attach_segments, read_table, validate_respondents
+    from wtp.schema import segment_order, sort_by_segment
     from wtp.study import DEFAULT_FILES, settings_only
 
     folder, settings = settings_only(study)
@@ -86,6 +97,8 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
             resp_path = folder / name
     resp = validate_respondents(read_table(resp_path)) if resp_path is not None else None
     answers = attach_segments(validator(read_table(file)), resp)
+    # the study's segment order, as wtp run meets it (segments.csv is not read here)
+    answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
     return answers, settings
 
 
@@ -163,6 +176,7 @@ def vw_command(
 ) -> None:
     """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
     from wtp.io import atomic_output_dir, validate_vw
+    from wtp.randomness import stage_rng
     from wtp.report.vw import write_outputs
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
@@ -173,7 +187,7 @@ def vw_command(
     with progress_bar("Bootstrap", enabled=bootstrap > 0) as tick:
         result = van_westendorp(
             answers, inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau,
-            nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=seed, progress=tick,
+            nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=stage_rng(seed, "vw"), progress=tick,
         )
     with atomic_output_dir(out) as tmp:
         write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)})
@@ -203,11 +217,11 @@ def maxdiff_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
-    import numpy as np
 
     from wtp.errors import Problem
     from wtp.io import atomic_output_dir, validate_maxdiff
     from wtp.maxdiff import METHODS, estimate_maxdiff
+    from wtp.randomness import stage_rng
     from wtp.report.maxdiff import write_outputs
 
     if method not in METHODS:
@@ -218,7 +232,7 @@ def maxdiff_command(
     if method == "hb":
         typer.echo(f"hierarchical Bayes: {chains} chains x {draws} draws after {tune} warm-up (compiling the model first)", err=True)
     result = estimate_maxdiff(
-        answers, method=method, rng=np.random.default_rng(seed), draws=draws, tune=tune, chains=chains,
+        answers, method=method, rng=stage_rng(seed, "maxdiff"), draws=draws, tune=tune, chains=chains,
         cores=cores, progress=progress, labels=labels, items=items, segment_means=segment_means,
     )
     turf_result = None
@@ -272,26 +286,25 @@ def conjoint_command(
     draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 1000,
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
-    import numpy as np
 
-    from wtp.conjoint import conjoint_levels, estimate_conjoint
+    from wtp.conjoint import conjoint_levels, estimate_conjoint, simulator_tables
     from wtp.io import atomic_output_dir, read_table, validate_conjoint
+    from wtp.randomness import stage_rng
     from wtp.report.conjoint import write_outputs
 
     answers, settings = load_answers(file, validate_conjoint, respondents, study)
     products = read_table(scenario) if scenario is not None else None
-    try:
-        result = estimate_conjoint(
-            answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-            rng=np.random.default_rng(seed), seed=seed, draws=draws, progress=method == "hb",
-        )
-    except NotImplementedError as exc:
-        raise StageNotBuilt(f"wtp conjoint --method {method}: {exc}") from None
+    # the same streams as the conjoint and simulator stages of wtp run
+    result = estimate_conjoint(
+        answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
+        rng=stage_rng(seed, "conjoint"), draws=draws, progress=method == "hb",
+    )
+    tables = simulator_tables(result, products, rng=stage_rng(seed, "simulator"))
     inputs = {file.name: _sha256(file)}
     if scenario is not None:
         inputs[scenario.name] = _sha256(scenario)
     with atomic_output_dir(out) as tmp:
-        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, scenario=products, rng=np.random.default_rng(seed))
+        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, tables=tables)
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
     for n in result.notes:
@@ -363,12 +376,20 @@ def segments_command(
 @cli_command
 def run_command(
     study_dir: Annotated[Path, typer.Argument(help="Study folder with study.toml.")],
-    out: OutOpt = Path("reports/study"),
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the results (default: reports/<study folder name>).")] = None,
     seed: SeedOpt = 0,
     fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
 ) -> None:
     """Run every stage the study's files allow and write the price-book proposal."""
-    run_pipeline(study_dir, out, seed, fast)
+    run_pipeline(study_dir, out if out is not None else default_run_out(study_dir), seed, fast)
+
+
+def default_run_out(study_dir: Path) -> Path:
+    """``reports/<study folder name>`` (a study.toml given directly: its folder's name)."""
+    folder = Path(study_dir).resolve()
+    if folder.suffix == ".toml":
+        folder = folder.parent
+    return Path("reports") / folder.name
 
 
 def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
@@ -416,10 +437,10 @@ def design_maxdiff_command(
     study: StudyOpt = None,
 ) -> None:
     """A balanced MaxDiff design: design.csv and design_report.txt."""
-    import numpy as np
 
     from wtp.io import atomic_output_dir
     from wtp.maxdiff import design_balance, design_maxdiff
+    from wtp.randomness import stage_rng
     from wtp.report.maxdiff import write_design_outputs
     from wtp.study import settings_only
 
@@ -430,7 +451,7 @@ def design_maxdiff_command(
         if labelled:
             codes = labelled
             items = len(codes)
-    design = design_maxdiff(items, per_task, tasks, versions, items=codes, rng=np.random.default_rng(seed))
+    design = design_maxdiff(items, per_task, tasks, versions, items=codes, rng=stage_rng(seed, "design"))
     balance = design_balance(design, items=codes)
     with atomic_output_dir(out) as tmp:
         written = write_design_outputs(design, balance, tmp)
@@ -455,16 +476,16 @@ def design_conjoint_command(
     none: Annotated[bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")] = True,
 ) -> None:
     """A choice-based conjoint design: design.csv and design_report.txt."""
-    import numpy as np
 
     from wtp.conjoint import conjoint_levels, conjoint_prices, design_conjoint, evaluate_design
     from wtp.io import atomic_output_dir, write_csv
+    from wtp.randomness import stage_rng
     from wtp.study import read_settings
 
     folder, settings = read_settings(study_dir)
     attributes = conjoint_levels(settings, source=str(folder / "study.toml"), required=True)
     prices = conjoint_prices(settings, source=str(folder / "study.toml"))
-    design = design_conjoint(attributes, prices, n_tasks=tasks, n_alts=alts, n_versions=versions, none=none, method=method, rng=np.random.default_rng(seed))
+    design = design_conjoint(attributes, prices, n_tasks=tasks, n_alts=alts, n_versions=versions, none=none, method=method, rng=stage_rng(seed, "design"))
     report = evaluate_design(design)
     with atomic_output_dir(out) as tmp:
         write_csv(design, tmp / "design.csv")

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.schema import ALL as RESERVED_SEGMENT
 
 __all__ = [
     "design_conjoint",
@@ -36,6 +37,7 @@ __all__ = [
     "IndividualDraws",
     "simulate_market",
     "demand_curve",
+    "simulator_tables",
     "conjoint_levels",
     "conjoint_prices",
 ]
@@ -333,7 +335,6 @@ def _d_error_zero_prior(x: np.ndarray, task_sizes: np.ndarray, n_versions: int) 
 # ----------------------------------------------------------------------------------------------
 # Data preparation
 
-RESERVED_SEGMENT = "all"
 _Z95 = 1.959963984540054
 
 
@@ -777,7 +778,6 @@ class ConjointResult:
     diagnostics: pd.DataFrame | None = None
     n_respondents: int = 0
     n_used: int = 0
-    seed: int | None = None
     source: str = "conjoint.csv"
 
     @property
@@ -961,7 +961,6 @@ def estimate_conjoint(
     coding: str = "dummy",
     price: str = "linear",
     rng: np.random.Generator | None = None,
-    seed: int | None = None,
     draws: int = 1000,
     tune: int | None = None,
     chains: int = 4,
@@ -986,8 +985,9 @@ def estimate_conjoint(
     price
         ``"linear"`` (default) or ``"partworth"``; with part-worth price, WTP uses the slope
         between the lowest and highest tested price.
-    rng, seed
-        Randomness for HB sampling (``rng`` wins; else ``seed``). MNL is deterministic.
+    rng
+        The ``numpy.random.Generator`` HB sampling draws from (required for ``"hb"``;
+        ``wtp.randomness.stage_rng(seed, "conjoint")``). MNL is deterministic.
     draws, tune, chains
         HB sampler settings: kept draws and warm-up per chain (``tune=None``: the sampler's
         default), number of chains.
@@ -1018,12 +1018,13 @@ def estimate_conjoint(
         parameters = pd.concat(params, ignore_index=True)
         tables = (partworths, importances, wtp_frame, parameters, fit, betas, covs, None, None, notes)
     else:
-        rng = rng if rng is not None else np.random.default_rng(seed)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}")
         tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains, progress=progress)
-    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), seed=seed, source=source)
+    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source)
 
 
-def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, seed: int | None, source: str) -> ConjointResult:
+def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str) -> ConjointResult:
     partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
     warn = _price_warnings(fit)
     ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
@@ -1044,12 +1045,11 @@ def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: in
         diagnostics=diagnostics,
         n_respondents=n_respondents,
         n_used=int(data.respondents.size),
-        seed=seed,
         source=source,
     )
 
 
-def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.DataFrame | None = None, seed: int | None = None) -> ConjointResult:
+def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.DataFrame | None = None) -> ConjointResult:
     """A :class:`ConjointResult` from posterior draws of individual part-worths.
 
     ``draws`` is respondents (ordered as ``data.respondents``) × draws × parameters (ordered as
@@ -1059,16 +1059,14 @@ def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.Da
     if draws.ndim != 3 or draws.shape[0] != data.respondents.size or draws.shape[2] != data.coding.n_parameters:
         raise ValueError(f"draws must be respondents × draws × parameters {data.respondents.size} × D × {data.coding.n_parameters}, got {draws.shape}")
     tables = tables_from_draws(data, draws, diagnostics)
-    return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), seed=seed, source="conjoint.csv")
+    return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), source="conjoint.csv")
 
 
 def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains, progress=False, keep_draws=1000):
     """Hierarchical MNL through the shared sampler in :mod:`wtp.hb` (unweighted individual fits;
     weights enter when respondents are summarised per segment)."""
-    try:
-        from wtp import hb
-    except ImportError as exc:  # pragma: no cover - wtp.hb ships with the package
-        raise NotImplementedError("hierarchical Bayes for conjoint needs wtp.hb (the shared hierarchical MNL)") from exc
+    from wtp import hb
+
     _, seg_resp = _respondent_arrays(data)
     groups = [s for s in _segment_order(data.segment) if s != RESERVED_SEGMENT] or [RESERVED_SEGMENT]
     group_index = pd.Index(groups).get_indexer(seg_resp)
@@ -1434,3 +1432,31 @@ def conjoint_prices(settings: dict, *, source: str = "study.toml") -> list[float
     except (TypeError, ValueError):
         raise InputError(Problem(source, None, "conjoint.attributes.price", "numeric price levels", prices)) from None
     return values
+
+
+@dataclass(frozen=True)
+class SimulatorTables:
+    """What the conjoint report shows beyond the estimates: the scenario's shares and the demand
+    curve of one product, computed before any report is written (writers draw nothing)."""
+
+    simulation: pd.DataFrame | None
+    demand: pd.DataFrame | None
+    demand_product: dict[str, str] | None
+
+
+def simulator_tables(result: ConjointResult, scenario: pd.DataFrame | None = None, *, rng: np.random.Generator) -> SimulatorTables:
+    """Shares of the scenario's products (RFC with HB draws, else logit) and the demand curve of
+    the scenario's first product — or of every attribute's first level — against no-choice."""
+    simulation = None
+    if scenario is not None:
+        method = "rfc" if result.individual is not None else "logit"
+        simulation = simulate_market(result, scenario, method=method, rng=rng)
+    demand = product = None
+    if result.coding.none:
+        if scenario is not None:
+            first = scenario.iloc[0]
+            product = {a: str(first[a]).strip() for a in result.attributes}
+        else:
+            product = {a: levels[0] for a, levels in result.attributes.items()}
+        demand = demand_curve(result, product, rng=rng)
+    return SimulatorTables(simulation, demand, product)

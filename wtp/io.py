@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import MAX_PROBLEMS, InputError, Problem
-
-RESERVED_SEGMENT = "all"
+from wtp.schema import ALL as RESERVED_SEGMENT
 
 __all__ = [
     "InputError",

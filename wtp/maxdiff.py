@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.schema import ALL, first_seen
 
 __all__ = [
     "design_maxdiff",
@@ -588,7 +589,7 @@ def prepare_maxdiff_data(
     df["best"] = pd.to_numeric(df["best"]).astype(float)
     df["worst"] = pd.to_numeric(df["worst"]).astype(float)
     if "segment" not in df.columns:
-        df["segment"] = "all"
+        df["segment"] = ALL
     df["segment"] = df["segment"].astype(str)
     if "weight" not in df.columns:
         df["weight"] = 1.0
@@ -655,7 +656,8 @@ def prepare_maxdiff_data(
     task_resp[t_idx] = df["_r"].to_numpy()
 
     per_resp = df.groupby("_r", sort=True).agg(segment=("segment", "first"), weight=("weight", "first"))
-    seg_names = sorted(per_resp["segment"].unique(), key=lambda s: (s == "all", s))
+    # the study order: the loader puts rows in it, so first appearance is that order
+    seg_names = first_seen(per_resp["segment"])
     if k is None:
         k = int(pd.Series(sizes).mode().max())
     return MaxDiffData(
@@ -717,8 +719,8 @@ def probability_shares(utilities: np.ndarray, k: int) -> np.ndarray:
 
 def _segment_rows(md: MaxDiffData) -> list[tuple[str, np.ndarray]]:
     """(segment name, respondent mask) for each segment and then 'all'."""
-    out = [(s, md.segment == i) for i, s in enumerate(md.segments) if s != "all"]
-    out.append(("all", np.ones(md.n_respondents, dtype=bool)))
+    out = [(s, md.segment == i) for i, s in enumerate(md.segments) if s != ALL]
+    out.append((ALL, np.ones(md.n_respondents, dtype=bool)))
     return out
 
 
@@ -969,7 +971,7 @@ def maxdiff_choice_data(md: MaxDiffData, *, segment_means: bool = True):
     Q = _contrast_basis(md.n_items)
     avail = ch.items >= 0
     X = ch.sign[:, None, None] * Q[np.where(avail, ch.items, 0)]
-    real_segments = [s for s in md.segments if s != "all"]
+    real_segments = [s for s in md.segments if s != ALL]
     use_groups = segment_means and len(md.segments) > 1
     data = choice_data(
         X,
@@ -979,7 +981,7 @@ def maxdiff_choice_data(md: MaxDiffData, *, segment_means: bool = True):
         md.segment if use_groups else None,
         param_names=[f"c{i + 1}" for i in range(md.n_items - 1)],
         respondent_ids=md.respondent_ids,
-        group_names=list(md.segments) if use_groups else ["all"],
+        group_names=list(md.segments) if use_groups else [ALL],
     )
     _ = real_segments
     return data, Q
@@ -1055,7 +1057,7 @@ def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> Ma
     return MaxDiffData(
         items=md.items,
         respondent_ids=[f"random{i}" for i in range(n)],
-        segments=["all"],
+        segments=[ALL],
         shown=shown,
         best=best,
         worst=worst,
@@ -1149,8 +1151,8 @@ class MaxDiffResult:
     def summary(self) -> pd.DataFrame:
         """Items ranked by share for the total sample, with segment shares side by side."""
         wide = self.item_scores.pivot(index="item", columns="segment", values="share")
-        order = self.item_scores[self.item_scores["segment"] == "all"].sort_values("share", ascending=False)
-        cols = ["all"] + [s for s in self.segments if s != "all"]
+        order = self.item_scores[self.item_scores["segment"] == ALL].sort_values("share", ascending=False)
+        cols = [ALL] + [s for s in self.segments if s != ALL]
         out = wide.loc[order["item"], cols].reset_index()
         out.insert(1, "label", out["item"].map(self.labels).fillna(out["item"]))
         out.insert(2, "lower", order["lower"].to_numpy())
@@ -1202,7 +1204,7 @@ def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000
                 }
             )
         )
-    all_fit = fits["all"]
+    all_fit = fits[ALL]
     diag = {
         "loglik": all_fit.loglik,
         "loglik_null": all_fit.loglik_null,
@@ -1220,7 +1222,6 @@ def estimate_maxdiff(
     method: str = "hb",
     k: int | None = None,
     rng: np.random.Generator | None = None,
-    seed: int | None = None,
     draws: int = 1000,
     tune: int = 300,
     chains: int = 4,
@@ -1243,9 +1244,9 @@ def estimate_maxdiff(
     method : {"hb", "logit", "counts"}
     k : int, optional
         Items per task in the share formula (default: the most common task size).
-    rng, seed :
-        Randomness (bootstrap, interval draws, the sampler, random respondents); ``rng`` wins,
-        else ``numpy.random.default_rng(seed)``.
+    rng :
+        The ``numpy.random.Generator`` for all randomness (bootstrap, interval draws, the
+        sampler, random respondents); required (``wtp.randomness.stage_rng(seed, "maxdiff")``).
     draws, tune, chains, cores, progress, target_accept, priors :
         Hierarchical Bayes sampler settings (see :func:`wtp.hb.fit_hb`).
     labels : dict, optional
@@ -1266,7 +1267,8 @@ def estimate_maxdiff(
     """
     if method not in METHODS:
         raise InputError(Problem("--method", None, "method", "one of hb, logit, counts", method))
-    rng = rng if rng is not None else np.random.default_rng(seed)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     md = prepare_maxdiff_data(answers, items=items, k=k)
     labels = {c: str((labels or {}).get(c, c)) for c in md.items}
     fit_rng, rand_rng = rng.spawn(2)
@@ -1284,7 +1286,7 @@ def estimate_maxdiff(
         # fit of each respondent's answers to their segment's utilities
         seg_u = scores.pivot(index="segment", columns="item", values="utility").reindex(columns=md.items).fillna(0.0)
         U = seg_u.loc[md.respondent_segments()].to_numpy()
-        u_all = np.tile(seg_u.loc["all"].to_numpy(), (randoms.n_respondents, 1))
+        u_all = np.tile(seg_u.loc[ALL].to_numpy(), (randoms.n_respondents, 1))
         ll, _, n = _loglik_items(randoms, u_all)
         threshold = float(np.quantile(np.exp(ll / n), 0.95))
         fit = _fit_frame(md, U, threshold)
@@ -1375,7 +1377,7 @@ def estimate_maxdiff(
         items=md.items,
         labels=labels,
         k=md.k,
-        segments=[s for s in md.segments if s != "all"] + ["all"],
+        segments=[s for s in md.segments if s != ALL] + [ALL],
         n_respondents=md.n_respondents,
         n_tasks=md.n_tasks,
         settings={

@@ -10,10 +10,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from numpy.random import Generator
+
+from wtp.randomness import describe, stage_rng
+from wtp.schema import ALL
 from wtp.study import Study, load_study
 
 Progress = Callable[[str], None]
@@ -25,15 +29,19 @@ class SkipStage(Exception):
 
 @dataclass(frozen=True)
 class StudyRun:
-    """Result objects of every stage that ran, and what did not run and why."""
+    """Result objects of every stage that ran, and what did not run and why.
+
+    ``generators`` records, per stage that ran, how its random numbers were seeded
+    (:func:`wtp.randomness.describe`): every stage draws from its own child of ``seed``.
+    """
 
     study: Study
     seed: int
-    fast: bool
     results: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # stage → reason
     timings: dict[str, float] = field(default_factory=dict)
     attention: list[str] = field(default_factory=list)  # things the analyst should look at
+    generators: dict[str, str] = field(default_factory=dict)  # stage → how its Generator was made
 
     @property
     def vw(self):
@@ -68,7 +76,7 @@ class StudyRun:
         return self.summary()
 
 
-def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
     vw_settings = study.settings.get("van_westendorp", {})
@@ -81,11 +89,11 @@ def _stage_vw(study: Study, seed: int, fast: bool, results: dict, say: Progress)
         nms_scale=vw_settings.get("nms_scale"),
         nms_calibration=parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration"),
         bootstrap=int(vw_settings.get("bootstrap", 200 if fast else 1000)),
-        rng=seed,
+        rng=rng,
     )
 
 
-def _stage_segments(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.segments import cohorts, score_segments, score_settings
 
     cohort_result = None
@@ -97,16 +105,14 @@ def _stage_segments(study: Study, seed: int, fast: bool, results: dict, say: Pro
     )
 
 
-def _stage_maxdiff(study: Study, seed: int, fast: bool, results: dict, say: Progress):
-    import numpy as np
-
+def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.maxdiff import estimate_maxdiff
 
     settings = study.settings.get("maxdiff", {})
     # a first look (--fast) uses the aggregate logit: seconds instead of a sampler run
     method = settings.get("method", "logit" if fast else "hb")
     result = estimate_maxdiff(
-        study.maxdiff, method=method, rng=np.random.default_rng(seed), seed=seed,
+        study.maxdiff, method=method, rng=rng,
         draws=int(settings.get("draws", 1000)), tune=int(settings.get("tune", 300)),
         chains=int(settings.get("chains", 4)), labels=study.item_labels or None, progress=False,
     )
@@ -115,7 +121,7 @@ def _stage_maxdiff(study: Study, seed: int, fast: bool, results: dict, say: Prog
     return result
 
 
-def _stage_turf(study: Study, seed: int, fast: bool, results: dict, say: Progress):
+def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     md = results.get("maxdiff")
     if md is None or md.individual_utilities.empty:
         raise SkipStage("needs individual utilities from hierarchical Bayes (the MaxDiff method here gives none)")
@@ -129,29 +135,31 @@ def _stage_turf(study: Study, seed: int, fast: bool, results: dict, say: Progres
     return turf(md.individual_utilities, k, reach=settings.get("turf_reach", "above_mean"), weights=weights)
 
 
-def _stage_conjoint(study: Study, seed: int, fast: bool, results: dict, say: Progress):
-    import numpy as np
-
+def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.conjoint import conjoint_levels, estimate_conjoint
 
     settings = study.settings.get("conjoint", {})
     method = settings.get("method", "mnl")
     return estimate_conjoint(
         study.conjoint, levels=conjoint_levels(study.settings) or None, method=method,
-        coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"),
-        rng=np.random.default_rng(seed), seed=seed,
+        coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"), rng=rng,
         draws=int(settings.get("draws", 300 if fast else 1000)), tune=int(settings.get("tune", 300 if fast else 1000)),
     )
 
 
-def _stage_price_books(study: Study, seed: int, fast: bool, results: dict, say: Progress):
-    import numpy as np
+def _stage_simulator(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
+    """The conjoint demand curve the report draws, computed here so that writing draws nothing."""
+    from wtp.conjoint import simulator_tables
 
+    return simulator_tables(results["conjoint"], rng=rng)
+
+
+def _stage_price_books(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.pricing import build_price_books
 
     return build_price_books(
         vw=results.get("vw"), maxdiff=results.get("maxdiff"), conjoint=results.get("conjoint"),
-        segments=results.get("segments"), study=study, rng=np.random.default_rng(seed),
+        segments=results.get("segments"), study=study, rng=rng,
     )
 
 
@@ -161,6 +169,7 @@ STAGES: list[tuple[str, str, Callable]] = [
     ("maxdiff", "maxdiff", _stage_maxdiff),
     ("turf", "maxdiff", _stage_turf),
     ("conjoint", "conjoint", _stage_conjoint),
+    ("simulator", "conjoint", _stage_simulator),
     ("segments", "segments", _stage_segments),
     # packages and prices run on whatever exists and say what was missing
     ("price_books", "", _stage_price_books),
@@ -173,59 +182,66 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
     if not isinstance(study, Study):
         say("reading and validating the study")
         study = load_study(study)
-    run = StudyRun(study=study, seed=seed, fast=fast)
+    results: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    generators: dict[str, str] = {}
     for name, needs, fn in STAGES:
         if needs and getattr(study, needs, None) is None:
-            run.skipped[name] = f"no {needs} file in the study"
+            skipped[name] = f"no {needs} file in the study"
             continue
         say(f"{name}: running")
         t0 = time.perf_counter()
         try:
-            run.results[name] = fn(study, seed, fast, run.results, say)
+            results[name] = fn(study, stage_rng(seed, name), fast, results, say)
         except SkipStage as why:
-            run.skipped[name] = str(why)
+            skipped[name] = str(why)
             continue
-        run.timings[name] = time.perf_counter() - t0
-        say(f"{name}: done in {run.timings[name]:.1f} s")
-    _collect_attention(run)
-    return run
+        generators[name] = describe(seed, name)
+        timings[name] = time.perf_counter() - t0
+        say(f"{name}: done in {timings[name]:.1f} s")
+    run = StudyRun(study=study, seed=seed, results=results, skipped=skipped, timings=timings, generators=generators)
+    return replace(run, attention=_attention(run))
 
 
-def _collect_attention(run: StudyRun) -> None:
+def _attention(run: StudyRun) -> list[str]:
+    """What the analyst should look at, in stage order."""
+    attention: list[str] = []
     pb = run.price_books
     if pb is not None:
-        run.attention.extend(f"Price books: {w}" for w in pb.warnings)
-        run.attention.extend(f"Price books: {n}" for n in pb.notes)
+        attention.extend(f"Price books: {w}" for w in pb.warnings)
+        attention.extend(f"Price books: {n}" for n in pb.notes)
     md = run.maxdiff
     if md is not None and not md.converged:
-        run.attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
+        attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
     seg = run.segments
     if seg is not None:
         for rec in seg.flags.to_dict("records"):
-            run.attention.append(f"Segments: {rec['segment']} is {rec['flag']}: {rec['reason']}")
+            attention.append(f"Segments: {rec['segment']} is {rec['flag']}: {rec['reason']}")
     vw = run.vw
     if vw is not None:
         pp = vw.price_points
-        excl = int(pp.loc[pp.segment == "all", "n_excluded"].iloc[0])
-        n_in = int(pp.loc[pp.segment == "all", "n_in"].iloc[0])
+        excl = int(pp.loc[pp.segment == ALL, "n_excluded"].iloc[0])
+        n_in = int(pp.loc[pp.segment == ALL, "n_in"].iloc[0])
         if excl:
-            run.attention.append(f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out.")
-        small = pp[(pp.segment != "all") & (pp.n < 30)]
+            attention.append(f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out.")
+        small = pp[(pp.segment != ALL) & (pp.n < 30)]
         for s, n in zip(small.segment, small.n, strict=True):
-            run.attention.append(f"Van Westendorp: segment {s} has only {n} usable answers; its price points are fragile.")
+            attention.append(f"Van Westendorp: segment {s} has only {n} usable answers; its price points are fragile.")
         for w in vw.warnings:
             if "do not cross" in w:
-                run.attention.append(f"Van Westendorp: {w}")
+                attention.append(f"Van Westendorp: {w}")
+    return attention
 
 
 def write_study(run: StudyRun, out: Path) -> list[Path]:
     """Write every stage's tables and reports into ``out`` (the caller makes it atomic)."""
-    from wtp.report.study import write_pages
+    from wtp.report.study import study_meta, write_pages
 
     out = Path(out)
     written: list[Path] = []
     inputs = run.study.checksums()
-    meta = {"name": run.study.name, "currency": run.study.currency, "price_unit": run.study.price_unit, "period": run.study.period}
+    meta = study_meta(run)
     if run.vw is not None:
         from wtp.report.vw import write_outputs as write_vw
 
@@ -239,12 +255,10 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         write_maxdiff(run.maxdiff, out / "maxdiff", meta=meta, seed=run.seed, inputs=inputs, turf_result=run.results.get("turf"))
         written.append(out / "maxdiff")
     if run.conjoint is not None:
-        import numpy as np
-
         from wtp.report.conjoint import write_outputs as write_conjoint
 
         (out / "conjoint").mkdir(parents=True, exist_ok=True)
-        write_conjoint(run.conjoint, out / "conjoint", meta=meta, seed=run.seed, inputs=inputs, rng=np.random.default_rng(run.seed))
+        write_conjoint(run.conjoint, out / "conjoint", meta=meta, seed=run.seed, inputs=inputs, tables=run.results.get("simulator"))
         written.append(out / "conjoint")
     if run.segments is not None:
         from wtp.report import provenance
@@ -258,29 +272,13 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
 
         write_price_books(run.price_books, out)
         written.append(out / "price_books.csv")
-        written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx"))
+        from wtp.report.workbook import write_price_book_workbook
+
+        written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx", currency=meta["currency"], digits=meta["money_digits"]))
     written += write_pages(run, out)
     # every command leaves a report.html; for a study it is the overview
     shutil.copyfile(out / "index.html", out / "report.html")
     return written
-
-
-def write_price_book_workbook(price_books, path: Path) -> Path:
-    """The price book as an Excel workbook for people: text that a spreadsheet would run as a
-    formula (a feature named ``=HYPERLINK(…)``) is neutralised; the CSV tables stay exact."""
-    import pandas as pd
-
-    from wtp.io import neutralise_formulas
-
-    sheets = {
-        "Price books": price_books.price_books,
-        "Packages": price_books.packages,
-        "Scenarios": price_books.scenarios,
-    }
-    with pd.ExcelWriter(path, engine="openpyxl") as xl:
-        for name, frame in sheets.items():
-            neutralise_formulas(frame).to_excel(xl, sheet_name=name, index=False)
-    return path
 
 
 def demo_study_path() -> Path:

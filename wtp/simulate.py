@@ -28,6 +28,7 @@ from scipy.special import ndtr
 
 # the truth uses the very share formula the estimators report (contract §3)
 from wtp.maxdiff import probability_shares
+from wtp.schema import ALL
 
 NMS_CALIBRATION = {5: 0.7, 4: 0.5, 3: 0.3, 2: 0.1, 1: 0.0}
 
@@ -395,7 +396,7 @@ def simulate_maxdiff(
     sh = pd.DataFrame(shares, columns=codes)
     sh["segment"] = [specs[i].name for i in seg]
     seg_shares = sh.groupby("segment", sort=False).mean().reset_index().melt("segment", var_name="item", value_name="share")
-    all_shares = pd.DataFrame({"segment": "all", "item": codes, "share": shares.mean(axis=0)})
+    all_shares = pd.DataFrame({"segment": ALL, "item": codes, "share": shares.mean(axis=0)})
     people = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg], "version": version_of})
     return SimulatedMaxDiff(
         rows,
@@ -522,7 +523,7 @@ def simulate_conjoint(
     pw_rows, wtp_rows = [], []
     group_means = {s.name: (mean_betas[i], price_means[i]) for i, s in enumerate(specs)}
     counts = np.bincount(seg, minlength=len(specs))
-    group_means["all"] = (
+    group_means[ALL] = (
         (mean_betas * counts[:, None]).sum(0) / counts.sum(),
         float((price_means * counts).sum() / counts.sum()),
     )

@@ -28,6 +28,7 @@ from wtp.io import (
     validate_segments,
     validate_vw,
 )
+from wtp.schema import segment_order, sort_by_segment
 
 INSTRUMENTS = ("van_westendorp", "maxdiff", "conjoint", "segments", "customers")
 DEFAULT_FILES = {
@@ -63,6 +64,8 @@ class Study:
     conjoint: pd.DataFrame | None = None
     segments: pd.DataFrame | None = None
     customers: pd.DataFrame | None = None
+    # the one segment order of the study (wtp.schema.segment_order): every table and page uses it
+    segment_order: tuple[str, ...] = ()
 
     @property
     def missing(self) -> list[str]:
@@ -87,10 +90,6 @@ class Study:
         """Conjoint attribute → ordered levels from ``[conjoint.attributes]`` (first = reference)."""
         attrs = self.settings.get("conjoint", {}).get("attributes", {})
         return {str(k): [str(x) for x in v] for k, v in attrs.items() if k != "price"}
-
-    @property
-    def tiers(self) -> list[str]:
-        return list(self.settings.get("packages", {}).get("tiers", ["Starter", "Pro", "Enterprise"]))
 
     def checksums(self) -> dict[str, str]:
         """SHA-256 of every input file, for the report's provenance."""
@@ -179,6 +178,11 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         raise InputError(Problem(str(folder / "study.toml"), None, "study.as_of", "a date YYYY-MM-DD", as_of)) from exc
     if nms_scale is not None:
         settings.setdefault("van_westendorp", {})["nms_scale"] = nms_scale
+    instruments = ("van_westendorp", "maxdiff", "conjoint", "customers")
+    order = segment_order(frames["segments"], respondents, [frames[k] for k in instruments])
+    # rows in the study's segment order, so that every stage meets the segments in that order
+    for key in instruments:
+        frames[key] = sort_by_segment(frames[key], order)
     return Study(
         folder=folder,
         name=str(meta.get("name", folder.name)),
@@ -194,6 +198,7 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         conjoint=frames["conjoint"],
         segments=frames["segments"],
         customers=frames["customers"],
+        segment_order=tuple(order),
     )
 
 

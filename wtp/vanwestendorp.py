@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.schema import ALL
 
 CURVES = ["too_cheap", "cheap", "not_cheap", "expensive", "not_expensive", "too_expensive"]
 ANSWERS = ["too_cheap", "cheap", "expensive", "too_expensive"]
@@ -56,7 +57,6 @@ NMS_LABELS = {
     "likely": 4, "somewhat likely": 4, "probably would buy": 4, "probably": 4,
     "very likely": 5, "definitely would buy": 5, "definitely": 5, "extremely likely": 5,
 }
-ALL = "all"
 ZERO_TOLERANCE = 1e-9  # shares closer than this are equal
 
 
@@ -74,7 +74,6 @@ class VanWestendorpSettings:
     nms_too_expensive: float = 0.0  # and at the too-expensive price
     bootstrap: int = 0
     level: float = 0.95
-    seed: int | None = None
 
     def describe(self) -> list[str]:
         out = [
@@ -86,7 +85,7 @@ class VanWestendorpSettings:
             f"Where two curves touch over an interval the {self.plateau} price of it is the point.",
         ]
         if self.bootstrap:
-            out.append(f"{int(self.level * 100)}% intervals from {self.bootstrap} bootstrap replicates (respondents resampled within each segment, seed {self.seed}).")
+            out.append(f"{int(self.level * 100)}% intervals from {self.bootstrap} bootstrap replicates (respondents resampled within each segment).")
         return out
 
 
@@ -467,7 +466,7 @@ def van_westendorp(
     nms_too_expensive: float = 0.0,
     bootstrap: int = 0,
     level: float = 0.95,
-    rng: np.random.Generator | int | None = None,
+    rng: np.random.Generator | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VanWestendorpResult:
     """Van Westendorp (and NMS when ``buy_cheap``/``buy_expensive`` are present) per segment.
@@ -490,7 +489,8 @@ def van_westendorp(
     bootstrap
         Replicates for percentile intervals (respondents resampled within each segment).
     rng
-        A ``numpy.random.Generator`` or a seed, used only for the bootstrap.
+        The ``numpy.random.Generator`` the bootstrap draws from; required when
+        ``bootstrap > 0`` (``wtp.randomness.stage_rng(seed, "vw")`` in the pipeline).
     progress
         Called as ``progress(done, total)`` while bootstrapping.
     """
@@ -513,12 +513,12 @@ def van_westendorp(
         answers["segment"] = ALL
     if "weight" not in answers.columns:
         answers["weight"] = 1.0
-    seed = rng if isinstance(rng, int) else None
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if bootstrap and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"bootstrap={bootstrap} needs rng=numpy.random.Generator, got {type(rng).__name__}")
     settings = VanWestendorpSettings(
         inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau, nms_scale=nms_scale,
         nms_calibration=dict(nms_calibration or DEFAULT_CALIBRATION), nms_too_cheap=nms_too_cheap,
-        nms_too_expensive=nms_too_expensive, bootstrap=bootstrap, level=level, seed=seed,
+        nms_too_expensive=nms_too_expensive, bootstrap=bootstrap, level=level,
     )
     source = str(answers.attrs.get("source", "vw.csv"))
     kept, excluded = prepare_answers(answers, settings)
@@ -623,5 +623,5 @@ def van_westendorp(
         excluded=excluded,
         settings=settings,
         warnings=tuple(warnings),
-        provenance={"source": source, "wtp_version": wtp.__version__, "seed": seed, "n_rows": len(answers)},
+        provenance={"source": source, "wtp_version": wtp.__version__, "n_rows": len(answers)},
     )

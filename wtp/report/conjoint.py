@@ -12,13 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wtp.conjoint import ConjointResult, demand_curve
+from wtp.conjoint import ConjointResult, SimulatorTables
 from wtp.report import PALETTE, new_figure, provenance, render, svg
-
-
-def reference_product(result: ConjointResult) -> dict[str, str]:
-    """The product made of every attribute's first (reference) level."""
-    return {a: levels[0] for a, levels in result.attributes.items()}
+from wtp.schema import ALL
 
 
 def partworth_chart(result: ConjointResult, segment: str):
@@ -69,8 +65,8 @@ def demand_chart(curve: pd.DataFrame, currency: str = ""):
     """Share of the product against none as its price moves, one line per segment."""
     fig, ax = new_figure(7.2, 3.2)
     for i, (s, rows) in enumerate(curve.groupby("segment", sort=False)):
-        colour = "#1d2733" if s == "all" else PALETTE[i % len(PALETTE)]
-        ax.plot(rows["price"], 100 * rows["share"], color=colour, linewidth=2.0 if s == "all" else 1.3, label=s)
+        colour = "#1d2733" if s == ALL else PALETTE[i % len(PALETTE)]
+        ax.plot(rows["price"], 100 * rows["share"], color=colour, linewidth=2.0 if s == ALL else 1.3, label=s)
         if rows["lower"].notna().all():
             ax.fill_between(rows["price"], 100 * rows["lower"], 100 * rows["upper"], color=colour, alpha=0.10, linewidth=0)
     ax.set_ylim(0, 100)
@@ -147,9 +143,6 @@ def section_context(
             wtp_rows.append({"attribute": attr, "level": lv, "reference": levels[0], "cells": cells})
     imp = result.importances[result.importances["segment"].isin(segs)]
     table = imp.pivot(index="attribute", columns="segment", values="importance").reindex(index=list(dict.fromkeys(imp["attribute"])), columns=segs)
-    if demand is None and result.coding.none:
-        demand_product = demand_product or reference_product(result)
-        demand = demand_curve(result, demand_product, segment=segs)
     return {
         "cj_rows": rows,
         "cj_wtp_rows": wtp_rows,
@@ -193,21 +186,19 @@ def write_outputs(
     meta: dict,
     seed: int | None = None,
     inputs: dict | None = None,
-    scenario: pd.DataFrame | None = None,
-    rng: np.random.Generator | None = None,
+    tables: SimulatorTables | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Write partworths.csv, importances.csv, wtp.csv, demand.csv, simulation.csv (with a
     scenario), fit.csv, with HB individual_partworths.csv and diagnostics.json, and report.html
     into ``folder``; returns the simulation and demand frames.
 
-    The demand curve is drawn for the scenario's first product, or else for the product made of
-    every attribute's first level, against the no-choice option.
+    ``tables`` (:func:`wtp.conjoint.simulator_tables`) are computed before writing: nothing here
+    draws random numbers, so the same seed writes the same bytes.
     """
-    from wtp.conjoint import simulate_market
     from wtp.io import write_csv
 
     folder = Path(folder)
-    rng = rng if rng is not None else np.random.default_rng(seed)
+    tables = tables or SimulatorTables(None, None, None)
     write_csv(result.partworths, folder / "partworths.csv")
     write_csv(result.importances, folder / "importances.csv")
     write_csv(result.wtp, folder / "wtp.csv")
@@ -225,25 +216,17 @@ def write_outputs(
             diag["converged"] = bool(d["ok"].all())
             if "sampler" in d.columns:
                 diag["sampler"] = str(d["sampler"].iloc[0])
-        diag["mean_rlh"] = float(result.fit.set_index("segment").loc["all", "mean_rlh"])
+        diag["mean_rlh"] = float(result.fit.set_index("segment").loc[ALL, "mean_rlh"])
         (folder / "diagnostics.json").write_text(json.dumps(diag, indent=2), encoding="utf-8")
     out: dict[str, pd.DataFrame] = {}
-    simulation = None
-    if scenario is not None:
-        method = "rfc" if result.individual is not None else "logit"
-        simulation = simulate_market(result, scenario, method=method, rng=rng)
-        write_csv(simulation, folder / "simulation.csv")
-        out["simulation"] = simulation
-    demand = None
-    product = None
-    if result.coding.none:
-        if scenario is not None:
-            first = scenario.iloc[0]
-            product = {a: str(first[a]).strip() for a in result.attributes}
-        else:
-            product = reference_product(result)
-        demand = demand_curve(result, product, rng=rng)
-        write_csv(demand, folder / "demand.csv")
-        out["demand"] = demand
-    write_report(result, folder / "report.html", meta=meta, seed=seed, inputs=inputs, demand=demand, demand_product=product, simulation=simulation)
+    if tables.simulation is not None:
+        write_csv(tables.simulation, folder / "simulation.csv")
+        out["simulation"] = tables.simulation
+    if tables.demand is not None:
+        write_csv(tables.demand, folder / "demand.csv")
+        out["demand"] = tables.demand
+    write_report(
+        result, folder / "report.html", meta=meta, seed=seed, inputs=inputs,
+        demand=tables.demand, demand_product=tables.demand_product, simulation=tables.simulation,
+    )
     return out

@@ -19,6 +19,7 @@ from wtp.hb import ESS_MIN, RHAT_MAX
 from wtp.io import write_csv
 from wtp.maxdiff import MaxDiffResult
 from wtp.report import PALETTE, new_figure, provenance, render, svg
+from wtp.schema import ALL
 
 METHOD_NAMES = {
     "hb": "hierarchical Bayes (sequential best-worst MNL, PyMC)",
@@ -34,12 +35,12 @@ def _label(result: MaxDiffResult, item: str, width: int = 38) -> str:
 
 def _order(result: MaxDiffResult) -> list[str]:
     s = result.item_scores
-    return list(s[s["segment"] == "all"].sort_values("share", ascending=True)["item"])
+    return list(s[s["segment"] == ALL].sort_values("share", ascending=True)["item"])
 
 
 def share_chart(result: MaxDiffResult):
     """Share with 95% interval per item, one panel per segment (total first)."""
-    segs = ["all"] + [s for s in result.segments if s != "all"]
+    segs = [ALL] + [s for s in result.segments if s != ALL]
     order = _order(result)
     n = len(segs)
     cols = min(n, 3)
@@ -53,11 +54,11 @@ def share_chart(result: MaxDiffResult):
     for i, seg in enumerate(segs):
         ax = axes[i // cols][i % cols]
         sc = scores.loc[seg].reindex(order)
-        colour = PALETTE[0] if seg == "all" else PALETTE[(i % (len(PALETTE) - 1)) + 1]
+        colour = PALETTE[0] if seg == ALL else PALETTE[(i % (len(PALETTE) - 1)) + 1]
         ax.barh(y, sc["share"], color=colour, alpha=0.35, height=0.65)
         ax.errorbar(sc["share"], y, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3, capsize=2, linewidth=1)
         ax.axvline(100 / len(order), color="#5b6b7a", linestyle=":", linewidth=0.8)
-        ax.set_title("Total" if seg == "all" else seg, fontsize=9)
+        ax.set_title("All respondents" if seg == ALL else seg, fontsize=9)
         ax.set_xlim(0, top * 1.08)
         ax.set_yticks(y)
         ax.set_yticklabels([_label(result, it) for it in order], fontsize=8)
@@ -70,7 +71,7 @@ def share_chart(result: MaxDiffResult):
 
 def segment_chart(result: MaxDiffResult):
     """Segments side by side: each item's share per segment, with intervals."""
-    segs = [s for s in result.segments if s != "all"]
+    segs = [s for s in result.segments if s != ALL]
     if not segs:
         return None
     order = _order(result)
@@ -83,7 +84,7 @@ def segment_chart(result: MaxDiffResult):
         off = (i - (len(segs) - 1) / 2) * width
         colour = PALETTE[((i + 1) % (len(PALETTE) - 1)) + 1]  # same colour as its panel above
         ax.errorbar(sc["share"], y + off, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3.5, capsize=1.5, linewidth=0.9, label=seg)
-    allsc = scores.loc["all"].reindex(order)
+    allsc = scores.loc[ALL].reindex(order)
     ax.scatter(allsc["share"], y, marker="|", s=120, color="#1d2733", label="Total", zorder=3)
     ax.set_yticks(y)
     ax.set_yticklabels([_label(result, it) for it in order], fontsize=8)
@@ -163,12 +164,12 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
 
 
 def _comparison_rows(result: MaxDiffResult) -> tuple[list[str], list[dict]]:
-    segs = [s for s in result.segments if s != "all"]
+    segs = [s for s in result.segments if s != ALL]
     wide = result.item_scores.pivot(index="item", columns="segment", values="share")
     order = list(reversed(_order(result)))
     rows = []
     for it in order:
-        total = wide.loc[it, "all"]
+        total = wide.loc[it, ALL]
         cells = []
         for s in segs:
             v = wide.loc[it, s]

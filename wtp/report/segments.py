@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wtp.report import PALETTE, new_figure, plain, records, render, svg
+from wtp.report import PALETTE, money_digits, new_figure, plain, records, render, svg
+from wtp.schema import ALL
 
 # metric → (how to show it, which direction is better); None = neutral
 PROFILE_METRICS: list[tuple[str, str, str | None]] = [
@@ -106,7 +107,7 @@ def _curve_names(frame: pd.DataFrame, order: list[str] | None) -> tuple[list[str
     names = list(dict.fromkeys(frame["segment"]))
     if order:
         names = [n for n in order if n in names] + [n for n in names if n not in order]
-    return names, [n for n in names if n != "all"][:MAX_CURVES]
+    return names, [n for n in names if n != ALL][:MAX_CURVES]
 
 
 def survival_chart(cohort_result, order: list[str] | None = None):
@@ -119,9 +120,9 @@ def survival_chart(cohort_result, order: list[str] | None = None):
         colour = PALETTE[i % len(PALETTE)]
         ax.step(d["time"], d["survival"], where="post", color=colour, linewidth=1.4, label=str(name))
         ax.fill_between(d["time"], d["lower"], d["upper"], step="post", color=colour, alpha=0.15, linewidth=0)
-    if "all" in names:
-        d = surv[surv["segment"] == "all"]
-        ax.step(d["time"], d["survival"], where="post", color="#333333", linewidth=1.0, linestyle="--", label="all")
+    if ALL in names:
+        d = surv[surv["segment"] == ALL]
+        ax.step(d["time"], d["survival"], where="post", color="#333333", linewidth=1.0, linestyle="--", label=ALL)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"{cohort_result.period}s since start")
     ax.set_ylabel("Share still a customer")
@@ -143,7 +144,7 @@ def ltv_chart(cohort_result, order: list[str] | None = None):
     return svg(fig)
 
 
-def _retention_grid(cohort_result, segment: str = "all", ages=(1, 3, 6, 12, 24, 36), max_cohorts: int = 18):
+def _retention_grid(cohort_result, segment: str = ALL, ages=(1, 3, 6, 12, 24, 36), max_cohorts: int = 18):
     ret = cohort_result.retention
     d = ret[ret["segment"] == segment]
     if d.empty:
@@ -182,6 +183,8 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     meta.setdefault("name", "wtp study")
     meta.setdefault("currency", "")
     meta.setdefault("period", scores.period)
+    # a study report passes its own; alone, the segments' ARPA sets the money decimals
+    meta.setdefault("money_digits", money_digits(scores.scores["arpa"].tolist() if "arpa" in scores.scores.columns else []))
     order = scores.scores["segment"].tolist()
     # curves: the biggest segments first (only the first few are drawn)
     by_size = scores.scores.sort_values("customers", ascending=False, kind="stable")["segment"].tolist()

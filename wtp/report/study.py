@@ -9,24 +9,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from wtp.report import provenance, render, slug
+from wtp.report import money_digits, provenance, render, slug
+from wtp.schema import ALL, segment_order
 
 
-def _meta(study) -> dict:
-    return {"name": study.name, "currency": study.currency, "price_unit": study.price_unit, "period": study.period}
+def study_meta(run) -> dict:
+    """What every page of a study shows in its header and formats money with."""
+    study = run.study
+    return {
+        "name": study.name, "currency": study.currency, "price_unit": study.price_unit, "period": study.period,
+        "money_digits": money_digits_for(run),
+    }
+
+
+def money_digits_for(run) -> int:
+    """One number of decimals for every money figure of a study's pages and workbook, fitted to
+    its price level (:func:`wtp.report.money_digits`): the pooled Van Westendorp range, else the
+    entry prices, else the segments' ARPA."""
+    prices: list = []
+    if run.vw is not None:
+        pp = run.vw.price_points
+        prices = pp.loc[pp["segment"] == ALL, ["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()
+    if not prices and run.price_books is not None and "entry_price" in run.price_books.scenarios.columns:
+        prices = run.price_books.scenarios["entry_price"].tolist()
+    if not prices and run.segments is not None and "arpa" in run.segments.scores.columns:
+        prices = run.segments.scores["arpa"].tolist()
+    return money_digits(prices)
 
 
 def segment_names(run) -> list[str]:
-    """Segments known to any stage, in the order the study gives them (never the reserved 'all')."""
-    names: list[str] = []
+    """The study's segments in its one order (:func:`wtp.schema.segment_order`), never the
+    reserved 'all' — unless the study has no segments, when 'all' is the only page."""
     study = run.study
-    if study.segments is not None:
-        names += study.segments["segment"].tolist()
-    for frame in (study.respondents, study.vw, study.maxdiff, study.conjoint):
-        if frame is not None and "segment" in frame.columns:
-            names += frame["segment"].dropna().tolist()
-    names = [n for n in dict.fromkeys(names) if n != "all"]
-    return names or ["all"]
+    order = study.segment_order or segment_order(study.segments, study.respondents, [study.vw, study.maxdiff, study.conjoint])
+    return list(order) or [ALL]
 
 
 def segment_pages(segments: list[str]) -> list[dict[str, str]]:
@@ -86,7 +102,7 @@ def _segment_risks(run, segment: str) -> list[str]:
 
 def write_pages(run, out: Path) -> list[Path]:
     study = run.study
-    meta = _meta(study)
+    meta = study_meta(run)
     prov = provenance(run.seed, study.checksums())
     segments = segment_names(run)
     pages = segment_pages(segments)
@@ -113,7 +129,7 @@ def _index_sections(run, meta) -> dict[str, Any]:
     if run.vw is not None:
         from wtp.report.vw import section_context
 
-        ctx["vw"] = section_context(run.vw, meta["currency"], ["all"])
+        ctx["vw"] = section_context(run.vw, meta["currency"], [ALL])
     if run.price_books is not None:
         from wtp.report.pricing import section_context
 
