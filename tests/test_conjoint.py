@@ -134,7 +134,7 @@ def _two_task_types(n1=4, k1=3, n2=5, k2=1, weights=None) -> pd.DataFrame:
 
 
 def test_mnl_closed_form_partworths_wtp_importances():
-    res = estimate_conjoint(_answers(_two_task_types()), levels={"feature": ["A", "B"]})
+    res = estimate_conjoint(_answers(_two_task_types()), levels={"feature": ["A", "B"]}, se="plain")
     b_b = math.log(3)
     b_p = math.log(1 / 4) / 10
     pw = res.partworths.set_index(["attribute", "level"])
@@ -217,7 +217,7 @@ def test_matches_statsmodels_conditional_logit():
     a = a.merge(none_chosen.assign(drop=1), on=["respondent_id", "task"], how="left")
     a = a[a["drop"].isna() & (a["none"] == 0)].drop(columns=["drop", "none"])
     ans = _answers(a)
-    res = estimate_conjoint(ans, levels=sim.attributes)
+    res = estimate_conjoint(ans, levels=sim.attributes, se="plain")
     data = prepare_choice_data(ans, levels=sim.attributes)
     flat = data.X[data.available]
     endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
@@ -228,6 +228,76 @@ def test_matches_statsmodels_conditional_logit():
     np.testing.assert_allclose(ours["estimate"].to_numpy(), sm.params, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(ours["se"].to_numpy(), sm.bse, rtol=1e-6)
     assert res.fit["loglik"].iloc[0] == pytest.approx(sm.llf, rel=1e-10)
+
+
+def test_clustered_se_hand_computed_saturated_and_repeated_tasks():
+    """Saturated one-task-per-respondent model: the score variance equals the information, so the
+    clustered covariance is the plain one × G/(G−1). Answering every task twice, identically,
+    halves the plain variance (twice the 'evidence') but leaves the clustered one unchanged."""
+    frame = _two_task_types()
+    levels = {"feature": ["A", "B"]}
+    plain = estimate_conjoint(_answers(frame), levels=levels, se="plain")
+    cluster = estimate_conjoint(_answers(frame), levels=levels)
+    assert cluster.se_type == "cluster" and plain.se_type == "plain"
+    g = frame["respondent_id"].nunique()
+    ratio = cluster.parameters["se"].to_numpy() / plain.parameters["se"].to_numpy()
+    np.testing.assert_allclose(ratio, math.sqrt(g / (g - 1)), rtol=1e-6)
+    twice = pd.concat([frame, frame.assign(task=2)], ignore_index=True)
+    plain2 = estimate_conjoint(_answers(twice), levels=levels, se="plain")
+    cluster2 = estimate_conjoint(_answers(twice), levels=levels)
+    np.testing.assert_allclose(plain2.parameters["se"], plain.parameters["se"] / math.sqrt(2), rtol=1e-6)
+    np.testing.assert_allclose(cluster2.parameters["se"], cluster.parameters["se"], rtol=1e-6)
+    w2 = cluster2.wtp.set_index(["attribute", "level"])
+    assert w2.loc[("feature", "B"), "se"] == pytest.approx(cluster.wtp.set_index(["attribute", "level"]).loc[("feature", "B"), "se"], rel=1e-6)
+
+
+def test_clustered_se_matches_statsmodels_binary_logit_cluster():
+    """Two alternatives: the conditional logit is a binary logit on the attribute differences
+    without intercept, and statsmodels' Logit gives its respondent-clustered covariance
+    (without its (N−1)/(N−K) least-squares factor, with G/(G−1))."""
+    import statsmodels.api as sm
+
+    from wtp.simulate import simulate_conjoint
+
+    sim = simulate_conjoint(150, n_tasks=8, n_alts=2, none=False, segments=1, seed=11, heterogeneity=1.0)
+    ans = _answers(sim.answers)
+    res = estimate_conjoint(ans, levels=sim.attributes)
+    data = prepare_choice_data(ans, levels=sim.attributes)
+    diff = data.X[:, 0, :] - data.X[:, 1, :]
+    y = (data.chosen == 0).astype(float)
+    g = data.respondents.size
+    fit = sm.Logit(y, diff).fit(disp=0, method="newton", cov_type="cluster", cov_kwds={"groups": data.respondent, "use_correction": False})
+    ours = res.parameters[res.parameters.segment == "all"]
+    np.testing.assert_allclose(ours["estimate"].to_numpy(), fit.params, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours["se"].to_numpy(), np.sqrt(np.diag(fit.cov_params()) * g / (g - 1)), rtol=1e-6)
+
+
+def test_clustered_se_matches_statsmodels_conditional_logit_group_scores():
+    """More than two alternatives: statsmodels' ConditionalLogit gives the Hessian and each task's
+    score (``score_grp``); summed per respondent they make the same sandwich."""
+    from statsmodels.discrete.conditional_models import ConditionalLogit
+
+    from wtp.conjoint import cluster_covariance
+
+    sim = _small_sim(n=120, none=False, heterogeneity=1.0)
+    ans = _answers(sim.answers)
+    res = estimate_conjoint(ans, levels=sim.attributes)
+    data = prepare_choice_data(ans, levels=sim.attributes)
+    flat = data.X[data.available]
+    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
+    groups = np.repeat(np.arange(data.n_choices), data.available.sum(axis=1))
+    model = ConditionalLogit(endog, flat, groups=groups)
+    smfit = model.fit(disp=0, method="newton", maxiter=100)
+    task_scores = np.array([model.score_grp(i, smfit.params) for i in range(data.n_choices)])
+    per_resp = np.zeros((data.respondents.size, flat.shape[1]))
+    np.add.at(per_resp, data.respondent, task_scores)
+    bread = np.linalg.inv(-model.hessian(smfit.params))
+    oracle = cluster_covariance(bread, per_resp)
+    ours = res.parameters[res.parameters.segment == "all"]
+    np.testing.assert_allclose(ours["se"].to_numpy(), np.sqrt(np.diag(oracle)), rtol=1e-5)
+    # heterogeneous respondents: the clustered errors are wider than the plain ones
+    plain = estimate_conjoint(ans, levels=sim.attributes, se="plain").parameters
+    assert (ours["se"].to_numpy() > plain[plain.segment == "all"]["se"].to_numpy()).mean() > 0.5
 
 
 def test_segments_get_their_own_fit_and_all():

@@ -357,7 +357,8 @@ def segments_command(
     cust = validate_customers(read_table(customers), segments=segs["segment"].tolist()) if customers is not None else None
     growth = parse_grow(grow or [], segs["segment"].tolist())
     as_of = settings.get("study", {}).get("as_of")
-    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of) if cust is not None else None
+    export_date = settings.get("study", {}).get("export_date")
+    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date) if cust is not None else None
     scoring = score_settings(settings.get("segments"))
     scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
     scenario = what_if(scores, growth) if growth else None
@@ -366,6 +367,10 @@ def segments_command(
         inputs[customers.name] = _sha256(customers)
     with atomic_output_dir(out) as tmp:
         written = write_outputs(tmp, scores, cohort_result, scenario, meta=meta, provenance=provenance(seed, inputs))
+    for message in cohort_result.warnings if cohort_result is not None else ():
+        typer.echo(f"warning: {message}", err=True)
+    for message in cohort_result.notes if cohort_result is not None else ():
+        typer.echo(f"note: {message}", err=True)
     echo_table(scores.summary())
     if scenario is not None:
         echo_table(scenario.summary(), float_digits=4)

@@ -15,6 +15,7 @@ The module follows the analyst's workflow:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -622,7 +623,12 @@ def prepare_choice_data(
 
 @dataclass(frozen=True)
 class MNLFit:
-    """One aggregate MNL fit: estimates, covariance (inverse Hessian) and fit statistics."""
+    """One aggregate MNL fit: estimates, covariances and fit statistics.
+
+    ``cov`` is the model-based covariance (inverse Hessian of the weighted log-likelihood);
+    ``cov_cluster`` the respondent-clustered sandwich ``G/(G−1) · H⁻¹ (Σ_g s_g s_gᵀ) H⁻¹``
+    with ``s_g`` the score summed over respondent ``g``'s tasks (see :func:`cluster_covariance`).
+    """
 
     beta: np.ndarray
     cov: np.ndarray
@@ -632,6 +638,7 @@ class MNLFit:
     iterations: int
     n_respondents: int
     n_choices: int
+    cov_cluster: np.ndarray | None = None
 
 
 def _mnl_value_grad_hess(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, hessian: bool = True):
@@ -689,7 +696,38 @@ def fit_mnl(data: ChoiceData, *, max_iter: int = 200) -> MNLFit:
     converged = bool(res.success or np.max(np.abs(grad)) < 1e-4 * max(1.0, float(w.sum())) ** 0.5)
     n_alts = avail.sum(axis=1)
     ll_null = float(-(w @ np.log(n_alts)))
-    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices)
+    scores = _respondent_scores(res.x, X, avail, chosen, w, data.respondent)
+    robust = cluster_covariance(cov, scores)
+    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices, robust)
+
+
+def _respondent_scores(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, respondent: np.ndarray) -> np.ndarray:
+    """Weighted score (gradient of the log-likelihood) summed per respondent: G × P."""
+    v = np.where(available, X @ beta, -np.inf)
+    v = v - v.max(axis=1, keepdims=True)
+    p = np.exp(v)
+    p /= p.sum(axis=1, keepdims=True)
+    s = w[:, None] * (X[np.arange(chosen.size), chosen] - np.einsum("ta,tap->tp", p, X))
+    codes, _ = pd.factorize(respondent)
+    out = np.zeros((int(codes.max()) + 1 if codes.size else 0, X.shape[2]))
+    np.add.at(out, codes, s)
+    return out
+
+
+def cluster_covariance(bread: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Cluster-robust (sandwich) covariance ``G/(G−1) · B (Σ_g s_g s_gᵀ) B``.
+
+    ``bread`` is the inverse Hessian of the negative log-likelihood, ``scores`` the score
+    summed within each cluster (G × P). Respondents answer several tasks, and their errors are
+    correlated across them (their tastes differ from the average), so the model-based
+    covariance, which treats every task as independent, is too small. ``G/(G−1)`` is the usual
+    small-sample factor for maximum-likelihood models (Stata's ``vce(cluster)`` for logit);
+    statsmodels multiplies by ``(N−1)/(N−K)`` as well, a least-squares factor we do not use.
+    """
+    g = scores.shape[0]
+    meat = scores.T @ scores
+    factor = g / (g - 1) if g > 1 else np.nan
+    return factor * (bread @ meat @ bread)
 
 
 def _free_columns(X: np.ndarray, available: np.ndarray) -> np.ndarray:
@@ -716,7 +754,9 @@ def fit_mnl_identified(data: ChoiceData) -> MNLFit:
     beta[free] = fit.beta
     cov = np.full((p, p), np.nan)
     cov[np.ix_(free, free)] = fit.cov
-    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices)
+    robust = np.full((p, p), np.nan)
+    robust[np.ix_(free, free)] = fit.cov_cluster
+    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices, robust)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -779,6 +819,7 @@ class ConjointResult:
     n_respondents: int = 0
     n_used: int = 0
     source: str = "conjoint.csv"
+    se_type: str = "cluster"  # "cluster", "plain" (MNL) or "posterior" (HB)
 
     @property
     def attributes(self) -> dict[str, list[str]]:
@@ -921,12 +962,14 @@ def _segment_order(segment: np.ndarray) -> list[str]:
     return [s for s in segs if s != RESERVED_SEGMENT] + [RESERVED_SEGMENT]
 
 
-def _estimate_mnl(data: ChoiceData) -> tuple[dict, dict, list, list]:
+def _estimate_mnl(data: ChoiceData, se: str = "cluster") -> tuple[dict, dict, list, list]:
     betas, covs, fits, notes = {}, {}, [], []
     for seg in _segment_order(data.segment):
         sub = data if seg == RESERVED_SEGMENT else data.subset(data.segment == seg)
         fit = fit_mnl_identified(sub)
-        betas[seg], covs[seg] = fit.beta, fit.cov
+        betas[seg], covs[seg] = fit.beta, fit.cov_cluster if se == "cluster" else fit.cov
+        if se == "cluster" and fit.n_respondents < 2:
+            notes.append(f"segment {seg}: one respondent, so no respondent-clustered standard errors; intervals are not available.")
         slope = data.coding.price_slope_row()
         with np.errstate(invalid="ignore"):
             pc = float(slope @ np.nan_to_num(fit.beta)) if np.isfinite(fit.beta[slope != 0]).all() else np.nan
@@ -965,6 +1008,7 @@ def estimate_conjoint(
     tune: int | None = None,
     chains: int = 4,
     progress: bool = False,
+    se: Literal["cluster", "plain"] = "cluster",
 ) -> ConjointResult:
     """Estimate part-worths, importances and willingness to pay per segment and for ``all``.
 
@@ -977,7 +1021,7 @@ def estimate_conjoint(
         Attribute → ordered levels (first = reference), e.g. ``Study.attribute_levels``.
     method
         ``"mnl"`` — aggregate multinomial logit per segment and pooled (``all``), weights in
-        the likelihood, standard errors from the inverse Hessian; ``"hb"`` — hierarchical MNL
+        the likelihood, standard errors clustered by respondent (see ``se``); ``"hb"`` — hierarchical MNL
         (``wtp.hb``) with individual part-worths; segment numbers are weighted means over the
         segment's respondents.
     coding
@@ -993,13 +1037,21 @@ def estimate_conjoint(
         default), number of chains.
     progress
         Show the HB sampler's progress bar.
+    se
+        MNL standard errors: ``"cluster"`` (default) — the sandwich clustered by respondent
+        with the ``G/(G−1)`` correction, because a respondent's many tasks are not independent;
+        ``"plain"`` — the inverse Hessian, which treats every task as a separate person and is
+        too narrow for panel data. WTP intervals and the price p-value follow the choice.
     """
     if method not in ("mnl", "hb"):
         raise InputError(Problem("options", None, "method", "'mnl' or 'hb'", method))
+    if se not in ("cluster", "plain"):
+        raise InputError(Problem("options", None, "se", "'cluster' or 'plain'", se))
+    se_type = se if method == "mnl" else "posterior"
     data = prepare_choice_data(answers, levels=levels, coding=coding, price=price)
     source = str(answers.attrs.get("source", "conjoint.csv"))
     if method == "mnl":
-        betas, covs, fits, notes = _estimate_mnl(data)
+        betas, covs, fits, notes = _estimate_mnl(data, se)
         pw, imp, wtp = [], [], []
         for seg in betas:
             a, b, c = _linear_tables(seg, data.coding, betas[seg], covs[seg])
@@ -1021,10 +1073,10 @@ def estimate_conjoint(
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}")
         tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains, progress=progress)
-    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source)
+    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source, se_type=se_type)
 
 
-def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str) -> ConjointResult:
+def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str, se_type: str = "posterior") -> ConjointResult:
     partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
     warn = _price_warnings(fit)
     ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
@@ -1046,6 +1098,7 @@ def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: in
         n_respondents=n_respondents,
         n_used=int(data.respondents.size),
         source=source,
+        se_type=se_type,
     )
 
 

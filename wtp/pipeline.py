@@ -98,7 +98,10 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
 
     cohort_result = None
     if study.customers is not None:
-        cohort_result = cohorts(study.customers, period=study.period, as_of=study.as_of)
+        export_date = study.settings.get("study", {}).get("export_date")
+        cohort_result = cohorts(study.customers, period=study.period, as_of=study.as_of, export_date=export_date)
+        for message in cohort_result.warnings:
+            say(f"segments: {message}")
     return score_segments(
         study.segments, period=study.period, as_of=study.as_of, cohort_result=cohort_result,
         **score_settings(study.settings.get("segments")),
@@ -216,6 +219,7 @@ def _attention(run: StudyRun) -> list[str]:
         attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
     seg = run.segments
     if seg is not None:
+        run.attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))
         for rec in seg.flags.to_dict("records"):
             attention.append(f"Segments: {rec['segment']} is {rec['flag']}: {rec['reason']}")
     vw = run.vw

@@ -80,9 +80,16 @@ def _methods(result: ConjointResult) -> list[str]:
     c = result.coding
     out = []
     if result.method == "mnl":
+        se = (
+            "standard errors clustered by respondent (sandwich with the G/(G−1) correction), because each respondent "
+            "answers several tasks and those answers are not independent"
+            if result.se_type == "cluster"
+            else "plain standard errors from the inverse Hessian (every task treated as independent: too narrow when "
+            "respondents answer several tasks)"
+        )
         out.append(
             "Aggregate multinomial logit per segment and for all respondents pooled, survey weights in the "
-            "likelihood (rescaled to average 1); standard errors from the inverse Hessian."
+            f"likelihood (rescaled to average 1); {se}."
         )
     else:
         out.append(
