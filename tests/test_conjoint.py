@@ -14,6 +14,7 @@ from wtp.conjoint import (
     design_conjoint,
     estimate_conjoint,
     evaluate_design,
+    extrapolation,
     prepare_choice_data,
     simulate_market,
 )
@@ -384,7 +385,8 @@ def test_simulate_market_hand_computed_logit_share():
     expected = math.exp(vb) / (math.exp(va) + math.exp(vb))
     assert out.set_index("product").loc["b", "share"] == pytest.approx(expected, rel=1e-6)
     assert out["share"].sum() == pytest.approx(1.0)
-    assert list(out.columns) == ["segment", "product", "share", "lower", "upper"]
+    assert list(out.columns) == ["segment", "product", "share", "lower", "upper", "extrapolated"]
+    assert not out["extrapolated"].any()  # 10 and 15 lie within the tested 10–20
 
 
 def test_simulator_none_rfc_and_demand_curve():
@@ -414,7 +416,8 @@ def test_simulator_none_rfc_and_demand_curve():
     ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
     assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
     curve = demand_curve(res, products.iloc[1], segment="all")
-    assert list(curve.columns) == ["segment", "price", "share", "lower", "upper"]
+    assert list(curve.columns) == ["segment", "price", "share", "lower", "upper", "extrapolated"]
+    assert not curve["extrapolated"].any()
     assert curve["price"].min() == min(sim.prices) and curve["price"].max() == max(sim.prices)
     assert (np.diff(curve["share"]) < 0).all()
     # the curve at a price equals the simulator with the product alone against none
@@ -779,3 +782,162 @@ def test_real_eggs_through_cli(tmp_path):
     r = _run("conjoint", path, "--out", tmp_path / "out")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "wtp.csv").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Numeric attributes (seats, GB, minutes): a utility per unit
+
+
+NUM_ATTRS = {"Support": ["Email", "Chat"], "Seats": ["1", "5", "10", "20"]}
+
+
+def _numeric_sim(n=600, seed=3, **kw):
+    from wtp.simulate import SegmentSpec, simulate_conjoint
+
+    return simulate_conjoint(
+        n, n_tasks=10, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], attributes=NUM_ATTRS, numeric={"Seats": 0.06}, seed=seed, **kw
+    )
+
+
+def test_numeric_attribute_is_one_column_as_statsmodels_sees_it():
+    """Linear seats = one regressor holding the number of seats: statsmodels' ConditionalLogit on
+    that column gives the same coefficient per seat; WTP per seat, per level and importance
+    follow by hand."""
+    from statsmodels.discrete.conditional_models import ConditionalLogit
+
+    sim = _numeric_sim(n=100)
+    a = sim.answers
+    none_chosen = a[(a["none"] == 1) & (a["chosen"] == 1)][["respondent_id", "task"]]
+    a = a.merge(none_chosen.assign(drop=1), on=["respondent_id", "task"], how="left")
+    a = a[a["drop"].isna() & (a["none"] == 0)].drop(columns=["drop", "none", "segment"])
+    ans = _answers(a)
+    res = estimate_conjoint(ans, levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], se="plain")
+    x = np.column_stack([(a["Support"] == "Chat").to_numpy(float), a["Seats"].astype(float).to_numpy(), a["price"].to_numpy(float)])
+    groups = a.groupby(["respondent_id", "task"], sort=False).ngroup().to_numpy()
+    sm = ConditionalLogit(a["chosen"].to_numpy(float), x, groups=groups).fit(disp=0, method="newton", maxiter=100)
+    pw = res.partworths.set_index(["attribute", "level"])
+    assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
+    assert pw.loc[("Seats", "per_unit"), "utility"] == pytest.approx(sm.params[1], rel=1e-6)
+    assert pw.loc[("Seats", "per_unit"), "se"] == pytest.approx(sm.bse[1], rel=1e-5)
+    assert pw.loc[("price", "per_unit"), "utility"] == pytest.approx(sm.params[2], rel=1e-6)
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    per_seat = -sm.params[1] / sm.params[2]
+    assert w[("Seats", "per_unit")] == pytest.approx(per_seat, rel=1e-6)
+    assert w[("Seats", "10")] == pytest.approx(per_seat * 9, rel=1e-6) and w[("Seats", "1")] == 0
+    imp = res.importances.set_index("attribute")["importance"]
+    raw = {"Support": abs(sm.params[0]), "Seats": abs(sm.params[1]) * 19, "price": abs(sm.params[2]) * (max(sim.prices) - min(sim.prices))}
+    assert imp["Seats"] == pytest.approx(100 * raw["Seats"] / sum(raw.values()), rel=1e-6)
+
+
+def test_piecewise_with_every_knot_is_the_partworth_model():
+    """Knots at every inner tested value: the piecewise line passes through every level's
+    part-worth, so it is the categorical model in another basis (same fit, same utilities)."""
+    sim = _numeric_sim(n=300)
+    ans = _answers(sim.answers)
+    cat = estimate_conjoint(ans, levels={"Seats": ["1", "5", "10", "20"]})
+    pw = estimate_conjoint(ans, numeric={"Seats": [5, 10]})
+    assert pw.fit["loglik"].iloc[0] == pytest.approx(cat.fit["loglik"].iloc[0], rel=1e-9)
+    levels = pw.partworths[pw.partworths.attribute == "Seats"]["level"].unique().tolist()
+    assert levels == ["per_unit:1-5", "per_unit:5-10", "per_unit:10-20"]
+    wc = cat.wtp.set_index(["segment", "attribute", "level"])["wtp"]
+    wp = pw.wtp.set_index(["segment", "attribute", "level"])["wtp"]
+    for lv in ["5", "10", "20"]:
+        assert wp[("all", "Seats", lv)] == pytest.approx(wc[("all", "Seats", lv)], rel=1e-6)
+    # slope of a piece = the part-worth difference over its width
+    u = cat.partworths.set_index(["segment", "attribute", "level"])["utility"]
+    slope = pw.partworths.set_index(["segment", "attribute", "level"])["utility"][("all", "Seats", "per_unit:5-10")]
+    assert slope == pytest.approx((u[("all", "Seats", "10")] - u[("all", "Seats", "5")]) / 5, rel=1e-6)
+    assert pw.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")] == pytest.approx(
+        cat.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")], rel=1e-6
+    )
+
+
+def test_numeric_recovery_money_per_unit_within_10_percent():
+    """Heterogeneous respondents (normal part-worths, lognormal value per seat, lognormal price
+    sensitivity): the aggregate MNL recovers the money value of a seat within 10%."""
+    from wtp.simulate import SegmentSpec, simulate_conjoint
+
+    for seed in (21, 22):
+        sim = simulate_conjoint(
+            1500, n_tasks=10, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)],
+            attributes={**NUM_ATTRS, "SSO": ["Not included", "Included"]}, numeric={"Seats": 0.06}, seed=seed,
+        )  # fmt: skip
+        res = estimate_conjoint(_answers(sim.answers), numeric=["Seats"])
+        got = res.wtp.set_index(["segment", "attribute", "level"])
+        truth = sim.wtp.set_index(["segment", "attribute", "level"])["wtp"][("all", "Seats", "per_unit")]
+        est = got.loc[("all", "Seats", "per_unit")]
+        assert est["wtp"] == pytest.approx(truth, rel=0.10), (seed, est["wtp"], truth)
+        assert est["lower"] < est["wtp"] < est["upper"]
+
+
+def test_simulator_interpolates_numeric_levels_and_marks_extrapolation():
+    sim = _numeric_sim(n=300)
+    res = estimate_conjoint(_answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"])
+    products = pd.DataFrame({"product": ["mid", "big", "dear"], "Support": ["Email"] * 3, "Seats": [7.5, 40, 10], "price": [60, 60, 2 * max(sim.prices)]})
+    out = simulate_market(res, products, segment="all").set_index("product")
+    assert out.loc[["mid", "big", "dear"], "extrapolated"].tolist() == [False, True, True]
+    # 7.5 seats lies halfway between 5 and 10: its utility is the average of theirs
+    pw = res.partworths.set_index(["segment", "attribute", "level"])["utility"]
+    b_seat, b_price, b_none = pw[("all", "Seats", "per_unit")], pw[("all", "price", "per_unit")], pw[("all", "none", "none")]
+    v = np.array([6.5 * b_seat + 60 * b_price, 39 * b_seat + 60 * b_price, 9 * b_seat + 2 * max(sim.prices) * b_price, b_none])
+    np.testing.assert_allclose(out["share"].to_numpy(), np.exp(v) / np.exp(v).sum(), rtol=1e-6)
+    ext = extrapolation(res, products).set_index(["product", "attribute"])
+    assert ext.loc[("big", "Seats"), "outside_by"] == pytest.approx(20.0)
+    assert ext.loc[("big", "Seats"), "outside_share"] == pytest.approx(20 / 19)
+    assert ext.loc[("dear", "price"), "outside_by"] == pytest.approx(max(sim.prices))
+    assert len(ext) == 2
+    curve = demand_curve(res, {"Seats": 12}, [min(sim.prices), 3 * max(sim.prices)], segment="all")
+    assert curve["extrapolated"].tolist() == [False, True]
+
+
+def test_numeric_attribute_errors_are_located(tmp_path):
+    sim = _numeric_sim(n=40)
+    frame = sim.answers.copy()
+    frame["Seats"] = frame["Seats"].astype(object)
+    frame.loc[3, "Seats"] = "ten"
+    with pytest.raises(InputError) as err:
+        estimate_conjoint(_answers(frame), numeric=["Seats"])
+    assert err.value.row == 5 and err.value.column == "Seats"
+    with pytest.raises(InputError, match="an attribute of the conjoint"):
+        estimate_conjoint(_answers(sim.answers), numeric=["Seats", "Storage"])
+    with pytest.raises(InputError, match="knots among the tested values"):
+        estimate_conjoint(_answers(sim.answers), numeric={"Seats": [7]})
+
+
+def test_cli_numeric_from_study_and_extrapolated_scenario(tmp_path):
+    sim = _numeric_sim(n=300)
+    sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
+    (tmp_path / "study.toml").write_text('[study]\nname = "n"\ncurrency = "USD"\n[conjoint]\nnumeric = ["Seats"]\n')
+    scen = tmp_path / "scenario.csv"
+    pd.DataFrame({"product": ["in", "out"], "Support": ["Chat", "Chat"], "Seats": [8, 8], "price": [50, 4 * max(sim.prices)]}).to_csv(scen, index=False)
+    out = tmp_path / "out"
+    r = _run("conjoint", tmp_path / "conjoint.csv", "--study", tmp_path, "--scenario", scen, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "out: price" in r.output and "above the tested range" in r.output
+    pw = pd.read_csv(out / "partworths.csv")
+    assert pw[pw.attribute == "Seats"]["level"].tolist() == ["per_unit"]
+    w = pd.read_csv(out / "wtp.csv")
+    assert {"per_unit", "20"} <= set(w.loc[w.attribute == "Seats", "level"].astype(str))
+    ext = pd.read_csv(out / "extrapolation.csv")
+    assert ext["product"].tolist() == ["out"] and ext["attribute"].tolist() == ["price"]
+    assert pd.read_csv(out / "simulation.csv").set_index(["segment", "product"])["extrapolated"][("all", "out")]
+    html = (out / "report.html").read_text()
+    assert "extrapolated" in html and "per unit" in html
+
+
+def test_real_cars_numeric_operating_cost_and_acceleration():
+    """Operating cost (cents/mile) and 0–60 time as quantities: a money value per unit, close to
+    the banded model where the bands are well measured; survey weights make the clustered
+    errors much wider than the plain ones (the plain ones ignore the weights' variability)."""
+    levels = {"powertrain": ["conventional", "hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]}
+    ans = _answers(_cars())
+    banded = estimate_conjoint(ans, levels={**levels, "opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"]})
+    res = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"])
+    _price_ok(res)
+    assert len(res.parameters) == len(banded.parameters) - 4
+    w = res.wtp.set_index(["attribute", "level"])
+    assert w.loc[("opcost", "per_unit"), "upper"] < 0 and w.loc[("accel", "per_unit"), "upper"] < 0
+    b = banded.wtp.set_index(["attribute", "level"])
+    assert b.loc[("opcost", "19"), "lower"] < w.loc[("opcost", "19"), "wtp"] < b.loc[("opcost", "19"), "upper"]
+    plain = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"], se="plain")
+    assert (res.parameters["se"] > plain.parameters["se"]).all()

@@ -139,12 +139,12 @@ def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Pr
 
 
 def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
-    from wtp.conjoint import conjoint_levels, estimate_conjoint
+    from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint
 
     settings = study.settings.get("conjoint", {})
     method = settings.get("method", "mnl")
     return estimate_conjoint(
-        study.conjoint, levels=conjoint_levels(study.settings) or None, method=method,
+        study.conjoint, levels=conjoint_levels(study.settings) or None, method=method, numeric=conjoint_numeric(study.settings),
         coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"), rng=rng,
         draws=int(settings.get("draws", 300 if fast else 1000)), tune=int(settings.get("tune", 300 if fast else 1000)),
     )

@@ -96,6 +96,13 @@ def _methods(result: ConjointResult) -> list[str]:
             "Hierarchical Bayes multinomial logit: individual part-worths drawn around segment means; "
             "segment figures are weighted means over the segment's respondents per posterior draw."
         )
+    if c.numeric:
+        parts = [f"{a} ({'linear' if not k else 'piecewise linear, knots ' + ', '.join(f'{x:g}' for x in k)}; tested {c.levels[a][0]}–{c.levels[a][-1]})" for a, k in c.numeric.items()]
+        out.append(
+            "Numeric attributes, one utility per unit (money value per unit = −β_unit / β_price; importance = "
+            "|β| × the tested range): " + "; ".join(parts) + ". Between tested values the simulator interpolates; "
+            "outside them it extrapolates and says so."
+        )
     out.append(
         f"{'Dummy' if c.coding == 'dummy' else 'Effects'} coding with the first level of each attribute as reference; "
         + ("price as one linear term (utility per currency unit)." if c.price == "linear" else "price as part-worths per tested price.")
@@ -121,6 +128,7 @@ def section_context(
     demand: pd.DataFrame | None = None,
     demand_product: dict | None = None,
     simulation: pd.DataFrame | None = None,
+    extrapolated: pd.DataFrame | None = None,
 ) -> dict:
     """What the conjoint section template needs (keys start with ``cj_``)."""
     segs = [s for s in (segments or result.segments) if s in result.segments]
@@ -142,6 +150,10 @@ def section_context(
     wide = result.wtp.set_index(["segment", "attribute", "level"])
     wtp_rows = []
     for attr, levels in result.attributes.items():
+        units = [label for label, _ in result.coding.unit_rows(attr)] if attr in result.coding.numeric else []
+        for lv in units:
+            cells = [wide.loc[(s, attr, lv)].to_dict() if (s, attr, lv) in wide.index else None for s in segs]
+            wtp_rows.append({"attribute": attr, "level": lv.replace("per_unit", "per unit"), "reference": "", "cells": cells})
         for lv in levels[1:]:
             cells = []
             for s in segs:
@@ -160,6 +172,7 @@ def section_context(
         "cj_demand_svg": demand_chart(demand, currency) if demand is not None else None,
         "cj_demand_product": demand_product or {},
         "cj_simulation": simulation.to_dict("records") if simulation is not None else [],
+        "cj_extrapolated": extrapolated.to_dict("records") if extrapolated is not None else [],
         "cj_warnings": list(result.warnings),
         "cj_notes": list(result.notes),
         "cj_methods": _methods(result),
@@ -180,9 +193,10 @@ def write_report(
     demand: pd.DataFrame | None = None,
     demand_product: dict | None = None,
     simulation: pd.DataFrame | None = None,
+    extrapolated: pd.DataFrame | None = None,
 ) -> Path:
     meta = {"name": "wtp study", "currency": "", "price_unit": "", **meta}
-    ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation)
+    ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation, extrapolated=extrapolated)
     return render("conjoint.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
 
@@ -229,11 +243,15 @@ def write_outputs(
     if tables.simulation is not None:
         write_csv(tables.simulation, folder / "simulation.csv")
         out["simulation"] = tables.simulation
+    if tables.extrapolation is not None and len(tables.extrapolation):
+        write_csv(tables.extrapolation, folder / "extrapolation.csv")
+        out["extrapolation"] = tables.extrapolation
     if tables.demand is not None:
         write_csv(tables.demand, folder / "demand.csv")
         out["demand"] = tables.demand
     write_report(
         result, folder / "report.html", meta=meta, seed=seed, inputs=inputs,
         demand=tables.demand, demand_product=tables.demand_product, simulation=tables.simulation,
+        extrapolated=tables.extrapolation,
     )
     return out
