@@ -969,6 +969,7 @@ class ConjointResult:
     n_used: int = 0
     source: str = "conjoint.csv"
     se_type: str = "cluster"  # "cluster", "plain" (MNL) or "posterior" (HB)
+    method_reason: str = ""  # why this model was used (set by the pipeline; shown in the report)
 
     @property
     def attributes(self) -> dict[str, list[str]]:
@@ -1095,7 +1096,19 @@ def _finish_wtp(wtp: pd.DataFrame, ok: dict[str, bool]) -> pd.DataFrame:
         wtp["lower"] = wtp["wtp"] - _Z95 * wtp["se"]
         wtp["upper"] = wtp["wtp"] + _Z95 * wtp["se"]
     wtp["valid"] = wtp["segment"].map(ok).astype(bool)
-    return wtp[["segment", "attribute", "level", "wtp", "lower", "upper", "se", "valid"]]
+    spread = [c for c in ("respondents_p25", "respondents_p75") if c in wtp.columns]
+    return wtp[["segment", "attribute", "level", "wtp", "lower", "upper", "se", "valid", *spread]]
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Weighted ``q``-quantile over the first axis (respondents) of ``values`` (R × ...): the
+    smallest value whose cumulative weight reaches ``q`` (NaN values sort last, never picked
+    while weight remains)."""
+    order = np.argsort(values, axis=0)
+    v = np.take_along_axis(values, order, axis=0)
+    cw = np.cumsum(weights[order], axis=0) / weights.sum()
+    idx = np.argmax(cw >= q - 1e-12, axis=0)
+    return np.take_along_axis(v, idx[None], axis=0)[0]
 
 
 def _price_warnings(fit: pd.DataFrame) -> list[str]:
@@ -1328,9 +1341,16 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
 
     Per segment (and ``all``) and per draw, the weighted mean of the segment's respondents gives
     the segment's part-worths and price coefficient; ``utility`` is their posterior mean and
-    ``se`` the posterior sd. WTP is computed per draw from the segment means (a ratio of means:
-    individual ratios explode where a respondent's price coefficient is near 0); ``wtp`` is the
-    posterior median, ``lower``/``upper`` the 2.5%/97.5% quantiles. Importances are computed per
+    ``se`` the posterior sd. WTP is computed per respondent and draw, ``−Δβ_r / β_price,r``, and
+    summarised per draw by the (weighted) median over the segment's respondents: the money value
+    of the median respondent. Not the mean of the ratios — it does not exist when some
+    respondents' price coefficients lie near 0, and a few such respondents would dominate it —
+    and not the ratio of the mean part-worths, which is the value of an average respondent who
+    does not exist and repeats the aggregate logit's heterogeneity bias. ``wtp`` is the posterior
+    median of that median, ``lower``/``upper`` its 2.5%/97.5% posterior quantiles (the
+    uncertainty of the segment figure), and ``respondents_p25``/``respondents_p75`` the posterior
+    mean of the respondents' 25% and 75% quantiles (the spread of money values within the
+    segment). Importances are computed per
     respondent and draw, normalised to 100, then averaged (weighted over respondents). The
     price ``p_value`` is the Bayesian analogue 2·min(P(β ≥ 0), P(β < 0)).
     """
@@ -1367,6 +1387,7 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         with np.errstate(divide="ignore", invalid="ignore"):
             z = betas[seg] / sd
         params.append(pd.DataFrame({"segment": seg, "parameter": coding.parameters, "estimate": betas[seg], "se": sd, "z": z, "p_value": np.nan}))
+        bp_ind = draws[mask] @ slope  # respondents × draws
         for a, levels in coding.levels.items():
             U = M @ coding.level_rows(a).T
             units = coding.unit_rows(a) if a in coding.numeric else []
@@ -1376,13 +1397,21 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
             else:
                 pw += [(seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, lv in enumerate(levels)]
             labels = list(levels) + [label for label, _ in units]
+            # contrasts against the first level (and per-unit rows): respondents × draws × labels
+            C = coding.level_rows(a)
+            C = C - C[:1]
+            if units:
+                C = np.vstack([C, [r for _, r in units]])
             with np.errstate(divide="ignore", invalid="ignore"):
-                W = -(U - U[:, [0]]) / bp[:, None]
-                if units:
-                    W = np.hstack([W, -Uu / bp[:, None]])
+                W = -(draws[mask] @ C.T) / bp_ind[..., None]
+            med = _weighted_quantile(W, w, 0.5)  # draws × labels
+            p25, p75 = _weighted_quantile(W, w, 0.25), _weighted_quantile(W, w, 0.75)
             for i, lv in enumerate(labels):
-                lo, med, hi = np.quantile(W[:, i], [0.025, 0.5, 0.975]) if i else (0.0, 0.0, 0.0)
-                wtp.append((seg, a, lv, float(med), float(lo), float(hi), float(W[:, i].std(ddof=1)) if i else 0.0))
+                if i == 0:
+                    wtp.append((seg, a, lv, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+                    continue
+                lo, mid, hi = np.quantile(med[:, i], [0.025, 0.5, 0.975])
+                wtp.append((seg, a, lv, float(mid), float(lo), float(hi), float(med[:, i].std(ddof=1)), float(p25[:, i].mean()), float(p75[:, i].mean())))
         if coding.price == "linear":
             pw.append((seg, "price", "per_unit", float(bp.mean()), float(bp.std(ddof=1))))
         else:
@@ -1409,9 +1438,15 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         fit["converged"] = bool(diagnostics["ok"].all())
     partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
     importances = pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
-    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se"])
+    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se", "respondents_p25", "respondents_p75"])
     individual = IndividualDraws(data.respondents, seg_resp, w_resp, draws)
     notes: list[str] = []
+    wrong_sign = float(w_resp @ (mean_beta @ slope >= 0) / w_resp.sum())
+    if wrong_sign > 0.05:
+        notes.append(
+            f"{wrong_sign:.0%} of respondents (weighted) have a price coefficient that is not negative (posterior mean); "
+            "their individual money values are not meaningful and sit in the tails of the WTP distribution."
+        )
     return partworths, importances, wtp_frame, pd.concat(params, ignore_index=True), fit, betas, covs, individual, diagnostics, notes
 
 

@@ -78,7 +78,7 @@ def demand_chart(curve: pd.DataFrame, currency: str = ""):
 
 def _methods(result: ConjointResult) -> list[str]:
     c = result.coding
-    out = []
+    out = [result.method_reason] if result.method_reason else []
     if result.method == "mnl":
         se = (
             "standard errors clustered by respondent (sandwich with the G/(G−1) correction), because each respondent "
@@ -94,7 +94,13 @@ def _methods(result: ConjointResult) -> list[str]:
     else:
         out.append(
             "Hierarchical Bayes multinomial logit: individual part-worths drawn around segment means; "
-            "segment figures are weighted means over the segment's respondents per posterior draw."
+            "segment part-worths and importances are weighted means over the segment's respondents per posterior draw."
+        )
+        out.append(
+            "Willingness to pay (HB): each respondent's money value −Δβ / β_price per posterior draw, summarised by the "
+            "weighted median over the segment's respondents — the value of the median respondent. The mean of such "
+            "ratios is dominated by respondents whose price coefficient is near zero, and the ratio of mean part-worths "
+            "describes an average respondent nobody is; the 25%–75% range across respondents is in wtp.csv."
         )
     if c.numeric:
         parts = [f"{a} ({'linear' if not k else 'piecewise linear, knots ' + ', '.join(f'{x:g}' for x in k)}; tested {c.levels[a][0]}–{c.levels[a][-1]})" for a, k in c.numeric.items()]
@@ -115,7 +121,11 @@ def _methods(result: ConjointResult) -> list[str]:
     out.append(
         "Willingness to pay of a level: −(β_level − β_first level) / β_price"
         + (" (β_price: slope between the lowest and highest tested price)" if c.price == "partworth" else "")
-        + ("; 95% interval by the delta method." if result.method == "mnl" else "; 95% interval from posterior draws.")
+        + (
+            f"; 95% interval by the delta method from the {'respondent-clustered' if result.se_type == 'cluster' else 'plain'} covariance."
+            if result.method == "mnl"
+            else "; 95% interval from posterior draws."
+        )
     )
     return out
 
