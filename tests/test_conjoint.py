@@ -967,3 +967,42 @@ def test_clustered_intervals_cover_where_plain_ones_under_cover():
     assert (attrs["se_ratio"] > 1.15).all(), table
     assert attrs["coverage_cluster"].mean() >= 0.85, table
     assert attrs["coverage_plain"].mean() < attrs["coverage_cluster"].mean(), table
+
+
+def _true_median_wtp(sim, parameter: str) -> float:
+    """The money value of the median simulated respondent: median of −β_r / β_price,r."""
+    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
+    return float((-b[parameter] / b["price"]).median())
+
+
+@pytest.mark.slow
+def test_hb_numeric_money_per_unit_within_10_percent():
+    """HB on a numeric attribute with lognormal (skewed) value per seat: the median respondent's
+    money value of a seat within 10%, and the respondents' spread brackets it."""
+    sim = _numeric_sim(n=400, seed=8)
+    res = estimate_conjoint(
+        _answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], method="hb",
+        draws=300, tune=300, chains=2, rng=np.random.default_rng(3),
+    )  # fmt: skip
+    w = res.wtp.set_index(["segment", "attribute", "level"]).loc[("all", "Seats", "per_unit")]
+    truth = _true_median_wtp(sim, "Seats")
+    assert w["wtp"] == pytest.approx(truth, rel=0.10), (w, truth)
+    assert w["respondents_p25"] < truth < w["respondents_p75"]
+    assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
+
+
+def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
+    from wtp.pipeline import conjoint_method_reason, run_study
+
+    sim = _small_sim(n=120, segments=1)
+    sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
+    (tmp_path / "study.toml").write_text('[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n')
+    run = run_study(tmp_path, fast=True)
+    assert run.conjoint.method == "mnl" and "--fast" in run.conjoint.method_reason
+    assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
+    # without --fast the default is HB (sampling is left to the slow tests); the reason is stated
+    assert "individual hierarchical-Bayes part-worths" in conjoint_method_reason("hb", fast=False, chosen=False)
+    assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
+    from wtp.report.conjoint import _methods
+
+    assert run.conjoint.method_reason in _methods(run.conjoint)

@@ -807,3 +807,18 @@ def test_as_of_before_a_start_date_is_a_located_error(hand_customers, tmp_path):
     assert "as_of not set" in res.output and "2025-03-01" in res.output
     html = (tmp_path / "o2" / "report.html").read_text()
     assert "as_of not set" in html and "strictly below 0.5" in html
+
+
+def test_run_without_as_of_warns_in_terminal_and_overview(tmp_path):
+    from wtp.pipeline import run_study, write_study
+
+    write(tmp_path, "segments.csv", "segment,customers,cac\nA,3,100\nB,2,100")
+    write(tmp_path, "customers.csv", CUSTOMERS)
+    (tmp_path / "study.toml").write_text('[study]\nname = "cohorts only"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    said: list[str] = []
+    run = run_study(tmp_path, fast=True, progress=said.append)
+    assert any("as_of not set" in s and "2025-03-01" in s for s in said)
+    assert any(a.startswith("Cohorts: as_of not set") for a in run.attention)
+    write_study(run, tmp_path / "out")
+    assert "as_of not set" in (tmp_path / "out" / "index.html").read_text()
+    assert "as_of not set" in (tmp_path / "out" / "segments" / "report.html").read_text()

@@ -151,6 +151,7 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
         study.conjoint, levels=conjoint_levels(study.settings) or None, method=method, numeric=conjoint_numeric(study.settings),
         coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"), rng=rng,
         draws=int(settings.get("draws", 300 if fast else 1000)), tune=int(settings.get("tune", 300 if fast else 1000)),
+        se=settings.get("se", "cluster"),
     )
     why = conjoint_method_reason(method, fast=fast, chosen="method" in settings)
     return dataclasses.replace(result, method_reason=why)
@@ -240,9 +241,12 @@ def _attention(run: StudyRun) -> list[str]:
     md = run.maxdiff
     if md is not None and not md.converged:
         attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
+    cj = run.conjoint
+    if cj is not None and cj.method == "hb" and cj.diagnostics is not None and "ok" in cj.diagnostics.columns and not cj.diagnostics["ok"].all():
+        attention.append("Conjoint: the HB sampler did NOT converge; see conjoint/diagnostics.json before using its money values.")
     seg = run.segments
     if seg is not None:
-        run.attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))
+        attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))
         for rec in seg.flags.to_dict("records"):
             attention.append(f"Segments: {rec['segment']} is {rec['flag']}: {rec['reason']}")
     vw = run.vw
