@@ -22,6 +22,8 @@ def partworth_chart(result: ConjointResult, segment: str):
     pw = result.partworths[(result.partworths["segment"] == segment) & ~result.partworths["attribute"].isin(["none"])]
     if result.coding.price == "linear":
         pw = pw[pw["attribute"] != "price"]
+    # utilities per unit are on another scale than level part-worths: they stay in the table
+    pw = pw[~pw["attribute"].isin(list(result.coding.numeric))]
     labels, values, errors, colours, ypos = [], [], [], [], []
     y = 0.0
     for k, (attr, rows) in enumerate(pw.groupby("attribute", sort=False)):
