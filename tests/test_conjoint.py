@@ -280,7 +280,7 @@ def test_clustered_se_matches_statsmodels_conditional_logit_group_scores():
 
     from wtp.conjoint import cluster_covariance
 
-    sim = _small_sim(n=120, none=False, heterogeneity=1.0)
+    sim = _small_sim(n=60, none=False, heterogeneity=1.0)
     ans = _answers(sim.answers)
     res = estimate_conjoint(ans, levels=sim.attributes)
     data = prepare_choice_data(ans, levels=sim.attributes)
