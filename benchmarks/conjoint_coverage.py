@@ -13,6 +13,10 @@ mean part-worths (it attenuates them); it estimates the *pseudo-true* value, the
 MNL estimate as respondents grow. We approximate it by one fit on 40 further blocks of
 respondents and ask how often each replicate's 95% interval (estimate ± 1.96 se) contains it — for every
 coefficient and for the money value of a seat (delta method). A correct interval covers ~95%.
+
+Measured (300 replications, 2026-11-29, shared 2-core machine at load ~15, 442 s): clustered
+0.920–0.963 (mean 0.947), plain 0.827–0.950 (mean 0.902); the plain intervals of the attribute
+part-worths cover only 0.83 where respondents' tastes differ most (clustered/plain se 1.3–1.4).
 """
 
 from __future__ import annotations
