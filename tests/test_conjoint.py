@@ -1006,3 +1006,17 @@ def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
     from wtp.report.conjoint import _methods
 
     assert run.conjoint.method_reason in _methods(run.conjoint)
+
+
+def test_real_chocolate_scenario_priced_beyond_the_tested_range_is_marked(tmp_path):
+    """Chocolate was tested at $0.99–2.49; a bar at $4.99 gets a share, marked as extrapolated."""
+    path = tmp_path / "chocolate.csv"
+    _chocolate().to_csv(path, index=False)
+    scen = tmp_path / "scenario.csv"
+    bar = {"Brand": "Godiva", "Cocoa strength": "Milk", "Sugar": "Standard", "Origin": "Switzerland", "Nuts": "Almonds", "Ethical": "BLANK"}
+    pd.DataFrame([{"product": "usual", **bar, "price": 1.99}, {"product": "luxury", **bar, "price": 4.99}]).to_csv(scen, index=False)
+    r = _run("conjoint", path, "--scenario", scen, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "luxury: price 4.99 is 2.5 above the tested range 0.99-2.49" in r.output
+    sim = pd.read_csv(tmp_path / "out" / "simulation.csv").set_index("product")
+    assert sim.loc["luxury", "extrapolated"] and not sim.loc["usual", "extrapolated"]

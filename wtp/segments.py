@@ -48,6 +48,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -227,7 +228,7 @@ def resolve_as_of(value, customers: pd.DataFrame | None, *, export_date=None) ->
     if customers is None or len(customers) == 0:
         return None
     cols = _date_columns(customers)
-    export_cols = [c for c in cols if c in EXPORT_DATE_COLUMNS]
+    export_cols = [c for c in cols if re.sub(r"[\s_-]+", "_", str(c).strip().lower()) in EXPORT_DATE_COLUMNS]
     if export_cols:
         c = export_cols[0]
         return AsOf(pd.Timestamp(customers[c].max()), "export_date", c)
@@ -432,7 +433,7 @@ def cohorts(
     as_of=None,
     alpha: float = 0.05,
     export_date=None,
-    late_starts: str = "error",
+    late_starts: Literal["error", "exclude"] = "error",
 ) -> CohortResult:
     """Survival, cohort retention, LTV over time and the churn and ARPA customers imply.
 
@@ -470,6 +471,8 @@ def cohorts(
     """
     cust = _ensure_customers(customers)
     days = period_days(period)
+    if late_starts not in ("error", "exclude"):
+        raise InputError(Problem("options", None, "late_starts", "'error' or 'exclude'", late_starts))
     basis = resolve_as_of(as_of, cust, export_date=export_date)
     when = basis.date
     z = float(stats.norm.ppf(1 - alpha / 2))
