@@ -14,6 +14,7 @@ from wtp.conjoint import (
     design_conjoint,
     estimate_conjoint,
     evaluate_design,
+    extrapolation,
     prepare_choice_data,
     simulate_market,
 )
@@ -134,7 +135,7 @@ def _two_task_types(n1=4, k1=3, n2=5, k2=1, weights=None) -> pd.DataFrame:
 
 
 def test_mnl_closed_form_partworths_wtp_importances():
-    res = estimate_conjoint(_answers(_two_task_types()), levels={"feature": ["A", "B"]})
+    res = estimate_conjoint(_answers(_two_task_types()), levels={"feature": ["A", "B"]}, se="plain")
     b_b = math.log(3)
     b_p = math.log(1 / 4) / 10
     pw = res.partworths.set_index(["attribute", "level"])
@@ -217,7 +218,7 @@ def test_matches_statsmodels_conditional_logit():
     a = a.merge(none_chosen.assign(drop=1), on=["respondent_id", "task"], how="left")
     a = a[a["drop"].isna() & (a["none"] == 0)].drop(columns=["drop", "none"])
     ans = _answers(a)
-    res = estimate_conjoint(ans, levels=sim.attributes)
+    res = estimate_conjoint(ans, levels=sim.attributes, se="plain")
     data = prepare_choice_data(ans, levels=sim.attributes)
     flat = data.X[data.available]
     endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
@@ -228,6 +229,76 @@ def test_matches_statsmodels_conditional_logit():
     np.testing.assert_allclose(ours["estimate"].to_numpy(), sm.params, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(ours["se"].to_numpy(), sm.bse, rtol=1e-6)
     assert res.fit["loglik"].iloc[0] == pytest.approx(sm.llf, rel=1e-10)
+
+
+def test_clustered_se_hand_computed_saturated_and_repeated_tasks():
+    """Saturated one-task-per-respondent model: the score variance equals the information, so the
+    clustered covariance is the plain one × G/(G−1). Answering every task twice, identically,
+    halves the plain variance (twice the 'evidence') but leaves the clustered one unchanged."""
+    frame = _two_task_types()
+    levels = {"feature": ["A", "B"]}
+    plain = estimate_conjoint(_answers(frame), levels=levels, se="plain")
+    cluster = estimate_conjoint(_answers(frame), levels=levels)
+    assert cluster.se_type == "cluster" and plain.se_type == "plain"
+    g = frame["respondent_id"].nunique()
+    ratio = cluster.parameters["se"].to_numpy() / plain.parameters["se"].to_numpy()
+    np.testing.assert_allclose(ratio, math.sqrt(g / (g - 1)), rtol=1e-6)
+    twice = pd.concat([frame, frame.assign(task=2)], ignore_index=True)
+    plain2 = estimate_conjoint(_answers(twice), levels=levels, se="plain")
+    cluster2 = estimate_conjoint(_answers(twice), levels=levels)
+    np.testing.assert_allclose(plain2.parameters["se"], plain.parameters["se"] / math.sqrt(2), rtol=1e-6)
+    np.testing.assert_allclose(cluster2.parameters["se"], cluster.parameters["se"], rtol=1e-6)
+    w2 = cluster2.wtp.set_index(["attribute", "level"])
+    assert w2.loc[("feature", "B"), "se"] == pytest.approx(cluster.wtp.set_index(["attribute", "level"]).loc[("feature", "B"), "se"], rel=1e-6)
+
+
+def test_clustered_se_matches_statsmodels_binary_logit_cluster():
+    """Two alternatives: the conditional logit is a binary logit on the attribute differences
+    without intercept, and statsmodels' Logit gives its respondent-clustered covariance
+    (without its (N−1)/(N−K) least-squares factor, with G/(G−1))."""
+    import statsmodels.api as sm
+
+    from wtp.simulate import simulate_conjoint
+
+    sim = simulate_conjoint(150, n_tasks=8, n_alts=2, none=False, segments=1, seed=11, heterogeneity=1.0)
+    ans = _answers(sim.answers)
+    res = estimate_conjoint(ans, levels=sim.attributes)
+    data = prepare_choice_data(ans, levels=sim.attributes)
+    diff = data.X[:, 0, :] - data.X[:, 1, :]
+    y = (data.chosen == 0).astype(float)
+    g = data.respondents.size
+    fit = sm.Logit(y, diff).fit(disp=0, method="newton", cov_type="cluster", cov_kwds={"groups": data.respondent, "use_correction": False})
+    ours = res.parameters[res.parameters.segment == "all"]
+    np.testing.assert_allclose(ours["estimate"].to_numpy(), fit.params, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ours["se"].to_numpy(), np.sqrt(np.diag(fit.cov_params()) * g / (g - 1)), rtol=1e-6)
+
+
+def test_clustered_se_matches_statsmodels_conditional_logit_group_scores():
+    """More than two alternatives: statsmodels' ConditionalLogit gives the Hessian and each task's
+    score (``score_grp``); summed per respondent they make the same sandwich."""
+    from statsmodels.discrete.conditional_models import ConditionalLogit
+
+    from wtp.conjoint import cluster_covariance
+
+    sim = _small_sim(n=60, none=False, heterogeneity=1.0)
+    ans = _answers(sim.answers)
+    res = estimate_conjoint(ans, levels=sim.attributes)
+    data = prepare_choice_data(ans, levels=sim.attributes)
+    flat = data.X[data.available]
+    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
+    groups = np.repeat(np.arange(data.n_choices), data.available.sum(axis=1))
+    model = ConditionalLogit(endog, flat, groups=groups)
+    smfit = model.fit(disp=0, method="newton", maxiter=100)
+    task_scores = np.array([model.score_grp(i, smfit.params) for i in range(data.n_choices)])
+    per_resp = np.zeros((data.respondents.size, flat.shape[1]))
+    np.add.at(per_resp, data.respondent, task_scores)
+    bread = np.linalg.inv(-model.hessian(smfit.params))
+    oracle = cluster_covariance(bread, per_resp)
+    ours = res.parameters[res.parameters.segment == "all"]
+    np.testing.assert_allclose(ours["se"].to_numpy(), np.sqrt(np.diag(oracle)), rtol=1e-5)
+    # heterogeneous respondents: the clustered errors are wider than the plain ones
+    plain = estimate_conjoint(ans, levels=sim.attributes, se="plain").parameters
+    assert (ours["se"].to_numpy() > plain[plain.segment == "all"]["se"].to_numpy()).mean() > 0.5
 
 
 def test_segments_get_their_own_fit_and_all():
@@ -314,7 +385,8 @@ def test_simulate_market_hand_computed_logit_share():
     expected = math.exp(vb) / (math.exp(va) + math.exp(vb))
     assert out.set_index("product").loc["b", "share"] == pytest.approx(expected, rel=1e-6)
     assert out["share"].sum() == pytest.approx(1.0)
-    assert list(out.columns) == ["segment", "product", "share", "lower", "upper"]
+    assert list(out.columns) == ["segment", "product", "share", "lower", "upper", "extrapolated"]
+    assert not out["extrapolated"].any()  # 10 and 15 lie within the tested 10–20
 
 
 def test_simulator_none_rfc_and_demand_curve():
@@ -344,7 +416,8 @@ def test_simulator_none_rfc_and_demand_curve():
     ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
     assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
     curve = demand_curve(res, products.iloc[1], segment="all")
-    assert list(curve.columns) == ["segment", "price", "share", "lower", "upper"]
+    assert list(curve.columns) == ["segment", "price", "share", "lower", "upper", "extrapolated"]
+    assert not curve["extrapolated"].any()
     assert curve["price"].min() == min(sim.prices) and curve["price"].max() == max(sim.prices)
     assert (np.diff(curve["share"]) < 0).all()
     # the curve at a price equals the simulator with the product alone against none
@@ -385,8 +458,16 @@ def test_tables_from_draws_hand_computed():
     pw = res.partworths.set_index(["attribute", "level"])["utility"]
     assert pw[("feature", "B")] == pytest.approx(mean_f)
     assert pw[("price", "per_unit")] == pytest.approx(mean_p)
-    # WTP is a ratio of the segment's means, not a mean of individual ratios
-    assert res.wtp.set_index("level").loc["B", "wtp"] == pytest.approx(-mean_f / mean_p)
+    # WTP: each respondent's ratio, then the weighted median over respondents (r1 weighs 3)
+    ratios = -b_feature / (b_price / scale)
+    order = np.argsort(ratios)
+    cum = np.cumsum(w[order])
+    median = ratios[order][np.argmax(cum >= 0.5 - 1e-12)]
+    wtp = res.wtp.set_index("level").loc["B"]
+    assert wtp["wtp"] == pytest.approx(median)
+    assert wtp["wtp"] != pytest.approx(-mean_f / mean_p)  # not the ratio of the means
+    assert wtp["respondents_p25"] == pytest.approx(ratios[order][np.argmax(cum >= 0.25 - 1e-12)])
+    assert wtp["respondents_p25"] <= wtp["wtp"] <= wtp["respondents_p75"]
     # importances: per respondent, normalised, then the weighted mean
     rf, rp = np.abs(b_feature), np.abs(b_price / scale) * 10
     assert res.importances.set_index("attribute").loc["feature", "importance"] == pytest.approx(100 * w @ (rf / (rf + rp)))
@@ -409,10 +490,10 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     sim = _small_sim(n=600, segments=2, seed=3)
     data = prepare_choice_data(_answers(sim.answers), levels=sim.attributes)
     res = result_from_draws(data, _draws_from_truth(sim, data))
-    # the truth of a sample: ratio of the respondents' mean part-worth to their mean price coefficient
     b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
     got = res.wtp.set_index(["segment", "attribute", "level"])["wtp"]
-    assert got[("all", "Users", "Unlimited")] == pytest.approx(-b["Users=Unlimited"].mean() / b["price"].mean(), rel=0.02)
+    # the money value of the median respondent (their true ratios' median)
+    assert got[("all", "Users", "Unlimited")] == pytest.approx((-b["Users=Unlimited"] / b["price"]).median(), rel=0.02)
     assert list(res.segments) == [*pd.unique(data.segment), "all"] and len(res.segments) == 3
     products = pd.DataFrame(
         {"product": ["basic", "pro"], "Support": ["Email", "Chat"], "SSO": ["Not included", "Included"],
@@ -709,3 +790,233 @@ def test_real_eggs_through_cli(tmp_path):
     r = _run("conjoint", path, "--out", tmp_path / "out")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "wtp.csv").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# Numeric attributes (seats, GB, minutes): a utility per unit
+
+
+NUM_ATTRS = {"Support": ["Email", "Chat"], "Seats": ["1", "5", "10", "20"]}
+
+
+def _numeric_sim(n=600, seed=3, **kw):
+    from wtp.simulate import SegmentSpec, simulate_conjoint
+
+    return simulate_conjoint(
+        n, n_tasks=10, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], attributes=NUM_ATTRS, numeric={"Seats": 0.06}, seed=seed, **kw
+    )
+
+
+def test_numeric_attribute_is_one_column_as_statsmodels_sees_it():
+    """Linear seats = one regressor holding the number of seats: statsmodels' ConditionalLogit on
+    that column gives the same coefficient per seat; WTP per seat, per level and importance
+    follow by hand."""
+    from statsmodels.discrete.conditional_models import ConditionalLogit
+
+    sim = _numeric_sim(n=100)
+    a = sim.answers
+    none_chosen = a[(a["none"] == 1) & (a["chosen"] == 1)][["respondent_id", "task"]]
+    a = a.merge(none_chosen.assign(drop=1), on=["respondent_id", "task"], how="left")
+    a = a[a["drop"].isna() & (a["none"] == 0)].drop(columns=["drop", "none", "segment"])
+    ans = _answers(a)
+    res = estimate_conjoint(ans, levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], se="plain")
+    x = np.column_stack([(a["Support"] == "Chat").to_numpy(float), a["Seats"].astype(float).to_numpy(), a["price"].to_numpy(float)])
+    groups = a.groupby(["respondent_id", "task"], sort=False).ngroup().to_numpy()
+    sm = ConditionalLogit(a["chosen"].to_numpy(float), x, groups=groups).fit(disp=0, method="newton", maxiter=100)
+    pw = res.partworths.set_index(["attribute", "level"])
+    assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
+    assert pw.loc[("Seats", "per_unit"), "utility"] == pytest.approx(sm.params[1], rel=1e-6)
+    assert pw.loc[("Seats", "per_unit"), "se"] == pytest.approx(sm.bse[1], rel=1e-5)
+    assert pw.loc[("price", "per_unit"), "utility"] == pytest.approx(sm.params[2], rel=1e-6)
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    per_seat = -sm.params[1] / sm.params[2]
+    assert w[("Seats", "per_unit")] == pytest.approx(per_seat, rel=1e-6)
+    assert w[("Seats", "10")] == pytest.approx(per_seat * 9, rel=1e-6) and w[("Seats", "1")] == 0
+    imp = res.importances.set_index("attribute")["importance"]
+    raw = {"Support": abs(sm.params[0]), "Seats": abs(sm.params[1]) * 19, "price": abs(sm.params[2]) * (max(sim.prices) - min(sim.prices))}
+    assert imp["Seats"] == pytest.approx(100 * raw["Seats"] / sum(raw.values()), rel=1e-6)
+
+
+def test_piecewise_with_every_knot_is_the_partworth_model():
+    """Knots at every inner tested value: the piecewise line passes through every level's
+    part-worth, so it is the categorical model in another basis (same fit, same utilities)."""
+    sim = _numeric_sim(n=300)
+    ans = _answers(sim.answers)
+    cat = estimate_conjoint(ans, levels={"Seats": ["1", "5", "10", "20"]})
+    pw = estimate_conjoint(ans, numeric={"Seats": [5, 10]})
+    assert pw.fit["loglik"].iloc[0] == pytest.approx(cat.fit["loglik"].iloc[0], rel=1e-9)
+    levels = pw.partworths[pw.partworths.attribute == "Seats"]["level"].unique().tolist()
+    assert levels == ["per_unit:1-5", "per_unit:5-10", "per_unit:10-20"]
+    wc = cat.wtp.set_index(["segment", "attribute", "level"])["wtp"]
+    wp = pw.wtp.set_index(["segment", "attribute", "level"])["wtp"]
+    for lv in ["5", "10", "20"]:
+        assert wp[("all", "Seats", lv)] == pytest.approx(wc[("all", "Seats", lv)], rel=1e-6)
+    # slope of a piece = the part-worth difference over its width
+    u = cat.partworths.set_index(["segment", "attribute", "level"])["utility"]
+    slope = pw.partworths.set_index(["segment", "attribute", "level"])["utility"][("all", "Seats", "per_unit:5-10")]
+    assert slope == pytest.approx((u[("all", "Seats", "10")] - u[("all", "Seats", "5")]) / 5, rel=1e-6)
+    assert pw.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")] == pytest.approx(
+        cat.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")], rel=1e-6
+    )
+
+
+def test_numeric_recovery_money_per_unit_within_10_percent():
+    """Heterogeneous respondents (normal part-worths, lognormal value per seat, lognormal price
+    sensitivity): the aggregate MNL recovers the money value of a seat within 10%."""
+    from wtp.simulate import SegmentSpec, simulate_conjoint
+
+    for seed in (21, 22):
+        sim = simulate_conjoint(
+            1500, n_tasks=10, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)],
+            attributes={**NUM_ATTRS, "SSO": ["Not included", "Included"]}, numeric={"Seats": 0.06}, seed=seed,
+        )  # fmt: skip
+        res = estimate_conjoint(_answers(sim.answers), numeric=["Seats"])
+        got = res.wtp.set_index(["segment", "attribute", "level"])
+        truth = sim.wtp.set_index(["segment", "attribute", "level"])["wtp"][("all", "Seats", "per_unit")]
+        est = got.loc[("all", "Seats", "per_unit")]
+        assert est["wtp"] == pytest.approx(truth, rel=0.10), (seed, est["wtp"], truth)
+        assert est["lower"] < est["wtp"] < est["upper"]
+
+
+def test_simulator_interpolates_numeric_levels_and_marks_extrapolation():
+    sim = _numeric_sim(n=300)
+    res = estimate_conjoint(_answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"])
+    products = pd.DataFrame({"product": ["mid", "big", "dear"], "Support": ["Email"] * 3, "Seats": [7.5, 40, 10], "price": [60, 60, 2 * max(sim.prices)]})
+    out = simulate_market(res, products, segment="all").set_index("product")
+    assert out.loc[["mid", "big", "dear"], "extrapolated"].tolist() == [False, True, True]
+    # 7.5 seats lies halfway between 5 and 10: its utility is the average of theirs
+    pw = res.partworths.set_index(["segment", "attribute", "level"])["utility"]
+    b_seat, b_price, b_none = pw[("all", "Seats", "per_unit")], pw[("all", "price", "per_unit")], pw[("all", "none", "none")]
+    v = np.array([6.5 * b_seat + 60 * b_price, 39 * b_seat + 60 * b_price, 9 * b_seat + 2 * max(sim.prices) * b_price, b_none])
+    np.testing.assert_allclose(out["share"].to_numpy(), np.exp(v) / np.exp(v).sum(), rtol=1e-6)
+    ext = extrapolation(res, products).set_index(["product", "attribute"])
+    assert ext.loc[("big", "Seats"), "outside_by"] == pytest.approx(20.0)
+    assert ext.loc[("big", "Seats"), "outside_share"] == pytest.approx(20 / 19)
+    assert ext.loc[("dear", "price"), "outside_by"] == pytest.approx(max(sim.prices))
+    assert len(ext) == 2
+    curve = demand_curve(res, {"Seats": 12}, [min(sim.prices), 3 * max(sim.prices)], segment="all")
+    assert curve["extrapolated"].tolist() == [False, True]
+
+
+def test_numeric_attribute_errors_are_located(tmp_path):
+    sim = _numeric_sim(n=40)
+    frame = sim.answers.copy()
+    frame["Seats"] = frame["Seats"].astype(object)
+    frame.loc[3, "Seats"] = "ten"
+    with pytest.raises(InputError) as err:
+        estimate_conjoint(_answers(frame), numeric=["Seats"])
+    assert err.value.row == 5 and err.value.column == "Seats"
+    with pytest.raises(InputError, match="an attribute of the conjoint"):
+        estimate_conjoint(_answers(sim.answers), numeric=["Seats", "Storage"])
+    with pytest.raises(InputError, match="knots among the tested values"):
+        estimate_conjoint(_answers(sim.answers), numeric={"Seats": [7]})
+
+
+def test_cli_numeric_from_study_and_extrapolated_scenario(tmp_path):
+    sim = _numeric_sim(n=300)
+    sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
+    (tmp_path / "study.toml").write_text('[study]\nname = "n"\ncurrency = "USD"\n[conjoint]\nnumeric = ["Seats"]\n')
+    scen = tmp_path / "scenario.csv"
+    pd.DataFrame({"product": ["in", "out"], "Support": ["Chat", "Chat"], "Seats": [8, 8], "price": [50, 4 * max(sim.prices)]}).to_csv(scen, index=False)
+    out = tmp_path / "out"
+    r = _run("conjoint", tmp_path / "conjoint.csv", "--study", tmp_path, "--scenario", scen, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert "out: price" in r.output and "above the tested range" in r.output
+    pw = pd.read_csv(out / "partworths.csv")
+    assert pw[pw.attribute == "Seats"]["level"].tolist() == ["per_unit"]
+    w = pd.read_csv(out / "wtp.csv")
+    assert {"per_unit", "20"} <= set(w.loc[w.attribute == "Seats", "level"].astype(str))
+    ext = pd.read_csv(out / "extrapolation.csv")
+    assert ext["product"].tolist() == ["out"] and ext["attribute"].tolist() == ["price"]
+    assert pd.read_csv(out / "simulation.csv").set_index(["segment", "product"])["extrapolated"][("all", "out")]
+    html = (out / "report.html").read_text()
+    assert "extrapolated" in html and "per unit" in html
+
+
+def test_real_cars_numeric_operating_cost_and_acceleration():
+    """Operating cost (cents/mile) and 0–60 time as quantities: a money value per unit, close to
+    the banded model where the bands are well measured; survey weights make the clustered
+    errors much wider than the plain ones (the plain ones ignore the weights' variability)."""
+    levels = {"powertrain": ["conventional", "hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]}
+    ans = _answers(_cars())
+    banded = estimate_conjoint(ans, levels={**levels, "opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"]})
+    res = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"])
+    _price_ok(res)
+    assert len(res.parameters) == len(banded.parameters) - 4
+    w = res.wtp.set_index(["attribute", "level"])
+    assert w.loc[("opcost", "per_unit"), "upper"] < 0 and w.loc[("accel", "per_unit"), "upper"] < 0
+    b = banded.wtp.set_index(["attribute", "level"])
+    assert b.loc[("opcost", "19"), "lower"] < w.loc[("opcost", "19"), "wtp"] < b.loc[("opcost", "19"), "upper"]
+    plain = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"], se="plain")
+    assert (res.parameters["se"] > plain.parameters["se"]).all()
+
+
+def test_clustered_intervals_cover_where_plain_ones_under_cover():
+    """Quick version of benchmarks/conjoint_coverage.py: heterogeneous respondents answering
+    10 tasks each; 25 replicate studies of 80 respondents against the pseudo-true MNL value from
+    15 further blocks. The clustered errors are wider for the attribute part-worths and their
+    intervals cover about 95%; the plain ones cover less (full run: see the benchmark)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "conjoint_coverage.py"
+    spec = importlib.util.spec_from_file_location("conjoint_coverage", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = bench.coverage(n_reps=25, n_respondents=80, n_tasks=10, truth_reps=15, seed=3).set_index("parameter")
+    attrs = table.loc[["Support=Chat", "Support=Phone 24/7", "SSO=Included"]]
+    assert (attrs["se_ratio"] > 1.15).all(), table
+    assert attrs["coverage_cluster"].mean() >= 0.85, table
+    assert attrs["coverage_plain"].mean() < attrs["coverage_cluster"].mean(), table
+
+
+def _true_median_wtp(sim, parameter: str) -> float:
+    """The money value of the median simulated respondent: median of −β_r / β_price,r."""
+    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
+    return float((-b[parameter] / b["price"]).median())
+
+
+@pytest.mark.slow
+def test_hb_numeric_money_per_unit_within_10_percent():
+    """HB on a numeric attribute with lognormal (skewed) value per seat: the median respondent's
+    money value of a seat within 10%, and the respondents' spread brackets it."""
+    sim = _numeric_sim(n=400, seed=8)
+    res = estimate_conjoint(
+        _answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], method="hb",
+        draws=300, tune=300, chains=2, rng=np.random.default_rng(3),
+    )  # fmt: skip
+    w = res.wtp.set_index(["segment", "attribute", "level"]).loc[("all", "Seats", "per_unit")]
+    truth = _true_median_wtp(sim, "Seats")
+    assert w["wtp"] == pytest.approx(truth, rel=0.10), (w, truth)
+    assert w["respondents_p25"] < truth < w["respondents_p75"]
+    assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
+
+
+def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
+    from wtp.pipeline import conjoint_method_reason, run_study
+
+    sim = _small_sim(n=120, segments=1)
+    sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
+    (tmp_path / "study.toml").write_text('[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n')
+    run = run_study(tmp_path, fast=True)
+    assert run.conjoint.method == "mnl" and "--fast" in run.conjoint.method_reason
+    assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
+    # without --fast the default is HB (sampling is left to the slow tests); the reason is stated
+    assert "individual hierarchical-Bayes part-worths" in conjoint_method_reason("hb", fast=False, chosen=False)
+    assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
+    from wtp.report.conjoint import _methods
+
+    assert run.conjoint.method_reason in _methods(run.conjoint)
+
+
+def test_real_chocolate_scenario_priced_beyond_the_tested_range_is_marked(tmp_path):
+    """Chocolate was tested at $0.99–2.49; a bar at $4.99 gets a share, marked as extrapolated."""
+    path = tmp_path / "chocolate.csv"
+    _chocolate().to_csv(path, index=False)
+    scen = tmp_path / "scenario.csv"
+    bar = {"Brand": "Godiva", "Cocoa strength": "Milk", "Sugar": "Standard", "Origin": "Switzerland", "Nuts": "Almonds", "Ethical": "BLANK"}
+    pd.DataFrame([{"product": "usual", **bar, "price": 1.99}, {"product": "luxury", **bar, "price": 4.99}]).to_csv(scen, index=False)
+    r = _run("conjoint", path, "--scenario", scen, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "luxury: price 4.99 is 2.5 above the tested range 0.99-2.49" in r.output
+    sim = pd.read_csv(tmp_path / "out" / "simulation.csv").set_index("product")
+    assert sim.loc["luxury", "extrapolated"] and not sim.loc["usual", "extrapolated"]

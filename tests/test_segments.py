@@ -334,7 +334,7 @@ def hand_customers(tmp_path):
 
 
 def test_cohorts_by_hand(hand_customers):
-    r = cohorts(hand_customers, period="day", as_of="2024-12-31")
+    r = cohorts(hand_customers, period="day", as_of="2024-12-31", late_starts="exclude")
     # c5 starts after as_of: left out, with the reason
     assert r.excluded["customer_id"].tolist() == ["c5"] and r.excluded["row"].tolist() == [6]
     assert r.n_customers == 5 and r.n_used == 4
@@ -378,7 +378,7 @@ def test_cohorts_by_hand(hand_customers):
 
 
 def test_cohort_retention_table_by_hand(hand_customers):
-    r = cohorts(hand_customers, period="day", as_of="2024-12-31")
+    r = cohorts(hand_customers, period="day", as_of="2024-12-31", late_starts="exclude")
     t = r.retention
     a = t[(t["segment"] == "A") & (t["cohort"] == "2024-01")].set_index("age")
     # complete cells only: the cohort's last start (Jan 6) was observable for 360 days
@@ -403,13 +403,14 @@ def test_cohorts_defaults_and_months(hand_customers):
     assert r.summary().columns[0] == "segment" and r.to_frame().equals(r.survival)
     # an account without mrr is left out of ARPA and weighs nothing in revenue retention
     part = hand_customers.assign(mrr=hand_customers["mrr"].where(hand_customers["customer_id"] != "c3"))
-    imp = cohorts(part, as_of="2024-12-31", period="day").implied.set_index("segment")
+    imp = cohorts(part, as_of="2024-12-31", period="day", late_starts="exclude").implied.set_index("segment")
     assert imp.loc["A", "arpa_acquired"] == pytest.approx(15 / MONTH_DAYS)
 
 
 def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
     segs = segments_frame(tmp_path, "segment,customers,cac,arpa\nA,3,100,\nB,1,100,55", need_arpa_churn=False)
-    m = segment_metrics(segs, hand_customers, period="day", as_of="2024-12-31").set_index("segment")
+    early = cohorts(hand_customers, period="day", as_of="2024-12-31", late_starts="exclude")
+    m = segment_metrics(segs, hand_customers, period="day", as_of="2024-12-31", cohort_result=early).set_index("segment")
     assert m.loc["A", "churn_rate"] == pytest.approx(2 / 395) and m.loc["A", "churn_source"] == "customers.csv"
     assert m.loc["A", "arpa"] == pytest.approx(20 / MONTH_DAYS) and m.loc["A", "arpa_source"] == "customers.csv"
     # segments.csv wins where it has the number
@@ -419,7 +420,7 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
     # a segment customers.csv cannot estimate is an input error naming the cell
     segs2 = segments_frame(tmp_path, "segment,customers,cac\nA,3,100\nB,1,100\nC,5,100", need_arpa_churn=False)
     with pytest.raises(InputError) as err:
-        segment_metrics(segs2, hand_customers, period="day", as_of="2024-12-31")
+        segment_metrics(segs2, hand_customers, period="day", as_of="2024-12-31", cohort_result=early)
     assert err.value.row == 4 and err.value.column == "churn_rate"
     assert "no customers of this segment" in str(err.value)
     # without customers.csv the columns are required
@@ -428,7 +429,7 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
 
 
 def test_periods(hand_customers):
-    r = cohorts(hand_customers, period="year", as_of="2024-12-31")
+    r = cohorts(hand_customers, period="year", as_of="2024-12-31", late_starts="exclude")
     # churn per year = churned / customer-years at risk
     assert r.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(2 / (395 / 365.25))
     assert period_days("monthly") == MONTH_DAYS and period_days("quarter") == pytest.approx(365.25 / 4)
@@ -720,3 +721,104 @@ def test_cli_reads_xlsx_and_parquet_like_csv(sim_files):
         assert res.exit_code == 0, res.output
         outs.append(pd.read_csv(sim_files / name / "segment_scores.csv"))
     pd.testing.assert_frame_equal(outs[0], outs[1])
+
+
+# --------------------------------------------------------------------------------------------
+# as_of: the censoring date when the study does not give one
+
+
+def _observed_until(sim, until: str, *, last_activity: bool) -> pd.DataFrame:
+    """The simulated base as a purchase history exported at ``until``: active customers carry
+    no end date, and (optionally) each customer's last order date, which for active customers
+    runs up to the export."""
+    frame = sim.customers.copy()
+    end = pd.to_datetime(frame["end_date"].replace("", pd.NA))
+    if last_activity:
+        recent = pd.Series(pd.Timestamp(until) - pd.to_timedelta(np.arange(len(frame)) % 20, unit="D"), index=frame.index)
+        last = end.fillna(recent)
+        frame["last_order"] = last.dt.strftime("%Y-%m-%d")
+    return frame
+
+
+def test_as_of_default_warns_and_true_as_of_restores_churn(tmp_path):
+    from wtp.simulate import SegmentSpec, simulate_customers
+
+    sim = simulate_customers([SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=800)], months=24, as_of="2026-06-30", seed=4)
+    frame = _observed_until(sim, "2026-06-30", last_activity=False)
+    # the base was observed until 2026-06-30, but starts and churns stop earlier: drop the last
+    # three months of activity so the latest date in the file falls well before the true end
+    frame = frame[pd.to_datetime(frame["start_date"]) <= pd.Timestamp("2026-03-31")]
+    frame = frame.assign(end_date=frame["end_date"].where(pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""))
+    cust = validate_customers(frame)
+    guessed = cohorts(cust)
+    assert guessed.as_of_basis == "latest_date" and guessed.as_of < pd.Timestamp("2026-04-01")
+    assert len(guessed.warnings) == 1 and "as_of not set" in guessed.warnings[0] and str(guessed.as_of.date()) in guessed.warnings[0]
+    true = cohorts(cust, as_of="2026-06-30")
+    assert true.as_of_basis == "given" and not true.warnings
+    # by hand: churned / customer-months at risk, censored at the true end of observation
+    start = cust["start_date"]
+    stop = cust["end_date"].fillna(pd.Timestamp("2026-06-30"))
+    exposure = ((stop - start).dt.days / MONTH_DAYS).sum()
+    a_true = true.implied.set_index("segment").loc["A"]
+    assert a_true["churn_rate"] == pytest.approx(cust["end_date"].notna().sum() / exposure, rel=1e-12)
+    a_guess = guessed.implied.set_index("segment").loc["A"]
+    assert a_guess["churn_rate"] > 1.1 * a_true["churn_rate"]  # the silent default overstated churn
+    # the export date, when known, is used and said (a note, not a warning)
+    exported = cohorts(cust, export_date="2026-06-30")
+    assert exported.as_of == pd.Timestamp("2026-06-30") and not exported.warnings and exported.notes
+    assert exported.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(a_true["churn_rate"])
+
+
+def test_as_of_prefers_the_latest_activity_date_in_any_column():
+    from wtp.simulate import SegmentSpec, simulate_customers
+
+    sim = simulate_customers([SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=500)], months=24, as_of="2026-06-30", seed=5)
+    frame = _observed_until(sim, "2026-06-30", last_activity=True)
+    frame = frame[pd.to_datetime(frame["start_date"]) <= pd.Timestamp("2026-03-31")]
+    frame = frame.assign(end_date=frame["end_date"].where(pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""))
+    cust = validate_customers(frame)
+    r = cohorts(cust)
+    assert r.as_of == pd.Timestamp("2026-06-30") and r.as_of_column == "last_order"
+    assert "last_order" in r.warnings[0]
+    given = cohorts(cust, as_of="2026-06-30")
+    pd.testing.assert_frame_equal(r.implied, given.implied)
+    # an export-date column is the file's own statement of when it was observed
+    snap = validate_customers(frame.drop(columns="last_order").assign(snapshot_date="2026-06-30"))
+    s = cohorts(snap)
+    assert s.as_of_basis == "export_date" and s.as_of_column == "snapshot_date" and not s.warnings
+
+
+def test_as_of_before_a_start_date_is_a_located_error(hand_customers, tmp_path):
+    with pytest.raises(InputError) as err:
+        cohorts(hand_customers, as_of="2024-12-31")
+    assert err.value.row == 6 and err.value.column == "start_date" and "2024-12-31" in str(err.value)
+    # through the CLI: exit 2 with the file, row and column
+    segs = write(tmp_path, "segments.csv", "segment,customers,cac\nA,3,100\nB,2,100")
+    cust = write(tmp_path, "customers.csv", CUSTOMERS)
+    (tmp_path / "study.toml").write_text('[study]\nas_of = "2024-12-31"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    res = CliRunner().invoke(app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "customers.csv" in res.output and "row 6" in res.output and "start_date" in res.output
+    assert not (tmp_path / "o").exists()
+    # without as_of the terminal warns and names the date
+    (tmp_path / "study.toml").write_text('[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    _ = cust
+    res = CliRunner().invoke(app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    assert "as_of not set" in res.output and "2025-03-01" in res.output
+    html = (tmp_path / "o2" / "report.html").read_text()
+    assert "as_of not set" in html and "strictly below 0.5" in html
+
+
+def test_run_without_as_of_warns_in_terminal_and_overview(tmp_path):
+    from wtp.pipeline import run_study, write_study
+
+    write(tmp_path, "segments.csv", "segment,customers,cac\nA,3,100\nB,2,100")
+    write(tmp_path, "customers.csv", CUSTOMERS)
+    (tmp_path / "study.toml").write_text('[study]\nname = "cohorts only"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    said: list[str] = []
+    run = run_study(tmp_path, fast=True, progress=said.append)
+    assert any("as_of not set" in s and "2025-03-01" in s for s in said)
+    assert any(a.startswith("Cohorts: as_of not set") for a in run.attention)
+    write_study(run, tmp_path / "out")
+    assert "as_of not set" in (tmp_path / "out" / "index.html").read_text()
+    assert "as_of not set" in (tmp_path / "out" / "segments" / "report.html").read_text()

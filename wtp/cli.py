@@ -284,10 +284,10 @@ def conjoint_command(
     coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
     price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
     draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 1000,
+    se: Annotated[str, typer.Option("--se", help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).")] = "cluster",
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
-
-    from wtp.conjoint import conjoint_levels, estimate_conjoint, simulator_tables
+    from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint, simulator_tables
     from wtp.io import atomic_output_dir, read_table, validate_conjoint
     from wtp.randomness import stage_rng
     from wtp.report.conjoint import write_outputs
@@ -297,7 +297,8 @@ def conjoint_command(
     # the same streams as the conjoint and simulator stages of wtp run
     result = estimate_conjoint(
         answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-        rng=stage_rng(seed, "conjoint"), draws=draws, progress=method == "hb",
+        rng=stage_rng(seed, "conjoint"), draws=draws, progress=method == "hb", se=se,
+        numeric=conjoint_numeric(settings),
     )
     tables = simulator_tables(result, products, rng=stage_rng(seed, "simulator"))
     inputs = {file.name: _sha256(file)}
@@ -307,11 +308,20 @@ def conjoint_command(
         write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, tables=tables)
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)
+    outside = tables.extrapolation if tables.extrapolation is not None else None
+    for r in outside.itertuples(index=False) if outside is not None else ():
+        side = "above" if r.outside_by > 0 else "below"
+        typer.echo(
+            f"warning: {r.product}: {r.attribute} {r.value:g} is {abs(r.outside_by):g} {side} the tested range "
+            f"{r.tested_min:g}-{r.tested_max:g} ({r.outside_share:.0%} of it); its shares are extrapolated.",
+            err=True,
+        )
     for n in result.notes:
         typer.echo(f"note: {n}", err=True)
     echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
     written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
     written += ", simulation.csv" if scenario is not None else ""
+    written += ", extrapolation.csv" if outside is not None and len(outside) else ""
     written += ", individual_partworths.csv, diagnostics.json" if result.individual is not None else ""
     typer.echo(f"wrote {out}/{written}, report.html")
 
@@ -357,7 +367,8 @@ def segments_command(
     cust = validate_customers(read_table(customers), segments=segs["segment"].tolist()) if customers is not None else None
     growth = parse_grow(grow or [], segs["segment"].tolist())
     as_of = settings.get("study", {}).get("as_of")
-    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of) if cust is not None else None
+    export_date = settings.get("study", {}).get("export_date")
+    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date) if cust is not None else None
     scoring = score_settings(settings.get("segments"))
     scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
     scenario = what_if(scores, growth) if growth else None
@@ -366,6 +377,10 @@ def segments_command(
         inputs[customers.name] = _sha256(customers)
     with atomic_output_dir(out) as tmp:
         written = write_outputs(tmp, scores, cohort_result, scenario, meta=meta, provenance=provenance(seed, inputs))
+    for message in cohort_result.warnings if cohort_result is not None else ():
+        typer.echo(f"warning: {message}", err=True)
+    for message in cohort_result.notes if cohort_result is not None else ():
+        typer.echo(f"note: {message}", err=True)
     echo_table(scores.summary())
     if scenario is not None:
         echo_table(scenario.summary(), float_digits=4)

@@ -14,7 +14,8 @@ The module follows the analyst's workflow:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,9 @@ __all__ = [
     "simulator_tables",
     "conjoint_levels",
     "conjoint_prices",
+    "conjoint_numeric",
+    "extrapolation",
+    "cluster_covariance",
 ]
 
 # Balanced overlap: the share of (task, attribute) pairs that deliberately repeat one level when
@@ -358,17 +362,83 @@ class Coding:
     parameters: list[str]
     blocks: dict[str, slice]  # attribute (and "price", "none") → parameter columns
     matrices: dict[str, np.ndarray]  # attribute (and "price" when part-worth) → coding matrix
+    # numeric attribute → its knots (empty: linear); its tested values are ``levels`` (ascending)
+    numeric: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    numeric_scale: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_parameters(self) -> int:
         return len(self.parameters)
 
+    def tested_values(self, attribute: str) -> np.ndarray:
+        """The tested values of a numeric attribute (or of ``price``), ascending."""
+        if attribute == "price":
+            return np.asarray(self.prices, dtype=float)
+        return np.asarray([float(x) for x in self.levels[attribute]])
+
+    def numeric_basis(self, attribute: str, values) -> np.ndarray:
+        """Rows (values × parameters) of a numeric attribute at any values.
+
+        Linear: ``(x − x_min) / scale``. Piecewise with knots k₁ < … < k_m: one column per piece,
+        the part of ``x − x_min`` that falls in it (``clip(x, k_j, k_{j+1}) − k_j``), so each
+        coefficient is the slope on its piece; the first and last pieces extend beyond the
+        tested range (extrapolation). The lowest tested value has utility 0, like a reference level.
+        """
+        x = np.atleast_1d(np.asarray(values, dtype=float))
+        grid = self.tested_values(attribute)
+        edges = np.concatenate([[grid[0]], self.numeric[attribute], [grid[-1]]])
+        cols = []
+        for j in range(edges.size - 1):
+            lo = -np.inf if j == 0 else edges[j]
+            hi = np.inf if j == edges.size - 2 else edges[j + 1]
+            cols.append(np.clip(x, lo, hi) - (edges[j] if j else grid[0]))
+        out = np.zeros((x.size, self.n_parameters))
+        out[:, self.blocks[attribute]] = np.column_stack(cols) / self.numeric_scale[attribute]
+        return out
+
+    def unit_rows(self, attribute: str) -> list[tuple[str, np.ndarray]]:
+        """``(label, row)`` of the utility per unit: ``per_unit`` for a linear attribute (and
+        linear price), ``per_unit:lo-hi`` for each piece of a piecewise one."""
+        if attribute == "price":
+            return [("per_unit", self.price_slope_row())]
+        grid = self.tested_values(attribute)
+        edges = np.concatenate([[grid[0]], self.numeric[attribute], [grid[-1]]])
+        out = []
+        for j, col in enumerate(range(self.blocks[attribute].start, self.blocks[attribute].stop)):
+            row = np.zeros(self.n_parameters)
+            row[col] = 1.0 / self.numeric_scale[attribute]
+            label = "per_unit" if edges.size == 2 else f"per_unit:{edges[j]:g}-{edges[j + 1]:g}"
+            out.append((label, row))
+        return out
+
     def level_rows(self, attribute: str) -> np.ndarray:
-        """Rows L (levels × parameters) with part-worths ``L β`` of every level of ``attribute``."""
+        """Rows L (levels × parameters) with part-worths ``L β`` of every level of ``attribute``
+        (for a numeric attribute: at each tested value)."""
+        if attribute in self.numeric:
+            return self.numeric_basis(attribute, self.tested_values(attribute))
         m = self.matrices[attribute]
         out = np.zeros((m.shape[0], self.n_parameters))
         out[:, self.blocks[attribute]] = m
         return out
+
+    def extrapolation(self, products: pd.DataFrame) -> pd.DataFrame:
+        """Cells of ``products`` outside the tested range of price or a numeric attribute.
+
+        ``row`` (0-based position), ``attribute, value, tested_min, tested_max``, ``outside_by``
+        (value − tested_max above the range, value − tested_min below it) and ``outside_share``
+        (``|outside_by|`` / the tested range). Empty when everything lies within what was tested.
+        """
+        rows = []
+        for a in [*self.numeric, "price"]:
+            if a not in products.columns:
+                continue
+            x = pd.to_numeric(products[a], errors="coerce").to_numpy(dtype=float)
+            grid = self.tested_values(a)
+            lo, hi = float(grid.min()), float(grid.max())
+            by = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
+            for i in np.flatnonzero(np.isfinite(x) & (by != 0)):
+                rows.append((int(i), a, float(x[i]), lo, hi, float(by[i]), abs(float(by[i])) / (hi - lo)))
+        return pd.DataFrame(rows, columns=["row", "attribute", "value", "tested_min", "tested_max", "outside_by", "outside_share"])
 
     def price_rows(self, prices) -> np.ndarray:
         """Rows giving the utility of each price (linear term, or part-worths interpolated
@@ -409,20 +479,33 @@ class Coding:
         out = np.zeros((len(products), self.n_parameters))
         rows = np.arange(len(products)) + int(products.attrs.get("row_offset", 2))
         for a, levels in self.levels.items():
+            if a in self.numeric:
+                # any value: between tested values it interpolates, outside it extrapolates (flagged)
+                x = _numbers(products[a], products.attrs.get("decimal"))
+                for r, v in zip(rows[~np.isfinite(x)], products[a][~np.isfinite(x)], strict=True):
+                    problems.append(Problem(source, int(r), a, f"a number (tested {levels[0]}–{levels[-1]})", v))
+                out += self.numeric_basis(a, np.nan_to_num(x, nan=float(levels[0])))
+                continue
             text = products[a].astype("string").str.strip()
             pos = pd.Index(levels).get_indexer(text.fillna(""))
             for r, v in zip(rows[pos < 0], text[pos < 0], strict=True):
                 problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels), v))
             out += self.level_rows(a)[np.maximum(pos, 0)]
-        raw = products["price"]
-        if products.attrs.get("decimal") == "," and not pd.api.types.is_numeric_dtype(raw):
-            raw = raw.astype("string").str.replace(",", ".", regex=False)
-        price = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        price = _numbers(products["price"], products.attrs.get("decimal"))
         for r, v in zip(rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True):
             problems.append(Problem(source, int(r), "price", "a numeric price", v))
         if problems:
             raise InputError(problems)
         return out + self.price_rows(price)
+
+
+def _numbers(values: pd.Series, decimal=None) -> np.ndarray:
+    raw = values
+    if decimal == "," and not pd.api.types.is_numeric_dtype(raw):
+        raw = raw.astype("string").str.replace(",", ".", regex=False)
+    if not pd.api.types.is_numeric_dtype(raw):
+        raw = raw.astype("string").str.strip()
+    return pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
 
 
 @dataclass(frozen=True)
@@ -499,12 +582,59 @@ def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict |
     return out, notes
 
 
+def _numeric_spec(numeric, attributes: list[str], source: str = "study.toml") -> dict[str, tuple[float, ...]]:
+    """``[conjoint] numeric`` (names, or name → knots for piecewise) as name → knots."""
+    if not numeric:
+        return {}
+    spec = dict(numeric) if isinstance(numeric, dict) else {str(a): () for a in numeric}
+    problems = []
+    out = {}
+    for a, knots in spec.items():
+        a = str(a)
+        if a == "price":
+            continue  # price is numeric already
+        if a not in attributes:
+            problems.append(Problem(source, None, "conjoint.numeric", "an attribute of the conjoint (" + ", ".join(attributes) + ")", a))
+            continue
+        try:
+            out[a] = tuple(sorted(float(k) for k in (knots or ())))
+        except (TypeError, ValueError):
+            problems.append(Problem(source, None, f"conjoint.piecewise.{a}", "knots as numbers, e.g. [100, 500]", knots))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def _numeric_levels(real: pd.DataFrame, numeric: dict[str, tuple[float, ...]], source: str):
+    """Tested values (as level text, ascending), scale and checked knots of numeric attributes."""
+    problems, levels, scales = [], {}, {}
+    for a, knots in numeric.items():
+        x = _numbers(real[a], real.attrs.get("decimal"))
+        bad = ~np.isfinite(x)
+        for r, v in zip(real["row"].to_numpy()[bad], real[a].to_numpy()[bad], strict=True):
+            problems.append(Problem(source, int(r), a, "a number ([conjoint] numeric lists this attribute)", v))
+        grid = np.unique(x[~bad])
+        if grid.size < 2:
+            problems.append(Problem(source, None, a, "at least two different values shown", grid.tolist()))
+            continue
+        inner = set(grid[1:-1].tolist())
+        wrong = [k for k in knots if k not in inner]
+        if wrong:
+            problems.append(Problem("study.toml", None, f"conjoint.piecewise.{a}", "knots among the tested values strictly inside the range: " + ", ".join(f"{v:g}" for v in grid[1:-1]), wrong))
+        levels[a] = [f"{v:g}" for v in grid]
+        scales[a] = float(np.abs(grid).max()) or 1.0
+    if problems:
+        raise InputError(problems)
+    return levels, scales
+
+
 def prepare_choice_data(
     answers: pd.DataFrame,
     *,
     levels: dict[str, list[str]] | None = None,
     coding: str = "dummy",
     price: str = "linear",
+    numeric=None,
 ) -> ChoiceData:
     """Turn validated conjoint answers into the padded arrays of :class:`ChoiceData`.
 
@@ -531,6 +661,10 @@ def prepare_choice_data(
     price
         ``"linear"`` (one coefficient per currency unit) or ``"partworth"`` (one part-worth per
         tested price).
+    numeric
+        Attributes whose levels are quantities (seats, GB, minutes): a list of names (linear:
+        one utility per unit) or name → knots (piecewise linear, knots among the tested values).
+        Their cells must be numbers; their levels are the tested values, ascending.
     """
     if coding not in ("dummy", "effects"):
         raise InputError(Problem("options", None, "coding", "'dummy' or 'effects'", coding))
@@ -547,7 +681,13 @@ def prepare_choice_data(
     if "row" not in frame.columns:
         frame = frame.assign(row=np.arange(len(frame)) + 2)
     frame = frame.assign(none=frame["none"].astype(bool))
-    level_order, notes = _resolve_levels(frame, attributes, levels, source)
+    numeric = _numeric_spec(numeric, attributes)
+    real = frame[~frame["none"]]
+    real.attrs.update(answers.attrs)
+    numeric_levels, numeric_scale = _numeric_levels(real, numeric, source)
+    categorical = [a for a in attributes if a not in numeric]
+    cat_order, notes = _resolve_levels(frame, categorical, levels, source)
+    level_order = {a: numeric_levels[a] if a in numeric else cat_order[a] for a in attributes}
     prices = sorted(float(p) for p in pd.unique(frame.loc[~frame["none"], "price"].dropna()))
     if len(prices) < 2:
         raise InputError(Problem(source, None, "price", "at least two different prices shown (price is needed for willingness to pay)", prices))
@@ -557,6 +697,12 @@ def prepare_choice_data(
     blocks: dict[str, slice] = {}
     matrices: dict[str, np.ndarray] = {}
     for a, lv in level_order.items():
+        if a in numeric:
+            edges = [lv[0], *(f"{k:g}" for k in numeric[a]), lv[-1]]
+            pieces = [a] if len(edges) == 2 else [f"{a}[{edges[j]}-{edges[j + 1]}]" for j in range(len(edges) - 1)]
+            blocks[a] = slice(len(names), len(names) + len(pieces))
+            names += pieces
+            continue
         matrices[a] = _coding_matrix(len(lv), coding)
         blocks[a] = slice(len(names), len(names) + len(lv) - 1)
         names += [f"{a}={x}" for x in lv[1:]]
@@ -571,7 +717,7 @@ def prepare_choice_data(
     if has_none:
         blocks["none"] = slice(len(names), len(names) + 1)
         names.append("none")
-    spec = Coding(level_order, prices, coding, price, has_none, price_scale, names, blocks, matrices)
+    spec = Coding(level_order, prices, coding, price, has_none, price_scale, names, blocks, matrices, numeric, numeric_scale)
 
     # rows → (task, position): tasks keep the order of first appearance
     task_key = pd.MultiIndex.from_arrays([frame["respondent_id"].to_numpy(), frame["task"].to_numpy()])
@@ -586,6 +732,10 @@ def prepare_choice_data(
 
     rows = np.zeros((len(frame), len(names)))
     for a, lv in level_order.items():
+        if a in numeric:
+            x = np.where(is_none, float(lv[0]), np.nan_to_num(_numbers(frame[a], answers.attrs.get("decimal")), nan=float(lv[0])))
+            rows += np.where(is_none[:, None], 0.0, spec.numeric_basis(a, x))
+            continue
         codes = pd.Index(lv).get_indexer(frame[a].astype("string").fillna(""))
         block = matrices[a][np.maximum(codes, 0)]
         block[is_none] = 0.0
@@ -622,7 +772,12 @@ def prepare_choice_data(
 
 @dataclass(frozen=True)
 class MNLFit:
-    """One aggregate MNL fit: estimates, covariance (inverse Hessian) and fit statistics."""
+    """One aggregate MNL fit: estimates, covariances and fit statistics.
+
+    ``cov`` is the model-based covariance (inverse Hessian of the weighted log-likelihood);
+    ``cov_cluster`` the respondent-clustered sandwich ``G/(G−1) · H⁻¹ (Σ_g s_g s_gᵀ) H⁻¹``
+    with ``s_g`` the score summed over respondent ``g``'s tasks (see :func:`cluster_covariance`).
+    """
 
     beta: np.ndarray
     cov: np.ndarray
@@ -632,6 +787,7 @@ class MNLFit:
     iterations: int
     n_respondents: int
     n_choices: int
+    cov_cluster: np.ndarray | None = None
 
 
 def _mnl_value_grad_hess(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, hessian: bool = True):
@@ -689,7 +845,38 @@ def fit_mnl(data: ChoiceData, *, max_iter: int = 200) -> MNLFit:
     converged = bool(res.success or np.max(np.abs(grad)) < 1e-4 * max(1.0, float(w.sum())) ** 0.5)
     n_alts = avail.sum(axis=1)
     ll_null = float(-(w @ np.log(n_alts)))
-    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices)
+    scores = _respondent_scores(res.x, X, avail, chosen, w, data.respondent)
+    robust = cluster_covariance(cov, scores)
+    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices, robust)
+
+
+def _respondent_scores(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, respondent: np.ndarray) -> np.ndarray:
+    """Weighted score (gradient of the log-likelihood) summed per respondent: G × P."""
+    v = np.where(available, X @ beta, -np.inf)
+    v = v - v.max(axis=1, keepdims=True)
+    p = np.exp(v)
+    p /= p.sum(axis=1, keepdims=True)
+    s = w[:, None] * (X[np.arange(chosen.size), chosen] - np.einsum("ta,tap->tp", p, X))
+    codes, _ = pd.factorize(respondent)
+    out = np.zeros((int(codes.max()) + 1 if codes.size else 0, X.shape[2]))
+    np.add.at(out, codes, s)
+    return out
+
+
+def cluster_covariance(bread: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Cluster-robust (sandwich) covariance ``G/(G−1) · B (Σ_g s_g s_gᵀ) B``.
+
+    ``bread`` is the inverse Hessian of the negative log-likelihood, ``scores`` the score
+    summed within each cluster (G × P). Respondents answer several tasks, and their errors are
+    correlated across them (their tastes differ from the average), so the model-based
+    covariance, which treats every task as independent, is too small. ``G/(G−1)`` is the usual
+    small-sample factor for maximum-likelihood models (Stata's ``vce(cluster)`` for logit);
+    statsmodels multiplies by ``(N−1)/(N−K)`` as well, a least-squares factor we do not use.
+    """
+    g = scores.shape[0]
+    meat = scores.T @ scores
+    factor = g / (g - 1) if g > 1 else np.nan
+    return factor * (bread @ meat @ bread)
 
 
 def _free_columns(X: np.ndarray, available: np.ndarray) -> np.ndarray:
@@ -716,7 +903,9 @@ def fit_mnl_identified(data: ChoiceData) -> MNLFit:
     beta[free] = fit.beta
     cov = np.full((p, p), np.nan)
     cov[np.ix_(free, free)] = fit.cov
-    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices)
+    robust = np.full((p, p), np.nan)
+    robust[np.ix_(free, free)] = fit.cov_cluster
+    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices, robust)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -779,6 +968,8 @@ class ConjointResult:
     n_respondents: int = 0
     n_used: int = 0
     source: str = "conjoint.csv"
+    se_type: str = "cluster"  # "cluster", "plain" (MNL) or "posterior" (HB)
+    method_reason: str = ""  # why this model was used (set by the pipeline; shown in the report)
 
     @property
     def attributes(self) -> dict[str, list[str]]:
@@ -810,7 +1001,12 @@ class ConjointResult:
         mean = ind.draws.mean(axis=1)  # respondents × P
         blocks = []
         c = self.coding
-        names = [(a, lv, c.level_rows(a)[i]) for a, levels in c.levels.items() for i, lv in enumerate(levels)]
+        names = []
+        for a, levels in c.levels.items():
+            if a in c.numeric:
+                names += [(a, label, r) for label, r in c.unit_rows(a)]
+            else:
+                names += [(a, lv, c.level_rows(a)[i]) for i, lv in enumerate(levels)]
         if c.price == "linear":
             names.append(("price", "per_unit", c.price_slope_row()))
         else:
@@ -859,15 +1055,20 @@ def _linear_tables(seg: str, coding: Coding, beta: np.ndarray, cov: np.ndarray):
             L = coding.level_rows(a)
             u = L @ beta
             se = np.sqrt(np.maximum(np.einsum("ip,pq,iq->i", L, cov, L), 0.0))
-            pw += [(seg, a, lv, u[i], se[i]) for i, lv in enumerate(levels)]
+            units = coding.unit_rows(a) if a in coding.numeric else []
+            if units:
+                # a quantity: its part-worth is a utility per unit, like linear price
+                pw += [(seg, a, label, float(r @ beta), float(np.sqrt(max(r @ cov @ r, 0.0)))) for label, r in units]
+            else:
+                pw += [(seg, a, lv, u[i], se[i]) for i, lv in enumerate(levels)]
             imp.append((seg, a, float(np.nanmax(u) - np.nanmin(u))))
-            for i, lv in enumerate(levels):
-                c = L[i] - L[0]
+            contrasts = [(lv, L[i] - L[0], i > 0) for i, lv in enumerate(levels)] + [(label, r, True) for label, r in units]
+            for lv, c, free in contrasts:
                 d = float(c @ beta)
                 value = -d / b_price
                 g = -c / b_price + d / b_price**2 * slope
-                s = float(np.sqrt(max(g @ cov @ g, 0.0))) if i else 0.0
-                wtp.append((seg, a, lv, value if i else 0.0, s))
+                s = float(np.sqrt(max(g @ cov @ g, 0.0))) if free else 0.0
+                wtp.append((seg, a, lv, value if free else 0.0, s))
         if coding.price == "linear":
             s_price = float(np.sqrt(max(slope @ cov @ slope, 0.0)))
             pw.append((seg, "price", "per_unit", b_price, s_price))
@@ -895,7 +1096,19 @@ def _finish_wtp(wtp: pd.DataFrame, ok: dict[str, bool]) -> pd.DataFrame:
         wtp["lower"] = wtp["wtp"] - _Z95 * wtp["se"]
         wtp["upper"] = wtp["wtp"] + _Z95 * wtp["se"]
     wtp["valid"] = wtp["segment"].map(ok).astype(bool)
-    return wtp[["segment", "attribute", "level", "wtp", "lower", "upper", "se", "valid"]]
+    spread = [c for c in ("respondents_p25", "respondents_p75") if c in wtp.columns]
+    return wtp[["segment", "attribute", "level", "wtp", "lower", "upper", "se", "valid", *spread]]
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Weighted ``q``-quantile over the first axis (respondents) of ``values`` (R × ...): the
+    smallest value whose cumulative weight reaches ``q`` (NaN values sort last, never picked
+    while weight remains)."""
+    order = np.argsort(values, axis=0)
+    v = np.take_along_axis(values, order, axis=0)
+    cw = np.cumsum(weights[order], axis=0) / weights.sum()
+    idx = np.argmax(cw >= q - 1e-12, axis=0)
+    return np.take_along_axis(v, idx[None], axis=0)[0]
 
 
 def _price_warnings(fit: pd.DataFrame) -> list[str]:
@@ -921,12 +1134,14 @@ def _segment_order(segment: np.ndarray) -> list[str]:
     return [s for s in segs if s != RESERVED_SEGMENT] + [RESERVED_SEGMENT]
 
 
-def _estimate_mnl(data: ChoiceData) -> tuple[dict, dict, list, list]:
+def _estimate_mnl(data: ChoiceData, se: str = "cluster") -> tuple[dict, dict, list, list]:
     betas, covs, fits, notes = {}, {}, [], []
     for seg in _segment_order(data.segment):
         sub = data if seg == RESERVED_SEGMENT else data.subset(data.segment == seg)
         fit = fit_mnl_identified(sub)
-        betas[seg], covs[seg] = fit.beta, fit.cov
+        betas[seg], covs[seg] = fit.beta, fit.cov_cluster if se == "cluster" else fit.cov
+        if se == "cluster" and fit.n_respondents < 2:
+            notes.append(f"segment {seg}: one respondent, so no respondent-clustered standard errors; intervals are not available.")
         slope = data.coding.price_slope_row()
         with np.errstate(invalid="ignore"):
             pc = float(slope @ np.nan_to_num(fit.beta)) if np.isfinite(fit.beta[slope != 0]).all() else np.nan
@@ -965,6 +1180,8 @@ def estimate_conjoint(
     tune: int | None = None,
     chains: int = 4,
     progress: bool = False,
+    se: Literal["cluster", "plain"] = "cluster",
+    numeric=None,
 ) -> ConjointResult:
     """Estimate part-worths, importances and willingness to pay per segment and for ``all``.
 
@@ -977,7 +1194,7 @@ def estimate_conjoint(
         Attribute → ordered levels (first = reference), e.g. ``Study.attribute_levels``.
     method
         ``"mnl"`` — aggregate multinomial logit per segment and pooled (``all``), weights in
-        the likelihood, standard errors from the inverse Hessian; ``"hb"`` — hierarchical MNL
+        the likelihood, standard errors clustered by respondent (see ``se``); ``"hb"`` — hierarchical MNL
         (``wtp.hb``) with individual part-worths; segment numbers are weighted means over the
         segment's respondents.
     coding
@@ -993,13 +1210,26 @@ def estimate_conjoint(
         default), number of chains.
     progress
         Show the HB sampler's progress bar.
+    se
+        MNL standard errors: ``"cluster"`` (default) — the sandwich clustered by respondent
+        with the ``G/(G−1)`` correction, because a respondent's many tasks are not independent;
+        ``"plain"`` — the inverse Hessian, which treats every task as a separate person and is
+        too narrow for panel data. WTP intervals and the price p-value follow the choice.
+    numeric
+        Quantity attributes estimated as a utility per unit (see :func:`prepare_choice_data`);
+        e.g. :func:`conjoint_numeric` of the study settings. partworths.csv then has one row
+        ``level = per_unit`` (or one per piece), and wtp.csv the money value per unit besides
+        the value of each tested amount against the lowest.
     """
     if method not in ("mnl", "hb"):
         raise InputError(Problem("options", None, "method", "'mnl' or 'hb'", method))
-    data = prepare_choice_data(answers, levels=levels, coding=coding, price=price)
+    if se not in ("cluster", "plain"):
+        raise InputError(Problem("options", None, "se", "'cluster' or 'plain'", se))
+    se_type = se if method == "mnl" else "posterior"
+    data = prepare_choice_data(answers, levels=levels, coding=coding, price=price, numeric=numeric)
     source = str(answers.attrs.get("source", "conjoint.csv"))
     if method == "mnl":
-        betas, covs, fits, notes = _estimate_mnl(data)
+        betas, covs, fits, notes = _estimate_mnl(data, se)
         pw, imp, wtp = [], [], []
         for seg in betas:
             a, b, c = _linear_tables(seg, data.coding, betas[seg], covs[seg])
@@ -1021,10 +1251,10 @@ def estimate_conjoint(
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}")
         tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains, progress=progress)
-    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source)
+    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source, se_type=se_type)
 
 
-def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str) -> ConjointResult:
+def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str, se_type: str = "posterior") -> ConjointResult:
     partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
     warn = _price_warnings(fit)
     ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
@@ -1046,6 +1276,7 @@ def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: in
         n_respondents=n_respondents,
         n_used=int(data.respondents.size),
         source=source,
+        se_type=se_type,
     )
 
 
@@ -1110,9 +1341,16 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
 
     Per segment (and ``all``) and per draw, the weighted mean of the segment's respondents gives
     the segment's part-worths and price coefficient; ``utility`` is their posterior mean and
-    ``se`` the posterior sd. WTP is computed per draw from the segment means (a ratio of means:
-    individual ratios explode where a respondent's price coefficient is near 0); ``wtp`` is the
-    posterior median, ``lower``/``upper`` the 2.5%/97.5% quantiles. Importances are computed per
+    ``se`` the posterior sd. WTP is computed per respondent and draw, ``−Δβ_r / β_price,r``, and
+    summarised per draw by the (weighted) median over the segment's respondents: the money value
+    of the median respondent. Not the mean of the ratios — it does not exist when some
+    respondents' price coefficients lie near 0, and a few such respondents would dominate it —
+    and not the ratio of the mean part-worths, which is the value of an average respondent who
+    does not exist and repeats the aggregate logit's heterogeneity bias. ``wtp`` is the posterior
+    median of that median, ``lower``/``upper`` its 2.5%/97.5% posterior quantiles (the
+    uncertainty of the segment figure), and ``respondents_p25``/``respondents_p75`` the posterior
+    mean of the respondents' 25% and 75% quantiles (the spread of money values within the
+    segment). Importances are computed per
     respondent and draw, normalised to 100, then averaged (weighted over respondents). The
     price ``p_value`` is the Bayesian analogue 2·min(P(β ≥ 0), P(β < 0)).
     """
@@ -1149,14 +1387,31 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         with np.errstate(divide="ignore", invalid="ignore"):
             z = betas[seg] / sd
         params.append(pd.DataFrame({"segment": seg, "parameter": coding.parameters, "estimate": betas[seg], "se": sd, "z": z, "p_value": np.nan}))
+        bp_ind = draws[mask] @ slope  # respondents × draws
         for a, levels in coding.levels.items():
             U = M @ coding.level_rows(a).T
-            pw += [(seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, lv in enumerate(levels)]
+            units = coding.unit_rows(a) if a in coding.numeric else []
+            if units:
+                Uu = M @ np.array([r for _, r in units]).T
+                pw += [(seg, a, label, float(Uu[:, k].mean()), float(Uu[:, k].std(ddof=1))) for k, (label, _) in enumerate(units)]
+            else:
+                pw += [(seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, lv in enumerate(levels)]
+            labels = list(levels) + [label for label, _ in units]
+            # contrasts against the first level (and per-unit rows): respondents × draws × labels
+            C = coding.level_rows(a)
+            C = C - C[:1]
+            if units:
+                C = np.vstack([C, [r for _, r in units]])
             with np.errstate(divide="ignore", invalid="ignore"):
-                W = -(U - U[:, [0]]) / bp[:, None]
-            for i, lv in enumerate(levels):
-                lo, med, hi = np.quantile(W[:, i], [0.025, 0.5, 0.975]) if i else (0.0, 0.0, 0.0)
-                wtp.append((seg, a, lv, float(med), float(lo), float(hi), float(W[:, i].std(ddof=1)) if i else 0.0))
+                W = -(draws[mask] @ C.T) / bp_ind[..., None]
+            med = _weighted_quantile(W, w, 0.5)  # draws × labels
+            p25, p75 = _weighted_quantile(W, w, 0.25), _weighted_quantile(W, w, 0.75)
+            for i, lv in enumerate(labels):
+                if i == 0:
+                    wtp.append((seg, a, lv, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
+                    continue
+                lo, mid, hi = np.quantile(med[:, i], [0.025, 0.5, 0.975])
+                wtp.append((seg, a, lv, float(mid), float(lo), float(hi), float(med[:, i].std(ddof=1)), float(p25[:, i].mean()), float(p75[:, i].mean())))
         if coding.price == "linear":
             pw.append((seg, "price", "per_unit", float(bp.mean()), float(bp.std(ddof=1))))
         else:
@@ -1183,9 +1438,15 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         fit["converged"] = bool(diagnostics["ok"].all())
     partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
     importances = pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
-    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se"])
+    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se", "respondents_p25", "respondents_p75"])
     individual = IndividualDraws(data.respondents, seg_resp, w_resp, draws)
     notes: list[str] = []
+    wrong_sign = float(w_resp @ (mean_beta @ slope >= 0) / w_resp.sum())
+    if wrong_sign > 0.05:
+        notes.append(
+            f"{wrong_sign:.0%} of respondents (weighted) have a price coefficient that is not negative (posterior mean); "
+            "their individual money values are not meaningful and sit in the tails of the WTP distribution."
+        )
     return partworths, importances, wtp_frame, pd.concat(params, ignore_index=True), fit, betas, covs, individual, diagnostics, notes
 
 
@@ -1282,7 +1543,8 @@ def simulate_market(
         ========= ==========================================
         product   name
         <attr>    a tested level of every attribute
-        price     price (linear price extrapolates outside the tested range; do so with care)
+        <numeric> any number for a numeric attribute (interpolated between tested values)
+        price     price (outside the tested range the share is extrapolated and marked)
         ========= ==========================================
     segment
         A segment, a list of them, or ``None`` for every segment and ``all``.
@@ -1299,9 +1561,11 @@ def simulate_market(
     Returns
     -------
     pandas.DataFrame
-        ``segment, product, share, lower, upper`` with shares 0–1 summing to 1 per segment
-        (``lower``/``upper``: 2.5% and 97.5% quantiles over the draws; empty for RFC on an
-        aggregate model, whose draws make up a single simulated market).
+        ``segment, product, share, lower, upper, extrapolated`` with shares 0–1 summing to 1 per
+        segment (``lower``/``upper``: 2.5% and 97.5% quantiles over the draws; empty for RFC on
+        an aggregate model, whose draws make up a single simulated market). ``extrapolated``
+        marks a product whose price or numeric attribute lies outside the tested range
+        (:func:`extrapolation` says how far).
     """
     if method not in ("logit", "rfc"):
         raise InputError(Problem("options", None, "method", "'logit' or 'rfc'", method))
@@ -1313,9 +1577,12 @@ def simulate_market(
         raise InputError(Problem(source, None, None, "at least one product", "no rows"))
     rows = result.coding.profile_rows(products, source=source)
     names = products["product"].astype(str).tolist()
+    outside = np.zeros(len(products), dtype=bool)
+    outside[result.coding.extrapolation(products)["row"].to_numpy(dtype=int)] = True
     if none and result.coding.none:
         rows = np.vstack([rows, result.coding.none_row()])
         names = names + ["none"]
+        outside = np.append(outside, False)
     out = []
     for seg in _segments_of(result, segment):
         d, w = _draws_for(result, seg, n_draws, rng, method)
@@ -1323,8 +1590,22 @@ def simulate_market(
         point = _point_shares(result, seg, rows) if method == "logit" else None
         share = point if point is not None else draws.mean(axis=0)
         lo, hi = _quantiles(draws)
-        out.append(pd.DataFrame({"segment": seg, "product": names, "share": share, "lower": lo, "upper": hi}))
+        out.append(pd.DataFrame({"segment": seg, "product": names, "share": share, "lower": lo, "upper": hi, "extrapolated": outside}))
     return pd.concat(out, ignore_index=True)
+
+
+def extrapolation(result: ConjointResult, products: pd.DataFrame) -> pd.DataFrame:
+    """Products priced (or sized, for numeric attributes) outside what the study tested.
+
+    ``product, attribute, value, tested_min, tested_max, outside_by, outside_share``: one row per
+    cell outside the tested range, with how far outside (in the attribute's units and as a
+    share of the tested range). The simulator still answers there — a linear term extends —
+    but no respondent saw such a product, so the share is an extrapolation.
+    """
+    ext = result.coding.extrapolation(products)
+    names = products["product"].astype(str).to_numpy() if "product" in products.columns else np.arange(len(products)).astype(str)
+    ext.insert(0, "product", names[ext["row"].to_numpy(dtype=int)] if len(ext) else [])
+    return ext.drop(columns="row")
 
 
 def demand_curve(
@@ -1364,7 +1645,8 @@ def demand_curve(
     Returns
     -------
     pandas.DataFrame
-        ``segment, price, share, lower, upper`` (shares 0–1).
+        ``segment, price, share, lower, upper, extrapolated`` (shares 0–1; ``extrapolated``:
+        the price is outside the tested range).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     if method not in ("logit", "rfc"):
@@ -1388,6 +1670,8 @@ def demand_curve(
     if not others:
         raise InputError(Problem("options", None, "competitors", "a model with a none option, or competitors to compare with", "neither"))
     other = np.vstack(others)
+    tested = result.coding.tested_values("price")
+    outside = (prices < tested.min()) | (prices > tested.max())
     # alternatives per price: the product first, then the fixed others
     rows = np.concatenate([own[:, None, :], np.broadcast_to(other, (prices.size, *other.shape))], axis=1)
     out = []
@@ -1398,7 +1682,7 @@ def demand_curve(
         point = _point_shares(result, seg, rows) if method == "logit" else None
         share = point[:, 0] if point is not None else draws.mean(axis=0)
         lo, hi = _quantiles(draws)
-        out.append(pd.DataFrame({"segment": seg, "price": prices, "share": share, "lower": lo, "upper": hi}))
+        out.append(pd.DataFrame({"segment": seg, "price": prices, "share": share, "lower": lo, "upper": hi, "extrapolated": outside}))
     return pd.concat(out, ignore_index=True)
 
 
@@ -1418,6 +1702,26 @@ def conjoint_levels(settings: dict, *, source: str = "study.toml", required: boo
         if not isinstance(v, list):
             raise InputError(Problem(source, None, f"conjoint.attributes.{k}", "a list of levels", v))
         out[str(k)] = [str(x) for x in v]
+    return out
+
+
+def conjoint_numeric(settings: dict, *, source: str = "study.toml") -> dict[str, tuple[float, ...]]:
+    """Numeric attributes from ``[conjoint] numeric = ["seats"]`` (linear) and, for piecewise
+    linear ones, ``[conjoint.piecewise] storage_gb = [100]`` (knots among the tested values)."""
+    cj = settings.get("conjoint", {})
+    names = cj.get("numeric", [])
+    pieces = cj.get("piecewise", {})
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list):
+        raise InputError(Problem(source, None, "conjoint.numeric", 'a list of attribute names, e.g. ["seats"]', names))
+    if not isinstance(pieces, dict):
+        raise InputError(Problem(source, None, "conjoint.piecewise", "a table attribute = [knots]", pieces))
+    out: dict[str, tuple[float, ...]] = {str(a): () for a in names}
+    for a, knots in pieces.items():
+        if not isinstance(knots, list):
+            raise InputError(Problem(source, None, f"conjoint.piecewise.{a}", "a list of knots, e.g. [100, 500]", knots))
+        out[str(a)] = tuple(knots)
     return out
 
 
@@ -1442,15 +1746,17 @@ class SimulatorTables:
     simulation: pd.DataFrame | None
     demand: pd.DataFrame | None
     demand_product: dict[str, str] | None
+    extrapolation: pd.DataFrame | None = None  # scenario cells outside the tested range
 
 
 def simulator_tables(result: ConjointResult, scenario: pd.DataFrame | None = None, *, rng: np.random.Generator) -> SimulatorTables:
     """Shares of the scenario's products (RFC with HB draws, else logit) and the demand curve of
     the scenario's first product — or of every attribute's first level — against no-choice."""
-    simulation = None
+    simulation = outside = None
     if scenario is not None:
         method = "rfc" if result.individual is not None else "logit"
         simulation = simulate_market(result, scenario, method=method, rng=rng)
+        outside = extrapolation(result, scenario)
     demand = product = None
     if result.coding.none:
         if scenario is not None:
@@ -1459,4 +1765,4 @@ def simulator_tables(result: ConjointResult, scenario: pd.DataFrame | None = Non
         else:
             product = {a: levels[0] for a, levels in result.attributes.items()}
         demand = demand_curve(result, product, rng=rng)
-    return SimulatorTables(simulation, demand, product)
+    return SimulatorTables(simulation, demand, product, outside)

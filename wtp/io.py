@@ -639,6 +639,8 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
         neg = mrr < 0
         col.add_rows(rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist())
         out["mrr"] = mrr
+    for c, dates in _activity_dates(frame).items():
+        out[c] = dates  # e.g. a last invoice date: evidence of how long the base was observed
     _check_unique(frame, out["customer_id"], "customer_id", col, what="customer")
     reserved = out["segment"] == RESERVED_SEGMENT
     col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
@@ -649,6 +651,28 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
     col.raise_if_any()
     out["row"] = rows
     out.attrs.update(source=name)
+    return out
+
+
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$"
+
+
+def _activity_dates(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Other columns of customers.csv that hold only dates (ISO ``YYYY-MM-DD``), parsed."""
+    out = {}
+    for c in frame.columns:
+        if c in ("customer_id", "segment", "start_date", "end_date", "mrr", "converted", "row"):
+            continue
+        values = frame[c]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            out[c] = pd.to_datetime(values).astype("datetime64[ns]")
+            continue
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        text = values.astype("string").str.strip()
+        text = text[text.notna() & (text != "")]
+        if len(text) and text.str.fullmatch(_ISO_DATE).all():
+            out[c] = pd.to_datetime(values.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed").astype("datetime64[ns]")
     return out
 
 

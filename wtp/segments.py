@@ -48,6 +48,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,8 @@ __all__ = [
     "METRIC_AXIS",
     "LOWER_IS_BETTER",
     "CohortResult",
+    "AsOf",
+    "resolve_as_of",
     "SegmentScores",
     "WhatIfResult",
     "cohorts",
@@ -170,17 +173,82 @@ def period_days(period: str = "month") -> float:
     return PERIOD_DAYS[key]
 
 
-def _as_of(value, customers: pd.DataFrame | None) -> pd.Timestamp | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if customers is None or len(customers) == 0:
-            return None
-        # contract §5: the default censoring date is the latest date in customers.csv
-        dates = pd.concat([customers["start_date"], customers["end_date"]]).dropna()
-        return pd.Timestamp(dates.max())
+@dataclass(frozen=True)
+class AsOf:
+    """The censoring date of a cohort analysis and where it came from.
+
+    ``basis``: ``"given"`` (``[study] as_of``), ``"export_date"`` (``[study] export_date`` or an
+    export-date column of customers.csv) or ``"latest_date"`` (the latest date anywhere in
+    customers.csv — a guess: active customers carry no date, so the data may have been observed
+    for longer). ``column`` names where the date was found.
+    """
+
+    date: pd.Timestamp
+    basis: str
+    column: str | None = None
+
+    @property
+    def guessed(self) -> bool:
+        return self.basis == "latest_date"
+
+
+# columns of customers.csv that state when the file was exported (header-normalised)
+EXPORT_DATE_COLUMNS = ("export_date", "exported", "exported_at", "snapshot_date", "extract_date", "data_as_of")
+
+
+def _parse_date(value, key: str) -> pd.Timestamp:
     try:
         return pd.Timestamp(str(value) if not isinstance(value, pd.Timestamp) else value)
     except (ValueError, TypeError) as exc:
-        raise InputError(Problem("study.toml", None, "study.as_of", "a date YYYY-MM-DD", value)) from exc
+        raise InputError(Problem("study.toml", None, key, "a date YYYY-MM-DD", value)) from exc
+
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _date_columns(customers: pd.DataFrame) -> list[str]:
+    extra = [c for c in customers.columns if c not in ("start_date", "end_date") and pd.api.types.is_datetime64_any_dtype(customers[c])]
+    return ["start_date", "end_date", *extra]
+
+
+def resolve_as_of(value, customers: pd.DataFrame | None, *, export_date=None) -> AsOf | None:
+    """The censoring date: ``as_of`` when given; else the export date (``export_date``, or a
+    column such as ``export_date``/``snapshot_date`` in customers.csv); else the latest date in
+    any date column of customers.csv (start, end, and activity dates such as a last invoice).
+
+    Only the last is a guess, and a poor one when active customers carry no date: their
+    follow-up then stops at the last start or churn, which shortens exposure and inflates churn.
+    The contract's default (the latest date in customers.csv) is kept, but it is flagged.
+    """
+    if not _blank(value):
+        return AsOf(_parse_date(value, "study.as_of"), "given")
+    if not _blank(export_date):
+        return AsOf(_parse_date(export_date, "study.export_date"), "export_date", "[study] export_date")
+    if customers is None or len(customers) == 0:
+        return None
+    cols = _date_columns(customers)
+    export_cols = [c for c in cols if re.sub(r"[\s_-]+", "_", str(c).strip().lower()) in EXPORT_DATE_COLUMNS]
+    if export_cols:
+        c = export_cols[0]
+        return AsOf(pd.Timestamp(customers[c].max()), "export_date", c)
+    latest = {c: customers[c].max() for c in cols if customers[c].notna().any()}
+    c = max(latest, key=lambda k: latest[k])
+    return AsOf(pd.Timestamp(latest[c]), "latest_date", c)
+
+
+def as_of_message(when: AsOf, source: str = "customers.csv") -> str | None:
+    """What to tell the analyst about a censoring date that was not given (None when given)."""
+    if when.basis == "given":
+        return None
+    day = when.date.date()
+    if when.basis == "export_date":
+        return f"as_of not set: censoring at the export date {day} (from {when.column})."
+    return (
+        f"as_of not set: censoring at {day}, the latest date in {source} (column {when.column}). "
+        "Customers still active are followed only until then; if the data were observed later, "
+        "exposure is understated and churn overstated. Set [study] as_of (or export_date) to the end of observation."
+    )
 
 
 def _ensure_segments(segments: pd.DataFrame, need_arpa_churn: bool) -> pd.DataFrame:
@@ -263,7 +331,10 @@ class CohortResult:
     implied : DataFrame
         Per segment: ``customers, churned, exposure`` (customer-periods at risk), ``churn_rate``
         = churned / exposure with an exact Poisson interval ``churn_lower, churn_upper``,
-        ``retention_1y`` (Kaplan–Meier one year after start), ``median_lifetime``, ``arpa``
+        ``retention_1y`` (Kaplan–Meier one year after start), ``median_lifetime`` (the first
+        time the curve is strictly below 0.5 — statsmodels' and SAS's convention; where the curve
+        sits exactly at 0.5, lifelines takes the first time it reaches 0.5 and R's survival the
+        middle of that flat stretch), ``arpa``
         (mean ``mrr`` of accounts active at ``as_of``, per period), ``arpa_acquired`` (mean over
         all accounts) and ``ltv`` = arpa / churn_rate (revenue, no margin; churn 0 → capped at
         60 periods, ``ltv_capped``).
@@ -282,6 +353,10 @@ class CohortResult:
     n_customers: int
     n_used: int
     has_mrr: bool
+    as_of_basis: str = "given"  # see AsOf
+    as_of_column: str | None = None
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> pd.DataFrame:
         """Churn, retention, ARPA and LTV each segment's customers imply."""
@@ -357,6 +432,8 @@ def cohorts(
     period: str = "month",
     as_of=None,
     alpha: float = 0.05,
+    export_date=None,
+    late_starts: Literal["error", "exclude"] = "error",
 ) -> CohortResult:
     """Survival, cohort retention, LTV over time and the churn and ARPA customers imply.
 
@@ -377,10 +454,16 @@ def cohorts(
         Unit of ``time``, ``age``, churn and ARPA (``month`` by default).
     as_of : date-like, optional
         Censoring date: customers still active then (or ending later) count as active.
-        Default: the latest date in ``customers`` (contract §5). Customers who start after it
-        are left out and listed in ``excluded``.
+        Default (see :func:`resolve_as_of`): ``export_date`` when given, else the latest date in
+        ``customers`` (contract §5), which is flagged in ``warnings``.
     alpha : float
         1 − confidence level of the intervals and bands.
+    export_date : date-like, optional
+        When the customer data were exported (``[study] export_date``); used when ``as_of`` is not.
+    late_starts : {"error", "exclude"}
+        A customer who starts after ``as_of``: an input error naming the rows (default — an
+        ``as_of`` before the data usually is a typo), or left out and listed in ``excluded``
+        (to look at the base as it stood at an earlier date).
 
     Returns
     -------
@@ -388,9 +471,21 @@ def cohorts(
     """
     cust = _ensure_customers(customers)
     days = period_days(period)
-    when = _as_of(as_of, cust)
+    if late_starts not in ("error", "exclude"):
+        raise InputError(Problem("options", None, "late_starts", "'error' or 'exclude'", late_starts))
+    basis = resolve_as_of(as_of, cust, export_date=export_date)
+    when = basis.date
     z = float(stats.norm.ppf(1 - alpha / 2))
     late = (cust["start_date"] > when).to_numpy()
+    if late.any() and late_starts == "error":
+        key = "[study] as_of" if basis.basis == "given" else str(basis.column)
+        raise InputError(
+            [
+                Problem(cust.attrs.get("source", "customers.csv"), int(r), "start_date", f"a start on or before as_of {when.date()} ({key})", str(v.date()))
+                for r, v in zip(cust.loc[late, "row"], cust.loc[late, "start_date"], strict=True)
+            ]
+        )
+    message = as_of_message(basis, cust.attrs.get("source", "customers.csv"))
     excluded = cust.loc[late, ["customer_id", "segment", "row"]].assign(reason=f"starts after as_of {when.date()}")
     used = cust.loc[~late].reset_index(drop=True)
     has_mrr = "mrr" in used.columns and used["mrr"].notna().any()
@@ -497,6 +592,10 @@ def cohorts(
         n_customers=len(cust),
         n_used=len(used),
         has_mrr=bool(has_mrr),
+        as_of_basis=basis.basis,
+        as_of_column=basis.column,
+        warnings=(message,) if message and basis.guessed else (),
+        notes=(message,) if message and not basis.guessed else (),
     )
 
 

@@ -443,12 +443,19 @@ def simulate_conjoint(
     design: pd.DataFrame | None = None,
     respondent_ids: np.ndarray | None = None,
     segment_index: np.ndarray | None = None,
+    numeric: dict[str, float] | None = None,
+    unit_spread: float = 0.5,
 ) -> SimulatedConjoint:
     """Simulate choice-based conjoint answers with heterogeneous part-worths and a none option.
 
     Individual part-worths are the segment means plus N(0, heterogeneity²); the price
     coefficient is ``-exp(N(log b_s, 0.15²))`` so it is negative for everyone; the no-choice
     alternative has a constant utility. Choices maximise utility plus Gumbel noise.
+
+    ``numeric`` maps attributes whose levels are numbers (seats, GB) to their mean utility per
+    unit; each respondent's is that times a lognormal factor (sd ``unit_spread`` on the log
+    scale, mean 1) — skewed, not the normal heterogeneity an HB model assumes. Their true money
+    value per unit appears in ``wtp`` as ``level = per_unit``.
     """
     rng = _rng(seed)
     specs = _segment_names(segments)
@@ -466,14 +473,18 @@ def simulate_conjoint(
         design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
     seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
     n = len(seg)
-    params = [f"{a}={lv}" for a, levels in attributes.items() for lv in levels[1:]]
+    numeric = dict(numeric or {})
+    params = [a if a in numeric else f"{a}={lv}" for a, levels in attributes.items() for lv in (levels[:1] if a in numeric else levels[1:])]
     # price coefficient scaled so that a level worth ~0.5 utils is worth ~10–20% of the median price
     base_price_coef = 2.5 / median
     mean_betas = np.array(
-        [[DEMO_PARTWORTHS.get(p, rng.normal(0.4, 0.3)) + s.partworth_shift.get(p, 0.0) for p in params] for s in specs]
+        [[numeric[p] if p in numeric else DEMO_PARTWORTHS.get(p, rng.normal(0.4, 0.3)) + s.partworth_shift.get(p, 0.0) for p in params] for s in specs]
     )
     price_means = np.array([base_price_coef * s.price_sensitivity for s in specs])
     B = mean_betas[seg] + heterogeneity * rng.standard_normal((n, len(params)))
+    for j, p in enumerate(params):
+        if p in numeric:
+            B[:, j] = mean_betas[seg, j] * np.exp(unit_spread * rng.standard_normal(n) - unit_spread**2 / 2)
     bp = -price_means[seg] * np.exp(0.15 * rng.standard_normal(n) - 0.5 * 0.15**2)
     none_utility = float(-base_price_coef * median * 0.4 + 0.5)  # a typical product is chosen over none ~2:1
     ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
@@ -482,6 +493,9 @@ def simulate_conjoint(
     design = design.sort_values(["version", "task", "alt"])
     X_rows = np.zeros((len(design), len(params)))
     for j, p in enumerate(params):
+        if p in numeric:
+            X_rows[:, j] = design[p].astype(float).to_numpy()
+            continue
         a, lv = p.split("=", 1)
         X_rows[:, j] = (design[a].astype(str).to_numpy() == lv).astype(float)
     price_rows = design["price"].to_numpy(dtype=float)
@@ -529,6 +543,13 @@ def simulate_conjoint(
     )
     for name, (mb, pm) in group_means.items():
         for a, levels in attributes.items():
+            if a in numeric:
+                b = mb[params.index(a)]
+                pw_rows.append({"segment": name, "attribute": a, "level": "per_unit", "utility": b})
+                wtp_rows.append({"segment": name, "attribute": a, "level": "per_unit", "wtp": b / pm})
+                x0 = float(levels[0])
+                wtp_rows += [{"segment": name, "attribute": a, "level": lv, "wtp": b * (float(lv) - x0) / pm} for lv in levels]
+                continue
             pw_rows.append({"segment": name, "attribute": a, "level": levels[0], "utility": 0.0})
             wtp_rows.append({"segment": name, "attribute": a, "level": levels[0], "wtp": 0.0})
             for lv in levels[1:]:

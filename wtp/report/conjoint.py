@@ -22,6 +22,8 @@ def partworth_chart(result: ConjointResult, segment: str):
     pw = result.partworths[(result.partworths["segment"] == segment) & ~result.partworths["attribute"].isin(["none"])]
     if result.coding.price == "linear":
         pw = pw[pw["attribute"] != "price"]
+    # utilities per unit are on another scale than level part-worths: they stay in the table
+    pw = pw[~pw["attribute"].isin(list(result.coding.numeric))]
     labels, values, errors, colours, ypos = [], [], [], [], []
     y = 0.0
     for k, (attr, rows) in enumerate(pw.groupby("attribute", sort=False)):
@@ -78,16 +80,36 @@ def demand_chart(curve: pd.DataFrame, currency: str = ""):
 
 def _methods(result: ConjointResult) -> list[str]:
     c = result.coding
-    out = []
+    out = [result.method_reason] if result.method_reason else []
     if result.method == "mnl":
+        se = (
+            "standard errors clustered by respondent (sandwich with the G/(G−1) correction), because each respondent "
+            "answers several tasks and those answers are not independent"
+            if result.se_type == "cluster"
+            else "plain standard errors from the inverse Hessian (every task treated as independent: too narrow when "
+            "respondents answer several tasks)"
+        )
         out.append(
             "Aggregate multinomial logit per segment and for all respondents pooled, survey weights in the "
-            "likelihood (rescaled to average 1); standard errors from the inverse Hessian."
+            f"likelihood (rescaled to average 1); {se}."
         )
     else:
         out.append(
             "Hierarchical Bayes multinomial logit: individual part-worths drawn around segment means; "
-            "segment figures are weighted means over the segment's respondents per posterior draw."
+            "segment part-worths and importances are weighted means over the segment's respondents per posterior draw."
+        )
+        out.append(
+            "Willingness to pay (HB): each respondent's money value −Δβ / β_price per posterior draw, summarised by the "
+            "weighted median over the segment's respondents — the value of the median respondent. The mean of such "
+            "ratios is dominated by respondents whose price coefficient is near zero, and the ratio of mean part-worths "
+            "describes an average respondent nobody is; the 25%–75% range across respondents is in wtp.csv."
+        )
+    if c.numeric:
+        parts = [f"{a} ({'linear' if not k else 'piecewise linear, knots ' + ', '.join(f'{x:g}' for x in k)}; tested {c.levels[a][0]}–{c.levels[a][-1]})" for a, k in c.numeric.items()]
+        out.append(
+            "Numeric attributes, one utility per unit (money value per unit = −β_unit / β_price; importance = "
+            "|β| × the tested range): " + "; ".join(parts) + ". Between tested values the simulator interpolates; "
+            "outside them it extrapolates and says so."
         )
     out.append(
         f"{'Dummy' if c.coding == 'dummy' else 'Effects'} coding with the first level of each attribute as reference; "
@@ -101,7 +123,11 @@ def _methods(result: ConjointResult) -> list[str]:
     out.append(
         "Willingness to pay of a level: −(β_level − β_first level) / β_price"
         + (" (β_price: slope between the lowest and highest tested price)" if c.price == "partworth" else "")
-        + ("; 95% interval by the delta method." if result.method == "mnl" else "; 95% interval from posterior draws.")
+        + (
+            f"; 95% interval by the delta method from the {'respondent-clustered' if result.se_type == 'cluster' else 'plain'} covariance."
+            if result.method == "mnl"
+            else "; 95% interval from posterior draws."
+        )
     )
     return out
 
@@ -114,6 +140,7 @@ def section_context(
     demand: pd.DataFrame | None = None,
     demand_product: dict | None = None,
     simulation: pd.DataFrame | None = None,
+    extrapolated: pd.DataFrame | None = None,
 ) -> dict:
     """What the conjoint section template needs (keys start with ``cj_``)."""
     segs = [s for s in (segments or result.segments) if s in result.segments]
@@ -135,6 +162,10 @@ def section_context(
     wide = result.wtp.set_index(["segment", "attribute", "level"])
     wtp_rows = []
     for attr, levels in result.attributes.items():
+        units = [label for label, _ in result.coding.unit_rows(attr)] if attr in result.coding.numeric else []
+        for lv in units:
+            cells = [wide.loc[(s, attr, lv)].to_dict() if (s, attr, lv) in wide.index else None for s in segs]
+            wtp_rows.append({"attribute": attr, "level": lv.replace("per_unit", "per unit"), "reference": "", "cells": cells})
         for lv in levels[1:]:
             cells = []
             for s in segs:
@@ -153,6 +184,7 @@ def section_context(
         "cj_demand_svg": demand_chart(demand, currency) if demand is not None else None,
         "cj_demand_product": demand_product or {},
         "cj_simulation": simulation.to_dict("records") if simulation is not None else [],
+        "cj_extrapolated": extrapolated.to_dict("records") if extrapolated is not None else [],
         "cj_warnings": list(result.warnings),
         "cj_notes": list(result.notes),
         "cj_methods": _methods(result),
@@ -173,9 +205,10 @@ def write_report(
     demand: pd.DataFrame | None = None,
     demand_product: dict | None = None,
     simulation: pd.DataFrame | None = None,
+    extrapolated: pd.DataFrame | None = None,
 ) -> Path:
     meta = {"name": "wtp study", "currency": "", "price_unit": "", **meta}
-    ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation)
+    ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation, extrapolated=extrapolated)
     return render("conjoint.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
 
@@ -222,11 +255,15 @@ def write_outputs(
     if tables.simulation is not None:
         write_csv(tables.simulation, folder / "simulation.csv")
         out["simulation"] = tables.simulation
+    if tables.extrapolation is not None and len(tables.extrapolation):
+        write_csv(tables.extrapolation, folder / "extrapolation.csv")
+        out["extrapolation"] = tables.extrapolation
     if tables.demand is not None:
         write_csv(tables.demand, folder / "demand.csv")
         out["demand"] = tables.demand
     write_report(
         result, folder / "report.html", meta=meta, seed=seed, inputs=inputs,
         demand=tables.demand, demand_product=tables.demand_product, simulation=tables.simulation,
+        extrapolated=tables.extrapolation,
     )
     return out

@@ -208,6 +208,8 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
     if cohort_result is not None:
         ctx["cohorts"] = {
             "as_of": str(cohort_result.as_of.date()),
+            "as_of_warnings": list(cohort_result.warnings),
+            "as_of_notes": list(cohort_result.notes),
             "n_customers": cohort_result.n_customers,
             "n_used": cohort_result.n_used,
             "excluded": records(cohort_result.excluded.head(20)),
