@@ -40,7 +40,7 @@ def test_vw_writes_the_contract_tables(tmp_path, study):
     assert list(pp.columns[:7]) == ["segment", "n", "n_excluded", "pmc", "opp", "ipp", "pme"]
     assert pp.segment.iloc[-1] == "all" and set(pp.segment) == {"Startups", "SMB", "Mid-market", "Enterprise", "all"}
     curves = pd.read_csv(out / "curves.csv")
-    assert list(curves.columns) == ["segment", "price", "too_cheap", "cheap", "not_cheap", "expensive", "not_expensive", "too_expensive"]
+    assert list(curves.columns) == ["segment", "price", "too_cheap", "cheap", "not_cheap", "expensive", "not_expensive", "too_expensive", "small_sample"]
     nms = pd.read_csv(out / "nms.csv")
     assert list(nms.columns[:4]) == ["segment", "price", "trial", "revenue_index"]
     html = (out / "report.html").read_text()

@@ -75,9 +75,51 @@ StudyOpt = Annotated[
     typer.Option("--study", help="Study folder or study.toml: labels, currency, level order, settings."),
 ]
 FileArg = Annotated[Path, typer.Argument(help="Input file (.csv, .xlsx, .parquet or .sav).")]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="Map contract columns to the file's: 'respondent_id=Response ID,cheap=bargain' "
+        "(conjoint: attributes=Brand|Sugar lists the attribute columns). Overrides the study's [columns.<kind>].",
+    ),
+]
+HeaderRowOpt = Annotated[
+    int | None, typer.Option("--header-row", help="Row (1-based) holding the column names; default: found (title blocks skipped).")
+]
+HeaderRowsOpt = Annotated[
+    int | None,
+    typer.Option("--header-rows", help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised."),
+]
 
 
-def load_answers(file: Path, validator, respondents: Path | None, study: Path | None) -> tuple[object, dict]:
+def file_layout(settings: dict, kind: str, columns: str | None, header_row: int | None, header_rows: int | None):
+    """The layout of a single input file: the study's settings, then the command's flags."""
+    import dataclasses
+
+    from wtp.columns import check_column_map, parse_column_map
+    from wtp.study import input_layout
+
+    mapped = parse_column_map(columns) if columns else None
+    if mapped is not None:
+        problems = check_column_map(mapped, kind, "--columns")
+        if problems:
+            raise InputError(problems)
+    layout = input_layout(settings, kind, columns=mapped)
+    flags = {k: v for k, v in (("header_row", header_row), ("header_rows", header_rows)) if v is not None}
+    return dataclasses.replace(layout, **flags) if flags else layout
+
+
+def min_n(settings: dict, instrument: str, method: str | None = None) -> int:
+    """The study's minimum respondents per segment for an instrument (``[sample]``)."""
+    from wtp.study import sample_settings
+
+    return sample_settings(settings).threshold(instrument, method)
+
+
+def load_answers(
+    file: Path, validator, respondents: Path | None, study: Path | None, *, kind: str = "vw",
+    columns: str | None = None, header_row: int | None = None, header_rows: int | None = None,
+) -> tuple[object, dict]:
     """Read one instrument file and resolve segments exactly as ``wtp run`` does.
 
     Returns (answers frame, study settings dict). With ``--study``, the study's respondents
@@ -85,7 +127,7 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
     """
     from wtp.io import attach_segments, read_table, validate_respondents
     from wtp.schema import segment_order, sort_by_segment
-    from wtp.study import DEFAULT_FILES, settings_only
+    from wtp.study import DEFAULT_FILES, input_layout, settings_only
 
     folder, settings = settings_only(study)
     resp_path = respondents
@@ -95,8 +137,9 @@ def load_answers(file: Path, validator, respondents: Path | None, study: Path | 
             name = DEFAULT_FILES["respondents"]
         if name is not None:
             resp_path = folder / name
-    resp = validate_respondents(read_table(resp_path)) if resp_path is not None else None
-    answers = attach_segments(validator(read_table(file)), resp)
+    resp = validate_respondents(read_table(resp_path), layout=input_layout(settings, "respondents")) if resp_path is not None else None
+    layout = file_layout(settings, kind, columns, header_row, header_rows)
+    answers = attach_segments(validator(read_table(file), layout=layout), resp)
     # the study's segment order, as wtp run meets it (segments.csv is not read here)
     answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
     return answers, settings
@@ -166,6 +209,9 @@ def vw_command(
     seed: SeedOpt = 0,
     respondents: RespondentsOpt = None,
     study: StudyOpt = None,
+    columns: ColumnsOpt = None,
+    header_row: HeaderRowOpt = None,
+    header_rows: HeaderRowsOpt = None,
     bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for intervals (0 = none).")] = 0,
     inconsistent: Annotated[str, typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers).")] = "exclude",
     ties: Annotated[str, typer.Option("--ties", help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).")] = "keep",
@@ -180,7 +226,7 @@ def vw_command(
     from wtp.report.vw import write_outputs
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
-    answers, settings = load_answers(file, validate_vw, respondents, study)
+    answers, settings = load_answers(file, validate_vw, respondents, study, kind="vw", columns=columns, header_row=header_row, header_rows=header_rows)
     vw_settings = settings.get("van_westendorp", {})
     nms_scale = nms_scale or vw_settings.get("nms_scale")
     calibration = parse_calibration(nms_calibration) or parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration")
@@ -189,6 +235,9 @@ def vw_command(
             answers, inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau,
             nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=stage_rng(seed, "vw"), progress=tick,
         )
+    from wtp.sample import flag_small_samples
+
+    result = flag_small_samples(result, "vw", min_n(settings, "vw"))
     with atomic_output_dir(out) as tmp:
         write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)})
     for w in result.warnings:
@@ -205,6 +254,9 @@ def maxdiff_command(
     seed: SeedOpt = 0,
     respondents: RespondentsOpt = None,
     study: StudyOpt = None,
+    columns: ColumnsOpt = None,
+    header_row: HeaderRowOpt = None,
+    header_rows: HeaderRowsOpt = None,
     method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
     draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 500,
     tune: Annotated[int, typer.Option("--tune", help="HB: warm-up iterations per chain.")] = 300,
@@ -226,7 +278,7 @@ def maxdiff_command(
 
     if method not in METHODS:
         raise InputError(Problem("--method", None, None, "one of " + ", ".join(METHODS), method))
-    answers, settings = load_answers(file, validate_maxdiff, respondents, study)
+    answers, settings = load_answers(file, validate_maxdiff, respondents, study, kind="maxdiff", columns=columns, header_row=header_row, header_rows=header_rows)
     labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
     if method == "hb":
@@ -235,6 +287,9 @@ def maxdiff_command(
         answers, method=method, rng=stage_rng(seed, "maxdiff"), draws=draws, tune=tune, chains=chains,
         cores=cores, progress=progress, labels=labels, items=items, segment_means=segment_means,
     )
+    from wtp.sample import flag_small_samples
+
+    result = flag_small_samples(result, "maxdiff", min_n(settings, "maxdiff", method))
     turf_result = None
     if method == "hb" and turf_size > 0:
         from wtp.turf import turf
@@ -246,16 +301,21 @@ def maxdiff_command(
     with atomic_output_dir(out) as tmp:
         written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
     d = result.diagnostics
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
     if not result.converged:
         bar = "!" * 72
-        if method == "hb":
+        if d.get("separated_items"):
+            detail = "separation: an item picked best or worst every time it was shown has no finite logit utility (see the warnings above)"
+        elif method == "hb":
             detail = (
                 f"max R-hat {d['max_rhat']:.3f} (must be <= 1.01), min bulk ESS {d['min_ess_bulk']:.0f}, "
                 f"min tail ESS {d['min_ess_tail']:.0f} (must be >= 400), {d['divergences']} divergences"
             )
         else:
             detail = "the optimiser did not converge"
-        typer.echo(f"{bar}\nWARNING: NOT CONVERGED - {detail}.\nDo not use these numbers; rerun with more --draws / --chains.\n{bar}", err=True)
+        advice = "rerun with --method hb or counts" if d.get("separated_items") else "rerun with more --draws / --chains"
+        typer.echo(f"{bar}\nWARNING: NOT CONVERGED - {detail}.\nDo not use these numbers; {advice}.\n{bar}", err=True)
     summary = result.summary()
     echo_table(summary.drop(columns=["item"]).head(25), 1)
     if method == "hb":
@@ -279,6 +339,9 @@ def conjoint_command(
     seed: SeedOpt = 0,
     respondents: RespondentsOpt = None,
     study: StudyOpt = None,
+    columns: ColumnsOpt = None,
+    header_row: HeaderRowOpt = None,
+    header_rows: HeaderRowsOpt = None,
     scenario: Annotated[Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")] = None,
     method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
     coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
@@ -292,7 +355,7 @@ def conjoint_command(
     from wtp.randomness import stage_rng
     from wtp.report.conjoint import write_outputs
 
-    answers, settings = load_answers(file, validate_conjoint, respondents, study)
+    answers, settings = load_answers(file, validate_conjoint, respondents, study, kind="conjoint", columns=columns, header_row=header_row, header_rows=header_rows)
     products = read_table(scenario) if scenario is not None else None
     # the same streams as the conjoint and simulator stages of wtp run
     result = estimate_conjoint(
@@ -300,6 +363,9 @@ def conjoint_command(
         rng=stage_rng(seed, "conjoint"), draws=draws, progress=method == "hb", se=se,
         numeric=conjoint_numeric(settings),
     )
+    from wtp.sample import flag_small_samples
+
+    result = flag_small_samples(result, "conjoint", min_n(settings, "conjoint"))
     tables = simulator_tables(result, products, rng=stage_rng(seed, "simulator"))
     inputs = {file.name: _sha256(file)}
     if scenario is not None:
@@ -336,6 +402,9 @@ def segments_command(
     customers: Annotated[Path | None, typer.Option("--customers", help="customers.csv for cohorts, churn and ARPA.")] = None,
     grow: Annotated[list[str] | None, typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%.")] = None,
     respondents: RespondentsOpt = None,
+    columns: ColumnsOpt = None,
+    header_row: HeaderRowOpt = None,
+    header_rows: HeaderRowsOpt = None,
 ) -> None:
     """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
     from wtp.io import (
@@ -363,8 +432,15 @@ def segments_command(
         if name is None and "data" not in settings and (folder / DEFAULT_FILES["customers"]).exists():
             name = DEFAULT_FILES["customers"]
         customers = folder / name if name is not None else None
-    segs = validate_segments(read_table(file), need_arpa_churn=customers is None)
-    cust = validate_customers(read_table(customers), segments=segs["segment"].tolist()) if customers is not None else None
+    from wtp.study import input_layout
+
+    layout = file_layout(settings, "segments", columns, header_row, header_rows)
+    segs = validate_segments(read_table(file), need_arpa_churn=customers is None, layout=layout)
+    cust = (
+        validate_customers(read_table(customers), segments=segs["segment"].tolist(), layout=input_layout(settings, "customers"))
+        if customers is not None
+        else None
+    )
     growth = parse_grow(grow or [], segs["segment"].tolist())
     as_of = settings.get("study", {}).get("as_of")
     export_date = settings.get("study", {}).get("export_date")

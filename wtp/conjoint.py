@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from wtp.errors import InputError, Problem
+from wtp.errors import InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
 
 __all__ = [
@@ -475,7 +475,9 @@ class Coding:
         need = list(self.levels) + ["price"]
         missing = [c for c in need if c not in products.columns]
         if missing:
-            raise InputError(Problem(source, None, ", ".join(missing), "a column for every attribute and price", "no such column"))
+            raise InputError(
+                [Problem(source, None, c, "a column for every attribute and price" + suggestion(c, map(str, products.columns)), "no such column") for c in missing]
+            )
         out = np.zeros((len(products), self.n_parameters))
         rows = np.arange(len(products)) + int(products.attrs.get("row_offset", 2))
         for a, levels in self.levels.items():
@@ -489,7 +491,7 @@ class Coding:
             text = products[a].astype("string").str.strip()
             pos = pd.Index(levels).get_indexer(text.fillna(""))
             for r, v in zip(rows[pos < 0], text[pos < 0], strict=True):
-                problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels), v))
+                problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels) + suggestion(str(v), levels), v))
             out += self.level_rows(a)[np.maximum(pos, 0)]
         price = _numbers(products["price"], products.attrs.get("decimal"))
         for r, v in zip(rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True):
@@ -568,7 +570,7 @@ def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict |
             unknown = sorted(set(seen) - set(given))
             for level in unknown:
                 r = real.loc[real[a].astype(str) == level, "row"].iloc[0]
-                problems.append(Problem(source, int(r), a, "one of the levels in study.toml: " + ", ".join(given), level))
+                problems.append(Problem(source, int(r), a, "one of the levels in study.toml: " + ", ".join(given) + suggestion(level, given), level))
             order = [x for x in given if x in set(seen)]
             dropped = [x for x in given if x not in set(seen)]
             if dropped:
@@ -1460,7 +1462,9 @@ def _segments_of(result: ConjointResult, segment) -> list[str]:
     wanted = [segment] if isinstance(segment, str) else list(segment)
     unknown = [s for s in wanted if s not in result.segments]
     if unknown:
-        raise InputError(Problem("options", None, "segment", "one of the segments: " + ", ".join(result.segments), ", ".join(map(str, unknown))))
+        raise InputError(
+            [Problem("options", None, "segment", "one of the segments: " + ", ".join(result.segments) + suggestion(str(u), result.segments), u) for u in unknown]
+        )
     return wanted
 
 

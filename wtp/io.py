@@ -6,9 +6,9 @@ Every input goes through two steps:
    ``.sav`` (value labels become text) into a raw DataFrame. CSV cells stay text so that
    validation can say exactly which cell is wrong.
 2. A ``validate_*`` function checks the columns the contract names, coerces types, and returns a
-   clean frame. Every problem found (up to :data:`MAX_PROBLEMS`) is collected into one
-   :class:`InputError` naming file, 1-based row as a spreadsheet shows it, column and what was
-   expected.
+   clean frame. Every problem found is collected into one :class:`InputError` naming file,
+   1-based row as a spreadsheet shows it, column and what was expected; the same problem in many
+   rows of a column is one line with its exact count (see :mod:`wtp.errors`).
 
 Clean frames carry a ``row`` column (the source row number) so later stages can still point an
 analyst at the line that was left out.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io as _io
+import itertools
 import os
 import re
 import shutil
@@ -29,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wtp.errors import MAX_PROBLEMS, InputError, Problem
+from wtp.columns import RULE_WORDS, InputLayout, apply_layout, missing_columns, parse_numbers
+from wtp.errors import MAX_EXAMPLES, InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
+from wtp.schema import segment_key
 
 __all__ = [
     "InputError",
@@ -64,11 +67,20 @@ class _Collector:
         self.problems.append(Problem(self.file, row, column, expected, found))
 
     def add_rows(self, rows: Iterable[int], column: str | None, expected: str, found=()):
+        """The same problem in many rows of one column: one line with its exact count."""
+        rows = [int(r) for r in rows]
+        if not rows:
+            return
         found = list(found)
-        for i, r in enumerate(rows):
-            if len(self.problems) >= MAX_PROBLEMS * 5:
-                break
-            self.add(int(r), column, expected, found[i] if i < len(found) else None)
+        if len(rows) <= MAX_EXAMPLES:
+            for i, r in enumerate(rows):
+                self.add(r, column, expected, found[i] if i < len(found) else None)
+            return
+        if found:
+            examples = tuple(zip(rows[:MAX_EXAMPLES], found[:MAX_EXAMPLES], strict=False))
+        else:
+            examples = tuple((r,) for r in rows[:MAX_EXAMPLES])
+        self.problems.append(Problem(self.file, rows[0], column, expected, None, count=len(rows), examples=examples))
 
     def raise_if_any(self):
         if self.problems:
@@ -127,8 +139,11 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
             if not text.strip():
                 raise InputError(Problem(label, None, None, "a header row and data", "an empty file"))
             delimiter, decimal = _sniff_csv(text[:20000])
+            title_lines = _title_lines(text, delimiter)
+            row_offset += title_lines
             frame = pd.read_csv(
                 _io.StringIO(text),
+                skiprows=title_lines,
                 sep=delimiter,
                 dtype=str,
                 keep_default_na=False,
@@ -160,6 +175,19 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     return frame
 
 
+def _title_lines(text: str, delimiter: str, search: int = 12) -> int:
+    """Lines of a title block above a CSV header: the leading lines holding at most one value
+    while the lines after them are wider (a survey name, an export date, a blank line)."""
+    records = list(itertools.islice(csv.reader(_io.StringIO(text[:200000]), delimiter=delimiter), 50))
+    widths = [sum(1 for v in r if v.strip()) for r in records]
+    if not widths or max(widths) < 2:
+        return 0
+    n = 0
+    while n < min(search, len(records)) and widths[n] <= 1:
+        n += 1
+    return n if n < len(records) else 0
+
+
 def _decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -173,9 +201,7 @@ def _decode(raw: bytes) -> str:
 
 
 def _require_columns(frame: pd.DataFrame, required: Iterable[str], col: _Collector) -> None:
-    missing = [c for c in required if c not in frame.columns]
-    for c in missing:
-        col.add(1, c, f"a column named '{c}' (the header has: " + ", ".join(map(str, frame.columns[:12])) + ")")
+    col.problems.extend(missing_columns(frame, required, col.file))
     col.raise_if_any()
 
 
@@ -186,40 +212,42 @@ def _numeric(
     *,
     allow_missing: bool = False,
     expected: str = "a number",
+    rule: str = "number",
 ) -> pd.Series:
-    """Coerce a column to float, reporting every non-numeric cell."""
+    """Coerce a column to float under its rule (:func:`wtp.columns.parse_numbers`), reporting
+    the cells that break it once per column."""
     values = frame[column]
     rows = np.arange(len(frame)) + _row_offset(frame)
+    bad = pd.Series(False, index=frame.index)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype(float)
     else:
-        text = values.astype("string").str.strip()
-        if frame.attrs.get("decimal") == ",":
-            text = text.str.replace(",", ".", regex=False)
-        out = pd.to_numeric(text, errors="coerce").astype(float)
-        bad = out.isna() & text.notna() & (text != "")
+        currency = frame.attrs.get("currency") if rule == "money" else None
+        out, bad, wrong = parse_numbers(values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency)
         if bad.any():
-            col.add_rows(rows[bad.to_numpy()], column, expected, values[bad].tolist())
+            col.add_rows(rows[bad.to_numpy()], column, f"{expected}: {RULE_WORDS[rule]}", values[bad].tolist())
+        if wrong.any():
+            col.add_rows(rows[wrong.to_numpy()], column, f"{expected} in the study's currency ({currency})", values[wrong].tolist())
+            bad = bad | wrong
     out = pd.Series(out.to_numpy(dtype=float), index=frame.index, name=column)
     infinite = np.isinf(out.to_numpy())
     if infinite.any():
         col.add_rows(rows[infinite], column, expected + " (finite)", values[infinite].tolist())
         out[infinite] = np.nan
     if not allow_missing:
-        missing = out.isna() & ~_text_bad(values, frame)
+        missing = out.isna() & ~bad.to_numpy()
         if missing.any():
             col.add_rows(rows[missing.to_numpy()], column, expected, [None] * int(missing.sum()))
     return out
 
 
-def _text_bad(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
+def _text_bad(values: pd.Series, frame: pd.DataFrame, rule: str = "number") -> pd.Series:
     # cells that held text were already reported; do not report them twice as empty
     if pd.api.types.is_numeric_dtype(values):
         return pd.Series(False, index=values.index)
-    text = values.astype("string").str.strip()
-    if frame.attrs.get("decimal") == ",":
-        text = text.str.replace(",", ".", regex=False)
-    return (pd.to_numeric(text, errors="coerce").isna() & text.notna() & (text != "")).fillna(False)
+    currency = frame.attrs.get("currency") if rule == "money" else None
+    _out, bad, wrong = parse_numbers(values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency)
+    return bad | wrong
 
 
 def _binary(frame: pd.DataFrame, column: str, col: _Collector, *, allow_missing=False) -> pd.Series:
@@ -281,7 +309,7 @@ def _nonempty(frame: pd.DataFrame, col: _Collector) -> None:
 VW_COLUMNS = ["too_cheap", "cheap", "expensive", "too_expensive"]
 
 
-def validate_vw(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+def validate_vw(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate Van Westendorp answers.
 
     ============== ==========================================================
@@ -304,10 +332,12 @@ def validate_vw(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFra
     name = source or _source_name(frame, "vw.csv")
     col = _Collector(name)
     _nonempty(frame, col)
+    frame = apply_layout(frame, "vw", layout, name)
+    _nonempty(frame, col)
     _require_columns(frame, ["respondent_id", *VW_COLUMNS], col)
     out = pd.DataFrame({"respondent_id": _key(frame, "respondent_id", col)})
     for c in VW_COLUMNS:
-        out[c] = _numeric(frame, c, col, expected="a price (a number)")
+        out[c] = _numeric(frame, c, col, expected="a price (a number)", rule="money")
         neg = out[c] < 0
         if neg.any():
             col.add_rows(_rows(frame)[neg.to_numpy()], c, "a price of 0 or more", frame[c][neg].tolist())
@@ -324,7 +354,7 @@ def validate_vw(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFra
     _check_unique(frame, out["respondent_id"], "respondent_id", col)
     col.raise_if_any()
     out["row"] = _rows(frame)
-    out.attrs.update(source=name)
+    out.attrs.update(source=name, column_map=frame.attrs.get("column_map", {}))
     return out
 
 
@@ -334,10 +364,12 @@ def _check_unique(frame, keys: pd.Series, column: str, col: _Collector, what="re
         return
     rows = _rows(frame)
     first_row = pd.Series(rows, index=keys.index).groupby(keys).transform("min")
+    if int(dup.sum()) > MAX_EXAMPLES:
+        found = [f"{k} (already in row {int(f)})" for k, f in zip(keys[dup][:MAX_EXAMPLES], first_row[dup][:MAX_EXAMPLES], strict=True)]
+        col.add_rows(rows[dup.to_numpy()], column, f"one row per {what} (an id already used in an earlier row)", found)
+        return
     for r, k, f in zip(rows[dup.to_numpy()], keys[dup], first_row[dup], strict=True):
         col.add(int(r), column, f"one row per {what} (this id is already in row {int(f)})", k)
-        if len(col.problems) >= MAX_PROBLEMS * 5:
-            break
 
 
 def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
@@ -369,12 +401,9 @@ def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     shown = items.notna()
     best_in = (items.eq(best, axis=0)).fillna(False).any(axis=1)
     worst_in = (items.eq(worst, axis=0)).fillna(False).any(axis=1)
-    for r, ok, value in zip(rows, best_in, best, strict=True):
-        if not ok and value is not None:
-            col.add(int(r), "best", "an item code shown in this task (" + ", ".join(item_cols) + ")", value)
-    for r, ok, value in zip(rows, worst_in, worst, strict=True):
-        if not ok and value is not None:
-            col.add(int(r), "worst", "an item code shown in this task (" + ", ".join(item_cols) + ")", value)
+    for name, inside, picked in (("best", best_in, best), ("worst", worst_in, worst)):
+        off = (~inside & picked.notna()).to_numpy()
+        col.add_rows(rows[off], name, "an item code shown in this task (" + ", ".join(item_cols) + ")", picked[off].tolist())
     same = (best == worst) & best.notna()
     col.add_rows(rows[same.to_numpy()], "worst", "a different item from 'best'", best[same].tolist())
     few = shown.sum(axis=1) < 2
@@ -386,7 +415,7 @@ def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate MaxDiff answers (long or wide layout) into the long layout.
 
     Long layout, one row per item shown in a task:
@@ -404,6 +433,8 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None) -> pd.Da
     """
     name = source or _source_name(frame, "maxdiff.csv")
     col = _Collector(name)
+    _nonempty(frame, col)
+    frame = apply_layout(frame, "maxdiff", layout, name)
     _nonempty(frame, col)
     wide = "item" not in frame.columns and any(re.fullmatch(r"item_?\d+", str(c)) for c in frame.columns)
     if wide:
@@ -466,18 +497,20 @@ def _one_pick_per_task(out: pd.DataFrame, column: str, what: str, col: _Collecto
     g = out.groupby(["respondent_id", "task"], sort=False)[column]
     n = g.transform("sum")
     extra = (out[column] == 1) & (g.cumsum() > 1)
-    for rid, task, r, k in zip(out["respondent_id"][extra], out["task"][extra], out["row"][extra], n[extra], strict=True):
-        col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r})", f"{int(k)} {counted}")
-        if len(col.problems) >= MAX_PROBLEMS * 5:
-            return
     none_first = (n == 0) & ~out.duplicated(["respondent_id", "task"])
-    for rid, task, r in zip(out["respondent_id"][none_first], out["task"][none_first], out["row"][none_first], strict=True):
-        col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r}), which starts at this row", f"0 {counted}")
-        if len(col.problems) >= MAX_PROBLEMS * 5:
-            return
+    for mask, starts in ((extra, ""), (none_first, ", which starts at this row")):
+        if not mask.any():
+            continue
+        cases = list(zip(out["respondent_id"][mask], out["task"][mask], out["row"][mask], n[mask], strict=True))
+        if len(cases) > MAX_EXAMPLES:
+            found = [f"{int(k)} {counted} in task ({rid!r}, {task!r})" for rid, task, _r, k in cases[:MAX_EXAMPLES]]
+            col.add_rows([r for _a, _b, r, _k in cases], column, f"exactly one {what} per task", found)
+            continue
+        for rid, task, r, k in cases:
+            col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r}){starts}", f"{int(k)} {counted}")
 
 
-def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate choice-based conjoint answers (long layout).
 
     ============== =================================================
@@ -496,9 +529,11 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.D
     name = source or _source_name(frame, "conjoint.csv")
     col = _Collector(name)
     _nonempty(frame, col)
+    frame = apply_layout(frame, "conjoint", layout, name)
+    _nonempty(frame, col)
     _require_columns(frame, ["respondent_id", "task", "alt", "price", "chosen"], col)
     reserved = {"respondent_id", "task", "alt", "price", "chosen", "none", "segment", "weight", "row"}
-    attributes = [c for c in frame.columns if c not in reserved]
+    attributes = frame.attrs.get("attributes") or [c for c in frame.columns if c not in reserved]
     out = pd.DataFrame(
         {
             "respondent_id": _key(frame, "respondent_id", col),
@@ -525,8 +560,8 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.D
         text = frame[c].astype("string").str.strip()
         filled = none & text.notna() & (text != "")
         col.add_rows(rows[filled.to_numpy()], c, "an empty cell on the no-choice row (none = 1)", frame[c][filled].tolist())
-    price = _numeric(frame.assign(price=frame["price"].where(~none.to_numpy(), None)), "price", col, allow_missing=True, expected="a numeric price")
-    missing_price = price.isna() & ~none & ~_text_bad(frame["price"], frame)
+    price = _numeric(frame.assign(price=frame["price"].where(~none.to_numpy(), None)), "price", col, allow_missing=True, expected="a numeric price", rule="money")
+    missing_price = price.isna() & ~none & ~_text_bad(frame["price"], frame, "money")
     col.add_rows(rows[missing_price.to_numpy()], "price", "a numeric price (only the no-choice row may be empty)")
     out["price"] = price.where(~none, np.nan)
     out["chosen"] = _binary(frame, "chosen", col)
@@ -561,7 +596,14 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None) -> pd.D
     return out
 
 
-def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_arpa_churn: bool = True) -> pd.DataFrame:
+# how each segments.csv number may be written (see wtp.columns.parse_numbers)
+_SEGMENT_RULES = {
+    "arpa": "money", "cac": "money",
+    "churn_rate": "share", "conversion_rate": "share", "gross_margin": "share", "market_growth": "share",
+}
+
+
+def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_arpa_churn: bool = True, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate segment performance (one row per segment).
 
     Required ``segment, customers, cac`` and, unless customers.csv provides them,
@@ -570,6 +612,8 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
     """
     name = source or _source_name(frame, "segments.csv")
     col = _Collector(name)
+    _nonempty(frame, col)
+    frame = apply_layout(frame, "segments", layout, name)
     _nonempty(frame, col)
     required = ["segment", "customers", "cac"] + (["arpa", "churn_rate"] if need_arpa_churn else [])
     _require_columns(frame, required, col)
@@ -591,7 +635,7 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
     for c, (lo, hi, expected) in specs.items():
         if c not in frame.columns:
             continue
-        values = _numeric(frame, c, col, allow_missing=c not in required, expected=expected)
+        values = _numeric(frame, c, col, allow_missing=c not in required, expected=expected, rule=_SEGMENT_RULES.get(c, "number"))
         bad = values.notna() & ((values < lo) | ((values > hi) if hi is not None else False))
         if c == "seats_per_account":
             bad = bad | (values == 0)
@@ -613,11 +657,13 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
     return out
 
 
-def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segments: Iterable[str] | None = None) -> pd.DataFrame:
+def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segments: Iterable[str] | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate customers (one row per customer): ``customer_id, segment, start_date, end_date``
     (empty ``end_date`` = still active), optional ``mrr``."""
     name = source or _source_name(frame, "customers.csv")
     col = _Collector(name)
+    _nonempty(frame, col)
+    frame = apply_layout(frame, "customers", layout, name)
     _nonempty(frame, col)
     _require_columns(frame, ["customer_id", "segment", "start_date", "end_date"], col)
     rows = _rows(frame)
@@ -635,7 +681,7 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
     before = out["end_date"].notna() & (out["end_date"] < out["start_date"])
     col.add_rows(rows[before.to_numpy()], "end_date", "an end date on or after the start date", frame["end_date"][before].tolist())
     if "mrr" in frame.columns:
-        mrr = _numeric(frame, "mrr", col, allow_missing=True, expected="monthly recurring revenue (a number)")
+        mrr = _numeric(frame, "mrr", col, allow_missing=True, expected="monthly recurring revenue (a number)", rule="money")
         neg = mrr < 0
         col.add_rows(rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist())
         out["mrr"] = mrr
@@ -645,9 +691,16 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
     reserved = out["segment"] == RESERVED_SEGMENT
     col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
     if segments is not None:
-        known = set(segments)
-        unknown = out["segment"].notna() & ~out["segment"].isin(known)
-        col.add_rows(rows[unknown.to_numpy()], "segment", "a segment listed in segments.csv (" + ", ".join(sorted(known)) + ")", out["segment"][unknown].tolist())
+        known = list(segments)
+        spelled, unknown_names = match_segments(out["segment"].dropna().unique(), known)
+        out["segment"] = out["segment"].map(lambda v: spelled.get(v, v))
+        for name_ in unknown_names:
+            where = (out["segment"] == name_).to_numpy()
+            col.add_rows(
+                rows[where], "segment",
+                "a segment listed in segments.csv (" + ", ".join(known) + ")" + suggestion(name_, known),
+                [name_] * int(where.sum()),
+            )
     col.raise_if_any()
     out["row"] = rows
     out.attrs.update(source=name)
@@ -676,10 +729,32 @@ def _activity_dates(frame: pd.DataFrame) -> dict[str, pd.Series]:
     return out
 
 
-def validate_respondents(frame: pd.DataFrame, *, source: str | None = None) -> pd.DataFrame:
+def match_segments(names: Iterable[str], known: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Segment names matched to ``known`` after trimming and case-folding.
+
+    Returns (name → the spelling in ``known`` for every name that matches, the names that do
+    not match any). ``Mid-market`` does not match ``Midmarket``: only case and surrounding
+    spaces are forgiven, so a different name is never joined by a guess.
+    """
+    lookup: dict[str, str] = {}
+    for k in known:
+        lookup.setdefault(segment_key(k), str(k))
+    spelled, unknown = {}, []
+    for n in names:
+        hit = lookup.get(segment_key(n))
+        if hit is None:
+            unknown.append(str(n))
+        else:
+            spelled[n] = hit
+    return spelled, unknown
+
+
+def validate_respondents(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
     """Validate respondents: ``respondent_id, segment[, weight][, profile columns]``."""
     name = source or _source_name(frame, "respondents.csv")
     col = _Collector(name)
+    _nonempty(frame, col)
+    frame = apply_layout(frame, "respondents", layout, name)
     _nonempty(frame, col)
     _require_columns(frame, ["respondent_id", "segment"], col)
     out = frame.copy()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -1144,6 +1145,7 @@ class MaxDiffResult:
     n_tasks: int
     settings: dict = field(default_factory=dict)
     hb: object | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
         return self.item_scores.copy()
@@ -1180,16 +1182,32 @@ def _empty_individual() -> pd.DataFrame:
     )
 
 
+def separated_items(md: MaxDiffData, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Items the logit cannot estimate for these respondents: picked best every time they were
+    shown (utility +∞) or worst every time (−∞) — complete separation, so no finite maximum
+    likelihood exists. Returns (always_best, always_worst) boolean masks over the items."""
+    shown, best, worst = (x[mask].sum(axis=0) for x in _respondent_counts(md))
+    seen = shown > 0
+    return seen & (best == shown), seen & (worst == shown)
+
+
 def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000) -> tuple[pd.DataFrame, dict, dict]:
     """Aggregate logit per segment and ``all``; share intervals from parametric draws of the
-    (cluster-robust) ML covariance."""
-    frames, fits = [], {}
+    (cluster-robust) ML covariance. Separated items (see :func:`separated_items`) are flagged:
+    their figures are where the optimiser stopped on the way to ±∞, not estimates."""
+    frames, fits, separated = [], {}, []
     for name, mask in _segment_rows(md):
-        fit = fit_logit(md, mask)
+        always_best, always_worst = separated_items(md, mask)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            # separation makes the covariance near-singular; it is reported below instead
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = fit_logit(md, mask)
+            u = np.nan_to_num(fit.utility)
+            draws = rng.multivariate_normal(u, fit.cov, size=n_draws, method="eigh")
         fits[name] = fit
-        u = np.nan_to_num(fit.utility)
-        draws = rng.multivariate_normal(u, fit.cov, size=n_draws, method="eigh")
         sh = probability_shares(draws, md.k)
+        for i in np.flatnonzero(always_best | always_worst):
+            separated.append({"segment": name, "item": md.items[i], "always": "best" if always_best[i] else "worst"})
         frames.append(
             pd.DataFrame(
                 {
@@ -1201,6 +1219,7 @@ def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000
                     "upper": np.quantile(sh, 0.975, axis=0),
                     "se": fit.se,
                     "n_respondents": fit.n_respondents,
+                    "separated": always_best | always_worst,
                 }
             )
         )
@@ -1212,8 +1231,21 @@ def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000
         "optimizer_converged": all(f.converged for f in fits.values()),
         "iterations": max(f.iterations for f in fits.values()),
         "se_type": "cluster-robust by respondent",
+        "separated_items": separated,
     }
     return pd.concat(frames, ignore_index=True), diag, fits
+
+
+def _separation_warnings(separated: list[dict]) -> tuple[str, ...]:
+    by_item: dict[tuple[str, str], list[str]] = {}
+    for rec in separated:
+        by_item.setdefault((rec["item"], rec["always"]), []).append(rec["segment"])
+    return tuple(
+        f"separation: item {item} was picked {always} every time it was shown (segments: {', '.join(segs)}); "
+        f"the logit has no finite utility for it, so its utility and share are limits, not estimates "
+        f"(use --method hb, whose prior keeps it finite, or counts)"
+        for (item, always), segs in by_item.items()
+    )
 
 
 def estimate_maxdiff(
@@ -1274,6 +1306,7 @@ def estimate_maxdiff(
     fit_rng, rand_rng = rng.spawn(2)
     hb_result = None
     individual = _empty_individual()
+    result_warnings: tuple[str, ...] = ()
     randoms = _random_respondents(md, n_random, rand_rng)
     if method == "counts":
         scores = counts_scores(md, rng=fit_rng)
@@ -1281,7 +1314,9 @@ def estimate_maxdiff(
         converged = True
     elif method == "logit":
         scores, diagnostics, _fits = _logit_scores(md, fit_rng)
-        converged = bool(diagnostics["optimizer_converged"])
+        # with separation the optimiser only stops on a flat slope towards infinity
+        converged = bool(diagnostics["optimizer_converged"]) and not diagnostics["separated_items"]
+        result_warnings = _separation_warnings(diagnostics["separated_items"])
     if method in ("counts", "logit"):
         # fit of each respondent's answers to their segment's utilities
         seg_u = scores.pivot(index="segment", columns="item", values="utility").reindex(columns=md.items).fillna(0.0)
@@ -1392,6 +1427,7 @@ def estimate_maxdiff(
             "share_rule": "mean of individual probability-scaled shares" if method == "hb" else "probability-scaled shares of the segment's utilities",
         },
         hb=hb_result,
+        warnings=result_warnings,
     )
 
 

@@ -44,6 +44,15 @@ class StudyRun:
     attention: list[str] = field(default_factory=list)  # things the analyst should look at
     generators: dict[str, str] = field(default_factory=dict)  # stage → how its Generator was made
 
+    def sample_sizes(self):
+        """``segment, instrument, n, min_n, small_sample``: respondents behind each segment's
+        numbers per instrument and the study's minimum (``[sample]``); a small segment gets no
+        price book of its own."""
+        from wtp.sample import sample_sizes
+
+        results = {"vw": self.vw, "maxdiff": self.maxdiff, "conjoint": self.conjoint}
+        return sample_sizes(results, self.study.sample)
+
     @property
     def vw(self):
         return self.results.get("vw")
@@ -78,10 +87,11 @@ class StudyRun:
 
 
 def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
+    from wtp.sample import flag_small_samples
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
     vw_settings = study.settings.get("van_westendorp", {})
-    return van_westendorp(
+    result = van_westendorp(
         study.vw,
         inconsistent=vw_settings.get("inconsistent", "exclude"),
         ties=vw_settings.get("ties", "keep"),
@@ -92,6 +102,7 @@ def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Prog
         bootstrap=int(vw_settings.get("bootstrap", 200 if fast else 1000)),
         rng=rng,
     )
+    return flag_small_samples(result, "vw", study.sample.threshold("vw"))
 
 
 def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
@@ -122,7 +133,9 @@ def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say:
     )
     if method == "hb" and not result.converged:
         say("maxdiff: the sampler did NOT converge (see diagnostics)")
-    return result
+    from wtp.sample import flag_small_samples
+
+    return flag_small_samples(result, "maxdiff", study.sample.threshold("maxdiff", method))
 
 
 def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
@@ -141,6 +154,7 @@ def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Pr
 
 def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint
+    from wtp.sample import flag_small_samples
 
     settings = study.settings.get("conjoint", {})
     # individual (HB) part-worths by default: the aggregate logit's money values carry its
@@ -154,7 +168,8 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
         se=settings.get("se", "cluster"),
     )
     why = conjoint_method_reason(method, fast=fast, chosen="method" in settings)
-    return dataclasses.replace(result, method_reason=why)
+    result = dataclasses.replace(result, method_reason=why)
+    return flag_small_samples(result, "conjoint", study.sample.threshold("conjoint"))
 
 
 def conjoint_method_reason(method: str, *, fast: bool, chosen: bool) -> str:
@@ -256,12 +271,20 @@ def _attention(run: StudyRun) -> list[str]:
         n_in = int(pp.loc[pp.segment == ALL, "n_in"].iloc[0])
         if excl:
             attention.append(f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out.")
-        small = pp[(pp.segment != ALL) & (pp.n < 30)]
-        for s, n in zip(small.segment, small.n, strict=True):
-            attention.append(f"Van Westendorp: segment {s} has only {n} usable answers; its price points are fragile.")
         for w in vw.warnings:
             if "do not cross" in w:
                 attention.append(f"Van Westendorp: {w}")
+    if md is not None:
+        attention.extend(f"MaxDiff: {w}" for w in md.warnings)
+    sizes = run.sample_sizes()
+    names = {"vw": "Van Westendorp", "maxdiff": "MaxDiff", "conjoint": "Conjoint"}
+    for rec in sizes[sizes.small_sample].to_dict("records"):
+        attention.append(
+            f"{names[rec['instrument']]}: segment {rec['segment']} has {rec['n']} respondents, below the minimum of "
+            f"{rec['min_n']} ([sample] min_n_{rec['instrument']}): small sample, its numbers are fragile."
+        )
+    for seg_name in run.study.unpriced_segments:
+        attention.append(f"Segments: {seg_name} is in the segments file but no survey respondent is in it: it is not priced.")
     return attention
 
 
@@ -306,6 +329,10 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         from wtp.report.workbook import write_price_book_workbook
 
         written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx", currency=meta["currency"], digits=meta["money_digits"]))
+    from wtp.io import write_csv
+
+    write_csv(run.sample_sizes(), out / "sample_sizes.csv")
+    written.append(out / "sample_sizes.csv")
     written += write_pages(run, out)
     # every command leaves a report.html; for a study it is the overview
     shutil.copyfile(out / "index.html", out / "report.html")

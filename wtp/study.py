@@ -16,10 +16,14 @@ from typing import Any
 
 import pandas as pd
 
+from wtp.columns import KINDS, InputLayout, check_column_map, layout_from_settings
+from wtp.errors import suggestion
 from wtp.io import (
+    RESERVED_SEGMENT,
     InputError,
     Problem,
     attach_segments,
+    match_segments,
     read_table,
     validate_conjoint,
     validate_customers,
@@ -28,6 +32,7 @@ from wtp.io import (
     validate_segments,
     validate_vw,
 )
+from wtp.sample import SampleSettings
 from wtp.schema import segment_order, sort_by_segment
 
 INSTRUMENTS = ("van_westendorp", "maxdiff", "conjoint", "segments", "customers")
@@ -41,6 +46,13 @@ DEFAULT_FILES = {
 }
 # other spellings analysts use for the same sections
 _ALIASES = {"vw": "van_westendorp", "cbc": "conjoint"}
+# [data] key → the file kind of [columns.<kind>] and [input.<kind>]
+FILE_KINDS = {
+    "respondents": "respondents", "van_westendorp": "vw", "maxdiff": "maxdiff", "conjoint": "conjoint",
+    "segments": "segments", "customers": "customers",
+}
+SAMPLE_KEYS = ("min_n", "min_n_vw", "min_n_maxdiff", "min_n_conjoint")
+INPUT_KEYS = ("header_row", "header_rows")
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,13 @@ class Study:
     customers: pd.DataFrame | None = None
     # the one segment order of the study (wtp.schema.segment_order): every table and page uses it
     segment_order: tuple[str, ...] = ()
+    # segments.csv segments nobody in the survey answered for: reported as not priced
+    unpriced_segments: tuple[str, ...] = ()
+
+    @property
+    def sample(self) -> SampleSettings:
+        """Minimum respondents per segment and instrument, from ``[sample]``."""
+        return sample_settings(self.settings)
 
     @property
     def missing(self) -> list[str]:
@@ -120,6 +139,163 @@ def read_settings(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return toml_path.parent, settings
 
 
+def column_maps(settings: dict[str, Any], source: str = "study.toml") -> dict[str, dict[str, object]]:
+    """``[columns.<kind>]`` tables, checked: kind ∈ :data:`wtp.columns.KINDS`, keys contract
+    columns of that kind (``attributes`` list for conjoint), values the file's column names.
+    An unknown kind or key is an error naming the closest known one."""
+    raw = settings.get("columns", {})
+    if not isinstance(raw, dict):
+        raise InputError(Problem(source, None, "columns", "a table of [columns.<kind>] tables", raw))
+    problems, out = [], {}
+    for kind, table in raw.items():
+        if kind not in KINDS:
+            problems.append(Problem(source, None, f"columns.{kind}", "one of [columns." + "], [columns.".join(KINDS) + "]" + suggestion(kind, KINDS), kind))
+            continue
+        if not isinstance(table, dict):
+            problems.append(Problem(source, None, f"columns.{kind}", "a table: contract_column = \"file column\"", table))
+            continue
+        problems += [
+            Problem(source, None, f"columns.{kind}.{p.column}", p.expected, p.found)
+            for p in check_column_map(table, kind, source)
+        ]
+        out[kind] = dict(table)
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def input_layout(settings: dict[str, Any], kind: str, columns: dict[str, object] | None = None, source: str = "study.toml") -> InputLayout:
+    """How a file of ``kind`` is laid out: ``[columns.<kind>]`` (or ``columns`` given, e.g. from
+    ``--columns``), ``header_row``/``header_rows`` from ``[input]`` overridden by
+    ``[input.<kind>]``, and the study's currency."""
+    raw = settings.get("input", {})
+    problems = []
+    if not isinstance(raw, dict):
+        raise InputError(Problem(source, None, "input", "a table with header_row / header_rows", raw))
+    for key in raw:
+        if key in KINDS or key in INPUT_KEYS:
+            continue
+        problems.append(Problem(source, None, f"input.{key}", "header_row, header_rows or a [input.<kind>] table" + suggestion(key, [*INPUT_KEYS, *KINDS]), key))
+    own = raw.get(kind, {}) if isinstance(raw.get(kind, {}), dict) else {}
+    for key in own:
+        if key not in INPUT_KEYS:
+            problems.append(Problem(source, None, f"input.{kind}.{key}", "header_row or header_rows" + suggestion(key, INPUT_KEYS), key))
+    values = {}
+    for key in INPUT_KEYS:
+        value = own.get(key, raw.get(key))
+        if value is None or value == "auto":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "header_row" else 0):
+            problems.append(Problem(source, None, f"input.{key}", ("a row number from 1" if key == "header_row" else "a count of rows, 0 or more") + ' or "auto"', value))
+            continue
+        values[key] = value
+    if problems:
+        raise InputError(problems)
+    if columns is None:
+        columns = column_maps(settings, source).get(kind, {})
+    currency = settings.get("study", {}).get("currency")
+    return layout_from_settings(columns, currency=str(currency) if currency else None, **values)
+
+
+def sample_settings(settings: dict[str, Any], source: str = "study.toml") -> SampleSettings:
+    """``[sample]``: ``min_n`` (default 30) and per instrument ``min_n_vw``, ``min_n_maxdiff``
+    (default 50 for hierarchical Bayes), ``min_n_conjoint`` — whole numbers from 1."""
+    raw = settings.get("sample", {})
+    if not isinstance(raw, dict):
+        raise InputError(Problem(source, None, "sample", "a table with " + ", ".join(SAMPLE_KEYS), raw))
+    problems, values = [], {}
+    for key, value in raw.items():
+        if key not in SAMPLE_KEYS:
+            problems.append(Problem(source, None, f"sample.{key}", "one of " + ", ".join(SAMPLE_KEYS) + suggestion(key, SAMPLE_KEYS), key))
+        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(Problem(source, None, f"sample.{key}", "a whole number of respondents, 1 or more", value))
+        else:
+            values[key] = value
+    if problems:
+        raise InputError(problems)
+    return SampleSettings(**values)
+
+
+def check_segment_join(frames: dict[str, pd.DataFrame | None], files: dict[str, Path]) -> tuple[dict[str, pd.DataFrame | None], list[Problem], tuple[str, ...]]:
+    """Survey segment names against segments.csv, after trimming and case-folding.
+
+    Returns (frames with the survey's segment names spelled as in segments.csv, problems,
+    segments.csv segments without survey answers). A survey segment missing from segments.csv,
+    or a survey without segments against a segments.csv with several, is a problem listing both
+    sides with the closest matches. A name that came from respondents.csv is reported there,
+    once, rather than in every instrument it reached through the join.
+    """
+    segments = frames.get("segments")
+    survey = {k: frames.get(k) for k in ("van_westendorp", "maxdiff", "conjoint")}
+    survey = {k: v for k, v in survey.items() if v is not None}
+    if segments is None or not survey:
+        return frames, [], ()
+    known = [str(x) for x in segments["segment"].dropna()]
+    seg_file = segments.attrs.get("source", "segments.csv")
+    sources = {"respondents": frames["respondents"]} if frames.get("respondents") is not None else {}
+    sources.update(survey)
+    said = sorted({str(x) for f in sources.values() for x in f["segment"].dropna().unique()} - {RESERVED_SEGMENT})
+    problems: list[Problem] = []
+    answered: set[str] = set()
+    reported: set[str] = set()
+    frames = dict(frames)
+    for key, frame in sources.items():
+        name = str(frame.attrs.get("source", key))
+        names = [str(x) for x in frame["segment"].dropna().unique()]
+        if names == [RESERVED_SEGMENT]:
+            if len(known) > 1:
+                problems.append(_no_segments_problem(name, key, known, seg_file))
+            else:
+                answered.update(known)
+            continue
+        spelled, unknown = match_segments(names, known)
+        for bad in unknown:
+            if bad in reported:
+                continue
+            reported.add(bad)
+            first = frame.loc[frame["segment"] == bad].drop_duplicates("respondent_id")
+            problems.append(Problem(
+                name, int(first["row"].iloc[0]), "segment",
+                f"a segment of {seg_file} ({', '.join(known)}){suggestion(bad, known)}; the survey has "
+                f"{', '.join(said)}. Names are matched after trimming and case-folding only: rename one side",
+                bad, count=len(first), examples=tuple((int(r), bad) for r in first["row"].head(3)),
+            ))
+        if spelled and any(k != v for k, v in spelled.items()):
+            out = frame.copy()
+            out["segment"] = out["segment"].replace(spelled)
+            out.attrs.update(frame.attrs)
+            frames[key] = out
+        if key != "respondents":
+            answered.update(spelled.values())
+    unpriced = tuple(k for k in known if k not in answered)
+    return frames, problems, unpriced
+
+
+def _no_segments_problem(name: str, key: str, known: list[str], seg_file: str) -> Problem:
+    return Problem(
+        name, None, "segment",
+        f"a segment for every respondent, to join with the {len(known)} segments of {seg_file} ({', '.join(known)}): "
+        "add a 'segment' column to this file, or a respondents.csv (respondent_id, segment) named in [data] respondents; "
+        "a column with another name can be mapped with [columns." + FILE_KINDS[key] + '] segment = "<its name>"',
+        "no segment column (every respondent is in 'all')",
+    )
+
+
+def _check_item_labels(settings: dict[str, Any], maxdiff: pd.DataFrame | None, source: str) -> list[Problem]:
+    """A ``[maxdiff.items]`` code missing from the data while a close unlabelled code is there
+    is a typo: it would leave one item without its label and one label without its item."""
+    labels = [str(k) for k in settings.get("maxdiff", {}).get("items", {})]
+    if maxdiff is None or not labels:
+        return []
+    seen = [str(x) for x in pd.unique(maxdiff["item"].dropna())]
+    unlabelled = [x for x in seen if x not in labels]
+    return [
+        Problem(source, None, f"maxdiff.items.{code}", "an item code of " + str(maxdiff.attrs.get("source", "maxdiff.csv")) + suggestion(code, unlabelled), code)
+        for code in labels
+        if code not in seen and suggestion(code, unlabelled)
+    ]
+
+
 def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     """Read ``study.toml`` and every input file it names (or the contract's default file names).
 
@@ -127,9 +303,15 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     together in one :class:`~wtp.io.InputError`.
     """
     folder, settings = read_settings(path)
+    toml_name = str(folder / "study.toml")
     meta = settings.get("study", {})
     data = {_ALIASES.get(k, k): v for k, v in settings.get("data", {}).items()}
     problems: list[Problem] = []
+    # a misspelt file key would silently drop an instrument from the study
+    known_data = [*DEFAULT_FILES, *_ALIASES, "allow_outside"]
+    for key in settings.get("data", {}):
+        if key not in known_data:
+            problems.append(Problem(toml_name, None, f"data.{key}", "one of " + ", ".join(known_data) + suggestion(key, known_data), key))
     files: dict[str, Path] = {}
     for key, default in DEFAULT_FILES.items():
         if key in data:
@@ -151,8 +333,15 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         except InputError as exc:
             problems.extend(exc.problems)
 
+    layouts = {}
+    try:
+        for key in DEFAULT_FILES:
+            layouts[key] = input_layout(settings, FILE_KINDS[key], source=toml_name)
+        sample_settings(settings, toml_name)
+    except InputError as exc:
+        raise InputError(exc.problems) from None
     if "respondents" in files:
-        attempt("respondents", lambda: validate_respondents(read_table(files["respondents"])))
+        attempt("respondents", lambda: validate_respondents(read_table(files["respondents"]), layout=layouts["respondents"]))
     respondents = frames["respondents"]
     validators = {
         "van_westendorp": validate_vw,
@@ -161,13 +350,17 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     }
     for key, validate in validators.items():
         if key in files:
-            attempt(key, lambda k=key, v=validate: attach_segments(v(read_table(files[k])), respondents))
+            attempt(key, lambda k=key, v=validate: attach_segments(v(read_table(files[k]), layout=layouts[k]), respondents))
     if "segments" in files:
         need = "customers" not in files
-        attempt("segments", lambda: validate_segments(read_table(files["segments"]), need_arpa_churn=need))
+        attempt("segments", lambda: validate_segments(read_table(files["segments"]), need_arpa_churn=need, layout=layouts["segments"]))
     if "customers" in files:
         seg_names = None if frames["segments"] is None else frames["segments"]["segment"].tolist()
-        attempt("customers", lambda: validate_customers(read_table(files["customers"]), segments=seg_names))
+        attempt("customers", lambda: validate_customers(read_table(files["customers"]), segments=seg_names, layout=layouts["customers"]))
+    frames, join_problems, unpriced = check_segment_join(frames, files)
+    respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
+    problems.extend(join_problems)
+    problems.extend(_check_item_labels(settings, frames.get("maxdiff"), toml_name))
     if problems:
         raise InputError(problems)
 
@@ -199,6 +392,7 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         segments=frames["segments"],
         customers=frames["customers"],
         segment_order=tuple(order),
+        unpriced_segments=unpriced,
     )
 
 

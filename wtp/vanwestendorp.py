@@ -429,6 +429,56 @@ def _bootstrap_nms(grid, answers, rep_weights, p_cheap, p_exp, at_too_cheap, at_
 # The analysis
 
 
+# share of respondents answering two columns the wrong way round above which the columns are
+# taken to be swapped: honest out-of-order answers are a minority in every public data set
+SWAPPED_SHARE = 0.5
+
+
+def swapped_columns(answers: pd.DataFrame) -> tuple[str, str, int] | None:
+    """The pair of answer columns that most respondents answer the wrong way round.
+
+    Returns ``(lower, upper, count)`` where ``count`` respondents gave ``lower > upper`` and
+    that is more than :data:`SWAPPED_SHARE` of them — a mapping with the two columns swapped
+    (the public Hoekstra file labels them so), not respondents' noise. None otherwise.
+    """
+    x = answers[ANSWERS].to_numpy(dtype=float)
+    best = None
+    for i in range(len(ANSWERS)):
+        for j in range(i + 1, len(ANSWERS)):
+            count = int((x[:, i] > x[:, j]).sum())
+            if best is None or count > best[2]:
+                best = (ANSWERS[i], ANSWERS[j], count)
+    if best is None or best[2] <= SWAPPED_SHARE * len(x):
+        return None
+    return best
+
+
+def _check_usable(answers: pd.DataFrame, kept: pd.DataFrame, settings: VanWestendorpSettings, source: str) -> None:
+    """No result from nothing: swapped columns or no usable answer at all are input errors."""
+    swapped = swapped_columns(answers)
+    mapped = answers.attrs.get("column_map", {})
+    order = "too_cheap ≤ cheap ≤ expensive ≤ too_expensive"
+    if swapped is not None:
+        lo, hi, count = swapped
+        names = f"'{lo}' and '{hi}'"
+        if lo in mapped or hi in mapped:
+            names += f" (read from the file's '{mapped.get(lo, lo)}' and '{mapped.get(hi, hi)}')"
+        raise InputError(Problem(
+            source, None, lo,
+            f"answers ordered {order}; {count:,} of {len(answers):,} respondents answer {lo} > {hi}, so the columns "
+            f"{names} look swapped: map them the other way round ([columns.vw] or --columns {lo}=...,{hi}=...)",
+            count=count,
+        ))
+    if len(kept) == 0:
+        why = "out of order" if settings.ties == "keep" else "out of order or tied (--ties drop)"
+        raise InputError(Problem(
+            source, None, None,
+            f"at least one respondent with usable answers ({order}); all {len(answers):,} answers are {why}, "
+            "so there is nothing to compute price points from",
+            count=len(answers),
+        ))
+
+
 def prepare_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split answers into the rows analysed and the rows left out (with the reason)."""
     x = answers[ANSWERS].to_numpy(dtype=float)
@@ -522,6 +572,7 @@ def van_westendorp(
     )
     source = str(answers.attrs.get("source", "vw.csv"))
     kept, excluded = prepare_answers(answers, settings)
+    _check_usable(answers, kept, settings, source)
     has_nms = {"buy_cheap", "buy_expensive"} <= set(kept.columns)
     if has_nms:
         for c in ("buy_cheap", "buy_expensive"):

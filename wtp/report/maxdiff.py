@@ -195,6 +195,7 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
             )
         else:
             warnings.append("The estimation did not converge; the numbers below are not reliable.")
+    warnings.extend(getattr(result, "warnings", ()))
     notes = []
     if result.method == "hb" and d.get("covariance_converged") is False:
         notes.append(
