@@ -265,7 +265,8 @@ def _read_csv_text(text: str, delimiter: str, title_lines: int = 0) -> pd.DataFr
     if blank.any():
         source_rows = np.flatnonzero(~blank) + 2 + title_lines
         frame = frame.loc[~blank].reset_index(drop=True)
-        frame.attrs["rows"] = source_rows
+        # a tuple, not an array: pandas compares attrs when it combines frames
+        frame.attrs["rows"] = tuple(source_rows.tolist())
     return frame
 
 
