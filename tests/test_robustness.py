@@ -119,7 +119,7 @@ def test_study_toml_encodings_and_folders(tmp_path):
     [
         ('[maxdiff]\ndraws = "many"\n', "maxdiff.draws", "a whole number"),
         ("[maxdiff]\ndraws = -5\n", "maxdiff.draws", "1 or more"),
-        ("[maxdiff]\ndrawz = 5\n", "maxdiff.drawz", "did you mean 'maxdiff.draws'"),
+        ("[maxdiff]\ndrawz = 5\n", "maxdiff.drawz", "did you mean 'draws'"),
         ("[maxdif]\ndraws = 5\n", "maxdif", "did you mean 'maxdiff'"),
         ("[study]\nname = 5\n", "study.name", "text in quotes"),
         ('[study]\ncurrency = ["USD"]\n', "study.currency", "text in quotes"),

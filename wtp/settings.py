@@ -394,10 +394,10 @@ def _pricing_fields() -> dict[str, Any]:
 
 def _unknown(source: str, key: str, known: list[str], *, section: str | None) -> Problem:
     where = key if section is None else f"{section}.{key}"
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.5)
     hint = ""
     if close:
-        hint = f"; did you mean '{close[0] if section is None else f'{section}.{close[0]}'}'?"
+        hint = f"; did you mean '{close[0]}'?"
     else:
         # a key that lives in another section
         for other, cls in SECTIONS.items():
