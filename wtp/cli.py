@@ -9,13 +9,14 @@ them so ``wtp --help`` answers at once.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from wtp.errors import InputError
+from wtp.errors import InputError, printable
 
 app = typer.Typer(
     name="wtp",
@@ -46,26 +47,59 @@ app.add_typer(design_app, name="design")
 
 
 def cli_command(fn):
-    """Turn bad input into one clear message and exit 2."""
+    """One place that turns failures into one line and an exit code, never a traceback.
+
+    ``--out`` is checked and locked before any work. Bad input or usage → exit 2; what the
+    environment refuses (permissions, a full disk, a folder another run holds) → exit 1.
+    Anything unexpected is one line and exit 1 too (``WTP_DEBUG=1`` shows the traceback).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from wtp.errors import OutputError
+
         try:
             if kwargs.get("out") is not None:
-                from wtp.io import check_output_dir
+                from wtp.output import prepare_output
 
-                check_output_dir(kwargs["out"])
+                inputs = [kwargs[k] for k in _INPUT_OPTIONS if kwargs.get(k) is not None]
+                prepare_output(kwargs["out"], inputs=inputs)
             return fn(*args, **kwargs)
         except InputError as exc:
-            typer.echo(f"error: {exc.message()}", err=True)
+            typer.echo(printable(f"error: {exc.message()}"), err=True)
             raise typer.Exit(2) from None
+        except OutputError as exc:
+            typer.echo(printable(f"error: {exc}"), err=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(printable(f"error: {exc.strerror or exc}{where}"), err=True)
+            raise typer.Exit(1) from None
+        except MemoryError:
+            typer.echo("error: out of memory", err=True)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("WTP_DEBUG"):
+                raise
+            typer.echo(printable(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0] + " (WTP_DEBUG=1 shows where)"), err=True)
+            raise typer.Exit(1) from None
+        finally:
+            from wtp.output import release_outputs
+
+            release_outputs()
 
     return wrapper
 
 
+# command arguments that name input files or folders: --out may not be one of them
+_INPUT_OPTIONS = ("file", "study_dir", "study", "respondents", "customers", "scenario")
+
+
 # shared option types ---------------------------------------------------------------------------
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the results (created if missing).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed: same seed and data, same numbers.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed: same seed and data, same numbers.")]
 RespondentsOpt = Annotated[
     Path | None,
     typer.Option("--respondents", help="respondents.csv: respondent_id, segment[, weight] joined on respondent_id."),
@@ -116,6 +150,9 @@ def min_n(settings: dict, instrument: str, method: str | None = None) -> int:
     return sample_settings(settings).threshold(instrument, method)
 
 
+BIG_FILE_BYTES = 20_000_000
+
+
 def load_answers(
     file: Path, validator, respondents: Path | None, study: Path | None, *, kind: str = "vw",
     columns: str | None = None, header_row: int | None = None, header_rows: int | None = None,
@@ -127,18 +164,19 @@ def load_answers(
     """
     from wtp.io import attach_segments, read_table, validate_respondents
     from wtp.schema import segment_order, sort_by_segment
-    from wtp.study import DEFAULT_FILES, input_layout, settings_only
+    from wtp.study import input_layout, settings_only
 
     folder, settings = settings_only(study)
     resp_path = respondents
     if resp_path is None and folder is not None:
-        name = settings.get("data", {}).get("respondents")
-        if name is None and "data" not in settings and (folder / DEFAULT_FILES["respondents"]).exists():
-            name = DEFAULT_FILES["respondents"]
-        if name is not None:
-            resp_path = folder / name
+        from wtp.study import data_path, load_settings
+
+        resp_path = data_path(folder, "respondents", load_settings(study)[2])
     resp = validate_respondents(read_table(resp_path), layout=input_layout(settings, "respondents")) if resp_path is not None else None
     layout = file_layout(settings, kind, columns, header_row, header_rows)
+    if file.is_file() and file.stat().st_size > BIG_FILE_BYTES:
+        # a big file takes seconds to read and check: say so rather than sit silent
+        typer.echo(printable(f"reading and validating {file.name} ({file.stat().st_size / 1e6:,.0f} MB)"), err=True)
     answers = attach_segments(validator(read_table(file), layout=layout), resp)
     # the study's segment order, as wtp run meets it (segments.csv is not read here)
     answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
@@ -160,7 +198,7 @@ def echo_table(frame, float_digits: int = 2) -> None:
     import pandas as pd
 
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.float_format", f"{{:,.{float_digits}f}}".format):
-        typer.echo(frame.to_string(index=False))
+        typer.echo(printable(frame.to_string(index=False)))
 
 
 def _sha256(path: Path) -> str:
@@ -212,7 +250,7 @@ def vw_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap replicates for intervals (0 = none).")] = 0,
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates for intervals (0 = none).")] = 0,
     inconsistent: Annotated[str, typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers).")] = "exclude",
     ties: Annotated[str, typer.Option("--ties", help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).")] = "keep",
     cheap_rule: Annotated[str, typer.Option("--cheap-rule", help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.")] = "ge",
@@ -241,7 +279,7 @@ def vw_command(
     with atomic_output_dir(out) as tmp:
         write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)})
     for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(printable(f"warning: {w}"), err=True)
     echo_table(result.summary())
     typer.echo(f"wrote {out}/price_points.csv, curves.csv{', nms.csv' if result.has_nms else ''}, report.html")
 
@@ -258,14 +296,14 @@ def maxdiff_command(
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
     method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
-    draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 500,
-    tune: Annotated[int, typer.Option("--tune", help="HB: warm-up iterations per chain.")] = 300,
-    chains: Annotated[int, typer.Option("--chains", help="HB: chains (run in parallel).")] = 4,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="HB: kept posterior draws per chain.")] = 500,
+    tune: Annotated[int, typer.Option("--tune", min=0, help="HB: warm-up iterations per chain.")] = 300,
+    chains: Annotated[int, typer.Option("--chains", min=1, help="HB: chains (run in parallel).")] = 4,
     cores: Annotated[int | None, typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains).")] = None,
     segment_means: Annotated[bool, typer.Option("--segment-means/--no-segment-means", help="HB: a population mean per segment.")] = True,
-    turf_size: Annotated[int, typer.Option("--turf", help="TURF portfolio size from individual utilities (HB; 0 = none).")] = 3,
+    turf_size: Annotated[int, typer.Option("--turf", min=0, help="TURF portfolio size from individual utilities (HB; 0 = none).")] = 3,
     reach: Annotated[str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")] = "above_mean",
-    top_n: Annotated[int, typer.Option("--top-n", help="TURF: n for --reach top_n.")] = 3,
+    top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
@@ -302,7 +340,7 @@ def maxdiff_command(
         written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
     d = result.diagnostics
     for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(printable(f"warning: {w}"), err=True)
     if not result.converged:
         bar = "!" * 72
         if d.get("separated_items"):
@@ -346,7 +384,7 @@ def conjoint_command(
     method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
     coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
     price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
-    draws: Annotated[int, typer.Option("--draws", help="HB: kept posterior draws per chain.")] = 1000,
+    draws: Annotated[int, typer.Option("--draws", min=1, help="HB: kept posterior draws per chain.")] = 1000,
     se: Annotated[str, typer.Option("--se", help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).")] = "cluster",
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
@@ -373,7 +411,7 @@ def conjoint_command(
     with atomic_output_dir(out) as tmp:
         write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, tables=tables)
     for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        typer.echo(printable(f"warning: {w}"), err=True)
     outside = tables.extrapolation if tables.extrapolation is not None else None
     for r in outside.itertuples(index=False) if outside is not None else ():
         side = "above" if r.outside_by > 0 else "below"
@@ -383,7 +421,7 @@ def conjoint_command(
             err=True,
         )
     for n in result.notes:
-        typer.echo(f"note: {n}", err=True)
+        typer.echo(printable(f"note: {n}"), err=True)
     echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
     written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
     written += ", simulation.csv" if scenario is not None else ""
@@ -422,16 +460,15 @@ def segments_command(
     from wtp.report import provenance
     from wtp.report.segments import write_outputs
     from wtp.segments import cohorts, parse_grow, score_segments, score_settings, what_if
-    from wtp.study import DEFAULT_FILES, settings_only
+    from wtp.study import settings_only
 
     folder, settings = settings_only(study)
     meta = study_meta(settings)
     if customers is None and folder is not None:
         # resolve the customers file exactly as load_study does
-        name = settings.get("data", {}).get("customers")
-        if name is None and "data" not in settings and (folder / DEFAULT_FILES["customers"]).exists():
-            name = DEFAULT_FILES["customers"]
-        customers = folder / name if name is not None else None
+        from wtp.study import data_path, load_settings
+
+        customers = data_path(folder, "customers", load_settings(study)[2])
     from wtp.study import input_layout
 
     layout = file_layout(settings, "segments", columns, header_row, header_rows)
@@ -500,7 +537,7 @@ def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
     for name, why in run.skipped.items():
         typer.echo(f"  not run  {name:<12} {why}")
     for note in run.attention:
-        typer.echo(f"  look at: {note}")
+        typer.echo(printable(f"  look at: {note}"))
 
 
 @app.command("demo")
@@ -521,10 +558,10 @@ def demo_command(
 def design_maxdiff_command(
     out: OutOpt = Path("reports/design-maxdiff"),
     seed: SeedOpt = 0,
-    items: Annotated[int, typer.Option("--items", help="Number of items.")] = 12,
-    per_task: Annotated[int, typer.Option("--per-task", help="Items shown per task.")] = 4,
-    tasks: Annotated[int, typer.Option("--tasks", help="Tasks per respondent.")] = 10,
-    versions: Annotated[int, typer.Option("--versions", help="Design versions.")] = 10,
+    items: Annotated[int, typer.Option("--items", min=2, help="Number of items.")] = 12,
+    per_task: Annotated[int, typer.Option("--per-task", min=2, help="Items shown per task.")] = 4,
+    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks per respondent.")] = 10,
+    versions: Annotated[int, typer.Option("--versions", min=1, help="Design versions.")] = 10,
     study: StudyOpt = None,
 ) -> None:
     """A balanced MaxDiff design: design.csv and design_report.txt."""
@@ -560,9 +597,9 @@ def design_conjoint_command(
     study_dir: Annotated[Path, typer.Argument(help="Study folder (attributes and levels in study.toml).")],
     out: OutOpt = Path("reports/design-conjoint"),
     seed: SeedOpt = 0,
-    tasks: Annotated[int, typer.Option("--tasks", help="Tasks per respondent.")] = 12,
-    alts: Annotated[int, typer.Option("--alts", help="Alternatives per task (without none).")] = 3,
-    versions: Annotated[int, typer.Option("--versions", help="Design versions.")] = 10,
+    tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks per respondent.")] = 12,
+    alts: Annotated[int, typer.Option("--alts", min=2, help="Alternatives per task (without none).")] = 3,
+    versions: Annotated[int, typer.Option("--versions", min=1, help="Design versions.")] = 10,
     method: Annotated[str, typer.Option("--method", help="balanced (balanced overlap) or random.")] = "balanced",
     none: Annotated[bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")] = True,
 ) -> None:

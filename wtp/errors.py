@@ -134,3 +134,26 @@ class InputError(ValueError):
         elif self.total > 1:
             lines.append(f"{self.total:,} problems in all")
         return "\n".join(lines)
+
+
+class OutputError(OSError):
+    """The environment refuses the results folder (permissions, a full disk, another run holds
+    it): one line on the terminal and exit 1, unlike bad input (exit 2)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.text = message
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)] if c not in (0x0A, 0x09)}
+# bidirectional overrides reorder what a terminal shows; they are escaped like control characters
+_CONTROL.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]})
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (escape sequences, NUL, carriage returns,
+    bidirectional overrides) from data are shown as ``\\x1b`` etc., line breaks and tabs kept."""
+    return str(text).translate(_CONTROL)

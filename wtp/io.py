@@ -16,15 +16,12 @@ analyst at the line that was left out.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io as _io
 import itertools
 import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +31,8 @@ from wtp.columns import RULE_WORDS, InputLayout, apply_layout, missing_columns, 
 from wtp.errors import MAX_EXAMPLES, InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
 from wtp.schema import segment_key
+
+MAX_MAGNITUDE = 1e12
 
 __all__ = [
     "InputError",
@@ -46,7 +45,10 @@ __all__ = [
     "validate_customers",
     "validate_respondents",
     "attach_segments",
+    "MANIFEST",
     "atomic_output_dir",
+    "check_output_dir",
+    "remember_input",
     "write_csv",
     "neutralise_formulas",
 ]
@@ -128,6 +130,10 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     label = name or path.name
     if not path.exists():
         raise InputError(Problem(str(path), None, None, "an existing file", "no such file"))
+    if not path.is_file():
+        # a device (/dev/zero), FIFO or folder would be read until memory runs out, or fail oddly
+        what = "a folder" if path.is_dir() else "a device, pipe or socket"
+        raise InputError(Problem(str(path), None, None, "a regular file", what))
     remember_input(path)
     suffix = path.suffix.lower()
     decimal = "."
@@ -135,21 +141,16 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     try:
         if suffix in {".csv", ".txt", ".tsv", ""}:
             raw = path.read_bytes()
-            text = raw.decode("utf-8-sig") if raw.startswith(b"\xef\xbb\xbf") else _decode(raw)
+            text = _decode(raw, label)
             if not text.strip():
                 raise InputError(Problem(label, None, None, "a header row and data", "an empty file"))
             delimiter, decimal = _sniff_csv(text[:20000])
             title_lines = _title_lines(text, delimiter)
             row_offset += title_lines
-            frame = pd.read_csv(
-                _io.StringIO(text),
-                skiprows=title_lines,
-                sep=delimiter,
-                dtype=str,
-                keep_default_na=False,
-                na_values=[""],
-                skipinitialspace=True,
-            )
+            _check_header(text, delimiter, label, title_lines)
+            frame = _read_csv_arrow(text, delimiter) if title_lines == 0 else None
+            if frame is None:
+                frame = _read_csv_text(text, delimiter, title_lines)
         elif suffix in {".xlsx", ".xlsm", ".xls"}:
             frame = pd.read_excel(path)
         elif suffix in {".parquet", ".pq"}:
@@ -171,7 +172,12 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
             Problem(label, None, None, f"a readable {suffix or 'CSV'} file", f"{type(exc).__name__}: {exc}")
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
+    if suffix not in {".csv", ".txt", ".tsv", ""}:  # CSV headers were checked as written
+        _no_duplicate_columns(frame, label)
+    rows = frame.attrs.get("rows")
     frame.attrs.update(source=label, row_offset=row_offset, decimal=decimal, path=str(path))
+    if rows is not None:
+        frame.attrs["rows"] = rows
     return frame
 
 
@@ -188,13 +194,111 @@ def _title_lines(text: str, delimiter: str, search: int = 12) -> int:
     return n if n < len(records) else 0
 
 
-def _decode(raw: bytes) -> str:
-    try:
+def _decode(raw: bytes, label: str) -> str:
+    """Text of a CSV: UTF-8 (BOM or not), UTF-16 (Excel's "Unicode text", with or without a
+    BOM), else Windows-1252, which survey tools on Windows still export."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return raw[3:].decode("utf-8", errors="strict") if _utf8(raw[3:]) else raw[3:].decode("cp1252", errors="replace")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(Problem(label, None, None, "readable UTF-16 text (the file starts like Excel's 'Unicode text')", "bytes that are not UTF-16")) from None
+    head = raw[:4000]
+    if head.count(b"\x00") > len(head) // 4:
+        # UTF-16 without a byte order mark: the zero bytes sit on one side of each character
+        encoding = "utf-16-le" if head[1::2].count(b"\x00") > head[0::2].count(b"\x00") else "utf-16-be"
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            pass
+        raise InputError(Problem(label, None, None, "a text table (CSV in UTF-8 or UTF-16)", "binary data with zero bytes"))
+    if b"\x00" in head:
+        raise InputError(Problem(label, None, None, "a text table (CSV)", "binary data with zero bytes"))
+    if _utf8(raw):
         return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # survey tools on Windows still export cp1252
-        return raw.decode("cp1252", errors="replace")
+    return raw.decode("cp1252", errors="replace")
 
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_csv_arrow(text: str, delimiter: str) -> pd.DataFrame | None:
+    """The common case, fast: Arrow's CSV reader builds the text columns directly (the C
+    parser's Python strings cost seconds per million rows). None when the file has blank lines
+    (row numbers must count them), multi-line cells or anything else Arrow reads differently;
+    :func:`_read_csv_text` then reads it."""
+    if re.search(r"\n[ \t\r]*\n", text.rstrip()) or len(text) < 1_000_000:
+        return None
+    try:
+        frame = pd.read_csv(
+            _io.BytesIO(text.encode("utf-8")),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            engine="pyarrow",
+        )
+    except Exception:  # noqa: BLE001 - any difficulty: the careful reader decides
+        return None
+    return frame
+
+
+def _read_csv_text(text: str, delimiter: str, title_lines: int = 0) -> pd.DataFrame:
+    frame = pd.read_csv(
+        _io.StringIO(text),
+        skiprows=title_lines,
+        sep=delimiter,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[""],
+        skipinitialspace=True,
+        skip_blank_lines=False,
+    )
+    # blank lines are dropped only now, so row numbers stay those a spreadsheet shows
+    blank = frame.isna().all(axis=1).to_numpy()
+    if blank.any():
+        source_rows = np.flatnonzero(~blank) + 2 + title_lines
+        frame = frame.loc[~blank].reset_index(drop=True)
+        # a tuple, not an array: pandas compares attrs when it combines frames
+        frame.attrs["rows"] = tuple(source_rows.tolist())
+    return frame
+
+
+def _check_header(text: str, delimiter: str, label: str, title_lines: int = 0) -> None:
+    """Duplicated column names are an error: pandas would silently rename one to ``x.1``."""
+    header = text.split("\n", title_lines + 1)[title_lines] if text.count("\n") >= title_lines else ""
+    first = next(csv.reader(_io.StringIO(header), delimiter=delimiter, skipinitialspace=True), [])
+    names = [c.strip() for c in first]
+    seen: dict[str, int] = {}
+    problems = []
+    for i, name in enumerate(names, start=1):
+        if name and name in seen:
+            problems.append(Problem(label, 1 + title_lines, name, f"each column name once (columns {seen[name]} and {i} are both '{name}')"))
+        seen.setdefault(name, i)
+    if problems:
+        raise InputError(problems)
+
+
+def _no_duplicate_columns(frame: pd.DataFrame, label: str) -> None:
+    # Excel, Parquet and SPSS readers rename a duplicated header to 'name.1'
+    names = list(frame.columns)
+    problems = []
+    for name in names:
+        m = re.fullmatch(r"(.+)\.(\d+)", name)
+        if m and m.group(1) in names:
+            problems.append(Problem(label, 1, m.group(1), "each column name once (it appears more than once)"))
+    if problems:
+        raise InputError(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Column helpers
 
 # --------------------------------------------------------------------------------------------
 # Column helpers
@@ -217,10 +321,13 @@ def _numeric(
     """Coerce a column to float under its rule (:func:`wtp.columns.parse_numbers`), reporting
     the cells that break it once per column."""
     values = frame[column]
-    rows = np.arange(len(frame)) + _row_offset(frame)
+    rows = _rows(frame)
     bad = pd.Series(False, index=frame.index)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype(float)
+    elif rule == "number" and (fast := _arrow_float(values, frame.attrs.get("decimal", "."))) is not None:
+        # every cell parsed in one vectorised cast: nothing to report cell by cell
+        out = pd.Series(fast, index=frame.index)
     else:
         currency = frame.attrs.get("currency") if rule == "money" else None
         out, bad, wrong = parse_numbers(values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency)
@@ -230,15 +337,40 @@ def _numeric(
             col.add_rows(rows[wrong.to_numpy()], column, f"{expected} in the study's currency ({currency})", values[wrong].tolist())
             bad = bad | wrong
     out = pd.Series(out.to_numpy(dtype=float), index=frame.index, name=column)
-    infinite = np.isinf(out.to_numpy())
+    infinite = ~np.isfinite(out.to_numpy()) & out.notna().to_numpy()
     if infinite.any():
         col.add_rows(rows[infinite], column, expected + " (finite)", values[infinite].tolist())
         out[infinite] = np.nan
+    # 1e308 parses as a number but overflows every sum it enters; no price, weight or count is
+    # anywhere near this size, so it is a typo or an export error
+    huge = (out.abs() > MAX_MAGNITUDE).to_numpy()
+    if huge.any():
+        col.add_rows(rows[huge], column, f"{expected} of at most {MAX_MAGNITUDE:.0e} in size", values[huge].tolist())
+        out[huge] = np.nan
     if not allow_missing:
-        missing = out.isna() & ~bad.to_numpy()
+        missing = out.isna() & ~bad.to_numpy() & ~(infinite | huge)
         if missing.any():
             col.add_rows(rows[missing.to_numpy()], column, expected, [None] * int(missing.sum()))
     return out
+
+
+def _arrow_float(values: pd.Series, decimal: str) -> np.ndarray | None:
+    """All cells of an Arrow-backed text column as floats in one vectorised cast (missing → NaN),
+    or None when the column is not Arrow text or some cell is not a number (the caller then
+    finds and reports those cells one by one). A million cells: tenths of a second."""
+    arr = getattr(values.array, "_pa_array", None)
+    if arr is None:
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pc.utf8_trim_whitespace(arr)
+        if decimal == ",":
+            arr = pc.replace_substring(arr, ",", ".")
+        return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False).astype(float, copy=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
 
 
 def _text_bad(values: pd.Series, frame: pd.DataFrame, rule: str = "number") -> pd.Series:
@@ -252,7 +384,7 @@ def _text_bad(values: pd.Series, frame: pd.DataFrame, rule: str = "number") -> p
 
 def _binary(frame: pd.DataFrame, column: str, col: _Collector, *, allow_missing=False) -> pd.Series:
     values = _numeric(frame, column, col, allow_missing=allow_missing, expected="0 or 1")
-    rows = np.arange(len(frame)) + _row_offset(frame)
+    rows = _rows(frame)
     bad = values.notna() & ~values.isin([0.0, 1.0])
     if bad.any():
         col.add_rows(rows[bad.to_numpy()], column, "0 or 1", frame[column][bad].tolist())
@@ -262,7 +394,7 @@ def _binary(frame: pd.DataFrame, column: str, col: _Collector, *, allow_missing=
 def _key(frame: pd.DataFrame, column: str, col: _Collector) -> pd.Series:
     """An identifier column as clean text (1.0 from Excel becomes '1')."""
     values = frame[column]
-    rows = np.arange(len(frame)) + _row_offset(frame)
+    rows = _rows(frame)
     missing = values.isna()
     if pd.api.types.is_float_dtype(values):
         whole = values.dropna()
@@ -279,7 +411,7 @@ def _positive_weight(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
     if "weight" not in frame.columns:
         return None
     w = _numeric(frame, "weight", col, expected="a positive weight")
-    rows = np.arange(len(frame)) + _row_offset(frame)
+    rows = _rows(frame)
     bad = w.notna() & (w <= 0)
     if bad.any():
         col.add_rows(rows[bad.to_numpy()], "weight", "a positive weight", frame["weight"][bad].tolist())
@@ -293,7 +425,12 @@ def _segment(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
 
 
 def _rows(frame: pd.DataFrame) -> np.ndarray:
+    """1-based row numbers as a spreadsheet shows them (blank lines in a CSV counted)."""
+    rows = frame.attrs.get("rows")
+    if rows is not None and len(rows) == len(frame):
+        return np.asarray(rows)
     return np.arange(len(frame)) + _row_offset(frame)
+
 
 
 def _nonempty(frame: pd.DataFrame, col: _Collector) -> None:
@@ -459,9 +596,9 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None, layout: 
     w = _positive_weight(frame, col)
     col.raise_if_any()
     if seg is not None:
-        out["segment"] = seg.to_numpy()[out["row"].to_numpy() - _row_offset(frame)]
+        out["segment"] = seg.to_numpy()[np.searchsorted(_rows(frame), out["row"].to_numpy())]
     if w is not None:
-        out["weight"] = w.to_numpy()[out["row"].to_numpy() - _row_offset(frame)]
+        out["weight"] = w.to_numpy()[np.searchsorted(_rows(frame), out["row"].to_numpy())]
     if not wide:
         _one_pick_per_task(out, "best", "best pick", col, "best picks")
         _one_pick_per_task(out, "worst", "worst pick", col, "worst picks")
@@ -670,10 +807,10 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
     out = pd.DataFrame({"customer_id": _key(frame, "customer_id", col), "segment": _key(frame, "segment", col)})
     for c in ("start_date", "end_date"):
         values = frame[c]
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed") if not pd.api.types.is_datetime64_any_dtype(values) else values
+        parsed = _dates(values)
         text = values.astype("string").str.strip()
         bad = parsed.isna() & text.notna() & (text != "")
-        col.add_rows(rows[bad.to_numpy()], c, "a date (YYYY-MM-DD)", values[bad].tolist())
+        col.add_rows(rows[bad.to_numpy()], c, "a date (YYYY-MM-DD) between 1677 and 2262", values[bad].tolist())
         if c == "start_date":
             miss = parsed.isna() & ~bad
             col.add_rows(rows[miss.to_numpy()], c, "a start date (YYYY-MM-DD)")
@@ -727,6 +864,30 @@ def _activity_dates(frame: pd.DataFrame) -> dict[str, pd.Series]:
         if len(text) and text.str.fullmatch(_ISO_DATE).all():
             out[c] = pd.to_datetime(values.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed").astype("datetime64[ns]")
     return out
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    """Dates as datetime64; text that is no date, or a date pandas cannot hold (before 1677 or
+    after 2262, e.g. a typo '1066-01-01'), becomes NaT and is reported by the caller."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        try:
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError):
+            # one unparseable cell can fail the whole conversion: parse cell by cell
+            def one(v):
+                try:
+                    return pd.Timestamp(v)
+                except (pd.errors.OutOfBoundsDatetime, OverflowError, ValueError, TypeError):
+                    return pd.NaT
+
+            parsed = values.map(one)
+    if not pd.api.types.is_datetime64_any_dtype(parsed):
+        parsed = pd.Series([v if isinstance(v, pd.Timestamp) else pd.NaT for v in parsed], index=values.index, dtype="datetime64[us]")
+    # pandas may hold 1600-01-01 at microsecond resolution, but later stages need nanoseconds
+    inside = parsed.isna() | ((parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max))
+    return parsed.where(inside).astype("datetime64[ns]")
 
 
 def match_segments(names: Iterable[str], known: Iterable[str]) -> tuple[dict[str, str], list[str]]:
@@ -824,88 +985,13 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
 
 
 # --------------------------------------------------------------------------------------------
-# Output
+# Output lives in wtp.output; these names stay importable from here for existing callers.
 
-
-# Every file read as input in this process: results are never written over one of them.
-_INPUTS: set[Path] = set()
-MANIFEST = ".wtp-files"
-
-
-def remember_input(path: str | os.PathLike) -> None:
-    _INPUTS.add(Path(path).resolve())
-
-
-def check_output_dir(out: str | os.PathLike) -> None:
-    """``--out`` must be a folder (or not exist yet): fail before any work is done."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(Problem(f"--out {out}", None, None, "a folder for the results (created if missing)", "an existing file"))
-
-
-@contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """Write into a temporary sibling folder and move it into ``out`` only on success.
-
-    Files it writes replace the old ones only after the whole run succeeded, so a failure never
-    leaves a set of results that looks complete. Results an earlier wtp run left in ``out`` that
-    this run does not write again are removed (they are listed in ``.wtp-files``), so a reused
-    folder never mixes two runs; files wtp did not write are left alone. A result that would
-    overwrite one of this run's input files is refused.
-    """
-    out = Path(out)
-    check_output_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        written = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
-        clash = [rel for rel in written if (out / rel).resolve() in _INPUTS]
-        if clash:
-            raise InputError(
-                [Problem(f"--out {out}", None, None, "a folder that does not hold this run's input files", f"input {rel} would be overwritten") for rel in clash]
-            )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = out / MANIFEST
-    previous = manifest.read_text(encoding="utf-8").splitlines() if manifest.exists() else []
-    for rel in written:
-        dst = out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / rel, dst)
-    keep = {str(rel) for rel in written}
-    for old in previous:
-        stale = out / old
-        if old and old not in keep and stale.is_file() and stale.resolve() not in _INPUTS:
-            stale.unlink()
-            parent = stale.parent
-            while parent != out and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-    manifest.write_text("\n".join(sorted(keep)) + "\n", encoding="utf-8")
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike, *, for_people: bool = False) -> Path:
-    """Write a table. Machine tables keep exact values; exports for people neutralise formulas."""
-    path = Path(path)
-    data = neutralise_formulas(frame) if for_people else frame
-    data.to_csv(path, index=False, float_format="%.10g")
-    return path
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with a single quote."""
-    out = frame.copy()
-    for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            s = out[c]
-            mask = s.map(lambda v: isinstance(v, str) and v.startswith(_FORMULA_START))
-            out[c] = s.where(~mask, "'" + s.astype(str))
-    out.columns = [("'" + c) if isinstance(c, str) and c.startswith(_FORMULA_START) else c for c in out.columns]
-    return out
+from wtp.output import (  # noqa: E402
+    MANIFEST,
+    atomic_output_dir,
+    check_output_dir,
+    neutralise_formulas,
+    remember_input,
+    write_csv,
+)

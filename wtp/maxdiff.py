@@ -600,7 +600,9 @@ def prepare_maxdiff_data(
     row = df["row"] if "row" in df.columns else pd.Series(np.arange(len(df)) + 2, index=df.index)
     df["_row"] = row.to_numpy()
 
-    found = list(dict.fromkeys(df["item"]))
+    # factorize, not dict.fromkeys/map: iterating Arrow strings costs seconds per million rows
+    item_codes, found_index = pd.factorize(df["item"])
+    found = [str(c) for c in found_index]
     if items is None:
         items = sorted(found, key=_natural_key)
     else:
@@ -611,9 +613,9 @@ def prepare_maxdiff_data(
             raise InputError(Problem(source, int(first), "item", "an item listed for the study (" + ", ".join(items[:10]) + ")", unknown[0]))
     item_index = {c: i for i, c in enumerate(items)}
 
-    ids = list(dict.fromkeys(df["respondent_id"]))
-    rid = {r: i for i, r in enumerate(ids)}
-    df["_r"] = df["respondent_id"].map(rid)
+    df["_r"], ids = pd.factorize(df["respondent_id"])
+    ids = list(ids)
+    df["_item"] = np.array([item_index[c] for c in found], dtype=np.int64)[item_codes]
     # tasks in order of appearance within respondent, items in screen order
     df["_t"] = df.groupby(["respondent_id", "task"], sort=False).ngroup()
     df = df.sort_values(["_r", "_t", "position"], kind="stable")
@@ -646,7 +648,7 @@ def prepare_maxdiff_data(
     col = df.groupby("_t", sort=False).cumcount().to_numpy()
     t_idx = df["_t"].to_numpy()
     shown = np.full((n_tasks, max_k), -1, dtype=np.int64)
-    shown[t_idx, col] = df["item"].map(item_index).to_numpy()
+    shown[t_idx, col] = df["_item"].to_numpy()
     best = np.zeros(n_tasks, dtype=np.int64)
     worst = np.zeros(n_tasks, dtype=np.int64)
     bmask = df["best"].to_numpy() == 1
@@ -744,6 +746,21 @@ def _respondent_counts(md: MaxDiffData) -> tuple[np.ndarray, np.ndarray, np.ndar
     return shown, best, worst
 
 
+def _bootstrap_sums(rng: np.random.Generator, w: np.ndarray, tables: tuple, n_boot: int, chunk: int = 50):
+    """Weighted column sums of each respondent × item table over ``n_boot`` resamples of the
+    respondents with replacement. Drawn as indices and counted with ``bincount`` in chunks:
+    a multinomial over 50,000 respondents per replicate took seconds, this takes tenths."""
+    n = len(w)
+    stacked = np.hstack(tables)  # one product per chunk for all tables
+    sums = np.empty((n_boot, stacked.shape[1]))
+    for start in range(0, n_boot, chunk):
+        c = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(c, n)) + (np.arange(c) * n)[:, None]
+        times = np.bincount(idx.ravel(), minlength=c * n).reshape(c, n) * w
+        sums[start : start + c] = times @ stacked
+    return np.split(sums, np.cumsum([t.shape[1] for t in tables])[:-1], axis=1)
+
+
 def _counts_utility(shown: np.ndarray, best: np.ndarray, worst: np.ndarray) -> np.ndarray:
     """u = log((shown + best − worst) / (shown − best + worst)) / 2, zero-centred.
 
@@ -776,8 +793,7 @@ def counts_scores(md: MaxDiffData, *, rng: np.random.Generator | None = None, n_
         share = probability_shares(u, md.k)
         # bootstrap: resample respondents (multinomial counts), keep their weights
         n = int(mask.sum())
-        boot = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) * w
-        ub = _counts_utility(boot @ s_r[mask], boot @ b_r[mask], boot @ w_r[mask])
+        ub = _counts_utility(*_bootstrap_sums(rng, w, (s_r[mask], b_r[mask], w_r[mask]), n_boot))
         sb = probability_shares(ub, md.k)
         frames.append(
             pd.DataFrame(
@@ -819,15 +835,14 @@ def _bw_loglik(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: 
     resid[idx, ch.chosen] += 1.0
     contrib = (w * ch.sign)[:, None] * resid
     grad = np.bincount(ch.items[avail], weights=contrib[avail], minlength=n_items)
-    # Hessian = -Σ w (diag p - p p') in item space; sign² = 1
-    H = np.zeros((n_items, n_items))
-    items_safe = np.where(avail, ch.items, 0)
-    pa = np.where(avail, p, 0.0)
-    np.add.at(H, (items_safe, items_safe), -(w[:, None] * pa))
-    outer = w[:, None, None] * pa[:, :, None] * pa[:, None, :]
-    ii = np.broadcast_to(items_safe[:, :, None], outer.shape)
-    jj = np.broadcast_to(items_safe[:, None, :], outer.shape)
-    np.add.at(H, (ii.ravel(), jj.ravel()), outer.ravel())
+    # Hessian = -Σ w (diag p - p p') in item space; sign² = 1. With each choice's
+    # probabilities spread into a choices × K matrix P (an item appears once per choice set),
+    # that is P'WP - diag(Σ w P): two matrix products instead of a scatter over n × k × k
+    rows = np.broadcast_to(idx[:, None], avail.shape)[avail]
+    P = np.zeros((len(V), n_items))
+    P[rows, ch.items[avail]] = p[avail]
+    H = (P * w[:, None]).T @ P
+    H[np.diag_indices(n_items)] -= w @ P
     return ll, grad, H
 
 
@@ -842,10 +857,9 @@ def _bw_scores(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: 
     resid = -p
     resid[idx, ch.chosen] += 1.0
     contrib = (weights * ch.sign)[:, None] * resid
-    out = np.zeros((n_resp, n_items))
     resp = np.broadcast_to(ch.resp[:, None], avail.shape)
-    np.add.at(out, (resp[avail], ch.items[avail]), contrib[avail])
-    return out
+    flat = resp[avail].astype(np.int64) * n_items + ch.items[avail]
+    return np.bincount(flat, weights=contrib[avail], minlength=n_resp * n_items).reshape(n_resp, n_items)
 
 
 @dataclass(frozen=True)

@@ -86,20 +86,30 @@ class StudyRun:
         return self.summary()
 
 
+def _config(study: Study, fast: bool):
+    """The study's typed settings (:mod:`wtp.settings`); with ``--fast`` the first-look
+    defaults where a key is unset."""
+    if not fast:
+        return study.config
+    from wtp.settings import parse_settings
+
+    return parse_settings(study.settings, source=str(study.folder / "study.toml"), fast=True)
+
+
 def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.sample import flag_small_samples
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
-    vw_settings = study.settings.get("van_westendorp", {})
+    cfg = _config(study, fast).van_westendorp
     result = van_westendorp(
         study.vw,
-        inconsistent=vw_settings.get("inconsistent", "exclude"),
-        ties=vw_settings.get("ties", "keep"),
-        cheap_rule=vw_settings.get("cheap_rule", "ge"),
-        plateau=vw_settings.get("plateau", "lowest"),
-        nms_scale=vw_settings.get("nms_scale"),
-        nms_calibration=parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration"),
-        bootstrap=int(vw_settings.get("bootstrap", 200 if fast else 1000)),
+        inconsistent=cfg.inconsistent,
+        ties=cfg.ties,
+        cheap_rule=cfg.cheap_rule,
+        plateau=cfg.plateau,
+        nms_scale=cfg.nms_scale,
+        nms_calibration=parse_calibration(cfg.nms_calibration, "study.toml [van_westendorp] nms_calibration"),
+        bootstrap=cfg.bootstrap,
         rng=rng,
     )
     return flag_small_samples(result, "vw", study.sample.threshold("vw"))
@@ -123,13 +133,12 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
 def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.maxdiff import estimate_maxdiff
 
-    settings = study.settings.get("maxdiff", {})
     # a first look (--fast) uses the aggregate logit: seconds instead of a sampler run
-    method = settings.get("method", "logit" if fast else "hb")
+    cfg = _config(study, fast).maxdiff
+    method = cfg.method
     result = estimate_maxdiff(
         study.maxdiff, method=method, rng=rng,
-        draws=int(settings.get("draws", 1000)), tune=int(settings.get("tune", 300)),
-        chains=int(settings.get("chains", 4)), labels=study.item_labels or None, progress=False,
+        draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, labels=study.item_labels or None, progress=False,
     )
     if method == "hb" and not result.converged:
         say("maxdiff: the sampler did NOT converge (see diagnostics)")
@@ -144,12 +153,12 @@ def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Pr
         raise SkipStage("needs individual utilities from hierarchical Bayes (the MaxDiff method here gives none)")
     from wtp.turf import turf
 
-    settings = study.settings.get("maxdiff", {})
-    k = min(int(settings.get("turf_size", 3)), len(md.items))
+    cfg = _config(study, fast).maxdiff
+    k = min(cfg.turf_size, len(md.items))
     weights = None
     if "weight" in study.maxdiff.columns:
         weights = study.maxdiff.drop_duplicates("respondent_id").set_index("respondent_id")["weight"]
-    return turf(md.individual_utilities, k, reach=settings.get("turf_reach", "above_mean"), weights=weights)
+    return turf(md.individual_utilities, k, reach=cfg.turf_reach, weights=weights)
 
 
 def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):

@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ from wtp.io import (
 )
 from wtp.sample import SampleSettings
 from wtp.schema import segment_order, sort_by_segment
+from wtp.settings import StudySettings, parse_settings
 
 INSTRUMENTS = ("van_westendorp", "maxdiff", "conjoint", "segments", "customers")
 DEFAULT_FILES = {
@@ -70,6 +74,7 @@ class Study:
     as_of: pd.Timestamp | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    config: StudySettings = field(default_factory=StudySettings)  # the typed settings
     respondents: pd.DataFrame | None = None
     vw: pd.DataFrame | None = None
     maxdiff: pd.DataFrame | None = None
@@ -123,21 +128,76 @@ def _find_toml(path: Path) -> Path:
         path = path / "study.toml"
     if not path.exists():
         raise InputError(Problem(str(path), None, None, "a study folder with a study.toml", "no such file"))
+    if not path.is_file():
+        raise InputError(Problem(str(path), None, None, "study.toml as a regular file", "a folder" if path.is_dir() else "not a regular file"))
     return path
 
 
-def read_settings(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Parse ``study.toml``; returns (folder, settings)."""
+def _toml_text(toml_path: Path) -> str:
+    """study.toml as text: UTF-8 (a BOM allowed); UTF-16 with a BOM is read too; anything else
+    is an error naming the line and the byte."""
+    raw = toml_path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(
+            Problem(str(toml_path), line, None, "UTF-8 text (save the file as UTF-8; it looks like latin-1/Windows-1252)", f"byte 0x{raw[exc.start]:02x}")
+        ) from None
+
+
+def read_settings(path: str | Path, *, fast: bool = False) -> tuple[Path, dict[str, Any]]:
+    """Parse and validate ``study.toml``; returns (folder, settings as parsed)."""
+    folder, settings, _config = load_settings(path, fast=fast)
+    return folder, settings
+
+
+def load_settings(path: str | Path, *, fast: bool = False) -> tuple[Path, dict[str, Any], StudySettings]:
+    """Parse ``study.toml`` and validate it against :mod:`wtp.settings`: (folder, raw, typed)."""
     toml_path = _find_toml(Path(path))
     from wtp.io import remember_input
 
     remember_input(toml_path)
     try:
-        settings = tomllib.loads(toml_path.read_text(encoding="utf-8-sig"))
+        settings = tomllib.loads(_toml_text(toml_path))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(Problem(str(toml_path), None, None, "valid TOML", str(exc))) from exc
-    return toml_path.parent, settings
+    config = parse_settings(settings, source=str(toml_path), fast=fast)
+    return toml_path.parent, settings, config
 
+
+def data_path(folder: Path, key: str, config: StudySettings, *, source: str | None = None) -> Path | None:
+    """The input file a study names for ``key`` (``[data]``, else the contract's default name).
+
+    Relative paths must stay inside the study folder after symbolic links are resolved; absolute
+    or outside paths need ``[data] allow_outside = true``; only regular files are read. Errors
+    name study.toml and the key, never the content of the file.
+    """
+    source = source or str(folder / "study.toml")
+    home = folder.resolve()
+    if key in config.data_given:
+        value = getattr(config.data, key)
+        given = Path(os.path.expanduser(value)) if value.startswith("~") else Path(value)
+        path = given if given.is_absolute() else folder / given
+    else:
+        if config.data_given or not (folder / DEFAULT_FILES[key]).exists():
+            return None
+        value, path = DEFAULT_FILES[key], folder / DEFAULT_FILES[key]
+    real = path.resolve()
+    if not config.data.allow_outside and (Path(value).is_absolute() or home not in real.parents):
+        raise InputError(
+            Problem(source, None, f"data.{key}", "a path inside the study folder (or [data] allow_outside = true)", value)
+        )
+    try:
+        st = os.stat(real)
+    except OSError:
+        raise InputError(Problem(source, None, f"data.{key}", "a file that exists", value)) from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
+        raise InputError(Problem(source, None, f"data.{key}", "a regular file", f"{value} is {what}"))
+    return real
 
 def column_maps(settings: dict[str, Any], source: str = "study.toml") -> dict[str, dict[str, object]]:
     """``[columns.<kind>]`` tables, checked: kind ∈ :data:`wtp.columns.KINDS`, keys contract
@@ -302,10 +362,8 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     All files are validated before anything is returned; problems from every file are reported
     together in one :class:`~wtp.io.InputError`.
     """
-    folder, settings = read_settings(path)
+    folder, settings, config = load_settings(path)
     toml_name = str(folder / "study.toml")
-    meta = settings.get("study", {})
-    data = {_ALIASES.get(k, k): v for k, v in settings.get("data", {}).items()}
     problems: list[Problem] = []
     # a misspelt file key would silently drop an instrument from the study
     known_data = [*DEFAULT_FILES, *_ALIASES, "allow_outside"]
@@ -313,15 +371,14 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         if key not in known_data:
             problems.append(Problem(toml_name, None, f"data.{key}", "one of " + ", ".join(known_data) + suggestion(key, known_data), key))
     files: dict[str, Path] = {}
-    for key, default in DEFAULT_FILES.items():
-        if key in data:
-            p = (folder / str(data[key])).resolve()
-            if not p.exists():
-                problems.append(Problem(str(folder / "study.toml"), None, f"data.{key}", "a file that exists", str(data[key])))
-                continue
-            files[key] = p
-        elif (folder / default).exists() and "data" not in settings:
-            files[key] = folder / default
+    for key in DEFAULT_FILES:
+        try:
+            found = data_path(folder, key, config)
+        except InputError as exc:
+            problems.extend(exc.problems)
+            continue
+        if found is not None:
+            files[key] = found
     if problems:
         raise InputError(problems)
 
@@ -364,13 +421,13 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     if problems:
         raise InputError(problems)
 
-    as_of = meta.get("as_of")
-    try:
-        as_of = pd.Timestamp(str(as_of)) if as_of else None
-    except ValueError as exc:
-        raise InputError(Problem(str(folder / "study.toml"), None, "study.as_of", "a date YYYY-MM-DD", as_of)) from exc
+    info = config.study
+    if info.as_of is not None and not pd.Timestamp.min < pd.Timestamp(info.as_of) < pd.Timestamp.max:
+        raise InputError(Problem(toml_name, None, "study.as_of", "a date between 1677 and 2262", str(info.as_of)))
+    as_of = pd.Timestamp(info.as_of) if info.as_of is not None else None
     if nms_scale is not None:
         settings.setdefault("van_westendorp", {})["nms_scale"] = nms_scale
+        config = dataclasses.replace(config, van_westendorp=dataclasses.replace(config.van_westendorp, nms_scale=nms_scale))
     instruments = ("van_westendorp", "maxdiff", "conjoint", "customers")
     order = segment_order(frames["segments"], respondents, [frames[k] for k in instruments])
     # rows in the study's segment order, so that every stage meets the segments in that order
@@ -378,11 +435,12 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         frames[key] = sort_by_segment(frames[key], order)
     return Study(
         folder=folder,
-        name=str(meta.get("name", folder.name)),
-        currency=str(meta.get("currency", "USD")),
-        price_unit=str(meta.get("price_unit", "per account per month")),
-        period=str(meta.get("period", "month")),
+        name=info.name if info.name is not None else folder.name,
+        currency=info.currency,
+        price_unit=info.price_unit,
+        period=info.period,
         as_of=as_of,
+        config=config,
         settings=settings,
         files=files,
         respondents=respondents,
@@ -401,3 +459,10 @@ def settings_only(path: str | Path | None) -> tuple[Path | None, dict[str, Any]]
     if path is None:
         return None, {}
     return read_settings(path)
+
+
+def config_only(path: str | Path | None) -> tuple[Path | None, dict[str, Any], StudySettings]:
+    """Typed settings of a study without reading its data; defaults for None."""
+    if path is None:
+        return None, {}, StudySettings()
+    return load_settings(path)
