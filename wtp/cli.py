@@ -500,6 +500,38 @@ def segments_command(
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
+@app.command("explore")
+@cli_command
+def explore_command(
+    customers_file: Annotated[Path, typer.Argument(help="customers.csv (trialers and profile columns welcome; invoice lines are collapsed).")],
+    by: Annotated[str | None, typer.Option("--by", help="Profile columns to slice by, comma-separated (default: all).")] = None,
+    out: OutOpt = Path("reports/explore"),
+    seed: SeedOpt = 0,
+    study: StudyOpt = None,
+    pairs: Annotated[bool, typer.Option("--pairs", help="Also slice by pairs of the strongest dimensions.")] = False,
+    choose: Annotated[str | None, typer.Option("--choose", help="Dimension to write as segments.csv (default: the top-ranked).")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help="Column map NAME=FILE_COLUMN,…, e.g. customer_id=CustOrgID,start_date=ValidFrom.")] = None,
+    min_customers: Annotated[int, typer.Option("--min-customers", help="Smaller groups are pooled as 'other'.")] = 30,
+) -> None:
+    """Find segment hypotheses: slice customers by every profile column and rank the slices."""
+    from wtp.explore import explore, parse_columns, prepare_customers, split_by
+    from wtp.io import atomic_output_dir, read_table
+    from wtp.report import provenance
+    from wtp.report.explore import write_outputs
+    from wtp.study import settings_only
+
+    _folder, settings = settings_only(study)
+    meta = study_meta(settings)
+    mapping = {**settings.get("columns", {}).get("customers", {}), **parse_columns(columns)}
+    base = prepare_customers(read_table(customers_file), columns=mapping, period=meta["period"], as_of=settings.get("study", {}).get("as_of"))
+    result = explore(base, split_by(by), pairs=pairs, choose=choose, min_customers=min_customers)
+    with atomic_output_dir(out) as tmp:
+        written = write_outputs(tmp, result, meta=meta, provenance=provenance(seed, {customers_file.name: _sha256(customers_file)}))
+    echo_table(result.summary().drop(columns="reason"), 3)
+    typer.echo(f"segments.csv slices by: {result.chosen}")
+    typer.echo(f"wrote {out}/" + ", ".join(written))
+
+
 @app.command("run")
 @cli_command
 def run_command(
