@@ -97,9 +97,21 @@ HYPOTHESIS_COLUMNS = [
 ]  # fmt: skip
 
 #: contract columns of customers.csv (and ``amount``: revenue of an invoice line over its dates)
-KNOWN = ("customer_id", "segment", "start_date", "end_date", "mrr", "amount", "trial_start", "converted", "cac")
+KNOWN = (
+    "customer_id",
+    "segment",
+    "start_date",
+    "end_date",
+    "mrr",
+    "amount",
+    "trial_start",
+    "converted",
+    "cac",
+)
 #: profile columns whose low values mark customers at risk
-AT_RISK_PATTERN = re.compile(r"adoption|utili[sz]ation|usage|engagement|active.?users|logins|health", re.I)
+AT_RISK_PATTERN = re.compile(
+    r"adoption|utili[sz]ation|usage|engagement|active.?users|logins|health", re.I
+)
 MISSING_GROUP = "(missing)"
 OTHER_GROUP = "other"
 MAX_SCORE = 300.0
@@ -127,7 +139,15 @@ def parse_columns(spec: str | Sequence[str] | None, *, source: str = "--columns"
                 continue
             name, sep, column = pair.partition("=")
             if not sep or not name.strip() or not column.strip():
-                problems.append(Problem(source, None, None, "NAME=FILE_COLUMN pairs, e.g. 'customer_id=Cust ID'", pair))
+                problems.append(
+                    Problem(
+                        source,
+                        None,
+                        None,
+                        "NAME=FILE_COLUMN pairs, e.g. 'customer_id=Cust ID'",
+                        pair,
+                    )
+                )
                 continue
             out[name.strip()] = column.strip()
     if problems:
@@ -135,7 +155,9 @@ def parse_columns(spec: str | Sequence[str] | None, *, source: str = "--columns"
     return out
 
 
-def apply_column_map(frame: pd.DataFrame, columns: Mapping[str, str] | None, *, source: str) -> pd.DataFrame:
+def apply_column_map(
+    frame: pd.DataFrame, columns: Mapping[str, str] | None, *, source: str
+) -> pd.DataFrame:
     """Rename the file's columns to the names the analysis uses; the input is not modified.
 
     ``columns`` maps a name (a contract column such as ``customer_id``, or any profile name)
@@ -154,7 +176,14 @@ def apply_column_map(frame: pd.DataFrame, columns: Mapping[str, str] | None, *, 
         if found is None:
             close = difflib.get_close_matches(str(header), [str(c) for c in frame.columns], n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            problems.append(Problem(source, 1, header, f"a column '{header}' for {name} in the header ({', '.join(map(str, frame.columns))}){hint}"))
+            problems.append(
+                Problem(
+                    source,
+                    1,
+                    header,
+                    f"a column '{header}' for {name} in the header ({', '.join(map(str, frame.columns))}){hint}",
+                )
+            )
             continue
         rename[found] = name
     if problems:
@@ -209,7 +238,9 @@ class CustomerBase:
         return int(self.customers["paying"].sum())
 
 
-def _dates(frame: pd.DataFrame, column: str, problems: list, source: str, rows: np.ndarray) -> pd.Series:
+def _dates(
+    frame: pd.DataFrame, column: str, problems: list, source: str, rows: np.ndarray
+) -> pd.Series:
     values = frame[column]
     if pd.api.types.is_datetime64_any_dtype(values):
         return pd.to_datetime(values).astype("datetime64[ns]")
@@ -221,7 +252,17 @@ def _dates(frame: pd.DataFrame, column: str, problems: list, source: str, rows: 
     return pd.to_datetime(parsed).astype("datetime64[ns]")
 
 
-def _numbers(frame: pd.DataFrame, column: str, problems: list, source: str, rows: np.ndarray, *, lo=None, hi=None, expected="a number") -> pd.Series:
+def _numbers(
+    frame: pd.DataFrame,
+    column: str,
+    problems: list,
+    source: str,
+    rows: np.ndarray,
+    *,
+    lo=None,
+    hi=None,
+    expected="a number",
+) -> pd.Series:
     values = frame[column]
     text = values.astype("string").str.strip()
     if frame.attrs.get("decimal") == ",":
@@ -246,7 +287,16 @@ def _validate(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]
         raise InputError(Problem(source, None, None, "at least one customer row"))
     missing = [c for c in ("customer_id", "start_date") if c not in frame.columns]
     for c in missing:
-        problems.append(Problem(source, 1, c, f"a column named '{c}' (the header has: " + ", ".join(map(str, frame.columns)) + ")"))
+        problems.append(
+            Problem(
+                source,
+                1,
+                c,
+                f"a column named '{c}' (the header has: "
+                + ", ".join(map(str, frame.columns))
+                + ")",
+            )
+        )
     if missing:
         raise InputError(problems)
     rows = np.arange(len(frame)) + _row_offset(frame)
@@ -256,31 +306,65 @@ def _validate(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]
         problems.append(Problem(source, int(r), "customer_id", "a customer id"))
     out["customer_id"] = ids.astype(object)
     out["start_date"] = _dates(frame, "start_date", problems, source, rows)
-    out["end_date"] = _dates(frame, "end_date", problems, source, rows) if "end_date" in frame.columns else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
-    out["trial_start"] = _dates(frame, "trial_start", problems, source, rows) if "trial_start" in frame.columns else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    out["end_date"] = (
+        _dates(frame, "end_date", problems, source, rows)
+        if "end_date" in frame.columns
+        else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    )
+    out["trial_start"] = (
+        _dates(frame, "trial_start", problems, source, rows)
+        if "trial_start" in frame.columns
+        else pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    )
     for c, lo, hi, expected in (
         ("mrr", 0, None, "monthly recurring revenue of 0 or more"),
-        ("amount", 0, None, "an invoiced amount of 0 or more"),
+        # negative lines are credit notes: they net off the customer's revenue
+        ("amount", None, None, "an invoiced amount (a number)"),
         ("converted", 0, 1, "0 or 1 (did the trial convert to paid)"),
         ("cac", 0, None, "an acquisition cost of 0 or more"),
     ):
-        out[c] = _numbers(frame, c, problems, source, rows, lo=lo, hi=hi, expected=expected) if c in frame.columns else np.nan
+        out[c] = (
+            _numbers(frame, c, problems, source, rows, lo=lo, hi=hi, expected=expected)
+            if c in frame.columns
+            else np.nan
+        )
     if "converted" in frame.columns:
         conv = out["converted"]
         odd = conv.notna() & ~conv.isin([0.0, 1.0])
         for r, v in zip(rows[odd.to_numpy()], frame["converted"][odd], strict=True):
-            problems.append(Problem(source, int(r), "converted", "0 or 1 (did the trial convert to paid)", v))
+            problems.append(
+                Problem(source, int(r), "converted", "0 or 1 (did the trial convert to paid)", v)
+            )
     # a trialer who never paid has no start date; anyone else needs one
-    never_paid = out["converted"].eq(0) | (out["trial_start"].notna() & ("converted" not in frame.columns))
-    no_start = out["start_date"].isna() & ~never_paid & frame["start_date"].astype("string").str.strip().fillna("").eq("")
+    never_paid = out["converted"].eq(0) | (
+        out["trial_start"].notna() & ("converted" not in frame.columns)
+    )
+    no_start = (
+        out["start_date"].isna()
+        & ~never_paid
+        & frame["start_date"].astype("string").str.strip().fillna("").eq("")
+    )
     for r in rows[no_start.to_numpy()]:
-        problems.append(Problem(source, int(r), "start_date", "a start date (or trial_start with converted = 0 for a trialer who never paid)"))
+        problems.append(
+            Problem(
+                source,
+                int(r),
+                "start_date",
+                "a start date (or trial_start with converted = 0 for a trialer who never paid)",
+            )
+        )
     paid_but_not = out["converted"].eq(0) & out["start_date"].notna()
     for r in rows[paid_but_not.to_numpy()]:
-        problems.append(Problem(source, int(r), "converted", "1 for a trialer with a start date (they paid)", 0))
-    before = out["end_date"].notna() & out["start_date"].notna() & (out["end_date"] < out["start_date"])
+        problems.append(
+            Problem(source, int(r), "converted", "1 for a trialer with a start date (they paid)", 0)
+        )
+    before = (
+        out["end_date"].notna() & out["start_date"].notna() & (out["end_date"] < out["start_date"])
+    )
     for r, v in zip(rows[before.to_numpy()], frame.loc[before, "end_date"], strict=True):
-        problems.append(Problem(source, int(r), "end_date", "an end date on or after the start date", v))
+        problems.append(
+            Problem(source, int(r), "end_date", "an end date on or after the start date", v)
+        )
     if "segment" in frame.columns:
         seg = frame["segment"].astype("string").str.strip()
         out["segment"] = seg.astype(object)
@@ -289,7 +373,11 @@ def _validate(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, list[str]
     profile = [c for c in frame.columns if c not in KNOWN and c != "row"]
     for c in profile:
         col = frame[c]
-        out[c] = col.astype("string").str.strip().replace("", pd.NA).astype(object) if not pd.api.types.is_numeric_dtype(col) else col
+        out[c] = (
+            col.astype("string").str.strip().replace("", pd.NA).astype(object)
+            if not pd.api.types.is_numeric_dtype(col)
+            else col
+        )
     if "segment" in frame.columns:
         profile = ["segment", *profile]
     out["row"] = rows
@@ -303,20 +391,31 @@ def _collapse_lines(lines: pd.DataFrame, profile: list[str]) -> pd.DataFrame:
     else the ``mrr`` of the latest line; profile columns and ``converted`` come from the
     latest line (the customer as they are now).
     """
-    lines = lines.sort_values(["customer_id", "start_date", "end_date"], kind="stable", na_position="first")
+    lines = lines.sort_values(
+        ["customer_id", "start_date", "end_date"], kind="stable", na_position="first"
+    )
     g = lines.groupby("customer_id", sort=False)
     latest = g.tail(1).set_index("customer_id")
     out = pd.DataFrame({"customer_id": latest.index.to_numpy(dtype=object)})
     out["start_date"] = g["start_date"].min().reindex(out["customer_id"]).to_numpy()
     open_line = lines["end_date"].isna() & lines["start_date"].notna()
-    any_open = open_line.groupby(lines["customer_id"], sort=False).any().reindex(out["customer_id"]).to_numpy()
+    any_open = (
+        open_line.groupby(lines["customer_id"], sort=False)
+        .any()
+        .reindex(out["customer_id"])
+        .to_numpy()
+    )
     last_end = g["end_date"].max().reindex(out["customer_id"]).to_numpy()
     out["end_date"] = np.where(any_open, np.datetime64("NaT"), last_end).astype("datetime64[ns]")
     out["trial_start"] = g["trial_start"].min().reindex(out["customer_id"]).to_numpy()
     if lines["amount"].notna().any():
         total = g["amount"].sum(min_count=1).reindex(out["customer_id"]).to_numpy(dtype=float)
-        months = (pd.Series(last_end) - pd.Series(out["start_date"])).dt.total_seconds().to_numpy() / 86400.0 / MONTH_DAYS
-        out["mrr"] = total / np.clip(np.nan_to_num(months, nan=1.0), 1.0, None)
+        months = (
+            (pd.Series(last_end) - pd.Series(out["start_date"])).dt.total_seconds().to_numpy()
+            / 86400.0
+            / MONTH_DAYS
+        )
+        out["mrr"] = np.clip(total, 0.0, None) / np.clip(np.nan_to_num(months, nan=1.0), 1.0, None)
     else:
         out["mrr"] = latest["mrr"].reindex(out["customer_id"]).to_numpy(dtype=float)
     for c in ("converted", "cac", "amount", "row", *profile):
@@ -372,23 +471,35 @@ def prepare_customers(
         cust = _collapse_lines(typed, profile)
         notes.append(
             f"{len(typed):,} rows for {n_ids:,} customer ids: read as lines and collapsed (first start, last end, "
-            + ("mrr = Σ amount / months covered" if typed["amount"].notna().any() else "mrr of the latest line")
+            + (
+                "mrr = Σ amount / months covered"
+                if typed["amount"].notna().any()
+                else "mrr of the latest line"
+            )
             + ", profile of the latest line)."
         )
     else:
         cust = typed.reset_index(drop=True)
     if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
         if lines:
-            when = pd.Timestamp(cust["start_date"].max())
-            notes.append(f"as_of {when.date()}: the latest line start (line end dates are paid-up periods).")
+            when = pd.Timestamp(typed["start_date"].max())
+            notes.append(
+                f"as_of {when.date()}: the latest line start (line end dates are paid-up periods)."
+            )
         else:
-            when = pd.Timestamp(pd.concat([cust["start_date"], cust["end_date"], cust["trial_start"]]).dropna().max())
+            when = pd.Timestamp(
+                pd.concat([cust["start_date"], cust["end_date"], cust["trial_start"]])
+                .dropna()
+                .max()
+            )
             notes.append(f"as_of {when.date()}: the latest date in the file.")
     else:
         try:
             when = pd.Timestamp(str(as_of))
         except (TypeError, ValueError) as exc:
-            raise InputError(Problem("study.toml", None, "study.as_of", "a date YYYY-MM-DD", as_of)) from exc
+            raise InputError(
+                Problem("study.toml", None, "study.as_of", "a date YYYY-MM-DD", as_of)
+            ) from exc
     if pd.isna(when):
         raise InputError(Problem(name, None, "start_date", "at least one date"))
     start, end = cust["start_date"], cust["end_date"]
@@ -396,14 +507,25 @@ def prepare_customers(
     cust["churned"] = cust["paying"] & end.notna() & (end <= when)
     cust["active"] = cust["paying"] & ~cust["churned"]
     stop = end.where(cust["churned"], when)
-    cust["time"] = np.where(cust["paying"], (stop - start).dt.total_seconds() / 86400.0 / days, np.nan)
+    cust["time"] = np.where(
+        cust["paying"], (stop - start).dt.total_seconds() / 86400.0 / days, np.nan
+    )
     conv = cust["converted"].to_numpy(dtype=float)
     trialer = np.isfinite(conv) | cust["trial_start"].notna().to_numpy()
     # a trial without a converted flag converted when the trialer became a customer
-    cust["converted"] = np.where(np.isfinite(conv), conv, np.where(trialer, start.notna().astype(float), np.nan))
+    cust["converted"] = np.where(
+        np.isfinite(conv), conv, np.where(trialer, start.notna().astype(float), np.nan)
+    )
     cust["trialer"] = trialer
     if not cust["paying"].any():
-        raise InputError(Problem(name, None, "start_date", f"at least one paying customer starting on or before {when.date()}"))
+        raise InputError(
+            Problem(
+                name,
+                None,
+                "start_date",
+                f"at least one paying customer starting on or before {when.date()}",
+            )
+        )
     late = int((start.notna() & (start > when)).sum())
     if late:
         notes.append(f"{late:,} customers start after as_of and are left out of churn and ARPA.")
@@ -470,26 +592,38 @@ def analyst_bands(values: pd.Series, n_bands: int = 4) -> tuple[np.ndarray, list
         elif b == np.inf:
             names.append(f"{_fmt(a)} and over")
         else:
-            names.append(f"{_fmt(a)}–{_fmt(b - 1)}" if integer and b - 1 > a else f"{_fmt(a)}–{_fmt(b)}")
+            names.append(
+                (f"{_fmt(a)}–{_fmt(b - 1)}" if b - 1 > a else _fmt(a))
+                if integer and b - a >= 1
+                else f"{_fmt(a)}–{_fmt(b)}"
+            )
     idx = np.searchsorted(np.asarray(cuts, dtype=float), x, side="right")
-    labels = np.where(ok, np.asarray(names, dtype=object)[np.clip(idx, 0, len(names) - 1)], MISSING_GROUP).astype(object)
+    labels = np.where(
+        ok, np.asarray(names, dtype=object)[np.clip(idx, 0, len(names) - 1)], MISSING_GROUP
+    ).astype(object)
     order = [n for n in names if (labels == n).any()] + ([MISSING_GROUP] if (~ok).any() else [])
     return labels, order, [float(c) for c in cuts]
 
 
-def _pool_small(labels: np.ndarray, counted: np.ndarray, min_customers: int) -> tuple[np.ndarray, list[str]]:
+def _pool_small(
+    labels: np.ndarray, counted: np.ndarray, min_customers: int
+) -> tuple[np.ndarray, list[str]]:
     """Groups with under ``min_customers`` paying customers are pooled as ``other``."""
     vals, counts = np.unique(labels[counted].astype(str), return_counts=True)
     size = dict(zip(vals, counts, strict=True))
     keep = [v for v in dict.fromkeys(labels.astype(str)) if size.get(v, 0) >= min_customers]
-    out = np.where(np.isin(labels.astype(str), keep), labels.astype(str), OTHER_GROUP).astype(object)
+    out = np.where(np.isin(labels.astype(str), keep), labels.astype(str), OTHER_GROUP).astype(
+        object
+    )
     order = sorted(keep, key=lambda v: -size.get(v, 0))
     if (out == OTHER_GROUP).any() and OTHER_GROUP not in order:
         order.append(OTHER_GROUP)
     return out, order
 
 
-def _column_dimension(base: CustomerBase, column: str, min_customers: int, n_bands: int) -> Dimension | str:
+def _column_dimension(
+    base: CustomerBase, column: str, min_customers: int, n_bands: int
+) -> Dimension | str:
     """A column's groups, or the reason it is not a dimension."""
     cust = base.customers
     raw = cust[column]
@@ -497,13 +631,17 @@ def _column_dimension(base: CustomerBase, column: str, min_customers: int, n_ban
     if pd.api.types.is_datetime64_any_dtype(raw):
         return "a date column"
     numeric = pd.to_numeric(raw, errors="coerce")
-    is_numeric = pd.api.types.is_numeric_dtype(raw) or (numeric.notna().sum() == raw.notna().sum() and raw.notna().any())
+    is_numeric = pd.api.types.is_numeric_dtype(raw) or (
+        numeric.notna().sum() == raw.notna().sum() and raw.notna().any()
+    )
     distinct = raw.dropna().nunique()
     if distinct < 2:
         return "one value only"
     if is_numeric and distinct > 6:
         labels, order, cuts = analyst_bands(numeric, n_bands)
-        rule = f"bands cut at {', '.join(_fmt(c) for c in cuts)} (quartiles rounded to nice numbers)"
+        rule = (
+            f"bands cut at {', '.join(_fmt(c) for c in cuts)} (quartiles rounded to nice numbers)"
+        )
         labels, pooled = _pool_small(labels, counted, min_customers)
         order = [g for g in order if g in pooled] + [g for g in pooled if g not in order]
         kind = "bands"
@@ -511,13 +649,27 @@ def _column_dimension(base: CustomerBase, column: str, min_customers: int, n_ban
         if not is_numeric and distinct > max(50, 0.5 * raw.notna().sum()):
             return f"{distinct:,} distinct values (looks like an identifier or free text)"
         text = raw.astype(object).where(raw.notna(), MISSING_GROUP)
-        text = np.asarray([_fmt(v) if isinstance(v, int | float | np.number) and not isinstance(v, bool) else str(v) for v in text], dtype=object)
+        text = np.asarray(
+            [
+                _fmt(v)
+                if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+                else str(v)
+                for v in text
+            ],
+            dtype=object,
+        )
         labels, order = _pool_small(text, counted, min_customers)
-        rule = f"values of {column}" + (f"; groups under {min_customers} customers pooled as '{OTHER_GROUP}'" if OTHER_GROUP in order else "")
+        rule = f"values of {column}" + (
+            f"; groups under {min_customers} customers pooled as '{OTHER_GROUP}'"
+            if OTHER_GROUP in order
+            else ""
+        )
         kind = "column"
     if len(order) < 2:
         return f"fewer than two groups with {min_customers}+ customers"
-    labels = np.where(labels == RESERVED_SEGMENT, f"{RESERVED_SEGMENT} ({column})", labels).astype(object)
+    labels = np.where(labels == RESERVED_SEGMENT, f"{RESERVED_SEGMENT} ({column})", labels).astype(
+        object
+    )
     order = [f"{RESERVED_SEGMENT} ({column})" if g == RESERVED_SEGMENT else g for g in order]
     return Dimension(column, kind, labels, order, rule)
 
@@ -530,9 +682,17 @@ def _at_risk_dimension(base: CustomerBase, column: str) -> Dimension | None:
         return None
     cut = float(np.quantile(x[active], 0.25))
     risk = f"at risk ({column} ≤ {_fmt(round(cut, 4))})"
-    labels = np.where(np.isfinite(x), np.where(x <= cut, risk, "healthy"), MISSING_GROUP).astype(object)
+    labels = np.where(np.isfinite(x), np.where(x <= cut, risk, "healthy"), MISSING_GROUP).astype(
+        object
+    )
     groups = [risk, "healthy"] + ([MISSING_GROUP] if (~np.isfinite(x)).any() else [])
-    return Dimension(f"at risk: {column}", "at risk", labels, groups, f"{column} at or below its lower quartile among active accounts ({_fmt(round(cut, 4))})")
+    return Dimension(
+        f"at risk: {column}",
+        "at risk",
+        labels,
+        groups,
+        f"{column} at or below its lower quartile among active accounts ({_fmt(round(cut, 4))})",
+    )
 
 
 def candidate_dimensions(
@@ -555,7 +715,19 @@ def candidate_dimensions(
             c = lookup.get(_norm(b))
             if c is None:
                 close = difflib.get_close_matches(str(b), columns, n=3)
-                problems.append(Problem("--by", None, str(b), "a profile column of " + base.source + " (" + ", ".join(columns) + ")" + (f"; did you mean {', '.join(close)}?" if close else "")))
+                problems.append(
+                    Problem(
+                        "--by",
+                        None,
+                        str(b),
+                        "a profile column of "
+                        + base.source
+                        + " ("
+                        + ", ".join(columns)
+                        + ")"
+                        + (f"; did you mean {', '.join(close)}?" if close else ""),
+                    )
+                )
             else:
                 chosen.append(c)
         if problems:
@@ -576,17 +748,29 @@ def candidate_dimensions(
     return dims, skipped
 
 
-def pair_dimensions(dims: Sequence[Dimension], base: CustomerBase, min_customers: int = 30) -> list[Dimension]:
+def pair_dimensions(
+    dims: Sequence[Dimension], base: CustomerBase, min_customers: int = 30
+) -> list[Dimension]:
     """Every pair of ``dims``: groups are the combinations (small cells pooled as ``other``)."""
     counted = base.customers["paying"].to_numpy()
     out = []
     for i in range(len(dims)):
         for j in range(i + 1, len(dims)):
             a, b = dims[i], dims[j]
-            labels = np.char.add(np.char.add(a.labels.astype(str), " × "), b.labels.astype(str)).astype(object)
+            labels = np.char.add(
+                np.char.add(a.labels.astype(str), " × "), b.labels.astype(str)
+            ).astype(object)
             labels, order = _pool_small(labels, counted, min_customers)
             if len(order) >= 2:
-                out.append(Dimension(f"{a.name} × {b.name}", "pair", labels, order, f"combinations of {a.name} and {b.name}; cells under {min_customers} customers pooled as '{OTHER_GROUP}'"))
+                out.append(
+                    Dimension(
+                        f"{a.name} × {b.name}",
+                        "pair",
+                        labels,
+                        order,
+                        f"combinations of {a.name} and {b.name}; cells under {min_customers} customers pooled as '{OTHER_GROUP}'",
+                    )
+                )
     return out
 
 
@@ -613,7 +797,9 @@ def _km_at(t: np.ndarray, e: np.ndarray, h: float, z: float) -> tuple[float, flo
     return sh, float(lo[0]), float(hi[0]), (times, s, se, n_risk, n_events)
 
 
-def group_performance(base: CustomerBase, dim: Dimension, *, horizon: float, alpha: float = 0.05) -> tuple[pd.DataFrame, pd.DataFrame]:
+def group_performance(
+    base: CustomerBase, dim: Dimension, *, horizon: float, alpha: float = 0.05
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Volume and performance of each group of ``dim`` (see the module table).
 
     Returns (groups, survival): one row per group in ``dim.groups`` order, and the
@@ -645,7 +831,9 @@ def group_performance(base: CustomerBase, dim: Dimension, *, horizon: float, alp
             c = wins / trials
         else:
             c = c_lo = c_hi = float("nan")
-        sh, s_lo, s_hi, curve = _km_at(t[mp], e[mp], horizon, z) if n else (float("nan"),) * 3 + ((np.array([]),) * 5,)
+        sh, s_lo, s_hi, curve = (
+            _km_at(t[mp], e[mp], horizon, z) if n else (float("nan"),) * 3 + ((np.array([]),) * 5,)
+        )
         churn = 1 - sh ** (1 / horizon) if n else float("nan")
         churn_lo = 1 - s_hi ** (1 / horizon) if n else float("nan")
         churn_hi = 1 - s_lo ** (1 / horizon) if n else float("nan")
@@ -655,7 +843,9 @@ def group_performance(base: CustomerBase, dim: Dimension, *, horizon: float, alp
         ma = ma[np.isfinite(ma)]
         if len(ma) >= 2:
             arpa = float(ma.mean())
-            half = float(stats.t.ppf(1 - alpha / 2, len(ma) - 1) * ma.std(ddof=1) / math.sqrt(len(ma)))
+            half = float(
+                stats.t.ppf(1 - alpha / 2, len(ma) - 1) * ma.std(ddof=1) / math.sqrt(len(ma))
+            )
             a_lo, a_hi = max(arpa - half, 0.0), arpa + half
         elif len(ma) == 1:
             arpa, a_lo, a_hi = float(ma[0]), float("nan"), float("nan")
@@ -679,7 +869,20 @@ def group_performance(base: CustomerBase, dim: Dimension, *, horizon: float, alp
         )  # fmt: skip
         times, s, se, n_risk, n_events = curve
         lo, hi = _loglog_ci(s, se, z) if len(s) else (s, s)
-        curves.append(pd.DataFrame({"dimension": dim.name, "group": g, "time": np.concatenate([[0.0], times]), "at_risk": np.concatenate([[float(n)], n_risk]), "events": np.concatenate([[0.0], n_events]), "survival": np.concatenate([[1.0], s]), "lower": np.concatenate([[1.0], lo]), "upper": np.concatenate([[1.0], hi])}))
+        curves.append(
+            pd.DataFrame(
+                {
+                    "dimension": dim.name,
+                    "group": g,
+                    "time": np.concatenate([[0.0], times]),
+                    "at_risk": np.concatenate([[float(n)], n_risk]),
+                    "events": np.concatenate([[0.0], n_events]),
+                    "survival": np.concatenate([[1.0], s]),
+                    "lower": np.concatenate([[1.0], lo]),
+                    "upper": np.concatenate([[1.0], hi]),
+                }
+            )
+        )
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
@@ -701,7 +904,12 @@ def separation(base: CustomerBase, dim: Dimension, groups: pd.DataFrame) -> dict
 
     cust = base.customers
     paying = cust["paying"].to_numpy()
-    out: dict = {"dimension": dim.name, "kind": dim.kind, "groups": len(dim.groups), "rule": dim.rule}
+    out: dict = {
+        "dimension": dim.name,
+        "kind": dim.kind,
+        "groups": len(dim.groups),
+        "rule": dim.rule,
+    }
     # retention: log-rank over the groups with paying customers
     lab = dim.labels[paying].astype(str)
     t = cust["time"].to_numpy(dtype=float)[paying]
@@ -710,8 +918,13 @@ def separation(base: CustomerBase, dim: Dimension, groups: pd.DataFrame) -> dict
     if len(present) >= 2 and e.sum() > 0:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            chisq, p = survdiff(t, e, lab)
-        out["retention_chisq"], out["retention_p"] = float(chisq), float(p)
+            chisq, _p = survdiff(t, e, lab)
+        # statsmodels returns 1 − cdf, which underflows to 0 for strong separations; the
+        # survival function of χ²(k − 1) keeps the evidence comparable between dimensions
+        out["retention_chisq"], out["retention_p"] = (
+            float(chisq),
+            float(stats.chi2.sf(chisq, len(present) - 1)),
+        )
     else:
         out["retention_chisq"] = out["retention_p"] = float("nan")
     # conversion: groups × converted among trialers
@@ -729,7 +942,9 @@ def separation(base: CustomerBase, dim: Dimension, groups: pd.DataFrame) -> dict
             else:
                 out["conversion_test"] = "chi-square"
             out["conversion_p"] = float(p)
-            out["conversion_v"] = float(math.sqrt(chi2 / (ct.to_numpy().sum() * (min(ct.shape) - 1))))
+            out["conversion_v"] = float(
+                math.sqrt(chi2 / (ct.to_numpy().sum() * (min(ct.shape) - 1)))
+            )
     # ARPA: Kruskal–Wallis on active accounts' mrr
     act = cust["active"].to_numpy() & np.isfinite(cust["mrr"].to_numpy(dtype=float))
     samples = [cust["mrr"].to_numpy(dtype=float)[act & (dim.labels == g)] for g in dim.groups]
@@ -838,7 +1053,11 @@ class ExploreResult:
                 "customer_id": c["customer_id"].to_numpy(dtype=object)[paying],
                 "segment": self.assignments[dim].to_numpy(dtype=object)[paying],
                 "start_date": c["start_date"][paying].dt.strftime("%Y-%m-%d").to_numpy(),
-                "end_date": c["end_date"].where(c["churned"])[paying].dt.strftime("%Y-%m-%d").fillna("").to_numpy(),
+                "end_date": c["end_date"]
+                .where(c["churned"])[paying]
+                .dt.strftime("%Y-%m-%d")
+                .fillna("")
+                .to_numpy(),
             }
         )
         if self.base.has_mrr:
@@ -847,16 +1066,35 @@ class ExploreResult:
 
 
 def _overall(base: CustomerBase, horizon: float, alpha: float) -> dict:
-    everyone = Dimension("all", "column", np.full(len(base.customers), RESERVED_SEGMENT, dtype=object), [RESERVED_SEGMENT], "every customer")
+    everyone = Dimension(
+        "all",
+        "column",
+        np.full(len(base.customers), RESERVED_SEGMENT, dtype=object),
+        [RESERVED_SEGMENT],
+        "every customer",
+    )
     g, _ = group_performance(base, everyone, horizon=horizon, alpha=alpha)
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in g.iloc[0].items()}
 
 
 def _group_reason(row: pd.Series, overall: dict) -> str:
     parts = []
-    for m, word, lower_better in (("churn_rate", "churn", True), ("conversion", "conversion", False), ("arpa", "ARPA", False), ("ltv", "LTV", False)):
+    for m, word, lower_better in (
+        ("churn_rate", "churn", True),
+        ("conversion", "conversion", False),
+        ("arpa", "ARPA", False),
+        ("ltv", "LTV", False),
+    ):
         v, a = row.get(m), overall.get(m)
-        if not (isinstance(v, float | int) and np.isfinite(v) and isinstance(a, float | int) and np.isfinite(a)) or a == 0:
+        if (
+            not (
+                isinstance(v, float | int)
+                and np.isfinite(v)
+                and isinstance(a, float | int)
+                and np.isfinite(a)
+            )
+            or a == 0
+        ):
             continue
         r = v / a
         if r > 1.15 or r < 0.87:
@@ -870,14 +1108,20 @@ def _dimension_reason(d: dict, g: pd.DataFrame) -> str:
     have = g[g["customers"] > 0]
     if np.isfinite(d["retention_p"]) and have["churn_rate"].notna().sum() >= 2:
         hi, lo = have.loc[have["churn_rate"].idxmax()], have.loc[have["churn_rate"].idxmin()]
-        parts.append(f"churn from {lo['churn_rate']:.1%} ({lo['group']}) to {hi['churn_rate']:.1%} ({hi['group']}) per period, log-rank p = {d['retention_p']:.2g}")
+        parts.append(
+            f"churn from {lo['churn_rate']:.1%} ({lo['group']}) to {hi['churn_rate']:.1%} ({hi['group']}) per period, log-rank p = {d['retention_p']:.2g}"
+        )
     if np.isfinite(d["conversion_p"]):
         c = g[g["trials"] > 0]
         hi, lo = c.loc[c["conversion"].idxmax()], c.loc[c["conversion"].idxmin()]
-        parts.append(f"conversion from {lo['conversion']:.0%} ({lo['group']}) to {hi['conversion']:.0%} ({hi['group']}), {d['conversion_test']} p = {d['conversion_p']:.2g}")
+        parts.append(
+            f"conversion from {lo['conversion']:.0%} ({lo['group']}) to {hi['conversion']:.0%} ({hi['group']}), {d['conversion_test']} p = {d['conversion_p']:.2g}"
+        )
     if np.isfinite(d["arpa_p"]) and have["arpa"].notna().sum() >= 2:
         hi, lo = have.loc[have["arpa"].idxmax()], have.loc[have["arpa"].idxmin()]
-        parts.append(f"ARPA from {lo['arpa']:,.0f} ({lo['group']}) to {hi['arpa']:,.0f} ({hi['group']}), Kruskal–Wallis p = {d['arpa_p']:.2g}")
+        parts.append(
+            f"ARPA from {lo['arpa']:,.0f} ({lo['group']}) to {hi['arpa']:,.0f} ({hi['group']}), Kruskal–Wallis p = {d['arpa_p']:.2g}"
+        )
     return "; ".join(parts) if parts else "no performance test possible"
 
 
@@ -916,8 +1160,18 @@ def explore(
     """
     dims, skipped = candidate_dimensions(base, by, min_customers=min_customers, n_bands=n_bands)
     if not dims:
-        why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no profile columns besides the contract's"
-        raise InputError(Problem(base.source, None, None, f"at least one profile column that splits customers into two or more groups of {min_customers}+ ({why})"))
+        why = (
+            "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            or "no profile columns besides the contract's"
+        )
+        raise InputError(
+            Problem(
+                base.source,
+                None,
+                None,
+                f"at least one profile column that splits customers into two or more groups of {min_customers}+ ({why})",
+            )
+        )
     horizon = horizon_periods(base)
     overall = _overall(base, horizon, alpha)
 
@@ -933,35 +1187,80 @@ def explore(
 
     measured = measure(dims)
     if pairs and len(dims) >= 2:
-        top = [m[0] for m in sorted(measured, key=lambda m: -m[3]["score"]) if m[0].kind != "at risk"][:pair_top]
+        top = [
+            m[0] for m in sorted(measured, key=lambda m: -m[3]["score"]) if m[0].kind != "at risk"
+        ][:pair_top]
         measured += measure(pair_dimensions(top, base, min_customers))
     table = pd.DataFrame([m[3] for m in measured])
     # ties (e.g. every test at the cap) are broken by the larger churn spread
-    table = table.sort_values(["score", "churn_ratio"], ascending=[False, False], kind="stable", na_position="last").reset_index(drop=True)
+    table = table.sort_values(
+        ["score", "churn_ratio"], ascending=[False, False], kind="stable", na_position="last"
+    ).reset_index(drop=True)
     table["rank"] = np.arange(1, len(table) + 1)
     # Bonferroni over every test run: a screen of many dimensions finds "effects" by chance
     n_tests = int(table[["retention_p", "conversion_p", "arpa_p"]].notna().to_numpy().sum())
-    evident = (table[["retention_p", "conversion_p", "arpa_p"]].min(axis=1, skipna=True) * max(n_tests, 1) < alpha).to_numpy()
+    evident = (
+        table[["retention_p", "conversion_p", "arpa_p"]].min(axis=1, skipna=True) * max(n_tests, 1)
+        < alpha
+    ).to_numpy()
     table["hypothesis"] = _hypotheses(table, evident, max_hypotheses)
-    table["reason"] = [r if ev else f"weak evidence (no test under {alpha:g} after Bonferroni over {n_tests} tests): " + r for r, ev in zip(table["reason"], evident, strict=True)]
-    lead = [*CONTRACT_COLUMNS, "kind", "rule", "arpa_p", "churn_ratio", "conversion_v", "conversion_ratio", "arpa_ratio", "conversion_test", "retention_chisq", "hypothesis", "reason"]
+    table["reason"] = [
+        r
+        if ev
+        else f"weak evidence (no test under {alpha:g} after Bonferroni over {n_tests} tests): " + r
+        for r, ev in zip(table["reason"], evident, strict=True)
+    ]
+    lead = [
+        *CONTRACT_COLUMNS,
+        "kind",
+        "rule",
+        "arpa_p",
+        "churn_ratio",
+        "conversion_v",
+        "conversion_ratio",
+        "arpa_ratio",
+        "conversion_test",
+        "retention_chisq",
+        "hypothesis",
+        "reason",
+    ]
     table = table[lead]
     groups = pd.concat([m[1] for m in measured], ignore_index=True)
     rank = dict(zip(table["dimension"], table["rank"], strict=True))
-    groups = groups.assign(_r=groups["dimension"].map(rank)).sort_values("_r", kind="stable").drop(columns="_r").reset_index(drop=True)
+    groups = (
+        groups.assign(_r=groups["dimension"].map(rank))
+        .sort_values("_r", kind="stable")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
     hyp = dict(zip(table["dimension"], table["hypothesis"], strict=True))
     hypotheses = groups[groups["dimension"].map(hyp) > 0].copy()
     hypotheses.insert(0, "hypothesis", hypotheses["dimension"].map(hyp).to_numpy())
-    hypotheses = hypotheses[[*HYPOTHESIS_COLUMNS, "hypothesis", "active", "churned", "trials", "conversions", "reason"]].reset_index(drop=True)
+    hypotheses = hypotheses[
+        [*HYPOTHESIS_COLUMNS, "hypothesis", "active", "churned", "trials", "conversions", "reason"]
+    ].reset_index(drop=True)
     if choose is not None:
         names = {_norm(n): n for n in table["dimension"]}
         if _norm(choose) not in names:
             close = difflib.get_close_matches(choose, list(table["dimension"]), n=3)
-            raise InputError(Problem("--choose", None, None, "a dimension explored (" + ", ".join(table["dimension"]) + ")" + (f"; did you mean {', '.join(close)}?" if close else ""), choose))
+            raise InputError(
+                Problem(
+                    "--choose",
+                    None,
+                    None,
+                    "a dimension explored ("
+                    + ", ".join(table["dimension"])
+                    + ")"
+                    + (f"; did you mean {', '.join(close)}?" if close else ""),
+                    choose,
+                )
+            )
         chosen = names[_norm(choose)]
     else:
         chosen = str(table["dimension"].iloc[0])
-    assignments = pd.DataFrame({"customer_id": base.customers["customer_id"].to_numpy(dtype=object)})
+    assignments = pd.DataFrame(
+        {"customer_id": base.customers["customer_id"].to_numpy(dtype=object)}
+    )
     for d, *_ in measured:
         assignments[d.name] = d.labels
     return ExploreResult(
@@ -989,7 +1288,9 @@ def _hypotheses(table: pd.DataFrame, evident: np.ndarray, max_hypotheses: int) -
     for i, (name, kind) in enumerate(zip(table["dimension"], table["kind"], strict=True)):
         if n >= max_hypotheses or (n >= 3 and not evident[i]):
             break
-        if kind == "pair" and any(table["score"].iloc[i] < score.get(part, 0) + 3 for part in name.split(" × ")):
+        if kind == "pair" and any(
+            table["score"].iloc[i] < score.get(part, 0) + 3 for part in name.split(" × ")
+        ):
             continue
         n += 1
         out[i] = n

@@ -21,7 +21,9 @@ def survival_chart(result, dimension: str):
         d = s[s["group"] == g]
         colour = PALETTE[i % len(PALETTE)]
         ax.step(d["time"], d["survival"], where="post", color=colour, linewidth=1.4, label=str(g))
-        ax.fill_between(d["time"], d["lower"], d["upper"], step="post", color=colour, alpha=0.12, linewidth=0)
+        ax.fill_between(
+            d["time"], d["lower"], d["upper"], step="post", color=colour, alpha=0.12, linewidth=0
+        )
     ax.axvline(result.horizon, color="#999999", linewidth=0.8, linestyle=":")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"{result.base.period}s since start")
@@ -41,7 +43,13 @@ def report_context(result, *, meta: dict | None = None) -> dict[str, Any]:
     hypotheses = []
     for _, d in hyp.iterrows():
         g = result.groups[result.groups["dimension"] == d["dimension"]]
-        hypotheses.append({**records(d.to_frame().T)[0], "rows": records(g), "chart": survival_chart(result, d["dimension"])})
+        hypotheses.append(
+            {
+                **records(d.to_frame().T)[0],
+                "rows": records(g),
+                "chart": survival_chart(result, d["dimension"]),
+            }
+        )
     base = result.base
     return {
         "meta": meta,
@@ -65,7 +73,9 @@ def report_context(result, *, meta: dict | None = None) -> dict[str, Any]:
     }
 
 
-def write_outputs(folder: str | Path, result, *, meta: dict | None = None, provenance: dict | None = None) -> list[str]:
+def write_outputs(
+    folder: str | Path, result, *, meta: dict | None = None, provenance: dict | None = None
+) -> list[str]:
     """``hypotheses.csv``, ``dimensions.csv``, ``groups.csv``, ``survival.csv``,
     ``segments.csv`` and ``customers.csv`` (the chosen dimension, for ``wtp segments``) and
     ``report.html``; returns the names."""
