@@ -443,8 +443,9 @@ def segments_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
+    every: Annotated[str | None, typer.Option("--every", help="Trend rows per month, quarter or year (default: the study's period).")] = None,
 ) -> None:
-    """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
+    """Segment performance scored with MAP (volume, performance, potential), cohorts, trend, what-if."""
     from wtp.io import (
         atomic_output_dir,
         read_table,
@@ -484,6 +485,12 @@ def segments_command(
     cohort_result = cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date) if cust is not None else None
     scoring = score_settings(settings.get("segments"))
     scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
+    if cust is not None:
+        from dataclasses import replace
+
+        from wtp.segments import trend
+
+        scores = replace(scores, trend=trend(cust, period=meta["period"], every=every, as_of=cohort_result.as_of))
     scenario = what_if(scores, growth) if growth else None
     inputs = {file.name: _sha256(file)}
     if customers is not None:
