@@ -305,6 +305,7 @@ def maxdiff_command(
     reach: Annotated[str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")] = "above_mean",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
+    latent_segments: Annotated[str | None, typer.Option("--latent-segments", help="HB: group respondents by their utilities into K preference segments, or 'auto' (lowest BIC).")] = None,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
 
@@ -316,6 +317,11 @@ def maxdiff_command(
 
     if method not in METHODS:
         raise InputError(Problem("--method", None, None, "one of " + ", ".join(METHODS), method))
+    from wtp.preference_segments import parse_latent_segments
+
+    latent = parse_latent_segments(latent_segments)
+    if latent is not None and method != "hb":
+        raise InputError(Problem("--latent-segments", None, None, "--method hb (preference segments need individual utilities)", method))
     answers, settings = load_answers(file, validate_maxdiff, respondents, study, kind="maxdiff", columns=columns, header_row=header_row, header_rows=header_rows)
     labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
@@ -338,6 +344,13 @@ def maxdiff_command(
         turf_result = turf(result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights)
     with atomic_output_dir(out) as tmp:
         written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
+        if latent is not None:
+            from wtp.preference_segments import preference_segments
+            from wtp.preference_segments import write_outputs as write_preference
+            from wtp.report import provenance
+
+            pref = preference_segments(result, latent, rng=np.random.default_rng(seed))
+            written += write_preference(tmp, pref, meta=study_meta(settings), provenance=provenance(seed, {file.name: _sha256(file)}))
     d = result.diagnostics
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
@@ -366,6 +379,8 @@ def maxdiff_command(
                 f"population correlations (nuisance): max R-hat {d['corr_max_rhat']:.4f}  min bulk ESS {d['corr_min_ess_bulk']:.0f}"
                 + ("" if d.get("covariance_converged") else "  (not settled: more --draws)")
             )
+    if latent is not None:
+        echo_table(pref.summary(), 2)
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
