@@ -254,10 +254,21 @@ def test_explore_cli_feeds_segments(tmp_path):
         "rank",
     ]
     hyp = pd.read_csv(out / "hypotheses.csv")
-    assert list(hyp.columns[:16]) == [
-        "dimension", "group", "customers", "share", "conversion", "conversion_lower", "conversion_upper",
-        "churn_rate", "churn_rate_lower", "churn_rate_upper", "arpa", "arpa_lower", "arpa_upper", "ltv", "ltv_lower", "ltv_upper",
-    ]  # fmt: skip
+    assert list(hyp.columns[:8]) == [
+        "dimension",
+        "group",
+        "customers",
+        "share",
+        "conversion",
+        "churn_rate",
+        "arpa",
+        "ltv",
+    ]
+    assert {
+        f"{m}_{end}"
+        for m in ("conversion", "churn_rate", "arpa", "ltv")
+        for end in ("lower", "upper")
+    } <= set(hyp.columns)
     seg_out = tmp_path / "segments"
     res = runner.invoke(
         app,
@@ -287,3 +298,32 @@ def test_explore_cli_feeds_segments(tmp_path):
     )
     assert bad.exit_code == 2 and "did you mean" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+def test_explore_output_runs_as_a_study(tmp_path):
+    """segments.csv and customers.csv of the chosen dimension are a study's files as they are."""
+    from wtp.simulate import simulate_customers
+
+    sim = simulate_customers(n_per_segment=120, seed=2)
+    cust = sim.customers.assign(
+        plan=np.random.default_rng(2).choice(["Basic", "Plus"], len(sim.customers))
+    )
+    cust.to_csv(tmp_path / "all_customers.csv", index=False)
+    out = tmp_path / "explore"
+    res = runner.invoke(
+        app,
+        ["explore", str(tmp_path / "all_customers.csv"), "--out", str(out), "--choose", "segment"],
+    )
+    assert res.exit_code == 0, res.output
+    study = tmp_path / "study"
+    study.mkdir()
+    for name in ("segments.csv", "customers.csv"):
+        (study / name).write_bytes((out / name).read_bytes())
+    (study / "study.toml").write_text(
+        f'[study]\nname = "Explored"\nas_of = "{sim.as_of.date()}"\n', encoding="utf-8"
+    )
+    res = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "run"), "--fast"])
+    assert res.exit_code == 0, res.output
+    scores = pd.read_csv(tmp_path / "run" / "segments" / "segment_scores.csv")
+    assert set(scores["segment"]) == set(sim.segments["segment"])
+    assert (tmp_path / "run" / "segments" / "trend.csv").exists()

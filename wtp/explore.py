@@ -87,13 +87,11 @@ __all__ = [
 
 #: dimensions.csv, in the contract's order
 CONTRACT_COLUMNS = ["dimension", "groups", "score", "retention_p", "conversion_p", "rank"]
-#: hypotheses.csv, in the contract's order (each metric followed by its interval)
+#: hypotheses.csv: the contract's columns in its order, then their intervals
 HYPOTHESIS_COLUMNS = [
-    "dimension", "group", "customers", "share",
-    "conversion", "conversion_lower", "conversion_upper",
-    "churn_rate", "churn_rate_lower", "churn_rate_upper",
-    "arpa", "arpa_lower", "arpa_upper",
-    "ltv", "ltv_lower", "ltv_upper",
+    "dimension", "group", "customers", "share", "conversion", "churn_rate", "arpa", "ltv",
+    "conversion_lower", "conversion_upper", "churn_rate_lower", "churn_rate_upper",
+    "arpa_lower", "arpa_upper", "ltv_lower", "ltv_upper",
 ]  # fmt: skip
 
 #: contract columns of customers.csv (and ``amount``: revenue of an invoice line over its dates)
@@ -1226,6 +1224,7 @@ def explore(
     ]
     table = table[lead]
     groups = pd.concat([m[1] for m in measured], ignore_index=True)
+    groups = groups[[*HYPOTHESIS_COLUMNS, *(c for c in groups.columns if c not in HYPOTHESIS_COLUMNS)]]
     rank = dict(zip(table["dimension"], table["rank"], strict=True))
     groups = (
         groups.assign(_r=groups["dimension"].map(rank))
