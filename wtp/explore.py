@@ -32,7 +32,8 @@ S(t)            Kaplan–Meier survival of the group's paying customers (statsmo
                 interval on log(−log S)
 churn_rate      1 − S(H)^(1/H): the average share lost per period over the first H periods
                 (H = one year, or the base's 90th percentile follow-up when shorter);
-                interval from S(H)'s interval
+                interval from S(H)'s interval (no churn by H: the exact bound for 0
+                losses among those followed to H)
 hazard          churned / customer-periods at risk (the constant-hazard estimate wtp
                 segments uses), for comparison
 arpa            mean ``mrr`` of active accounts at ``as_of``, per period; t interval
@@ -787,12 +788,17 @@ def horizon_periods(base: CustomerBase) -> float:
 def _km_at(t: np.ndarray, e: np.ndarray, h: float, z: float) -> tuple[float, float, float, tuple]:
     """Kaplan–Meier S(h) with its log-log interval; also the curve."""
     times, s, se, n_risk, n_events, _fit = _km(t, e)
-    if len(times) == 0:
-        return 1.0, 1.0, 1.0, (times, s, se, n_risk, n_events)
+    curve = (times, s, se, n_risk, n_events)
+    if len(times) == 0 or times[0] > h:
+        # no churn by h: the log-log interval collapses to a point, so use the exact
+        # (Clopper–Pearson) bound for 0 losses among those followed to h
+        followed = max(int((t >= h).sum()), 1)
+        alpha = 2 * float(stats.norm.sf(z))
+        return 1.0, float((alpha / 2) ** (1 / followed)), 1.0, curve
     sh = float(_step(times, s, [h])[0])
-    seh = float(_step(times, se, [h])[0]) if times[0] <= h else 0.0
+    seh = float(_step(times, se, [h])[0])
     lo, hi = _loglog_ci(np.array([sh]), np.array([seh]), z)
-    return sh, float(lo[0]), float(hi[0]), (times, s, se, n_risk, n_events)
+    return sh, float(lo[0]), float(hi[0]), curve
 
 
 def group_performance(
