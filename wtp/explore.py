@@ -1195,7 +1195,47 @@ def explore(
             m[0] for m in sorted(measured, key=lambda m: -m[3]["score"]) if m[0].kind != "at risk"
         ][:pair_top]
         measured += measure(pair_dimensions(top, base, min_customers))
-    table = pd.DataFrame([m[3] for m in measured])
+    table = _rank_dimensions(pd.DataFrame([m[3] for m in measured]), alpha, max_hypotheses)
+    groups = pd.concat([m[1] for m in measured], ignore_index=True)
+    groups = groups[
+        [*HYPOTHESIS_COLUMNS, *(c for c in groups.columns if c not in HYPOTHESIS_COLUMNS)]
+    ]
+    rank = dict(zip(table["dimension"], table["rank"], strict=True))
+    groups = (
+        groups.assign(_r=groups["dimension"].map(rank))
+        .sort_values("_r", kind="stable")
+        .drop(columns="_r")
+        .reset_index(drop=True)
+    )
+    hyp = dict(zip(table["dimension"], table["hypothesis"], strict=True))
+    hypotheses = groups[groups["dimension"].map(hyp) > 0].copy()
+    hypotheses.insert(0, "hypothesis", hypotheses["dimension"].map(hyp).to_numpy())
+    hypotheses = hypotheses[
+        [*HYPOTHESIS_COLUMNS, "hypothesis", "active", "churned", "trials", "conversions", "reason"]
+    ].reset_index(drop=True)
+    chosen = _chosen_dimension(table, choose)
+    assignments = pd.DataFrame(
+        {"customer_id": base.customers["customer_id"].to_numpy(dtype=object)}
+    )
+    for d, *_ in measured:
+        assignments[d.name] = d.labels
+    return ExploreResult(
+        base=base,
+        dimensions=table,
+        groups=groups,
+        hypotheses=hypotheses,
+        survival=pd.concat([m[2] for m in measured], ignore_index=True),
+        assignments=assignments,
+        overall=overall,
+        chosen=chosen,
+        horizon=horizon,
+        skipped=skipped,
+        alpha=alpha,
+    )
+
+
+def _rank_dimensions(table: pd.DataFrame, alpha: float, max_hypotheses: int) -> pd.DataFrame:
+    """Rank by evidence, mark the hypotheses, word weak evidence; dimensions.csv's columns."""
     # ties (e.g. every test at the cap) are broken by the larger churn spread
     table = table.sort_values(
         ["score", "churn_ratio"], ascending=[False, False], kind="stable", na_position="last"
@@ -1229,58 +1269,27 @@ def explore(
         "reason",
     ]
     table = table[lead]
-    groups = pd.concat([m[1] for m in measured], ignore_index=True)
-    groups = groups[[*HYPOTHESIS_COLUMNS, *(c for c in groups.columns if c not in HYPOTHESIS_COLUMNS)]]
-    rank = dict(zip(table["dimension"], table["rank"], strict=True))
-    groups = (
-        groups.assign(_r=groups["dimension"].map(rank))
-        .sort_values("_r", kind="stable")
-        .drop(columns="_r")
-        .reset_index(drop=True)
-    )
-    hyp = dict(zip(table["dimension"], table["hypothesis"], strict=True))
-    hypotheses = groups[groups["dimension"].map(hyp) > 0].copy()
-    hypotheses.insert(0, "hypothesis", hypotheses["dimension"].map(hyp).to_numpy())
-    hypotheses = hypotheses[
-        [*HYPOTHESIS_COLUMNS, "hypothesis", "active", "churned", "trials", "conversions", "reason"]
-    ].reset_index(drop=True)
-    if choose is not None:
-        names = {_norm(n): n for n in table["dimension"]}
-        if _norm(choose) not in names:
-            close = difflib.get_close_matches(choose, list(table["dimension"]), n=3)
-            raise InputError(
-                Problem(
-                    "--choose",
-                    None,
-                    None,
-                    "a dimension explored ("
-                    + ", ".join(table["dimension"])
-                    + ")"
-                    + (f"; did you mean {', '.join(close)}?" if close else ""),
-                    choose,
-                )
+    return table
+
+
+def _chosen_dimension(table: pd.DataFrame, choose: str | None) -> str:
+    """The dimension written as segments.csv: ``choose`` (matched loosely) or the top one."""
+    if choose is None:
+        return str(table["dimension"].iloc[0])
+    names = {_norm(n): n for n in table["dimension"]}
+    if _norm(choose) not in names:
+        close = difflib.get_close_matches(choose, list(table["dimension"]), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(
+            Problem(
+                "--choose",
+                None,
+                None,
+                "a dimension explored (" + ", ".join(table["dimension"]) + ")" + hint,
+                choose,
             )
-        chosen = names[_norm(choose)]
-    else:
-        chosen = str(table["dimension"].iloc[0])
-    assignments = pd.DataFrame(
-        {"customer_id": base.customers["customer_id"].to_numpy(dtype=object)}
-    )
-    for d, *_ in measured:
-        assignments[d.name] = d.labels
-    return ExploreResult(
-        base=base,
-        dimensions=table,
-        groups=groups,
-        hypotheses=hypotheses,
-        survival=pd.concat([m[2] for m in measured], ignore_index=True),
-        assignments=assignments,
-        overall=overall,
-        chosen=chosen,
-        horizon=horizon,
-        skipped=skipped,
-        alpha=alpha,
-    )
+        )
+    return names[_norm(choose)]
 
 
 def _hypotheses(table: pd.DataFrame, evident: np.ndarray, max_hypotheses: int) -> np.ndarray:
