@@ -114,7 +114,9 @@ def preference_table(seeds) -> pd.DataFrame:
             md = simulate_maxdiff(300, n_items=12, segments=GROUPS, heterogeneity=het, seed=seed)
             ind = md.individual_utilities.copy()
             ind["utility"] += noise * np.random.default_rng(seed + 100).standard_normal(len(ind))
-            p = preference_segments(ind, "auto", per_task=md.per_task, rng=seed)
+            p = preference_segments(
+                ind, "auto", per_task=md.per_task, rng=np.random.default_rng(seed)
+            )
             truth = md.respondents.set_index("respondent_id")["segment"].reindex(
                 p.respondents["respondent_id"]
             )

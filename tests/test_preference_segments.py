@@ -51,7 +51,9 @@ def test_known_groups_are_recovered():
     from sklearn.metrics import adjusted_rand_score
 
     md, ind = noisy_utilities(seed=1)
-    p = preference_segments(ind, "auto", per_task=md.per_task, k_max=5, n_init=3, rng=1)
+    p = preference_segments(
+        ind, "auto", per_task=md.per_task, k_max=5, n_init=3, rng=np.random.default_rng(1)
+    )
     assert p.k == 3 and p.bic.loc[p.bic["chosen"], "k"].item() == 3
     truth = md.respondents.set_index("respondent_id")["segment"].reindex(
         p.respondents["respondent_id"]
@@ -80,7 +82,7 @@ def test_tables_by_hand():
             "utility": U.reshape(-1),
         }
     )
-    p = preference_segments(ind, 2, per_task=2, rng=0)
+    p = preference_segments(ind, 2, per_task=2, rng=np.random.default_rng(0))
     r = p.respondents.set_index("respondent_id")
     assert r["segment"].tolist() == ["P1", "P1", "P1", "P2", "P2"]  # P1 is the larger group
     assert list(p.respondents.columns[:2]) == ["respondent_id", "segment"]
@@ -91,14 +93,14 @@ def test_tables_by_hand():
     assert p.crosstab.loc["B"].tolist() == [1, 2] and p.crosstab.loc["A"].tolist() == [2, 0]
 
 
-def test_bad_requests():
+def test_bad_requests(tmp_path):
     assert parse_latent_segments("auto") == "auto" and parse_latent_segments("3") == 3
     with pytest.raises(InputError, match="auto"):
         parse_latent_segments("three")
     md, ind = noisy_utilities(seed=2, n=60)
     with pytest.raises(InputError):
-        preference_segments(ind, 2)  # no per_task with a bare frame
-    path = "/tmp/_unused"
+        preference_segments(ind, 2, rng=np.random.default_rng(0))  # no per_task with a bare frame
+    path = str(tmp_path / "never")
     res = runner.invoke(
         app, ["maxdiff", "nofile.csv", "--method", "logit", "--latent-segments", "2", "--out", path]
     )

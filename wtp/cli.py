@@ -349,7 +349,7 @@ def maxdiff_command(
             from wtp.preference_segments import write_outputs as write_preference
             from wtp.report import provenance
 
-            pref = preference_segments(result, latent, rng=np.random.default_rng(seed))
+            pref = preference_segments(result, latent, rng=stage_rng(seed, "preference_segments"))
             written += write_preference(tmp, pref, meta=study_meta(settings), provenance=provenance(seed, {file.name: _sha256(file)}))
     d = result.diagnostics
     for w in result.warnings:

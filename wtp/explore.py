@@ -67,7 +67,7 @@ import pandas as pd
 from scipy import stats
 
 from wtp.errors import InputError, Problem
-from wtp.io import RESERVED_SEGMENT
+from wtp.schema import ALL, RESERVED
 from wtp.segments import LIFETIME_CAP, MONTH_DAYS, _km, _loglog_ci, _step, period_days
 
 __all__ = [
@@ -666,10 +666,10 @@ def _column_dimension(
         kind = "column"
     if len(order) < 2:
         return f"fewer than two groups with {min_customers}+ customers"
-    labels = np.where(labels == RESERVED_SEGMENT, f"{RESERVED_SEGMENT} ({column})", labels).astype(
-        object
-    )
-    order = [f"{RESERVED_SEGMENT} ({column})" if g == RESERVED_SEGMENT else g for g in order]
+    # 'all' and 'total' are the study's reserved names (wtp.schema): a group may not be one
+    rename = {r: f"{r} ({column})" for r in RESERVED}
+    labels = np.array([rename.get(v, v) for v in labels], dtype=object)
+    order = [rename.get(g, g) for g in order]
     return Dimension(column, kind, labels, order, rule)
 
 
@@ -1073,8 +1073,8 @@ def _overall(base: CustomerBase, horizon: float, alpha: float) -> dict:
     everyone = Dimension(
         "all",
         "column",
-        np.full(len(base.customers), RESERVED_SEGMENT, dtype=object),
-        [RESERVED_SEGMENT],
+        np.full(len(base.customers), ALL, dtype=object),
+        [ALL],
         "every customer",
     )
     g, _ = group_performance(base, everyone, horizon=horizon, alpha=alpha)

@@ -117,7 +117,7 @@ def preference_segments(
     *,
     k_max: int = 6,
     per_task: int | None = None,
-    rng: np.random.Generator | int | None = 0,
+    rng: np.random.Generator,
     n_init: int = 5,
     covariance: Literal["diag", "spherical", "full"] = "diag",
     labels: dict[str, str] | None = None,
@@ -133,7 +133,7 @@ def preference_segments(
         Number of groups, or ``auto`` for the lowest BIC among 1 … ``k_max``.
     per_task : int, optional
         Items shown per task (k of the share formula); taken from the result when given one.
-    rng : Generator or int
+    rng : Generator
         Seeds the mixture's starts (``random_state``).
     covariance : str
         The mixture's covariance per group (scikit-learn ``covariance_type``).
@@ -142,6 +142,7 @@ def preference_segments(
     from sklearn.mixture import GaussianMixture
 
     from wtp.maxdiff import probability_shares
+    from wtp.randomness import int_seed
 
     if isinstance(result, pd.DataFrame):
         individual, items, method = result, None, "given utilities"
@@ -176,7 +177,7 @@ def preference_segments(
                 k,
             )
         )
-    seed = int(rng.integers(2**31 - 1)) if isinstance(rng, np.random.Generator) else int(rng or 0)
+    seed = int_seed(rng)  # scikit-learn takes an integer random_state
     candidates = range(1, min(k_max, n) + 1) if k == "auto" else [k]
     fits, rows = {}, []
     for kk in candidates:
