@@ -733,7 +733,8 @@ def trend(
     every = _PERIOD_ALIASES.get(every, every)
     if every not in _TREND_FREQ:
         raise InputError(Problem("--every", None, None, "one of " + ", ".join(_TREND_FREQ), every))
-    when = _as_of(as_of, cust)
+    # one owner of the censoring date (as_of, export date, or the latest date)
+    when = resolve_as_of(as_of, cust).date
     cust = cust[cust["start_date"] <= when]
     if cust.empty:
         raise InputError(Problem(str(customers.attrs.get("source", "customers.csv")), None, "start_date", f"customers starting on or before {when.date()}"))
