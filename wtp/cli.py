@@ -305,6 +305,7 @@ def maxdiff_command(
     reach: Annotated[str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")] = "above_mean",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
+    latent_segments: Annotated[str | None, typer.Option("--latent-segments", help="HB: group respondents by their utilities into K preference segments, or 'auto' (lowest BIC).")] = None,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
 
@@ -316,6 +317,11 @@ def maxdiff_command(
 
     if method not in METHODS:
         raise InputError(Problem("--method", None, None, "one of " + ", ".join(METHODS), method))
+    from wtp.preference_segments import parse_latent_segments
+
+    latent = parse_latent_segments(latent_segments)
+    if latent is not None and method != "hb":
+        raise InputError(Problem("--latent-segments", None, None, "--method hb (preference segments need individual utilities)", method))
     answers, settings = load_answers(file, validate_maxdiff, respondents, study, kind="maxdiff", columns=columns, header_row=header_row, header_rows=header_rows)
     labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
@@ -338,6 +344,13 @@ def maxdiff_command(
         turf_result = turf(result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights)
     with atomic_output_dir(out) as tmp:
         written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
+        if latent is not None:
+            from wtp.preference_segments import preference_segments
+            from wtp.preference_segments import write_outputs as write_preference
+            from wtp.report import provenance
+
+            pref = preference_segments(result, latent, rng=stage_rng(seed, "preference_segments"))
+            written += write_preference(tmp, pref, meta=study_meta(settings), provenance=provenance(seed, {file.name: _sha256(file)}))
     d = result.diagnostics
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
@@ -366,6 +379,8 @@ def maxdiff_command(
                 f"population correlations (nuisance): max R-hat {d['corr_max_rhat']:.4f}  min bulk ESS {d['corr_min_ess_bulk']:.0f}"
                 + ("" if d.get("covariance_converged") else "  (not settled: more --draws)")
             )
+    if latent is not None:
+        echo_table(pref.summary(), 2)
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
 
@@ -443,8 +458,9 @@ def segments_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
+    every: Annotated[str | None, typer.Option("--every", help="Trend rows per month, quarter or year (default: the study's period).")] = None,
 ) -> None:
-    """Segment performance scored with MAP (volume, performance, potential), cohorts, what-if."""
+    """Segment performance scored with MAP (volume, performance, potential), cohorts, trend, what-if."""
     from wtp.io import (
         atomic_output_dir,
         read_table,
@@ -484,6 +500,12 @@ def segments_command(
     cohort_result = cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date) if cust is not None else None
     scoring = score_settings(settings.get("segments"))
     scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
+    if cust is not None:
+        from dataclasses import replace
+
+        from wtp.segments import trend
+
+        scores = replace(scores, trend=trend(cust, period=meta["period"], every=every, as_of=cohort_result.as_of))
     scenario = what_if(scores, growth) if growth else None
     inputs = {file.name: _sha256(file)}
     if customers is not None:
@@ -497,6 +519,38 @@ def segments_command(
     echo_table(scores.summary())
     if scenario is not None:
         echo_table(scenario.summary(), float_digits=4)
+    typer.echo(f"wrote {out}/" + ", ".join(written))
+
+
+@app.command("explore")
+@cli_command
+def explore_command(
+    customers_file: Annotated[Path, typer.Argument(help="customers.csv (trialers and profile columns welcome; invoice lines are collapsed).")],
+    by: Annotated[str | None, typer.Option("--by", help="Profile columns to slice by, comma-separated (default: all).")] = None,
+    out: OutOpt = Path("reports/explore"),
+    seed: SeedOpt = 0,
+    study: StudyOpt = None,
+    pairs: Annotated[bool, typer.Option("--pairs", help="Also slice by pairs of the strongest dimensions.")] = False,
+    choose: Annotated[str | None, typer.Option("--choose", help="Dimension to write as segments.csv (default: the top-ranked).")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help="Column map NAME=FILE_COLUMN,…, e.g. customer_id=CustOrgID,start_date=ValidFrom.")] = None,
+    min_customers: Annotated[int, typer.Option("--min-customers", help="Smaller groups are pooled as 'other'.")] = 30,
+) -> None:
+    """Find segment hypotheses: slice customers by every profile column and rank the slices."""
+    from wtp.explore import explore, parse_columns, prepare_customers, split_by
+    from wtp.io import atomic_output_dir, read_table
+    from wtp.report import provenance
+    from wtp.report.explore import write_outputs
+    from wtp.study import settings_only
+
+    _folder, settings = settings_only(study)
+    meta = study_meta(settings)
+    mapping = {**settings.get("columns", {}).get("customers", {}), **parse_columns(columns)}
+    base = prepare_customers(read_table(customers_file), columns=mapping, period=meta["period"], as_of=settings.get("study", {}).get("as_of"))
+    result = explore(base, split_by(by), pairs=pairs, choose=choose, min_customers=min_customers)
+    with atomic_output_dir(out) as tmp:
+        written = write_outputs(tmp, result, meta=meta, provenance=provenance(seed, {customers_file.name: _sha256(customers_file)}))
+    echo_table(result.summary().drop(columns="reason"), 3)
+    typer.echo(f"segments.csv slices by: {result.chosen}")
     typer.echo(f"wrote {out}/" + ", ".join(written))
 
 

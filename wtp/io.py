@@ -772,7 +772,9 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
     for c, (lo, hi, expected) in specs.items():
         if c not in frame.columns:
             continue
-        values = _numeric(frame, c, col, allow_missing=c not in required, expected=expected, rule=_SEGMENT_RULES.get(c, "number"))
+        # an empty cac is allowed (unknown acquisition cost: LTV/CAC is not scored), so that
+        # `wtp explore`'s segments.csv, which cannot know it, is read as is
+        values = _numeric(frame, c, col, allow_missing=c not in required or c == "cac", expected=expected, rule=_SEGMENT_RULES.get(c, "number"))
         bad = values.notna() & ((values < lo) | ((values > hi) if hi is not None else False))
         if c == "seats_per_account":
             bad = bad | (values == 0)

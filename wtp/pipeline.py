@@ -116,7 +116,9 @@ def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Prog
 
 
 def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
-    from wtp.segments import cohorts, score_segments, score_settings
+    from dataclasses import replace
+
+    from wtp.segments import cohorts, score_segments, score_settings, trend
 
     cohort_result = None
     if study.customers is not None:
@@ -124,10 +126,13 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
         cohort_result = cohorts(study.customers, period=study.period, as_of=study.as_of, export_date=export_date)
         for message in cohort_result.warnings:
             say(f"segments: {message}")
-    return score_segments(
+    scores = score_segments(
         study.segments, period=study.period, as_of=study.as_of, cohort_result=cohort_result,
         **score_settings(study.settings.get("segments")),
     )
+    if study.customers is not None:
+        scores = replace(scores, trend=trend(study.customers, period=study.period, as_of=cohort_result.as_of))
+    return scores
 
 
 def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):

@@ -647,6 +647,190 @@ def simulate_segments(segments=None) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# Customer bases for exploring segments and tracking them
+
+
+@dataclass(frozen=True)
+class SimulatedCustomerBase:
+    """Trialers and customers with profile columns; performance differs on one dimension only.
+
+    ``truth`` holds, per row of ``customers``, the conversion probability and the Weibull
+    lifetime (``scale`` in months, ``shape``) that generated the row, so the truth of any
+    grouping is known: a group's conversion is the mean of its trialers' probabilities, its
+    survival at t the mean of its customers' exp(−(t/scale)^shape).
+    """
+
+    customers: pd.DataFrame  # customers.csv with trial_start, converted and profile columns
+    truth: pd.DataFrame  # customer_id, conversion_prob, scale, shape, paying
+    as_of: pd.Timestamp
+    effect: str  # the dimension that carries the differences
+
+    def true_survival(self, t: float, mask: np.ndarray | None = None) -> float:
+        """Survival at t months of the paying customers (in ``mask``), from their lifetimes."""
+        tr = self.truth if mask is None else self.truth[mask]
+        tr = tr[tr["paying"]]
+        return float(np.mean(np.exp(-((t / tr["scale"].to_numpy()) ** tr["shape"].to_numpy()))))
+
+
+INDUSTRIES = ("Software", "Retail", "Finance", "Health", "Education", "Manufacturing")
+COUNTRIES = ("US", "UK", "DE", "AU")
+
+
+def simulate_customer_base(
+    n_trials: int = 4000,
+    *,
+    effect: str = "company_size",
+    months: int = 36,
+    as_of: str = "2026-06-30",
+    shape: float = 0.8,
+    strength: float = 1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> SimulatedCustomerBase:
+    """Trialers over ``months`` before ``as_of``; conversion, churn and ARPA depend on one column.
+
+    Profile columns: ``company_size`` (employees, lognormal), ``industry``, ``country``,
+    ``plan`` and ``adoption`` (share of seats active, 0–1). Only ``effect`` (``company_size``
+    or ``industry``) moves performance; the others are independent noise. With z the effect
+    (log-size standardised, or a fixed value per industry) and ``strength`` its scale:
+
+    * conversion probability = logistic(−1.3 + 0.5·z·strength);
+    * lifetime Weibull with ``shape`` (0.8: a falling hazard, unlike the constant hazard of
+      churn = churned / exposure) and scale 30·exp(0.45·z·strength) months;
+    * mrr lognormal around 60·exp(0.5·z·strength).
+    """
+    rng = _rng(seed)
+    end = pd.Timestamp(as_of)
+    day = 30.4375
+    n = int(n_trials)
+    employees = np.maximum(1, np.round(np.exp(np.log(40) + 1.3 * rng.standard_normal(n)))).astype(int)
+    industry = rng.choice(INDUSTRIES, size=n, p=[0.25, 0.2, 0.15, 0.15, 0.1, 0.15])
+    country = rng.choice(COUNTRIES, size=n, p=[0.4, 0.25, 0.2, 0.15])
+    plan = rng.choice(["Starter", "Pro", "Business"], size=n, p=[0.45, 0.35, 0.2])
+    adoption = np.round(rng.beta(2.0, 2.0, size=n), 3)
+    if effect == "company_size":
+        z = (np.log(employees) - np.log(40)) / 1.3
+    elif effect == "industry":
+        level = dict(zip(INDUSTRIES, (1.0, -1.0, 0.8, 0.0, -0.8, 0.3), strict=True))
+        z = np.array([level[i] for i in industry])
+    else:
+        raise ValueError(f"effect must be 'company_size' or 'industry', not {effect!r}")
+    z = z * strength
+    p_conv = 1.0 / (1.0 + np.exp(1.3 - 0.5 * z))
+    trial_days = np.floor(rng.uniform(0, months * day, n))
+    trial_start = end - pd.to_timedelta(trial_days, unit="D")
+    converted = rng.random(n) < p_conv
+    start = trial_start + pd.Timedelta(days=14)
+    paying = converted & (start <= end)
+    scale = 30.0 * np.exp(0.45 * z)
+    life = scale * rng.weibull(shape, n)
+    stop = start + pd.to_timedelta(np.ceil(life * day), unit="D")
+    ended = paying & (stop <= end)
+    mrr = np.round(60.0 * np.exp(0.5 * z + 0.3 * rng.standard_normal(n)), 2)
+    ids = _ids(n, "C")
+    fmt = lambda d: pd.Series(d).dt.strftime("%Y-%m-%d").to_numpy()  # noqa: E731
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "trial_start": fmt(trial_start),
+            "converted": converted.astype(int),
+            "start_date": np.where(converted, fmt(start), ""),
+            "end_date": np.where(ended, fmt(stop), ""),
+            "mrr": np.where(converted, mrr, np.nan),
+            "company_size": employees,
+            "industry": industry,
+            "country": country,
+            "plan": plan,
+            "adoption": adoption,
+        }
+    )
+    truth = pd.DataFrame({"customer_id": ids, "conversion_prob": p_conv, "scale": scale, "shape": shape, "paying": paying})
+    return SimulatedCustomerBase(customers, truth, end, effect)
+
+
+@dataclass(frozen=True)
+class SimulatedChurnStep:
+    """Customers whose churn steps up in one quarter in one segment."""
+
+    customers: pd.DataFrame  # customers.csv
+    segments: pd.DataFrame  # segments.csv
+    as_of: pd.Timestamp
+    step_segment: str
+    step_quarter: pd.Timestamp  # first day of the quarter with the higher churn
+    churn_rate: float
+    factor: float
+
+
+def simulate_churn_step(
+    n_per_segment: int = 1500,
+    *,
+    segments: tuple[str, ...] = ("Startups", "SMB", "Mid-market"),
+    quarters: int = 12,
+    churn_rate: float = 0.03,
+    factor: float = 2.5,
+    step_segment: str = "SMB",
+    step_quarter: int = 8,
+    as_of: str = "2026-06-30",
+    seed: int | np.random.Generator | None = 0,
+) -> SimulatedChurnStep:
+    """Customers start uniformly over ``quarters`` + 4 quarters before ``as_of`` and churn at a
+    constant monthly hazard ``churn_rate``, except that during quarter ``step_quarter``
+    (0-based, counted from the first of the last ``quarters`` full quarters) the customers of
+    ``step_segment`` churn ``factor`` times as fast (a price change, a competitor's launch).
+    Lifetimes are drawn by inverting the piecewise-constant cumulative hazard.
+    """
+    rng = _rng(seed)
+    end = pd.Timestamp(as_of)
+    day = 30.4375
+    last_q = end.to_period("Q").start_time
+    if end < (end.to_period("Q").end_time.normalize()):
+        last_q = last_q - pd.offsets.QuarterBegin(startingMonth=1)
+    first_q = last_q - pd.DateOffset(months=3 * (quarters - 1))
+    w0 = first_q + pd.DateOffset(months=3 * step_quarter)
+    w1 = w0 + pd.DateOffset(months=3)
+    origin = first_q - pd.DateOffset(months=12)
+    span = (end - origin).days
+    rows = []
+    for name in segments:
+        n = int(n_per_segment)
+        s_days = np.floor(rng.uniform(0, span, n))
+        start = origin + pd.to_timedelta(s_days, unit="D")
+        e = rng.exponential(1.0, n)  # cumulative hazard at which the customer leaves
+        s = (start - origin).days.to_numpy() / day  # months since origin
+        a, b = (w0 - origin).days / day, (w1 - origin).days / day
+        h = churn_rate
+        if name == step_segment:
+            before = h * np.clip(a - s, 0, None)
+            in_window = np.clip(b - np.maximum(s, a), 0, None)
+            t = np.where(
+                e <= before,
+                e / h,
+                np.where(
+                    e - before <= h * factor * in_window,
+                    np.clip(a - s, 0, None) + (e - before) / (h * factor),
+                    np.clip(a - s, 0, None) + in_window + (e - before - h * factor * in_window) / h,
+                ),
+            )
+        else:
+            t = e / h
+        stop = start + pd.to_timedelta(np.ceil(t * day), unit="D")
+        ended = stop <= end
+        rows.append(
+            pd.DataFrame(
+                {
+                    "segment": name,
+                    "start_date": start.strftime("%Y-%m-%d"),
+                    "end_date": np.where(ended, stop.strftime("%Y-%m-%d"), ""),
+                    "mrr": np.round(80 * np.exp(0.3 * rng.standard_normal(n)), 2),
+                }
+            )
+        )
+    customers = pd.concat(rows, ignore_index=True)
+    customers.insert(0, "customer_id", _ids(len(customers), "C"))
+    segs = pd.DataFrame({"segment": list(segments), "customers": [int(n_per_segment)] * len(segments), "cac": 500.0})
+    return SimulatedChurnStep(customers, segs, end, step_segment, w0, churn_rate, factor)
+
+
+# --------------------------------------------------------------------------------------------
 # A whole study folder
 
 

@@ -165,6 +165,45 @@ def _retention_grid(cohort_result, segment: str = ALL, ages=(1, 3, 6, 12, 24, 36
     return {"segment": segment, "ages": ages, "rows": rows, "n_cohorts": int(len(size))}
 
 
+def trend_chart(trend_result, segments: list[str] | None = None):
+    """Churn per period of each segment (or of ``segments``), flagged periods ringed."""
+    t = trend_result.table
+    t = t[t["complete"] & (t["segment"] != ALL)]
+    names = [n for n in dict.fromkeys(t["segment"]) if segments is None or n in segments][:MAX_CURVES]
+    fig, ax = new_figure(7.0, 3.2)
+    for i, name in enumerate(names):
+        d = t[t["segment"] == name]
+        x = pd.to_datetime(d["period_start"])
+        colour = PALETTE[i % len(PALETTE)]
+        ax.plot(x, d["churn_rate"], color=colour, linewidth=1.3, marker="o", markersize=2.5, label=str(name))
+        f = d[d["flag"] != ""]
+        ax.scatter(pd.to_datetime(f["period_start"]), f["churn_rate"], s=90, facecolors="none", edgecolors="#d9534f", linewidths=1.6, zorder=3)
+    ax.set_ylabel(f"Churn per {trend_result.every}")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Churn by period; red rings: changes beyond noise", fontsize=9)
+    return svg(fig)
+
+
+def trend_context(trend_result, segment: str | None = None) -> dict[str, Any] | None:
+    """Chart, flags and the latest periods (of one segment, or all) for the templates."""
+    if trend_result is None:
+        return None
+    t = trend_result.table
+    rows = t[t["segment"] == segment] if segment is not None else t[t["segment"] != ALL]
+    if rows.empty:
+        return None
+    flags = trend_result.flags if segment is None else trend_result.flags[trend_result.flags["segment"] == segment]
+    latest = rows.groupby("segment", sort=False).tail(6)
+    return {
+        "every": trend_result.every,
+        "test": trend_result.test,
+        "chart": trend_chart(trend_result, None if segment is None else [segment]),
+        "flags": records(flags),
+        "rows": records(latest[["segment", "period_start", "customers_start", "new", "churned", "churn_rate", "arpa", "mrr", "complete", "flag"]]),
+    }
+
+
 def _with_stated(rows: list[dict], metrics: pd.DataFrame) -> list[dict]:
     """Add what segments.csv states next to what customers.csv implies (None when not stated)."""
     m = metrics.set_index("segment")
@@ -204,6 +243,7 @@ def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | Non
         "profiles": [segment_profile(scores, s) for s in order],
         "cohorts": None,
         "what_if": None,
+        "trend": trend_context(scores.trend),
     }
     if cohort_result is not None:
         ctx["cohorts"] = {
@@ -247,7 +287,7 @@ def write_report(
     return render("segments.html.j2", path, **ctx)
 
 
-__all__ = ["write_report", "report_context", "segment_profile", "map_chart", "survival_chart", "ltv_chart"]
+__all__ = ["write_report", "report_context", "segment_profile", "map_chart", "survival_chart", "ltv_chart", "trend_chart", "trend_context"]
 
 
 def write_outputs(
@@ -286,6 +326,9 @@ def write_outputs(
         )
         if len(cohort_result.excluded):
             tables["excluded_customers.csv"] = cohort_result.excluded
+    if scores.trend is not None:
+        tables["trend.csv"] = scores.trend.to_frame()
+        tables["trend_flags.csv"] = scores.trend.flags
     if what_if is not None:
         tables["what_if.csv"] = what_if.to_frame()
         tables["what_if_arithmetic.csv"] = what_if.arithmetic

@@ -144,7 +144,7 @@ def _index_sections(run, meta) -> dict[str, Any]:
 
 
 def _segment_sections(run, meta, segment: str) -> dict[str, Any]:
-    ctx: dict[str, Any] = {"vw": None, "pricing": None, "profile": None, "md": None}
+    ctx: dict[str, Any] = {"vw": None, "pricing": None, "profile": None, "md": None, "trend": None}
     if run.vw is not None and segment in run.vw.segments:
         from wtp.report.vw import curves_chart, section_context
 
@@ -160,6 +160,10 @@ def _segment_sections(run, meta, segment: str) -> dict[str, Any]:
         from wtp.report.segments import segment_profile
 
         ctx["profile"] = segment_profile(run.segments, segment)
+    if run.segments is not None and run.segments.trend is not None:
+        from wtp.report.segments import trend_context
+
+        ctx["trend"] = trend_context(run.segments.trend, segment)
     if run.maxdiff is not None:
         ctx["md"] = _maxdiff_context(run.maxdiff, meta, segment)
     return ctx
