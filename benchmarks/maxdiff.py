@@ -159,9 +159,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--respondents", type=int, default=750)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--tune", type=int, default=300)
+    ap.add_argument("--draws", type=int, default=None, help="draws per chain at the first convergence check (default: wtp's)")
+    ap.add_argument("--tune", type=int, default=None, help="warm-up per chain (default: wtp's)")
     ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--low-rank", action="store_true", help="nutpie's low-rank modified mass matrix")
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds before wtp stops unconverged (default: wtp's)")
     ap.add_argument("--bayesm-R", type=int, default=20000)
     ap.add_argument("--bayesm-keep", type=int, default=10)
     ap.add_argument("--bayesm-burn", type=float, default=0.5, help="share of bayesm's kept draws dropped as burn-in")
@@ -181,11 +183,17 @@ def main(argv=None) -> int:
     from wtp.simulate import simulate_maxdiff
 
     sim = simulate_maxdiff(args.respondents, 12, 4, 10, n_versions=10, seed=args.seed)
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     md = prepare_maxdiff_data(sim.answers)
     print(f"world: {md.n_respondents} respondents, {md.n_items} items, {md.n_tasks // md.n_respondents} tasks of {md.k}, segments {md.segments}")
 
     t0 = time.perf_counter()
-    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(args.seed), draws=args.draws, tune=args.tune, chains=args.chains, progress=False)
+    hb = {k: v for k, v in {"draws": args.draws, "tune": args.tune, "time_budget": args.time_budget}.items() if v is not None}
+    if args.low_rank:
+        import wtp.hb
+
+        wtp.hb.DEFAULT_SAMPLER_KWARGS = {"low_rank_modified_mass_matrix": True}
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(args.seed), chains=args.chains, progress=True, **hb)
     wtp_wall = time.perf_counter() - t0
     d = res.diagnostics
     Q = _contrast_basis(md.n_items)
@@ -201,11 +209,15 @@ def main(argv=None) -> int:
 
     print()
     print("wtp hierarchical Bayes (PyMC model, nutpie sampler)")
-    print(f"  settings: {args.chains} chains x {args.draws} draws after {args.tune} warm-up, {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}")
+    print(f"  settings: {args.chains} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}")
+    print(f"  load average before the run: {load_before}")
+    checks_s = sum(r.get("check_s", 0.0) for r in d["sampling"])
     print(
-        f"  time: total {wtp_wall:.1f} s = build {d['build_s']:.1f} + compile {d['compile_s']:.1f} + sample {d['sample_s']:.1f}"
-        f" + diagnostics {d['diagnostics_s']:.1f} + rest {wtp_wall - d['build_s'] - d['compile_s'] - d['sample_s'] - d['diagnostics_s']:.1f}"
+        f"  time: total {wtp_wall:.1f} s = build {d['build_s']:.1f} + compile {d['compile_s']:.1f} + sampling with checks {d['sample_s']:.1f}"
+        f" (of which {checks_s:.1f} s convergence checks) + shares, respondent fit and the rest {wtp_wall - d['build_s'] - d['compile_s'] - d['sample_s']:.1f}"
     )
+    for r in d["sampling"]:
+        print(f"    check round {r['round']} at {r['draws_per_chain']} draws/chain ({r['elapsed_s']:.0f} s): {r['stopped_because']}; {r['limiting'] or 'all checks pass'}")
     print(f"  sampler: {d['mean_leapfrog_steps']:.1f} leapfrog steps per draw, step size {d['mean_step_size']:.3f}, {d['divergences']} divergences")
     for name, v in d["by_variable"].items():
         print(f"  {name:>5}: max R-hat {v['max_rhat']:.4f}  min bulk ESS {v['min_ess_bulk']:.0f}  min tail ESS {v['min_ess_tail']:.0f}")
@@ -214,7 +226,7 @@ def main(argv=None) -> int:
         f"  individual utilities ({'all' if args.full_diagnostics else d['individual_checked']} respondents): max R-hat {ours_checks['max_rhat']:.4f},"
         f" 99th pct {ours_checks['p99_rhat']:.4f}, min bulk ESS {ours_checks['min_ess_bulk']:.0f}" + (f"  ({full_s:.1f} s)" if full_s else "")
     )
-    print(f"  mean RLH {d['mean_rlh']:.3f} (chance {d['chance_rlh']:.3f}), random-like respondents {d['n_random_like']}")
+    print(f"  mean RLH {d['mean_rlh']:.3f} (chance {d['chance_rlh']:.3f}); random-answering flag on these honest respondents: {100 * d['share_random_like']:.1f}% flagged (target <= 5%), catches {100 * d['random_detection_rate']:.0f}% of simulated random answerers")
 
     theirs = None
     if not args.no_r and _r_available():
@@ -255,6 +267,7 @@ def main(argv=None) -> int:
     if theirs:
         target = theirs["wall_s"] / 4
         print(f"\ntarget: converged in <= 1/4 of bayesm's time ({target:.1f} s) with equal or better individual recovery")
+        print(f"  load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"  converged: {res.converged}; time {wtp_wall:.1f} s ({'met' if wtp_wall <= target else 'NOT met'}); recovery {ours['individual_r']:.3f} vs {theirs_rec['individual_r']:.3f} ({'met' if ours['individual_r'] >= theirs_rec['individual_r'] else 'NOT met'})")
     if cold_dir:
         shutil.rmtree(cold_dir, ignore_errors=True)

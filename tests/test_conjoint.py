@@ -1020,3 +1020,14 @@ def test_real_chocolate_scenario_priced_beyond_the_tested_range_is_marked(tmp_pa
     assert "luxury: price 4.99 is 2.5 above the tested range 0.99-2.49" in r.output
     sim = pd.read_csv(tmp_path / "out" / "simulation.csv").set_index("product")
     assert sim.loc["luxury", "extrapolated"] and not sim.loc["usual", "extrapolated"]
+@pytest.mark.slow
+def test_real_chocolate_hb_converges_by_default():
+    # 403 respondents x 6 tasks x 4 alternatives: converged with the library defaults (a longer
+    # time budget only because the test machine is shared)
+    res = estimate_conjoint(_answers(_chocolate()), method="hb", rng=np.random.default_rng(0), time_budget=1800)
+    d = res.diagnostics.attrs["hb"]
+    print("chocolate HB:", d["draws_per_chain"], "draws per chain,", d["total_s"], "s,", d["stopped_because"])
+    assert bool(res.diagnostics["ok"].all()) and d["converged"], d["limiting"]
+    assert res.fit.set_index("segment").loc["all", "price_coef"] < 0
+    w = res.wtp.set_index(["attribute", "level"])["wtp"]
+    assert w[("Sugar", "Sugar free")] < 0

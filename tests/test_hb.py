@@ -148,7 +148,7 @@ def test_map_individual_limits():
 
 def test_fit_hb_tiny_dense():
     d, beta, mu = _conjoint_like()
-    res = fit_hb(d, draws=100, tune=100, chains=2, rng=np.random.default_rng(0), progress=False)
+    res = fit_hb(d, draws=100, tune=100, chains=2, rng=np.random.default_rng(0), progress=False, until_converged=False)
     assert res.beta_draws.shape == (200, 30, 3)
     post = res.idata.posterior
     assert {"mu", "sd", "corr", "beta"} <= set(post.data_vars)
@@ -190,3 +190,112 @@ def test_fit_hb_pymc_fallback():
     assert res.sampler == "pymc"
     assert res.beta_draws.shape == (200, 15, d.n_params)
     assert "max_rhat" in res.diagnostics
+
+
+# --------------------------------------------------------------------------------------------
+# sampling until converged, progress, settings
+
+
+def test_checkpoints_grow_by_half_to_the_cap():
+    from wtp.hb import _checkpoints
+
+    assert _checkpoints(200, 1000) == [200, 300, 450, 700, 1000]
+    assert _checkpoints(150, 150) == [150]
+
+
+def test_progress_lines_when_not_a_terminal():
+    # a log file (not a terminal) gets status lines during sampling, not only at the end
+    import io
+
+    from wtp.progress import Reporter
+
+    log = io.StringIO()
+    d, _, _ = _conjoint_like()
+    res = fit_hb(d, draws=300, tune=100, chains=2, rng=np.random.default_rng(0), progress=Reporter(log, every=0.0), until_converged=False)
+    lines = log.getvalue().splitlines()
+    assert res.beta_draws.shape[0] == 600
+    status = [ln for ln in lines if ln.startswith("sampling round 1: 2 chains,")]
+    assert len(status) >= 2, lines
+    assert any("divergences" in ln and "elapsed" in ln and "to the next convergence check" in ln for ln in status)
+    assert any("check at 300 draws per chain" in ln for ln in lines)
+    assert "\r" not in log.getvalue()  # no terminal control in logs
+    # what was run and why
+    rec = res.diagnostics["sampling"]
+    assert rec[0]["draws_per_chain"] == 300 and rec[0]["tune"] == 100
+    assert res.diagnostics["stopped_because"] in ("converged", "fixed draws (until_converged=False)")
+
+
+def test_heartbeat_speaks_while_work_runs():
+    import time
+
+    from wtp.progress import heartbeat
+
+    said = []
+    with heartbeat("compiling", said.append, every=0.05):
+        time.sleep(0.3)
+    assert len(said) >= 3 and said[0].startswith("still compiling (")
+
+
+def test_sampling_continues_until_converged_and_is_reproducible():
+    # the first check (50 draws per chain) cannot pass ESS >= 400 with 2 chains; sampling goes on
+    d, _, _ = _conjoint_like(n_resp=30, n_choices=12)
+    kw = {"draws": 50, "tune": 150, "chains": 2, "rng": 3, "progress": False, "time_budget": None, "max_draws": 120, "max_rounds": 1}
+    a = fit_hb(d, **kw)
+    rec = a.diagnostics["sampling"]
+    assert [r["draws_per_chain"] for r in rec][:2] == [50, 100] and not rec[0]["converged"]
+    assert a.diagnostics["draws_per_chain"] == rec[-1]["draws_per_chain"]
+    if a.converged:
+        assert rec[-1]["stopped_because"] == "converged"
+        assert a.diagnostics["min_ess_bulk"] >= 400 and a.diagnostics["individual_max_rhat"] <= 1.01
+    else:
+        assert rec[-1]["stopped_because"] == "1 rounds without convergence" and a.diagnostics["individual_checked"] > 0
+    # same data and seed: the same stopping draw and the same numbers
+    b = fit_hb(d, **kw)
+    assert np.array_equal(a.beta_draws, b.beta_draws)
+
+
+def test_time_budget_stops_unconverged_with_advice():
+    from wtp.hb import unconverged_advice
+
+    d, _, _ = _conjoint_like()
+    res = fit_hb(d, draws=50, tune=100, chains=2, rng=0, progress=False, time_budget=0.001)
+    # the first check always completes; then the budget is spent
+    assert res.diagnostics["draws_per_chain"] == 50
+    assert not res.converged and "time budget" in res.diagnostics["stopped_because"]
+    advice = unconverged_advice(res.diagnostics)
+    assert "--time-budget" in advice and "do not use" in advice
+
+
+def test_sampler_settings_from_study_and_options():
+    from wtp.errors import InputError
+    from wtp.hb import sampler_settings
+
+    section = {"draws": 300, "tune": 500, "time_budget": 120, "target_accept": 0.9, "save_posterior": True, "method": "hb"}
+    s = sampler_settings(section, draws=100)
+    assert s == {"draws": 100, "tune": 500, "time_budget": 120.0, "target_accept": 0.9, "save_posterior": True}
+    assert sampler_settings(None) == {}
+    with pytest.raises(InputError, match="target_accept"):
+        sampler_settings({"target_accept": 1.5})
+    with pytest.raises(InputError, match="draws"):
+        sampler_settings({}, draws=0)
+    with pytest.raises(InputError, match="chains"):
+        sampler_settings({"chains": "four"})
+
+
+def test_cli_sampler_options_are_checked_before_sampling(tmp_path):
+    from typer.testing import CliRunner
+
+    from wtp.cli import app
+    from wtp.simulate import simulate_maxdiff
+
+    f = tmp_path / "maxdiff.csv"
+    simulate_maxdiff(20, 6, 3, 4, n_versions=2, seed=0).answers.to_csv(f, index=False)
+    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--target-accept", "1.5"])
+    assert r.exit_code == 2 and "target_accept" in r.output and not (tmp_path / "o").exists()
+    (tmp_path / "study.toml").write_text('[maxdiff]\ntime_budget = "long"\n')
+    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--study", str(tmp_path)])
+    assert r.exit_code == 2 and "time_budget" in r.output
+    for command in ("maxdiff", "conjoint"):
+        help_text = CliRunner().invoke(app, [command, "--help"]).output
+        for option in ("--draws", "--tune", "--chains", "--time-budget", "--target-accept"):
+            assert option in help_text, (command, option)

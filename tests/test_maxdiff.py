@@ -270,7 +270,7 @@ def test_logit_intervals_cover_truth(sim300):
 @pytest.fixture(scope="module")
 def tiny_hb():
     sim = simulate_maxdiff(60, 8, 4, 8, n_versions=4, seed=3)
-    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(1), draws=150, tune=150, chains=2, progress=False)
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(1), draws=150, tune=150, chains=2, progress=False, until_converged=False)
     return sim, res
 
 
@@ -412,7 +412,7 @@ def test_cli_hb(tmp_path, tiny_hb):
     f = tmp_path / "maxdiff.csv"
     sim.answers.to_csv(f, index=False)
     out = tmp_path / "hb"
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(out), "--draws", "150", "--tune", "150", "--chains", "2", "--no-progress"])
+    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(out), "--draws", "150", "--tune", "150", "--chains", "2", "--no-progress", "--save-posterior", "--time-budget", "1"])
     assert r.exit_code == 0, r.output
     for name in ("item_scores.csv", "individual_utilities.csv", "diagnostics.json", "posterior.nc", "report.html", "turf.csv"):
         assert (out / name).exists(), name
@@ -455,3 +455,91 @@ def test_hb_recovery_full():
     assert r.min() >= 0.97
     assert r_ind >= 0.75
     assert res.diagnostics["divergences"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# random-answering flag: false alarms on honest respondents from a world the model does not assume
+
+
+def _flag_on_honest_world(n_tasks: int, n: int = 600, seed: int = 7):
+    """Honest respondents whose utilities are heavy-tailed (t, 3 df) and who differ in how
+    consistently they answer (log-normal scale): the HB population (normal) is wrong for them.
+    The flag gets the population a normal fit would report (moments of the true utilities)
+    and each respondent's posterior mode as their estimate."""
+    from wtp.hb import map_individual
+    from wtp.maxdiff import (
+        _contrast_basis,
+        _honest_respondents,
+        _random_flag,
+        _random_respondents,
+        maxdiff_choice_data,
+    )
+
+    md0 = prepare_maxdiff_data(simulate_maxdiff(n, 12, 4, n_tasks, seed=4).answers)
+    rng = np.random.default_rng(seed)
+    U = np.linspace(-1.5, 1.5, 12) + 0.5 * rng.standard_t(3, size=(n, 12))
+    U *= rng.lognormal(0.0, 0.5, size=(n, 1))
+    U -= U.mean(axis=1, keepdims=True)
+    honest = _honest_respondents(md0, U, rng)
+    Q = _contrast_basis(12)
+    B = U @ Q
+    centre, cov = B.mean(axis=0), np.cov(B.T)
+    own, _ = maxdiff_choice_data(honest, segment_means=False)
+    estimates = map_individual(own, centre, cov)
+    randoms = _random_respondents(honest, 500, rng)
+    flag = _random_flag(honest, centre[None], np.zeros(n, dtype=int), estimates, centre, cov, Q, randoms, 500, rng)
+    return float(np.mean(flag["rlh_mode"] <= flag["rlh_random_threshold"])), flag
+
+
+def test_random_flag_false_alarms_on_honest_respondents():
+    # 600 honest respondents: a 5% rate has a standard error of 0.9 points
+    fp, flag = _flag_on_honest_world(10)
+    print("10 tasks: false alarms", fp, "detection", flag["random_detection_rate"])
+    assert fp <= 0.065
+    # this world is hard (noisy honest respondents look random); about half are still caught
+    assert flag["random_detection_rate"] >= 0.4
+    # three tasks of four cannot tell: the flag says so instead of flagging half the sample
+    fp3, flag3 = _flag_on_honest_world(3)
+    print("3 tasks: false alarms", fp3, "detection", flag3["random_detection_rate"])
+    assert fp3 <= 0.065 and not flag3["random_flag_reliable"]
+
+
+def test_straight_lining_screen():
+    sim = simulate_maxdiff(40, 8, 4, 8, n_versions=4, seed=2)
+    a = sim.answers.copy()
+    # respondent r001 always picks the first item on screen as best (the second as worst)
+    first = a["respondent_id"] == a["respondent_id"].iloc[0]
+    pos = a[first].groupby("task").cumcount()
+    a.loc[first, "best"] = (pos == 0).astype(int).to_numpy()
+    a.loc[first, "worst"] = (pos == 1).astype(int).to_numpy()
+    res = estimate_maxdiff(a, method="counts", rng=np.random.default_rng(0))
+    fit = res.respondent_fit.set_index("respondent_id")
+    assert fit.loc[a["respondent_id"].iloc[0], "straight_lining"]
+    assert fit.loc[a["respondent_id"].iloc[0], "same_position_best"] == 1.0
+    assert fit["straight_lining"].sum() == 1 and res.diagnostics["n_straight_lining"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# slow: converged by default on three study sizes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("n_resp", "n_items", "n_tasks", "seed"),
+    [(150, 8, 8, 31), (400, 12, 10, 32), (750, 12, 10, 33)],
+)
+def test_hb_converges_by_default(n_resp, n_items, n_tasks, seed):
+    # library defaults, except a time budget generous enough for a shared, busy test machine
+    sim = simulate_maxdiff(n_resp, n_items, 4, n_tasks, seed=seed)
+    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(seed), progress=False, time_budget=1800)
+    d = res.diagnostics
+    print(n_resp, "respondents:", d["draws_per_chain"], "draws per chain,", len(d["sampling"]), "checks,", d["total_s"], "s")
+    assert res.converged, d["limiting"]
+    assert d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["min_ess_tail"] >= 400
+    assert d["individual_max_rhat"] <= 1.01 and d["individual_min_ess_bulk"] >= 400 and d["divergences"] == 0
+    assert d["sampling"][-1]["stopped_because"] == "converged"
+    assert _share_r(res, sim).min() >= 0.95
+    iu = res.individual_utilities.merge(sim.individual_utilities, on=["respondent_id", "item"])
+    assert np.corrcoef(iu["utility_x"], iu["utility_y"])[0, 1] >= 0.7
+    # honest simulated respondents: the random-answering flag marks about 5% of them
+    assert res.diagnostics["share_random_like"] <= 0.08

@@ -124,6 +124,27 @@ HeaderRowsOpt = Annotated[
     int | None,
     typer.Option("--header-rows", help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised."),
 ]
+# hierarchical Bayes sampler options (both HB commands; study.toml [maxdiff]/[conjoint] take the
+# same keys with underscores; an option given here wins)
+DrawsOpt = Annotated[int | None, typer.Option("--draws", help="HB: kept draws per chain at the first convergence check; sampling continues until converged (default 200).")]
+TuneOpt = Annotated[int | None, typer.Option("--tune", help="HB: warm-up iterations per chain in the first round (default 300).")]
+ChainsOpt = Annotated[int | None, typer.Option("--chains", help="HB: chains, run in parallel (default 4).")]
+TimeBudgetOpt = Annotated[float | None, typer.Option("--time-budget", help="HB: seconds (compilation included) after which sampling stops and the run is reported as not converged (default 600).")]
+TargetAcceptOpt = Annotated[float | None, typer.Option("--target-accept", help="HB: target acceptance of the first round, raised after divergences (default 0.8).")]
+SavePosteriorOpt = Annotated[bool | None, typer.Option("--save-posterior/--no-save-posterior", help="HB: also write the full posterior (posterior.nc, single precision; large).")]
+
+
+def hb_options(section: dict | None, **given) -> dict:
+    """Sampler settings: options given on the command line, else study.toml, else defaults."""
+    from wtp.hb import sampler_settings
+
+    return sampler_settings(section, **given)
+
+
+def warn_unconverged(detail: str) -> None:
+    bar = "!" * 72
+    typer.echo(f"{bar}\nWARNING: NOT CONVERGED. {detail}\n{bar}", err=True)
+
 
 
 def file_layout(settings: dict, kind: str, columns: str | None, header_row: int | None, header_rows: int | None):
@@ -296,9 +317,12 @@ def maxdiff_command(
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
     method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
-    draws: Annotated[int, typer.Option("--draws", min=1, help="HB: kept posterior draws per chain.")] = 500,
-    tune: Annotated[int, typer.Option("--tune", min=0, help="HB: warm-up iterations per chain.")] = 300,
-    chains: Annotated[int, typer.Option("--chains", min=1, help="HB: chains (run in parallel).")] = 4,
+    draws: DrawsOpt = None,
+    tune: TuneOpt = None,
+    chains: ChainsOpt = None,
+    time_budget: TimeBudgetOpt = None,
+    target_accept: TargetAcceptOpt = None,
+    save_posterior: SavePosteriorOpt = None,
     cores: Annotated[int | None, typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains).")] = None,
     segment_means: Annotated[bool, typer.Option("--segment-means/--no-segment-means", help="HB: a population mean per segment.")] = True,
     turf_size: Annotated[int, typer.Option("--turf", min=0, help="TURF portfolio size from individual utilities (HB; 0 = none).")] = 3,
@@ -325,11 +349,11 @@ def maxdiff_command(
     answers, settings = load_answers(file, validate_maxdiff, respondents, study, kind="maxdiff", columns=columns, header_row=header_row, header_rows=header_rows)
     labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
-    if method == "hb":
-        typer.echo(f"hierarchical Bayes: {chains} chains x {draws} draws after {tune} warm-up (compiling the model first)", err=True)
+    hb = hb_options(settings.get("maxdiff"), draws=draws, tune=tune, chains=chains, time_budget=time_budget, target_accept=target_accept, save_posterior=save_posterior)
+    keep_posterior = hb.pop("save_posterior", False)
     result = estimate_maxdiff(
-        answers, method=method, rng=stage_rng(seed, "maxdiff"), draws=draws, tune=tune, chains=chains,
-        cores=cores, progress=progress, labels=labels, items=items, segment_means=segment_means,
+        answers, method=method, rng=stage_rng(seed, "maxdiff"), cores=cores, progress=progress, labels=labels,
+        items=items, segment_means=segment_means, **hb,
     )
     from wtp.sample import flag_small_samples
 
@@ -343,7 +367,10 @@ def maxdiff_command(
         weights = weights.set_axis(weights.index.astype(str)) if weights is not None else None
         turf_result = turf(result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights)
     with atomic_output_dir(out) as tmp:
-        written = write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result)
+        written = write_outputs(
+            result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result,
+            save_posterior=keep_posterior,
+        )
         if latent is not None:
             from wtp.preference_segments import preference_segments
             from wtp.preference_segments import write_outputs as write_preference
@@ -355,18 +382,18 @@ def maxdiff_command(
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
     if not result.converged:
-        bar = "!" * 72
+        from wtp.hb import unconverged_advice
+
         if d.get("separated_items"):
-            detail = "separation: an item picked best or worst every time it was shown has no finite logit utility (see the warnings above)"
-        elif method == "hb":
             detail = (
-                f"max R-hat {d['max_rhat']:.3f} (must be <= 1.01), min bulk ESS {d['min_ess_bulk']:.0f}, "
-                f"min tail ESS {d['min_ess_tail']:.0f} (must be >= 400), {d['divergences']} divergences"
+                "Separation: an item picked best or worst every time it was shown has no finite logit utility "
+                "(see the warnings above). Do not use these numbers; rerun with --method hb or counts."
             )
+        elif method == "hb":
+            detail = unconverged_advice(d)
         else:
-            detail = "the optimiser did not converge"
-        advice = "rerun with --method hb or counts" if d.get("separated_items") else "rerun with more --draws / --chains"
-        typer.echo(f"{bar}\nWARNING: NOT CONVERGED - {detail}.\nDo not use these numbers; {advice}.\n{bar}", err=True)
+            detail = "The optimiser did not converge; do not use these numbers."
+        warn_unconverged(detail)
     summary = result.summary()
     echo_table(summary.drop(columns=["item"]).head(25), 1)
     if method == "hb":
@@ -399,7 +426,12 @@ def conjoint_command(
     method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
     coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
     price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
-    draws: Annotated[int, typer.Option("--draws", min=1, help="HB: kept posterior draws per chain.")] = 1000,
+    draws: DrawsOpt = None,
+    tune: TuneOpt = None,
+    chains: ChainsOpt = None,
+    time_budget: TimeBudgetOpt = None,
+    target_accept: TargetAcceptOpt = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")] = True,
     se: Annotated[str, typer.Option("--se", help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).")] = "cluster",
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
@@ -411,10 +443,12 @@ def conjoint_command(
     answers, settings = load_answers(file, validate_conjoint, respondents, study, kind="conjoint", columns=columns, header_row=header_row, header_rows=header_rows)
     products = read_table(scenario) if scenario is not None else None
     # the same streams as the conjoint and simulator stages of wtp run
+    hb = hb_options(settings.get("conjoint"), draws=draws, tune=tune, chains=chains, time_budget=time_budget, target_accept=target_accept)
+    hb.pop("save_posterior", None)
     result = estimate_conjoint(
         answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-        rng=stage_rng(seed, "conjoint"), draws=draws, progress=method == "hb", se=se,
-        numeric=conjoint_numeric(settings),
+        rng=stage_rng(seed, "conjoint"), progress=progress and method == "hb", se=se,
+        numeric=conjoint_numeric(settings), **hb,
     )
     from wtp.sample import flag_small_samples
 
@@ -437,6 +471,10 @@ def conjoint_command(
         )
     for n in result.notes:
         typer.echo(printable(f"note: {n}"), err=True)
+    if method == "hb" and result.diagnostics is not None and not bool(result.diagnostics["ok"].all()):
+        from wtp.hb import unconverged_advice
+
+        warn_unconverged(unconverged_advice(result.diagnostics.attrs.get("hb", {})))
     echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
     written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
     written += ", simulation.csv" if scenario is not None else ""

@@ -1178,12 +1178,15 @@ def estimate_conjoint(
     coding: str = "dummy",
     price: str = "linear",
     rng: np.random.Generator | None = None,
-    draws: int = 1000,
+    draws: int | None = None,
     tune: int | None = None,
-    chains: int = 4,
-    progress: bool = False,
+    chains: int | None = None,
+    progress=False,
     se: Literal["cluster", "plain"] = "cluster",
     numeric=None,
+    time_budget: float | None = None,
+    target_accept: float | None = None,
+    until_converged: bool | None = None,
 ) -> ConjointResult:
     """Estimate part-worths, importances and willingness to pay per segment and for ``all``.
 
@@ -1207,11 +1210,11 @@ def estimate_conjoint(
     rng
         The ``numpy.random.Generator`` HB sampling draws from (required for ``"hb"``;
         ``wtp.randomness.stage_rng(seed, "conjoint")``). MNL is deterministic.
-    draws, tune, chains
-        HB sampler settings: kept draws and warm-up per chain (``tune=None``: the sampler's
-        default), number of chains.
+    draws, tune, chains, time_budget, target_accept, until_converged
+        HB sampler settings (None: the defaults of :func:`wtp.hb.fit_hb`, which samples until
+        converged or out of time).
     progress
-        Show the HB sampler's progress bar.
+        Show the HB sampler's progress (bool or a :class:`wtp.progress.Reporter`).
     se
         MNL standard errors: ``"cluster"`` (default) — the sandwich clustered by respondent
         with the ``G/(G−1)`` correction, because a respondent's many tasks are not independent;
@@ -1252,7 +1255,8 @@ def estimate_conjoint(
     else:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}")
-        tables = _estimate_hb(data, rng=rng, draws=draws, tune=tune, chains=chains, progress=progress)
+        sampler = {"draws": draws, "tune": tune, "chains": chains, "time_budget": time_budget, "target_accept": target_accept, "until_converged": until_converged}
+        tables = _estimate_hb(data, rng=rng, progress=progress, **{k: v for k, v in sampler.items() if v is not None})
     return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source, se_type=se_type)
 
 
@@ -1295,7 +1299,7 @@ def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.Da
     return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), source="conjoint.csv")
 
 
-def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains, progress=False, keep_draws=1000):
+def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sampler):
     """Hierarchical MNL through the shared sampler in :mod:`wtp.hb` (unweighted individual fits;
     weights enter when respondents are summarised per segment)."""
     from wtp import hb
@@ -1307,10 +1311,7 @@ def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains, progress=False, 
         data.X, data.available, data.chosen, data.respondent, group_index,
         param_names=list(data.coding.parameters), respondent_ids=list(data.respondents), group_names=groups,
     )
-    kwargs = {"draws": draws, "chains": chains, "rng": rng, "progress": progress}
-    if tune is not None:
-        kwargs["tune"] = tune
-    fit = hb.fit_hb(hb_data, **kwargs)
+    fit = hb.fit_hb(hb_data, rng=rng, progress=progress, **sampler)
     beta = fit.beta_draws  # draws × respondents × P
     if beta.shape[0] > keep_draws:
         # evenly thinned: enough for intervals and RFC, and bounded memory for the simulator
@@ -1318,13 +1319,12 @@ def _estimate_hb(data: ChoiceData, *, rng, draws, tune, chains, progress=False, 
     d = fit.diagnostics
     diagnostics = fit.summary()
     diagnostics["sampler"] = fit.sampler
+    # what was run and why, for diagnostics.json (timings live only there)
+    diagnostics.attrs["hb"] = {k: v for k, v in d.items() if not isinstance(v, dict)}
     tables = tables_from_draws(data, np.transpose(beta, (1, 0, 2)), diagnostics)
     notes = list(tables[-1])
     if not d.get("converged", False):
-        notes.append(
-            f"HB sampler diagnostics are outside their thresholds (max R-hat {d['max_rhat']:.3f}, min bulk ESS "
-            f"{d['min_ess_bulk']:.0f}, divergences {d['divergences']}); run more draws before relying on the numbers."
-        )
+        notes.append(hb.unconverged_advice(d))
     return (*tables[:-1], notes)
 
 

@@ -23,9 +23,14 @@ array           shape                          content
 ``group``       R (optional)                   group (segment) index 0 .. G−1
 =============== ============================== =====================================
 
-Sampling uses nutpie when it is installed (PyMC's NUTS otherwise), chains in parallel, with
-progress shown; diagnostics come from ArviZ. The result keeps the posterior as an ArviZ
-``InferenceData`` (``save_posterior`` writes NetCDF) and the individual draws of β.
+Sampling uses nutpie when it is installed (PyMC's NUTS otherwise), chains in parallel, and
+continues until converged: convergence (ArviZ R-hat and ESS of the population means and scales,
+derived results such as segment shares, and a sample of individual parameters) is checked at
+fixed numbers of draws, and a run that cannot converge within its time budget says which check
+failed and what to do (:func:`fit_hb`, :func:`unconverged_advice`). Progress goes to
+:mod:`wtp.progress` (a status line on a terminal, a line every few seconds in logs). The result
+keeps the posterior as an ArviZ ``InferenceData`` (``save_posterior`` writes NetCDF) and the
+individual draws of β.
 
 Speed (why the likelihood is written the way it is): with the numba backend a logp + gradient
 evaluation is dominated by ``exp`` and ``log`` calls. When many choices share the same design
@@ -42,10 +47,13 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from wtp.progress import Reporter
 
 __all__ = [
     "ChoiceData",
@@ -432,20 +440,21 @@ def convergence_diagnostics(
 ) -> dict[str, Any]:
     """Convergence checks computed by ArviZ (rank-normalised split R-hat, bulk and tail ESS).
 
-    Two sets are checked:
+    ``converged`` holds when every quantity that feeds a result passes R-hat ≤ ``RHAT_MAX``,
+    bulk and tail ESS ≥ ``ESS_MIN``, and no transition diverged:
 
     * population: ``mu``, ``sd`` and any ``extra`` draws (chain × draw × ...; e.g. segment
-      shares) — these give ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` and decide
-      ``converged`` together with zero divergences;
-    * the off-diagonal of ``corr``: reported as ``corr_*`` and ``covariance_converged``. The
-      correlations mix slowest (in the non-centred parameterisation they move only with all
-      z's at once) and are a nuisance for the shares and utilities reported, so they are shown
-      next to the verdict, not folded into it;
+      shares) — reported as ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``;
     * individual: ``beta`` of ``individual_sample`` respondents drawn at random (all when
-      ``None``). With thousands of individual parameters the largest R-hat exceeds 1.01 by
-      chance long before the sampler has a problem (iid draws of 4 × 500 give about 1.006 for
-      8,000 parameters), so these are reported next to the population set, with their 99th
-      percentile, rather than folded into ``converged``.
+      ``None``) — reported as ``individual_*``. A random sample keeps the check fast (ArviZ
+      needs about 1 ms per parameter per statistic) and still catches a sampler that has not
+      mixed, which shows on every respondent.
+
+    The off-diagonal of ``corr`` is reported as ``corr_*`` and ``covariance_converged`` but is
+    not part of ``converged``: the correlations mix slowest (in the non-centred
+    parameterisation they move only with all z's at once) and only set how far individual
+    utilities are pulled towards the population, which the individual check already judges.
+    ``limiting`` names the check furthest from its threshold, in words.
     """
     import arviz as az
 
@@ -463,15 +472,20 @@ def convergence_diagnostics(
         pop[name] = np.asarray(arr)
     rh, eb, et = _arviz_extremes(az.convert_to_dataset(pop))
     n_resp = post.sizes.get("respondent", 0)
-    if individual_sample is None or individual_sample >= n_resp:
+    if individual_sample == 0:
+        chosen = np.arange(0)
+    elif individual_sample is None or individual_sample >= n_resp:
         chosen = np.arange(n_resp)
     else:
         rng = np.random.default_rng(0) if rng is None else rng
         chosen = np.sort(rng.choice(n_resp, size=individual_sample, replace=False))
-    ind = az.convert_to_dataset({"beta": post["beta"].isel(respondent=chosen).to_numpy()})
-    ind_rhat = az.rhat(ind)["beta"].to_numpy().ravel()
-    ind_ess_b = az.ess(ind, method="bulk")["beta"].to_numpy().ravel()
-    ind_ess_t = az.ess(ind, method="tail")["beta"].to_numpy().ravel()
+    if len(chosen):
+        ind = az.convert_to_dataset({"beta": post["beta"].isel(respondent=chosen).to_numpy()})
+        ind_rhat = az.rhat(ind)["beta"].to_numpy().ravel()
+        ind_ess_b = az.ess(ind, method="bulk")["beta"].to_numpy().ravel()
+        ind_ess_t = az.ess(ind, method="tail")["beta"].to_numpy().ravel()
+    else:  # skipped (an interim check whose population set has not passed yet)
+        ind_rhat = ind_ess_b = ind_ess_t = np.array([])
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else 0
     out: dict[str, Any] = {
         "max_rhat": max(v for k, v in rh.items() if k not in NUISANCE),
@@ -483,12 +497,13 @@ def convergence_diagnostics(
         "ess_bulk_by_variable": eb,
         "ess_tail_by_variable": et,
         "individual_checked": int(len(chosen)),
-        "individual_max_rhat": float(np.nanmax(ind_rhat)),
-        "individual_rhat_p99": float(np.nanquantile(ind_rhat, 0.99)),
-        "individual_share_rhat_above": float(np.mean(ind_rhat > RHAT_MAX)),
-        "individual_min_ess_bulk": float(np.nanmin(ind_ess_b)),
-        "individual_min_ess_tail": float(np.nanmin(ind_ess_t)),
+        "individual_max_rhat": float(np.nanmax(ind_rhat)) if ind_rhat.size else float("nan"),
+        "individual_rhat_p99": float(np.nanquantile(ind_rhat, 0.99)) if ind_rhat.size else float("nan"),
+        "individual_share_rhat_above": float(np.mean(ind_rhat > RHAT_MAX)) if ind_rhat.size else float("nan"),
+        "individual_min_ess_bulk": float(np.nanmin(ind_ess_b)) if ind_ess_b.size else float("nan"),
+        "individual_min_ess_tail": float(np.nanmin(ind_ess_t)) if ind_ess_t.size else float("nan"),
         "n_draws": int(post.sizes["chain"] * post.sizes["draw"]),
+        "draws_per_chain": int(post.sizes["draw"]),
         "chains": int(post.sizes["chain"]),
         "rhat_threshold": RHAT_MAX,
         "ess_threshold": ESS_MIN,
@@ -497,14 +512,36 @@ def convergence_diagnostics(
         out["mean_leapfrog_steps"] = float(idata.sample_stats["n_steps"].mean())
     if "step_size" in idata.sample_stats:
         out["mean_step_size"] = float(idata.sample_stats["step_size"].mean())
-    out["converged"] = bool(
-        out["max_rhat"] <= RHAT_MAX and out["min_ess_bulk"] >= ESS_MIN and out["min_ess_tail"] >= ESS_MIN and div == 0
-    )
+    checks = _checks(out)
+    out["population_converged"] = all(ok for name, _, ok in checks if name.startswith("population"))
+    out["individual_converged"] = all(ok for name, _, ok in checks if name.startswith("individual"))
+    out["converged"] = all(ok for _, _, ok in checks)
+    failing = [(name, value) for name, value, ok in checks if not ok]
+    out["limiting"] = "; ".join(f"{name} {value}" for name, value in failing) if failing else ""
     if "corr" in rh:
         out["corr_max_rhat"] = rh["corr"]
         out["corr_min_ess_bulk"] = eb["corr"]
         out["corr_min_ess_tail"] = et["corr"]
         out["covariance_converged"] = bool(rh["corr"] <= RHAT_MAX and eb["corr"] >= ESS_MIN and et["corr"] >= ESS_MIN)
+    return out
+
+
+def _checks(d: dict) -> list[tuple[str, str, bool]]:
+    """(what, value in words, passes) for every check that decides ``converged``."""
+    out = [
+        (f"population R-hat ({d['worst_parameter']})", f"{d['max_rhat']:.3f} > {RHAT_MAX}" if d["max_rhat"] > RHAT_MAX else f"{d['max_rhat']:.3f}", d["max_rhat"] <= RHAT_MAX),
+        ("population bulk ESS", f"{d['min_ess_bulk']:.0f} < {ESS_MIN}", d["min_ess_bulk"] >= ESS_MIN),
+        ("population tail ESS", f"{d['min_ess_tail']:.0f} < {ESS_MIN}", d["min_ess_tail"] >= ESS_MIN),
+    ]
+    if d["individual_checked"]:
+        out += [
+            ("individual R-hat", f"{d['individual_max_rhat']:.3f} > {RHAT_MAX}", d["individual_max_rhat"] <= RHAT_MAX),
+            ("individual bulk ESS", f"{d['individual_min_ess_bulk']:.0f} < {ESS_MIN}", d["individual_min_ess_bulk"] >= ESS_MIN),
+            ("individual tail ESS", f"{d['individual_min_ess_tail']:.0f} < {ESS_MIN}", d["individual_min_ess_tail"] >= ESS_MIN),
+        ]
+    else:
+        out.append(("individual utilities", "checked once the population passes", False))
+    out.append(("divergent transitions", f"{d['divergences']} > 0", d["divergences"] == 0))
     return out
 
 
@@ -587,8 +624,79 @@ class HBResult:
                 {"check": "min bulk ESS", "value": d["min_ess_bulk"], "threshold": f">= {ESS_MIN}", "ok": d["min_ess_bulk"] >= ESS_MIN},
                 {"check": "min tail ESS", "value": d["min_ess_tail"], "threshold": f">= {ESS_MIN}", "ok": d["min_ess_tail"] >= ESS_MIN},
                 {"check": "divergences", "value": d["divergences"], "threshold": "0", "ok": d["divergences"] == 0},
+                {"check": "individual max R-hat", "value": d["individual_max_rhat"], "threshold": f"<= {RHAT_MAX}", "ok": d["individual_max_rhat"] <= RHAT_MAX},
+                {"check": "individual min bulk ESS", "value": d["individual_min_ess_bulk"], "threshold": f">= {ESS_MIN}", "ok": d["individual_min_ess_bulk"] >= ESS_MIN},
+                {"check": "individual min tail ESS", "value": d["individual_min_ess_tail"], "threshold": f">= {ESS_MIN}", "ok": d["individual_min_ess_tail"] >= ESS_MIN},
             ]
         )
+
+
+# nutpie settings every fit starts from (benchmarks/maxdiff.py --low-rank measures the alternative)
+DEFAULT_SAMPLER_KWARGS: dict[str, Any] = {}
+
+# study.toml keys of [maxdiff] / [conjoint] that set the sampler, with what each must be
+SAMPLER_KEYS = {
+    "draws": (int, 1, "kept draws per chain at the first convergence check (a whole number >= 1)"),
+    "tune": (int, 1, "warm-up iterations per chain (a whole number >= 1)"),
+    "chains": (int, 1, "number of chains (a whole number >= 1)"),
+    "time_budget": (float, 1, "seconds before sampling stops unconverged (a number >= 1)"),
+    "target_accept": (float, 0, "target acceptance between 0 and 1 (e.g. 0.8)"),
+    "until_converged": (bool, None, "true or false"),
+    "save_posterior": (bool, None, "true or false"),
+}
+
+
+def sampler_settings(section: dict | None, source: str = "study.toml", **given) -> dict[str, Any]:
+    """Sampler settings from a study section (``[maxdiff]`` or ``[conjoint]``) overridden by
+    the options given (None = not given); only the keys set anywhere are returned, so the
+    library defaults of :func:`fit_hb` apply to the rest.
+
+    Raises
+    ------
+    InputError
+        A value of the wrong kind, naming the key and what it must be.
+    """
+    from wtp.errors import InputError, Problem
+
+    out: dict[str, Any] = {}
+    for key, (kind, low, expected) in SAMPLER_KEYS.items():
+        value = given.get(key)
+        where = f"--{key.replace('_', '-')}"
+        if value is None and section and key in section:
+            value, where = section[key], source
+        if value is None:
+            continue
+        ok = isinstance(value, bool) if kind is bool else (isinstance(value, (int, float)) and not isinstance(value, bool))
+        if ok and kind is int:
+            ok = float(value).is_integer()
+        if ok and kind is not bool:
+            ok = value >= low and (key != "target_accept" or 0 < value < 1)
+        if not ok:
+            raise InputError(Problem(where, None, key, expected, value))
+        out[key] = kind(value)
+    return out
+
+
+def unconverged_advice(d: dict) -> str:
+    """What an analyst should do about a run that did not converge, in words."""
+    if d.get("converged"):
+        return ""
+    why = d.get("stopped_because", "")
+    failing = d.get("limiting", "")
+    head = f"The hierarchical Bayes estimates have NOT settled ({failing})."
+    if d.get("divergences", 0) > 0:
+        act = "The sampler hit divergent transitions: rerun with --target-accept 0.95 (and a longer --time-budget if needed)."
+    elif "time budget" in why:
+        spent = d.get("total_s")
+        act = (
+            f"Sampling stopped when its time budget ran out{f' after {spent:.0f} s' if spent else ''}: rerun with a longer "
+            "--time-budget (for example twice as long); the run continues from scratch and stops as soon as it has converged."
+        )
+    elif "rounds" in why:
+        act = "Several rounds with longer warm-up did not settle it: rerun with --tune 2000 and a longer --time-budget, or check the data (respondents with very few tasks)."
+    else:
+        act = "Rerun without --draws/--tune limits so that sampling continues until it has converged."
+    return f"{head} {act} Until then, do not use the shares, utilities or prices built on them."
 
 
 def _seed(rng: np.random.Generator | int | None) -> int:
@@ -600,48 +708,83 @@ def _seed(rng: np.random.Generator | int | None) -> int:
 def fit_hb(
     data: ChoiceData,
     *,
-    draws: int = 1000,
+    draws: int = 200,
     tune: int = 300,
     chains: int = 4,
     cores: int | None = None,
     rng: np.random.Generator | int | None = None,
     priors: HBPriors | None = None,
     target_accept: float = 0.8,
-    progress: bool = True,
+    progress: bool | Reporter = True,
     sampler: str = "auto",
     layout: str | None = None,
     sampler_kwargs: dict[str, Any] | None = None,
     extra_diagnostics=None,
     individual_sample: int | None = 100,
+    until_converged: bool = True,
+    time_budget: float | None = 600.0,
+    max_rounds: int = 3,
+    max_draws: int | None = None,
 ) -> HBResult:
-    """Sample the hierarchical Bayesian MNL.
+    """Sample the hierarchical Bayesian MNL until it has converged (or the time budget ends).
+
+    How sampling proceeds (nutpie; see :func:`_run_rounds`):
+
+    ====== ===========================================================================
+    step   what happens
+    ====== ===========================================================================
+    1      ``chains`` chains warm up for ``tune`` iterations, then keep drawing
+    2      at ``draws`` kept draws per chain, then at ×1.5 steps, the draws so far are
+           checked (:func:`convergence_diagnostics`); converged → stop there
+    3      divergent transitions → a new round with a higher ``target_accept`` and
+           longer warm-up (more draws cannot remove divergences)
+    4      the draw cap reached unconverged → a new round with twice the warm-up
+    5      ``time_budget`` seconds spent (compilation included) → stop at the draws
+           so far and report the run as not converged, with the check that failed
+    ====== ===========================================================================
+
+    Every check happens at a fixed number of draws per chain and nutpie's chains are
+    seeded, so the same data and seed stop at the same draw with the same numbers (unless
+    the time budget ends the run). ``diagnostics["sampling"]`` records every round and check.
 
     Parameters
     ----------
     data : ChoiceData
         From :func:`choice_data`.
-    draws, tune : int
-        Kept draws and warm-up iterations per chain (nutpie adapts quickly; 300 warm-up
-        iterations are its default).
+    draws : int, default 200
+        Kept draws per chain at the first convergence check (with ``until_converged=False``:
+        the draws kept).
+    tune : int, default 300
+        Warm-up iterations per chain in the first round (nutpie adapts quickly).
     chains : int, default 4
         Chains, run in parallel on ``cores`` cores (default: all available, at most ``chains``).
     rng : numpy.random.Generator or int, optional
         Seeds the sampler.
     priors : HBPriors, optional
     target_accept : float, default 0.8
-    progress : bool, default True
-        Show the sampler's progress bar.
+        Target acceptance of the first round (raised after divergences).
+    progress : bool or wtp.progress.Reporter, default True
+        Progress lines on stderr (a :class:`~wtp.progress.Reporter` to direct them).
     sampler : {"auto", "nutpie", "pymc"}
-        ``auto`` uses nutpie when installed.
+        ``auto`` uses nutpie when installed. PyMC's sampler runs one fixed round.
     layout : {"factorised", "dense"}, optional
         Force the likelihood layout (default: whichever needs fewer ``exp`` calls).
     sampler_kwargs : dict, optional
-        Passed on to ``nutpie.sample`` or ``pymc.sample`` (e.g. ``maxdepth``).
+        Passed on to nutpie's settings or ``pymc.sample`` (e.g. ``maxdepth``).
     extra_diagnostics : callable, optional
         ``f(beta_draws (chain × draw × R × P)) -> {name: chain × draw × ... array}``: derived
         quantities (e.g. segment shares) checked with the population parameters.
     individual_sample : int or None, default 100
         Respondents whose β enter the individual-level diagnostics (None: all).
+    until_converged : bool, default True
+        Keep sampling until converged; False runs exactly ``tune`` + ``draws``.
+    time_budget : float or None, default 600
+        Seconds (compilation included) after which sampling stops unconverged; None: no
+        limit. The first convergence check always completes.
+    max_rounds : int, default 3
+    max_draws : int, optional
+        Most kept draws per chain in a round (default: as many as keep the individual draws
+        under about 600 MB, at most 8,000).
 
     Returns
     -------
@@ -649,6 +792,10 @@ def fit_hb(
     """
     import os
 
+    from wtp.progress import Reporter, heartbeat, quiet
+
+    t_start = time.perf_counter()
+    reporter = progress if isinstance(progress, Reporter) else (Reporter() if progress else quiet())
     priors = priors or HBPriors()
     seed = _seed(rng)
     if cores is None:
@@ -662,26 +809,39 @@ def fit_hb(
         model = build_model(data, priors, layout)
     timings["build_s"] = time.perf_counter() - t0
     var_names = ["mu", "pop_stds", "pop_corr", "beta"]
-    if use_nutpie:
-        import nutpie
+    diag_rng = np.random.default_rng(seed)
+    individual_rng_state = diag_rng.bit_generator.state
 
+    def diagnose(idata, interim: bool = False):
+        # the same respondents at every check
+        diag_rng.bit_generator.state = individual_rng_state
+        beta = idata.posterior["beta"].transpose("chain", "draw", "respondent", "param").to_numpy()
+        extra = extra_diagnostics(beta) if extra_diagnostics is not None else None
+        if interim:
+            # the individual set costs most of a check; it can only pass once the population has
+            d = convergence_diagnostics(idata, individual_sample=0, extra=extra)
+            if not (d["max_rhat"] <= RHAT_MAX and d["min_ess_bulk"] >= ESS_MIN and d["min_ess_tail"] >= ESS_MIN):
+                return d, beta
+        return convergence_diagnostics(idata, individual_sample=individual_sample, rng=diag_rng, extra=extra), beta
+
+    settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed, "target_accept": target_accept,
+                "until_converged": until_converged, "time_budget_s": time_budget, "max_rounds": max_rounds}
+    if use_nutpie:
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
+        reporter.message(f"hierarchical Bayes: {data.n_respondents} respondents, {data.n_params} parameters each; compiling the model")
+        with warnings.catch_warnings(), heartbeat("compiling the model (numba; cached for later runs)", reporter.message):
             warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
             compiled = _compiled(model, data, priors, layout, var_names)
         timings["compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            seed=seed,
-            progress_bar=progress,
-            target_accept=target_accept,
-            save_warmup=False,
-            **(sampler_kwargs or {}),
+        deadline = None if time_budget is None else t_start + float(time_budget)
+        # every chain in its own thread, even on fewer cores: the convergence checks need all
+        # chains to advance together (nutpie would otherwise run the later ones afterwards)
+        idata, diagnostics, beta, history = _run_rounds(
+            compiled, diagnose, reporter=reporter, tune=tune, draws=draws, chains=chains, cores=chains, seed=seed,
+            target_accept=target_accept, until_converged=until_converged, deadline=deadline, max_rounds=max_rounds,
+            draws_cap=max(draws, max_draws) if max_draws else _draws_cap(data, chains, draws), data=data,
+            sampler_kwargs=dict(DEFAULT_SAMPLER_KWARGS if sampler_kwargs is None else sampler_kwargs),
         )
         timings["sample_s"] = time.perf_counter() - t0
         used = "nutpie"
@@ -689,14 +849,15 @@ def fit_hb(
         import pymc as pm
 
         t0 = time.perf_counter()
-        with model:
+        reporter.message(f"hierarchical Bayes (PyMC sampler): {chains} chains x {draws} draws after {tune} warm-up")
+        with model, heartbeat("sampling (PyMC)", reporter.message, every=10.0):
             idata = pm.sample(
                 draws=draws,
                 tune=tune,
                 chains=chains,
                 cores=cores,
                 random_seed=seed,
-                progressbar=progress,
+                progressbar=False,
                 target_accept=target_accept,
                 var_names=var_names,
                 compute_convergence_checks=False,
@@ -705,18 +866,21 @@ def fit_hb(
         # PyMC compiles inside sample(); the split is not observable from here
         timings["compile_s"] = float("nan")
         timings["sample_s"] = time.perf_counter() - t0
+        idata = _tidy(idata, data)
+        diagnostics, beta = diagnose(idata)
+        history = [{"round": 1, "tune": tune, "target_accept": target_accept, "draws_per_chain": draws, "converged": diagnostics["converged"],
+                    "limiting": diagnostics["limiting"], "stopped_because": "fixed draws (PyMC sampler)"}]
         used = "pymc"
-    idata = _tidy(idata, data)
-    t0 = time.perf_counter()
-    beta = idata.posterior["beta"].transpose("chain", "draw", "respondent", "param").to_numpy()
-    extra = extra_diagnostics(beta) if extra_diagnostics is not None else None
-    diagnostics = convergence_diagnostics(
-        idata, individual_sample=individual_sample, rng=np.random.default_rng(seed), extra=extra
-    )
-    timings["diagnostics_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
     diagnostics["sampler"] = used
+    diagnostics["sampling"] = history
+    diagnostics["stopped_because"] = history[-1]["stopped_because"] if history else ""
     diagnostics.update({k: round(v, 3) for k, v in timings.items() if not math.isnan(v)})
+    verdict = "converged" if diagnostics["converged"] else f"NOT converged ({diagnostics['limiting']})"
+    reporter.message(f"hierarchical Bayes: {verdict} after {diagnostics['draws_per_chain']} draws per chain, {timings['total_s']:.0f} s in all")
+    reporter.close()
     beta_draws = beta.reshape(-1, beta.shape[2], beta.shape[3])
+    settings["rounds"] = len(history)
     return HBResult(
         idata=idata,
         beta_draws=beta_draws,
@@ -725,8 +889,206 @@ def fit_hb(
         data=data,
         priors=priors,
         sampler=used,
-        settings={"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed, "target_accept": target_accept},
+        settings=settings,
     )
+
+
+def _draws_cap(data: ChoiceData, chains: int, draws: int) -> int:
+    """Most kept draws per chain a round may take: the individual draws held in memory stay
+    under about 600 MB (8 bytes × chains × draws × respondents × parameters)."""
+    per_draw = 8.0 * chains * max(1, data.n_respondents * data.n_params)
+    return int(max(draws, min(8000, 6e8 / per_draw)))
+
+
+def _checkpoints(first: int, cap: int) -> list[int]:
+    """Draws per chain at which convergence is checked: ``first``, then ×1.5 (to 50s)."""
+    points = [first]
+    while points[-1] < cap:
+        points.append(min(cap, int(math.ceil(points[-1] * 1.5 / 50.0) * 50)))
+    return points
+
+
+_PROGRESS_TEMPLATE = "{% for chain in chains %}{{ chain.finished_draws }}:{{ chain.divergences }};{% endfor %}"
+
+
+class _Tracker:
+    """Per-chain counts from nutpie's progress callback (called from the sampler's thread)."""
+
+    def __init__(self, chains: int, tune: int):
+        self.tune = tune
+        self.finished = [0] * chains
+        self.divergences = [0] * chains
+
+    def __call__(self, text: str) -> None:
+        parts = [p for p in text.strip().split(";") if p]
+        for i, part in enumerate(parts[: len(self.finished)]):
+            done, div = part.split(":")
+            self.finished[i] = int(done)
+            self.divergences[i] = int(div)
+
+    def kept(self) -> int:
+        """Kept (post-warm-up) draws of the slowest chain."""
+        return max(0, min(self.finished) - self.tune)
+
+    def warmup_done(self) -> int:
+        return sum(min(f, self.tune) for f in self.finished)
+
+    def kept_total(self) -> int:
+        return sum(max(0, f - self.tune) for f in self.finished)
+
+
+def _start_nutpie(compiled, *, tune, draws, chains, cores, seed, target_accept, sampler_kwargs, tracker):
+    """nutpie's background sampler with a progress callback instead of its terminal bar.
+
+    ``nutpie.sample`` offers a callback only inside notebooks, so the background sampler is
+    assembled here from the same parts (nutpie 0.16); ``inspect`` and ``abort`` are nutpie's.
+    """
+    from nutpie import _lib
+    from nutpie.sample import _BackgroundSampler
+
+    low_rank = bool(sampler_kwargs.get("low_rank_modified_mass_matrix", False))
+    settings = (_lib.PyNutsSettings.LowRank if low_rank else _lib.PyNutsSettings.Diag)(seed)
+    settings.num_tune = tune
+    settings.num_draws = draws
+    settings.num_chains = chains
+    settings.target_accept = target_accept
+    for name, value in sampler_kwargs.items():
+        if name != "low_rank_modified_mass_matrix":
+            setattr(settings, name, value)
+    bg = _BackgroundSampler.__new__(_BackgroundSampler)
+    bg._settings = settings
+    bg._compiled_model = compiled
+    bg._save_warmup = False
+    bg._return_raw_trace = False
+    bg._html = None
+    bg._zarr_store = None
+    bg._store = _lib.PyStorage.arrow()
+    progress = _lib.ProgressType.template_callback(250, _PROGRESS_TEMPLATE, cores, tracker)
+    bg._sampler = compiled._make_sampler(settings, np.zeros(compiled.n_dim), cores, progress, bg._store)
+    return bg
+
+
+def _cut(idata, n: int, data: ChoiceData):
+    """The first ``n`` kept draws of every chain, tidied."""
+    idata.posterior = idata.posterior.isel(draw=slice(0, n))
+    idata.sample_stats = idata.sample_stats.isel(draw=slice(0, n))
+    return _tidy(idata, data)
+
+
+def _run_rounds(compiled, diagnose, *, reporter, tune, draws, chains, cores, seed, target_accept, until_converged,
+                deadline, max_rounds, draws_cap, sampler_kwargs, data):
+    """Rounds of nutpie sampling with convergence checks (the table in :func:`fit_hb`)."""
+    from wtp.progress import SamplingStatus
+
+    history: list[dict] = []
+    best = None  # (idata, diagnostics, beta) of the latest check
+    t0 = time.perf_counter()
+    round_tune, round_ta = tune, target_accept
+    cap = draws_cap if until_converged else draws
+    for rnd in range(1, max_rounds + 1):
+        tracker = _Tracker(chains, round_tune)
+        bg = _start_nutpie(compiled, tune=round_tune, draws=cap, chains=chains, cores=cores, seed=seed + rnd - 1,
+                           target_accept=round_ta, sampler_kwargs=sampler_kwargs, tracker=tracker)
+        reporter.message(
+            f"sampling round {rnd}: {chains} chains, {round_tune} warm-up iterations, "
+            f"target acceptance {round_ta:.2f}; convergence checked from {draws} draws per chain"
+        )
+        points = _checkpoints(draws, cap)
+        outcome = "cap"
+        for n in points:
+            if deadline is not None and time.perf_counter() > deadline and (best is not None):
+                outcome = "time"
+                history[-1]["stopped_because"] = "time budget spent"
+                break
+            rate_t, rate_n = time.perf_counter(), tracker.kept_total() + tracker.warmup_done()
+            out_of_time = False
+            while True:
+                now = time.perf_counter()
+                done = tracker.kept_total() + tracker.warmup_done()
+                rate = (done - rate_n) / (now - rate_t) if now - rate_t > 1 and done > rate_n else None
+                left = max(0, chains * (round_tune + n) - done)
+                reporter.status(SamplingStatus(
+                    round=rnd, chains=chains, chains_warming_up=sum(f < round_tune for f in tracker.finished),
+                    draws_done=tracker.kept_total(), draws_target=chains * n, warmup_done=tracker.warmup_done(),
+                    warmup_total=chains * round_tune, divergences=sum(tracker.divergences), elapsed_s=now - t0,
+                    remaining_s=left / rate if rate else (0.0 if not left else None),
+                ))
+                if tracker.kept() >= n:
+                    break
+                if deadline is not None and now > deadline and best is not None:
+                    out_of_time = True
+                    break
+                time.sleep(0.2)
+            if out_of_time:
+                outcome = "time"
+                history[-1]["stopped_because"] = "time budget spent"
+                break
+            t_check = time.perf_counter()
+            idata = _cut(bg.inspect(), n, data)
+            last = n >= cap or not until_converged
+            diag, beta = diagnose(idata, interim=not last)
+            best = (idata, diag, beta)
+            elapsed = time.perf_counter() - t0
+            if diag["converged"]:
+                why = "converged"
+            elif not until_converged:
+                why = "fixed draws (until_converged=False)"
+            elif diag["divergences"] > 0:
+                why = "divergent transitions: new round with a higher target acceptance"
+            elif n >= cap:
+                why = "draw cap reached: new round with longer warm-up"
+            else:
+                why = "continuing"
+            history.append(_record(rnd, round_tune, round_ta, n, diag, elapsed, why))
+            history[-1]["check_s"] = round(time.perf_counter() - t_check, 1)
+            reporter.message(
+                f"  check at {n} draws per chain ({elapsed:.0f} s): "
+                + ("converged" if diag["converged"] else f"not yet ({diag['limiting']})")
+            )
+            if why != "continuing":
+                outcome = "done" if why == "converged" or not until_converged else ("divergent" if diag["divergences"] else "cap")
+                break
+        bg.cancel()
+        if outcome in ("done", "time"):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            history[-1]["stopped_because"] = "time budget spent"
+            break
+        if rnd == max_rounds:
+            history[-1]["stopped_because"] = f"{max_rounds} rounds without convergence"
+            break
+        if outcome == "divergent":
+            round_ta = min(0.99, 1.0 - (1.0 - round_ta) / 2.0)
+            round_tune = int(round_tune * 1.5)
+        else:
+            round_tune *= 2
+    idata, diag, beta = best
+    if not diag["individual_checked"]:
+        # the reported draws: full diagnostics, and extra_diagnostics' last call made on them
+        diag, beta = diagnose(idata)
+    return idata, diag, beta, history
+
+
+def _record(rnd, tune, ta, n, diag, elapsed, why) -> dict:
+    def r(x, digits):
+        return None if x is None or not np.isfinite(x) else round(float(x), digits)
+
+    return {
+        "round": rnd,
+        "tune": tune,
+        "target_accept": round(ta, 3),
+        "draws_per_chain": n,
+        "converged": bool(diag["converged"]),
+        "max_rhat": r(diag["max_rhat"], 4),
+        "min_ess_bulk": r(diag["min_ess_bulk"], 1),
+        "min_ess_tail": r(diag["min_ess_tail"], 1),
+        "individual_max_rhat": r(diag["individual_max_rhat"], 4),
+        "individual_min_ess_bulk": r(diag["individual_min_ess_bulk"], 1),
+        "divergences": int(diag["divergences"]),
+        "limiting": diag["limiting"],
+        "stopped_because": why,
+        "elapsed_s": round(elapsed, 1),
+    }
 
 
 _COMPILED: OrderedDict = OrderedDict()

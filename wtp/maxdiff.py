@@ -1057,21 +1057,23 @@ def _hb_scores(md: MaxDiffData, shares: np.ndarray, utils: np.ndarray, names: li
 # Respondent fit
 
 
-def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> MaxDiffData:
-    """Respondents who pick best and worst at random, on task sets drawn from the real ones."""
+def _task_sets(md: MaxDiffData, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Task sets of ``n`` real respondents drawn at random: (picked respondent, task rows,
+    new respondent index of every task row)."""
     pick = rng.integers(md.n_respondents, size=n)
     order = np.argsort(md.task_resp, kind="stable")
     starts = np.searchsorted(md.task_resp[order], np.arange(md.n_respondents))
     ends = np.searchsorted(md.task_resp[order], np.arange(md.n_respondents), side="right")
     tasks = np.concatenate([order[starts[p] : ends[p]] for p in pick])
     resp = np.repeat(np.arange(n), ends[pick] - starts[pick])
-    shown = md.shown[tasks]
-    size = (shown >= 0).sum(axis=1)
-    best = (rng.random(len(tasks)) * size).astype(np.int64)
-    worst = (best + 1 + (rng.random(len(tasks)) * (size - 1)).astype(np.int64)) % size
+    return pick, tasks, resp
+
+
+def _simulated(md: MaxDiffData, resp: np.ndarray, shown: np.ndarray, best: np.ndarray, worst: np.ndarray, prefix: str) -> MaxDiffData:
+    n = int(resp.max()) + 1
     return MaxDiffData(
         items=md.items,
-        respondent_ids=[f"random{i}" for i in range(n)],
+        respondent_ids=[f"{prefix}{i}" for i in range(n)],
         segments=[ALL],
         shown=shown,
         best=best,
@@ -1081,6 +1083,31 @@ def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> Ma
         weight=np.ones(n),
         k=md.k,
     )
+
+
+def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> MaxDiffData:
+    """Respondents who pick best and worst at random, on task sets drawn from the real ones."""
+    _, tasks, resp = _task_sets(md, n, rng)
+    shown = md.shown[tasks]
+    size = (shown >= 0).sum(axis=1)
+    best = (rng.random(len(tasks)) * size).astype(np.int64)
+    worst = (best + 1 + (rng.random(len(tasks)) * (size - 1)).astype(np.int64)) % size
+    return _simulated(md, resp, shown, best, worst, "random")
+
+
+def _honest_respondents(md: MaxDiffData, utilities: np.ndarray, rng: np.random.Generator) -> MaxDiffData:
+    """Respondents with item utilities ``utilities`` (n × K) who answer by the sequential
+    best-worst model (best = argmax u + Gumbel, worst = argmin among the rest), on task sets
+    drawn from the real ones."""
+    n = len(utilities)
+    _, tasks, resp = _task_sets(md, n, rng)
+    shown = md.shown[tasks]
+    u = np.where(shown >= 0, utilities[resp[:, None], np.maximum(shown, 0)], -np.inf)
+    best = np.argmax(u + rng.gumbel(size=u.shape), axis=1)
+    w = np.where(shown >= 0, -u + rng.gumbel(size=u.shape), -np.inf)
+    w[np.arange(len(w)), best] = -np.inf
+    worst = np.argmax(w, axis=1)
+    return _simulated(md, resp, shown, best, worst, "honest")
 
 
 def _loglik_items(md: MaxDiffData, U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1105,6 +1132,7 @@ def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float, judged: np.ndar
     ll, ll0, n = _loglik_items(md, U)
     rlh = np.exp(ll / n)
     judged = rlh if judged is None else judged
+    same, straight = _same_position(md)
     return pd.DataFrame(
         {
             "respondent_id": md.respondent_ids,
@@ -1115,8 +1143,26 @@ def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float, judged: np.ndar
             "chance_rlh": np.exp(ll0 / n),
             "pct_certainty": 1.0 - ll / ll0,
             "random_like": judged <= threshold,
+            "same_position_best": same,
+            "straight_lining": straight,
         }
     )
+
+
+STRAIGHT_LINE_SHARE = 0.8  # best pick in the same screen position in this share of tasks
+STRAIGHT_LINE_MIN_TASKS = 5
+
+
+def _same_position(md: MaxDiffData) -> tuple[np.ndarray, np.ndarray]:
+    """Share of a respondent's tasks whose best pick sits in their most used screen position,
+    and the straight-lining flag (share ≥ 0.8 over at least 5 tasks). Designs rotate items
+    over positions, so an honest respondent picks by position this often only by chance
+    (about 4·(1/4)^8 over 10 tasks of 4)."""
+    R, kmax = md.n_respondents, md.shown.shape[1]
+    counts = np.bincount(md.task_resp * kmax + md.best, minlength=R * kmax).reshape(R, kmax)
+    tasks = counts.sum(axis=1)
+    share = counts.max(axis=1) / np.maximum(tasks, 1)
+    return share, (share >= STRAIGHT_LINE_SHARE) & (tasks >= STRAIGHT_LINE_MIN_TASKS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1268,11 +1314,11 @@ def estimate_maxdiff(
     method: str = "hb",
     k: int | None = None,
     rng: np.random.Generator | None = None,
-    draws: int = 1000,
+    draws: int = 200,
     tune: int = 300,
     chains: int = 4,
     cores: int | None = None,
-    progress: bool = True,
+    progress=True,
     labels: dict[str, str] | None = None,
     items: list[str] | None = None,
     segment_means: bool = True,
@@ -1280,6 +1326,8 @@ def estimate_maxdiff(
     priors=None,
     n_random: int = 500,
     individual_sample: int | None = 100,
+    time_budget: float | None = 600.0,
+    until_converged: bool = True,
 ) -> MaxDiffResult:
     """Estimate MaxDiff item scores by counts, aggregate logit or hierarchical Bayes.
 
@@ -1293,8 +1341,10 @@ def estimate_maxdiff(
     rng :
         The ``numpy.random.Generator`` for all randomness (bootstrap, interval draws, the
         sampler, random respondents); required (``wtp.randomness.stage_rng(seed, "maxdiff")``).
-    draws, tune, chains, cores, progress, target_accept, priors :
-        Hierarchical Bayes sampler settings (see :func:`wtp.hb.fit_hb`).
+    draws, tune, chains, cores, progress, target_accept, priors, time_budget, until_converged :
+        Hierarchical Bayes sampler settings (see :func:`wtp.hb.fit_hb`): by default sampling
+        continues past ``draws`` per chain until shares, utilities and the population have
+        converged, or ``time_budget`` seconds have passed.
     labels : dict, optional
         Item code → label for reports.
     items : list of str, optional
@@ -1302,7 +1352,8 @@ def estimate_maxdiff(
     segment_means : bool, default True
         Hierarchical Bayes: each segment gets its own population mean (shared covariance).
     n_random : int, default 500
-        Simulated random respondents for the random-answering RLH threshold (95th percentile).
+        Simulated random respondents (and, with hierarchical Bayes, as many simulated honest
+        ones) that set and check the random-answering flag (see :func:`_random_flag`).
     individual_sample : int or None, default 100
         Hierarchical Bayes: respondents whose parameters enter the individual-level R-hat/ESS
         (None: all; ArviZ needs about 1 ms per parameter per statistic).
@@ -1340,7 +1391,7 @@ def estimate_maxdiff(
         threshold = float(np.quantile(np.exp(ll / n), 0.95))
         fit = _fit_frame(md, U, threshold)
     else:
-        from wtp.hb import fit_hb, map_individual
+        from wtp.hb import fit_hb
 
         data, Q = maxdiff_choice_data(md, segment_means=segment_means)
         kept: dict = {}
@@ -1362,6 +1413,8 @@ def estimate_maxdiff(
             priors=priors,
             extra_diagnostics=share_check,
             individual_sample=individual_sample,
+            time_budget=time_budget,
+            until_converged=until_converged,
         )
         scores = _hb_scores(md, kept["shares"], kept["utils"], kept["names"])
         beta_mean = hb_result.beta_mean()
@@ -1374,19 +1427,15 @@ def estimate_maxdiff(
                 "utility": U.ravel(),
             }
         )
-        # random and real respondents are judged alike: each one's posterior mode under the
-        # estimated population (overall mean, posterior mean covariance). The mode of a
-        # random answerer fits its noise better than a posterior mean would, so comparing it
-        # with the real respondents' posterior means would flag too many of them.
-        cov = _posterior_cov(hb_result)
-        centre = beta_mean.mean(axis=0)
-        rdata, _ = maxdiff_choice_data(randoms, segment_means=False)
-        ll, _, n = _loglik_items(randoms, map_individual(rdata, centre, cov) @ Q.T)
-        threshold = float(np.quantile(np.exp(ll / n), 0.95))
-        own, _ = maxdiff_choice_data(md, segment_means=False)
-        ll_own, _, n_own = _loglik_items(md, map_individual(own, centre, cov) @ Q.T)
-        fit = _fit_frame(md, U, threshold, judged=np.exp(ll_own / n_own))
-        fit["rlh_mode"] = np.exp(ll_own / n_own)
+        # the population as estimated: posterior means of the segment means and the covariance
+        flag = _random_flag(
+            md, hb_result.idata.posterior["mu"].mean(dim=("chain", "draw")).to_numpy(), hb_result.data.group, beta_mean,
+            beta_mean.mean(axis=0), _posterior_cov(hb_result), Q, randoms, n_random, rand_rng,
+        )
+        mode_rlh = flag.pop("rlh_mode")
+        fit = _fit_frame(md, U, flag["rlh_random_threshold"], judged=mode_rlh)
+        fit["rlh_mode"] = mode_rlh
+        threshold = flag["rlh_random_threshold"]
         diagnostics = {k_: v for k_, v in hb_result.diagnostics.items() if not isinstance(v, dict)}
         diagnostics["by_variable"] = {
             name: {
@@ -1397,6 +1446,7 @@ def estimate_maxdiff(
             for name in hb_result.diagnostics["rhat_by_variable"]
         }
         diagnostics["segment_means"] = bool(segment_means and len(md.segments) > 1)
+        diagnostics.update(flag)
         converged = hb_result.converged
     w = md.weight
     diagnostics.update(
@@ -1411,6 +1461,7 @@ def estimate_maxdiff(
             "rlh_random_threshold": threshold,
             "n_random_like": int(fit["random_like"].sum()),
             "share_random_like": float(fit["random_like"].mean()),
+            "n_straight_lining": int(fit["straight_lining"].sum()),
             "mean_pct_certainty": float(np.average(fit["pct_certainty"], weights=w)),
             "converged": bool(converged),
         }
@@ -1436,6 +1487,8 @@ def estimate_maxdiff(
             "tune": tune,
             "chains": chains,
             "target_accept": target_accept,
+            "until_converged": until_converged,
+            "time_budget_s": time_budget,
             "segment_means": segment_means,
             "individual_sample": individual_sample,
             "share_rule": "mean of individual probability-scaled shares" if method == "hb" else "probability-scaled shares of the segment's utilities",
@@ -1443,6 +1496,76 @@ def estimate_maxdiff(
         hb=hb_result,
         warnings=result_warnings,
     )
+
+
+RANDOM_FALSE_ALARM = 0.05  # share of honest respondents the random-answering flag may mark
+RANDOM_MIN_DETECTION = 0.5  # below this share of random answerers caught, the design cannot tell
+
+
+def _mode_rlh(md: MaxDiffData, centre: np.ndarray, cov: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """RLH of each respondent at their posterior mode under the population N(centre, cov)."""
+    from wtp.hb import map_individual
+
+    data, _ = maxdiff_choice_data(md, segment_means=False)
+    ll, _, n = _loglik_items(md, map_individual(data, centre, cov) @ Q.T)
+    return np.exp(ll / n)
+
+
+def _random_flag(
+    md: MaxDiffData,
+    group_means: np.ndarray,
+    respondent_group: np.ndarray,
+    estimates: np.ndarray,
+    centre: np.ndarray,
+    cov: np.ndarray,
+    Q: np.ndarray,
+    randoms: MaxDiffData,
+    n_sim: int,
+    rng: np.random.Generator,
+) -> dict:
+    """Random-answering flag whose false-alarm rate is set on simulated honest respondents.
+
+    ==== ==================================================================================
+    step
+    ==== ==================================================================================
+    1    real, simulated honest and simulated random respondents are scored alike: RLH at
+         their posterior mode under the estimated population (overall mean, posterior mean
+         covariance), on task sets drawn from the study's own respondents
+    2    honest respondents answer by the sequential best-worst logit with utilities drawn
+         (a) from the estimated population N(μ_segment, Σ) and (b) from the real
+         respondents' own estimates; the threshold is the lower of the two 5th percentiles
+         of their RLH. (a) alone flags too many honest respondents when people differ in
+         how consistently they answer (scale heterogeneity, which the normal population
+         does not have); (b) carries that spread over from the data. At most about 5% of
+         honest respondents are flagged
+    3    ``random_detection_rate``: the share of simulated random answerers below the
+         threshold. Under 50% the design has too few tasks to tell random from honest
+         answering (``random_flag_reliable`` False), and the report says so
+    ==== ==================================================================================
+
+    A respondent's own mode (not posterior mean) is used because the mode of a random
+    answerer fits its noise as well as anyone's; judging real respondents by posterior means
+    and simulated ones by modes would compare unlike with unlike.
+    """
+    pick = rng.integers(len(respondent_group), size=n_sim)
+    chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov)))
+    from_population = group_means[respondent_group[pick]] + rng.standard_normal((n_sim, len(cov))) @ chol.T
+    from_estimates = estimates[rng.integers(len(estimates), size=n_sim)]
+    thresholds = []
+    for beta in (from_population, from_estimates):
+        rlh_honest = _mode_rlh(_honest_respondents(md, beta @ Q.T, rng), centre, cov, Q)
+        thresholds.append(float(np.quantile(rlh_honest, RANDOM_FALSE_ALARM)))
+    threshold = min(thresholds)
+    detection = float(np.mean(_mode_rlh(randoms, centre, cov, Q) <= threshold))
+    return {
+        "rlh_mode": _mode_rlh(md, centre, cov, Q),
+        "rlh_random_threshold": threshold,
+        "random_flag_rule": "RLH at the posterior mode below the 5th percentile of simulated honest respondents",
+        "random_false_alarm_target": RANDOM_FALSE_ALARM,
+        "random_detection_rate": detection,
+        "random_flag_reliable": bool(detection >= RANDOM_MIN_DETECTION),
+        "tasks_per_respondent": float(md.n_tasks / md.n_respondents),
+    }
 
 
 def _posterior_cov(hb_result) -> np.ndarray:

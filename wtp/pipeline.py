@@ -17,6 +17,7 @@ from typing import Any
 
 from numpy.random import Generator
 
+from wtp.progress import heartbeat
 from wtp.randomness import describe, stage_rng
 from wtp.schema import ALL
 from wtp.study import Study, load_study
@@ -136,20 +137,32 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
 
 
 def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
+    from wtp.hb import sampler_settings, unconverged_advice
     from wtp.maxdiff import estimate_maxdiff
 
     # a first look (--fast) uses the aggregate logit: seconds instead of a sampler run
     cfg = _config(study, fast).maxdiff
     method = cfg.method
+    # the sampler's own defaults (sample until converged, checks from 200 draws per chain) apply
+    # unless study.toml sets a key
+    hb = sampler_settings(study.settings.get("maxdiff", {}), "study.toml [maxdiff]")
+    hb.pop("save_posterior", None)
     result = estimate_maxdiff(
         study.maxdiff, method=method, rng=rng,
-        draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, labels=study.item_labels or None, progress=False,
+        labels=study.item_labels or None, progress=_reporter(say), **hb,
     )
-    if method == "hb" and not result.converged:
-        say("maxdiff: the sampler did NOT converge (see diagnostics)")
+    if method == "hb" and not result.converged and say is not None:
+        say("maxdiff: NOT converged. " + unconverged_advice(result.diagnostics))
     from wtp.sample import flag_small_samples
 
     return flag_small_samples(result, "maxdiff", study.sample.threshold("maxdiff", method))
+
+
+def _reporter(say: Progress | None):
+    """The sampler's progress lines go where the pipeline's own messages go (stderr)."""
+    from wtp.progress import Reporter, quiet
+
+    return quiet() if say is None else Reporter(prefix="    ")
 
 
 def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
@@ -168,18 +181,21 @@ def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Pr
 
 def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint
+    from wtp.hb import sampler_settings
     from wtp.sample import flag_small_samples
 
     settings = study.settings.get("conjoint", {})
     # individual (HB) part-worths by default: the aggregate logit's money values carry its
     # heterogeneity bias, and take-up is a per-respondent choice; --fast takes the MNL
     method = settings.get("method", "mnl" if fast else "hb")
-    say(f"conjoint: {'aggregate MNL' if method == 'mnl' else 'hierarchical Bayes (individual part-worths)'}" + (" (--fast)" if fast and method == "mnl" else ""))
+    if say is not None:
+        say(f"conjoint: {'aggregate MNL' if method == 'mnl' else 'hierarchical Bayes (individual part-worths)'}" + (" (--fast)" if fast and method == "mnl" else ""))
+    hb = sampler_settings(settings, "study.toml [conjoint]")
+    hb.pop("save_posterior", None)
     result = estimate_conjoint(
         study.conjoint, levels=conjoint_levels(study.settings) or None, method=method, numeric=conjoint_numeric(study.settings),
         coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"), rng=rng,
-        draws=int(settings.get("draws", 300 if fast else 1000)), tune=int(settings.get("tune", 300 if fast else 1000)),
-        se=settings.get("se", "cluster"),
+        se=settings.get("se", "cluster"), progress=_reporter(say) if method == "hb" else False, **hb,
     )
     why = conjoint_method_reason(method, fast=fast, chosen="method" in settings)
     result = dataclasses.replace(result, method_reason=why)
@@ -232,9 +248,14 @@ STAGES: list[tuple[str, str, Callable]] = [
 ]
 
 
+# stages that write their own progress lines (the hierarchical Bayes sampler)
+SELF_REPORTING = {"maxdiff", "conjoint"}
+
+
 def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, progress: Progress | None = None) -> StudyRun:
     """Run every stage the study allows. Bad input raises :class:`~wtp.errors.InputError` first."""
     say = progress or (lambda _msg: None)
+    quiet_run = progress is None
     if not isinstance(study, Study):
         say("reading and validating the study")
         study = load_study(study)
@@ -249,7 +270,11 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
         say(f"{name}: running")
         t0 = time.perf_counter()
         try:
-            results[name] = fn(study, stage_rng(seed, name), fast, results, say)
+            if name in SELF_REPORTING:
+                results[name] = fn(study, stage_rng(seed, name), fast, results, None if quiet_run else say)
+            else:
+                with heartbeat(name, say, every=8.0):
+                    results[name] = fn(study, stage_rng(seed, name), fast, results, say)
         except SkipStage as why:
             skipped[name] = str(why)
             continue
@@ -269,10 +294,17 @@ def _attention(run: StudyRun) -> list[str]:
         attention.extend(f"Price books: {n}" for n in pb.notes)
     md = run.maxdiff
     if md is not None and not md.converged:
-        attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
+        if md.method == "hb":
+            from wtp.hb import unconverged_advice
+
+            attention.append("MaxDiff: " + unconverged_advice(md.diagnostics))
+        else:
+            attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
     cj = run.conjoint
     if cj is not None and cj.method == "hb" and cj.diagnostics is not None and "ok" in cj.diagnostics.columns and not cj.diagnostics["ok"].all():
-        attention.append("Conjoint: the HB sampler did NOT converge; see conjoint/diagnostics.json before using its money values.")
+        from wtp.hb import unconverged_advice
+
+        attention.append("Conjoint: " + unconverged_advice(cj.diagnostics.attrs.get("hb", {})))
     seg = run.segments
     if seg is not None:
         attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))
@@ -320,7 +352,10 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         from wtp.report.maxdiff import write_outputs as write_maxdiff
 
         (out / "maxdiff").mkdir(parents=True, exist_ok=True)
-        write_maxdiff(run.maxdiff, out / "maxdiff", meta=meta, seed=run.seed, inputs=inputs, turf_result=run.results.get("turf"))
+        write_maxdiff(
+            run.maxdiff, out / "maxdiff", meta=meta, seed=run.seed, inputs=inputs, turf_result=run.results.get("turf"),
+            save_posterior=bool(run.study.settings.get("maxdiff", {}).get("save_posterior", False)),
+        )
         written.append(out / "maxdiff")
     if run.conjoint is not None:
         from wtp.report.conjoint import write_outputs as write_conjoint

@@ -244,13 +244,19 @@ def write_outputs(
         diag: dict = {}
         if d is not None:
             # "max R-hat" → max_rhat, "min bulk ESS" → min_ess_bulk, as MaxDiff's diagnostics.json
-            names = {"max R-hat": "max_rhat", "min bulk ESS": "min_ess_bulk", "min tail ESS": "min_ess_tail", "divergences": "divergences"}
+            names = {
+                "max R-hat": "max_rhat", "min bulk ESS": "min_ess_bulk", "min tail ESS": "min_ess_tail", "divergences": "divergences",
+                "individual max R-hat": "individual_max_rhat", "individual min bulk ESS": "individual_min_ess_bulk",
+                "individual min tail ESS": "individual_min_ess_tail",
+            }
             diag = {names.get(str(r.check), str(r.check)): float(r.value) for r in d.itertuples(index=False)}
             diag["converged"] = bool(d["ok"].all())
             if "sampler" in d.columns:
                 diag["sampler"] = str(d["sampler"].iloc[0])
+            # the sampler's own record: rounds, checks, why it stopped, timings
+            diag.update({k: v for k, v in d.attrs.get("hb", {}).items() if k not in diag})
         diag["mean_rlh"] = float(result.fit.set_index("segment").loc[ALL, "mean_rlh"])
-        (folder / "diagnostics.json").write_text(json.dumps(diag, indent=2), encoding="utf-8")
+        (folder / "diagnostics.json").write_text(json.dumps(diag, indent=2, default=_plain), encoding="utf-8")
     out: dict[str, pd.DataFrame] = {}
     if tables.simulation is not None:
         write_csv(tables.simulation, folder / "simulation.csv")
@@ -267,3 +273,10 @@ def write_outputs(
         extrapolated=tables.extrapolation,
     )
     return out
+
+
+def _plain(value):
+    """numpy scalars in the sampler's record as plain JSON numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -139,12 +139,13 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
                 "ok": d.get("covariance_converged"),
             },
             {
-                "check": f"individual utilities: max R-hat / 99th percentile ({d['individual_checked']} respondents checked)",
-                "value": f"{d['individual_max_rhat']:.4f} / {d['individual_rhat_p99']:.4f}",
-                "threshold": f"99th percentile ≤ {RHAT_MAX}",
-                "ok": d["individual_rhat_p99"] <= RHAT_MAX,
+                "check": f"individual utilities: max R-hat ({d['individual_checked']} respondents checked)",
+                "value": f"{d['individual_max_rhat']:.4f}",
+                "threshold": f"≤ {RHAT_MAX}",
+                "ok": d["individual_max_rhat"] <= RHAT_MAX,
             },
             {"check": "individual utilities: min bulk ESS", "value": f"{d['individual_min_ess_bulk']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["individual_min_ess_bulk"] >= ESS_MIN},
+            {"check": "individual utilities: min tail ESS", "value": f"{d['individual_min_ess_tail']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["individual_min_ess_tail"] >= ESS_MIN},
         ]
     elif result.method == "logit":
         rows += [
@@ -156,7 +157,8 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
         {
             "check": "respondents no better than random answering",
             "value": f"{d['n_random_like']} ({100 * d['share_random_like']:.1f}%)",
-            "threshold": f"RLH > {d['rlh_random_threshold']:.3f}",
+            "threshold": f"RLH > {d['rlh_random_threshold']:.3f}"
+            + (f" (catches {100 * d['random_detection_rate']:.0f}% of random answerers, ~5% of honest)" if "random_detection_rate" in d else ""),
             "ok": None,
         },
     ]
@@ -188,11 +190,9 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
     warnings = []
     if not result.converged:
         if result.method == "hb":
-            warnings.append(
-                f"The sampler has NOT converged: max R-hat {d['max_rhat']:.3f} (must be ≤ {RHAT_MAX}), "
-                f"min bulk ESS {d['min_ess_bulk']:.0f} and tail ESS {d['min_ess_tail']:.0f} (must be ≥ {ESS_MIN}), "
-                f"{d['divergences']} divergent transitions. Do not use these numbers; rerun with more draws (--draws) or chains."
-            )
+            from wtp.hb import unconverged_advice
+
+            warnings.append(unconverged_advice(d))
         else:
             warnings.append("The estimation did not converge; the numbers below are not reliable.")
     warnings.extend(getattr(result, "warnings", ()))
@@ -203,14 +203,28 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
             f"(min bulk ESS {d.get('corr_min_ess_bulk', float('nan')):.0f}); they only set how far individual utilities are pulled towards the population. "
             "More draws (--draws) settle them."
         )
-    if result.method == "hb" and d.get("individual_rhat_p99", 0) > RHAT_MAX:
-        notes.append(
-            f"Some individual utilities mix slowly (99th percentile R-hat {d['individual_rhat_p99']:.3f}); segment shares are unaffected when the checks above pass, but treat single respondents with care."
-        )
-    if d.get("share_random_like", 0) > 0.2:
+    if "random_detection_rate" in d:
+        if d["random_flag_reliable"]:
+            notes.append(
+                f"{d['n_random_like']} respondents ({100 * d['share_random_like']:.0f}%) fit their answers worse than 95% of simulated honest respondents "
+                f"on this design; the flag catches {100 * d['random_detection_rate']:.0f}% of simulated random answerers and marks about 5% of honest ones, "
+                "so about 5% flagged is what honest data gives. Inspect respondent_fit.csv before excluding anyone."
+            )
+        else:
+            notes.append(
+                f"This design has too few tasks per respondent ({d['tasks_per_respondent']:.0f}) to tell random answering from honest answering: "
+                f"a flag that marks 5% of honest respondents catches only {100 * d['random_detection_rate']:.0f}% of random answerers. "
+                "The random_like column is shown for reference; do not exclude respondents on it alone."
+            )
+    elif d.get("share_random_like", 0) > 0.2:
         notes.append(
             f"{100 * d['share_random_like']:.0f}% of respondents fit their own answers no better than the best 5% of simulated random answerers. "
-            "With few tasks per respondent the two groups overlap even for honest answers, so inspect respondent_fit.csv (time taken, straight-lining) before excluding anyone."
+            "With few tasks per respondent the two groups overlap even for honest answers, so inspect respondent_fit.csv before excluding anyone."
+        )
+    if d.get("n_straight_lining", 0):
+        notes.append(
+            f"{d['n_straight_lining']} respondents picked the item in the same screen position as best in at least 80% of their tasks "
+            "(straight_lining in respondent_fit.csv); designs rotate positions, so honest answers rarely do this."
         )
     return {
         "md_method": result.method,
@@ -230,7 +244,7 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
         "md_diagnostics": diagnostics_rows(result),
         "md_scores": scores.to_dict("records"),
         "md_settings": result.settings,
-        "md_timings": {k: d[k] for k in ("build_s", "compile_s", "sample_s", "diagnostics_s") if k in d},
+        "md_sampling": _sampling_summary(d),
         "md_turf": turf_result.summary(10).to_dict("records") if turf_result is not None else None,
         "md_turf_k": turf_result.k if turf_result is not None else None,
         "md_turf_rule": (
@@ -240,6 +254,23 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
         ),
         "md_turf_method": turf_result.method if turf_result is not None else None,
         "md_ladder_svg": ladder_chart(turf_result),
+    }
+
+
+def _sampling_summary(d: dict) -> dict | None:
+    """What the sampler ran, for the report (timings stay in diagnostics.json: reports of the
+    same data and seed are byte-identical)."""
+    record = d.get("sampling")
+    if not record:
+        return None
+    last = record[-1]
+    return {
+        "chains": d.get("chains"),
+        "draws_per_chain": d.get("draws_per_chain"),
+        "tune": last["tune"],
+        "rounds": last["round"],
+        "checks": len(record),
+        "stopped_because": d.get("stopped_because", ""),
     }
 
 
@@ -265,9 +296,10 @@ def write_outputs(
     seed: int | None = None,
     inputs: dict | None = None,
     turf_result=None,
-    save_posterior: bool = True,
+    save_posterior: bool = False,
 ) -> list[str]:
-    """Write tables, diagnostics, posterior and report.html into ``folder``; return the names."""
+    """Write tables, diagnostics and report.html into ``folder`` (the posterior, single precision,
+    only with ``save_posterior``: it is large); return the names."""
     folder = Path(folder)
     written = []
     cols = ["segment", "item", "utility", "share", "lower", "upper"]
