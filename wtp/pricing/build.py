@@ -234,9 +234,9 @@ def _step_price(packages, values, own, vols: Volumes, cal: Calibration, items, s
         if not own[s]:
             continue
         have, member = membership(packages, s, tiers, items)
-        books[("multiple", s)] = price_book("multiple", s, have, member, [part(s)], settings, rng)
+        books[("multiple", s)] = price_book("multiple", s, have, member, [part(s)], settings, rng, tuple(items))
     have, member = membership(packages, ALL, tiers, items)
-    books[("single", ALL)] = price_book("single", ALL, have, member, [part(s) for s in scope], settings, rng)
+    books[("single", ALL)] = price_book("single", ALL, have, member, [part(s) for s in scope], settings, rng, tuple(items))
     for b in books.values():
         for t, why in b.unpriced.items():
             log.warnings.append(f"{b.name if b.scenario == 'multiple' else 'Single book'}: {t} has no price — {why}.")
@@ -488,7 +488,7 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
             emit(books[("multiple", s)], s)
         else:
             b = single
-            emit(Book("multiple", s, b.tiers, b.membership, b.prices, b.unpriced), s, f"offered the single book: under [sample] min_n = {settings.min_n}")
+            emit(Book("multiple", s, b.tiers, b.membership, b.prices, b.unpriced, features=b.features), s, f"offered the single book: under [sample] min_n = {settings.min_n}")
     return pd.DataFrame(rows, columns=PRICE_BOOK_COLUMNS)
 
 

@@ -47,6 +47,7 @@ class Book:
     unpriced: dict[str, str]  # tier → why it has no price
     search_note: str = ""
     n_evaluated: int = 0
+    features: tuple[str, ...] = ()  # the columns of ``membership``
 
 
 def membership(packages: pd.DataFrame, book: str, tiers: list[str], features: list[str]) -> tuple[list[str], np.ndarray]:
@@ -109,20 +110,20 @@ def search_grid(agents: Agents) -> np.ndarray:
     return lattice(max(lo * 0.5, hi / 200), hi)
 
 
-def price_book(scenario: str, name: str, tiers: list[str], member: np.ndarray, parts: list[tuple[SegmentValues, float]], settings: PricingSettings, rng: np.random.Generator) -> Book:
+def price_book(scenario: str, name: str, tiers: list[str], member: np.ndarray, parts: list[tuple[SegmentValues, float]], settings: PricingSettings, rng: np.random.Generator, features: tuple[str, ...] = ()) -> Book:
     """Jointly priced book for the segments in ``parts`` (values, prospects × calibration)."""
     keep, why = _priceable([v for v, _ in parts], tiers, member)
     prices = np.full(len(tiers), np.nan)
     if not keep or not parts:
-        return Book(scenario, name, tuple(tiers), member, prices, why)
+        return Book(scenario, name, tuple(tiers), member, prices, why, features=features)
     sub = member[keep]
     agents = Agents.stack([segment_agents(v, sub, scale, settings, settings.search_draws) for v, scale in parts])
     grid = search_grid(agents)
     if len(grid) == 0:
-        return Book(scenario, name, tuple(tiers), member, prices, {t: "nobody in the survey would buy it at any price" for t in tiers})
+        return Book(scenario, name, tuple(tiers), member, prices, {t: "nobody in the survey would buy it at any price" for t in tiers}, features=features)
     found = optimise_ladder(agents, grid, min_step=settings.min_step, rng=rng)
     prices[keep] = found.prices
-    return Book(scenario, name, tuple(tiers), member, prices, why, found.note, found.n_evaluated)
+    return Book(scenario, name, tuple(tiers), member, prices, why, found.note, found.n_evaluated, features)
 
 
 # --------------------------------------------------------------------------------------------

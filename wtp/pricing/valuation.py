@@ -420,6 +420,14 @@ def value_segments(
             else:
                 fsrc[f] = "no money value (no bridge from MaxDiff to money)"
         w = b["weight"]
+        individual = maxdiff is not None and len(getattr(maxdiff, "individual_utilities", [])) and conjoint is not None and conjoint.individual is not None
+        ref = np.asarray(b["reference"], dtype=float)
+        if not individual and np.isfinite(ref).any() and (ref > 0).any():
+            # segment-level money values: scaled by the respondent's own price level (someone
+            # who would pay twice as much for the product pays twice as much for its features)
+            typical = float(np.nanmedian(ref[ref > 0]))
+            fv = fv * np.where(ref > 0, ref / typical, 1.0)[:, None]
+            notes.append(f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities).")
         boot = rng.exponential(size=(draws, n)) * w[None, :]
         out[s] = SegmentValues(
             segment=s,
