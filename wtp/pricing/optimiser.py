@@ -136,14 +136,16 @@ def ladder_revenue(agents: Agents, ladders: np.ndarray, chunk: int = 4_000_000) 
         block = ladders[s : s + step]  # c × K
         best = np.zeros((len(block), a))  # surplus of not buying
         paid = np.zeros((len(block), a))
+        sj = np.empty((len(block), a))
+        better = np.empty((len(block), a), dtype=bool)
         for j in range(k):
-            sj = agents.values[None, :, j] - block[:, j, None]
+            np.subtract(agents.values[None, :, j], block[:, j, None], out=sj)
             if agents.too_cheap is not None:
-                sj = np.where(block[:, j, None] < agents.too_cheap[None, :, j], -np.inf, sj)
+                sj[block[:, j, None] < agents.too_cheap[None, :, j]] = -np.inf
             # strictly better, except that not buying loses a tie (surplus ≥ 0 buys)
-            better = sj > best if j else sj >= best
-            best = np.where(better, sj, best)
-            paid = np.where(better, block[:, j, None], paid)
+            (np.greater if j else np.greater_equal)(sj, best, out=better)
+            np.copyto(best, sj, where=better)
+            np.copyto(paid, np.broadcast_to(block[:, j, None], paid.shape), where=better)
         out[s : s + step] = paid @ agents.weights
     return out
 

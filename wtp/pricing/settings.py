@@ -64,7 +64,7 @@ class PricingSettings:
     vw_describes: VwDescribes = "core"
     min_step: float = 1.15
     draws: int = 200
-    search_draws: int = 64
+    search_draws: int = 32
     calibrate: bool = True
     min_gain: float = 0.05
     round_prices: bool = True
