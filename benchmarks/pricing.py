@@ -16,6 +16,7 @@ Run: ``python benchmarks/pricing.py`` (prints two tables; ``--seeds 3`` for more
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from wtp.pricing.settings import PricingSettings
 from wtp.pricing.valuation import SegmentValues
 
 
-def _segment(name: str, n: int, draws: int, features: int, scale: float, rng: np.random.Generator) -> SegmentValues:
+def _segment(
+    name: str, n: int, draws: int, features: int, scale: float, rng: np.random.Generator
+) -> SegmentValues:
     base = scale * np.exp(0.4 * rng.standard_normal((n, draws)))
     base[rng.random((n, draws)) < 0.5] = -np.inf
     fv = scale * np.abs(rng.normal(0.15, 0.1, (n, features)))
@@ -45,22 +48,57 @@ def speed(n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3) 
     settings = PricingSettings(draws=draws)
     values = [_segment(f"S{i + 1}", n, draws, 6, 30.0 * 2**i, rng) for i in range(n_segments)]
     member = np.array([[j < 2 * (k + 1) for j in range(6)] for k in range(tiers)])
-    vols = Volumes(pd.DataFrame({"prospects": 1000.0, "seats": 1.0}, index=pd.Index([v.segment for v in values], name="segment")), "benchmark")
+    vols = Volumes(
+        pd.DataFrame(
+            {"prospects": 1000.0, "seats": 1.0},
+            index=pd.Index([v.segment for v in values], name="segment"),
+        ),
+        "benchmark",
+    )
     names = [f"T{k + 1}" for k in range(tiers)]
     rows = []
+    c0 = time.process_time()
     t0 = time.perf_counter()
-    books = {v.segment: price_book("multiple", v.segment, names, member, [(v, 1000.0)], settings, rng) for v in values}
+    books = {
+        v.segment: price_book("multiple", v.segment, names, member, [(v, 1000.0)], settings, rng)
+        for v in values
+    }
     t1 = time.perf_counter()
-    single = price_book("single", "all", names, member, [(v, 1000.0) for v in values], settings, rng)
+    c1 = time.process_time()
+    single = price_book(
+        "single", "all", names, member, [(v, 1000.0) for v in values], settings, rng
+    )
     t2 = time.perf_counter()
+    c2 = time.process_time()
     for v in values:
         evaluate(books[v.segment], v, vols, np.ones(draws), settings)
         evaluate(single, v, vols, np.ones(draws), settings)
     t3 = time.perf_counter()
-    rows.append({"step": f"optimise {n_segments} own books ({tiers} tiers, {n:,} respondents, {settings.search_draws} search draws)", "seconds": t1 - t0})
-    rows.append({"step": f"optimise the single book over all {n_segments} segments", "seconds": t2 - t1})
-    rows.append({"step": f"take-up of both scenarios, {n_segments} × {n:,} respondents × {draws} draws", "seconds": t3 - t2})
-    rows.append({"step": "total (target < 10 s on 2 cores)", "seconds": t3 - t0})
+    c3 = time.process_time()
+    rows.append(
+        {
+            "step": f"optimise {n_segments} own books ({tiers} tiers, {n:,} respondents, {settings.search_draws} search draws)",
+            "seconds": t1 - t0,
+            "cpu_seconds": c1 - c0,
+        }
+    )
+    rows.append(
+        {
+            "step": f"optimise the single book over all {n_segments} segments",
+            "seconds": t2 - t1,
+            "cpu_seconds": c2 - c1,
+        }
+    )
+    rows.append(
+        {
+            "step": f"take-up of both scenarios, {n_segments} × {n:,} respondents × {draws} draws",
+            "seconds": t3 - t2,
+            "cpu_seconds": c3 - c2,
+        }
+    )
+    rows.append(
+        {"step": "total (target < 10 s on 2 cores)", "seconds": t3 - t0, "cpu_seconds": c3 - c0}
+    )
     return pd.DataFrame(rows)
 
 
@@ -71,10 +109,16 @@ def recovery(seeds: int = 2, n: int = 600) -> pd.DataFrame:
     rows = []
     for process in ANSWER_PROCESSES:
         for seed in range(seeds):
-            for setting in dict.fromkeys(["ignore", "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"]):
+            for setting in dict.fromkeys(
+                ["ignore", "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"]
+            ):
                 with tempfile.TemporaryDirectory() as tmp:
                     w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
-                    toml = (w.folder / "study.toml").read_text(encoding="utf-8").replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                    toml = (
+                        (w.folder / "study.toml")
+                        .read_text(encoding="utf-8")
+                        .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                    )
                     (w.folder / "study.toml").write_text(toml, encoding="utf-8")
                     run = run_study(w.folder, seed=seed, fast=True)
                     j = w.judge(run.price_books).set_index(["scenario", "segment"])
@@ -98,12 +142,18 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(speed().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if hasattr(os, "getloadavg"):
+        print(
+            f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (seconds = wall clock; cpu_seconds = this process)"
+        )
     if not args.speed_only:
         table = recovery(args.seeds)
         print()
         print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
         cover = table[["covered_multiple", "covered_single"]].to_numpy().mean()
-        print(f"\ncoverage of the 90% total-revenue intervals: {cover:.0%} ({table.shape[0] * 2} intervals); per segment: {table['covered_segments'].mean():.0%}")
+        print(
+            f"\ncoverage of the 90% total-revenue intervals: {cover:.0%} ({table.shape[0] * 2} intervals); per segment: {table['covered_segments'].mean():.0%}"
+        )
 
 
 if __name__ == "__main__":

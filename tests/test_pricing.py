@@ -76,7 +76,9 @@ def test_take_up_hand_checked():
     assert shares[0] == pytest.approx([1 / 4, 2 / 4])
     assert float(shares[0] @ PRICES) == pytest.approx(0.25 * 45 + 0.5 * 70)  # 46.25 per prospect
     # a package not offered is never taken: B falls back to Starter
-    assert take_up(v.base, v.extra(MEMBER), np.array([45.0, np.nan]), v.boot)[0] == pytest.approx([3 / 4, 0.0])
+    assert take_up(v.base, v.extra(MEMBER), np.array([45.0, np.nan]), v.boot)[0] == pytest.approx(
+        [3 / 4, 0.0]
+    )
 
 
 def test_take_up_too_cheap_exclude_hand_checked():
@@ -96,7 +98,9 @@ def test_reservation_draws_invert_the_stated_curve():
     assert r[0, 1] == pytest.approx(10 + 10 * (0.5 - 0.4) / 0.2)
     assert r[0, 2] == -np.inf
     # the mean take-up over draws is the stated NMS curve: at 25, 0.3 × (30 − 25) / 10
-    many = reservation_draws([10.0], [20.0], [30.0], [0.5], [0.3], np.random.default_rng(0).random((1, 200_000)))
+    many = reservation_draws(
+        [10.0], [20.0], [30.0], [0.5], [0.3], np.random.default_rng(0).random((1, 200_000))
+    )
     assert (many >= 25).mean() == pytest.approx(0.15, abs=0.005)
     assert (many >= 15).mean() == pytest.approx(0.4, abs=0.005)
 
@@ -159,7 +163,14 @@ def world(tmp_path_factory):
     from wtp.pipeline import run_study
     from wtp.simulate import simulate_tier_world
 
-    w = simulate_tier_world(tmp_path_factory.mktemp("tier"), process="expensive-above", n_respondents=360, seed=3, draws=60, population=5000)
+    w = simulate_tier_world(
+        tmp_path_factory.mktemp("tier"),
+        process="expensive-above",
+        n_respondents=360,
+        seed=3,
+        draws=60,
+        population=5000,
+    )
     run = run_study(w.folder, seed=3, fast=True)
     return w, run
 
@@ -182,12 +193,35 @@ def test_contract_tables(world, tmp_path):
     pb = run.price_books
     write_outputs(pb, tmp_path)
     take = pd.read_csv(tmp_path / "take_up.csv")
-    assert {"scenario", "segment", "package", "share", "customers", "revenue", "share_lower", "share_upper"} <= set(take.columns)
-    assert ((take["share_lower"] <= take["share"] + 1e-12) & (take["share"] <= take["share_upper"] + 1e-12)).all()
+    assert {
+        "scenario",
+        "segment",
+        "package",
+        "share",
+        "customers",
+        "revenue",
+        "share_lower",
+        "share_upper",
+    } <= set(take.columns)
+    assert (
+        (take["share_lower"] <= take["share"] + 1e-12)
+        & (take["share"] <= take["share_upper"] + 1e-12)
+    ).all()
     assert np.allclose(take["revenue"], take["customers"] * take["price"], rtol=1e-6)
     scen = pd.read_csv(tmp_path / "scenarios.csv")
-    assert {"scenario", "segment", "price_book", "customers", "conversion", "revenue", "revenue_lower", "revenue_upper"} <= set(scen.columns)
-    assert set(scen["scenario"]) == {"single", "multiple"} and (scen["segment"] == "total").sum() == 2
+    assert {
+        "scenario",
+        "segment",
+        "price_book",
+        "customers",
+        "conversion",
+        "revenue",
+        "revenue_lower",
+        "revenue_upper",
+    } <= set(scen.columns)
+    assert (
+        set(scen["scenario"]) == {"single", "multiple"} and (scen["segment"] == "total").sum() == 2
+    )
     assert (scen.loc[scen.scenario == "single", "price_book"] == "all").all()
     # conversion = Σ take-up shares; revenue = Σ package revenues
     for (sc, seg), g in take.groupby(["scenario", "segment"]):
@@ -216,14 +250,28 @@ def test_small_segment_is_offered_the_single_book(world):
     _, run = world
     n = run.price_books.valuation.set_index("segment")["n"]
     small = n.idxmin()
-    pb = build_price_books(vw=run.vw, maxdiff=run.maxdiff, conjoint=run.conjoint, segments=run.segments, study=run.study, min_n=int(n.min()) + 1, rng=np.random.default_rng(0), draws=30)
+    pb = build_price_books(
+        vw=run.vw,
+        maxdiff=run.maxdiff,
+        conjoint=run.conjoint,
+        segments=run.segments,
+        study=run.study,
+        min_n=int(n.min()) + 1,
+        rng=np.random.default_rng(0),
+        draws=30,
+    )
     val = pb.valuation.set_index("segment")
     assert not val.loc[small, "own_book"] and "min_n" in val.loc[small, "reason"]
-    rows = pb.price_books[(pb.price_books.scenario == "multiple") & (pb.price_books.segment == small)]
+    rows = pb.price_books[
+        (pb.price_books.scenario == "multiple") & (pb.price_books.segment == small)
+    ]
     single = pb.price_books[pb.price_books.scenario == "single"]
     assert np.allclose(rows["price"].to_numpy(), single["price"].to_numpy(), equal_nan=True)
     assert rows["note"].str.contains("offered the single book").all()
-    assert pb.scenarios.set_index(["scenario", "segment"]).loc[("multiple", small), "price_book"] == "all"
+    assert (
+        pb.scenarios.set_index(["scenario", "segment"]).loc[("multiple", small), "price_book"]
+        == "all"
+    )
     assert small not in set(pb.packages["segment"])
     assert any(small in w and "min_n" in w for w in pb.warnings)
 
@@ -233,7 +281,9 @@ def test_a_study_with_one_instrument_still_gets_books(world, only):
     _, run = world
     kw = {"vw": run.vw, "maxdiff": run.maxdiff, "conjoint": run.conjoint}
     kw = {k: (v if k == only else None) for k, v in kw.items()}
-    pb = build_price_books(**kw, segments=run.segments, study=run.study, rng=np.random.default_rng(0), draws=30)
+    pb = build_price_books(
+        **kw, segments=run.segments, study=run.study, rng=np.random.default_rng(0), draws=30
+    )
     missing = set(pb.missing["input"])
     name = {"vw": "van_westendorp"}.get(only, only)
     assert {"van_westendorp", "maxdiff", "conjoint"} - {name} <= missing
@@ -250,7 +300,9 @@ def test_report_sections_render_with_take_up(world, tmp_path):
     from wtp.report.pricing import render_pricing_report
 
     _, run = world
-    html = render_pricing_report(run.price_books, tmp_path / "p.html", currency="USD").read_text(encoding="utf-8")
+    html = render_pricing_report(run.price_books, tmp_path / "p.html", currency="USD").read_text(
+        encoding="utf-8"
+    )
     assert "Take-up per tier" in html and "P(own better)" in html and "<svg" in html
     assert "Too cheap" in html
 
@@ -271,7 +323,11 @@ def test_recovery_across_worlds(tmp_path, process, seed):
 
     w = simulate_tier_world(tmp_path, process=process, n_respondents=600, seed=seed)
     setting = "exclude" if w.process.too_cheap_effect else "ignore"
-    toml = (w.folder / "study.toml").read_text(encoding="utf-8").replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+    toml = (
+        (w.folder / "study.toml")
+        .read_text(encoding="utf-8")
+        .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+    )
     (w.folder / "study.toml").write_text(toml, encoding="utf-8")
     run = run_study(w.folder, seed=seed, fast=True)
     judged = w.judge(run.price_books).set_index(["scenario", "segment"])
@@ -279,3 +335,22 @@ def test_recovery_across_worlds(tmp_path, process, seed):
     assert judged.loc[("single", "total"), "ratio"] >= 0.95
     true_up, pred_up = judged["uplift_true"].iloc[0], judged["uplift_predicted"].iloc[0]
     assert abs(pred_up - true_up) <= 0.25 * abs(true_up)
+
+
+def test_vw_describes_sets_what_the_reservation_value_covers(world):
+    _, run = world
+    kw = {
+        "vw": run.vw,
+        "maxdiff": run.maxdiff,
+        "conjoint": run.conjoint,
+        "segments": run.segments,
+        "study": run.study,
+        "draws": 30,
+    }
+    value = {}
+    for shown in ("core", "full"):
+        pb = build_price_books(**kw, rng=np.random.default_rng(0), vw_describes=shown)
+        books = pb.price_books[pb.price_books.scenario == "multiple"]
+        value[shown] = books.groupby("segment")["value"].first()  # the entry package
+    # the VW product already had every feature: the entry package (fewer features) is worth less
+    assert (value["full"] < value["core"]).all()

@@ -42,7 +42,11 @@ class Volumes:
 
 
 def _column(m: pd.DataFrame, name: str, segs: list[str]) -> np.ndarray:
-    return m[name].reindex(segs).astype(float).to_numpy() if name in m.columns else np.full(len(segs), np.nan)
+    return (
+        m[name].reindex(segs).astype(float).to_numpy()
+        if name in m.columns
+        else np.full(len(segs), np.nan)
+    )
 
 
 def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
@@ -52,7 +56,11 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
     if metrics is None and isinstance(segments, pd.DataFrame):
         metrics = segments
     flags: dict[str, str] = {}
-    if segments is not None and getattr(segments, "flags", None) is not None and len(segments.flags):
+    if (
+        segments is not None
+        and getattr(segments, "flags", None) is not None
+        and len(segments.flags)
+    ):
         for r in segments.flags.itertuples(index=False):
             flags[str(r.segment)] = f"{r.flag}: {r.reason}"
     if metrics is not None:
@@ -61,7 +69,9 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
         out = pd.DataFrame(index=pd.Index(segs, name="segment"))
         market, cust = _column(m, "market_size", segs), _column(m, "customers", segs)
         out["prospects"] = np.where(np.isfinite(market), market, cust)
-        out["prospects_source"] = np.where(np.isfinite(market), "market_size", np.where(np.isfinite(cust), "customers", "missing"))
+        out["prospects_source"] = np.where(
+            np.isfinite(market), "market_size", np.where(np.isfinite(cust), "customers", "missing")
+        )
         out["customers"] = cust
         out["arpa"] = _column(m, "arpa", segs)
         conv = _column(m, "conversion_rate", segs)
@@ -73,15 +83,25 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
         out["gross_margin"] = _column(m, "gross_margin", segs)
         seats = _column(m, "seats_per_account", segs)
         out["seats"] = np.where(np.isfinite(seats) & (seats > 0), seats, 1.0)
-        src = "market_size" if (out["prospects_source"] == "market_size").all() else "market_size where given, else customers"
+        src = (
+            "market_size"
+            if (out["prospects_source"] == "market_size").all()
+            else "market_size where given, else customers"
+        )
         if (out["prospects_source"] == "customers").all():
             src = "customers (no market_size)"
         lost = [s for s in segs if out.loc[s, "prospects_source"] == "missing"]
         if lost:
-            notes.append("No volume in segments.csv for " + ", ".join(lost) + ": left out of the scenarios.")
+            notes.append(
+                "No volume in segments.csv for " + ", ".join(lost) + ": left out of the scenarios."
+            )
         unsurveyed = [str(s) for s in m.index if str(s) not in segs]
         if unsurveyed and segs != [ALL]:
-            notes.append("segments.csv lists " + ", ".join(unsurveyed) + " but no survey answers come from it: not priced.")
+            notes.append(
+                "segments.csv lists "
+                + ", ".join(unsurveyed)
+                + " but no survey answers come from it: not priced."
+            )
         return Volumes(out, src, tuple(notes), flags)
     out = pd.DataFrame(index=pd.Index(segs, name="segment"))
     if mix is None or len(segs) == 1:
@@ -93,7 +113,12 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
     for c in ("customers", "arpa", "conversion", "churn_rate", "gross_margin"):
         out[c] = np.nan
     out["seats"] = 1.0
-    return Volumes(out, "the survey's weighted segment mix, per one prospect (no segments.csv)", tuple(notes), flags)
+    return Volumes(
+        out,
+        "the survey's weighted segment mix, per one prospect (no segments.csv)",
+        tuple(notes),
+        flags,
+    )
 
 
 def survey_mix(*frames: pd.DataFrame | None) -> pd.Series | None:
@@ -101,6 +126,10 @@ def survey_mix(*frames: pd.DataFrame | None) -> pd.Series | None:
     for frame in frames:
         if frame is not None and "segment" in frame.columns and "respondent_id" in frame.columns:
             f = frame.drop_duplicates("respondent_id")
-            w = f["weight"].astype(float) if "weight" in f.columns else pd.Series(1.0, index=f.index)
+            w = (
+                f["weight"].astype(float)
+                if "weight" in f.columns
+                else pd.Series(1.0, index=f.index)
+            )
             return w.groupby(f["segment"].astype(str)).sum()
     return None

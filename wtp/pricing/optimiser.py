@@ -96,7 +96,17 @@ class Agents:
     too_cheap: np.ndarray | None = None
 
     @classmethod
-    def from_arrays(cls, base, extra, weights_n, *, too_cheap=None, shock=None, draws: int | None = None, scale: float = 1.0) -> Agents:
+    def from_arrays(
+        cls,
+        base,
+        extra,
+        weights_n,
+        *,
+        too_cheap=None,
+        shock=None,
+        draws: int | None = None,
+        scale: float = 1.0,
+    ) -> Agents:
         """From simulator arrays: the first ``draws`` draws, each respondent weighted
         ``scale · w_i / Σ w / draws``."""
         n, d = base.shape
@@ -115,15 +125,32 @@ class Agents:
     @staticmethod
     def stack(parts: list[Agents]) -> Agents:
         tcs = [p.too_cheap for p in parts]
-        tc = None if all(t is None for t in tcs) else np.concatenate([np.full(p.values.shape, -np.inf) if t is None else t for p, t in zip(parts, tcs, strict=True)])
-        return Agents(np.concatenate([p.values for p in parts]), np.concatenate([p.weights for p in parts]), tc)
+        tc = (
+            None
+            if all(t is None for t in tcs)
+            else np.concatenate(
+                [
+                    np.full(p.values.shape, -np.inf) if t is None else t
+                    for p, t in zip(parts, tcs, strict=True)
+                ]
+            )
+        )
+        return Agents(
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.weights for p in parts]),
+            tc,
+        )
 
     def subsample(self, n: int, rng: np.random.Generator) -> Agents:
         if len(self.weights) <= n:
             return self
         idx = rng.choice(len(self.weights), size=n, replace=False)
         scale = self.weights.sum() / self.weights[idx].sum()
-        return Agents(self.values[idx], self.weights[idx] * scale, None if self.too_cheap is None else self.too_cheap[idx])
+        return Agents(
+            self.values[idx],
+            self.weights[idx] * scale,
+            None if self.too_cheap is None else self.too_cheap[idx],
+        )
 
 
 def ladder_revenue(agents: Agents, ladders: np.ndarray, chunk: int = 4_000_000) -> np.ndarray:
@@ -150,7 +177,9 @@ def ladder_revenue(agents: Agents, ladders: np.ndarray, chunk: int = 4_000_000) 
     return out
 
 
-def _coordinate_step(agents: Agents, prices: np.ndarray, k: int, cand: np.ndarray) -> tuple[float, float]:
+def _coordinate_step(
+    agents: Agents, prices: np.ndarray, k: int, cand: np.ndarray
+) -> tuple[float, float]:
     """Best lattice price for tier k given the others (exact), and its revenue."""
     v = agents.values
     others = np.delete(np.arange(len(prices)), k)
@@ -173,8 +202,12 @@ def _coordinate_step(agents: Agents, prices: np.ndarray, k: int, cand: np.ndarra
     i_hi = np.searchsorted(cand, upper, side="left")
     ok = i_hi > i_lo
     L = len(cand)
-    a_w = np.bincount(i_lo[ok], weights=w[ok], minlength=L + 1) - np.bincount(i_hi[ok], weights=w[ok], minlength=L + 1)
-    b_w = np.bincount(i_lo[ok], weights=(w * r_alt)[ok], minlength=L + 1) - np.bincount(i_hi[ok], weights=(w * r_alt)[ok], minlength=L + 1)
+    a_w = np.bincount(i_lo[ok], weights=w[ok], minlength=L + 1) - np.bincount(
+        i_hi[ok], weights=w[ok], minlength=L + 1
+    )
+    b_w = np.bincount(i_lo[ok], weights=(w * r_alt)[ok], minlength=L + 1) - np.bincount(
+        i_hi[ok], weights=(w * r_alt)[ok], minlength=L + 1
+    )
     rev = base + cand * np.cumsum(a_w)[:L] - np.cumsum(b_w)[:L]
     i = int(np.argmax(rev))
     return float(cand[i]), float(rev[i])
@@ -209,7 +242,9 @@ class Ladder:
     note: str
 
 
-def _local_search(agents: Agents, grid: np.ndarray, p: np.ndarray, min_step: float, radius: int) -> tuple[np.ndarray, bool, int]:
+def _local_search(
+    agents: Agents, grid: np.ndarray, p: np.ndarray, min_step: float, radius: int
+) -> tuple[np.ndarray, bool, int]:
     """Every ladder within ``radius`` lattice steps of ``p`` in every tier at once (moves that
     one-tier-at-a-time search cannot make when the minimum step binds)."""
     idx = np.searchsorted(grid, p - 1e-9)
@@ -237,7 +272,14 @@ def _local_search(agents: Agents, grid: np.ndarray, p: np.ndarray, min_step: flo
 
 
 def optimise_ladder(
-    agents: Agents, grid: np.ndarray, *, min_step: float = 1.15, rng: np.random.Generator | None = None, starts: int = 2, coarse_agents: int = 40_000, radius: int = 1
+    agents: Agents,
+    grid: np.ndarray,
+    *,
+    min_step: float = 1.15,
+    rng: np.random.Generator | None = None,
+    starts: int = 2,
+    coarse_agents: int = 40_000,
+    radius: int = 1,
 ) -> Ladder:
     """Jointly best ordered ladder on ``grid`` (see the module docstring)."""
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -246,7 +288,12 @@ def optimise_ladder(
         return Ladder(np.full(k, np.nan), 0.0, 0, "no prices to search")
     coarse = _coarse_ladders(grid, k, min_step)
     if len(coarse) == 0:
-        return Ladder(np.full(k, np.nan), 0.0, 0, f"no ordered ladder with steps of {min_step:g}× fits the searched prices")
+        return Ladder(
+            np.full(k, np.nan),
+            0.0,
+            0,
+            f"no ordered ladder with steps of {min_step:g}× fits the searched prices",
+        )
     rough = ladder_revenue(agents.subsample(coarse_agents, rng), coarse)
     order = np.argsort(-rough, kind="stable")[:starts]
     best_p, best_r = None, -np.inf
@@ -298,4 +345,14 @@ def brute_force(agents: Agents, grid: np.ndarray, min_step: float = 1.15) -> Lad
     return Ladder(combos[i], float(rev[i]), len(combos), "exhaustive")
 
 
-__all__ = ["Agents", "Ladder", "brute_force", "ladder_revenue", "lattice", "nice_price", "optimise_ladder", "price_step", "surplus"]
+__all__ = [
+    "Agents",
+    "Ladder",
+    "brute_force",
+    "ladder_revenue",
+    "lattice",
+    "nice_price",
+    "optimise_ladder",
+    "price_step",
+    "surplus",
+]

@@ -34,16 +34,37 @@ import pandas as pd
 from wtp.pricing.settings import ADD_ON, ALL, PricingSettings
 from wtp.turf import turf
 
-PACKAGE_COLUMNS = ["segment", "package", "feature", "label", "share", "lower", "upper", "appeal", "reach", "reason"]
+PACKAGE_COLUMNS = [
+    "segment",
+    "package",
+    "feature",
+    "label",
+    "share",
+    "lower",
+    "upper",
+    "appeal",
+    "reach",
+    "reason",
+]
 
 
 def _respondent_matrix(individual: pd.DataFrame, items: list[str]):
     """(ids, R × K utilities, weights, value) from the long individual layout."""
-    u = individual.pivot_table(index="respondent_id", columns="item", values="utility", aggfunc="mean", sort=False)
+    u = individual.pivot_table(
+        index="respondent_id", columns="item", values="utility", aggfunc="mean", sort=False
+    )
     u = u.reindex(columns=items)
     first = individual.drop_duplicates("respondent_id").set_index("respondent_id")
-    w = first["weight"].reindex(u.index).to_numpy(dtype=float) if "weight" in first.columns else np.ones(len(u))
-    v = first["value"].reindex(u.index).to_numpy(dtype=float) if "value" in first.columns else np.full(len(u), np.nan)
+    w = (
+        first["weight"].reindex(u.index).to_numpy(dtype=float)
+        if "weight" in first.columns
+        else np.ones(len(u))
+    )
+    v = (
+        first["value"].reindex(u.index).to_numpy(dtype=float)
+        if "value" in first.columns
+        else np.full(len(u), np.nan)
+    )
     w = np.where(np.isfinite(w) & (w > 0), w, 1.0)
     return u.index.to_numpy(), u.to_numpy(dtype=float), w, v
 
@@ -54,7 +75,9 @@ def _weighted_quantile(x: np.ndarray, w: np.ndarray, q: float) -> float:
     return float(x[order][min(np.searchsorted(cw, q * cw[-1], side="left"), len(x) - 1)])
 
 
-def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettings, warnings: list[str]) -> list[dict]:
+def _draft_segment(
+    seg: str, scores: pd.DataFrame, resp, settings: PricingSettings, warnings: list[str]
+) -> list[dict]:
     """Package rows of one segment (see the module docstring for the rules)."""
     tiers = list(settings.tiers)
     scores = scores.sort_values("share", ascending=False, kind="stable")
@@ -74,7 +97,15 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
     placed: dict[str, dict] = {}
 
     def place(item, tier, reason, reach=float("nan")):
-        placed[item] = {"segment": seg, "package": tier, "feature": item, "share": share[item], "appeal": appeal[item], "reach": reach, "reason": reason}
+        placed[item] = {
+            "segment": seg,
+            "package": tier,
+            "feature": item,
+            "share": share[item],
+            "appeal": appeal[item],
+            "reach": reach,
+            "reason": reason,
+        }
 
     for code, tier in settings.pins.items():
         if code in share:
@@ -83,11 +114,15 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
     for t in tiers:
         cap = settings.cap(t)
         if cap is not None and counts[t] > cap:
-            warnings.append(f"{seg}: {counts[t]} features are pinned to {t}, more than its cap of {cap}; the pins are kept.")
+            warnings.append(
+                f"{seg}: {counts[t]} features are pinned to {t}, more than its cap of {cap}; the pins are kept."
+            )
 
     def room(t):
         cap = settings.cap(t)
-        return math.inf if cap is None else cap - sum(1 for p in placed.values() if p["package"] == t)
+        return (
+            math.inf if cap is None else cap - sum(1 for p in placed.values() if p["package"] == t)
+        )
 
     # entry tier: table stakes
     entry = tiers[0]
@@ -96,14 +131,18 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
     by_appeal = {i for i in items if resp is not None and appeal[i] >= settings.stakes_appeal}
     # either signal is enough: appeal from noisy individual scores (counts) understates how
     # widely a feature is valued, a flat share profile understates how strongly
-    stakes = [i for i in items if (i in by_share or i in by_appeal) and i not in placed and not low[i]]
+    stakes = [
+        i for i in items if (i in by_share or i in by_appeal) and i not in placed and not low[i]
+    ]
 
     def why(i):
         parts = []
         if i in by_appeal:
             parts.append(f"{appeal[i]:.0%} of the segment value it above their average")
         if i in by_share:
-            parts.append(f"share {share[i]:.1f} ≥ {settings.stakes_share_ratio:g}× the average ({bar:.1f})")
+            parts.append(
+                f"share {share[i]:.1f} ≥ {settings.stakes_share_ratio:g}× the average ({bar:.1f})"
+            )
         elif resp is not None:
             parts.append(f"share {share[i]:.1f}")
         return "table stakes: " + "; ".join(parts)
@@ -112,7 +151,10 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
         stakes = [i for i in items if i not in placed and not low[i]][:1]
 
         def why(i):
-            return f"the segment's top share ({share[i]:.1f}); no feature clears the table-stakes bar"
+            return (
+                f"the segment's top share ({share[i]:.1f}); no feature clears the table-stakes bar"
+            )
+
     reached_all = np.zeros(0)
     if resp is not None:
         reached_all = np.zeros(U.shape[0], dtype=bool)
@@ -140,10 +182,21 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
             for i in cands[:take]:
                 if room(tier) <= 0:
                     break
-                place(i, tier, f"share {share[i]:.1f} (no individual utilities: remaining features split across the higher tiers by share)")
+                place(
+                    i,
+                    tier,
+                    f"share {share[i]:.1f} (no individual utilities: remaining features split across the higher tiers by share)",
+                )
             continue
         lower = {i for i, p in placed.items() if p["package"] in tiers[:j]}
-        remaining = np.array([col[i] for i in items if i not in lower and placed.get(i, {}).get("package") != ADD_ON], dtype=int)
+        remaining = np.array(
+            [
+                col[i]
+                for i in items
+                if i not in lower and placed.get(i, {}).get("package") != ADD_ON
+            ],
+            dtype=int,
+        )
         q = j / T
         known = np.isfinite(value)
         if known.mean() >= 0.5:
@@ -164,13 +217,20 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
                     "utility": U[np.ix_(target, remaining)].ravel(),
                 }
             )
-            ladder = turf(frame, 1, reach="top_n", top_n=settings.reach_top_n, weights=w[target], items=pool).ladder
+            ladder = turf(
+                frame, 1, reach="top_n", top_n=settings.reach_top_n, weights=w[target], items=pool
+            ).ladder
             picked = any(p["package"] == tier for p in placed.values())
             for step in ladder.itertuples(index=False):
                 if room(tier) <= 0 or (step.added_reach < settings.min_reach_gain and picked):
                     break
                 before = step.reach - step.added_reach
-                place(step.item, tier, f"reaches {step.added_reach:.0%} more of {who}: a top-{settings.reach_top_n} feature among those the lower tiers lack (reach {before:.0%} → {step.reach:.0%}; share {share[step.item]:.1f})", step.reach)
+                place(
+                    step.item,
+                    tier,
+                    f"reaches {step.added_reach:.0%} more of {who}: a top-{settings.reach_top_n} feature among those the lower tiers lack (reach {before:.0%} → {step.reach:.0%}; share {share[step.item]:.1f})",
+                    step.reach,
+                )
                 picked = True
         if last:
             for i in [i for i in items if i not in placed and not low[i]]:
@@ -182,9 +242,17 @@ def _draft_segment(seg: str, scores: pd.DataFrame, resp, settings: PricingSettin
         if i in placed:
             continue
         if low[i]:
-            place(i, ADD_ON, f"low value: share {share[i]:.1f} is under {settings.low_share_ratio:g}× the average ({settings.low_share_ratio * mean_share:.1f}); drop it or sell it as an add-on")
+            place(
+                i,
+                ADD_ON,
+                f"low value: share {share[i]:.1f} is under {settings.low_share_ratio:g}× the average ({settings.low_share_ratio * mean_share:.1f}); drop it or sell it as an add-on",
+            )
         else:
-            place(i, ADD_ON, f"valued (share {share[i]:.1f}) but every tier is at its cap; sell it as an add-on")
+            place(
+                i,
+                ADD_ON,
+                f"valued (share {share[i]:.1f}) but every tier is at its cap; sell it as an add-on",
+            )
     order = {t: k for k, t in enumerate([*tiers, ADD_ON])}
     rows = list(placed.values())
     rows.sort(key=lambda r: order[r["package"]])  # stable: keeps the order of choice within a tier
@@ -235,7 +303,9 @@ def draft_packages(
     segs = segments if segments is not None else list(dict.fromkeys(scores["segment"].astype(str)))
     unknown = sorted(set(settings.pins) - set(scores["item"]))
     if unknown:
-        warnings.append("Pinned features not among the MaxDiff items (ignored): " + ", ".join(unknown) + ".")
+        warnings.append(
+            "Pinned features not among the MaxDiff items (ignored): " + ", ".join(unknown) + "."
+        )
     rows = []
     for seg in segs:
         sc = scores[scores["segment"].astype(str) == seg]
@@ -244,23 +314,38 @@ def draft_packages(
         items = sc.sort_values("share", ascending=False, kind="stable")["item"].tolist()
         resp = None
         if individual_utilities is not None and len(individual_utilities):
-            ind = individual_utilities if seg == ALL else individual_utilities[individual_utilities["segment"].astype(str) == seg]
+            ind = (
+                individual_utilities
+                if seg == ALL
+                else individual_utilities[individual_utilities["segment"].astype(str) == seg]
+            )
             if len(ind):
                 resp = _respondent_matrix(ind, items)
         seg_rows = _draft_segment(seg, sc, resp, settings, warnings)
         extra = sc.set_index("item")
         for r in seg_rows:
             r["label"] = labels.get(r["feature"], r["feature"])
-            r["lower"] = float(extra.loc[r["feature"], "lower"]) if "lower" in extra.columns else float("nan")
-            r["upper"] = float(extra.loc[r["feature"], "upper"]) if "upper" in extra.columns else float("nan")
+            r["lower"] = (
+                float(extra.loc[r["feature"], "lower"])
+                if "lower" in extra.columns
+                else float("nan")
+            )
+            r["upper"] = (
+                float(extra.loc[r["feature"], "upper"])
+                if "upper" in extra.columns
+                else float("nan")
+            )
         rows += seg_rows
     out = pd.DataFrame(rows, columns=PACKAGE_COLUMNS)
     return out, warnings
 
 
-
-
-def draft_single_book(packages: pd.DataFrame, order: list[str], settings: PricingSettings, labels: dict[str, str] | None = None) -> pd.DataFrame:
+def draft_single_book(
+    packages: pd.DataFrame,
+    order: list[str],
+    settings: PricingSettings,
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """The single book's packages (segment ``'all'``) aimed at the segments (see the module
     docstring). ``packages`` holds every segment's own packages and the ``'all'`` draft;
     ``order`` lists the segments from the lowest to the highest value of the product."""
@@ -274,19 +359,51 @@ def draft_single_book(packages: pd.DataFrame, order: list[str], settings: Pricin
     rows, placed = [], set()
     for j, (tier, group) in enumerate(zip(tiers, groups, strict=True)):
         want = packages[packages["segment"].isin(group) & packages["package"].isin(tiers[: j + 1])]
-        new = [f for f in dict.fromkeys(want.sort_values("share", ascending=False, kind="stable")["feature"].astype(str)) if f and f not in placed]
+        new = [
+            f
+            for f in dict.fromkeys(
+                want.sort_values("share", ascending=False, kind="stable")["feature"].astype(str)
+            )
+            if f and f not in placed
+        ]
         cap = settings.cap(tier)
         if cap is not None:
             new = new[:cap]
         if not new:
-            rest = [f for f in pooled.sort_values("share", ascending=False, kind="stable")["feature"].astype(str) if f and f not in placed and f in set(packages.loc[packages["package"] != ADD_ON, "feature"].astype(str))]
+            rest = [
+                f
+                for f in pooled.sort_values("share", ascending=False, kind="stable")[
+                    "feature"
+                ].astype(str)
+                if f
+                and f not in placed
+                and f in set(packages.loc[packages["package"] != ADD_ON, "feature"].astype(str))
+            ]
             new = rest[:1]
         aimed = ", ".join(group)
         for f in new:
-            rows.append({"segment": ALL, "package": tier, "feature": f, "label": labels.get(f, f), "share": share.get(f, np.nan), "reason": f"aimed at {aimed}: in {'their' if len(group) > 1 else 'its'} own {tier} or below"})
+            rows.append(
+                {
+                    "segment": ALL,
+                    "package": tier,
+                    "feature": f,
+                    "label": labels.get(f, f),
+                    "share": share.get(f, np.nan),
+                    "reason": f"aimed at {aimed}: in {'their' if len(group) > 1 else 'its'} own {tier} or below",
+                }
+            )
             placed.add(f)
     for f in pooled["feature"].astype(str):
         if f and f not in placed:
-            rows.append({"segment": ALL, "package": ADD_ON, "feature": f, "label": labels.get(f, f), "share": share.get(f, np.nan), "reason": "in no segment's tiers up to the one aimed at it: an add-on"})
+            rows.append(
+                {
+                    "segment": ALL,
+                    "package": ADD_ON,
+                    "feature": f,
+                    "label": labels.get(f, f),
+                    "share": share.get(f, np.nan),
+                    "reason": "in no segment's tiers up to the one aimed at it: an add-on",
+                }
+            )
     out = pd.DataFrame(rows, columns=PACKAGE_COLUMNS)
     return out

@@ -9,9 +9,42 @@ import pandas as pd
 
 from wtp.pricing.settings import TOTAL, PricingSettings
 
-PACKAGES_COLUMNS = ["scenario", "segment", "package", "feature", "label", "share", "appeal", "reach", "money_value", "money_source", "reason"]
-PRICE_BOOK_COLUMNS = ["scenario", "segment", "package", "price", "step_ratio", "value", "in_range", "note"]
-TAKE_UP_COLUMNS = ["scenario", "segment", "package", "price", "share", "share_lower", "share_upper", "customers", "revenue", "revenue_lower", "revenue_upper"]
+PACKAGES_COLUMNS = [
+    "scenario",
+    "segment",
+    "package",
+    "feature",
+    "label",
+    "share",
+    "appeal",
+    "reach",
+    "money_value",
+    "money_source",
+    "reason",
+]
+PRICE_BOOK_COLUMNS = [
+    "scenario",
+    "segment",
+    "package",
+    "price",
+    "step_ratio",
+    "value",
+    "in_range",
+    "note",
+]
+TAKE_UP_COLUMNS = [
+    "scenario",
+    "segment",
+    "package",
+    "price",
+    "share",
+    "share_lower",
+    "share_upper",
+    "customers",
+    "revenue",
+    "revenue_lower",
+    "revenue_upper",
+]
 SCENARIO_COLUMNS = [
     "scenario", "segment", "price_book", "customers", "conversion", "revenue", "revenue_lower", "revenue_upper",
     "prospects", "entry_price", "calibration", "baseline_revenue", "ltv", "lifetime_value", "note",
@@ -72,6 +105,7 @@ class PriceBookResult:
     notes: tuple[str, ...] = ()
     volume_source: str = ""
     period: str = "period"
+    price_unit: str = ""  # as study.toml says it ("per seat per month", "per bar")
     books: tuple = ()
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -80,16 +114,27 @@ class PriceBookResult:
         return bool(self.price_books["price"].notna().any()) if len(self.price_books) else False
 
     def entry_prices(self, scenario: str = "multiple") -> dict[str, float]:
-        s = self.scenarios[(self.scenarios["scenario"] == scenario) & (self.scenarios["segment"] != TOTAL)]
+        s = self.scenarios[
+            (self.scenarios["scenario"] == scenario) & (self.scenarios["segment"] != TOTAL)
+        ]
         return dict(zip(s["segment"], s["entry_price"].astype(float), strict=True))
 
     def total(self, scenario: str, column: str = "revenue") -> float:
-        s = self.scenarios[(self.scenarios["scenario"] == scenario) & (self.scenarios["segment"] == TOTAL)]
+        s = self.scenarios[
+            (self.scenarios["scenario"] == scenario) & (self.scenarios["segment"] == TOTAL)
+        ]
         return float(s[column].iloc[0]) if len(s) else float("nan")
 
     def summary(self) -> pd.DataFrame:
         """Per segment and total: revenue under both scenarios, the change and its odds."""
-        cols = ["segment", "prospects", "revenue_single", "revenue_multiple", "revenue_change_pct", "p_multiple_better"]
+        cols = [
+            "segment",
+            "prospects",
+            "revenue_single",
+            "revenue_multiple",
+            "revenue_change_pct",
+            "p_multiple_better",
+        ]
         return self.comparison[[c for c in cols if c in self.comparison.columns]].copy()
 
     def to_frame(self) -> pd.DataFrame:

@@ -50,7 +50,9 @@ class Book:
     features: tuple[str, ...] = ()  # the columns of ``membership``
 
 
-def membership(packages: pd.DataFrame, book: str, tiers: list[str], features: list[str]) -> tuple[list[str], np.ndarray]:
+def membership(
+    packages: pd.DataFrame, book: str, tiers: list[str], features: list[str]
+) -> tuple[list[str], np.ndarray]:
     """Tiers that exist in a book and their cumulative feature sets."""
     pk = packages[packages["segment"] == book]
     have, rows, acc = [], [], set()
@@ -64,10 +66,15 @@ def membership(packages: pd.DataFrame, book: str, tiers: list[str], features: li
     return have, np.array(rows, dtype=bool).reshape(len(have), len(features))
 
 
-def _priceable(values: list[SegmentValues], tiers: list[str], member: np.ndarray) -> tuple[list[int], dict[str, str]]:
+def _priceable(
+    values: list[SegmentValues], tiers: list[str], member: np.ndarray
+) -> tuple[list[int], dict[str, str]]:
     """Tiers whose added features all have a money value somewhere in the book's respondents."""
     if not values:
-        return [], {t: "no Van Westendorp and no conjoint: nothing puts a money value on any package" for t in tiers}
+        return [], {
+            t: "no Van Westendorp and no conjoint: nothing puts a money value on any package"
+            for t in tiers
+        }
     known = np.zeros(member.shape[1], dtype=bool)
     for v in values:
         known |= np.isfinite(v.feature_values).any(axis=0)
@@ -75,8 +82,14 @@ def _priceable(values: list[SegmentValues], tiers: list[str], member: np.ndarray
     for k in range(1, len(tiers)):
         added = member[k] & ~member[k - 1]
         if (added & ~known).any():
-            names = [f for f, a, kn in zip(values[0].features, added, known, strict=True) if a and not kn]
-            why[tiers[k]] = "its added features (" + ", ".join(names) + ") have no money value: no bridge from MaxDiff to money (no feature is both a MaxDiff item and a conjoint level)"
+            names = [
+                f for f, a, kn in zip(values[0].features, added, known, strict=True) if a and not kn
+            ]
+            why[tiers[k]] = (
+                "its added features ("
+                + ", ".join(names)
+                + ") have no money value: no bridge from MaxDiff to money (no feature is both a MaxDiff item and a conjoint level)"
+            )
             break  # a ladder cannot continue past a tier it cannot price
         keep.append(k)
     for k in range(len(keep) + len(why), len(tiers)):
@@ -84,9 +97,19 @@ def _priceable(values: list[SegmentValues], tiers: list[str], member: np.ndarray
     return keep, why
 
 
-def segment_agents(v: SegmentValues, member: np.ndarray, scale: float, settings: PricingSettings, draws: int | None) -> Agents:
+def segment_agents(
+    v: SegmentValues, member: np.ndarray, scale: float, settings: PricingSettings, draws: int | None
+) -> Agents:
     tc = v.thresholds(member) if settings.too_cheap == "exclude" else None
-    return Agents.from_arrays(v.base, v.extra(member), v.weight, too_cheap=tc, shock=v.shocks(member.shape[0]), draws=draws, scale=scale)
+    return Agents.from_arrays(
+        v.base,
+        v.extra(member),
+        v.weight,
+        too_cheap=tc,
+        shock=v.shocks(member.shape[0]),
+        draws=draws,
+        scale=scale,
+    )
 
 
 def search_grid(agents: Agents) -> np.ndarray:
@@ -110,20 +133,41 @@ def search_grid(agents: Agents) -> np.ndarray:
     return lattice(max(lo * 0.5, hi / 200), hi)
 
 
-def price_book(scenario: str, name: str, tiers: list[str], member: np.ndarray, parts: list[tuple[SegmentValues, float]], settings: PricingSettings, rng: np.random.Generator, features: tuple[str, ...] = ()) -> Book:
+def price_book(
+    scenario: str,
+    name: str,
+    tiers: list[str],
+    member: np.ndarray,
+    parts: list[tuple[SegmentValues, float]],
+    settings: PricingSettings,
+    rng: np.random.Generator,
+    features: tuple[str, ...] = (),
+) -> Book:
     """Jointly priced book for the segments in ``parts`` (values, prospects × calibration)."""
     keep, why = _priceable([v for v, _ in parts], tiers, member)
     prices = np.full(len(tiers), np.nan)
     if not keep or not parts:
         return Book(scenario, name, tuple(tiers), member, prices, why, features=features)
     sub = member[keep]
-    agents = Agents.stack([segment_agents(v, sub, scale, settings, settings.search_draws) for v, scale in parts])
+    agents = Agents.stack(
+        [segment_agents(v, sub, scale, settings, settings.search_draws) for v, scale in parts]
+    )
     grid = search_grid(agents)
     if len(grid) == 0:
-        return Book(scenario, name, tuple(tiers), member, prices, {t: "nobody in the survey would buy it at any price" for t in tiers}, features=features)
+        return Book(
+            scenario,
+            name,
+            tuple(tiers),
+            member,
+            prices,
+            {t: "nobody in the survey would buy it at any price" for t in tiers},
+            features=features,
+        )
     found = optimise_ladder(agents, grid, min_step=settings.min_step, rng=rng)
     prices[keep] = found.prices
-    return Book(scenario, name, tuple(tiers), member, prices, why, found.note, found.n_evaluated, features)
+    return Book(
+        scenario, name, tuple(tiers), member, prices, why, found.note, found.n_evaluated, features
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +183,14 @@ class Outcome:
     prices: np.ndarray
 
 
-def evaluate(book: Book, v: SegmentValues, volumes: Volumes, factor: np.ndarray, settings: PricingSettings, too_cheap: str | None = None) -> Outcome:
+def evaluate(
+    book: Book,
+    v: SegmentValues,
+    volumes: Volumes,
+    factor: np.ndarray,
+    settings: PricingSettings,
+    too_cheap: str | None = None,
+) -> Outcome:
     """Calibrated take-up and revenue draws of ``book`` offered to segment ``v``."""
     priced = np.isfinite(book.prices)
     member = book.membership[priced]
@@ -152,7 +203,9 @@ def evaluate(book: Book, v: SegmentValues, volumes: Volumes, factor: np.ndarray,
     sh = take_up(v.base, v.extra(member), prices, v.boot, too_cheap=tc, shock=v.shocks(len(prices)))
     sh = sh * factor[:, None]
     total = sh.sum(axis=1, keepdims=True)
-    sh = np.where(total > 1, sh / np.where(total > 0, total, 1), sh)  # calibration cannot exceed everyone
+    sh = np.where(
+        total > 1, sh / np.where(total > 0, total, 1), sh
+    )  # calibration cannot exceed everyone
     full = np.zeros((d, len(book.prices)))
     full[:, priced] = sh
     prospects = volumes.get(v.segment, "prospects", 0.0)
@@ -166,7 +219,9 @@ class Calibration:
     table: pd.DataFrame
 
 
-def calibrate(values: dict[str, SegmentValues], volumes: Volumes, settings: PricingSettings) -> Calibration:
+def calibrate(
+    values: dict[str, SegmentValues], volumes: Volumes, settings: PricingSettings
+) -> Calibration:
     """Take-up factor per segment so that today's price reproduces today's conversion."""
     rows, factor = [], {}
     for s, v in values.items():
@@ -174,26 +229,55 @@ def calibrate(values: dict[str, SegmentValues], volumes: Volumes, settings: Pric
         obs = volumes.get(s, "conversion")
         arpa = volumes.get(s, "arpa")
         price = arpa / volumes.get(s, "seats", 1.0)
-        row = {"segment": s, "observed_conversion": obs, "today_price": price, "predicted_conversion": np.nan, "factor": 1.0, "lower": 1.0, "upper": 1.0}
+        row = {
+            "segment": s,
+            "observed_conversion": obs,
+            "today_price": price,
+            "predicted_conversion": np.nan,
+            "factor": 1.0,
+            "lower": 1.0,
+            "upper": 1.0,
+        }
         factor[s] = np.ones(d)
         if not settings.calibrate:
             row["note"] = "calibration switched off ([pricing] calibrate = false): stated intent"
         elif not (np.isfinite(obs) and np.isfinite(price) and price > 0):
-            row["note"] = "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
+            row["note"] = (
+                "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
+            )
         else:
             today = np.zeros((1, len(v.features)), dtype=bool)
             tc = v.thresholds(today) if settings.too_cheap == "exclude" else None
-            q = take_up(v.base, v.extra(today), np.array([price]), v.boot, too_cheap=tc, shock=v.shocks(1))[:, 0]
+            q = take_up(
+                v.base, v.extra(today), np.array([price]), v.boot, too_cheap=tc, shock=v.shocks(1)
+            )[:, 0]
             row["predicted_conversion"] = float(q.mean())
             if q.mean() <= 0:
-                row["note"] = f"nobody in the survey would buy today's product at today's price {price:,.2f}: not calibrated"
+                row["note"] = (
+                    f"nobody in the survey would buy today's product at today's price {price:,.2f}: not calibrated"
+                )
             else:
                 f = np.where(q > 0, obs / np.where(q > 0, q, 1.0), obs / q.mean())
                 factor[s] = f
-                row.update(factor=float(obs / q.mean()), lower=float(np.quantile(f, 0.05)), upper=float(np.quantile(f, 0.95)))
-                row["note"] = f"today's product at today's price {price:,.2f}: survey says {q.mean():.1%}, segments.csv says {obs:.1%}; every take-up share × {obs / q.mean():.3g}"
+                row.update(
+                    factor=float(obs / q.mean()),
+                    lower=float(np.quantile(f, 0.05)),
+                    upper=float(np.quantile(f, 0.95)),
+                )
+                row["note"] = (
+                    f"today's product at today's price {price:,.2f}: survey says {q.mean():.1%}, segments.csv says {obs:.1%}; every take-up share × {obs / q.mean():.3g}"
+                )
         rows.append(row)
-    cols = ["segment", "observed_conversion", "today_price", "predicted_conversion", "factor", "lower", "upper", "note"]
+    cols = [
+        "segment",
+        "observed_conversion",
+        "today_price",
+        "predicted_conversion",
+        "factor",
+        "lower",
+        "upper",
+        "note",
+    ]
     return Calibration(factor, pd.DataFrame(rows, columns=cols))
 
 

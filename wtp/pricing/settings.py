@@ -77,7 +77,11 @@ class PricingSettings:
     def describe(self) -> list[str]:
         """The method in sentences, for the report."""
         caps = ", ".join(f"{t} {self.caps[t]}" for t in self.tiers if t in self.caps) or "none"
-        shown = {"core": "the product without the MaxDiff features", "entry": "the entry package", "full": "the product with every feature"}[self.vw_describes]
+        shown = {
+            "core": "the product without the MaxDiff features",
+            "entry": "the entry package",
+            "full": "the product with every feature",
+        }[self.vw_describes]
         return [
             f"Tiers: {' / '.join(self.tiers)} (cumulative). Most features a tier adds: {caps}.",
             f"Each respondent's value of a package = their Van Westendorp/NMS reservation value for what the question showed ({shown}; [pricing] vw_describes = {self.vw_describes!r}) "
@@ -86,7 +90,9 @@ class PricingSettings:
             f"Too cheap: {self.too_cheap!r} ({'a price below someone’s too-cheap answer does not stop them buying' if self.too_cheap == 'ignore' else 'nobody buys below their own too-cheap price'}).",
             f"Uncertainty: {self.draws} draws (posterior draws where the conjoint has them, a Bayesian bootstrap of respondents, and each respondent's stated purchase likelihood); intervals are {self.level:.0%}.",
             f"Tier prices are searched jointly on the nice-price lattice: each tier at least {self.min_step:g}× the tier below.",
-            "Take-up is calibrated so that today's price reproduces today's conversion where segments.csv gives it." if self.calibrate else "Take-up is stated intent, not calibrated.",
+            "Take-up is calibrated so that today's price reproduces today's conversion where segments.csv gives it."
+            if self.calibrate
+            else "Take-up is stated intent, not calibrated.",
         ]
 
 
@@ -94,7 +100,15 @@ _KNOWN = {f.name for f in fields(PricingSettings)} - {"tiers", "pins", "caps", "
 _CHOICES = {"too_cheap": ("ignore", "exclude"), "vw_describes": ("core", "entry", "full")}
 
 
-def resolve_settings(study=None, *, tiers=None, pins=None, caps=None, min_n: int | None = None, options: dict[str, Any] | None = None) -> PricingSettings:
+def resolve_settings(
+    study=None,
+    *,
+    tiers=None,
+    pins=None,
+    caps=None,
+    min_n: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> PricingSettings:
     """Settings from study.toml ``[packages]``, ``[pricing]`` and ``[sample] min_n``, overridden
     by the arguments; validated.
 
@@ -107,17 +121,35 @@ def resolve_settings(study=None, *, tiers=None, pins=None, caps=None, min_n: int
     settings_dict = getattr(study, "settings", None) or {}
     block = dict(settings_dict.get("packages", {}))
     pricing = dict(settings_dict.get("pricing", {}))
-    source = "study.toml" if study is None else str(Path(getattr(study, "folder", ".")) / "study.toml")
+    source = (
+        "study.toml" if study is None else str(Path(getattr(study, "folder", ".")) / "study.toml")
+    )
     problems: list[Problem] = []
     tiers = [str(t) for t in (tiers if tiers is not None else block.get("tiers", DEFAULT_TIERS))]
     if not tiers or len(set(tiers)) != len(tiers) or ADD_ON in tiers:
-        problems.append(Problem(source, None, "packages.tiers", f"a list of distinct tier names (not '{ADD_ON}')", tiers))
+        problems.append(
+            Problem(
+                source,
+                None,
+                "packages.tiers",
+                f"a list of distinct tier names (not '{ADD_ON}')",
+                tiers,
+            )
+        )
     lookup = {t.lower(): t for t in tiers} | {ADD_ON: ADD_ON, "add-ons": ADD_ON, "addon": ADD_ON}
     clean_pins = {}
     for code, tier in dict(pins if pins is not None else block.get("pins", {})).items():
         t = lookup.get(str(tier).strip().lower())
         if t is None:
-            problems.append(Problem(source, None, f"packages.pins.{code}", "one of the tiers " + ", ".join(tiers) + f" or '{ADD_ON}'", tier))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"packages.pins.{code}",
+                    "one of the tiers " + ", ".join(tiers) + f" or '{ADD_ON}'",
+                    tier,
+                )
+            )
         else:
             clean_pins[str(code)] = t
     raw_caps = caps if caps is not None else block.get("max_features_per_tier", block.get("caps"))
@@ -128,9 +160,25 @@ def resolve_settings(study=None, *, tiers=None, pins=None, caps=None, min_n: int
             key = lookup.get(str(t).strip().lower())
             ok = isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 0
             if key is None or key == ADD_ON:
-                problems.append(Problem(source, None, f"packages.max_features_per_tier.{t}", "one of the tiers " + ", ".join(tiers), t))
+                problems.append(
+                    Problem(
+                        source,
+                        None,
+                        f"packages.max_features_per_tier.{t}",
+                        "one of the tiers " + ", ".join(tiers),
+                        t,
+                    )
+                )
             elif not ok:
-                problems.append(Problem(source, None, "packages.max_features_per_tier", "a whole number of features, 0 or more", v))
+                problems.append(
+                    Problem(
+                        source,
+                        None,
+                        "packages.max_features_per_tier",
+                        "a whole number of features, 0 or more",
+                        v,
+                    )
+                )
             else:
                 clean_caps[key] = int(v)
     opts: dict[str, Any] = {k: v for k, v in block.items() if k in _KNOWN}
@@ -143,7 +191,15 @@ def resolve_settings(study=None, *, tiers=None, pins=None, caps=None, min_n: int
             import difflib
 
             near = difflib.get_close_matches(k, sorted(_KNOWN), n=1)
-            problems.append(Problem(source, None, f"pricing.{k}", "a known [pricing] key" + (f" (did you mean {near[0]!r}?)" if near else ""), k))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"pricing.{k}",
+                    "a known [pricing] key" + (f" (did you mean {near[0]!r}?)" if near else ""),
+                    k,
+                )
+            )
     sample_n = (settings_dict.get("sample") or {}).get("min_n")
     if sample_n is not None:
         opts["min_n"] = sample_n
@@ -156,12 +212,38 @@ def resolve_settings(study=None, *, tiers=None, pins=None, caps=None, min_n: int
             opts[k] = v
     for k, allowed in _CHOICES.items():
         if k in opts and opts[k] not in allowed:
-            problems.append(Problem(source, None, f"pricing.{k}", " or ".join(repr(a) for a in allowed), opts[k]))
-    if "min_step" in opts and not (isinstance(opts["min_step"], int | float) and opts["min_step"] >= 1):
-        problems.append(Problem(source, None, "pricing.min_step", "a tier-to-tier price ratio of 1 or more", opts["min_step"]))
+            problems.append(
+                Problem(
+                    source, None, f"pricing.{k}", " or ".join(repr(a) for a in allowed), opts[k]
+                )
+            )
+    if "min_step" in opts and not (
+        isinstance(opts["min_step"], int | float) and opts["min_step"] >= 1
+    ):
+        problems.append(
+            Problem(
+                source,
+                None,
+                "pricing.min_step",
+                "a tier-to-tier price ratio of 1 or more",
+                opts["min_step"],
+            )
+        )
     for k in ("draws", "search_draws", "min_n"):
-        if k in opts and not (isinstance(opts[k], int | np.integer) and not isinstance(opts[k], bool) and opts[k] >= (0 if k == "min_n" else 2)):
-            problems.append(Problem(source, None, f"pricing.{k}" if k != "min_n" else "sample.min_n", "a whole number" + (" of 2 or more" if k != "min_n" else ""), opts[k]))
+        if k in opts and not (
+            isinstance(opts[k], int | np.integer)
+            and not isinstance(opts[k], bool)
+            and opts[k] >= (0 if k == "min_n" else 2)
+        ):
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"pricing.{k}" if k != "min_n" else "sample.min_n",
+                    "a whole number" + (" of 2 or more" if k != "min_n" else ""),
+                    opts[k],
+                )
+            )
     if problems:
         raise InputError(problems)
     return replace(PricingSettings(tiers=tuple(tiers), pins=clean_pins, caps=clean_caps), **opts)

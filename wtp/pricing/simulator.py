@@ -33,12 +33,23 @@ from __future__ import annotations
 import numpy as np
 
 
-def surplus(base: np.ndarray, extra: np.ndarray, prices: np.ndarray, *, too_cheap: np.ndarray | None = None, shock: np.ndarray | None = None) -> np.ndarray:
+def surplus(
+    base: np.ndarray,
+    extra: np.ndarray,
+    prices: np.ndarray,
+    *,
+    too_cheap: np.ndarray | None = None,
+    shock: np.ndarray | None = None,
+) -> np.ndarray:
     """N × D × K surplus over not buying; ``-inf`` where a package is not on offer to someone."""
     prices = np.asarray(prices, dtype=float)
     offered = np.isfinite(prices)
     k = prices.size
-    s = base[:, :, None] + np.nan_to_num(extra, nan=0.0)[:, None, :] - np.where(offered, prices, 0.0)[None, None, :]
+    s = (
+        base[:, :, None]
+        + np.nan_to_num(extra, nan=0.0)[:, None, :]
+        - np.where(offered, prices, 0.0)[None, None, :]
+    )
     if shock is not None:
         s = s + (shock[:, :, :k] - shock[:, :, k : k + 1])
     blocked = np.broadcast_to(~offered[None, :], (base.shape[0], k))
@@ -47,7 +58,14 @@ def surplus(base: np.ndarray, extra: np.ndarray, prices: np.ndarray, *, too_chea
     return np.where(blocked[:, None, :], -np.inf, s)
 
 
-def choices(base: np.ndarray, extra: np.ndarray, prices: np.ndarray, *, too_cheap: np.ndarray | None = None, shock: np.ndarray | None = None) -> np.ndarray:
+def choices(
+    base: np.ndarray,
+    extra: np.ndarray,
+    prices: np.ndarray,
+    *,
+    too_cheap: np.ndarray | None = None,
+    shock: np.ndarray | None = None,
+) -> np.ndarray:
     """N × D index of the package taken, −1 for none."""
     s = surplus(base, extra, prices, too_cheap=too_cheap, shock=shock)
     best = np.argmax(s, axis=2)

@@ -115,11 +115,19 @@ def _vw_frame(vw, answers: pd.DataFrame) -> pd.DataFrame:
     kept, _ = prepare_answers(a, vw.settings)
     if vw.has_nms and {"buy_cheap", "buy_expensive"} <= set(kept.columns):
         for c in ("buy_cheap", "buy_expensive"):
-            kept[f"p_{c}"] = nms_probabilities(kept[c], scale=vw.settings.nms_scale, calibration=vw.settings.nms_calibration, column=c, rows=kept["row"].to_numpy())
+            kept[f"p_{c}"] = nms_probabilities(
+                kept[c],
+                scale=vw.settings.nms_scale,
+                calibration=vw.settings.nms_calibration,
+                column=c,
+                rows=kept["row"].to_numpy(),
+            )
     return kept
 
 
-def reservation_draws(cheap, expensive, too_expensive, p_cheap, p_expensive, u, at_too_expensive: float = 0.0) -> np.ndarray:
+def reservation_draws(
+    cheap, expensive, too_expensive, p_cheap, p_expensive, u, at_too_expensive: float = 0.0
+) -> np.ndarray:
     """Inverse of each respondent's NMS curve at uniforms ``u`` (N × D); ``-inf``: no purchase."""
     c = np.asarray(p_cheap, dtype=float)[:, None]
     e = np.asarray(p_expensive, dtype=float)[:, None]
@@ -133,7 +141,9 @@ def reservation_draws(cheap, expensive, too_expensive, p_cheap, p_expensive, u, 
     return r
 
 
-def vw_base(vw, answers: pd.DataFrame, segment: str, draws: int, rng: np.random.Generator) -> dict | None:
+def vw_base(
+    vw, answers: pd.DataFrame, segment: str, draws: int, rng: np.random.Generator
+) -> dict | None:
     kept = _vw_frame(vw, answers)
     kept = kept[kept["segment"].astype(str) == segment]
     if kept.empty:
@@ -151,7 +161,9 @@ def vw_base(vw, answers: pd.DataFrame, segment: str, draws: int, rng: np.random.
         pc = pe = np.ones(n)
         source = "Van Westendorp without NMS (everyone buys below their reservation price: an upper bound)"
     at_te = float(getattr(vw.settings, "nms_too_expensive", 0.0))
-    base = reservation_draws(kept["cheap"], kept["expensive"], kept["too_expensive"], pc, pe, u, at_te)
+    base = reservation_draws(
+        kept["cheap"], kept["expensive"], kept["too_expensive"], pc, pe, u, at_te
+    )
     ex = kept["expensive"].to_numpy(dtype=float)
     te = kept["too_expensive"].to_numpy(dtype=float)
     return {
@@ -175,7 +187,14 @@ def _reference_row(coding) -> np.ndarray:
     return row
 
 
-def conjoint_base(conjoint, answers: pd.DataFrame | None, segment: str, draws: int, n_packages: int, rng: np.random.Generator) -> dict | None:
+def conjoint_base(
+    conjoint,
+    answers: pd.DataFrame | None,
+    segment: str,
+    draws: int,
+    n_packages: int,
+    rng: np.random.Generator,
+) -> dict | None:
     """Value of the conjoint's reference product (every attribute at its first level) in money."""
     if conjoint is None or not conjoint.coding.none:
         return None
@@ -205,7 +224,11 @@ def conjoint_base(conjoint, answers: pd.DataFrame | None, segment: str, draws: i
             ids = f["respondent_id"].astype(str).to_numpy()
             w = f["weight"].astype(float).to_numpy() if "weight" in f.columns else np.ones(len(f))
         else:
-            n = int(conjoint.fit.set_index("segment").loc[segment, "n_respondents"]) if segment in set(conjoint.fit["segment"]) else 100
+            n = (
+                int(conjoint.fit.set_index("segment").loc[segment, "n_respondents"])
+                if segment in set(conjoint.fit["segment"])
+                else 100
+            )
             ids = np.array([f"{segment}#{i + 1}" for i in range(n)])
             w = np.ones(n)
         slope = np.broadcast_to(Bd @ slope_row, (len(ids), draws))
@@ -214,12 +237,25 @@ def conjoint_base(conjoint, answers: pd.DataFrame | None, segment: str, draws: i
     ok = slope < 0
     scale = np.where(ok, -1.0 / np.where(ok, slope, -1.0), np.nan)
     base = np.where(ok, value * scale, -np.inf)
-    shock = rng.gumbel(size=(len(ids), draws, n_packages + 1)) * np.nan_to_num(scale, nan=0.0)[:, :, None]
+    shock = (
+        rng.gumbel(size=(len(ids), draws, n_packages + 1))
+        * np.nan_to_num(scale, nan=0.0)[:, :, None]
+    )
     ref_point = np.nanmedian(np.where(np.isfinite(base), base, np.nan), axis=1)
-    return {"respondent_id": ids, "weight": w, "base": base, "shock": shock, "reference": np.nan_to_num(ref_point, nan=0.0), "too_cheap": None, "source": source}
+    return {
+        "respondent_id": ids,
+        "weight": w,
+        "base": base,
+        "shock": shock,
+        "reference": np.nan_to_num(ref_point, nan=0.0),
+        "too_cheap": None,
+        "source": source,
+    }
 
 
-def conjoint_feature_map(conjoint, items: list[str], labels: dict[str, str], explicit: dict[str, str]) -> tuple[dict[str, tuple[str, str]], list[str]]:
+def conjoint_feature_map(
+    conjoint, items: list[str], labels: dict[str, str], explicit: dict[str, str]
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """MaxDiff feature → (conjoint attribute, level): explicit (``[packages] conjoint``), or an
     item named like a two-level attribute (its non-reference level)."""
     notes: list[str] = []
@@ -232,7 +268,9 @@ def conjoint_feature_map(conjoint, items: list[str], labels: dict[str, str], exp
         if attr in levels and lev in levels[attr]:
             out[str(code)] = (attr, lev)
         else:
-            notes.append(f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored.")
+            notes.append(
+                f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored."
+            )
     by_slug = {_slug(a): a for a, lv in levels.items() if len(lv) == 2}
     for code in items:
         if code in out:
@@ -251,7 +289,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
 
 
-def conjoint_money(conjoint, segment: str, ids: np.ndarray, mapping: dict[str, tuple[str, str]]) -> tuple[np.ndarray, dict[str, str]]:
+def conjoint_money(
+    conjoint, segment: str, ids: np.ndarray, mapping: dict[str, tuple[str, str]]
+) -> tuple[np.ndarray, dict[str, str]]:
     """N × len(mapping) money value of each mapped feature (NaN for respondents not in the
     conjoint: filled with the segment mean by the caller)."""
     feats = list(mapping)
@@ -290,7 +330,9 @@ def conjoint_money(conjoint, segment: str, ids: np.ndarray, mapping: dict[str, t
 # MaxDiff bridge
 
 
-def maxdiff_shares(maxdiff, segment: str, ids: np.ndarray, items: list[str]) -> tuple[np.ndarray, str]:
+def maxdiff_shares(
+    maxdiff, segment: str, ids: np.ndarray, items: list[str]
+) -> tuple[np.ndarray, str]:
     """N × K probability-scaled shares (0–100): each respondent's own (HB) or the segment's."""
     from wtp.maxdiff import probability_shares
 
@@ -298,7 +340,9 @@ def maxdiff_shares(maxdiff, segment: str, ids: np.ndarray, items: list[str]) -> 
     ind = getattr(maxdiff, "individual_utilities", None)
     if ind is not None and len(ind):
         sub = ind[ind["segment"].astype(str) == segment] if "segment" in ind.columns else ind
-        wide = sub.pivot_table(index="respondent_id", columns="item", values="utility", aggfunc="mean").reindex(columns=items)
+        wide = sub.pivot_table(
+            index="respondent_id", columns="item", values="utility", aggfunc="mean"
+        ).reindex(columns=items)
         wide.index = wide.index.astype(str)
         sh = probability_shares(wide.to_numpy(dtype=float), k)
         sh = 100 * sh / sh.sum(axis=1, keepdims=True)
@@ -309,8 +353,15 @@ def maxdiff_shares(maxdiff, segment: str, ids: np.ndarray, items: list[str]) -> 
         out = np.where(np.isnan(out), mean[None, :], out)
         return out, "each respondent's MaxDiff share (HB)"
     sc = maxdiff.item_scores
-    sc = sc[sc["segment"].astype(str) == segment].set_index("item")["share"].reindex(items).to_numpy(dtype=float)
-    return np.broadcast_to(sc, (len(ids), len(items))).copy(), "the segment's MaxDiff share (no individual utilities)"
+    sc = (
+        sc[sc["segment"].astype(str) == segment]
+        .set_index("item")["share"]
+        .reindex(items)
+        .to_numpy(dtype=float)
+    )
+    return np.broadcast_to(
+        sc, (len(ids), len(items))
+    ).copy(), "the segment's MaxDiff share (no individual utilities)"
 
 
 @dataclass(frozen=True)
@@ -322,11 +373,19 @@ class Bridge:
     note: str
 
 
-def bridge(shares: dict[str, np.ndarray], money: dict[str, np.ndarray], weights: dict[str, np.ndarray], items: list[str], anchors: list[str]) -> Bridge:
+def bridge(
+    shares: dict[str, np.ndarray],
+    money: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray],
+    items: list[str],
+    anchors: list[str],
+) -> Bridge:
     """``λ_s = Σ_anchors mean money / Σ_anchors mean share`` per segment, pooled where a
     segment's own anchors carry no value."""
     if not anchors:
-        return Bridge({}, (), "no MaxDiff item is also a conjoint level: no bridge from preferences to money")
+        return Bridge(
+            {}, (), "no MaxDiff item is also a conjoint level: no bridge from preferences to money"
+        )
     col = [items.index(a) for a in anchors]
     per, num_all, den_all = {}, 0.0, 0.0
     for s in shares:
@@ -340,7 +399,11 @@ def bridge(shares: dict[str, np.ndarray], money: dict[str, np.ndarray], weights:
     for s in per:
         if not np.isfinite(per[s]):
             per[s] = pooled
-    note = "money per MaxDiff share point anchored on " + ", ".join(anchors) + " (features that are both MaxDiff items and conjoint levels)"
+    note = (
+        "money per MaxDiff share point anchored on "
+        + ", ".join(anchors)
+        + " (features that are both MaxDiff items and conjoint levels)"
+    )
     return Bridge(per, tuple(anchors), note)
 
 
@@ -393,7 +456,11 @@ def value_segments(
     money, shares, weights, sources = {}, {}, {}, {}
     for s, b in bases.items():
         ids, w = b["respondent_id"], b["weight"]
-        m, src = conjoint_money(conjoint, s, ids, {f: mapping[f] for f in mapped}) if mapped else (np.zeros((len(ids), 0)), {})
+        m, src = (
+            conjoint_money(conjoint, s, ids, {f: mapping[f] for f in mapped})
+            if mapped
+            else (np.zeros((len(ids), 0)), {})
+        )
         money[s] = _fill_mean(m, w)
         sources[s] = {f: f"{src[f]} ({mapping[f][0]} = {mapping[f][1]})" for f in src}
         if maxdiff is not None and features:
@@ -401,9 +468,23 @@ def value_segments(
             for f in features:
                 sources[s].setdefault(f, how)
         weights[s] = w
-    br = bridge(shares, {s: money[s] for s in shares}, weights, features, [f for f in mapped if f in features]) if shares else Bridge({}, (), "no MaxDiff")
+    br = (
+        bridge(
+            shares,
+            {s: money[s] for s in shares},
+            weights,
+            features,
+            [f for f in mapped if f in features],
+        )
+        if shares
+        else Bridge({}, (), "no MaxDiff")
+    )
     if shares:
-        notes.append(("MaxDiff → money: " + br.note + ".") if br.anchors else "No bridge from MaxDiff preferences to money (no MaxDiff item is also a conjoint level): features the conjoint did not test have no money value, and tiers that add only such features are not priced.")
+        notes.append(
+            ("MaxDiff → money: " + br.note + ".")
+            if br.anchors
+            else "No bridge from MaxDiff preferences to money (no MaxDiff item is also a conjoint level): features the conjoint did not test have no money value, and tiers that add only such features are not priced."
+        )
     out: dict[str, SegmentValues] = {}
     for s, b in bases.items():
         n = len(b["respondent_id"])
@@ -416,18 +497,27 @@ def value_segments(
                 fsrc[f] = sources[s][f]
             elif s in shares and np.isfinite(lam):
                 fv[:, j] = lam * shares[s][:, j]
-                fsrc[f] = f"MaxDiff bridge: {lam:,.3g} per share point × {sources[s].get(f, 'share')}"
+                fsrc[f] = (
+                    f"MaxDiff bridge: {lam:,.3g} per share point × {sources[s].get(f, 'share')}"
+                )
             else:
                 fsrc[f] = "no money value (no bridge from MaxDiff to money)"
         w = b["weight"]
-        individual = maxdiff is not None and len(getattr(maxdiff, "individual_utilities", [])) and conjoint is not None and conjoint.individual is not None
+        individual = (
+            maxdiff is not None
+            and len(getattr(maxdiff, "individual_utilities", []))
+            and conjoint is not None
+            and conjoint.individual is not None
+        )
         ref = np.asarray(b["reference"], dtype=float)
         if not individual and np.isfinite(ref).any() and (ref > 0).any():
             # segment-level money values: scaled by the respondent's own price level (someone
             # who would pay twice as much for the product pays twice as much for its features)
             typical = float(np.nanmedian(ref[ref > 0]))
             fv = fv * np.where(ref > 0, ref / typical, 1.0)[:, None]
-            notes.append(f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities).")
+            notes.append(
+                f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities)."
+            )
         boot = rng.exponential(size=(draws, n)) * w[None, :]
         out[s] = SegmentValues(
             segment=s,

@@ -49,7 +49,10 @@ def write_outputs(result, folder: str | Path, *, extras: str | None = "pricing")
         sub.mkdir(parents=True, exist_ok=True)
         out += [write_csv(getattr(result, name), sub / f"{name}.csv") for name in EXTRAS]
         path = sub / "too_cheap.json"
-        path.write_text(json.dumps(result.too_cheap_check, indent=2, sort_keys=True, default=float) + "\n", encoding="utf-8")
+        path.write_text(
+            json.dumps(result.too_cheap_check, indent=2, sort_keys=True, default=float) + "\n",
+            encoding="utf-8",
+        )
         out.append(path)
     return out
 
@@ -61,13 +64,33 @@ def comparison_chart(result, currency: str = ""):
     fig, ax = new_figure(7.2, 0.55 * max(len(c), 2) + 1.2)
     y = np.arange(len(c))
     h = 0.38
-    for off, col, lab, key in ((h / 2, PALETTE[5], "One price book (single)", "single"), (-h / 2, PALETTE[0], "One per segment (multiple)", "multiple")):
+    for off, col, lab, key in (
+        (h / 2, PALETTE[5], "One price book (single)", "single"),
+        (-h / 2, PALETTE[0], "One per segment (multiple)", "multiple"),
+    ):
         mid = c[f"revenue_{key}"].to_numpy(float)
-        err = np.vstack([mid - c[f"revenue_{key}_lower"].to_numpy(float), c[f"revenue_{key}_upper"].to_numpy(float) - mid])
-        ax.barh(y + off, mid, height=h, color=col, label=lab, xerr=np.clip(err, 0, None), error_kw={"elinewidth": 0.8, "capsize": 2})
+        err = np.vstack(
+            [
+                mid - c[f"revenue_{key}_lower"].to_numpy(float),
+                c[f"revenue_{key}_upper"].to_numpy(float) - mid,
+            ]
+        )
+        ax.barh(
+            y + off,
+            mid,
+            height=h,
+            color=col,
+            label=lab,
+            xerr=np.clip(err, 0, None),
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+        )
     ax.set_yticks(y, c["segment"].astype(str).tolist())
     ax.invert_yaxis()
-    ax.set_xlabel(f"Revenue per period ({currency}), 90% intervals" if currency else "Revenue per period, 90% intervals")
+    ax.set_xlabel(
+        f"Revenue per period ({currency}), 90% intervals"
+        if currency
+        else "Revenue per period, 90% intervals"
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
     ax.grid(axis="y", visible=False)
     return svg(fig)
@@ -83,11 +106,27 @@ def take_up_chart(result, segment: str):
     fig, ax = new_figure(7.2, 2.8)
     x = np.arange(len(tiers))
     w = 0.38
-    for off, scen, col, lab in ((-w / 2, "multiple", PALETTE[0], "Own book (multiple)"), (w / 2, "single", PALETTE[5], "One book for all (single)")):
+    for off, scen, col, lab in (
+        (-w / 2, "multiple", PALETTE[0], "Own book (multiple)"),
+        (w / 2, "single", PALETTE[5], "One book for all (single)"),
+    ):
         g = t[t["scenario"] == scen].set_index("package").reindex(tiers)
         mid = 100 * g["share"].to_numpy(float)
-        err = np.vstack([mid - 100 * g["share_lower"].to_numpy(float), 100 * g["share_upper"].to_numpy(float) - mid])
-        ax.bar(x + off, np.nan_to_num(mid), width=w, color=col, label=lab, yerr=np.clip(np.nan_to_num(err), 0, None), error_kw={"elinewidth": 0.8, "capsize": 2})
+        err = np.vstack(
+            [
+                mid - 100 * g["share_lower"].to_numpy(float),
+                100 * g["share_upper"].to_numpy(float) - mid,
+            ]
+        )
+        ax.bar(
+            x + off,
+            np.nan_to_num(mid),
+            width=w,
+            color=col,
+            label=lab,
+            yerr=np.clip(np.nan_to_num(err), 0, None),
+            error_kw={"elinewidth": 0.8, "capsize": 2},
+        )
     ax.set_xticks(x, tiers)
     ax.set_ylabel("Take-up (% of prospects)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=7, frameon=False)
@@ -124,11 +163,17 @@ def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
         "name": s,
         "slug": slug(s),
         "own_book": bool(len(own)),
-        "packages": _tier_blocks(result, s, "multiple") if len(own) else _tier_blocks(result, "all", "single"),
+        "packages": _tier_blocks(result, s, "multiple")
+        if len(own)
+        else _tier_blocks(result, "all", "single"),
         "add_ons": records(pk[(pk["segment"] == book) & (pk["package"] == "add-on")]),
         "has_features": bool((pk.loc[pk["segment"] == book, "feature"].astype(str) != "").any()),
         "scenario_name": scenario,
-        "scenario": {k: records(scen.loc[[k]].reset_index())[0] for k in ("single", "multiple") if k in scen.index},
+        "scenario": {
+            k: records(scen.loc[[k]].reset_index())[0]
+            for k in ("single", "multiple")
+            if k in scen.index
+        },
         "take_up": records(result.take_up[result.take_up["segment"] == s]),
         "take_up_svg": take_up_chart(result, s) if charts else None,
         "valuation": records(val)[0] if len(val) else None,
@@ -137,13 +182,22 @@ def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
     }
 
 
-def section_context(result, currency: str = "", period: str | None = None, segments: list[str] | None = None, *, charts: bool = True) -> dict[str, Any]:
+def section_context(
+    result,
+    currency: str = "",
+    period: str | None = None,
+    segments: list[str] | None = None,
+    *,
+    charts: bool = True,
+) -> dict[str, Any]:
     """Everything the ``pricing_*`` templates read, as one dict (pass it as ``pricing=``).
 
     ``segments`` limits the per-segment blocks (a segment page passes its own segment); the
     overview parts always cover every segment.
     """
-    segs = list(result.segments) if segments is None else [s for s in segments if s in result.segments]
+    segs = (
+        list(result.segments) if segments is None else [s for s in segments if s in result.segments]
+    )
     tiers = list(result.settings.tiers)
     pb = result.price_books
     book_rows = []
@@ -169,8 +223,12 @@ def section_context(result, currency: str = "", period: str | None = None, segme
         "price_digits": 0 if len(prices) and np.all(prices == np.round(prices)) else 2,
         "currency": currency,
         "period": result.period if period is None else period,
-        "unit": "per prospect" if per_prospect else f"per {result.period if period is None else period}",
+        "unit": "per prospect"
+        if per_prospect
+        else f"per {result.period if period is None else period}",
         "per_prospect": per_prospect,
+        "price_unit": getattr(result, "price_unit", "")
+        or f"per {result.period if period is None else period}",
         "volume_source": result.volume_source,
         "has_prices": result.has_prices,
         "recommendation": result.recommendation,
@@ -186,7 +244,20 @@ def section_context(result, currency: str = "", period: str | None = None, segme
         "valuation_rows": records(result.valuation),
         "search_rows": records(result.search),
         "segments": [_segment_block(result, s, charts) for s in segs],
-        "single_book": {"packages": _tier_blocks(result, "all", "single"), "add_ons": records(result.packages[(result.packages["segment"] == "all") & (result.packages["package"] == "add-on")]), "has_features": bool((result.packages.loc[result.packages["segment"] == "all", "feature"].astype(str) != "").any())},
+        "single_book": {
+            "packages": _tier_blocks(result, "all", "single"),
+            "add_ons": records(
+                result.packages[
+                    (result.packages["segment"] == "all") & (result.packages["package"] == "add-on")
+                ]
+            ),
+            "has_features": bool(
+                (
+                    result.packages.loc[result.packages["segment"] == "all", "feature"].astype(str)
+                    != ""
+                ).any()
+            ),
+        },
         "missing": records(result.missing),
         "warnings": list(result.warnings),
         "notes": list(result.notes),
@@ -194,10 +265,27 @@ def section_context(result, currency: str = "", period: str | None = None, segme
     }
 
 
-def render_pricing_report(result, path: str | Path, *, title: str = "Price books", currency: str = "", period: str | None = None, seed: int | None = None, inputs: dict[str, str] | None = None) -> Path:
+def render_pricing_report(
+    result,
+    path: str | Path,
+    *,
+    title: str = "Price books",
+    currency: str = "",
+    period: str | None = None,
+    seed: int | None = None,
+    inputs: dict[str, str] | None = None,
+) -> Path:
     """A self-contained page with every pricing section (overview and each segment)."""
     ctx = section_context(result, currency, period)
-    return render("pricing.html.j2", path, pricing=ctx, title=title, provenance=provenance(seed, inputs))
+    return render(
+        "pricing.html.j2", path, pricing=ctx, title=title, provenance=provenance(seed, inputs)
+    )
 
 
-__all__ = ["comparison_chart", "render_pricing_report", "section_context", "take_up_chart", "write_outputs"]
+__all__ = [
+    "comparison_chart",
+    "render_pricing_report",
+    "section_context",
+    "take_up_chart",
+    "write_outputs",
+]
