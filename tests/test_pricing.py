@@ -354,3 +354,56 @@ def test_vw_describes_sets_what_the_reservation_value_covers(world):
         value[shown] = books.groupby("segment")["value"].first()  # the entry package
     # the VW product already had every feature: the entry package (fewer features) is worth less
     assert (value["full"] < value["core"]).all()
+
+
+def test_individual_utilities_and_posterior_draws_feed_the_values(world):
+    """HB paths: conjoint posterior draws per respondent (without Van Westendorp they value the
+    product) and individual MaxDiff utilities (each respondent's own shares in the bridge)."""
+    import dataclasses
+
+    from wtp.conjoint import IndividualDraws
+
+    _, run = world
+    cj, md = run.conjoint, run.maxdiff
+    resp = run.study.conjoint.drop_duplicates("respondent_id")
+    rng = np.random.default_rng(5)
+    seg = resp["segment"].astype(str).to_numpy()
+    beta = np.array([cj.betas[s] for s in seg])  # respondents × parameters
+    draws = beta[:, None, :] + 0.02 * np.abs(beta[:, None, :]) * rng.standard_normal(
+        (len(seg), 20, beta.shape[1])
+    )
+    hb = dataclasses.replace(
+        cj,
+        individual=IndividualDraws(
+            resp["respondent_id"].astype(str).to_numpy(), seg, np.ones(len(seg)), draws
+        ),
+    )
+    sc = md.item_scores[md.item_scores.segment != "all"]
+    ind = run.study.maxdiff.drop_duplicates("respondent_id")[["respondent_id", "segment"]].merge(
+        sc[["segment", "item", "utility"]], on="segment"
+    )
+    ind["utility"] += 0.3 * rng.standard_normal(len(ind))
+    md_hb = dataclasses.replace(
+        md, individual_utilities=ind[["respondent_id", "segment", "item", "utility"]]
+    )
+    pb = build_price_books(
+        vw=None,
+        maxdiff=md_hb,
+        conjoint=hb,
+        segments=run.segments,
+        study=run.study,
+        rng=np.random.default_rng(0),
+        draws=20,
+    )
+    assert pb.has_prices
+    assert pb.valuation["source"].str.contains("HB posterior draws").all()
+    valued = pb.packages.dropna(subset=["money_value"])
+    assert (valued["money_value"] >= 0).all() and (valued["money_value"] > 0).any()
+    assert pb.packages["money_source"].str.contains("per respondent").any()
+    assert pb.packages["money_source"].str.contains(r"each respondent's MaxDiff share \(HB\)").any()
+    books = pb.price_books.dropna(subset=["price"])
+    assert (
+        books.groupby(["scenario", "segment"])["price"]
+        .apply(lambda p: (np.diff(p.to_numpy()) > 0).all())
+        .all()
+    )
