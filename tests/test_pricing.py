@@ -140,6 +140,9 @@ def test_pricing_settings_are_validated():
     S.settings = {"pricing": {"vw_describe": "core"}}
     with pytest.raises(InputError, match="did you mean 'vw_describes'"):
         resolve_settings(S())
+    S.settings = {"packages": {"max_feature_per_tier": 3}}
+    with pytest.raises(InputError, match="did you mean 'max_features_per_tier'"):
+        resolve_settings(S())
     S.settings = {"pricing": {"vw_describes": "entry", "min_step": 1.2}, "sample": {"min_n": 50}}
     s = resolve_settings(S())
     assert (s.vw_describes, s.min_step, s.min_n, s.too_cheap) == ("entry", 1.2, 50, "ignore")

@@ -57,9 +57,16 @@ def recommend(
     base = tot.get("baseline_revenue", np.nan)
     if np.isfinite(base) and base > 0:
         best = max(tot["revenue_single"], tot["revenue_multiple"])
-        text.append(
-            f"Today's book earns {_fmt(base)} {per} (customers × ARPA); the recommended one {best / base - 1:+.1%}."
-        )
+        if "market_size" in vols.source:
+            # scenarios count every prospect in market_size, today's book only today's customers
+            text.append(
+                f"Today's book earns {_fmt(base)} {per} from today's customers (customers × ARPA); the scenarios count every prospect in "
+                f"market_size at the calibrated conversion, so compare them with each other, not with today's revenue."
+            )
+        else:
+            text.append(
+                f"Today's book earns {_fmt(base)} {per} (customers × ARPA); the recommended one {best / base - 1:+.1%}."
+            )
     small = [s for s, o in own.items() if not o]
     if small:
         text.append(

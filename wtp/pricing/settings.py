@@ -97,6 +97,7 @@ class PricingSettings:
 
 
 _KNOWN = {f.name for f in fields(PricingSettings)} - {"tiers", "pins", "caps", "conjoint_features"}
+_PACKAGE_KEYS = {"tiers", "pins", "max_features_per_tier", "caps", "conjoint"}
 _CHOICES = {"too_cheap": ("ignore", "exclude"), "vw_describes": ("core", "entry", "full")}
 
 
@@ -182,6 +183,20 @@ def resolve_settings(
             else:
                 clean_caps[key] = int(v)
     opts: dict[str, Any] = {k: v for k, v in block.items() if k in _KNOWN}
+    for k in block:
+        if k not in _KNOWN | _PACKAGE_KEYS:
+            import difflib
+
+            near = difflib.get_close_matches(k, sorted(_KNOWN | _PACKAGE_KEYS), n=1)
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"packages.{k}",
+                    "a known [packages] key" + (f" (did you mean {near[0]!r}?)" if near else ""),
+                    k,
+                )
+            )
     if isinstance(block.get("conjoint"), dict):
         opts["conjoint_features"] = {str(k): str(v) for k, v in block["conjoint"].items()}
     for k, v in pricing.items():
