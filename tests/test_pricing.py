@@ -334,6 +334,7 @@ def test_recovery_across_worlds(tmp_path, process, seed):
     (w.folder / "study.toml").write_text(toml, encoding="utf-8")
     run = run_study(w.folder, seed=seed, fast=True)
     judged = w.judge(run.price_books).set_index(["scenario", "segment"])
+    print(process, seed, judged.to_string())  # the table behind the assertions (pytest -s)
     assert judged.loc[("multiple", "total"), "ratio"] >= 0.95
     assert judged.loc[("single", "total"), "ratio"] >= 0.95
     true_up, pred_up = judged["uplift_true"].iloc[0], judged["uplift_predicted"].iloc[0]
