@@ -234,7 +234,14 @@ def test_contract_tables(world, tmp_path):
     comparison = pd.read_csv(tmp_path / "pricing" / "comparison.csv")
     assert comparison["p_multiple_better"].between(0, 1).all()
     books = pd.read_csv(tmp_path / "price_books.csv")
-    assert set(books.loc[books.scenario == "single", "segment"]) == {"all"}
+    assert set(books.loc[books.scenario == "single", "segment"]) == {
+        "all",
+        *run.price_books.segments,
+    }
+    single = books[books.scenario == "single"].pivot(
+        index="package", columns="segment", values="price"
+    )
+    assert (single.nunique(axis=1) == 1).all()  # one book: the same prices in every segment's rows
     for (sc, seg), g in books.dropna(subset=["price"]).groupby(["scenario", "segment"]):
         assert (np.diff(g["price"].to_numpy()) > 0).all(), (sc, seg)
     packages = pd.read_csv(tmp_path / "packages.csv")
@@ -268,7 +275,9 @@ def test_small_segment_is_offered_the_single_book(world):
     rows = pb.price_books[
         (pb.price_books.scenario == "multiple") & (pb.price_books.segment == small)
     ]
-    single = pb.price_books[pb.price_books.scenario == "single"]
+    single = pb.price_books[
+        (pb.price_books.scenario == "single") & (pb.price_books.segment == "all")
+    ]
     assert np.allclose(rows["price"].to_numpy(), single["price"].to_numpy(), equal_nan=True)
     assert rows["note"].str.contains("offered the single book").all()
     assert (

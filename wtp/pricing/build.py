@@ -747,6 +747,9 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
 
     single = books[("single", ALL)]
     emit(single, ALL)
+    # the single book repeated per segment (contract §5 allows it): each segment's range and value
+    for s in values:
+        emit(single, s)
     for s in values:
         if ("multiple", s) in books:
             emit(books[("multiple", s)], s)
