@@ -22,7 +22,9 @@ vw_describes``                                         ``core`` (no MaxDiff feat
 ``[pricing] calibrate``   true                         scale take-up so that today's price
                                                        reproduces today's conversion
 ``[pricing] min_gain``    0.05                         revenue gain that justifies separate books
-``[pricing] round_prices`` true                        prices on the nice-price lattice
+``[pricing]               32                           draws the price search uses (the scenarios
+search_draws``                                         use all ``draws``)
+``[pricing] level``       0.90                         interval level of take-up and revenue
 ``[sample] min_n``        30                           a segment under it gets no book of its own
 ========================= ============================ ==========================================
 """
@@ -67,7 +69,6 @@ class PricingSettings:
     search_draws: int = 32
     calibrate: bool = True
     min_gain: float = 0.05
-    round_prices: bool = True
     min_n: int = 30
     level: float = 0.90
 
