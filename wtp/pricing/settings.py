@@ -98,7 +98,7 @@ class PricingSettings:
 
 
 _KNOWN = {f.name for f in fields(PricingSettings)} - {"tiers", "pins", "caps", "conjoint_features"}
-_PACKAGE_KEYS = {"tiers", "pins", "max_features_per_tier", "caps", "conjoint"}
+_PACKAGE_KEYS = {"tiers", "pins", "max_features_per_tier", "caps", "conjoint", "step", "options"}
 _CHOICES = {"too_cheap": ("ignore", "exclude"), "vw_describes": ("core", "entry", "full")}
 
 
@@ -121,7 +121,7 @@ def resolve_settings(
         number, an unknown option or a value outside its choices.
     """
     settings_dict = getattr(study, "settings", None) or {}
-    block = dict(settings_dict.get("packages", {}))
+    block = {k: v for k, v in dict(settings_dict.get("packages", {})).items() if v is not None}
     pricing = dict(settings_dict.get("pricing", {}))
     source = (
         "study.toml" if study is None else str(Path(getattr(study, "folder", ".")) / "study.toml")
@@ -201,6 +201,8 @@ def resolve_settings(
     if isinstance(block.get("conjoint"), dict):
         opts["conjoint_features"] = {str(k): str(v) for k, v in block["conjoint"].items()}
     for k, v in pricing.items():
+        if v is None:
+            continue  # a typed schema's "not given"
         if k in _KNOWN:
             opts[k] = v
         else:
