@@ -1031,3 +1031,40 @@ def test_real_chocolate_hb_converges_by_default():
     assert res.fit.set_index("segment").loc["all", "price_coef"] < 0
     w = res.wtp.set_index(["attribute", "level"])["wtp"]
     assert w[("Sugar", "Sugar free")] < 0
+
+
+# Level order (contract §5)
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (["yes", "no"], ["no", "yes"]),
+        (["Included", "Not included"], ["Not included", "Included"]),
+        (["With SSO", "WITHOUT"], ["WITHOUT", "With SSO"]),
+        (["10", "5", "unlimited"], ["5", "10", "unlimited"]),
+        (["25", "5", "100"], ["5", "25", "100"]),
+        (["none", "10", "5"], ["none", "5", "10"]),
+        (["Phone", "Email", "Chat"], ["Phone", "Email", "Chat"]),
+        (["true", "false"], ["false", "true"]),
+    ],
+)
+def test_default_level_order(seen, expected):
+    from wtp.conjoint import order_levels
+
+    assert order_levels(seen)[0] == expected
+
+
+def test_presence_read_first_is_still_not_the_reference():
+    # the file shows "yes" first: the reference must still be "no", so "has it" is positive
+    frame = _two_task_types().replace({"feature": {"A": "no", "B": "yes"}})
+    res = estimate_conjoint(_answers(frame))
+    pw = res.partworths.set_index(["attribute", "level"])
+    assert res.attributes["feature"] == ["no", "yes"]
+    assert pw.loc[("feature", "no"), "level_order"] == 1 and pw.loc[("feature", "yes"), "level_order"] == 2
+    assert pw.loc[("feature", "yes"), "utility"] == pytest.approx(math.log(3), abs=1e-6)
+    assert res.wtp.set_index(["attribute", "level"]).loc[("feature", "yes"), "wtp"] > 0
+    assert any("level order no < yes" in n for n in res.notes)
+    # study.toml's order still wins
+    flipped = estimate_conjoint(_answers(frame), levels={"feature": ["yes", "no"]})
+    assert flipped.attributes["feature"] == ["yes", "no"]

@@ -40,6 +40,7 @@ __all__ = [
     "demand_curve",
     "simulator_tables",
     "conjoint_levels",
+    "order_levels",
     "conjoint_prices",
     "conjoint_numeric",
     "extrapolation",
@@ -555,8 +556,53 @@ def _coding_matrix(n_levels: int, coding: str) -> np.ndarray:
     return m
 
 
+ABSENCE_LEVELS = frozenset({"no", "none", "false", "0", "without", "not included", "excluded"})
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        x = float(str(text).strip().replace(",", "."))
+    except ValueError:
+        return None
+    return x if np.isfinite(x) else None
+
+
+def order_levels(seen: list[str]) -> tuple[list[str], str]:
+    """The contract's default level order (§5) and the rule that produced it.
+
+    ======================== ========================================================
+    rule                     order
+    ======================== ========================================================
+    absence first            a level meaning "not there" (``no``, ``none``, ``false``,
+                             ``0``, ``without``, ``not included``, ``excluded``, any
+                             case) first, the others in order of first appearance
+    numeric ascending        every level reads as a number: ascending; a single text
+                             level among numbers (``unlimited``) goes last
+    first appearance         otherwise, the order the levels first appear in the data
+    ======================== ========================================================
+
+    The first level is the reference, so a binary feature's part-worth reads as "has it"
+    minus "lacks it" whatever order the file shows the levels in.
+    """
+    seen = [str(x) for x in seen]
+    numbers = {lv: _as_number(lv) for lv in seen}
+    nums = sorted((lv for lv in seen if numbers[lv] is not None), key=lambda lv: numbers[lv])
+    texts = [lv for lv in seen if numbers[lv] is None]
+    absent = [lv for lv in texts if lv.strip().lower() in ABSENCE_LEVELS]
+    if nums and not texts:
+        return nums, "numeric ascending"
+    if len(nums) >= 2 and len(texts) == 1:
+        if absent:
+            return texts + nums, f"absence level '{texts[0]}' first, then numeric ascending"
+        return nums + texts, f"numeric ascending, '{texts[0]}' last"
+    if absent:
+        return absent[:1] + [lv for lv in seen if lv != absent[0]], f"absence level '{absent[0]}' first"
+    return seen, "first appearance"
+
+
 def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict | None, source: str) -> tuple[dict[str, list[str]], list[str]]:
-    """Level order per attribute: the given order (study.toml) where known, else first appearance."""
+    """Level order per attribute: the given order (study.toml) where known, else
+    :func:`order_levels` (absence first, numbers ascending, else first appearance)."""
     real = answers[~answers["none"]]
     out: dict[str, list[str]] = {}
     notes: list[str] = []
@@ -565,7 +611,8 @@ def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict |
         seen = [str(x) for x in pd.unique(real[a].dropna())]
         given = None if not levels or a not in levels else [str(x) for x in levels[a]]
         if given is None:
-            order = seen
+            order, rule = order_levels(seen)
+            notes.append(f"{a}: level order {' < '.join(order)} ({rule}; reference {order[0] if order else '–'})")
         else:
             unknown = sorted(set(seen) - set(given))
             for level in unknown:
@@ -1264,6 +1311,9 @@ def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: in
     partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
     warn = _price_warnings(fit)
     ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
+    # the order used (contract §5): 1 = the reference level; price and none have no order
+    position = {(a, lv): i + 1 for a, levels in data.coding.levels.items() for i, lv in enumerate(levels)}
+    partworths = partworths.assign(level_order=[position.get((a, str(lv)), np.nan) for a, lv in zip(partworths["attribute"], partworths["level"], strict=True)])
     return ConjointResult(
         partworths=partworths.reset_index(drop=True),
         importances=importances.reset_index(drop=True),

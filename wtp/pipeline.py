@@ -371,9 +371,9 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         write_segments(out / "segments", run.segments, run.segments.cohorts, meta=meta, provenance=provenance(run.seed, inputs))
         written.append(out / "segments")
     if run.price_books is not None:
-        from wtp.pricing import write_price_books
+        from wtp.report.pricing import write_outputs as write_pricing
 
-        write_price_books(run.price_books, out)
+        write_pricing(run.price_books, out)
         written.append(out / "price_books.csv")
         from wtp.report.workbook import write_price_book_workbook
 

@@ -250,6 +250,13 @@ class Pricing:
 
     too_cheap: Literal["ignore", "exclude"] = setting("ignore")
     vw_describes: Literal["core", "entry", "full"] = setting("core")
+    # defaults live in wtp.pricing.PricingSettings (None: its default)
+    min_step: float | None = setting(min=1, help="each tier at least this × the tier below")
+    draws: int | None = setting(min=2, help="take-up draws (posterior or bootstrap)")
+    search_draws: int | None = setting(min=2, help="draws the joint price search uses")
+    calibrate: bool | None = setting(help="scale take-up to today's conversion")
+    min_gain: float | None = setting(min=0, help="revenue gain that justifies separate books")
+    level: float | None = setting(above=0, max=0.999, help="interval level")
 
 
 SECTIONS: dict[str, type] = {

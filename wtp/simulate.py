@@ -327,10 +327,12 @@ def simulate_maxdiff(
     design: pd.DataFrame | None = None,
     respondent_ids: np.ndarray | None = None,
     segment_index: np.ndarray | None = None,
+    utilities: np.ndarray | None = None,
 ) -> SimulatedMaxDiff:
     """Simulate best-worst answers from individual utilities on a balanced design.
 
-    Individual utilities are the segment mean plus N(0, heterogeneity²) noise; a respondent picks
+    Individual utilities are the segment mean plus N(0, heterogeneity²) noise (or ``utilities``,
+    respondents × items, from a world with its own truth); a respondent picks
     best = argmax(u + Gumbel) and worst = argmin(u − Gumbel) among the remaining items (the
     sequential best-worst model that the estimators assume).
     """
@@ -347,9 +349,12 @@ def simulate_maxdiff(
     seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
     n = len(seg)
     base = np.array([DEMO_ITEM_MEANS.get(c, rng.normal(0, 0.8)) for c in codes])
-    means = np.array([[base[j] + s.item_shift.get(c, 0.0) for j, c in enumerate(codes)] for s in specs])
+    means = np.array([[base[j] + getattr(s, "item_shift", {}).get(c, 0.0) for j, c in enumerate(codes)] for s in specs])
     means -= means.mean(axis=1, keepdims=True)
     U = means[seg] + heterogeneity * rng.standard_normal((n, len(codes)))
+    if utilities is not None:
+        # utilities given by a world with its own truth (respondents × items)
+        U = np.asarray(utilities, dtype=float).copy()
     U -= U.mean(axis=1, keepdims=True)
     ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
     versions = design["version"].unique()
@@ -934,3 +939,341 @@ max_features_per_tier = 5
     )
     opt = vw.optimal_prices[["segment", "revenue_optimal_price"]]
     return SimulatedStudy(folder, vw, md, cj, cu, opt)
+
+
+# --------------------------------------------------------------------------------------------
+# Tier truth: a market where packages, prices and take-up are known
+
+
+TIER_FEATURES = ("sso", "audit_log", "sla", "custom_roles", "api", "integrations")  # the first six demo items
+# conjoint attributes shared with MaxDiff items; "yes" is listed first on purpose (level order)
+TIER_ATTRIBUTES = {"SSO": ["yes", "no"], "API": ["yes", "no"]}
+_TIER_MAP = {"SSO": "sso", "API": "api"}
+
+
+@dataclass(frozen=True)
+class TierSegment:
+    """A segment of a tier world: the value of the core product and of each feature (as a share
+    of the core value), true and stated propensity, volumes and today's price."""
+
+    name: str
+    share: float
+    median_value: float
+    feature_ratio: dict[str, float]
+    sigma: float = 0.35
+    propensity: float = 0.35  # true share in the market
+    overstatement: float = 1.8  # stated purchase likelihood ÷ true
+    market_size: int = 10000
+    customers: int = 1000
+    arpa: float | None = None  # today's price of the core product (default: the median value)
+
+
+TIER_SEGMENTS = (
+    TierSegment("Startups", 0.40, 30.0, {"integrations": 0.35, "api": 0.15, "custom_roles": 0.05, "sla": 0.04, "sso": 0.03, "audit_log": 0.02}, market_size=40000, customers=1500, arpa=29.0),
+    TierSegment("SMB", 0.35, 80.0, {"integrations": 0.25, "api": 0.2, "custom_roles": 0.2, "sla": 0.1, "sso": 0.12, "audit_log": 0.05}, market_size=15000, customers=1200, arpa=79.0),
+    TierSegment("Enterprise", 0.25, 260.0, {"sso": 0.5, "audit_log": 0.4, "sla": 0.35, "custom_roles": 0.25, "api": 0.2, "integrations": 0.1}, market_size=2000, customers=150, arpa=249.0),
+)
+
+
+@dataclass(frozen=True)
+class AnswerProcess:
+    """How answers relate to the truth: where "expensive" and "too expensive" sit against the
+    reservation value (log offsets), whether "too cheap" really stops buying, choice noise."""
+
+    name: str
+    expensive: float = -0.15
+    too_expensive: float = 0.25
+    too_cheap_effect: bool = True
+    noise: float = 0.10  # Gumbel scale of choices, as a share of the core value
+
+
+ANSWER_PROCESSES = {
+    "expensive-below": AnswerProcess("expensive-below", expensive=-0.15, too_expensive=0.25, too_cheap_effect=True, noise=0.10),
+    "expensive-above": AnswerProcess("expensive-above", expensive=0.12, too_expensive=0.45, too_cheap_effect=False, noise=0.25),
+}
+
+
+@dataclass(frozen=True)
+class TierPeople:
+    """Per person: core value R, feature money values M (n × F), true propensity, quality
+    threshold L (too cheap) and choice-noise scale."""
+
+    value: np.ndarray
+    money: np.ndarray
+    propensity: np.ndarray
+    stated: np.ndarray
+    too_cheap: np.ndarray
+    noise: np.ndarray
+
+
+def _tier_people(spec: TierSegment, n: int, process: AnswerProcess, rng: np.random.Generator) -> TierPeople:
+    R = spec.median_value * np.exp(spec.sigma * rng.standard_normal(n))
+    ratio = np.array([spec.feature_ratio.get(f, 0.0) for f in TIER_FEATURES])
+    M = R[:, None] * ratio[None, :] * np.exp(0.4 * rng.standard_normal((n, len(TIER_FEATURES))) - 0.08)
+    a = 6.0
+    pi = rng.beta(a * spec.propensity, a * (1 - spec.propensity), n)
+    stated = np.clip(pi * spec.overstatement, 0, 1)
+    L = 0.5 * R * np.exp(0.1 * rng.standard_normal(n))
+    return TierPeople(R, M, pi, stated, L, process.noise * R)
+
+
+def tier_take_up(people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool) -> np.ndarray:
+    """True expected share taking each package: propensity × logit choice among the packages
+    and not buying, with Gumbel noise of each person's scale; a package priced below the
+    person's too-cheap threshold (scaled by its value) is not taken when the effect is real."""
+    member = np.asarray(membership, dtype=float)
+    prices = np.asarray(prices, dtype=float)
+    V = people.value[:, None] + people.money @ member.T  # n × K
+    z = (V - prices[None, :]) / people.noise[:, None]
+    if too_cheap_effect:
+        z = np.where(prices[None, :] < people.too_cheap[:, None] * V / people.value[:, None], -np.inf, z)
+    top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
+    e = np.exp(z - top)
+    p = e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
+    return (people.propensity[:, None] * p).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class SimulatedTierWorld:
+    """A study folder written from tier truth, and a large population to judge books by."""
+
+    folder: Path
+    process: AnswerProcess
+    segments: tuple[TierSegment, ...]
+    population: dict[str, TierPeople]
+    respondents: dict[str, TierPeople]
+
+    def take_up(self, segment: str, membership: np.ndarray, prices: np.ndarray) -> np.ndarray:
+        return tier_take_up(self.population[segment], membership, prices, self.process.too_cheap_effect)
+
+    def revenue(self, segments: list[str], membership: np.ndarray, prices: np.ndarray) -> float:
+        """True revenue per period of one book offered to ``segments`` (prospects = market size)."""
+        spec = {s.name: s for s in self.segments}
+        return float(sum(spec[s].market_size * self.take_up(s, membership, prices) @ np.asarray(prices, dtype=float) for s in segments))
+
+    def best_prices(self, segments: list[str], membership: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
+        """The same packages at their true revenue-optimal ordered prices (Nelder–Mead on the log
+        first price and log steps, from several starts; not restricted to nice prices or to a
+        minimum step)."""
+        from scipy.optimize import minimize
+
+        start = np.sort(np.asarray(start, dtype=float))
+
+        def ladder(x):  # an ordered ladder: first price, then log steps ≥ 0
+            return np.exp(np.cumsum(np.r_[x[0], np.square(x[1:])]))
+
+        def unladder(p):
+            return np.r_[np.log(p[0]), np.sqrt(np.maximum(np.diff(np.log(p)), 0.0))]
+
+        best_p, best_r = start, self.revenue(segments, membership, start)
+        for f in (1.0, 0.7, 1.4):
+            res = minimize(lambda x: -self.revenue(segments, membership, ladder(x)), unladder(start * f), method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 6000})
+            if -res.fun > best_r:
+                best_p, best_r = ladder(res.x), float(-res.fun)
+        return best_p, best_r
+
+
+    def judge(self, result) -> pd.DataFrame:
+        """Each proposed book judged by this world's truth, not by the tool's model.
+
+        One row per scenario (``multiple``, ``single``) and a ``total`` for each: true revenue
+        of the proposed books, true revenue of the same packages at their true best prices, their
+        ratio, the predicted revenue and its 90% interval, and whether the interval covers the
+        truth. ``uplift_true`` / ``uplift_predicted`` compare multiple with single.
+        """
+        rows = []
+        names = [s.name for s in self.segments]
+        books = {(b.scenario, b.name): b for b in result.books}
+        sc = result.scenarios.set_index(["scenario", "segment"])
+
+        def member(book):
+            cols = [list(book.features).index(f) if f in book.features else -1 for f in TIER_FEATURES]
+            m = np.zeros((len(book.tiers), len(TIER_FEATURES)))
+            for j, c in enumerate(cols):
+                if c >= 0:
+                    m[:, j] = book.membership[:, c]
+            ok = np.isfinite(book.prices)
+            return m[ok], book.prices[ok]
+
+        totals = {}
+        for scenario in ("multiple", "single"):
+            got = best = 0.0
+            groups = [[s] for s in names] if scenario == "multiple" else [names]
+            for g in groups:
+                book = books.get((scenario, g[0] if scenario == "multiple" else "all")) or books[("single", "all")]
+                m, p = member(book)
+                if not len(p):
+                    continue
+                r = self.revenue(g, m, p)
+                _, rb = self.best_prices(g, m, p)
+                got += r
+                best += rb
+                if scenario == "multiple":
+                    pred = sc.loc[(scenario, g[0])]
+                    rows.append({"scenario": scenario, "segment": g[0], "true_revenue": r, "true_best": rb, "ratio": r / rb if rb else np.nan, "predicted": pred["revenue"], "lower": pred["revenue_lower"], "upper": pred["revenue_upper"]})
+            pred = sc.loc[(scenario, "total")]
+            totals[scenario] = (got, pred["revenue"])
+            rows.append({"scenario": scenario, "segment": "total", "true_revenue": got, "true_best": best, "ratio": got / best if best else np.nan, "predicted": pred["revenue"], "lower": pred["revenue_lower"], "upper": pred["revenue_upper"]})
+        out = pd.DataFrame(rows)
+        out["covered"] = (out["lower"] <= out["true_revenue"]) & (out["true_revenue"] <= out["upper"])
+        (tm, pm), (ts, ps) = totals["multiple"], totals["single"]
+        out["uplift_true"] = tm / ts - 1
+        out["uplift_predicted"] = pm / ps - 1
+        return out
+
+
+def _tier_vw(people: TierPeople, process: AnswerProcess, rng: np.random.Generator) -> np.ndarray:
+    R, L = people.value, people.too_cheap
+    n = len(R)
+    centre = np.column_stack([L * np.exp(-0.1), L * np.exp(0.25), R * np.exp(process.expensive), R * np.exp(process.too_expensive)])
+    answers = np.sort(centre * np.exp(0.04 * rng.standard_normal((n, 4))), axis=1)
+    step = np.where(R < 60, 1.0, 5.0)[:, None]
+    return np.sort(np.maximum(np.round(answers / step) * step, step), axis=1)
+
+
+def _tier_nms(people: TierPeople, price: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    q = people.stated / (1 + np.exp(-(people.value - price) / people.noise))
+    q = np.clip(q + 0.05 * rng.standard_normal(len(q)), 0, 1)
+    levels = np.array(sorted(NMS_CALIBRATION))
+    probs = np.array([NMS_CALIBRATION[k] for k in levels])
+    return levels[np.argmin(np.abs(q[:, None] - probs[None, :]), axis=1)]
+
+
+def _tier_conjoint(people: TierPeople, ids: np.ndarray, prices: list[float], n_tasks: int, rng: np.random.Generator) -> pd.DataFrame:
+    from wtp.conjoint import design_conjoint
+
+    design = design_conjoint(TIER_ATTRIBUTES, prices, n_tasks=n_tasks, n_alts=2, n_versions=8, none=False, rng=rng)
+    if "none" in design.columns:
+        design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
+    design = design.sort_values(["version", "task", "alt"]).reset_index(drop=True)
+    versions = design["version"].unique()
+    T = design.groupby("version")["task"].nunique().iloc[0]
+    A = design.groupby(["version", "task"]).size().iloc[0]
+    col = [TIER_FEATURES.index(_TIER_MAP[a]) for a in TIER_ATTRIBUTES]
+    has = np.column_stack([(design[a].to_numpy() == "yes") for a in TIER_ATTRIBUTES]).astype(float).reshape(len(versions), T, A, len(col))
+    P = design["price"].to_numpy(dtype=float).reshape(len(versions), T, A)
+    n = len(ids)
+    v_of = np.arange(n) % len(versions)
+    value = people.value[:, None, None] + np.einsum("ntaf,nf->nta", has[v_of], people.money[:, col])
+    util = (value - P[v_of]) / people.noise[:, None, None]
+    util = np.concatenate([util, np.zeros((n, T, 1))], axis=2) + rng.gumbel(size=(n, T, A + 1))
+    choice = np.argmax(util, axis=2)  # n × T
+    blocks = []
+    for v_i, v in enumerate(versions):
+        who = np.flatnonzero(v_of == v_i)
+        if len(who) == 0:
+            continue
+        block = design[design["version"] == v].drop(columns="version").assign(none=0)
+        nr = pd.DataFrame({"task": block["task"].unique(), "alt": A + 1, "none": 1})
+        block = pd.concat([block, nr], ignore_index=True).sort_values(["task", "alt"], kind="stable").reset_index(drop=True)
+        big = block.loc[np.tile(np.arange(len(block)), len(who))].reset_index(drop=True)
+        big.insert(0, "respondent_id", np.repeat(ids[who], len(block)))
+        pos = np.tile(np.arange(A + 1), len(who) * T)
+        big["chosen"] = (pos == np.repeat(choice[who].reshape(-1), A + 1)).astype(int)
+        blocks.append(big)
+    out = pd.concat(blocks, ignore_index=True)
+    order = {rid: i for i, rid in enumerate(ids)}
+    out = out.sort_values(["respondent_id", "task", "alt"], key=lambda c: c.map(order) if c.name == "respondent_id" else c, kind="stable").reset_index(drop=True)
+    for a in TIER_ATTRIBUTES:
+        out[a] = out[a].where(out["none"] == 0, None)
+    out["price"] = out["price"].where(out["none"] == 0, None)
+    return out[["respondent_id", "task", "alt", *TIER_ATTRIBUTES, "price", "none", "chosen"]]
+
+
+def simulate_tier_world(
+    folder: str | Path,
+    *,
+    process: str | AnswerProcess = "expensive-below",
+    n_respondents: int = 600,
+    segments: tuple[TierSegment, ...] = TIER_SEGMENTS,
+    population: int = 20000,
+    seed: int = 0,
+    maxdiff_tasks: int = 8,
+    conjoint_tasks: int = 8,
+    draws: int = 100,
+) -> SimulatedTierWorld:
+    """Write a study whose every answer comes from per-respondent tier truth.
+
+    Each respondent has a core value R (lognormal), a money value per feature (a segment share of
+    R, lognormal around it), a true propensity to buy and a stated one (``overstatement`` ×), and
+    a quality threshold (too cheap ≈ 0.5 R). Van Westendorp answers sit at the ``process``'s
+    offsets from R; NMS likelihoods are the stated propensity × the logit probability of buying
+    the core at the price; MaxDiff utilities are the log money values (best-worst with Gumbel
+    noise); conjoint choices (SSO, API, price, none) maximise ``(R + features − price)/noise +
+    Gumbel``. segments.csv reports today's conversion: the true take-up of the core product at
+    today's price (``arpa``). A separate population of ``population`` people per segment judges
+    any book by its true revenue.
+    """
+    proc = ANSWER_PROCESSES[process] if isinstance(process, str) else process
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = list(segments)
+    seg = _assign_segments(n_respondents, specs, rng)
+    ids = _ids(n_respondents)
+    n = n_respondents
+    people = {s.name: _tier_people(s, int((seg == i).sum()), proc, rng) for i, s in enumerate(specs)}
+    pop = {s.name: _tier_people(s, population, proc, np.random.default_rng([seed, 7, i])) for i, s in enumerate(specs)}
+    # stack respondents in id order
+    order = np.concatenate([np.flatnonzero(seg == i) for i in range(len(specs))])
+    stacked = TierPeople(*(np.concatenate([getattr(people[s.name], f) for s in specs]) for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")))
+    inv = np.empty(n, dtype=int)
+    inv[order] = np.arange(n)
+    P = TierPeople(*(getattr(stacked, f)[inv] for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")))
+    names = np.array([s.name for s in specs], dtype=object)[seg]
+    vw = _tier_vw(P, proc, rng)
+    vw_frame = pd.DataFrame({"respondent_id": ids, "too_cheap": vw[:, 0], "cheap": vw[:, 1], "expensive": vw[:, 2], "too_expensive": vw[:, 3]})
+    vw_frame["buy_cheap"] = _tier_nms(P, vw[:, 1], rng)
+    vw_frame["buy_expensive"] = _tier_nms(P, vw[:, 2], rng)
+    # a random design is enough here (the design module's search is what takes time)
+    picks = np.argsort(rng.random((6 * maxdiff_tasks, len(TIER_FEATURES))), axis=1)[:, :4]
+    md_design = pd.DataFrame(
+        {
+            "version": np.repeat(np.arange(1, 7), maxdiff_tasks * 4),
+            "task": np.tile(np.repeat(np.arange(1, maxdiff_tasks + 1), 4), 6),
+            "position": np.tile(np.arange(1, 5), 6 * maxdiff_tasks),
+            "item": np.array(TIER_FEATURES, dtype=object)[picks.reshape(-1)],
+        }
+    )
+    md = simulate_maxdiff(n, n_items=len(TIER_FEATURES), per_task=4, segments=specs, seed=rng, design=md_design, respondent_ids=ids, segment_index=seg, utilities=np.log(np.maximum(P.money, 1e-6)))
+    lo = min(s.median_value for s in specs) * 0.5
+    hi = max(s.median_value for s in specs) * 1.8
+    prices = [float(round(p)) for p in np.geomspace(lo, hi, 6)]
+    cj = _tier_conjoint(P, ids, prices, conjoint_tasks, rng)
+    rows = []
+    for s in specs:
+        arpa = s.arpa if s.arpa is not None else s.median_value
+        conv = float(tier_take_up(pop[s.name], np.zeros((1, len(TIER_FEATURES))), np.array([arpa]), proc.too_cheap_effect)[0])
+        rows.append({"segment": s.name, "customers": s.customers, "arpa": arpa, "churn_rate": 0.03, "cac": 100.0, "trials": 10000, "conversions": round(10000 * conv), "gross_margin": 0.8, "market_size": s.market_size})
+    pd.DataFrame({"respondent_id": ids, "segment": names, "weight": 1.0}).to_csv(folder / "respondents.csv", index=False)
+    vw_frame.to_csv(folder / "vw.csv", index=False)
+    md.answers.drop(columns="segment").to_csv(folder / "maxdiff.csv", index=False)
+    cj.to_csv(folder / "conjoint.csv", index=False)
+    pd.DataFrame(rows).to_csv(folder / "segments.csv", index=False)
+    items = "\n".join(f'{k} = "{DEMO_ITEMS[k]}"' for k in TIER_FEATURES)
+    (folder / "study.toml").write_text(
+        f'''[study]
+name = "Tier world ({proc.name}, seed {seed})"
+currency = "USD"
+price_unit = "per account per month"
+period = "month"
+
+[data]
+respondents    = "respondents.csv"
+van_westendorp = "vw.csv"
+maxdiff        = "maxdiff.csv"
+conjoint       = "conjoint.csv"
+segments       = "segments.csv"
+
+[maxdiff.items]
+{items}
+
+[packages]
+tiers = ["Starter", "Pro", "Enterprise"]
+
+[pricing]
+draws = {draws}
+''',
+        encoding="utf-8",
+    )
+    return SimulatedTierWorld(folder, proc, tuple(specs), pop, people)

@@ -1,0 +1,160 @@
+"""Price books: speed of the take-up simulator and the joint search, and recovery on tier worlds.
+
+Run: ``python benchmarks/pricing.py`` (prints two tables; ``--seeds 3`` for more worlds,
+``--speed-only`` for the first table).
+
+1. Speed: 4 segments × 3 tiers × 2,000 respondents × 500 draws — pricing four own books and the
+   single book jointly (search on the first ``search_draws`` draws), then the take-up of both
+   scenarios over all 500 draws. Target on 2 cores: < 10 s.
+2. Recovery: :func:`wtp.simulate.simulate_tier_world` under each answer process and seed, run
+   through ``wtp run --fast``; each book judged by the world's truth — its true revenue over the
+   same packages at their true best ordered prices, the predicted against the true uplift of
+   multiple over single, and whether the 90% revenue intervals cover the truth. Rows for the
+   default ``too_cheap = "ignore"`` and for the setting that matches the world.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wtp.pricing.inputs import Volumes
+from wtp.pricing.scenarios import evaluate, price_book
+from wtp.pricing.settings import PricingSettings
+from wtp.pricing.valuation import SegmentValues
+
+
+def _segment(
+    name: str, n: int, draws: int, features: int, scale: float, rng: np.random.Generator
+) -> SegmentValues:
+    base = scale * np.exp(0.4 * rng.standard_normal((n, draws)))
+    base[rng.random((n, draws)) < 0.5] = -np.inf
+    fv = scale * np.abs(rng.normal(0.15, 0.1, (n, features)))
+    return SegmentValues(
+        segment=name, respondent_id=np.arange(n).astype(str), weight=np.ones(n), base=base,
+        boot=rng.exponential(size=(draws, n)), features=tuple(f"f{j}" for j in range(features)), feature_values=fv,
+        described=np.zeros(features, dtype=bool), reference=np.full(n, scale), too_cheap=0.5 * scale * np.ones(n),
+    )  # fmt: skip
+
+
+def speed(n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    settings = PricingSettings(draws=draws)
+    values = [_segment(f"S{i + 1}", n, draws, 6, 30.0 * 2**i, rng) for i in range(n_segments)]
+    member = np.array([[j < 2 * (k + 1) for j in range(6)] for k in range(tiers)])
+    vols = Volumes(
+        pd.DataFrame(
+            {"prospects": 1000.0, "seats": 1.0},
+            index=pd.Index([v.segment for v in values], name="segment"),
+        ),
+        "benchmark",
+    )
+    names = [f"T{k + 1}" for k in range(tiers)]
+    rows = []
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    books = {
+        v.segment: price_book("multiple", v.segment, names, member, [(v, 1000.0)], settings, rng)
+        for v in values
+    }
+    t1 = time.perf_counter()
+    c1 = time.process_time()
+    single = price_book(
+        "single", "all", names, member, [(v, 1000.0) for v in values], settings, rng
+    )
+    t2 = time.perf_counter()
+    c2 = time.process_time()
+    for v in values:
+        evaluate(books[v.segment], v, vols, np.ones(draws), settings)
+        evaluate(single, v, vols, np.ones(draws), settings)
+    t3 = time.perf_counter()
+    c3 = time.process_time()
+    rows.append(
+        {
+            "step": f"optimise {n_segments} own books ({tiers} tiers, {n:,} respondents, {settings.search_draws} search draws)",
+            "seconds": t1 - t0,
+            "cpu_seconds": c1 - c0,
+        }
+    )
+    rows.append(
+        {
+            "step": f"optimise the single book over all {n_segments} segments",
+            "seconds": t2 - t1,
+            "cpu_seconds": c2 - c1,
+        }
+    )
+    rows.append(
+        {
+            "step": f"take-up of both scenarios, {n_segments} × {n:,} respondents × {draws} draws",
+            "seconds": t3 - t2,
+            "cpu_seconds": c3 - c2,
+        }
+    )
+    rows.append(
+        {"step": "total (target < 10 s on 2 cores)", "seconds": t3 - t0, "cpu_seconds": c3 - c0}
+    )
+    return pd.DataFrame(rows)
+
+
+def recovery(seeds: int = 2, n: int = 600) -> pd.DataFrame:
+    from wtp.pipeline import run_study
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    rows = []
+    for process in ANSWER_PROCESSES:
+        for seed in range(seeds):
+            for setting in dict.fromkeys(
+                ["ignore", "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"]
+            ):
+                with tempfile.TemporaryDirectory() as tmp:
+                    w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
+                    toml = (
+                        (w.folder / "study.toml")
+                        .read_text(encoding="utf-8")
+                        .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                    )
+                    (w.folder / "study.toml").write_text(toml, encoding="utf-8")
+                    run = run_study(w.folder, seed=seed, fast=True)
+                    j = w.judge(run.price_books).set_index(["scenario", "segment"])
+                    m, s = j.loc[("multiple", "total")], j.loc[("single", "total")]
+                    rows.append({
+                        "world": process, "seed": seed, "too_cheap": setting,
+                        "multiple_vs_best": m["ratio"], "single_vs_best": s["ratio"],
+                        "uplift_true": m["uplift_true"], "uplift_predicted": m["uplift_predicted"],
+                        "uplift_error": m["uplift_predicted"] / m["uplift_true"] - 1,
+                        "covered_multiple": bool(m["covered"]), "covered_single": bool(s["covered"]),
+                        "covered_segments": float(j.loc["multiple"].drop("total")["covered"].mean()),
+                    })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--speed-only", action="store_true")
+    args = parser.parse_args()
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 20)
+    print(speed().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if hasattr(os, "getloadavg"):
+        print(
+            f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (seconds = wall clock; cpu_seconds = this process)"
+        )
+    if not args.speed_only:
+        table = recovery(args.seeds)
+        print()
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        cover = table[["covered_multiple", "covered_single"]].to_numpy().mean()
+        print(
+            f"\ncoverage of the 90% total-revenue intervals: {cover:.0%} ({table.shape[0] * 2} intervals); per segment: {table['covered_segments'].mean():.0%}"
+        )
+
+
+if __name__ == "__main__":
+    main()

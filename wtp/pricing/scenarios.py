@@ -1,0 +1,286 @@
+"""Books, calibration, joint pricing and the single-versus-multiple scenarios.
+
+======================= =========================================================================
+step                    what
+======================= =========================================================================
+books                   a book = its tiers' cumulative feature sets (K × F); a tier that adds
+                        only features without a money value is not priced (no bridge)
+calibration             per segment with today's conversion c and ARPA a: the simulated share
+                        taking today's product (what the Van Westendorp question showed) at a,
+                        q; factor ``k = c / q`` multiplies every take-up share of the segment
+                        (per draw, so the interval carries it); without them ``k = 1``
+                        (stated intent) and the result says so
+pricing                 each book's prices maximise Σ_segments prospects · k · Σ_k share_k ·
+                        price_k (:mod:`wtp.pricing.optimiser`); the single book over every
+                        segment at once, each segment choosing among its packages
+scenarios               ``multiple``: each segment its own book (a segment under ``[sample]
+                        min_n`` is offered the single book); ``single``: one book for all.
+                        Revenue per draw = prospects × seats × Σ share × price; intervals are
+                        the draws' 5% and 95% quantiles; ``p_multiple_better`` = share of draws
+                        where multiple earns more (same draws for both)
+======================= =========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wtp.pricing.inputs import Volumes
+from wtp.pricing.optimiser import Agents, lattice, optimise_ladder
+from wtp.pricing.settings import PricingSettings
+from wtp.pricing.simulator import take_up
+from wtp.pricing.valuation import SegmentValues
+
+
+@dataclass(frozen=True)
+class Book:
+    """A price book: tiers (in order), their cumulative features, prices and how found."""
+
+    scenario: str
+    name: str  # the segment, or 'all'
+    tiers: tuple[str, ...]
+    membership: np.ndarray  # K × F bool
+    prices: np.ndarray  # K (NaN: not priced)
+    unpriced: dict[str, str]  # tier → why it has no price
+    search_note: str = ""
+    n_evaluated: int = 0
+    features: tuple[str, ...] = ()  # the columns of ``membership``
+
+
+def membership(
+    packages: pd.DataFrame, book: str, tiers: list[str], features: list[str]
+) -> tuple[list[str], np.ndarray]:
+    """Tiers that exist in a book and their cumulative feature sets."""
+    pk = packages[packages["segment"] == book]
+    have, rows, acc = [], [], set()
+    for j, t in enumerate(tiers):
+        added = set(pk.loc[pk["package"] == t, "feature"].astype(str)) - {""}
+        if j > 0 and not added:
+            continue
+        acc |= added
+        have.append(t)
+        rows.append([f in acc for f in features])
+    return have, np.array(rows, dtype=bool).reshape(len(have), len(features))
+
+
+def _priceable(
+    values: list[SegmentValues], tiers: list[str], member: np.ndarray
+) -> tuple[list[int], dict[str, str]]:
+    """Tiers whose added features all have a money value somewhere in the book's respondents."""
+    if not values:
+        return [], {
+            t: "no Van Westendorp and no conjoint: nothing puts a money value on any package"
+            for t in tiers
+        }
+    known = np.zeros(member.shape[1], dtype=bool)
+    for v in values:
+        known |= np.isfinite(v.feature_values).any(axis=0)
+    keep, why = [0], {}
+    for k in range(1, len(tiers)):
+        added = member[k] & ~member[k - 1]
+        if (added & ~known).any():
+            names = [
+                f for f, a, kn in zip(values[0].features, added, known, strict=True) if a and not kn
+            ]
+            why[tiers[k]] = (
+                "its added features ("
+                + ", ".join(names)
+                + ") have no money value: no bridge from MaxDiff to money (no feature is both a MaxDiff item and a conjoint level)"
+            )
+            break  # a ladder cannot continue past a tier it cannot price
+        keep.append(k)
+    for k in range(len(keep) + len(why), len(tiers)):
+        why.setdefault(tiers[k], "a lower tier could not be priced")
+    return keep, why
+
+
+def segment_agents(
+    v: SegmentValues, member: np.ndarray, scale: float, settings: PricingSettings, draws: int | None
+) -> Agents:
+    tc = v.thresholds(member) if settings.too_cheap == "exclude" else None
+    return Agents.from_arrays(
+        v.base,
+        v.extra(member),
+        v.weight,
+        too_cheap=tc,
+        shock=v.shocks(member.shape[0]),
+        draws=draws,
+        scale=scale,
+    )
+
+
+def search_grid(agents: Agents) -> np.ndarray:
+    """Nice prices from half the low end of the entry package's values to the high end of the
+    top package's."""
+    v = agents.values
+    w = agents.weights
+    lo_vals, hi_vals = v[:, 0], v[:, -1]
+
+    def q(x, p):
+        ok = np.isfinite(x)
+        if not ok.any():
+            return np.nan
+        o = np.argsort(x[ok])
+        cw = np.cumsum(w[ok][o])
+        return float(x[ok][o][min(np.searchsorted(cw, p * cw[-1]), ok.sum() - 1)])
+
+    lo, hi = q(lo_vals, 0.05), q(hi_vals, 0.98)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= 0:
+        return np.array([])
+    return lattice(max(lo * 0.5, hi / 200), hi)
+
+
+def price_book(
+    scenario: str,
+    name: str,
+    tiers: list[str],
+    member: np.ndarray,
+    parts: list[tuple[SegmentValues, float]],
+    settings: PricingSettings,
+    rng: np.random.Generator,
+    features: tuple[str, ...] = (),
+) -> Book:
+    """Jointly priced book for the segments in ``parts`` (values, prospects × calibration)."""
+    keep, why = _priceable([v for v, _ in parts], tiers, member)
+    prices = np.full(len(tiers), np.nan)
+    if not keep or not parts:
+        return Book(scenario, name, tuple(tiers), member, prices, why, features=features)
+    sub = member[keep]
+    agents = Agents.stack(
+        [segment_agents(v, sub, scale, settings, settings.search_draws) for v, scale in parts]
+    )
+    grid = search_grid(agents)
+    if len(grid) == 0:
+        return Book(
+            scenario,
+            name,
+            tuple(tiers),
+            member,
+            prices,
+            {t: "nobody in the survey would buy it at any price" for t in tiers},
+            features=features,
+        )
+    found = optimise_ladder(agents, grid, min_step=settings.min_step, rng=rng)
+    prices[keep] = found.prices
+    return Book(
+        scenario, name, tuple(tiers), member, prices, why, found.note, found.n_evaluated, features
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Take-up of one book by one segment, per draw (calibrated)."""
+
+    shares: np.ndarray  # D × K
+    revenue: np.ndarray  # D: per period, all prospects
+    prices: np.ndarray
+
+
+def evaluate(
+    book: Book,
+    v: SegmentValues,
+    volumes: Volumes,
+    factor: np.ndarray,
+    settings: PricingSettings,
+    too_cheap: str | None = None,
+) -> Outcome:
+    """Calibrated take-up and revenue draws of ``book`` offered to segment ``v``."""
+    priced = np.isfinite(book.prices)
+    member = book.membership[priced]
+    prices = book.prices[priced]
+    d = v.base.shape[1]
+    if not priced.any():
+        return Outcome(np.zeros((d, len(book.prices))), np.zeros(d), book.prices)
+    mode = too_cheap or settings.too_cheap
+    tc = v.thresholds(member) if mode == "exclude" else None
+    sh = take_up(v.base, v.extra(member), prices, v.boot, too_cheap=tc, shock=v.shocks(len(prices)))
+    sh = sh * factor[:, None]
+    total = sh.sum(axis=1, keepdims=True)
+    sh = np.where(
+        total > 1, sh / np.where(total > 0, total, 1), sh
+    )  # calibration cannot exceed everyone
+    full = np.zeros((d, len(book.prices)))
+    full[:, priced] = sh
+    prospects = volumes.get(v.segment, "prospects", 0.0)
+    seats = volumes.get(v.segment, "seats", 1.0)
+    return Outcome(full, prospects * seats * (sh @ prices), book.prices)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    factor: dict[str, np.ndarray]  # segment → D
+    table: pd.DataFrame
+
+
+def calibrate(
+    values: dict[str, SegmentValues], volumes: Volumes, settings: PricingSettings
+) -> Calibration:
+    """Take-up factor per segment so that today's price reproduces today's conversion."""
+    rows, factor = [], {}
+    for s, v in values.items():
+        d = v.base.shape[1]
+        obs = volumes.get(s, "conversion")
+        arpa = volumes.get(s, "arpa")
+        price = arpa / volumes.get(s, "seats", 1.0)
+        row = {
+            "segment": s,
+            "observed_conversion": obs,
+            "today_price": price,
+            "predicted_conversion": np.nan,
+            "factor": 1.0,
+            "lower": 1.0,
+            "upper": 1.0,
+        }
+        factor[s] = np.ones(d)
+        if not settings.calibrate:
+            row["note"] = "calibration switched off ([pricing] calibrate = false): stated intent"
+        elif not (np.isfinite(obs) and np.isfinite(price) and price > 0):
+            row["note"] = (
+                "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
+            )
+        else:
+            today = np.zeros((1, len(v.features)), dtype=bool)
+            tc = v.thresholds(today) if settings.too_cheap == "exclude" else None
+            q = take_up(
+                v.base, v.extra(today), np.array([price]), v.boot, too_cheap=tc, shock=v.shocks(1)
+            )[:, 0]
+            row["predicted_conversion"] = float(q.mean())
+            if q.mean() <= 0:
+                row["note"] = (
+                    f"nobody in the survey would buy today's product at today's price {price:,.2f}: not calibrated"
+                )
+            else:
+                f = np.where(q > 0, obs / np.where(q > 0, q, 1.0), obs / q.mean())
+                factor[s] = f
+                row.update(
+                    factor=float(obs / q.mean()),
+                    lower=float(np.quantile(f, 0.05)),
+                    upper=float(np.quantile(f, 0.95)),
+                )
+                row["note"] = (
+                    f"today's product at today's price {price:,.2f}: survey says {q.mean():.1%}, segments.csv says {obs:.1%}; every take-up share × {obs / q.mean():.3g}"
+                )
+        rows.append(row)
+    cols = [
+        "segment",
+        "observed_conversion",
+        "today_price",
+        "predicted_conversion",
+        "factor",
+        "lower",
+        "upper",
+        "note",
+    ]
+    return Calibration(factor, pd.DataFrame(rows, columns=cols))
+
+
+def interval(x: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1 - level) / 2
+    return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))

@@ -1,0 +1,537 @@
+"""What each respondent would pay: the product the Van Westendorp question showed, and each feature.
+
+Everything here reads earlier stages' results (and the validated answer frames they were
+estimated from); nothing is re-estimated.
+
+Value of the described product (``base``, respondent × draw)
+=============================================================
+
+======================== =========================================================================
+source                   per respondent i and draw d (u_id uniform on [0, 1])
+======================== =========================================================================
+Van Westendorp + NMS     the respondent's own stated demand curve P_i(p): ``c_i`` (calibrated
+                         likelihood at their "cheap" price) up to "cheap", linear to ``e_i`` at
+                         "expensive", linear to 0 at "too expensive"; the draw is its inverse,
+                         ``R_id = P_i⁻¹(u_id)`` (``-inf`` — no purchase — when u_id ≥ c_i), so the
+                         mean take-up of the product at price p over draws is P_i(p)
+Van Westendorp, no NMS   as above with c_i = e_i = 1: everyone buys below their reservation,
+                         an upper bound on take-up (calibration fixes the level)
+conjoint, HB             posterior draw d of the respondent's part-worths:
+                         ``(u(reference product) − u(none)) / −β_price``, with Gumbel choice noise
+                         of scale ``1 / −β_price`` in money
+conjoint, MNL            the segment's coefficients, a draw from their sampling distribution per d,
+                         the same for every respondent of the segment, with the Gumbel noise
+======================== =========================================================================
+
+Money value of a feature (respondent × feature, never negative)
+================================================================
+
+======================== =========================================================================
+feature is …             money value
+======================== =========================================================================
+a conjoint level         ``max(0, β_has − β_lacks) / −β_price`` (HB: posterior means per
+                         respondent; MNL: the segment's); a respondent who would rather not
+                         have it ignores it (free disposal), hence the floor at 0
+a MaxDiff item only      the bridge: ``λ_s · share_ik``, the respondent's probability-scaled
+                         MaxDiff share (0–100) times the segment's money per share point,
+                         ``λ_s = Σ_anchors mean money value / Σ_anchors mean share`` over the
+                         features that are both MaxDiff items and conjoint levels (pooled over
+                         segments when a segment's anchors carry no value). Shares are positive,
+                         so money values are never negative
+no anchor                no money value: tiers that add such features are not priced, and the
+                         result says why
+======================== =========================================================================
+
+Uncertainty: draw d also reweights respondents by a Bayesian bootstrap (``Exp(1)`` weights
+times the survey weight), so intervals carry sampling error as well as each respondent's own
+stated uncertainty and, with HB, the posterior.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SegmentValues:
+    """Plain arrays of one segment's valuation (see the module docstring)."""
+
+    segment: str
+    respondent_id: np.ndarray  # N
+    weight: np.ndarray  # N survey weights
+    base: np.ndarray  # N × D
+    boot: np.ndarray  # D × N bootstrap × survey weights
+    features: tuple[str, ...]
+    feature_values: np.ndarray  # N × F (NaN: no money value)
+    described: np.ndarray  # F bool: in the product ``base`` describes
+    reference: np.ndarray  # N: point value of the described product (scales too-cheap doubts)
+    too_cheap: np.ndarray | None = None  # N: own too-cheap answer
+    shock: np.ndarray | None = None  # N × D × (T + 1) money-valued choice noise, none last
+    source: str = ""
+    feature_source: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return int(len(self.respondent_id))
+
+    def extra(self, membership: np.ndarray) -> np.ndarray:
+        """N × K value of each package beyond the described product (membership K × F)."""
+        m = np.asarray(membership, dtype=float) - self.described[None, :].astype(float)
+        return np.nan_to_num(self.feature_values, nan=0.0) @ m.T
+
+    def thresholds(self, membership: np.ndarray) -> np.ndarray | None:
+        """N × K too-cheap price of each package: the answer scaled by the package's value."""
+        if self.too_cheap is None:
+            return None
+        extra = self.extra(membership)
+        ref = self.reference[:, None]
+        ratio = np.where(ref > 0, (ref + extra) / np.where(ref > 0, ref, 1.0), 1.0)
+        return self.too_cheap[:, None] * np.maximum(ratio, 0.0)
+
+    def shocks(self, k: int) -> np.ndarray | None:
+        if self.shock is None:
+            return None
+        return np.concatenate([self.shock[:, :, :k], self.shock[:, :, -1:]], axis=2)
+
+
+# --------------------------------------------------------------------------------------------
+# Van Westendorp
+
+
+def _vw_frame(vw, answers: pd.DataFrame) -> pd.DataFrame:
+    """The respondents the Van Westendorp result kept, with calibrated NMS probabilities."""
+    from wtp.vanwestendorp import nms_probabilities, prepare_answers
+
+    a = answers.copy()
+    if "segment" not in a.columns:
+        a["segment"] = "all"
+    if "weight" not in a.columns:
+        a["weight"] = 1.0
+    if "row" not in a.columns:
+        a["row"] = np.arange(len(a)) + 2
+    kept, _ = prepare_answers(a, vw.settings)
+    if vw.has_nms and {"buy_cheap", "buy_expensive"} <= set(kept.columns):
+        for c in ("buy_cheap", "buy_expensive"):
+            kept[f"p_{c}"] = nms_probabilities(
+                kept[c],
+                scale=vw.settings.nms_scale,
+                calibration=vw.settings.nms_calibration,
+                column=c,
+                rows=kept["row"].to_numpy(),
+            )
+    return kept
+
+
+def reservation_draws(
+    cheap, expensive, too_expensive, p_cheap, p_expensive, u, at_too_expensive: float = 0.0
+) -> np.ndarray:
+    """Inverse of each respondent's NMS curve at uniforms ``u`` (N × D); ``-inf``: no purchase."""
+    c = np.asarray(p_cheap, dtype=float)[:, None]
+    e = np.asarray(p_expensive, dtype=float)[:, None]
+    e = np.minimum(e, c)  # a likelihood that rises with price is read as flat
+    z = np.minimum(at_too_expensive, e)
+    ch, ex, te = (np.asarray(x, dtype=float)[:, None] for x in (cheap, expensive, too_expensive))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = np.where(e > z, ex + (te - ex) * (e - u) / (e - z), ex)  # u in [z, e)
+        middle = np.where(c > e, ch + (ex - ch) * (c - u) / (c - e), ch)  # u in [e, c)
+    r = np.where(u < z, te, np.where(u < e, upper, np.where(u < c, middle, -np.inf)))
+    return r
+
+
+def vw_base(
+    vw, answers: pd.DataFrame, segment: str, draws: int, rng: np.random.Generator
+) -> dict | None:
+    kept = _vw_frame(vw, answers)
+    kept = kept[kept["segment"].astype(str) == segment]
+    if kept.empty:
+        return None
+    n = len(kept)
+    u = rng.random((n, draws))
+    if "p_buy_cheap" in kept.columns:
+        pc = kept["p_buy_cheap"].to_numpy(dtype=float)
+        pe = kept["p_buy_expensive"].to_numpy(dtype=float)
+        # a respondent who skipped a likelihood gets the segment's mean answer
+        pc = np.where(np.isfinite(pc), pc, np.nanmean(pc) if np.isfinite(pc).any() else 1.0)
+        pe = np.where(np.isfinite(pe), pe, np.nanmean(pe) if np.isfinite(pe).any() else 1.0)
+        source = "Van Westendorp + NMS"
+    else:
+        pc = pe = np.ones(n)
+        source = "Van Westendorp without NMS (everyone buys below their reservation price: an upper bound)"
+    at_te = float(getattr(vw.settings, "nms_too_expensive", 0.0))
+    base = reservation_draws(
+        kept["cheap"], kept["expensive"], kept["too_expensive"], pc, pe, u, at_te
+    )
+    ex = kept["expensive"].to_numpy(dtype=float)
+    te = kept["too_expensive"].to_numpy(dtype=float)
+    return {
+        "respondent_id": kept["respondent_id"].astype(str).to_numpy(),
+        "weight": kept["weight"].astype(float).to_numpy(),
+        "base": base,
+        "reference": np.sqrt(ex * te),
+        "too_cheap": kept["too_cheap"].to_numpy(dtype=float),
+        "source": source,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Conjoint
+
+
+def _reference_row(coding) -> np.ndarray:
+    row = np.zeros(coding.n_parameters)
+    for a in coding.levels:
+        row += coding.level_rows(a)[0]
+    return row
+
+
+def conjoint_base(
+    conjoint,
+    answers: pd.DataFrame | None,
+    segment: str,
+    draws: int,
+    n_packages: int,
+    rng: np.random.Generator,
+) -> dict | None:
+    """Value of the conjoint's reference product (every attribute at its first level) in money."""
+    if conjoint is None or not conjoint.coding.none:
+        return None
+    c = conjoint.coding
+    ref = _reference_row(c) - c.none_row()
+    slope_row = c.price_slope_row()
+    ind = conjoint.individual
+    if ind is not None:
+        mask = np.asarray(ind.segment).astype(str) == segment
+        if not mask.any():
+            return None
+        B = ind.draws[mask]  # n × S × P
+        pick = rng.integers(0, B.shape[1], size=draws)
+        Bd = B[:, pick, :]  # n × D × P
+        slope = Bd @ slope_row
+        value = Bd @ ref
+        ids = np.asarray(ind.respondent_id)[mask].astype(str)
+        w = np.asarray(ind.weight, dtype=float)[mask]
+        source = "conjoint (HB posterior draws)"
+    else:
+        if segment not in conjoint.betas:
+            return None
+        beta, cov = conjoint.betas[segment], conjoint.covariances[segment]
+        Bd = rng.multivariate_normal(beta, cov, size=draws, method="eigh")  # D × P
+        if answers is not None and "segment" in answers.columns:
+            f = answers[answers["segment"].astype(str) == segment].drop_duplicates("respondent_id")
+            ids = f["respondent_id"].astype(str).to_numpy()
+            w = f["weight"].astype(float).to_numpy() if "weight" in f.columns else np.ones(len(f))
+        else:
+            n = (
+                int(conjoint.fit.set_index("segment").loc[segment, "n_respondents"])
+                if segment in set(conjoint.fit["segment"])
+                else 100
+            )
+            ids = np.array([f"{segment}#{i + 1}" for i in range(n)])
+            w = np.ones(n)
+        slope = np.broadcast_to(Bd @ slope_row, (len(ids), draws))
+        value = np.broadcast_to(Bd @ ref, (len(ids), draws))
+        source = "conjoint (segment MNL, coefficient draws)"
+    ok = slope < 0
+    scale = np.where(ok, -1.0 / np.where(ok, slope, -1.0), np.nan)
+    base = np.where(ok, value * scale, -np.inf)
+    shock = (
+        rng.gumbel(size=(len(ids), draws, n_packages + 1))
+        * np.nan_to_num(scale, nan=0.0)[:, :, None]
+    )
+    ref_point = np.nanmedian(np.where(np.isfinite(base), base, np.nan), axis=1)
+    return {
+        "respondent_id": ids,
+        "weight": w,
+        "base": base,
+        "shock": shock,
+        "reference": np.nan_to_num(ref_point, nan=0.0),
+        "too_cheap": None,
+        "source": source,
+    }
+
+
+def conjoint_feature_map(
+    conjoint, items: list[str], labels: dict[str, str], explicit: dict[str, str]
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """MaxDiff feature → (conjoint attribute, level): explicit (``[packages] conjoint``), or an
+    item named like a two-level attribute (its non-reference level)."""
+    notes: list[str] = []
+    out: dict[str, tuple[str, str]] = {}
+    if conjoint is None:
+        return out, notes
+    levels = conjoint.attributes
+    for code, spec in explicit.items():
+        attr, _, lev = str(spec).partition("=")
+        if attr in levels and lev in levels[attr]:
+            out[str(code)] = (attr, lev)
+        else:
+            notes.append(
+                f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored."
+            )
+    by_slug = {_slug(a): a for a, lv in levels.items() if len(lv) == 2}
+    for code in items:
+        if code in out:
+            continue
+        for name in (code, labels.get(code, "")):
+            a = by_slug.get(_slug(name))
+            if a:
+                out[code] = (a, levels[a][1])
+                break
+    return out, notes
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+
+
+def conjoint_money(
+    conjoint, segment: str, ids: np.ndarray, mapping: dict[str, tuple[str, str]]
+) -> tuple[np.ndarray, dict[str, str]]:
+    """N × len(mapping) money value of each mapped feature (NaN for respondents not in the
+    conjoint: filled with the segment mean by the caller)."""
+    feats = list(mapping)
+    out = np.full((len(ids), len(feats)), np.nan)
+    if not feats:
+        return out, {}
+    c = conjoint.coding
+    deltas = []
+    for f in feats:
+        a, lv = mapping[f]
+        rows = c.level_rows(a)
+        deltas.append(rows[c.levels[a].index(lv)] - rows[0])
+    D = np.array(deltas)  # F × P
+    slope_row = c.price_slope_row()
+    ind = conjoint.individual
+    if ind is not None:
+        mask = np.asarray(ind.segment).astype(str) == segment
+        mean = ind.draws[mask].mean(axis=1)  # n × P
+        slope = mean @ slope_row
+        money = np.where(slope[:, None] < 0, np.maximum(mean @ D.T, 0.0) / -slope[:, None], np.nan)
+        pos = pd.Index(np.asarray(ind.respondent_id)[mask].astype(str)).get_indexer(ids)
+        out[pos >= 0] = money[pos[pos >= 0]]
+        src = "conjoint part-worths per respondent (HB), has − lacks over −β_price"
+    elif segment in conjoint.betas:
+        beta = conjoint.betas[segment]
+        slope = float(beta @ slope_row)
+        if slope < 0:
+            out[:] = np.maximum(D @ beta, 0.0) / -slope
+        src = "conjoint part-worths of the segment (MNL), has − lacks over −β_price"
+    else:
+        src = "not in the conjoint"
+    return out, dict.fromkeys(feats, src)
+
+
+# --------------------------------------------------------------------------------------------
+# MaxDiff bridge
+
+
+def maxdiff_shares(
+    maxdiff, segment: str, ids: np.ndarray, items: list[str]
+) -> tuple[np.ndarray, str]:
+    """N × K probability-scaled shares (0–100): each respondent's own (HB) or the segment's."""
+    from wtp.maxdiff import probability_shares
+
+    k = int(getattr(maxdiff, "k", 4) or 4)
+    ind = getattr(maxdiff, "individual_utilities", None)
+    if ind is not None and len(ind):
+        sub = ind[ind["segment"].astype(str) == segment] if "segment" in ind.columns else ind
+        wide = sub.pivot_table(
+            index="respondent_id", columns="item", values="utility", aggfunc="mean"
+        ).reindex(columns=items)
+        wide.index = wide.index.astype(str)
+        sh = probability_shares(wide.to_numpy(dtype=float), k)
+        sh = 100 * sh / sh.sum(axis=1, keepdims=True)
+        out = np.full((len(ids), len(items)), np.nan)
+        pos = wide.index.get_indexer(ids)
+        out[pos >= 0] = sh[pos[pos >= 0]]
+        mean = np.nanmean(sh, axis=0) if len(sh) else np.full(len(items), 100 / len(items))
+        out = np.where(np.isnan(out), mean[None, :], out)
+        return out, "each respondent's MaxDiff share (HB)"
+    sc = maxdiff.item_scores
+    sc = (
+        sc[sc["segment"].astype(str) == segment]
+        .set_index("item")["share"]
+        .reindex(items)
+        .to_numpy(dtype=float)
+    )
+    return np.broadcast_to(
+        sc, (len(ids), len(items))
+    ).copy(), "the segment's MaxDiff share (no individual utilities)"
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """Money per MaxDiff share point, per segment, and the anchors it rests on."""
+
+    per_point: dict[str, float]
+    anchors: tuple[str, ...]
+    note: str
+
+
+def bridge(
+    shares: dict[str, np.ndarray],
+    money: dict[str, np.ndarray],
+    weights: dict[str, np.ndarray],
+    items: list[str],
+    anchors: list[str],
+) -> Bridge:
+    """``λ_s = Σ_anchors mean money / Σ_anchors mean share`` per segment, pooled where a
+    segment's own anchors carry no value."""
+    if not anchors:
+        return Bridge(
+            {}, (), "no MaxDiff item is also a conjoint level: no bridge from preferences to money"
+        )
+    col = [items.index(a) for a in anchors]
+    per, num_all, den_all = {}, 0.0, 0.0
+    for s in shares:
+        w = weights[s] / weights[s].sum()
+        m = np.nansum(w @ np.nan_to_num(money[s], nan=0.0))
+        d = float(w @ shares[s][:, col].sum(axis=1))
+        per[s] = m / d if d > 0 and m > 0 else np.nan
+        num_all += m
+        den_all += d
+    pooled = num_all / den_all if den_all > 0 and num_all > 0 else np.nan
+    for s in per:
+        if not np.isfinite(per[s]):
+            per[s] = pooled
+    note = (
+        "money per MaxDiff share point anchored on "
+        + ", ".join(anchors)
+        + " (features that are both MaxDiff items and conjoint levels)"
+    )
+    return Bridge(per, tuple(anchors), note)
+
+
+# --------------------------------------------------------------------------------------------
+# Every segment
+
+
+def _fill_mean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Missing rows (respondents an instrument did not ask) get the weighted mean of the rest."""
+    if x.size == 0:
+        return x
+    have = np.isfinite(x)
+    num = (np.where(have, x, 0.0) * w[:, None]).sum(axis=0)
+    den = (have * w[:, None]).sum(axis=0)
+    mean = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return np.where(have, x, mean[None, :])
+
+
+def value_segments(
+    segments: list[str],
+    *,
+    features: list[str],
+    described: dict[str, set[str]],
+    vw=None,
+    vw_answers: pd.DataFrame | None = None,
+    conjoint=None,
+    conjoint_answers: pd.DataFrame | None = None,
+    maxdiff=None,
+    labels: dict[str, str] | None = None,
+    explicit_map: dict[str, str] | None = None,
+    n_packages: int = 3,
+    draws: int = 200,
+    rng: np.random.Generator,
+) -> tuple[dict[str, SegmentValues], list[str]]:
+    """One :class:`SegmentValues` per segment that has a valuation, and notes on how."""
+    notes: list[str] = []
+    labels = labels or {}
+    mapping, mnotes = conjoint_feature_map(conjoint, features, labels, explicit_map or {})
+    notes += mnotes
+    bases: dict[str, dict] = {}
+    for s in segments:
+        b = None
+        if vw is not None and vw_answers is not None:
+            b = vw_base(vw, vw_answers, s, draws, rng)
+        if b is None and conjoint is not None:
+            b = conjoint_base(conjoint, conjoint_answers, s, draws, n_packages, rng)
+        if b is not None:
+            bases[s] = b
+    mapped = [f for f in features if f in mapping]
+    money, shares, weights, sources = {}, {}, {}, {}
+    for s, b in bases.items():
+        ids, w = b["respondent_id"], b["weight"]
+        m, src = (
+            conjoint_money(conjoint, s, ids, {f: mapping[f] for f in mapped})
+            if mapped
+            else (np.zeros((len(ids), 0)), {})
+        )
+        money[s] = _fill_mean(m, w)
+        sources[s] = {f: f"{src[f]} ({mapping[f][0]} = {mapping[f][1]})" for f in src}
+        if maxdiff is not None and features:
+            shares[s], how = maxdiff_shares(maxdiff, s, ids, features)
+            for f in features:
+                sources[s].setdefault(f, how)
+        weights[s] = w
+    br = (
+        bridge(
+            shares,
+            {s: money[s] for s in shares},
+            weights,
+            features,
+            [f for f in mapped if f in features],
+        )
+        if shares
+        else Bridge({}, (), "no MaxDiff")
+    )
+    if shares:
+        notes.append(
+            ("MaxDiff → money: " + br.note + ".")
+            if br.anchors
+            else "No bridge from MaxDiff preferences to money (no MaxDiff item is also a conjoint level): features the conjoint did not test have no money value, and tiers that add only such features are not priced."
+        )
+    out: dict[str, SegmentValues] = {}
+    for s, b in bases.items():
+        n = len(b["respondent_id"])
+        fv = np.full((n, len(features)), np.nan)
+        fsrc: dict[str, str] = {}
+        lam = br.per_point.get(s, np.nan)
+        for j, f in enumerate(features):
+            if f in mapped:
+                fv[:, j] = money[s][:, mapped.index(f)]
+                fsrc[f] = sources[s][f]
+            elif s in shares and np.isfinite(lam):
+                fv[:, j] = lam * shares[s][:, j]
+                fsrc[f] = (
+                    f"MaxDiff bridge: {lam:,.3g} per share point × {sources[s].get(f, 'share')}"
+                )
+            else:
+                fsrc[f] = "no money value (no bridge from MaxDiff to money)"
+        w = b["weight"]
+        individual = (
+            maxdiff is not None
+            and len(getattr(maxdiff, "individual_utilities", []))
+            and conjoint is not None
+            and conjoint.individual is not None
+        )
+        ref = np.asarray(b["reference"], dtype=float)
+        if not individual and np.isfinite(ref).any() and (ref > 0).any():
+            # segment-level money values: scaled by the respondent's own price level (someone
+            # who would pay twice as much for the product pays twice as much for its features)
+            typical = float(np.nanmedian(ref[ref > 0]))
+            fv = fv * np.where(ref > 0, ref / typical, 1.0)[:, None]
+            notes.append(
+                f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities)."
+            )
+        boot = rng.exponential(size=(draws, n)) * w[None, :]
+        out[s] = SegmentValues(
+            segment=s,
+            respondent_id=b["respondent_id"],
+            weight=w,
+            base=b["base"],
+            boot=boot,
+            features=tuple(features),
+            feature_values=fv,
+            described=np.array([f in described.get(s, set()) for f in features], dtype=bool),
+            reference=np.asarray(b["reference"], dtype=float),
+            too_cheap=b["too_cheap"],
+            shock=b.get("shock"),
+            source=b["source"],
+            feature_source=fsrc,
+        )
+    return out, notes
