@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -646,7 +646,7 @@ def demo_command(
     run_pipeline(demo_study_path(), out, seed, fast)
 
 
-class TakeUpRule(str, Enum):
+class TakeUpRule(StrEnum):
     first_choice = "first-choice"
     share_of_preference = "share-of-preference"
     rfc = "rfc"
