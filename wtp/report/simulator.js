@@ -33,7 +33,7 @@
   // ------------------------------------------------------------------------------------------
   // Books: tiers, the lowest tier of each feature (-1: not in the book), prices
 
-  function key(scenario, name) { return scenario + "\u0000" + name; }
+  function key(scenario, name) { return scenario + ":" + name; }
 
   function fromSpec(b) {
     var lowest = [];
