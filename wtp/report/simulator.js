@@ -213,11 +213,14 @@
     if (!seg.tested) return null;
     var lo = seg.tested.low, hi = seg.tested.high;
     if (seg.tested.source.indexOf("Van Westendorp") === 0) {
+      if (!seg.wbar) { // each respondent's mean weight over the draws, computed once
+        seg.wbar = new Float64Array(seg.n);
+        for (var dd = 0; dd < D; dd++) for (var ii = 0; ii < seg.n; ii++) seg.wbar[ii] += seg.boot[dd * seg.n + ii];
+        for (ii = 0; ii < seg.n; ii++) seg.wbar[ii] /= D;
+      }
       var wsum = 0, add = 0;
       for (var i = 0; i < seg.n; i++) {
-        var w = 0;
-        for (var d = 0; d < D; d++) w += seg.boot[d * seg.n + i];
-        w /= D;
+        var w = seg.wbar[i];
         var e = 0;
         for (var f = 0; f < F; f++) e += seg.fv[i * F + f] * ((member(book, k, f) ? 1 : 0) - (seg.described[f] ? 1 : 0));
         add += w * e; wsum += w;
