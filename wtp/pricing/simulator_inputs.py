@@ -518,6 +518,16 @@ def _pct(x: float) -> str:
     return f"{x:.1%}" if x < 0.01 else f"{x:.0%}"
 
 
+def outside_note(name: str, price: float, low: float, high: float, what: str) -> str | None:
+    """``"Pro at 4.99 is 100% above the highest price tested (2.49, …): extrapolated"``, or
+    ``None`` for a price within ``[low, high]``."""
+    if not np.isfinite(price) or low <= price <= high:
+        return None
+    far = price / high - 1 if price > high else 1 - price / low
+    side = f"{_pct(far)} above the highest" if price > high else f"{_pct(far)} below the lowest"
+    return f"{name} at {price:,.2f} is {side} price tested ({high if price > high else low:,.2f}, {what}): extrapolated"
+
+
 def guardrails(inputs: SimulatorInputs, books: dict[tuple[str, str], BookSpec]) -> pd.DataFrame:
     """Prices outside what the survey tested and features without a money value, per book and
     package: ``scenario, book, package, feature, price, tested_low, tested_high, outside,
@@ -545,10 +555,20 @@ def guardrails(inputs: SimulatorInputs, books: dict[tuple[str, str], BookSpec]) 
             if lo <= p <= hi:
                 continue
             far = p / hi - 1 if p > hi else 1 - p / lo
-            side = f"{_pct(far)} above the highest" if p > hi else f"{_pct(far)} below the lowest"
             what = next(s.tested[2] for s in segs if s.tested is not None)
-            rows.append({"scenario": scenario, "book": name, "package": t, "feature": "", "price": p, "tested_low": lo, "tested_high": hi, "outside": far,
-                         "note": f"{t} at {p:,.2f} is {side} price tested ({hi if p > hi else lo:,.2f}, {what}): extrapolated"})  # fmt: skip
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "book": name,
+                    "package": t,
+                    "feature": "",
+                    "price": p,
+                    "tested_low": lo,
+                    "tested_high": hi,
+                    "outside": far,
+                    "note": outside_note(t, p, lo, hi, what),
+                }
+            )
         for j, f in enumerate(inputs.features):
             for k, t in enumerate(b.tiers):
                 if (
@@ -863,6 +883,7 @@ __all__ = [
     "book_rows",
     "evaluate_book",
     "guardrails",
+    "outside_note",
     "proposal_books",
     "read_book_file",
     "read_inputs",
