@@ -354,6 +354,8 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
         # the share-of-preference rule in the page, for the CLI to check too
         Select(driver.find_element("id", "rule")).select_by_value("share-of-preference")
         logit = shown("total-single")
+        Select(driver.find_element("id", "rule")).select_by_value("rfc")
+        rfc = shown("total-single")
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
         assert errors == [], errors
         requests = [json.loads(e["message"])["message"] for e in driver.get_log("performance")]
@@ -409,6 +411,29 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
             - logit
         )
         <= 0.5 + 1e-9 * logit
+    )
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "scenario.csv"),
+            "--rule",
+            "rfc",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        abs(
+            pd.read_csv(tmp_path / "r" / "scenarios.csv").set_index(["scenario", "segment"])[
+                "revenue"
+            ][("single", "total")]
+            - rfc
+        )
+        <= 0.5 + 1e-9 * rfc
     )
     assert Path(tmp_path / "o" / "guardrails.csv").read_text().count("above the highest") >= 1
 

@@ -137,7 +137,7 @@ class SimulatorInputs:
 
     @property
     def has_conjoint_scale(self) -> bool:
-        return any(s.scale is not None for s in self.segments)
+        return bool(self.segments) and all(s.scale is not None for s in self.segments)
 
     def summary(self) -> pd.DataFrame:
         return pd.DataFrame(

@@ -292,7 +292,7 @@
     var b = BOOKS[k];
     ui.book.appendChild(el("option", { value: k }, b.scenario === "single" ? "One book for all segments (single)" : b.name + " – its own book (multiple)"));
   });
-  var canLogit = SEGS.some(function (s) { return s.scale; });
+  var canLogit = SEGS.every(function (s) { return s.scale; }); // as the CLI: every segment needs a conjoint price scale
   [["first-choice", "First choice (the contract's take-up rule)"], ["share-of-preference", "Share of preference (logit, conjoint price scale)"], ["rfc", "Randomised first choice (RFC)"]].forEach(function (r) {
     var o = el("option", { value: r[0] }, r[1]);
     if (r[0] !== "first-choice" && !canLogit) { o.disabled = true; o.textContent += " – needs a conjoint"; }
@@ -406,7 +406,7 @@
     // in the single scenario every segment is offered the single book
     var segs = SEGS.filter(function (s) { return isFinite(s.prospects) && (book.scenario === "single" || s.name === book.name); });
     var n = segs.reduce(function (a, s) { return a + s.n; }, 0);
-    var draws = Math.max(1, Math.min(D, Math.ceil(60000 / Math.max(n * book.tiers.length, 1))));
+    var draws = Math.max(1, Math.min(D, Math.ceil(150000 / Math.max(n * book.tiers.length, 1))));
     var p0 = isFinite(book.prices[k]) ? book.prices[k] : PROPOSAL[key(book.scenario, book.name)].prices[k];
     if (!isFinite(p0) || p0 <= 0) return null;
     var xs = [], ys = [];
