@@ -244,13 +244,6 @@ class SimulatorInputs:
             seed=int(data.get("seed", 0)), meta=dict(data.get("meta", {})),
         )  # fmt: skip
 
-    def write(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(
-            json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False), encoding="utf-8"
-        )
-        return path
-
 
 def read_inputs(path: str | Path) -> SimulatorInputs:
     path = Path(path)

@@ -39,7 +39,10 @@ def write_simulator(run, out: str | Path, *, pages: list | None = None) -> list[
     out = Path(out)
     inputs = replace(pb.simulator, seed=int(run.seed))
     (out / "pricing").mkdir(parents=True, exist_ok=True)
-    path = inputs.write(out / "pricing" / "simulator_inputs.json")
+    path = out / "pricing" / "simulator_inputs.json"
+    path.write_text(
+        json.dumps(inputs.to_json(), separators=(",", ":"), ensure_ascii=False), encoding="utf-8"
+    )
     script = files("wtp").joinpath("report/simulator.js").read_text(encoding="utf-8")
     meta = _meta(run.study)
     html = render(
