@@ -353,11 +353,8 @@ def simulator_inputs(
         for b in books.values()
     )
     features = tuple(vs[0].features) if vs else ()
-    labels = (
-        {f: str(getattr(study, "item_labels", {}).get(f, f)) for f in features}
-        if study is not None
-        else {f: f for f in features}
-    )
+    item_labels = dict(getattr(study, "item_labels", None) or {})
+    labels = {f: str(item_labels.get(f, f)) for f in features}
     meta = {}
     if study is not None:
         meta = {
