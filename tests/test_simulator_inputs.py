@@ -437,37 +437,3 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
     )
     assert Path(tmp_path / "o" / "guardrails.csv").read_text().count("above the highest") >= 1
 
-
-def test_conjoint_scenario_beyond_the_tested_prices_warns(run_dir, tmp_path):
-    from wtp.study import load_study
-
-    study = load_study(run_dir.parent / "study")
-    levels = study.attribute_levels
-    prices = [float(p) for p in study.settings["conjoint"].get("prices", [])] or [
-        float(x) for x in levels.get("price", [])
-    ]
-    product = {
-        "product": "Pro",
-        **{a: lv[0] for a, lv in levels.items() if a != "price"},
-        "price": 2 * max(prices),
-    }
-    pd.DataFrame([product]).to_csv(tmp_path / "scenario.csv", index=False)
-    study_dir = run_dir.parent / "study"
-    res = runner.invoke(
-        app,
-        [
-            "conjoint",
-            str(study_dir / "conjoint.csv"),
-            "--study",
-            str(study_dir),
-            "--scenario",
-            str(tmp_path / "scenario.csv"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
-    assert res.exit_code == 0, res.output
-    assert (
-        f"Pro at {2 * max(prices):,.2f} is 100% above the highest price tested ({max(prices):,.2f}, conjoint price levels)"
-        in res.output
-    )
