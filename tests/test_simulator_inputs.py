@@ -436,4 +436,3 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
         <= 0.5 + 1e-9 * rfc
     )
     assert Path(tmp_path / "o" / "guardrails.csv").read_text().count("above the highest") >= 1
-
