@@ -31,7 +31,7 @@ def _inline_json(data) -> Markup:
 
 def write_simulator(run, out: str | Path, *, pages: list | None = None) -> list[Path]:
     """``pricing/simulator_inputs.json`` and ``simulator.html`` for a study run with prices."""
-    from wtp.report.study import _meta, segment_names, segment_pages
+    from wtp.report.study import segment_names, segment_pages, study_meta
 
     pb = run.price_books
     if pb is None or getattr(pb, "simulator", None) is None or not pb.has_prices:
@@ -44,7 +44,7 @@ def write_simulator(run, out: str | Path, *, pages: list | None = None) -> list[
         json.dumps(inputs.to_json(), separators=(",", ":"), ensure_ascii=False), encoding="utf-8"
     )
     script = files("wtp").joinpath("report/simulator.js").read_text(encoding="utf-8")
-    meta = _meta(run.study)
+    meta = study_meta(run)
     html = render(
         "simulator.html.j2", out / "simulator.html", meta=meta, pages=segment_pages(segment_names(run)) if pages is None else pages,
         data=_inline_json(inputs.to_json()), script=Markup(script.replace("</", "<\\/")),
