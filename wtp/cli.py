@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -643,6 +644,43 @@ def demo_command(
     from wtp.pipeline import demo_study_path
 
     run_pipeline(demo_study_path(), out, seed, fast)
+
+
+class TakeUpRule(StrEnum):
+    first_choice = "first-choice"
+    share_of_preference = "share-of-preference"
+    rfc = "rfc"
+
+
+@app.command("simulate")
+@cli_command
+def simulate_command(
+    source: Annotated[Path, typer.Argument(help="A run folder (from `wtp run`) or a study folder (with study.toml).")],
+    book: Annotated[Path, typer.Option("--book", help="Scenario file: scenario, segment, package, feature, price (what simulator.html exports).")],
+    rule: Annotated[TakeUpRule, typer.Option("--rule", help="first-choice (the contract's take-up rule), share-of-preference (logit) or rfc; the last two need a conjoint.")] = TakeUpRule.first_choice,
+    out: OutOpt = Path("reports/simulate"),
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (a study folder's pipeline, RFC errors); default: the run's.")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Study folder only: fewer draws and replicates.")] = False,
+) -> None:
+    """Take-up and revenue of the price books in a scenario file: take_up.csv, scenarios.csv."""
+    from wtp.io import atomic_output_dir, write_csv
+    from wtp.pipeline import simulate_book_file
+
+    result = simulate_book_file(source, book, rule=rule.value, seed=seed, fast=fast, progress=lambda m: typer.echo(f"  {m}", err=True))
+    with atomic_output_dir(out) as tmp:
+        write_csv(result.take_up, tmp / "take_up.csv")
+        write_csv(result.scenarios, tmp / "scenarios.csv")
+        write_csv(result.guardrails, tmp / "guardrails.csv")
+        from wtp.report import provenance, render
+
+        summary = result.summary()
+        rows = [{k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in summary.to_dict("records")]
+        text = "\n".join(result.guardrails["note"]) or "Every price lies within the prices the survey tested."
+        render("design.html.j2", tmp / "report.html", title="Price-book simulation", lead=f"Books from {book.name}; rule {result.rule}; {result.draws} draws.", columns=list(summary.columns), rows=rows, text=text, provenance=provenance(seed))
+    echo_table(result.summary())
+    for note in result.guardrails["note"]:
+        typer.echo(f"  outside what was tested: {note}", err=True)
+    typer.echo(f"wrote {out}/take_up.csv, scenarios.csv, guardrails.csv, report.html")
 
 
 @design_app.command("maxdiff")

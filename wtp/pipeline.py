@@ -378,6 +378,9 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         from wtp.report.workbook import write_price_book_workbook
 
         written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx", currency=meta["currency"], digits=meta["money_digits"]))
+        from wtp.report.simulator import write_simulator
+
+        written += write_simulator(run, out)
     from wtp.io import write_csv
 
     write_csv(run.sample_sizes(), out / "sample_sizes.csv")
@@ -393,3 +396,35 @@ def demo_study_path() -> Path:
     from importlib.resources import files
 
     return Path(str(files("wtp") / "data" / "demo"))
+
+
+def simulator_inputs_for(source: str | Path, *, seed: int | None = None, fast: bool = False, progress: Progress | None = None):
+    """The simulator inputs of a run folder (``pricing/simulator_inputs.json``, as ``wtp run``
+    wrote it) or of a study folder (the pipeline run through the price-book stage)."""
+    from dataclasses import replace
+
+    from wtp.errors import InputError, Problem
+    from wtp.pricing.simulator_inputs import read_inputs
+
+    source = Path(source)
+    saved = source / "pricing" / "simulator_inputs.json"
+    if saved.is_file():
+        inputs = read_inputs(saved)
+        return inputs if seed is None else replace(inputs, seed=seed)
+    if not (source / "study.toml").is_file() and not (source.is_file() and source.suffix == ".toml"):
+        raise InputError(Problem(str(source), None, None, "a run folder (with pricing/simulator_inputs.json, written by `wtp run`) or a study folder (with study.toml)", "neither"))
+    run = run_study(source, seed=seed or 0, fast=fast, progress=progress)
+    pb = run.price_books
+    if pb is None or getattr(pb, "simulator", None) is None or not pb.has_prices:
+        why = run.skipped.get("price_books") or "no tier could be priced (see the price-book warnings)"
+        raise InputError(Problem(str(source), None, None, "a study whose price-book stage prices at least one package", why))
+    return replace(pb.simulator, seed=seed or 0)
+
+
+def simulate_book_file(source: str | Path, book: str | Path, *, rule: str = "first-choice", seed: int | None = None, fast: bool = False, progress: Progress | None = None):
+    """take_up.csv and scenarios.csv of the books in a scenario file (the file simulator.html
+    exports), on a run folder's saved inputs or a study folder's pipeline run."""
+    from wtp.pricing.simulator_inputs import read_book_file, simulate_books
+
+    inputs = simulator_inputs_for(source, seed=seed, fast=fast, progress=progress)
+    return simulate_books(inputs, read_book_file(book, inputs), rule=rule)

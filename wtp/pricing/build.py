@@ -28,6 +28,7 @@ from wtp.pricing.scenarios import (
     price_book,
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
+from wtp.pricing.simulator_inputs import simulator_inputs
 from wtp.pricing.valuation import SegmentValues, value_segments
 
 
@@ -137,6 +138,7 @@ def build_price_books(
         period=period,
         price_unit=str(getattr(study, "price_unit", "") or ""),
         books=tuple(books.values()),
+        simulator=simulator_inputs(books, values, own, vols, cal, settings, vw=vw, conjoint=conjoint, study=study),
         provenance={
             "wtp_version": wtp.__version__,
             "instruments": {

@@ -108,6 +108,7 @@ class PriceBookResult:
     price_unit: str = ""  # as study.toml says it ("per seat per month", "per bar")
     books: tuple = ()
     provenance: dict[str, Any] = field(default_factory=dict)
+    simulator: Any = None  # SimulatorInputs: what simulator.html and `wtp simulate` recompute from
 
     @property
     def has_prices(self) -> bool:

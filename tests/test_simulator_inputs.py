@@ -1,0 +1,438 @@
+"""The price-book simulator: its inputs record, `wtp simulate`, and simulator.html in a browser.
+
+The page and the CLI must give the same numbers: the proposal's books reproduce the pricing
+stage's scenarios.csv, an edited book exported from the page gives the page's revenue back
+through `wtp simulate`, and prices beyond what was tested are marked in both.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from wtp.cli import app
+from wtp.errors import InputError
+from wtp.pricing.simulator_inputs import (
+    BookSpec,
+    SimulatorInputs,
+    SimulatorSegment,
+    book_rows,
+    evaluate_book,
+    guardrails,
+    proposal_books,
+    read_book_file,
+    read_inputs,
+    rfc_gumbel,
+    simulate_books,
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from wtp.simulate import simulate_study
+
+    root = tmp_path_factory.mktemp("sim")
+    simulate_study(root / "study", n_respondents=240, seed=7, customers_per_segment=60)
+    res = runner.invoke(
+        app, ["run", str(root / "study"), "--out", str(root / "run"), "--fast", "--seed", "4"]
+    )
+    assert res.exit_code == 0, res.output
+    return root / "run"
+
+
+# --------------------------------------------------------------------------------------------
+# by hand
+
+
+def _one_segment(
+    base, fv, boot, *, described=None, factor=None, scale=None, shock=None, too_cheap=None
+):
+    base = np.asarray(base, dtype=float)
+    n, d = base.shape
+    fv = np.asarray(fv, dtype=float)
+    return SimulatorSegment(
+        name="S", base=base, boot=np.asarray(boot, dtype=float), feature_values=fv, valued=np.ones(fv.shape[1], bool),
+        described=np.zeros(fv.shape[1], bool) if described is None else np.asarray(described), reference=np.full(n, 10.0),
+        factor=np.ones(d) if factor is None else np.asarray(factor, float), prospects=100.0, seats=1.0, own_book=True,
+        too_cheap=too_cheap, shock=shock, scale=scale, tested=(5.0, 20.0, "conjoint price levels"),
+    )  # fmt: skip
+
+
+def test_first_choice_by_hand():
+    # respondent 1 values the product at 10 and feature A at 6; respondent 2 at 12 and 1
+    seg = _one_segment([[10.0], [12.0]], [[6.0], [1.0]], [[1.0, 3.0]])
+    book = BookSpec(
+        "single", "all", ("Basic", "Plus"), np.array([[False], [True]]), np.array([9.0, 14.0])
+    )
+    out = evaluate_book(seg, book, "ignore")
+    # 1: surplus 1 vs 2 → Plus; 2: 3 vs −1 → Basic. Weights 1:3
+    assert out.shares[0].tolist() == pytest.approx([0.75, 0.25])
+    assert out.revenue[0] == pytest.approx(100 * (0.75 * 9 + 0.25 * 14))
+    # a calibration factor of 2 would sell to more than everyone: capped at everyone
+    capped = evaluate_book(
+        _one_segment([[10.0], [12.0]], [[6.0], [1.0]], [[1.0, 3.0]], factor=[2.0]), book, "ignore"
+    )
+    assert capped.shares[0].sum() == pytest.approx(1.0)
+
+
+def test_share_of_preference_by_hand():
+    seg = _one_segment([[10.0]], [[6.0]], [[1.0]], scale=np.array([2.0]))
+    book = BookSpec(
+        "single", "all", ("Basic", "Plus"), np.array([[False], [True]]), np.array([9.0, 14.0])
+    )
+    out = evaluate_book(seg, book, "ignore", "share-of-preference")
+    e = np.exp(np.array([1.0, 2.0]) / 2.0)
+    assert out.shares[0] == pytest.approx(e / (1 + e.sum()))
+
+
+def test_rfc_errors_are_gumbel_and_reproducible():
+    g = rfc_gumbel(3, 1, 200, 50, 4)
+    assert g.shape == (200, 50, 4)
+    assert np.array_equal(g, rfc_gumbel(3, 1, 200, 50, 4))
+    assert not np.array_equal(g, rfc_gumbel(4, 1, 200, 50, 4))
+    assert g.mean() == pytest.approx(np.euler_gamma, abs=0.02)
+    assert g.std() == pytest.approx(np.pi / np.sqrt(6), abs=0.03)
+
+
+def test_scenario_file_round_trip_and_errors(tmp_path, run_dir):
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    books = proposal_books(inputs)
+    rows = book_rows(books, inputs.features)
+    rows.to_csv(tmp_path / "book.csv", index=False)
+    again = read_book_file(tmp_path / "book.csv", inputs)
+    for k, b in books.items():
+        assert again[k].tiers == b.tiers and np.array_equal(again[k].membership, b.membership)
+        assert np.array_equal(again[k].prices, b.prices, equal_nan=True)
+    bad = rows.astype(object)
+    bad.loc[0, "scenario"] = "singel"
+    bad.loc[1, "feature"] = "ssoo"
+    bad.loc[2, "price"] = "cheap"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError) as e:
+        read_book_file(tmp_path / "bad.csv", inputs)
+    msg = e.value.message()
+    assert "row 2" in msg and "did you mean 'single'" in msg
+    assert "row 3" in msg and "row 4" in msg and "'cheap'" in msg
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "bad.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# the run's record
+
+
+def test_proposal_reproduces_the_pricing_stage(run_dir):
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    assert (
+        inputs.draws == inputs.draws_total and inputs.dtype == "f8"
+    )  # a small study keeps every draw
+    sim = simulate_books(inputs)
+    for table, keys in (
+        ("scenarios", ["scenario", "segment"]),
+        ("take_up", ["scenario", "segment", "package"]),
+    ):
+        want = pd.read_csv(run_dir / f"{table}.csv").set_index(keys)
+        got = getattr(sim, table).set_index(keys).reindex(want.index)
+        for col in ("revenue", "revenue_lower", "revenue_upper", "customers"):
+            np.testing.assert_allclose(
+                got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-9
+            )
+    assert sim.guardrails.empty or "above" not in " ".join(sim.guardrails["note"])
+
+
+def test_cli_on_a_run_and_on_a_study_agree(run_dir, tmp_path):
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    book_rows(proposal_books(inputs), inputs.features).to_csv(tmp_path / "book.csv", index=False)
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "book.csv"),
+            "--out",
+            str(tmp_path / "a"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    a = pd.read_csv(tmp_path / "a" / "scenarios.csv")
+    assert (tmp_path / "a" / "take_up.csv").exists() and (tmp_path / "a" / "report.html").exists()
+    pd.testing.assert_series_equal(
+        a["revenue"], pd.read_csv(run_dir / "scenarios.csv")["revenue"], rtol=1e-9
+    )
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir.parent / "study"),
+            "--book",
+            str(tmp_path / "book.csv"),
+            "--out",
+            str(tmp_path / "b"),
+            "--fast",
+            "--seed",
+            "4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_series_equal(
+        pd.read_csv(tmp_path / "b" / "scenarios.csv")["revenue"], a["revenue"], rtol=1e-9
+    )
+
+
+def test_price_beyond_the_tested_range_is_marked_with_how_far(run_dir, tmp_path):
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    books = proposal_books(inputs)
+    single = books[("single", "all")]
+    hi = max(s.tested[1] for s in inputs.segments)
+    prices = single.prices.copy()
+    prices[0] = 3 * hi
+    books[("single", "all")] = BookSpec("single", "all", single.tiers, single.membership, prices)
+    marks = guardrails(inputs, books)
+    row = marks[(marks["book"] == "all") & (marks["package"] == single.tiers[0])].iloc[0]
+    assert row["outside"] == pytest.approx(3 * hi / row["tested_high"] - 1)
+    assert "above the highest price tested" in row["note"]
+    book_rows(books, inputs.features).to_csv(tmp_path / "book.csv", index=False)
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "book.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 0 and "above the highest price tested" in res.output
+    s = pd.read_csv(tmp_path / "o" / "scenarios.csv")
+    assert (
+        s.loc[s["scenario"] == "single", "note"].fillna("").str.contains("above the highest").any()
+    )
+
+
+def test_file_stays_small_for_2000_respondents():
+    # 2,000 respondents, 200 draws, 12 features, conjoint shocks: thinned to fit
+    from wtp.pricing import simulator_inputs as si
+
+    rng = np.random.default_rng(0)
+    segs, n = [], 500
+    for j in range(4):
+        segs.append(
+            _one_segment(
+                rng.normal(50, 10, (n, 200)),
+                rng.random((n, 12)),
+                rng.random((200, n)),
+                shock=rng.gumbel(size=(n, 200, 4)),
+                scale=np.ones(n),
+            )
+        )
+        segs[-1] = SimulatorSegment(**{**segs[-1].__dict__, "name": f"S{j}"})
+    dtype, d = si._thin(sum(s.n * 6 for s in segs), sum(s.n * 15 for s in segs), 200)
+    assert dtype == "f4" and 20 <= d < 200
+    thinned = tuple(
+        SimulatorSegment(
+            **{
+                **s.__dict__,
+                "base": s.base[:, :d],
+                "boot": s.boot[:d],
+                "shock": s.shock[:, :d],
+                "factor": s.factor[:d],
+            }
+        )
+        for s in segs
+    )
+    book = BookSpec(
+        "single", "all", ("A", "B", "C"), np.tri(3, 12, 4, dtype=bool), np.array([10.0, 20.0, 30.0])
+    )
+    rec = SimulatorInputs(
+        tuple(f"f{i}" for i in range(12)),
+        {},
+        ("A", "B", "C"),
+        thinned,
+        (book,),
+        "ignore",
+        0.9,
+        d,
+        200,
+        dtype,
+    )
+    text = json.dumps(rec.to_json())
+    assert len(text) < 4.6e6
+    back = SimulatorInputs.from_json(json.loads(text))
+    assert np.allclose(back.segments[0].base, thinned[0].base.astype(np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# the page in a browser
+
+
+@pytest.mark.browser
+def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.skip("headless Chromium not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import Select
+
+    for page in ("index.html", "segment-smb.html"):
+        assert 'href="simulator.html"' in (run_dir / page).read_text(encoding="utf-8")
+    opts = webdriver.ChromeOptions()
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    want = pd.read_csv(run_dir / "scenarios.csv").set_index(["scenario", "segment"])["revenue"]
+
+    def shown(id_):
+        return float(driver.find_element("id", id_).text.replace(",", ""))
+
+    try:
+        driver.get((run_dir / "simulator.html").as_uri())
+        assert driver.execute_script("return document.body.getAttribute('data-ready')") == "1"
+        # the proposal's own books reproduce scenarios.csv to the displayed precision (whole units)
+        for sc in ("single", "multiple"):
+            assert shown(f"total-{sc}") == round(want[(sc, "total")])
+            assert shown(f"proposal-total-{sc}") == round(want[(sc, "total")])
+        # edit the single book: its first tier's price far beyond what was tested, and a feature
+        # moved down to the first tier
+        Select(driver.find_element("id", "book")).select_by_value("single:all")
+        price = driver.find_element("id", "price-0")
+        old = float(price.get_attribute("value"))
+        price.clear()
+        price.send_keys(str(round(old * 12 + 0.5, 2)))
+        price.send_keys("\t")
+        sel = driver.find_elements("css selector", "select[data-feature]")
+        moved = next(
+            s
+            for s in sel
+            if Select(s).first_selected_option.get_attribute("value") not in ("0", "-1")
+        )
+        Select(moved).select_by_value("0")
+        marks = [e.text for e in driver.find_elements("css selector", ".extrapolated")]
+        assert any("above the highest price tested" in m for m in marks), marks
+        assert "outside" in driver.find_element("id", "mark-0").text
+        page = {sc: shown(f"total-{sc}") for sc in ("single", "multiple")}
+        assert page["single"] != round(want[("single", "total")])
+        segs = {
+            e.get_attribute("data-revenue"): float(e.text.replace(",", ""))
+            for e in driver.find_elements("css selector", "[data-revenue]")
+        }
+        driver.find_element("id", "export").click()
+        text = driver.find_element("id", "export-text").get_attribute("value")
+        (tmp_path / "scenario.csv").write_text(text, encoding="utf-8")
+        # the share-of-preference rule in the page, for the CLI to check too
+        Select(driver.find_element("id", "rule")).select_by_value("share-of-preference")
+        logit = shown("total-single")
+        Select(driver.find_element("id", "rule")).select_by_value("rfc")
+        rfc = shown("total-single")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+        requests = [json.loads(e["message"])["message"] for e in driver.get_log("performance")]
+        urls = [
+            m["params"]["request"]["url"]
+            for m in requests
+            if m["method"] == "Network.requestWillBeSent"
+        ]
+        assert urls and all(u.startswith(("file:", "data:", "blob:")) for u in urls), urls
+    finally:
+        driver.quit()
+
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "scenario.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "above the highest price tested" in res.output
+    cli = pd.read_csv(tmp_path / "o" / "scenarios.csv").set_index(["scenario", "segment"])[
+        "revenue"
+    ]
+    for sc in ("single", "multiple"):
+        assert abs(cli[(sc, "total")] - page[sc]) <= 0.5 + 1e-9 * page[sc]
+    for k, v in segs.items():
+        sc, seg = k.split(":", 1)
+        assert abs(cli[(sc, seg)] - v) <= 0.5 + 1e-9 * v, k
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "scenario.csv"),
+            "--rule",
+            "share-of-preference",
+            "--out",
+            str(tmp_path / "l"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        abs(
+            pd.read_csv(tmp_path / "l" / "scenarios.csv").set_index(["scenario", "segment"])[
+                "revenue"
+            ][("single", "total")]
+            - logit
+        )
+        <= 0.5 + 1e-9 * logit
+    )
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "scenario.csv"),
+            "--rule",
+            "rfc",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        abs(
+            pd.read_csv(tmp_path / "r" / "scenarios.csv").set_index(["scenario", "segment"])[
+                "revenue"
+            ][("single", "total")]
+            - rfc
+        )
+        <= 0.5 + 1e-9 * rfc
+    )
+    assert Path(tmp_path / "o" / "guardrails.csv").read_text().count("above the highest") >= 1
