@@ -106,19 +106,31 @@ def run_bayesm(md, R: int, keep: int, seed: int, burn: float):
         _bayesm_inputs(md, folder)
         (folder / "run.R").write_text(R_SCRIPT)
         t0 = time.perf_counter()
-        proc = subprocess.run(["Rscript", str(folder / "run.R"), str(folder), str(R), str(keep), str(seed)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["Rscript", str(folder / "run.R"), str(folder), str(R), str(keep), str(seed)],
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         dims = [int(x) for x in (folder / "dims.txt").read_text().split()]
         t_prep, t_fit = (float(x) for x in (folder / "times.txt").read_text().split())
-        b = np.fromfile(folder / "betadraw.bin", dtype=np.float64).reshape(dims[::-1])  # draws × params × resp
+        b = np.fromfile(folder / "betadraw.bin", dtype=np.float64).reshape(
+            dims[::-1]
+        )  # draws × params × resp
     draws = b.transpose(0, 2, 1)  # draws × respondents × params
     start = int(burn * len(draws))
     draws = draws[start:]
     util = np.concatenate([draws, np.zeros(draws.shape[:2] + (1,))], axis=2)
     util -= util.mean(axis=2, keepdims=True)
-    return {"wall_s": wall, "prep_s": t_prep, "fit_s": t_fit, "utility_draws": util, "n_kept": len(draws)}
+    return {
+        "wall_s": wall,
+        "prep_s": t_prep,
+        "fit_s": t_fit,
+        "utility_draws": util,
+        "n_kept": len(draws),
+    }
 
 
 def recovery(md, sim, util_draws):
@@ -128,7 +140,11 @@ def recovery(md, sim, util_draws):
 
     from wtp.maxdiff import probability_shares
 
-    truth = sim.individual_utilities.pivot(index="respondent_id", columns="item", values="utility").loc[md.respondent_ids, md.items].to_numpy()
+    truth = (
+        sim.individual_utilities.pivot(index="respondent_id", columns="item", values="utility")
+        .loc[md.respondent_ids, md.items]
+        .to_numpy()
+    )
     est = util_draws.mean(axis=0)
     r_ind = float(np.corrcoef(est.ravel(), truth.ravel())[0, 1])
     per_resp = np.mean([np.corrcoef(a, b)[0, 1] for a, b in zip(est, truth, strict=True)])
@@ -137,9 +153,20 @@ def recovery(md, sim, util_draws):
     rows = []
     for s in [*md.segments, "all"]:
         mask = np.ones(md.n_respondents, bool) if s == "all" else seg == s
-        true = sim.segment_shares.set_index(["segment", "item"]).loc[s].loc[md.items, "share"].to_numpy()
+        true = (
+            sim.segment_shares.set_index(["segment", "item"])
+            .loc[s]
+            .loc[md.items, "share"]
+            .to_numpy()
+        )
         rows.append(np.corrcoef(shares[mask].mean(axis=0), true)[0, 1])
-    return {"individual_r": r_ind, "mean_respondent_r": float(per_resp), "min_segment_share_r": float(np.min(rows)), "segment_share_r": dict(zip([*md.segments, "all"], rows, strict=True)), "table": pd.DataFrame()}
+    return {
+        "individual_r": r_ind,
+        "mean_respondent_r": float(per_resp),
+        "min_segment_share_r": float(np.min(rows)),
+        "segment_share_r": dict(zip([*md.segments, "all"], rows, strict=True)),
+        "table": pd.DataFrame(),
+    }
 
 
 def arviz_checks(util_draws_by_chain):
@@ -159,17 +186,42 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--respondents", type=int, default=750)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--draws", type=int, default=None, help="draws per chain at the first convergence check (default: wtp's)")
+    ap.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        help="draws per chain at the first convergence check (default: wtp's)",
+    )
     ap.add_argument("--tune", type=int, default=None, help="warm-up per chain (default: wtp's)")
     ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--low-rank", action="store_true", help="nutpie's low-rank modified mass matrix")
-    ap.add_argument("--time-budget", type=float, default=None, help="seconds before wtp stops unconverged (default: wtp's)")
+    ap.add_argument(
+        "--low-rank", action="store_true", help="nutpie's low-rank modified mass matrix"
+    )
+    ap.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds before wtp stops unconverged (default: wtp's)",
+    )
     ap.add_argument("--bayesm-R", type=int, default=20000)
     ap.add_argument("--bayesm-keep", type=int, default=10)
-    ap.add_argument("--bayesm-burn", type=float, default=0.5, help="share of bayesm's kept draws dropped as burn-in")
-    ap.add_argument("--cold", action="store_true", help="use an empty PyTensor/numba cache (first-run compile cost)")
+    ap.add_argument(
+        "--bayesm-burn",
+        type=float,
+        default=0.5,
+        help="share of bayesm's kept draws dropped as burn-in",
+    )
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="use an empty PyTensor/numba cache (first-run compile cost)",
+    )
     ap.add_argument("--no-r", action="store_true")
-    ap.add_argument("--full-diagnostics", action="store_true", help="also R-hat/ESS of every individual utility (ArviZ, slow)")
+    ap.add_argument(
+        "--full-diagnostics",
+        action="store_true",
+        help="also R-hat/ESS of every individual utility (ArviZ, slow)",
+    )
     args = ap.parse_args(argv)
 
     cold_dir = None
@@ -185,22 +237,45 @@ def main(argv=None) -> int:
     sim = simulate_maxdiff(args.respondents, 12, 4, 10, n_versions=10, seed=args.seed)
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     md = prepare_maxdiff_data(sim.answers)
-    print(f"world: {md.n_respondents} respondents, {md.n_items} items, {md.n_tasks // md.n_respondents} tasks of {md.k}, segments {md.segments}")
+    print(
+        f"world: {md.n_respondents} respondents, {md.n_items} items, {md.n_tasks // md.n_respondents} tasks of {md.k}, segments {md.segments}"
+    )
 
     t0 = time.perf_counter()
-    hb = {k: v for k, v in {"draws": args.draws, "tune": args.tune, "time_budget": args.time_budget}.items() if v is not None}
+    hb = {
+        k: v
+        for k, v in {
+            "draws": args.draws,
+            "tune": args.tune,
+            "time_budget": args.time_budget,
+        }.items()
+        if v is not None
+    }
     if args.low_rank:
         import wtp.hb
 
         wtp.hb.DEFAULT_SAMPLER_KWARGS = {"low_rank_modified_mass_matrix": True}
-    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(args.seed), chains=args.chains, progress=True, **hb)
+    res = estimate_maxdiff(
+        sim.answers,
+        method="hb",
+        rng=np.random.default_rng(args.seed),
+        chains=args.chains,
+        progress=True,
+        **hb,
+    )
     wtp_wall = time.perf_counter() - t0
     d = res.diagnostics
     Q = _contrast_basis(md.n_items)
-    beta = res.hb.idata.posterior["beta"].transpose("chain", "draw", "respondent", "param").to_numpy()
+    beta = (
+        res.hb.idata.posterior["beta"].transpose("chain", "draw", "respondent", "param").to_numpy()
+    )
     util_chains = beta @ Q.T
     ours = recovery(md, sim, util_chains.reshape(-1, *util_chains.shape[2:]))
-    ours_checks = {"max_rhat": d["individual_max_rhat"], "p99_rhat": d["individual_rhat_p99"], "min_ess_bulk": d["individual_min_ess_bulk"]}
+    ours_checks = {
+        "max_rhat": d["individual_max_rhat"],
+        "p99_rhat": d["individual_rhat_p99"],
+        "min_ess_bulk": d["individual_min_ess_bulk"],
+    }
     full_s = None
     if args.full_diagnostics:
         t1 = time.perf_counter()
@@ -209,7 +284,9 @@ def main(argv=None) -> int:
 
     print()
     print("wtp hierarchical Bayes (PyMC model, nutpie sampler)")
-    print(f"  settings: {args.chains} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}")
+    print(
+        f"  settings: {args.chains} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}"
+    )
     print(f"  load average before the run: {load_before}")
     checks_s = sum(r.get("check_s", 0.0) for r in d["sampling"])
     print(
@@ -217,16 +294,27 @@ def main(argv=None) -> int:
         f" (of which {checks_s:.1f} s convergence checks) + shares, respondent fit and the rest {wtp_wall - d['build_s'] - d['compile_s'] - d['sample_s']:.1f}"
     )
     for r in d["sampling"]:
-        print(f"    check round {r['round']} at {r['draws_per_chain']} draws/chain ({r['elapsed_s']:.0f} s): {r['stopped_because']}; {r['limiting'] or 'all checks pass'}")
-    print(f"  sampler: {d['mean_leapfrog_steps']:.1f} leapfrog steps per draw, step size {d['mean_step_size']:.3f}, {d['divergences']} divergences")
+        print(
+            f"    check round {r['round']} at {r['draws_per_chain']} draws/chain ({r['elapsed_s']:.0f} s): {r['stopped_because']}; {r['limiting'] or 'all checks pass'}"
+        )
+    print(
+        f"  sampler: {d['mean_leapfrog_steps']:.1f} leapfrog steps per draw, step size {d['mean_step_size']:.3f}, {d['divergences']} divergences"
+    )
     for name, v in d["by_variable"].items():
-        print(f"  {name:>5}: max R-hat {v['max_rhat']:.4f}  min bulk ESS {v['min_ess_bulk']:.0f}  min tail ESS {v['min_ess_tail']:.0f}")
-    print(f"  converged (population + shares, R-hat <= 1.01, ESS >= 400, no divergences): {res.converged}")
+        print(
+            f"  {name:>5}: max R-hat {v['max_rhat']:.4f}  min bulk ESS {v['min_ess_bulk']:.0f}  min tail ESS {v['min_ess_tail']:.0f}"
+        )
+    print(
+        f"  converged (population + shares, R-hat <= 1.01, ESS >= 400, no divergences): {res.converged}"
+    )
     print(
         f"  individual utilities ({'all' if args.full_diagnostics else d['individual_checked']} respondents): max R-hat {ours_checks['max_rhat']:.4f},"
-        f" 99th pct {ours_checks['p99_rhat']:.4f}, min bulk ESS {ours_checks['min_ess_bulk']:.0f}" + (f"  ({full_s:.1f} s)" if full_s else "")
+        f" 99th pct {ours_checks['p99_rhat']:.4f}, min bulk ESS {ours_checks['min_ess_bulk']:.0f}"
+        + (f"  ({full_s:.1f} s)" if full_s else "")
     )
-    print(f"  mean RLH {d['mean_rlh']:.3f} (chance {d['chance_rlh']:.3f}); random-answering flag on these honest respondents: {100 * d['share_random_like']:.1f}% flagged (target <= 5%), catches {100 * d['random_detection_rate']:.0f}% of simulated random answerers")
+    print(
+        f"  mean RLH {d['mean_rlh']:.3f} (chance {d['chance_rlh']:.3f}); random-answering flag on these honest respondents: {100 * d['share_random_like']:.1f}% flagged (target <= 5%), catches {100 * d['random_detection_rate']:.0f}% of simulated random answerers"
+    )
 
     theirs = None
     if not args.no_r and _r_available():
@@ -237,9 +325,15 @@ def main(argv=None) -> int:
         half = len(u) // 2
         theirs_checks = arviz_checks(np.stack([u[:half], u[half : 2 * half]]))
         print()
-        print(f"bayesm rhierMnlRwMixture (R = {args.bayesm_R}, keep = {args.bayesm_keep}, first {args.bayesm_burn:.0%} of kept draws dropped)")
-        print(f"  time: Rscript wall {theirs['wall_s']:.1f} s (data {theirs['prep_s']:.1f} s, sampler {theirs['fit_s']:.1f} s)")
-        print(f"  individual utilities: max split R-hat {theirs_checks['max_rhat']:.4f}, 99th pct {theirs_checks['p99_rhat']:.4f}, min bulk ESS {theirs_checks['min_ess_bulk']:.0f}")
+        print(
+            f"bayesm rhierMnlRwMixture (R = {args.bayesm_R}, keep = {args.bayesm_keep}, first {args.bayesm_burn:.0%} of kept draws dropped)"
+        )
+        print(
+            f"  time: Rscript wall {theirs['wall_s']:.1f} s (data {theirs['prep_s']:.1f} s, sampler {theirs['fit_s']:.1f} s)"
+        )
+        print(
+            f"  individual utilities: max split R-hat {theirs_checks['max_rhat']:.4f}, 99th pct {theirs_checks['p99_rhat']:.4f}, min bulk ESS {theirs_checks['min_ess_bulk']:.0f}"
+        )
     elif not args.no_r:
         print("\n(bayesm not run: Rscript with bayesm not found)")
 
@@ -257,18 +351,47 @@ def main(argv=None) -> int:
         print(line)
 
     row("end-to-end time (s)", wtp_wall, theirs["wall_s"] if theirs else None, "{:.1f}", ratio=True)
-    row("sampler time (s)", d["sample_s"], theirs["fit_s"] if theirs else None, "{:.1f}", ratio=True)
+    row(
+        "sampler time (s)", d["sample_s"], theirs["fit_s"] if theirs else None, "{:.1f}", ratio=True
+    )
     row("posterior draws kept", d["n_draws"], theirs["n_kept"] if theirs else None, "{:.0f}")
-    row("individual utility r (truth)", ours["individual_r"], theirs_rec["individual_r"] if theirs else None)
-    row("mean per-respondent r", ours["mean_respondent_r"], theirs_rec["mean_respondent_r"] if theirs else None)
-    row("min segment share r", ours["min_segment_share_r"], theirs_rec["min_segment_share_r"] if theirs else None, "{:.4f}")
-    row("individual max R-hat", ours_checks["max_rhat"], theirs_checks["max_rhat"] if theirs else None, "{:.4f}")
-    row("individual min bulk ESS", ours_checks["min_ess_bulk"], theirs_checks["min_ess_bulk"] if theirs else None, "{:.0f}")
+    row(
+        "individual utility r (truth)",
+        ours["individual_r"],
+        theirs_rec["individual_r"] if theirs else None,
+    )
+    row(
+        "mean per-respondent r",
+        ours["mean_respondent_r"],
+        theirs_rec["mean_respondent_r"] if theirs else None,
+    )
+    row(
+        "min segment share r",
+        ours["min_segment_share_r"],
+        theirs_rec["min_segment_share_r"] if theirs else None,
+        "{:.4f}",
+    )
+    row(
+        "individual max R-hat",
+        ours_checks["max_rhat"],
+        theirs_checks["max_rhat"] if theirs else None,
+        "{:.4f}",
+    )
+    row(
+        "individual min bulk ESS",
+        ours_checks["min_ess_bulk"],
+        theirs_checks["min_ess_bulk"] if theirs else None,
+        "{:.0f}",
+    )
     if theirs:
         target = theirs["wall_s"] / 4
-        print(f"\ntarget: converged in <= 1/4 of bayesm's time ({target:.1f} s) with equal or better individual recovery")
+        print(
+            f"\ntarget: converged in <= 1/4 of bayesm's time ({target:.1f} s) with equal or better individual recovery"
+        )
         print(f"  load average after the run: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        print(f"  converged: {res.converged}; time {wtp_wall:.1f} s ({'met' if wtp_wall <= target else 'NOT met'}); recovery {ours['individual_r']:.3f} vs {theirs_rec['individual_r']:.3f} ({'met' if ours['individual_r'] >= theirs_rec['individual_r'] else 'NOT met'})")
+        print(
+            f"  converged: {res.converged}; time {wtp_wall:.1f} s ({'met' if wtp_wall <= target else 'NOT met'}); recovery {ours['individual_r']:.3f} vs {theirs_rec['individual_r']:.3f} ({'met' if ours['individual_r'] >= theirs_rec['individual_r'] else 'NOT met'})"
+        )
     if cold_dir:
         shutil.rmtree(cold_dir, ignore_errors=True)
     return 0

@@ -51,26 +51,54 @@ def main(n: int = 2000) -> None:
         for i in range(8):
             price = driver.find_element("id", "price-1")
             v = float(price.get_attribute("value"))
-            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change'));", price, str(v * (1.05 if i % 2 == 0 else 1 / 1.05)))
-            times["price edit"].append(float(driver.find_element("id", "timing").get_attribute("data-ms")))
+            driver.execute_script(
+                "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('change'));",
+                price,
+                str(v * (1.05 if i % 2 == 0 else 1 / 1.05)),
+            )
+            times["price edit"].append(
+                float(driver.find_element("id", "timing").get_attribute("data-ms"))
+            )
             sel = driver.find_elements("css selector", "select[data-feature]")[i % 5]
-            driver.execute_script("arguments[0].value = '0'; arguments[0].dispatchEvent(new Event('change'));", sel)
-            times["feature move"].append(float(driver.find_element("id", "timing").get_attribute("data-ms")))
-        for value in [o.get_attribute("value") for o in Select(driver.find_element("id", "book")).options] * 2:
+            driver.execute_script(
+                "arguments[0].value = '0'; arguments[0].dispatchEvent(new Event('change'));", sel
+            )
+            times["feature move"].append(
+                float(driver.find_element("id", "timing").get_attribute("data-ms"))
+            )
+        for value in [
+            o.get_attribute("value") for o in Select(driver.find_element("id", "book")).options
+        ] * 2:
             Select(driver.find_element("id", "book")).select_by_value(value)
-            times["book switch"].append(float(driver.find_element("id", "timing").get_attribute("data-ms")))
+            times["book switch"].append(
+                float(driver.find_element("id", "timing").get_attribute("data-ms"))
+            )
     finally:
         driver.quit()
     rows = [
         {"measure": "respondents", "value": sum(s.n for s in inputs.segments), "target": ""},
-        {"measure": "draws in the page / of the stage", "value": f"{inputs.draws} / {inputs.draws_total} ({inputs.dtype})", "target": ""},
-        {"measure": "simulator.html MB", "value": round(page.stat().st_size / 1e6, 2), "target": "< 5"},
+        {
+            "measure": "draws in the page / of the stage",
+            "value": f"{inputs.draws} / {inputs.draws_total} ({inputs.dtype})",
+            "target": "",
+        },
+        {
+            "measure": "simulator.html MB",
+            "value": round(page.stat().st_size / 1e6, 2),
+            "target": "< 5",
+        },
         {"measure": "wtp run --fast s", "value": round(t_run, 1), "target": ""},
         {"measure": "page load s (incl. first compute)", "value": round(t_load, 2), "target": ""},
         {"measure": "first compute ms (proposal + edited)", "value": round(first, 1), "target": ""},
     ]
     for k, v in times.items():
-        rows.append({"measure": f"{k} ms (median / max of {len(v)})", "value": f"{statistics.median(v):.1f} / {max(v):.1f}", "target": "< 100"})
+        rows.append(
+            {
+                "measure": f"{k} ms (median / max of {len(v)})",
+                "value": f"{statistics.median(v):.1f} / {max(v):.1f}",
+                "target": "< 100",
+            }
+        )
     print(pd.DataFrame(rows).to_string(index=False))
     print(f"load average: {os.getloadavg()}")
 

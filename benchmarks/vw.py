@@ -51,28 +51,74 @@ def main() -> None:
     rows = []
     big = simulate_vw(1_000_000, segments=1, nms=False, seed=1).answers.drop(columns="segment")
     secs, res = timed(lambda: van_westendorp(big))
-    rows.append(("1,000,000 respondents, one segment", secs, 2.0, f"PMC {res.price_points.pmc.iloc[0]:.2f}, PME {res.price_points.pme.iloc[0]:.2f}"))
+    rows.append(
+        (
+            "1,000,000 respondents, one segment",
+            secs,
+            2.0,
+            f"PMC {res.price_points.pmc.iloc[0]:.2f}, PME {res.price_points.pme.iloc[0]:.2f}",
+        )
+    )
 
     big_nms = simulate_vw(1_000_000, segments=1, seed=2).answers.drop(columns="segment")
     secs, res = timed(lambda: van_westendorp(big_nms))
-    rows.append(("1,000,000 respondents with NMS", secs, None, f"revenue-optimal {res.price_points.revenue_optimal_price.iloc[0]:.2f}"))
+    rows.append(
+        (
+            "1,000,000 respondents with NMS",
+            secs,
+            None,
+            f"revenue-optimal {res.price_points.revenue_optimal_price.iloc[0]:.2f}",
+        )
+    )
 
     sample = simulate_vw(10_000, segments=1, nms=False, seed=3).answers.drop(columns="segment")
-    secs, res = timed(lambda: van_westendorp(sample, bootstrap=1000, rng=np.random.default_rng(0)), repeat=2)
+    secs, res = timed(
+        lambda: van_westendorp(sample, bootstrap=1000, rng=np.random.default_rng(0)), repeat=2
+    )
     pp = res.price_points.iloc[0]
-    rows.append(("1,000 bootstrap replicates of 10,000", secs, 5.0, f"OPP {pp.opp:.2f} [{pp.opp_lower:.2f}, {pp.opp_upper:.2f}]"))
+    rows.append(
+        (
+            "1,000 bootstrap replicates of 10,000",
+            secs,
+            5.0,
+            f"OPP {pp.opp:.2f} [{pp.opp_lower:.2f}, {pp.opp_upper:.2f}]",
+        )
+    )
 
     sample_nms = simulate_vw(10_000, segments=1, seed=4).answers.drop(columns="segment")
-    secs, res = timed(lambda: van_westendorp(sample_nms, bootstrap=1000, rng=np.random.default_rng(0)), repeat=1)
+    secs, res = timed(
+        lambda: van_westendorp(sample_nms, bootstrap=1000, rng=np.random.default_rng(0)), repeat=1
+    )
     pp = res.price_points.iloc[0]
-    rows.append(("1,000 replicates of 10,000 with NMS", secs, None, f"revenue-optimal {pp.revenue_optimal_price:.2f} [{pp.revenue_optimal_price_lower:.2f}, {pp.revenue_optimal_price_upper:.2f}]"))
+    rows.append(
+        (
+            "1,000 replicates of 10,000 with NMS",
+            secs,
+            None,
+            f"revenue-optimal {pp.revenue_optimal_price:.2f} [{pp.revenue_optimal_price_lower:.2f}, {pp.revenue_optimal_price_upper:.2f}]",
+        )
+    )
 
     peer = peer_psm(sample)
     ours, _ = timed(lambda: van_westendorp(sample))
     if peer is not None:
-        rows.append(("10,000 respondents: R pricesensitivitymeter", peer, None, f"wtp {ours:.3f} s, ratio peer/wtp {peer / ours:.1f}x"))
+        rows.append(
+            (
+                "10,000 respondents: R pricesensitivitymeter",
+                peer,
+                None,
+                f"wtp {ours:.3f} s, ratio peer/wtp {peer / ours:.1f}x",
+            )
+        )
     else:
-        rows.append(("10,000 respondents: R pricesensitivitymeter", float("nan"), None, "not installed (Rscript + pricesensitivitymeter)"))
+        rows.append(
+            (
+                "10,000 respondents: R pricesensitivitymeter",
+                float("nan"),
+                None,
+                "not installed (Rscript + pricesensitivitymeter)",
+            )
+        )
 
     print(f"{'case':<45} {'seconds':>9} {'target':>8}  {'ok':<4} result")
     for case, s, target, note in rows:

@@ -24,30 +24,80 @@ def study(tmp_path_factory):
 
 
 def test_help_is_fast_and_lists_every_contract_command():
-    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "wtp", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wtp", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0
     for cmd in ("vw", "maxdiff", "conjoint", "segments", "run", "demo", "design"):
         assert cmd in out.stdout
-    heavy = [m for m in ("pymc", "matplotlib", "pandas", "pytensor") if re.search(rf"\|\s+{m}$", out.stderr, re.M)]
+    heavy = [
+        m
+        for m in ("pymc", "matplotlib", "pandas", "pytensor")
+        if re.search(rf"\|\s+{m}$", out.stderr, re.M)
+    ]
     assert heavy == [], f"--help imported {heavy}"
 
 
 def test_vw_writes_the_contract_tables(tmp_path, study):
     out = tmp_path / "vw"
-    res = runner.invoke(app, ["vw", str(study / "vw.csv"), "--study", str(study), "--out", str(out), "--seed", "1", "--bootstrap", "50"])
+    res = runner.invoke(
+        app,
+        [
+            "vw",
+            str(study / "vw.csv"),
+            "--study",
+            str(study),
+            "--out",
+            str(out),
+            "--seed",
+            "1",
+            "--bootstrap",
+            "50",
+        ],
+    )
     assert res.exit_code == 0, res.output
     pp = pd.read_csv(out / "price_points.csv")
     assert list(pp.columns[:7]) == ["segment", "n", "n_excluded", "pmc", "opp", "ipp", "pme"]
-    assert pp.segment.iloc[-1] == "all" and set(pp.segment) == {"Startups", "SMB", "Mid-market", "Enterprise", "all"}
+    assert pp.segment.iloc[-1] == "all" and set(pp.segment) == {
+        "Startups",
+        "SMB",
+        "Mid-market",
+        "Enterprise",
+        "all",
+    }
     curves = pd.read_csv(out / "curves.csv")
-    assert list(curves.columns) == ["segment", "price", "too_cheap", "cheap", "not_cheap", "expensive", "not_expensive", "too_expensive", "small_sample"]
+    assert list(curves.columns) == [
+        "segment",
+        "price",
+        "too_cheap",
+        "cheap",
+        "not_cheap",
+        "expensive",
+        "not_expensive",
+        "too_expensive",
+        "small_sample",
+    ]
     nms = pd.read_csv(out / "nms.csv")
     assert list(nms.columns[:4]) == ["segment", "price", "trial", "revenue_index"]
     html = (out / "report.html").read_text()
     assert "<svg" in html and not re.search(r"(src|href)=\"https?:|url\(https?:|@import", html)
     assert "<metadata>" not in html
     again = tmp_path / "vw2"
-    runner.invoke(app, ["vw", str(study / "vw.csv"), "--study", str(study), "--out", str(again), "--seed", "1", "--bootstrap", "50"])
+    runner.invoke(
+        app,
+        [
+            "vw",
+            str(study / "vw.csv"),
+            "--study",
+            str(study),
+            "--out",
+            str(again),
+            "--seed",
+            "1",
+            "--bootstrap",
+            "50",
+        ],
+    )
     assert (out / "price_points.csv").read_text() == (again / "price_points.csv").read_text()
 
 
@@ -92,7 +142,9 @@ def test_ambiguous_nms_scale_asks_for_the_option(tmp_path):
     df.to_csv(path, index=False)
     res = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "--nms-scale" in res.output
-    res = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "o"), "--nms-scale", "probability"])
+    res = runner.invoke(
+        app, ["vw", str(path), "--out", str(tmp_path / "o"), "--nms-scale", "probability"]
+    )
     assert res.exit_code == 0, res.output
 
 
@@ -102,13 +154,17 @@ def test_respondents_join_and_conflict(tmp_path):
     sim.answers.drop(columns="segment").to_csv(vw, index=False)
     resp = tmp_path / "respondents.csv"
     sim.answers[["respondent_id", "segment"]].to_csv(resp, index=False)
-    res = runner.invoke(app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o")])
+    res = runner.invoke(
+        app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o")]
+    )
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(tmp_path / "o" / "price_points.csv")) == 3
     clash = sim.answers.copy()
     clash.loc[0, "segment"] = "Other"
     clash.drop(columns=["buy_cheap", "buy_expensive"], errors="ignore").to_csv(vw, index=False)
-    res = runner.invoke(app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o2")])
+    res = runner.invoke(
+        app, ["vw", str(vw), "--respondents", str(resp), "--out", str(tmp_path / "o2")]
+    )
     assert res.exit_code == 2 and "respondents file says" in res.output
 
 
@@ -143,13 +199,25 @@ def test_nms_calibration_option_changes_the_curve(tmp_path):
     path = tmp_path / "vw.csv"
     sim.answers.drop(columns="segment").to_csv(path, index=False)
     base = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "a")])
-    steep = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "b"), "--nms-calibration", "5=0.9,4=0.7,3=0.4,2=0.1,1=0"])
+    steep = runner.invoke(
+        app,
+        [
+            "vw",
+            str(path),
+            "--out",
+            str(tmp_path / "b"),
+            "--nms-calibration",
+            "5=0.9,4=0.7,3=0.4,2=0.1,1=0",
+        ],
+    )
     assert base.exit_code == 0 and steep.exit_code == 0, steep.output
     a = pd.read_csv(tmp_path / "a" / "nms.csv")
     b = pd.read_csv(tmp_path / "b" / "nms.csv")
     assert b.trial.max() > a.trial.max()
     assert "5→0.9" in (tmp_path / "b" / "report.html").read_text()
-    bad = runner.invoke(app, ["vw", str(path), "--out", str(tmp_path / "c"), "--nms-calibration", "5=high"])
+    bad = runner.invoke(
+        app, ["vw", str(path), "--out", str(tmp_path / "c"), "--nms-calibration", "5=high"]
+    )
     assert bad.exit_code == 2 and "--nms-calibration" in bad.output
 
 
@@ -160,7 +228,9 @@ def test_run_with_only_some_instruments_says_what_was_missing(tmp_path, study):
     part.mkdir()
     for name in ("vw.csv", "respondents.csv"):
         shutil.copy(study / name, part / name)
-    (part / "study.toml").write_text('[study]\nname = "Only VW"\ncurrency = "EUR"\n[data]\nvan_westendorp = "vw.csv"\nrespondents = "respondents.csv"\n')
+    (part / "study.toml").write_text(
+        '[study]\nname = "Only VW"\ncurrency = "EUR"\n[data]\nvan_westendorp = "vw.csv"\nrespondents = "respondents.csv"\n'
+    )
     out = tmp_path / "out"
     res = runner.invoke(app, ["run", str(part), "--out", str(out), "--fast"])
     assert res.exit_code == 0, res.output
@@ -174,13 +244,41 @@ def test_run_with_only_some_instruments_says_what_was_missing(tmp_path, study):
 
 
 def test_design_commands_write_a_report_and_segments_take_respondents(tmp_path, study):
-    res = runner.invoke(app, ["design", "maxdiff", "--items", "8", "--per-task", "4", "--tasks", "6", "--versions", "2", "--out", str(tmp_path / "dm")])
+    res = runner.invoke(
+        app,
+        [
+            "design",
+            "maxdiff",
+            "--items",
+            "8",
+            "--per-task",
+            "4",
+            "--tasks",
+            "6",
+            "--versions",
+            "2",
+            "--out",
+            str(tmp_path / "dm"),
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert {"design.csv", "design_report.txt", "report.html"} <= {p.name for p in (tmp_path / "dm").iterdir()}
+    assert {"design.csv", "design_report.txt", "report.html"} <= {
+        p.name for p in (tmp_path / "dm").iterdir()
+    }
     res = runner.invoke(app, ["design", "conjoint", str(study), "--out", str(tmp_path / "dc")])
     assert res.exit_code == 0, res.output
     assert "Balance report" in (tmp_path / "dc" / "report.html").read_text()
-    res = runner.invoke(app, ["segments", str(study / "segments.csv"), "--respondents", str(study / "respondents.csv"), "--out", str(tmp_path / "s")])
+    res = runner.invoke(
+        app,
+        [
+            "segments",
+            str(study / "segments.csv"),
+            "--respondents",
+            str(study / "respondents.csv"),
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "s" / "segment_scores.csv").exists()
 
@@ -206,5 +304,7 @@ def test_run_study_api_summary(study):
     s = run.summary()
     assert list(s.columns) == ["stage", "status", "seconds", "note"]
     assert set(s.stage) >= {"vw", "maxdiff", "conjoint", "segments", "price_books", "turf"}
-    assert s.set_index("stage").loc["turf", "status"] == "not run"  # --fast MaxDiff has no individual utilities
+    assert (
+        s.set_index("stage").loc["turf", "status"] == "not run"
+    )  # --fast MaxDiff has no individual utilities
     assert set(run.price_books.scenarios.scenario) == {"single", "multiple"}

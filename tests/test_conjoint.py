@@ -23,7 +23,11 @@ from wtp.io import attach_segments, validate_conjoint
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
-ATTRS = {"brand": ["A", "B", "C", "D"], "speed": ["slow", "fast"], "support": ["email", "chat", "phone"]}
+ATTRS = {
+    "brand": ["A", "B", "C", "D"],
+    "speed": ["slow", "fast"],
+    "support": ["email", "chat", "phone"],
+}
 PRICES = [10.0, 20.0, 30.0, 40.0]
 
 
@@ -36,8 +40,19 @@ def _answers(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_design_layout_and_none_rows():
-    d = design_conjoint(ATTRS, PRICES, n_tasks=6, n_alts=3, n_versions=4, rng=np.random.default_rng(1))
-    assert list(d.columns) == ["version", "task", "alt", "brand", "speed", "support", "price", "none"]
+    d = design_conjoint(
+        ATTRS, PRICES, n_tasks=6, n_alts=3, n_versions=4, rng=np.random.default_rng(1)
+    )
+    assert list(d.columns) == [
+        "version",
+        "task",
+        "alt",
+        "brand",
+        "speed",
+        "support",
+        "price",
+        "none",
+    ]
     assert len(d) == 4 * 6 * 4
     blank = d[d["none"] == 1]
     assert len(blank) == 4 * 6
@@ -50,8 +65,12 @@ def test_design_layout_and_none_rows():
 
 
 def test_design_level_balance_and_reproducible():
-    d = design_conjoint(ATTRS, PRICES, n_tasks=12, n_alts=3, n_versions=10, rng=np.random.default_rng(7))
-    again = design_conjoint(ATTRS, PRICES, n_tasks=12, n_alts=3, n_versions=10, rng=np.random.default_rng(7))
+    d = design_conjoint(
+        ATTRS, PRICES, n_tasks=12, n_alts=3, n_versions=10, rng=np.random.default_rng(7)
+    )
+    again = design_conjoint(
+        ATTRS, PRICES, n_tasks=12, n_alts=3, n_versions=10, rng=np.random.default_rng(7)
+    )
     pd.testing.assert_frame_equal(d, again)
     report = evaluate_design(d)
     summary = report.summary()
@@ -64,8 +83,12 @@ def test_design_level_balance_and_reproducible():
 
 def test_balanced_overlap_is_minimal_but_not_zero():
     rng = np.random.default_rng(3)
-    bal = evaluate_design(design_conjoint(ATTRS, PRICES, method="balanced", rng=rng)).overlap.set_index("attribute")
-    rnd = evaluate_design(design_conjoint(ATTRS, PRICES, method="random", rng=rng)).overlap.set_index("attribute")
+    bal = evaluate_design(
+        design_conjoint(ATTRS, PRICES, method="balanced", rng=rng)
+    ).overlap.set_index("attribute")
+    rnd = evaluate_design(
+        design_conjoint(ATTRS, PRICES, method="random", rng=rng)
+    ).overlap.set_index("attribute")
     for a in ("brand", "support", "price"):
         assert 0 < bal.loc[a, "tasks_with_repeat"] < rnd.loc[a, "tasks_with_repeat"]
     # a 2-level attribute in triples must repeat
@@ -73,7 +96,13 @@ def test_balanced_overlap_is_minimal_but_not_zero():
 
 
 def test_design_has_no_identical_alternatives():
-    d = design_conjoint({"a": ["x", "y"], "b": ["u", "v"]}, [1, 2], n_tasks=12, n_alts=3, rng=np.random.default_rng(0))
+    d = design_conjoint(
+        {"a": ["x", "y"], "b": ["u", "v"]},
+        [1, 2],
+        n_tasks=12,
+        n_alts=3,
+        rng=np.random.default_rng(0),
+    )
     real = d[d["none"] == 0]
     assert not real.duplicated(["version", "task", "a", "b", "price"]).any()
 
@@ -128,7 +157,9 @@ def _two_task_types(n1=4, k1=3, n2=5, k2=1, weights=None) -> pd.DataFrame:
     for i in range(n2):
         r += 1
         rows += [(f"r{r}", 1, 1, "A", 20, int(i < k2)), (f"r{r}", 1, 2, "A", 10, int(i >= k2))]
-    frame = pd.DataFrame(rows, columns=["respondent_id", "task", "alt", "feature", "price", "chosen"])
+    frame = pd.DataFrame(
+        rows, columns=["respondent_id", "task", "alt", "feature", "price", "chosen"]
+    )
     if weights is not None:
         frame["weight"] = frame["respondent_id"].map(weights).fillna(1.0)
     return frame
@@ -161,7 +192,9 @@ def test_mnl_closed_form_partworths_wtp_importances():
 
 
 def test_weights_act_like_duplicated_respondents():
-    weighted = estimate_conjoint(_answers(_two_task_types(weights={"r1": 2.0, "r6": 3.0})), levels={"feature": ["A", "B"]})
+    weighted = estimate_conjoint(
+        _answers(_two_task_types(weights={"r1": 2.0, "r6": 3.0})), levels={"feature": ["A", "B"]}
+    )
     base = _two_task_types()
     dup = pd.concat(
         [base]
@@ -190,7 +223,9 @@ def test_effects_coding_same_wtp_and_importances_as_dummy():
     assert pw.groupby(["segment", "attribute"])["utility"].sum().abs().max() < 1e-8
     pd.testing.assert_series_equal(dummy.wtp["wtp"], effects.wtp["wtp"], atol=1e-6)
     pd.testing.assert_series_equal(dummy.wtp["se"], effects.wtp["se"], atol=1e-6)
-    pd.testing.assert_series_equal(dummy.importances["importance"], effects.importances["importance"], atol=1e-6)
+    pd.testing.assert_series_equal(
+        dummy.importances["importance"], effects.importances["importance"], atol=1e-6
+    )
     assert effects.fit["loglik"].iloc[0] == pytest.approx(dummy.fit["loglik"].iloc[0])
 
 
@@ -205,7 +240,9 @@ def test_partworth_price_coding():
     slope = (u[-1] - u[0]) / (max(sim.prices) - min(sim.prices))
     pw = res.partworths.set_index(["segment", "attribute", "level"])["utility"]
     w = res.wtp.set_index(["segment", "attribute", "level"])["wtp"]
-    assert w[("all", "Users", "Unlimited")] == pytest.approx(-pw[("all", "Users", "Unlimited")] / slope)
+    assert w[("all", "Users", "Unlimited")] == pytest.approx(
+        -pw[("all", "Users", "Unlimited")] / slope
+    )
 
 
 def test_matches_statsmodels_conditional_logit():
@@ -221,7 +258,9 @@ def test_matches_statsmodels_conditional_logit():
     res = estimate_conjoint(ans, levels=sim.attributes, se="plain")
     data = prepare_choice_data(ans, levels=sim.attributes)
     flat = data.X[data.available]
-    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
+    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(
+        float
+    )
     groups = np.repeat(np.arange(data.n_choices), data.available.sum(axis=1))
     # statsmodels' default BFGS stops ~1e-3 short of the optimum; Newton reaches it
     sm = ConditionalLogit(endog, flat, groups=groups).fit(disp=0, method="newton", maxiter=100)
@@ -246,10 +285,14 @@ def test_clustered_se_hand_computed_saturated_and_repeated_tasks():
     twice = pd.concat([frame, frame.assign(task=2)], ignore_index=True)
     plain2 = estimate_conjoint(_answers(twice), levels=levels, se="plain")
     cluster2 = estimate_conjoint(_answers(twice), levels=levels)
-    np.testing.assert_allclose(plain2.parameters["se"], plain.parameters["se"] / math.sqrt(2), rtol=1e-6)
+    np.testing.assert_allclose(
+        plain2.parameters["se"], plain.parameters["se"] / math.sqrt(2), rtol=1e-6
+    )
     np.testing.assert_allclose(cluster2.parameters["se"], cluster.parameters["se"], rtol=1e-6)
     w2 = cluster2.wtp.set_index(["attribute", "level"])
-    assert w2.loc[("feature", "B"), "se"] == pytest.approx(cluster.wtp.set_index(["attribute", "level"]).loc[("feature", "B"), "se"], rel=1e-6)
+    assert w2.loc[("feature", "B"), "se"] == pytest.approx(
+        cluster.wtp.set_index(["attribute", "level"]).loc[("feature", "B"), "se"], rel=1e-6
+    )
 
 
 def test_clustered_se_matches_statsmodels_binary_logit_cluster():
@@ -260,17 +303,26 @@ def test_clustered_se_matches_statsmodels_binary_logit_cluster():
 
     from wtp.simulate import simulate_conjoint
 
-    sim = simulate_conjoint(150, n_tasks=8, n_alts=2, none=False, segments=1, seed=11, heterogeneity=1.0)
+    sim = simulate_conjoint(
+        150, n_tasks=8, n_alts=2, none=False, segments=1, seed=11, heterogeneity=1.0
+    )
     ans = _answers(sim.answers)
     res = estimate_conjoint(ans, levels=sim.attributes)
     data = prepare_choice_data(ans, levels=sim.attributes)
     diff = data.X[:, 0, :] - data.X[:, 1, :]
     y = (data.chosen == 0).astype(float)
     g = data.respondents.size
-    fit = sm.Logit(y, diff).fit(disp=0, method="newton", cov_type="cluster", cov_kwds={"groups": data.respondent, "use_correction": False})
+    fit = sm.Logit(y, diff).fit(
+        disp=0,
+        method="newton",
+        cov_type="cluster",
+        cov_kwds={"groups": data.respondent, "use_correction": False},
+    )
     ours = res.parameters[res.parameters.segment == "all"]
     np.testing.assert_allclose(ours["estimate"].to_numpy(), fit.params, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(ours["se"].to_numpy(), np.sqrt(np.diag(fit.cov_params()) * g / (g - 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        ours["se"].to_numpy(), np.sqrt(np.diag(fit.cov_params()) * g / (g - 1)), rtol=1e-6
+    )
 
 
 def test_clustered_se_matches_statsmodels_conditional_logit_group_scores():
@@ -285,7 +337,9 @@ def test_clustered_se_matches_statsmodels_conditional_logit_group_scores():
     res = estimate_conjoint(ans, levels=sim.attributes)
     data = prepare_choice_data(ans, levels=sim.attributes)
     flat = data.X[data.available]
-    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(float)
+    endog = (np.arange(data.X.shape[1])[None, :] == data.chosen[:, None])[data.available].astype(
+        float
+    )
     groups = np.repeat(np.arange(data.n_choices), data.available.sum(axis=1))
     model = ConditionalLogit(endog, flat, groups=groups)
     smfit = model.fit(disp=0, method="newton", maxiter=100)
@@ -346,8 +400,14 @@ def test_study_level_unknown_in_data_is_an_input_error():
 
 def _true_importances(sim) -> pd.Series:
     t = sim.partworths[sim.partworths.segment == "all"]
-    rng = t[~t.attribute.isin(["price", "none"])].groupby("attribute")["utility"].agg(lambda u: u.max() - u.min())
-    price = abs(t.loc[t.attribute == "price", "utility"].iloc[0]) * (max(sim.prices) - min(sim.prices))
+    rng = (
+        t[~t.attribute.isin(["price", "none"])]
+        .groupby("attribute")["utility"]
+        .agg(lambda u: u.max() - u.min())
+    )
+    price = abs(t.loc[t.attribute == "price", "utility"].iloc[0]) * (
+        max(sim.prices) - min(sim.prices)
+    )
     rng["price"] = price
     return rng / rng.sum() * 100
 
@@ -358,9 +418,13 @@ def test_recovery_wtp_within_15_percent_and_importance_order():
     # one segment, 4,000 respondents × 12 tasks × 3 alternatives + none, heterogeneous part-worths.
     # Aggregate MNL carries ~5% heterogeneity bias plus the noise of the smallest WTP (8.4):
     # over seeds 2020-2029 the worst level is within 15% for 8 of 10 (benchmarks/conjoint.py).
-    sim = simulate_conjoint(4000, n_tasks=12, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], seed=2020)
+    sim = simulate_conjoint(
+        4000, n_tasks=12, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], seed=2020
+    )
     res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes)
-    got = res.wtp[res.wtp.segment == "all"].merge(sim.wtp[sim.wtp.segment == "all"], on=["attribute", "level"], suffixes=("", "_true"))
+    got = res.wtp[res.wtp.segment == "all"].merge(
+        sim.wtp[sim.wtp.segment == "all"], on=["attribute", "level"], suffixes=("", "_true")
+    )
     got = got[got["wtp_true"] != 0]
     rel = (got["wtp"] / got["wtp_true"] - 1).abs()
     assert rel.max() < 0.15, got.assign(rel=rel)
@@ -413,15 +477,21 @@ def test_simulator_none_rfc_and_demand_curve():
     assert "none" not in set(no_none["product"])
 
     entry = demand_curve(res, {}, [30.0], segment="all")
-    ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
-    assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
+    ref = products.iloc[[0]].assign(
+        Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0
+    )
+    assert entry["share"].iloc[0] == pytest.approx(
+        simulate_market(res, ref, segment="all")["share"].iloc[0]
+    )
     curve = demand_curve(res, products.iloc[1], segment="all")
     assert list(curve.columns) == ["segment", "price", "share", "lower", "upper", "extrapolated"]
     assert not curve["extrapolated"].any()
     assert curve["price"].min() == min(sim.prices) and curve["price"].max() == max(sim.prices)
     assert (np.diff(curve["share"]) < 0).all()
     # the curve at a price equals the simulator with the product alone against none
-    at = simulate_market(res, products.iloc[[1]].assign(price=curve["price"].iloc[3]), segment="all")
+    at = simulate_market(
+        res, products.iloc[[1]].assign(price=curve["price"].iloc[3]), segment="all"
+    )
     assert curve["share"].iloc[3] == pytest.approx(at.set_index("product").loc["pro", "share"])
 
 
@@ -470,15 +540,21 @@ def test_tables_from_draws_hand_computed():
     assert wtp["respondents_p25"] <= wtp["wtp"] <= wtp["respondents_p75"]
     # importances: per respondent, normalised, then the weighted mean
     rf, rp = np.abs(b_feature), np.abs(b_price / scale) * 10
-    assert res.importances.set_index("attribute").loc["feature", "importance"] == pytest.approx(100 * w @ (rf / (rf + rp)))
+    assert res.importances.set_index("attribute").loc["feature", "importance"] == pytest.approx(
+        100 * w @ (rf / (rf + rp))
+    )
     assert res.method == "hb" and res.individual is not None
 
 
 def _draws_from_truth(sim, data, noise=0.05, n_draws=100, seed=0):
     """Posterior-like draws around each simulated respondent's true part-worths."""
-    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value").loc[list(data.respondents)]
+    b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value").loc[
+        list(data.respondents)
+    ]
     cols = [b[p] for p in data.coding.parameters if p not in ("price", "none")]
-    true = np.column_stack(cols + [b["price"] * data.coding.price_scale, np.full(len(b), sim.none_utility)])
+    true = np.column_stack(
+        cols + [b["price"] * data.coding.price_scale, np.full(len(b), sim.none_utility)]
+    )
     rng = np.random.default_rng(seed)
     return true[:, None, :] + noise * rng.standard_normal((len(b), n_draws, true.shape[1]))
 
@@ -493,11 +569,19 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     b = sim.individual_betas.pivot(index="respondent_id", columns="parameter", values="value")
     got = res.wtp.set_index(["segment", "attribute", "level"])["wtp"]
     # the money value of the median respondent (their true ratios' median)
-    assert got[("all", "Users", "Unlimited")] == pytest.approx((-b["Users=Unlimited"] / b["price"]).median(), rel=0.02)
+    assert got[("all", "Users", "Unlimited")] == pytest.approx(
+        (-b["Users=Unlimited"] / b["price"]).median(), rel=0.02
+    )
     assert list(res.segments) == [*pd.unique(data.segment), "all"] and len(res.segments) == 3
     products = pd.DataFrame(
-        {"product": ["basic", "pro"], "Support": ["Email", "Chat"], "SSO": ["Not included", "Included"],
-         "Users": ["5 users", "Unlimited"], "History": ["90 days", "1 year"], "price": [30, 50]}
+        {
+            "product": ["basic", "pro"],
+            "Support": ["Email", "Chat"],
+            "SSO": ["Not included", "Included"],
+            "Users": ["5 users", "Unlimited"],
+            "History": ["90 days", "1 year"],
+            "price": [30, 50],
+        }
     )
     rfc = simulate_market(res, products, method="rfc", rng=np.random.default_rng(1))
     assert rfc.groupby("segment")["share"].sum().to_numpy() == pytest.approx(1.0)
@@ -506,8 +590,12 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
     # first choice over heterogeneous individuals is close to, not equal to, the logit share
     assert np.abs(rfc["share"] - logit["share"]).max() < 0.08
     entry = demand_curve(res, {}, [30.0], segment="all")
-    ref = products.iloc[[0]].assign(Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0)
-    assert entry["share"].iloc[0] == pytest.approx(simulate_market(res, ref, segment="all")["share"].iloc[0])
+    ref = products.iloc[[0]].assign(
+        Support="Email", SSO="Not included", Users="5 users", History="90 days", price=30.0
+    )
+    assert entry["share"].iloc[0] == pytest.approx(
+        simulate_market(res, ref, segment="all")["share"].iloc[0]
+    )
     curve = demand_curve(res, products.iloc[1], segment="all")
     assert (np.diff(curve["share"]) < 0).all()
     from wtp.conjoint import simulator_tables
@@ -526,12 +614,29 @@ def test_individual_draws_recover_wtp_and_drive_rfc(tmp_path):
 def test_hb_through_wtp_hb_plumbing():
     # small and short: checks the wiring to wtp.hb, not convergence
     sim = _small_sim(n=80, segments=2, seed=4)
-    res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes, method="hb", draws=150, tune=150, chains=2, rng=np.random.default_rng(1))
+    res = estimate_conjoint(
+        _answers(sim.answers),
+        levels=sim.attributes,
+        method="hb",
+        draws=150,
+        tune=150,
+        chains=2,
+        rng=np.random.default_rng(1),
+    )
     assert res.method == "hb" and res.individual.draws.shape == (80, 300, res.coding.n_parameters)
     assert {"check", "value", "threshold", "ok"} <= set(res.diagnostics.columns)
     assert res.segments[-1] == "all" and len(res.segments) == 3
     assert res.importances.groupby("segment")["importance"].sum().to_numpy() == pytest.approx(100)
-    products = pd.DataFrame({"product": ["p"], "Support": ["Chat"], "SSO": ["Included"], "Users": ["5 users"], "History": ["1 year"], "price": [40]})
+    products = pd.DataFrame(
+        {
+            "product": ["p"],
+            "Support": ["Chat"],
+            "SSO": ["Included"],
+            "Users": ["5 users"],
+            "History": ["1 year"],
+            "price": [40],
+        }
+    )
     sim_rfc = simulate_market(res, products, method="rfc", rng=np.random.default_rng(2))
     assert sim_rfc.groupby("segment")["share"].sum().to_numpy() == pytest.approx(1.0)
 
@@ -540,9 +645,20 @@ def test_hb_through_wtp_hb_plumbing():
 def test_hb_recovery_wtp_within_15_percent():
     from wtp.simulate import SegmentSpec, simulate_conjoint
 
-    sim = simulate_conjoint(1000, n_tasks=12, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], seed=2020)
-    res = estimate_conjoint(_answers(sim.answers), levels=sim.attributes, method="hb", draws=500, chains=4, rng=np.random.default_rng(7))
-    got = res.wtp[res.wtp.segment == "all"].merge(sim.wtp[sim.wtp.segment == "all"], on=["attribute", "level"], suffixes=("", "_true"))
+    sim = simulate_conjoint(
+        1000, n_tasks=12, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], seed=2020
+    )
+    res = estimate_conjoint(
+        _answers(sim.answers),
+        levels=sim.attributes,
+        method="hb",
+        draws=500,
+        chains=4,
+        rng=np.random.default_rng(7),
+    )
+    got = res.wtp[res.wtp.segment == "all"].merge(
+        sim.wtp[sim.wtp.segment == "all"], on=["attribute", "level"], suffixes=("", "_true")
+    )
     got = got[got["wtp_true"] != 0]
     assert (got["wtp"] / got["wtp_true"] - 1).abs().max() < 0.15, got
     assert ((got["lower"] <= got["wtp_true"]) & (got["wtp_true"] <= got["upper"])).mean() >= 0.7
@@ -562,8 +678,13 @@ def study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     sim = simulate_conjoint(240, n_tasks=10, segments=3, seed=7)
     sim.answers.drop(columns="segment").to_csv(folder / "conjoint.csv", index=False)
-    sim.answers[["respondent_id", "segment"]].drop_duplicates().to_csv(folder / "respondents.csv", index=False)
-    attrs = "\n".join(f"{a} = [{', '.join(chr(34) + x + chr(34) for x in lv)}]" for a, lv in sim.attributes.items())
+    sim.answers[["respondent_id", "segment"]].drop_duplicates().to_csv(
+        folder / "respondents.csv", index=False
+    )
+    attrs = "\n".join(
+        f"{a} = [{', '.join(chr(34) + x + chr(34) for x in lv)}]"
+        for a, lv in sim.attributes.items()
+    )
     (folder / "study.toml").write_text(
         f'[study]\nname = "Test"\ncurrency = "USD"\n[data]\nconjoint = "conjoint.csv"\nrespondents = "respondents.csv"\n'
         f"[conjoint]\nprices = [{', '.join(f'{p:g}' for p in sim.prices)}]\n[conjoint.attributes]\n{attrs}\n"
@@ -592,7 +713,18 @@ def test_cli_conjoint_writes_contract_tables_report_and_simulation(study, tmp_pa
         }
     ).to_csv(scenario, index=False)
     out = tmp_path / "out"
-    r = _run("conjoint", study / "conjoint.csv", "--study", study, "--scenario", scenario, "--out", out, "--seed", 3)
+    r = _run(
+        "conjoint",
+        study / "conjoint.csv",
+        "--study",
+        study,
+        "--scenario",
+        scenario,
+        "--out",
+        out,
+        "--seed",
+        3,
+    )
     assert r.exit_code == 0, r.output
     pw = pd.read_csv(out / "partworths.csv")
     assert list(pw.columns[:5]) == ["segment", "attribute", "level", "utility", "se"]
@@ -600,7 +732,11 @@ def test_cli_conjoint_writes_contract_tables_report_and_simulation(study, tmp_pa
     assert ((pw.attribute == "price") & (pw.level == "per_unit")).sum() == pw["segment"].nunique()
     assert ((pw.attribute == "none") & (pw.level == "none")).sum() == pw["segment"].nunique()
     # level order comes from study.toml: the first level is the reference
-    assert pw[(pw.segment == "all") & (pw.attribute == "Users")]["level"].tolist() == ["5 users", "25 users", "Unlimited"]
+    assert pw[(pw.segment == "all") & (pw.attribute == "Users")]["level"].tolist() == [
+        "5 users",
+        "25 users",
+        "Unlimited",
+    ]
     imp = pd.read_csv(out / "importances.csv")
     assert list(imp.columns[:3]) == ["segment", "attribute", "importance"]
     assert imp.groupby("segment")["importance"].sum().to_numpy() == pytest.approx(100)
@@ -610,15 +746,42 @@ def test_cli_conjoint_writes_contract_tables_report_and_simulation(study, tmp_pa
     assert list(sim.columns[:3]) == ["segment", "product", "share"]
     assert set(sim["product"]) == {"Basic", "Pro", "none"}
     html = (out / "report.html").read_text()
-    assert "Willingness to pay" in html and "Demand curve" in html and "<svg" in html and "Market simulation" in html
+    assert (
+        "Willingness to pay" in html
+        and "Demand curve" in html
+        and "<svg" in html
+        and "Market simulation" in html
+    )
     again = tmp_path / "again"
-    _run("conjoint", study / "conjoint.csv", "--study", study, "--scenario", scenario, "--out", again, "--seed", 3)
+    _run(
+        "conjoint",
+        study / "conjoint.csv",
+        "--study",
+        study,
+        "--scenario",
+        scenario,
+        "--out",
+        again,
+        "--seed",
+        3,
+    )
     assert (again / "wtp.csv").read_text() == (out / "wtp.csv").read_text()
 
 
 def test_cli_conjoint_options(study, tmp_path):
     out = tmp_path / "o"
-    r = _run("conjoint", study / "conjoint.csv", "--respondents", study / "respondents.csv", "--coding", "effects", "--price", "partworth", "--out", out)
+    r = _run(
+        "conjoint",
+        study / "conjoint.csv",
+        "--respondents",
+        study / "respondents.csv",
+        "--coding",
+        "effects",
+        "--price",
+        "partworth",
+        "--out",
+        out,
+    )
     assert r.exit_code == 0, r.output
     pw = pd.read_csv(out / "partworths.csv")
     assert (pw.attribute == "price").sum() > pw["segment"].nunique()  # one row per tested price
@@ -670,7 +833,16 @@ def test_cli_bad_input_level_in_one_task(tmp_path):
 
 def test_cli_bad_scenario_level(study, tmp_path):
     scenario = tmp_path / "scenario.csv"
-    pd.DataFrame({"product": ["X"], "Support": ["Fax"], "SSO": ["Included"], "Users": ["5 users"], "History": ["1 year"], "price": [50]}).to_csv(scenario, index=False)
+    pd.DataFrame(
+        {
+            "product": ["X"],
+            "Support": ["Fax"],
+            "SSO": ["Included"],
+            "Users": ["5 users"],
+            "History": ["1 year"],
+            "price": [50],
+        }
+    ).to_csv(scenario, index=False)
     r = _run("conjoint", study / "conjoint.csv", "--scenario", scenario, "--out", tmp_path / "out")
     assert r.exit_code == 2
     assert "scenario.csv, row 2, column 'Support'" in r.output
@@ -682,11 +854,23 @@ def test_cli_design_conjoint(study, tmp_path):
     r = _run("design", "conjoint", study, "--out", out, "--tasks", 8, "--versions", 5, "--seed", 2)
     assert r.exit_code == 0, r.output
     d = pd.read_csv(out / "design.csv")
-    assert list(d.columns) == ["version", "task", "alt", "Support", "SSO", "Users", "History", "price", "none"]
+    assert list(d.columns) == [
+        "version",
+        "task",
+        "alt",
+        "Support",
+        "SSO",
+        "Users",
+        "History",
+        "price",
+        "none",
+    ]
     assert d["version"].nunique() == 5 and d["task"].nunique() == 8
     assert "D-error" in (out / "design_report.txt").read_text()
     # the design answers like a survey: a simulated fielding of it estimates
-    r2 = _run("design", "conjoint", study, "--out", tmp_path / "d2", "--method", "random", "--no-none")
+    r2 = _run(
+        "design", "conjoint", study, "--out", tmp_path / "d2", "--method", "random", "--no-none"
+    )
     assert r2.exit_code == 0 and "none" not in pd.read_csv(tmp_path / "d2" / "design.csv").columns
 
 
@@ -697,7 +881,9 @@ def test_cli_design_conjoint_needs_attributes(tmp_path):
     (tmp_path / "study.toml").write_text('[conjoint.attributes]\nSupport = ["Email", "Chat"]\n')
     r = _run("design", "conjoint", tmp_path, "--out", tmp_path / "o")
     assert r.exit_code == 2 and "price" in r.output
-    (tmp_path / "study.toml").write_text('[conjoint]\nprices = [10, 20]\n[conjoint.attributes]\nSupport = ["Email", "Chat"]\n')
+    (tmp_path / "study.toml").write_text(
+        '[conjoint]\nprices = [10, 20]\n[conjoint.attributes]\nSupport = ["Email", "Chat"]\n'
+    )
     assert _run("design", "conjoint", tmp_path, "--out", tmp_path / "o").exit_code == 0
 
 
@@ -714,14 +900,18 @@ def _dataset(path: str) -> Path:
 
 def _chocolate() -> pd.DataFrame:
     f = pd.read_csv(_dataset("displayr_chocolate_cbc/chocolate_cbc_long.csv"))
-    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(columns=["version", "design_task_id", "would_buy_chosen"])
+    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(
+        columns=["version", "design_task_id", "would_buy_chosen"]
+    )
     f["price"] = f["price"].str.replace("$", "", regex=False).astype(float)
     return f
 
 
 def _eggs() -> pd.DataFrame:
     f = pd.read_csv(_dataset("displayr_eggs_cbc/eggs_cbc_long.csv"))
-    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(columns=["version", "design_task_id"])
+    f = f.rename(columns={"respondent": "respondent_id", "Price": "price"}).drop(
+        columns=["version", "design_task_id"]
+    )
     f["price"] = f["price"].str.extract(r"([\d.]+)")[0].astype(float)  # "6 dollars"
     return f
 
@@ -736,7 +926,9 @@ def _cars() -> pd.DataFrame:
             "task": a["obsnum"],
             "alt": a.groupby("obsnum").cumcount() + 1,
             "powertrain": np.select([a[k] == 1 for k in trains], trains, "conventional"),
-            "fastcharge": np.where((a["phevFastcharge"] == 1) | (a["bevFastcharge"] == 1), "yes", "no"),
+            "fastcharge": np.where(
+                (a["phevFastcharge"] == 1) | (a["bevFastcharge"] == 1), "yes", "no"
+            ),
             "opcost": a["opCost"].astype(str),
             "accel": a["accelTime"].astype(str),
             "origin": np.select([a[k] == 1 for k in origins], origins, "other"),
@@ -759,13 +951,17 @@ def test_real_chocolate():
     w = res.wtp.set_index(["attribute", "level"])["wtp"]
     # plausible: no level worth more than twice the tested price range ($0.99–2.49)
     assert w.abs().max() < 2 * 1.5
-    assert w[("Sugar", "Sugar free")] < w[("Sugar", "50% reduced sugar")] < 0  # "Standard" is the reference
+    assert (
+        w[("Sugar", "Sugar free")] < w[("Sugar", "50% reduced sugar")] < 0
+    )  # "Standard" is the reference
     assert w[("Ethical", "Fair trade")] > 0  # BLANK is a real level: no claim
     assert "BLANK" in set(res.partworths["level"])
 
 
 def test_real_eggs():
-    res = estimate_conjoint(_answers(_eggs()), levels={"Quality": ["Free Range", "Barn Raised", "Fresh Eggs (Caged)"]})
+    res = estimate_conjoint(
+        _answers(_eggs()), levels={"Quality": ["Free Range", "Barn Raised", "Fresh Eggs (Caged)"]}
+    )
     _price_ok(res)
     w = res.wtp.set_index(["attribute", "level"])["wtp"]
     assert w[("Quality", "Fresh Eggs (Caged)")] < w[("Quality", "Barn Raised")] < 0
@@ -773,7 +969,20 @@ def test_real_eggs():
 
 
 def test_real_cars_weighted():
-    levels = {"opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"], "powertrain": ["conventional", "hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]}
+    levels = {
+        "opcost": ["6", "9", "12", "19"],
+        "accel": ["5.5", "7.0", "8.5", "10.0"],
+        "powertrain": [
+            "conventional",
+            "hev",
+            "phev10",
+            "phev20",
+            "phev40",
+            "bev75",
+            "bev100",
+            "bev150",
+        ],
+    }
     res = estimate_conjoint(_answers(_cars()), levels=levels)
     _price_ok(res)
     w = res.wtp.set_index(["attribute", "level"])["wtp"]
@@ -803,7 +1012,15 @@ def _numeric_sim(n=600, seed=3, **kw):
     from wtp.simulate import SegmentSpec, simulate_conjoint
 
     return simulate_conjoint(
-        n, n_tasks=10, n_alts=3, none=True, segments=[SegmentSpec("Core", 1.0, 60.0)], attributes=NUM_ATTRS, numeric={"Seats": 0.06}, seed=seed, **kw
+        n,
+        n_tasks=10,
+        n_alts=3,
+        none=True,
+        segments=[SegmentSpec("Core", 1.0, 60.0)],
+        attributes=NUM_ATTRS,
+        numeric={"Seats": 0.06},
+        seed=seed,
+        **kw,
     )
 
 
@@ -819,10 +1036,20 @@ def test_numeric_attribute_is_one_column_as_statsmodels_sees_it():
     a = a.merge(none_chosen.assign(drop=1), on=["respondent_id", "task"], how="left")
     a = a[a["drop"].isna() & (a["none"] == 0)].drop(columns=["drop", "none", "segment"])
     ans = _answers(a)
-    res = estimate_conjoint(ans, levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], se="plain")
-    x = np.column_stack([(a["Support"] == "Chat").to_numpy(float), a["Seats"].astype(float).to_numpy(), a["price"].to_numpy(float)])
+    res = estimate_conjoint(
+        ans, levels={"Support": ["Email", "Chat"]}, numeric=["Seats"], se="plain"
+    )
+    x = np.column_stack(
+        [
+            (a["Support"] == "Chat").to_numpy(float),
+            a["Seats"].astype(float).to_numpy(),
+            a["price"].to_numpy(float),
+        ]
+    )
     groups = a.groupby(["respondent_id", "task"], sort=False).ngroup().to_numpy()
-    sm = ConditionalLogit(a["chosen"].to_numpy(float), x, groups=groups).fit(disp=0, method="newton", maxiter=100)
+    sm = ConditionalLogit(a["chosen"].to_numpy(float), x, groups=groups).fit(
+        disp=0, method="newton", maxiter=100
+    )
     pw = res.partworths.set_index(["attribute", "level"])
     assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
     assert pw.loc[("Seats", "per_unit"), "utility"] == pytest.approx(sm.params[1], rel=1e-6)
@@ -833,7 +1060,11 @@ def test_numeric_attribute_is_one_column_as_statsmodels_sees_it():
     assert w[("Seats", "per_unit")] == pytest.approx(per_seat, rel=1e-6)
     assert w[("Seats", "10")] == pytest.approx(per_seat * 9, rel=1e-6) and w[("Seats", "1")] == 0
     imp = res.importances.set_index("attribute")["importance"]
-    raw = {"Support": abs(sm.params[0]), "Seats": abs(sm.params[1]) * 19, "price": abs(sm.params[2]) * (max(sim.prices) - min(sim.prices))}
+    raw = {
+        "Support": abs(sm.params[0]),
+        "Seats": abs(sm.params[1]) * 19,
+        "price": abs(sm.params[2]) * (max(sim.prices) - min(sim.prices)),
+    }
     assert imp["Seats"] == pytest.approx(100 * raw["Seats"] / sum(raw.values()), rel=1e-6)
 
 
@@ -853,10 +1084,17 @@ def test_piecewise_with_every_knot_is_the_partworth_model():
         assert wp[("all", "Seats", lv)] == pytest.approx(wc[("all", "Seats", lv)], rel=1e-6)
     # slope of a piece = the part-worth difference over its width
     u = cat.partworths.set_index(["segment", "attribute", "level"])["utility"]
-    slope = pw.partworths.set_index(["segment", "attribute", "level"])["utility"][("all", "Seats", "per_unit:5-10")]
-    assert slope == pytest.approx((u[("all", "Seats", "10")] - u[("all", "Seats", "5")]) / 5, rel=1e-6)
-    assert pw.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")] == pytest.approx(
-        cat.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")], rel=1e-6
+    slope = pw.partworths.set_index(["segment", "attribute", "level"])["utility"][
+        ("all", "Seats", "per_unit:5-10")
+    ]
+    assert slope == pytest.approx(
+        (u[("all", "Seats", "10")] - u[("all", "Seats", "5")]) / 5, rel=1e-6
+    )
+    assert pw.importances.set_index(["segment", "attribute"])["importance"][
+        ("all", "Seats")
+    ] == pytest.approx(
+        cat.importances.set_index(["segment", "attribute"])["importance"][("all", "Seats")],
+        rel=1e-6,
     )
 
 
@@ -872,7 +1110,9 @@ def test_numeric_recovery_money_per_unit_within_10_percent():
         )  # fmt: skip
         res = estimate_conjoint(_answers(sim.answers), numeric=["Seats"])
         got = res.wtp.set_index(["segment", "attribute", "level"])
-        truth = sim.wtp.set_index(["segment", "attribute", "level"])["wtp"][("all", "Seats", "per_unit")]
+        truth = sim.wtp.set_index(["segment", "attribute", "level"])["wtp"][
+            ("all", "Seats", "per_unit")
+        ]
         est = got.loc[("all", "Seats", "per_unit")]
         assert est["wtp"] == pytest.approx(truth, rel=0.10), (seed, est["wtp"], truth)
         assert est["lower"] < est["wtp"] < est["upper"]
@@ -880,14 +1120,34 @@ def test_numeric_recovery_money_per_unit_within_10_percent():
 
 def test_simulator_interpolates_numeric_levels_and_marks_extrapolation():
     sim = _numeric_sim(n=300)
-    res = estimate_conjoint(_answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"])
-    products = pd.DataFrame({"product": ["mid", "big", "dear"], "Support": ["Email"] * 3, "Seats": [7.5, 40, 10], "price": [60, 60, 2 * max(sim.prices)]})
+    res = estimate_conjoint(
+        _answers(sim.answers), levels={"Support": ["Email", "Chat"]}, numeric=["Seats"]
+    )
+    products = pd.DataFrame(
+        {
+            "product": ["mid", "big", "dear"],
+            "Support": ["Email"] * 3,
+            "Seats": [7.5, 40, 10],
+            "price": [60, 60, 2 * max(sim.prices)],
+        }
+    )
     out = simulate_market(res, products, segment="all").set_index("product")
     assert out.loc[["mid", "big", "dear"], "extrapolated"].tolist() == [False, True, True]
     # 7.5 seats lies halfway between 5 and 10: its utility is the average of theirs
     pw = res.partworths.set_index(["segment", "attribute", "level"])["utility"]
-    b_seat, b_price, b_none = pw[("all", "Seats", "per_unit")], pw[("all", "price", "per_unit")], pw[("all", "none", "none")]
-    v = np.array([6.5 * b_seat + 60 * b_price, 39 * b_seat + 60 * b_price, 9 * b_seat + 2 * max(sim.prices) * b_price, b_none])
+    b_seat, b_price, b_none = (
+        pw[("all", "Seats", "per_unit")],
+        pw[("all", "price", "per_unit")],
+        pw[("all", "none", "none")],
+    )
+    v = np.array(
+        [
+            6.5 * b_seat + 60 * b_price,
+            39 * b_seat + 60 * b_price,
+            9 * b_seat + 2 * max(sim.prices) * b_price,
+            b_none,
+        ]
+    )
     np.testing.assert_allclose(out["share"].to_numpy(), np.exp(v) / np.exp(v).sum(), rtol=1e-6)
     ext = extrapolation(res, products).set_index(["product", "attribute"])
     assert ext.loc[("big", "Seats"), "outside_by"] == pytest.approx(20.0)
@@ -915,11 +1175,22 @@ def test_numeric_attribute_errors_are_located(tmp_path):
 def test_cli_numeric_from_study_and_extrapolated_scenario(tmp_path):
     sim = _numeric_sim(n=300)
     sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
-    (tmp_path / "study.toml").write_text('[study]\nname = "n"\ncurrency = "USD"\n[conjoint]\nnumeric = ["Seats"]\n')
+    (tmp_path / "study.toml").write_text(
+        '[study]\nname = "n"\ncurrency = "USD"\n[conjoint]\nnumeric = ["Seats"]\n'
+    )
     scen = tmp_path / "scenario.csv"
-    pd.DataFrame({"product": ["in", "out"], "Support": ["Chat", "Chat"], "Seats": [8, 8], "price": [50, 4 * max(sim.prices)]}).to_csv(scen, index=False)
+    pd.DataFrame(
+        {
+            "product": ["in", "out"],
+            "Support": ["Chat", "Chat"],
+            "Seats": [8, 8],
+            "price": [50, 4 * max(sim.prices)],
+        }
+    ).to_csv(scen, index=False)
     out = tmp_path / "out"
-    r = _run("conjoint", tmp_path / "conjoint.csv", "--study", tmp_path, "--scenario", scen, "--out", out)
+    r = _run(
+        "conjoint", tmp_path / "conjoint.csv", "--study", tmp_path, "--scenario", scen, "--out", out
+    )
     assert r.exit_code == 0, r.output
     assert "out: price" in r.output and "above the tested range" in r.output
     pw = pd.read_csv(out / "partworths.csv")
@@ -928,7 +1199,9 @@ def test_cli_numeric_from_study_and_extrapolated_scenario(tmp_path):
     assert {"per_unit", "20"} <= set(w.loc[w.attribute == "Seats", "level"].astype(str))
     ext = pd.read_csv(out / "extrapolation.csv")
     assert ext["product"].tolist() == ["out"] and ext["attribute"].tolist() == ["price"]
-    assert pd.read_csv(out / "simulation.csv").set_index(["segment", "product"])["extrapolated"][("all", "out")]
+    assert pd.read_csv(out / "simulation.csv").set_index(["segment", "product"])["extrapolated"][
+        ("all", "out")
+    ]
     html = (out / "report.html").read_text()
     assert "extrapolated" in html and "per unit" in html
 
@@ -937,16 +1210,34 @@ def test_real_cars_numeric_operating_cost_and_acceleration():
     """Operating cost (cents/mile) and 0–60 time as quantities: a money value per unit, close to
     the banded model where the bands are well measured; survey weights make the clustered
     errors much wider than the plain ones (the plain ones ignore the weights' variability)."""
-    levels = {"powertrain": ["conventional", "hev", "phev10", "phev20", "phev40", "bev75", "bev100", "bev150"]}
+    levels = {
+        "powertrain": [
+            "conventional",
+            "hev",
+            "phev10",
+            "phev20",
+            "phev40",
+            "bev75",
+            "bev100",
+            "bev150",
+        ]
+    }
     ans = _answers(_cars())
-    banded = estimate_conjoint(ans, levels={**levels, "opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"]})
+    banded = estimate_conjoint(
+        ans,
+        levels={**levels, "opcost": ["6", "9", "12", "19"], "accel": ["5.5", "7.0", "8.5", "10.0"]},
+    )
     res = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"])
     _price_ok(res)
     assert len(res.parameters) == len(banded.parameters) - 4
     w = res.wtp.set_index(["attribute", "level"])
     assert w.loc[("opcost", "per_unit"), "upper"] < 0 and w.loc[("accel", "per_unit"), "upper"] < 0
     b = banded.wtp.set_index(["attribute", "level"])
-    assert b.loc[("opcost", "19"), "lower"] < w.loc[("opcost", "19"), "wtp"] < b.loc[("opcost", "19"), "upper"]
+    assert (
+        b.loc[("opcost", "19"), "lower"]
+        < w.loc[("opcost", "19"), "wtp"]
+        < b.loc[("opcost", "19"), "upper"]
+    )
     plain = estimate_conjoint(ans, levels=levels, numeric=["opcost", "accel"], se="plain")
     assert (res.parameters["se"] > plain.parameters["se"]).all()
 
@@ -962,7 +1253,9 @@ def test_clustered_intervals_cover_where_plain_ones_under_cover():
     spec = importlib.util.spec_from_file_location("conjoint_coverage", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    table = bench.coverage(n_reps=25, n_respondents=80, n_tasks=10, truth_reps=15, seed=3).set_index("parameter")
+    table = bench.coverage(
+        n_reps=25, n_respondents=80, n_tasks=10, truth_reps=15, seed=3
+    ).set_index("parameter")
     attrs = table.loc[["Support=Chat", "Support=Phone 24/7", "SSO=Included"]]
     assert (attrs["se_ratio"] > 1.15).all(), table
     assert attrs["coverage_cluster"].mean() >= 0.85, table
@@ -996,12 +1289,16 @@ def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
 
     sim = _small_sim(n=120, segments=1)
     sim.answers.drop(columns="segment").to_csv(tmp_path / "conjoint.csv", index=False)
-    (tmp_path / "study.toml").write_text('[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n')
+    (tmp_path / "study.toml").write_text(
+        '[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n'
+    )
     run = run_study(tmp_path, fast=True)
     assert run.conjoint.method == "mnl" and "--fast" in run.conjoint.method_reason
     assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
     # without --fast the default is HB (sampling is left to the slow tests); the reason is stated
-    assert "individual hierarchical-Bayes part-worths" in conjoint_method_reason("hb", fast=False, chosen=False)
+    assert "individual hierarchical-Bayes part-worths" in conjoint_method_reason(
+        "hb", fast=False, chosen=False
+    )
     assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
     from wtp.report.conjoint import _methods
 
@@ -1013,20 +1310,40 @@ def test_real_chocolate_scenario_priced_beyond_the_tested_range_is_marked(tmp_pa
     path = tmp_path / "chocolate.csv"
     _chocolate().to_csv(path, index=False)
     scen = tmp_path / "scenario.csv"
-    bar = {"Brand": "Godiva", "Cocoa strength": "Milk", "Sugar": "Standard", "Origin": "Switzerland", "Nuts": "Almonds", "Ethical": "BLANK"}
-    pd.DataFrame([{"product": "usual", **bar, "price": 1.99}, {"product": "luxury", **bar, "price": 4.99}]).to_csv(scen, index=False)
+    bar = {
+        "Brand": "Godiva",
+        "Cocoa strength": "Milk",
+        "Sugar": "Standard",
+        "Origin": "Switzerland",
+        "Nuts": "Almonds",
+        "Ethical": "BLANK",
+    }
+    pd.DataFrame(
+        [{"product": "usual", **bar, "price": 1.99}, {"product": "luxury", **bar, "price": 4.99}]
+    ).to_csv(scen, index=False)
     r = _run("conjoint", path, "--scenario", scen, "--out", tmp_path / "out")
     assert r.exit_code == 0, r.output
     assert "luxury: price 4.99 is 2.5 above the tested range 0.99-2.49" in r.output
     sim = pd.read_csv(tmp_path / "out" / "simulation.csv").set_index("product")
     assert sim.loc["luxury", "extrapolated"] and not sim.loc["usual", "extrapolated"]
+
+
 @pytest.mark.slow
 def test_real_chocolate_hb_converges_by_default():
     # 403 respondents x 6 tasks x 4 alternatives: converged with the library defaults (a longer
     # time budget only because the test machine is shared)
-    res = estimate_conjoint(_answers(_chocolate()), method="hb", rng=np.random.default_rng(0), time_budget=1800)
+    res = estimate_conjoint(
+        _answers(_chocolate()), method="hb", rng=np.random.default_rng(0), time_budget=1800
+    )
     d = res.diagnostics.attrs["hb"]
-    print("chocolate HB:", d["draws_per_chain"], "draws per chain,", d["total_s"], "s,", d["stopped_because"])
+    print(
+        "chocolate HB:",
+        d["draws_per_chain"],
+        "draws per chain,",
+        d["total_s"],
+        "s,",
+        d["stopped_because"],
+    )
     assert bool(res.diagnostics["ok"].all()) and d["converged"], d["limiting"]
     assert res.fit.set_index("segment").loc["all", "price_coef"] < 0
     w = res.wtp.set_index(["attribute", "level"])["wtp"]
@@ -1061,7 +1378,10 @@ def test_presence_read_first_is_still_not_the_reference():
     res = estimate_conjoint(_answers(frame))
     pw = res.partworths.set_index(["attribute", "level"])
     assert res.attributes["feature"] == ["no", "yes"]
-    assert pw.loc[("feature", "no"), "level_order"] == 1 and pw.loc[("feature", "yes"), "level_order"] == 2
+    assert (
+        pw.loc[("feature", "no"), "level_order"] == 1
+        and pw.loc[("feature", "yes"), "level_order"] == 2
+    )
     assert pw.loc[("feature", "yes"), "utility"] == pytest.approx(math.log(3), abs=1e-6)
     assert res.wtp.set_index(["attribute", "level"]).loc[("feature", "yes"), "wtp"] > 0
     assert any("level order no < yes" in n for n in res.notes)

@@ -53,9 +53,19 @@ def test_choice_data_checks():
     X = np.zeros((2, 3, 1))
     ok = np.ones((2, 3), bool)
     with pytest.raises(ValueError, match="not available"):
-        choice_data(X, np.array([[True, True, False], [True, True, True]]), np.array([2, 0]), np.array([0, 0]))
+        choice_data(
+            X,
+            np.array([[True, True, False], [True, True, True]]),
+            np.array([2, 0]),
+            np.array([0, 0]),
+        )
     with pytest.raises(ValueError, match="two available"):
-        choice_data(X, np.array([[True, False, False], [True, True, True]]), np.array([0, 0]), np.array([0, 0]))
+        choice_data(
+            X,
+            np.array([[True, False, False], [True, True, True]]),
+            np.array([0, 0]),
+            np.array([0, 0]),
+        )
     with pytest.raises(ValueError, match="respondent"):
         choice_data(X, ok, np.array([0, 0]), np.array([0, 2]))
     with pytest.raises(ValueError, match="group"):
@@ -68,7 +78,9 @@ def test_respondent_loglik_hand_case():
     # one respondent, one choice among utilities (1, 0, -inf unavailable): log(e/(e+1))
     X = np.array([[[1.0], [0.0], [5.0]]])
     d = choice_data(X, np.array([[True, True, False]]), np.array([0]), np.array([0]))
-    assert respondent_loglik(d, np.array([[1.0]]))[0] == pytest.approx(math.log(math.e / (math.e + 1)))
+    assert respondent_loglik(d, np.array([[1.0]]))[0] == pytest.approx(
+        math.log(math.e / (math.e + 1))
+    )
     # draws axis
     out = respondent_loglik(d, np.array([[[1.0]], [[0.0]]]))
     assert out.shape == (2, 1) and out[1, 0] == pytest.approx(math.log(0.5))
@@ -126,7 +138,9 @@ def test_model_likelihood_matches_reference(layout):
     pot = model.potentials[0]
     f = pytensor.function(model.value_vars, pot, mode="FAST_COMPILE", on_unused_input="ignore")
     val = float(f(*[point[v.name] for v in model.value_vars]))
-    beta_f = pytensor.function(model.value_vars, model["beta"], mode="FAST_COMPILE", on_unused_input="ignore")
+    beta_f = pytensor.function(
+        model.value_vars, model["beta"], mode="FAST_COMPILE", on_unused_input="ignore"
+    )
     beta = beta_f(*[point[v.name] for v in model.value_vars])
     assert val == pytest.approx(respondent_loglik(d, beta).sum(), rel=1e-10)
 
@@ -148,12 +162,29 @@ def test_map_individual_limits():
 
 def test_fit_hb_tiny_dense():
     d, beta, mu = _conjoint_like()
-    res = fit_hb(d, draws=100, tune=100, chains=2, rng=np.random.default_rng(0), progress=False, until_converged=False)
+    res = fit_hb(
+        d,
+        draws=100,
+        tune=100,
+        chains=2,
+        rng=np.random.default_rng(0),
+        progress=False,
+        until_converged=False,
+    )
     assert res.beta_draws.shape == (200, 30, 3)
     post = res.idata.posterior
     assert {"mu", "sd", "corr", "beta"} <= set(post.data_vars)
     assert post["mu"].dims == ("chain", "draw", "group", "param")
-    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "individual_max_rhat", "compile_s", "sample_s", "converged"):
+    for key in (
+        "max_rhat",
+        "min_ess_bulk",
+        "min_ess_tail",
+        "divergences",
+        "individual_max_rhat",
+        "compile_s",
+        "sample_s",
+        "converged",
+    ):
         assert key in res.diagnostics
     assert res.summary()["check"].tolist()[0] == "max R-hat"
     frame = res.to_frame()
@@ -186,7 +217,16 @@ def test_fit_hb_recovery_dense_with_groups():
 def test_fit_hb_pymc_fallback():
     # without nutpie the same model samples with PyMC's NUTS (the fused likelihood's numpy path)
     d = _maxdiff_like(n_resp=15)
-    res = fit_hb(d, draws=100, tune=100, chains=2, cores=1, rng=np.random.default_rng(0), progress=False, sampler="pymc")
+    res = fit_hb(
+        d,
+        draws=100,
+        tune=100,
+        chains=2,
+        cores=1,
+        rng=np.random.default_rng(0),
+        progress=False,
+        sampler="pymc",
+    )
     assert res.sampler == "pymc"
     assert res.beta_draws.shape == (200, 15, d.n_params)
     assert "max_rhat" in res.diagnostics
@@ -211,18 +251,32 @@ def test_progress_lines_when_not_a_terminal():
 
     log = io.StringIO()
     d, _, _ = _conjoint_like()
-    res = fit_hb(d, draws=300, tune=100, chains=2, rng=np.random.default_rng(0), progress=Reporter(log, every=0.0), until_converged=False)
+    res = fit_hb(
+        d,
+        draws=300,
+        tune=100,
+        chains=2,
+        rng=np.random.default_rng(0),
+        progress=Reporter(log, every=0.0),
+        until_converged=False,
+    )
     lines = log.getvalue().splitlines()
     assert res.beta_draws.shape[0] == 600
     status = [ln for ln in lines if ln.startswith("sampling round 1: 2 chains,")]
     assert len(status) >= 2, lines
-    assert any("divergences" in ln and "elapsed" in ln and "to the next convergence check" in ln for ln in status)
+    assert any(
+        "divergences" in ln and "elapsed" in ln and "to the next convergence check" in ln
+        for ln in status
+    )
     assert any("check at 300 draws per chain" in ln for ln in lines)
     assert "\r" not in log.getvalue()  # no terminal control in logs
     # what was run and why
     rec = res.diagnostics["sampling"]
     assert rec[0]["draws_per_chain"] == 300 and rec[0]["tune"] == 100
-    assert res.diagnostics["stopped_because"] in ("converged", "fixed draws (until_converged=False)")
+    assert res.diagnostics["stopped_because"] in (
+        "converged",
+        "fixed draws (until_converged=False)",
+    )
 
 
 def test_heartbeat_speaks_while_work_runs():
@@ -239,7 +293,16 @@ def test_heartbeat_speaks_while_work_runs():
 def test_sampling_continues_until_converged_and_is_reproducible():
     # the first check (50 draws per chain) cannot pass ESS >= 400 with 2 chains; sampling goes on
     d, _, _ = _conjoint_like(n_resp=30, n_choices=12)
-    kw = {"draws": 50, "tune": 150, "chains": 2, "rng": 3, "progress": False, "time_budget": None, "max_draws": 120, "max_rounds": 1}
+    kw = {
+        "draws": 50,
+        "tune": 150,
+        "chains": 2,
+        "rng": 3,
+        "progress": False,
+        "time_budget": None,
+        "max_draws": 120,
+        "max_rounds": 1,
+    }
     a = fit_hb(d, **kw)
     rec = a.diagnostics["sampling"]
     assert [r["draws_per_chain"] for r in rec][:2] == [50, 100] and not rec[0]["converged"]
@@ -248,7 +311,10 @@ def test_sampling_continues_until_converged_and_is_reproducible():
         assert rec[-1]["stopped_because"] == "converged"
         assert a.diagnostics["min_ess_bulk"] >= 400 and a.diagnostics["individual_max_rhat"] <= 1.01
     else:
-        assert rec[-1]["stopped_because"] == "1 rounds without convergence" and a.diagnostics["individual_checked"] > 0
+        assert (
+            rec[-1]["stopped_because"] == "1 rounds without convergence"
+            and a.diagnostics["individual_checked"] > 0
+        )
     # same data and seed: the same stopping draw and the same numbers
     b = fit_hb(d, **kw)
     assert np.array_equal(a.beta_draws, b.beta_draws)
@@ -270,9 +336,22 @@ def test_sampler_settings_from_study_and_options():
     from wtp.errors import InputError
     from wtp.hb import sampler_settings
 
-    section = {"draws": 300, "tune": 500, "time_budget": 120, "target_accept": 0.9, "save_posterior": True, "method": "hb"}
+    section = {
+        "draws": 300,
+        "tune": 500,
+        "time_budget": 120,
+        "target_accept": 0.9,
+        "save_posterior": True,
+        "method": "hb",
+    }
     s = sampler_settings(section, draws=100)
-    assert s == {"draws": 100, "tune": 500, "time_budget": 120.0, "target_accept": 0.9, "save_posterior": True}
+    assert s == {
+        "draws": 100,
+        "tune": 500,
+        "time_budget": 120.0,
+        "target_accept": 0.9,
+        "save_posterior": True,
+    }
     assert sampler_settings(None) == {}
     with pytest.raises(InputError, match="target_accept"):
         sampler_settings({"target_accept": 1.5})
@@ -290,10 +369,14 @@ def test_cli_sampler_options_are_checked_before_sampling(tmp_path):
 
     f = tmp_path / "maxdiff.csv"
     simulate_maxdiff(20, 6, 3, 4, n_versions=2, seed=0).answers.to_csv(f, index=False)
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--target-accept", "1.5"])
+    r = CliRunner().invoke(
+        app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--target-accept", "1.5"]
+    )
     assert r.exit_code == 2 and "target_accept" in r.output and not (tmp_path / "o").exists()
     (tmp_path / "study.toml").write_text('[maxdiff]\ntime_budget = "long"\n')
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--study", str(tmp_path)])
+    r = CliRunner().invoke(
+        app, ["maxdiff", str(f), "--out", str(tmp_path / "o"), "--study", str(tmp_path)]
+    )
     assert r.exit_code == 2 and "time_budget" in r.output
     for command in ("maxdiff", "conjoint"):
         help_text = CliRunner().invoke(app, [command, "--help"]).output

@@ -64,7 +64,9 @@ def test_sav_value_labels_become_text(tmp_path):
 
     df = pd.DataFrame({"respondent_id": [1.0, 2.0], "segment": [1.0, 2.0]})
     path = tmp_path / "respondents.sav"
-    pyreadstat.write_sav(df, str(path), variable_value_labels={"segment": {1.0: "SMB", 2.0: "Enterprise"}})
+    pyreadstat.write_sav(
+        df, str(path), variable_value_labels={"segment": {1.0: "SMB", 2.0: "Enterprise"}}
+    )
     out = validate_respondents(read_table(path))
     assert out.segment.tolist() == ["SMB", "Enterprise"]
     assert out.respondent_id.tolist() == ["1", "2"]
@@ -85,16 +87,30 @@ def test_all_problems_are_collected(tmp_path):
     with pytest.raises(InputError) as err:
         validate_vw(read_table(write(tmp_path, "vw.csv", text)))
     found = {(p.row, p.column) for p in err.value.problems}
-    assert {(2, "too_cheap"), (3, "expensive"), (4, "too_cheap"), (4, "too_expensive"), (3, "respondent_id")} <= found
+    assert {
+        (2, "too_cheap"),
+        (3, "expensive"),
+        (4, "too_cheap"),
+        (4, "too_expensive"),
+        (3, "respondent_id"),
+    } <= found
 
 
 def test_missing_column_and_empty_file(tmp_path):
     with pytest.raises(InputError, match="column 'too_expensive'"):
-        validate_vw(read_table(write(tmp_path, "vw.csv", "respondent_id,too_cheap,cheap,expensive\nr1,1,2,3\n")))
+        validate_vw(
+            read_table(
+                write(tmp_path, "vw.csv", "respondent_id,too_cheap,cheap,expensive\nr1,1,2,3\n")
+            )
+        )
     with pytest.raises(InputError, match="empty file"):
         read_table(write(tmp_path, "vw.csv", ""))
     with pytest.raises(InputError, match="at least one data row"):
-        validate_vw(read_table(write(tmp_path, "vw.csv", "respondent_id,too_cheap,cheap,expensive,too_expensive\n")))
+        validate_vw(
+            read_table(
+                write(tmp_path, "vw.csv", "respondent_id,too_cheap,cheap,expensive,too_expensive\n")
+            )
+        )
 
 
 def test_maxdiff_long_two_best_names_the_task(tmp_path):
@@ -116,7 +132,10 @@ def test_maxdiff_wide_layout_becomes_long(tmp_path):
 
 def test_conjoint_checks(tmp_path):
     head = "respondent_id,task,alt,colour,price,chosen,none\n"
-    good = head + "r1,1,1,red,10,1,0\nr1,1,2,blue,20,0,0\nr1,1,3,,,0,1\nr1,2,1,blue,10,0,0\nr1,2,2,red,20,0,0\nr1,2,3,,,1,1\n"
+    good = (
+        head
+        + "r1,1,1,red,10,1,0\nr1,1,2,blue,20,0,0\nr1,1,3,,,0,1\nr1,2,1,blue,10,0,0\nr1,2,2,red,20,0,0\nr1,2,3,,,1,1\n"
+    )
     out = validate_conjoint(read_table(write(tmp_path, "conjoint.csv", good)))
     assert out.attrs["attributes"] == ["colour"]
     assert out["none"].sum() == 2 and out.price.isna().sum() == 2
@@ -141,24 +160,44 @@ def test_segments_and_customers_ranges(tmp_path):
 
 
 def test_segment_join_must_agree_and_all_is_reserved(tmp_path):
-    answers = validate_vw(read_table(write(tmp_path, "vw.csv", "respondent_id,too_cheap,cheap,expensive,too_expensive,segment\nr1,5,10,20,30,SMB\nr2,10,15,25,40,Ent\n")))
-    resp = validate_respondents(read_table(write(tmp_path, "respondents.csv", "respondent_id,segment,weight\nr1,SMB,1.5\nr2,SMB,1\n")))
+    answers = validate_vw(
+        read_table(
+            write(
+                tmp_path,
+                "vw.csv",
+                "respondent_id,too_cheap,cheap,expensive,too_expensive,segment\nr1,5,10,20,30,SMB\nr2,10,15,25,40,Ent\n",
+            )
+        )
+    )
+    resp = validate_respondents(
+        read_table(
+            write(
+                tmp_path, "respondents.csv", "respondent_id,segment,weight\nr1,SMB,1.5\nr2,SMB,1\n"
+            )
+        )
+    )
     with pytest.raises(InputError, match="respondents file says SMB"):
         attach_segments(answers, resp)
     plain = validate_vw(read_table(write(tmp_path, "vw.csv", VW)))
     joined = attach_segments(plain, resp)
     assert joined.segment.tolist() == ["SMB", "SMB"] and joined.weight.tolist() == [1.5, 1.0]
     assert attach_segments(plain).segment.tolist() == ["all", "all"]
-    missing = validate_respondents(read_table(write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,SMB\n")))
+    missing = validate_respondents(
+        read_table(write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,SMB\n"))
+    )
     with pytest.raises(InputError, match="row 3, column 'respondent_id'"):
         attach_segments(plain, missing)
-    reserved = validate_respondents(read_table(write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,all\nr2,SMB\n")))
+    reserved = validate_respondents(
+        read_table(write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,all\nr2,SMB\n"))
+    )
     with pytest.raises(InputError, match="reserved"):
         attach_segments(plain, reserved)
 
 
 def test_study_reports_problems_of_every_file_together(tmp_path):
-    (tmp_path / "study.toml").write_text('[study]\nname="x"\n[data]\nvan_westendorp="vw.csv"\nsegments="segments.csv"\n')
+    (tmp_path / "study.toml").write_text(
+        '[study]\nname="x"\n[data]\nvan_westendorp="vw.csv"\nsegments="segments.csv"\n'
+    )
     write(tmp_path, "vw.csv", VW.replace("r2,10", "r2,abc"))
     write(tmp_path, "segments.csv", "segment,customers,arpa,churn_rate,cac\nA,-1,5,0.1,1\n")
     with pytest.raises(InputError) as err:
@@ -183,7 +222,9 @@ def test_atomic_output_dir_leaves_nothing_on_failure(tmp_path):
 
 
 def test_formula_neutralising_only_for_people():
-    df = pd.DataFrame({"feature": ["=HYPERLINK(1)", "+1", "plain", "@x"], "price": [1.0, -2.0, 3.0, 4.0]})
+    df = pd.DataFrame(
+        {"feature": ["=HYPERLINK(1)", "+1", "plain", "@x"], "price": [1.0, -2.0, 3.0, 4.0]}
+    )
     out = neutralise_formulas(df)
     assert out.feature.tolist() == ["'=HYPERLINK(1)", "'+1", "plain", "'@x"]
     assert out.price.tolist() == [1.0, -2.0, 3.0, 4.0]
@@ -200,15 +241,35 @@ CELL = st.one_of(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    header=st.lists(st.sampled_from(["respondent_id", "too_cheap", "cheap", "expensive", "too_expensive", "segment", "weight", "buy_cheap", "junk"]), min_size=0, max_size=8),
+    header=st.lists(
+        st.sampled_from(
+            [
+                "respondent_id",
+                "too_cheap",
+                "cheap",
+                "expensive",
+                "too_expensive",
+                "segment",
+                "weight",
+                "buy_cheap",
+                "junk",
+            ]
+        ),
+        min_size=0,
+        max_size=8,
+    ),
     rows=st.lists(st.lists(CELL, min_size=0, max_size=9), max_size=6),
     sep=st.sampled_from([",", ";", "\t"]),
     bom=st.booleans(),
 )
 def test_mangled_vw_files_fail_cleanly(tmp_path, header, rows, sep, bom):
-    text = ("\ufeff" if bom else "") + sep.join(header) + "\n" + "\n".join(sep.join(r) for r in rows)
+    text = (
+        ("\ufeff" if bom else "") + sep.join(header) + "\n" + "\n".join(sep.join(r) for r in rows)
+    )
     path = tmp_path / "vw.csv"
     path.write_text(text, encoding="utf-8")
     try:
@@ -225,10 +286,18 @@ def test_mangled_vw_files_fail_cleanly(tmp_path, header, rows, sep, bom):
     assert np.isfinite(df[["too_cheap", "cheap", "expensive", "too_expensive"]].to_numpy()).all()
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(
-        st.tuples(st.sampled_from(["r1", "r2", ""]), st.sampled_from(["1", "2", "x"]), st.sampled_from(["a", "b", "c", ""]), st.sampled_from(["0", "1", "2", "", "yes"]), st.sampled_from(["0", "1", ""])),
+        st.tuples(
+            st.sampled_from(["r1", "r2", ""]),
+            st.sampled_from(["1", "2", "x"]),
+            st.sampled_from(["a", "b", "c", ""]),
+            st.sampled_from(["0", "1", "2", "", "yes"]),
+            st.sampled_from(["0", "1", ""]),
+        ),
         max_size=8,
     )
 )
@@ -255,10 +324,14 @@ def test_errors_point_at_the_offending_row(tmp_path):
         validate_maxdiff(read_table(write(tmp_path, "maxdiff.csv", seg)))
     assert [(p.row, p.found) for p in err.value.problems] == [(4, "Y")]
     wide = "respondent_id,task,item_1,item_2,item_3,best,worst\nr1,1,a,b,a,b,a\n"
-    with pytest.raises(InputError, match="row 2, column 'item_3': expected an item not already shown"):
+    with pytest.raises(
+        InputError, match="row 2, column 'item_3': expected an item not already shown"
+    ):
         validate_maxdiff(read_table(write(tmp_path, "maxdiff.csv", wide)))
     none_filled = "respondent_id,task,alt,colour,price,chosen,none\nr1,1,1,red,10,1,0\nr1,1,2,,5,0,1\nr1,2,1,red,10,0,0\nr1,2,2,,,1,1\n"
-    with pytest.raises(InputError, match="row 3, column 'price': expected an empty cell on the no-choice row"):
+    with pytest.raises(
+        InputError, match="row 3, column 'price': expected an empty cell on the no-choice row"
+    ):
         validate_conjoint(read_table(write(tmp_path, "conjoint.csv", none_filled)))
 
 
@@ -268,7 +341,11 @@ def test_rows_are_numbered_alike_in_every_format(tmp_path):
     rows = []
     for fmt in ("csv", "xlsx", "parquet"):
         path = tmp_path / f"vw.{fmt}"
-        {"csv": lambda p: df.to_csv(p, index=False), "xlsx": lambda p: df.to_excel(p, index=False), "parquet": lambda p: df.astype(str).to_parquet(p)}[fmt](path)
+        {
+            "csv": lambda p: df.to_csv(p, index=False),
+            "xlsx": lambda p: df.to_excel(p, index=False),
+            "parquet": lambda p: df.astype(str).to_parquet(p),
+        }[fmt](path)
         with pytest.raises(InputError) as err:
             validate_vw(read_table(path))
         rows.append(err.value.problems[0].row)

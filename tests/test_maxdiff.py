@@ -46,7 +46,10 @@ def test_design_is_balanced(n_items, per_task, n_tasks, n_versions):
     assert d["item"].map(type).eq(str).all()
     # no item twice in a task; positions 1..k
     assert not d.duplicated(["version", "task", "item"]).any()
-    assert (d.groupby(["version", "task"])["position"].apply(sorted).map(tuple) == tuple(range(1, per_task + 1))).all()
+    assert (
+        d.groupby(["version", "task"])["position"].apply(sorted).map(tuple)
+        == tuple(range(1, per_task + 1))
+    ).all()
     # items equally often (±1) within each version
     counts = d.groupby(["version", "item"]).size().unstack(fill_value=0)
     counts = counts.reindex(columns=[str(i) for i in range(1, n_items + 1)], fill_value=0)
@@ -86,11 +89,16 @@ def test_design_rejects_bad_arguments():
 
 def test_d_efficiency_hand_cases():
     # every pair once (BIBD) -> 1; an item never shown -> 0
-    fano = [np.array(t) - 1 for t in [(1, 2, 3), (1, 4, 5), (1, 6, 7), (2, 4, 6), (2, 5, 7), (3, 4, 7), (3, 5, 6)]]
+    fano = [
+        np.array(t) - 1
+        for t in [(1, 2, 3), (1, 4, 5), (1, 6, 7), (2, 4, 6), (2, 5, 7), (3, 4, 7), (3, 5, 6)]
+    ]
     assert d_efficiency(fano, 7) == pytest.approx(1.0)
     assert d_efficiency([np.array([0, 1]), np.array([1, 2])], 4) == 0.0
     # all pairs of 4 items in tasks of 2: complete block -> 1; a lopsided design is below 1
-    assert d_efficiency([np.array(p) for p in itertools.combinations(range(4), 2)], 4) == pytest.approx(1.0)
+    assert d_efficiency(
+        [np.array(p) for p in itertools.combinations(range(4), 2)], 4
+    ) == pytest.approx(1.0)
     lop = [np.array([0, 1])] * 3 + [np.array([1, 2]), np.array([2, 3])]
     assert 0 < d_efficiency(lop, 4) < 0.95
     # for pairs the best-worst information at equal utilities is 1/4 (x_a - x_b)(x_a - x_b)'
@@ -125,9 +133,15 @@ def _answers(rows):
 
 TINY = _answers(
     [
-        ("r1", 1, "a", 1, 0), ("r1", 1, "b", 0, 0), ("r1", 1, "c", 0, 1),
-        ("r1", 2, "a", 0, 1), ("r1", 2, "b", 1, 0), ("r1", 2, "d", 0, 0),
-        ("r2", 1, "b", 0, 1), ("r2", 1, "c", 1, 0), ("r2", 1, "d", 0, 0),
+        ("r1", 1, "a", 1, 0),
+        ("r1", 1, "b", 0, 0),
+        ("r1", 1, "c", 0, 1),
+        ("r1", 2, "a", 0, 1),
+        ("r1", 2, "b", 1, 0),
+        ("r1", 2, "d", 0, 0),
+        ("r2", 1, "b", 0, 1),
+        ("r2", 1, "c", 1, 0),
+        ("r2", 1, "d", 0, 0),
     ]
 )
 
@@ -183,7 +197,9 @@ def test_counts_zero_cell_is_finite():
 
 def test_bw_loglik_hand_case_and_derivatives():
     # one task {a, b, c}, u = (1, 0, -1): best a, then worst c among {b, c} with -u
-    md = prepare_maxdiff_data(_answers([("r", 1, "a", 1, 0), ("r", 1, "b", 0, 0), ("r", 1, "c", 0, 1)]))
+    md = prepare_maxdiff_data(
+        _answers([("r", 1, "a", 1, 0), ("r", 1, "b", 0, 0), ("r", 1, "c", 0, 1)])
+    )
     ch = _bw_choices(md)
     u = np.array([1.0, 0.0, -1.0])
     ll, g, H = _bw_loglik(u, ch, np.ones(len(ch.sign)), 3)
@@ -232,7 +248,9 @@ def sim300():
 
 def _share_r(result, sim):
     m = result.item_scores.merge(sim.segment_shares, on=["segment", "item"], suffixes=("", "_true"))
-    return m.groupby("segment").apply(lambda g: np.corrcoef(g["share"], g["share_true"])[0, 1], include_groups=False)
+    return m.groupby("segment").apply(
+        lambda g: np.corrcoef(g["share"], g["share_true"])[0, 1], include_groups=False
+    )
 
 
 @pytest.mark.parametrize("method", ["counts", "logit"])
@@ -270,7 +288,16 @@ def test_logit_intervals_cover_truth(sim300):
 @pytest.fixture(scope="module")
 def tiny_hb():
     sim = simulate_maxdiff(60, 8, 4, 8, n_versions=4, seed=3)
-    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(1), draws=150, tune=150, chains=2, progress=False, until_converged=False)
+    res = estimate_maxdiff(
+        sim.answers,
+        method="hb",
+        rng=np.random.default_rng(1),
+        draws=150,
+        tune=150,
+        chains=2,
+        progress=False,
+        until_converged=False,
+    )
     return sim, res
 
 
@@ -285,7 +312,16 @@ def test_hb_result_shape(tiny_hb):
     assert list(iu.columns) == ["respondent_id", "segment", "item", "utility"]
     assert len(iu) == 60 * 8
     assert np.allclose(iu.groupby("respondent_id")["utility"].sum(), 0.0, atol=1e-9)
-    for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "mean_rlh", "individual_max_rhat", "compile_s", "sample_s"):
+    for key in (
+        "max_rhat",
+        "min_ess_bulk",
+        "min_ess_tail",
+        "divergences",
+        "mean_rlh",
+        "individual_max_rhat",
+        "compile_s",
+        "sample_s",
+    ):
         assert key in res.diagnostics
     assert res.diagnostics["by_variable"]["share"]["max_rhat"] is not None
     assert len(res.respondent_fit) == 60
@@ -330,7 +366,9 @@ def _rice():
     from wtp.io import attach_segments, read_table, validate_maxdiff
 
     raw = read_table(path).rename(columns={"respondent": "respondent_id", "age_group": "segment"})
-    return attach_segments(validate_maxdiff(raw.drop(columns=["highest_price_paid_group", "values_low_chem"])))
+    return attach_segments(
+        validate_maxdiff(raw.drop(columns=["highest_price_paid_group", "values_low_chem"]))
+    )
 
 
 def _vdata():
@@ -369,7 +407,15 @@ def test_ricebws1_known_order():
     # lowest; the count utility must order the extremes the same way
     res = estimate_maxdiff(_rice(), method="counts", rng=np.random.default_rng(0))
     s = res.item_scores[res.item_scores["segment"] == "all"].set_index("item")
-    assert set(s.index) == {"Place_of_origin", "Variety", "Price", "Taste", "Safety", "Washfree_rice", "Milling_date"}
+    assert set(s.index) == {
+        "Place_of_origin",
+        "Variety",
+        "Price",
+        "Taste",
+        "Safety",
+        "Washfree_rice",
+        "Milling_date",
+    }
     assert s["bw_score"].idxmax() == s["utility"].idxmax() == "Safety"
     assert s["bw_score"].idxmin() == s["utility"].idxmin() == "Washfree_rice"
     assert set(res.item_scores["segment"]) == {"1", "2", "3", "all"}
@@ -381,14 +427,50 @@ def test_ricebws1_known_order():
 
 def test_cli_design(tmp_path):
     out = tmp_path / "d"
-    r = CliRunner().invoke(app, ["design", "maxdiff", "--items", "15", "--per-task", "5", "--tasks", "12", "--versions", "10", "--out", str(out), "--seed", "4"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "design",
+            "maxdiff",
+            "--items",
+            "15",
+            "--per-task",
+            "5",
+            "--tasks",
+            "12",
+            "--versions",
+            "10",
+            "--out",
+            str(out),
+            "--seed",
+            "4",
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = pd.read_csv(out / "design.csv", dtype={"item": str})
     assert list(d.columns) == ["version", "task", "position", "item"] and len(d) == 600
     text = (out / "design_report.txt").read_text()
     assert "D-efficiency" in text
     again = tmp_path / "d2"
-    CliRunner().invoke(app, ["design", "maxdiff", "--items", "15", "--per-task", "5", "--tasks", "12", "--versions", "10", "--out", str(again), "--seed", "4"])
+    CliRunner().invoke(
+        app,
+        [
+            "design",
+            "maxdiff",
+            "--items",
+            "15",
+            "--per-task",
+            "5",
+            "--tasks",
+            "12",
+            "--versions",
+            "10",
+            "--out",
+            str(again),
+            "--seed",
+            "4",
+        ],
+    )
     assert (out / "design.csv").read_text() == (again / "design.csv").read_text()
 
 
@@ -397,7 +479,9 @@ def test_cli_aggregate(tmp_path, sim300, method):
     f = tmp_path / "maxdiff.csv"
     sim300.answers.to_csv(f, index=False)
     out = tmp_path / method
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--method", method, "--out", str(out), "--seed", "2"])
+    r = CliRunner().invoke(
+        app, ["maxdiff", str(f), "--method", method, "--out", str(out), "--seed", "2"]
+    )
     assert r.exit_code == 0, r.output
     s = pd.read_csv(out / "item_scores.csv")
     assert list(s.columns[:6]) == ["segment", "item", "utility", "share", "lower", "upper"]
@@ -412,9 +496,34 @@ def test_cli_hb(tmp_path, tiny_hb):
     f = tmp_path / "maxdiff.csv"
     sim.answers.to_csv(f, index=False)
     out = tmp_path / "hb"
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--out", str(out), "--draws", "150", "--tune", "150", "--chains", "2", "--no-progress", "--save-posterior", "--time-budget", "1"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "maxdiff",
+            str(f),
+            "--out",
+            str(out),
+            "--draws",
+            "150",
+            "--tune",
+            "150",
+            "--chains",
+            "2",
+            "--no-progress",
+            "--save-posterior",
+            "--time-budget",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    for name in ("item_scores.csv", "individual_utilities.csv", "diagnostics.json", "posterior.nc", "report.html", "turf.csv"):
+    for name in (
+        "item_scores.csv",
+        "individual_utilities.csv",
+        "diagnostics.json",
+        "posterior.nc",
+        "report.html",
+        "turf.csv",
+    ):
         assert (out / name).exists(), name
     iu = pd.read_csv(out / "individual_utilities.csv")
     assert list(iu.columns[:3]) == ["respondent_id", "item", "utility"]
@@ -432,11 +541,15 @@ def test_cli_bad_input_exit_2(tmp_path):
     bad.loc[1, "best"] = 1
     f = tmp_path / "bad.csv"
     bad.to_csv(f, index=False)
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--method", "counts", "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app, ["maxdiff", str(f), "--method", "counts", "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 2
     assert "bad.csv" in r.output and "best" in r.output
     assert not (tmp_path / "o").exists()
-    r = CliRunner().invoke(app, ["maxdiff", str(f), "--method", "nope", "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app, ["maxdiff", str(f), "--method", "nope", "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 2
 
 
@@ -451,7 +564,14 @@ def test_hb_recovery_full():
     r = _share_r(res, sim)
     iu = res.individual_utilities.merge(sim.individual_utilities, on=["respondent_id", "item"])
     r_ind = np.corrcoef(iu["utility_x"], iu["utility_y"])[0, 1]
-    print("segment share r", r.round(4).to_dict(), "individual r", round(r_ind, 4), res.diagnostics["max_rhat"], res.diagnostics["min_ess_bulk"])
+    print(
+        "segment share r",
+        r.round(4).to_dict(),
+        "individual r",
+        round(r_ind, 4),
+        res.diagnostics["max_rhat"],
+        res.diagnostics["min_ess_bulk"],
+    )
     assert r.min() >= 0.97
     assert r_ind >= 0.75
     assert res.diagnostics["divergences"] == 0
@@ -487,7 +607,9 @@ def _flag_on_honest_world(n_tasks: int, n: int = 600, seed: int = 7):
     own, _ = maxdiff_choice_data(honest, segment_means=False)
     estimates = map_individual(own, centre, cov)
     randoms = _random_respondents(honest, 500, rng)
-    flag = _random_flag(honest, centre[None], np.zeros(n, dtype=int), estimates, centre, cov, Q, randoms, 500, rng)
+    flag = _random_flag(
+        honest, centre[None], np.zeros(n, dtype=int), estimates, centre, cov, Q, randoms, 500, rng
+    )
     return float(np.mean(flag["rlh_mode"] <= flag["rlh_random_threshold"])), flag
 
 
@@ -531,12 +653,27 @@ def test_straight_lining_screen():
 def test_hb_converges_by_default(n_resp, n_items, n_tasks, seed):
     # library defaults, except a time budget generous enough for a shared, busy test machine
     sim = simulate_maxdiff(n_resp, n_items, 4, n_tasks, seed=seed)
-    res = estimate_maxdiff(sim.answers, method="hb", rng=np.random.default_rng(seed), progress=False, time_budget=1800)
+    res = estimate_maxdiff(
+        sim.answers, method="hb", rng=np.random.default_rng(seed), progress=False, time_budget=1800
+    )
     d = res.diagnostics
-    print(n_resp, "respondents:", d["draws_per_chain"], "draws per chain,", len(d["sampling"]), "checks,", d["total_s"], "s")
+    print(
+        n_resp,
+        "respondents:",
+        d["draws_per_chain"],
+        "draws per chain,",
+        len(d["sampling"]),
+        "checks,",
+        d["total_s"],
+        "s",
+    )
     assert res.converged, d["limiting"]
     assert d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 400 and d["min_ess_tail"] >= 400
-    assert d["individual_max_rhat"] <= 1.01 and d["individual_min_ess_bulk"] >= 400 and d["divergences"] == 0
+    assert (
+        d["individual_max_rhat"] <= 1.01
+        and d["individual_min_ess_bulk"] >= 400
+        and d["divergences"] == 0
+    )
     assert d["sampling"][-1]["stopped_because"] == "converged"
     assert _share_r(res, sim).min() >= 0.95
     iu = res.individual_utilities.merge(sim.individual_utilities, on=["respondent_id", "item"])

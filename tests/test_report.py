@@ -34,7 +34,11 @@ def report(tmp_path_factory):
     toml = toml.replace('audit_log = "Audit log"', f'audit_log = "{FORMULA_LABEL}"')
     (folder / "study.toml").write_text(toml)
     out = tmp_path_factory.mktemp("out") / "report"
-    res = runner.invoke(app, ["run", str(folder), "--out", str(out), "--fast", "--seed", "3"], env={"SOURCE_DATE_EPOCH": EPOCH})
+    res = runner.invoke(
+        app,
+        ["run", str(folder), "--out", str(out), "--fast", "--seed", "3"],
+        env={"SOURCE_DATE_EPOCH": EPOCH},
+    )
     assert res.exit_code == 0, res.output
     (out / "run.txt").write_text(f"study={folder}\n")
     return out
@@ -59,16 +63,36 @@ def test_slug_follows_the_contract_and_pages_never_collide():
 
     assert slug("Start-ups (EU)") == "start-ups-eu-"
     assert slug("Mid-market") == "mid-market"
-    assert [p["href"] for p in segment_pages(["A b", "A-b", "a.b"])] == ["segment-a-b.html", "segment-a-b-2.html", "segment-a-b-3.html"]
+    assert [p["href"] for p in segment_pages(["A b", "A-b", "a.b"])] == [
+        "segment-a-b.html",
+        "segment-a-b-2.html",
+        "segment-a-b-3.html",
+    ]
 
 
 def test_contract_tables_exist(report):
-    for path in ("vw/price_points.csv", "vw/curves.csv", "segments/segment_scores.csv", "conjoint/partworths.csv",
-                 "conjoint/importances.csv", "conjoint/wtp.csv", "packages.csv", "price_books.csv", "scenarios.csv"):
+    for path in (
+        "vw/price_points.csv",
+        "vw/curves.csv",
+        "segments/segment_scores.csv",
+        "conjoint/partworths.csv",
+        "conjoint/importances.csv",
+        "conjoint/wtp.csv",
+        "packages.csv",
+        "price_books.csv",
+        "scenarios.csv",
+    ):
         assert (report / path).exists(), path
     sc = pd.read_csv(report / "scenarios.csv")
     assert set(sc.scenario) == {"single", "multiple"}
-    assert list(sc.columns[:6]) == ["scenario", "segment", "price_book", "customers", "conversion", "revenue"]
+    assert list(sc.columns[:6]) == [
+        "scenario",
+        "segment",
+        "price_book",
+        "customers",
+        "conversion",
+        "revenue",
+    ]
     assert (sc[sc.scenario == "single"].price_book == "all").all()
 
 
@@ -106,16 +130,28 @@ def test_same_seed_same_bytes(report, tmp_path):
     """Same data and seed: every table and page byte for byte (SOURCE_DATE_EPOCH fixes the date)."""
     study = Path(re.search(r"^study=(.*)$", (report / "run.txt").read_text(), re.M).group(1))
     again = tmp_path / "again"
-    res = runner.invoke(app, ["run", str(study), "--out", str(again), "--fast", "--seed", "3"], env={"SOURCE_DATE_EPOCH": EPOCH})
+    res = runner.invoke(
+        app,
+        ["run", str(study), "--out", str(again), "--fast", "--seed", "3"],
+        env={"SOURCE_DATE_EPOCH": EPOCH},
+    )
     assert res.exit_code == 0, res.output
-    files = sorted(p.relative_to(report) for p in report.rglob("*") if p.suffix in (".csv", ".html"))
+    files = sorted(
+        p.relative_to(report) for p in report.rglob("*") if p.suffix in (".csv", ".html")
+    )
     assert len(files) > 20 and Path("conjoint/demand.csv") in files
     for rel in files:
         assert (report / rel).read_bytes() == (again / rel).read_bytes(), rel
     assert "2023-11-14 22:13 UTC" in (report / "index.html").read_text()
     other = tmp_path / "other"
-    res = runner.invoke(app, ["run", str(study), "--out", str(other), "--fast", "--seed", "4"], env={"SOURCE_DATE_EPOCH": EPOCH})
-    assert (report / "vw/price_points.csv").read_bytes() != (other / "vw/price_points.csv").read_bytes()
+    res = runner.invoke(
+        app,
+        ["run", str(study), "--out", str(other), "--fast", "--seed", "4"],
+        env={"SOURCE_DATE_EPOCH": EPOCH},
+    )
+    assert (report / "vw/price_points.csv").read_bytes() != (
+        other / "vw/price_points.csv"
+    ).read_bytes()
 
 
 @pytest.mark.browser
@@ -128,8 +164,17 @@ def test_pages_open_in_headless_chromium_without_console_errors(report, tmp_path
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,2200"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2200",
+    ):
         opts.add_argument(arg)
     opts.binary_location = chromium
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -157,7 +202,9 @@ def test_excel_price_book_neutralises_formulas_but_csv_stays_exact(report):
     cells = [c for row in ws.iter_rows(min_row=2) for c in row if c.value == FORMULA_LABEL]
     # the text exactly as the data has it (no apostrophe added), stored as text, never a formula
     assert cells and all(c.data_type == "s" and c.quotePrefix for c in cells)
-    assert not any(str(c.value).startswith("'") for row in ws.iter_rows() for c in row if c.value is not None)
+    assert not any(
+        str(c.value).startswith("'") for row in ws.iter_rows() for c in row if c.value is not None
+    )
     assert (report / "report.html").read_text() == (report / "index.html").read_text()
 
 
@@ -167,16 +214,28 @@ def test_excel_price_book_is_formatted_for_people(report):
     wb = load_workbook(report / "price_book.xlsx")
     books = pd.read_csv(report / "price_books.csv")
     scenarios = list(dict.fromkeys(books["scenario"]))
-    assert wb.sheetnames == ["Summary", "One book for all", "One book per segment", "Packages", "Notes"]
+    assert wb.sheetnames == [
+        "Summary",
+        "One book for all",
+        "One book per segment",
+        "Packages",
+        "Notes",
+    ]
     assert scenarios == ["single", "multiple"]
     for ws in wb.worksheets:
         assert ws.freeze_panes == "A2", ws.title
         assert all(c.font.b for c in ws[1]), ws.title
-        assert all(ws.column_dimensions[c.column_letter].width >= len(str(c.value)) for c in ws[1]), ws.title
+        assert all(
+            ws.column_dimensions[c.column_letter].width >= len(str(c.value)) for c in ws[1]
+        ), ws.title
     ws = wb["One book per segment"]
     header = [c.value for c in ws[1]]
     price = ws.cell(row=2, column=header.index("Price") + 1)
-    assert isinstance(price.value, int | float) and "USD" in price.number_format and "#,##0" in price.number_format
+    assert (
+        isinstance(price.value, int | float)
+        and "USD" in price.number_format
+        and "#,##0" in price.number_format
+    )
     own = books[books.scenario == "multiple"]
     assert ws.max_row - 1 == len(own)
     assert price.value == pytest.approx(own["price"].iloc[0])
@@ -222,8 +281,16 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,2200"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,2200",
+    ):
         opts.add_argument(arg)
     opts.binary_location = chromium
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
@@ -235,7 +302,12 @@ def _overlaps(boxes: list[dict]) -> list[tuple[str, str]]:
     out = []
     for i, a in enumerate(boxes):
         for b in boxes[i + 1 :]:
-            if a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]:
+            if (
+                a["left"] < b["right"]
+                and b["left"] < a["right"]
+                and a["top"] < b["bottom"]
+                and b["top"] < a["bottom"]
+            ):
                 out.append((a["text"], b["text"]))
     return out
 
@@ -260,7 +332,15 @@ def test_price_point_labels_never_overlap_even_when_the_points_are_close():
     fig, ax = new_figure(7.2, 3.6)
     ax.set_xlim(0, 300)
     labels = [
-        ax.annotate(f"{n} {v:,.2f}", (v, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate(
+            f"{n} {v:,.2f}",
+            (v, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            fontsize=7,
+        )
         for n, v in (("PMC", 20.58), ("OPP", 34.57), ("IPP", 39.02), ("PME", 54.78), ("X", 250.0))
     ]
     before = [a.get_window_extent(fig.canvas.get_renderer()) for a in labels]
@@ -293,26 +373,45 @@ def test_price_axis_stops_at_the_too_expensive_quantile_not_the_largest_answer()
     rng = __import__("numpy").random.default_rng(0)
     n = 400
     base = rng.uniform(20, 30, n)
-    answers = pd.DataFrame({"respondent_id": range(n), "too_cheap": base * 0.6, "cheap": base * 0.9, "expensive": base * 1.4, "too_expensive": base * 1.9})
+    answers = pd.DataFrame(
+        {
+            "respondent_id": range(n),
+            "too_cheap": base * 0.6,
+            "cheap": base * 0.9,
+            "expensive": base * 1.4,
+            "too_expensive": base * 1.9,
+        }
+    )
     answers.loc[:5, "too_expensive"] = 900.0  # a handful of answers far out
     r = van_westendorp(answers)
     pp = r.price_points.iloc[-1]
-    low, high, cut_at = price_axis(r.curves[r.curves.segment == "all"], [pp.pmc, pp.opp, pp.ipp, pp.pme], pme=pp.pme)
+    low, high, cut_at = price_axis(
+        r.curves[r.curves.segment == "all"], [pp.pmc, pp.opp, pp.ipp, pp.pme], pme=pp.pme
+    )
     assert low == 0 and cut_at == 900
     # the 95% too-expensive price is inside the honest answers (6 of 400 said 900)
-    assert pp.pme * 1.1 < high <= min(AXIS_PME_MULTIPLE * pp.pme, float((base * 1.9).max())) * 1.05 < 100
+    assert (
+        pp.pme * 1.1
+        < high
+        <= min(AXIS_PME_MULTIPLE * pp.pme, float((base * 1.9).max())) * 1.05
+        < 100
+    )
 
 
 def test_price_axis_on_real_answers():
     """On real answers with a long tail (up to 1,000 for a product whose range is ~20–55)."""
-    folder = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vw_hoekstra_pricesensitivity"
+    folder = (
+        Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vw_hoekstra_pricesensitivity"
+    )
     if not folder.exists():
         pytest.skip("shared datasets not present")
     from wtp.report.vw import price_axis
     from wtp.vanwestendorp import van_westendorp
 
     # the two middle columns are swapped against their names (datasets README)
-    raw = pd.read_csv(folder / "example_data.csv").rename(columns={"resp_id": "respondent_id", "getting_expensive": "cheap", "bargain": "expensive"})
+    raw = pd.read_csv(folder / "example_data.csv").rename(
+        columns={"resp_id": "respondent_id", "getting_expensive": "cheap", "bargain": "expensive"}
+    )
     r = van_westendorp(raw[["respondent_id", "too_cheap", "cheap", "expensive", "too_expensive"]])
     pp = r.price_points.iloc[-1]
     low, high, cut_at = price_axis(r.curves, [pp.pmc, pp.opp, pp.ipp, pp.pme], pme=pp.pme)
@@ -352,8 +451,18 @@ def _print_pdf(html: Path, pdf: Path) -> None:
     import subprocess
 
     subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer", f"--print-to-pdf={pdf}", html.as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            html.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
 
@@ -369,16 +478,23 @@ def test_printed_pdf_keeps_every_word_on_the_page_and_no_heading_ends_a_page(rep
     for name in ("index.html", f"segment-{slug('SMB')}.html"):
         pdf = tmp_path / (name + ".pdf")
         _print_pdf(report / name, pdf)
-        box = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+        box = subprocess.run(
+            ["pdftotext", "-bbox", str(pdf), "-"], check=True, capture_output=True, text=True
+        ).stdout
         for page in re.findall(r'<page width="([\d.]+)" height="[\d.]+">(.*?)</page>', box, re.S):
             width = float(page[0])
             words = re.findall(r'<word xMin="([\d.]+)" yMin="[\d.]+" xMax="([\d.]+)"', page[1])
             assert all(float(x1) <= width + 0.5 for _, x1 in words), name
-        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True
+        ).stdout
         if name == "index.html":
             assert "LTV/CAC" in text and "Payback" in text
         page_html = (report / name).read_text(encoding="utf-8")
-        headings = {html_lib.unescape(re.sub(r"<[^>]+>", "", h)).strip() for h in re.findall(r"<h[1-4][^>]*>(.*?)</h[1-4]>", page_html, re.S)}
+        headings = {
+            html_lib.unescape(re.sub(r"<[^>]+>", "", h)).strip()
+            for h in re.findall(r"<h[1-4][^>]*>(.*?)</h[1-4]>", page_html, re.S)
+        }
         pages_text = text.split("\f")
         for k, page_text in enumerate(pages_text[:-1], start=1):
             lines = [ln.strip() for ln in page_text.splitlines() if ln.strip()]
@@ -388,9 +504,18 @@ def test_printed_pdf_keeps_every_word_on_the_page_and_no_heading_ends_a_page(rep
 def test_counts_agree_with_their_noun():
     from wtp.report import environment, plural
 
-    assert [plural(x, "customer") for x in (0, 1, 0.6, 2, 1500)] == ["0 customers", "1 customer", "1 customer", "2 customers", "1,500 customers"]
+    assert [plural(x, "customer") for x in (0, 1, 0.6, 2, 1500)] == [
+        "0 customers",
+        "1 customer",
+        "1 customer",
+        "2 customers",
+        "1,500 customers",
+    ]
     assert plural(float("nan"), "customer") == "– customers"
-    assert environment().from_string('{{ n | plural("respondent") }} left out').render(n=1) == "1 respondent left out"
+    assert (
+        environment().from_string('{{ n | plural("respondent") }} left out').render(n=1)
+        == "1 respondent left out"
+    )
 
 
 def test_money_has_one_number_of_decimals_per_report_fitted_to_the_price_level():
@@ -402,8 +527,13 @@ def test_money_has_one_number_of_decimals_per_report_fitted_to_the_price_level()
     # the same report shows LTV 639.60 and 1,896 with the same decimals
     assert [fmt_money(x, "USD", 0) for x in (639.6, 1896.0)] == ["USD 640", "USD 1,896"]
     assert [fmt_money(x, "", 2) for x in (639.6, 1896.0)] == ["639.60", "1,896.00"]
-    tpl = environment().from_string("{{ a | money(meta.currency) }} / {{ b | money(meta.currency) }} / {{ b | money('', 1) }}")
-    assert tpl.render(meta={"currency": "EUR", "money_digits": 0}, a=639.6, b=1896.0) == "EUR 640 / EUR 1,896 / 1,896.0"
+    tpl = environment().from_string(
+        "{{ a | money(meta.currency) }} / {{ b | money(meta.currency) }} / {{ b | money('', 1) }}"
+    )
+    assert (
+        tpl.render(meta={"currency": "EUR", "money_digits": 0}, a=639.6, b=1896.0)
+        == "EUR 640 / EUR 1,896 / 1,896.0"
+    )
 
 
 def test_study_price_unit_and_labelled_conversion_reach_the_pages(report):

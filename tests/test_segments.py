@@ -41,7 +41,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def segments_frame(tmp_path: Path, text: str, *, need_arpa_churn: bool = True) -> pd.DataFrame:
-    return validate_segments(read_table(write(tmp_path, "segments.csv", text)), need_arpa_churn=need_arpa_churn)
+    return validate_segments(
+        read_table(write(tmp_path, "segments.csv", text)), need_arpa_churn=need_arpa_churn
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,7 +68,10 @@ def test_metrics_by_hand(two):
     # conversion: conversions / trials for A, the given conversion_rate for B
     assert a["conversion_rate"] == pytest.approx(150 / 1000)
     assert b["conversion_rate"] == pytest.approx(0.25)
-    assert a["conversion_source"] == "conversions / trials" and b["conversion_source"] == "conversion_rate"
+    assert (
+        a["conversion_source"] == "conversions / trials"
+        and b["conversion_source"] == "conversion_rate"
+    )
     # LTV = ARPA × margin / churn
     assert a["ltv"] == pytest.approx(100 * 0.8 / 0.05)
     assert a["lifetime"] == pytest.approx(20)
@@ -108,7 +113,9 @@ def test_metrics_relative_to_the_customer_weighted_average(two):
 
 
 def test_metrics_without_optional_columns(tmp_path):
-    segs = segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac\nX,10,5,0.1,0\nY,30,8,0.2,20")
+    segs = segments_frame(
+        tmp_path, "segment,customers,arpa,churn_rate,cac\nX,10,5,0.1,0\nY,30,8,0.2,20"
+    )
     m = segment_metrics(segs).set_index("segment")
     assert m["conversion_rate"].isna().all() and (m["conversion_source"] == "missing").all()
     assert m["market_size"].isna().all() and m["penetration"].isna().all()
@@ -123,7 +130,15 @@ def test_metrics_without_optional_columns(tmp_path):
 
 
 def test_metrics_accept_a_raw_frame():
-    raw = pd.DataFrame({"segment": ["A", "B"], "customers": [1, 3], "arpa": [10.0, 20.0], "churn_rate": [0.1, 0.2], "cac": [5.0, 5.0]})
+    raw = pd.DataFrame(
+        {
+            "segment": ["A", "B"],
+            "customers": [1, 3],
+            "arpa": [10.0, 20.0],
+            "churn_rate": [0.1, 0.2],
+            "cac": [5.0, 5.0],
+        }
+    )
     m = segment_metrics(raw)
     assert m["ltv"].tolist() == pytest.approx([100.0, 100.0])
     with pytest.raises(InputError) as err:
@@ -146,14 +161,18 @@ def test_score_by_hand(tmp_path):
     s = score_segments(segments_frame(tmp_path, THREE))
     t = s.scores.set_index("segment")
     # metric scores: min–max, best 100 (lower is better for churn and CAC)
-    assert t["score_share"].to_dict() == pytest.approx({"X": 100, "Y": 100 * (0.3 - 0.2) / 0.3, "Z": 0})
+    assert t["score_share"].to_dict() == pytest.approx(
+        {"X": 100, "Y": 100 * (0.3 - 0.2) / 0.3, "Z": 0}
+    )
     assert t["score_conversion_rate"].to_dict() == pytest.approx({"X": 50, "Y": 0, "Z": 100})
     assert t["score_churn_rate"].to_dict() == pytest.approx({"X": 100, "Y": 100 / 3, "Z": 0})
     assert t["score_arpa"].to_dict() == pytest.approx({"X": 100, "Y": 100, "Z": 0})
     # LTV/CAC: X 5000/1000 = 5, Y 2500/500 = 5, Z 1000/2000 = 0.5
     assert t["ltv_cac"].to_dict() == pytest.approx({"X": 5, "Y": 5, "Z": 0.5})
     assert t["score_ltv_cac"].to_dict() == pytest.approx({"X": 100, "Y": 100, "Z": 0})
-    assert t["score_headroom"].to_dict() == pytest.approx({"X": 100 * 3800 / 9300, "Y": 0, "Z": 100})
+    assert t["score_headroom"].to_dict() == pytest.approx(
+        {"X": 100 * 3800 / 9300, "Y": 0, "Z": 100}
+    )
     assert t["score_market_growth"].to_dict() == pytest.approx({"X": 0, "Y": 100, "Z": 50})
     assert t["score_cac"].to_dict() == pytest.approx({"X": 100 * 1000 / 1500, "Y": 100, "Z": 0})
     # axes: weighted mean of metric scores, best segment = 100
@@ -166,11 +185,15 @@ def test_score_by_hand(tmp_path):
     assert t["performance"].to_dict() == pytest.approx(perf100)
     assert t["potential"].to_dict() == pytest.approx(pot100)
     raw = {k: (vol[k] + perf100[k] + pot100[k]) / 3 for k in vol}
-    assert t["score"].to_dict() == pytest.approx({k: 100 * v / max(raw.values()) for k, v in raw.items()})
+    assert t["score"].to_dict() == pytest.approx(
+        {k: 100 * v / max(raw.values()) for k, v in raw.items()}
+    )
     assert t["score"].to_dict() == pytest.approx({"X": 100, "Y": 78.8136, "Z": 40.8149}, abs=1e-3)
     assert t["rank"].to_dict() == {"X": 1, "Y": 2, "Z": 3}
     # Z loses money on every customer: flagged too costly, not a focus
-    assert s.flags.to_dict("records") == [{"segment": "Z", "flag": "too costly", "reason": s.flags["reason"].iloc[0]}]
+    assert s.flags.to_dict("records") == [
+        {"segment": "Z", "flag": "too costly", "reason": s.flags["reason"].iloc[0]}
+    ]
     assert "LTV/CAC 0.50" in s.flags["reason"].iloc[0]
     assert s.focus["segment"].tolist() == ["X", "Y"]
     assert all(s.focus["reason"].str.len() > 10)
@@ -183,7 +206,9 @@ def test_score_by_hand(tmp_path):
 
 def test_score_weights_are_overridable(tmp_path):
     segs = segments_frame(tmp_path, THREE)
-    only_perf = score_segments(segs, weights={"volume": 0, "potential": 0}).scores.set_index("segment")
+    only_perf = score_segments(segs, weights={"volume": 0, "potential": 0}).scores.set_index(
+        "segment"
+    )
     assert only_perf["volume"].isna().all() and only_perf["potential"].isna().all()
     assert only_perf["score"].to_dict() == pytest.approx(only_perf["performance"].to_dict())
     # leaving a metric out changes its axis: volume and potential only through CAC
@@ -200,9 +225,17 @@ def test_score_weights_are_overridable(tmp_path):
 
 
 def test_score_settings_from_a_study():
-    assert score_settings({"min_share": 0.1, "max_focus": 2, "weights": {"potential": 2}}) == {"min_share": 0.1, "max_focus": 2, "weights": {"potential": 2}}
+    assert score_settings({"min_share": 0.1, "max_focus": 2, "weights": {"potential": 2}}) == {
+        "min_share": 0.1,
+        "max_focus": 2,
+        "weights": {"potential": 2},
+    }
     assert score_settings(None) == {}
-    for bad, column in [({"min_shar": 0.1}, "segments.min_shar"), ({"max_focus": 0}, "segments.max_focus"), ({"min_share": "x"}, "segments.min_share")]:
+    for bad, column in [
+        ({"min_shar": 0.1}, "segments.min_shar"),
+        ({"max_focus": 0}, "segments.max_focus"),
+        ({"min_share": "x"}, "segments.min_share"),
+    ]:
         with pytest.raises(InputError) as err:
             score_settings(bad)
         assert err.value.column == column and err.value.file == "study.toml"
@@ -227,12 +260,24 @@ Niche,20,80,0.01,100,5000
     s2 = score_segments(segments_frame(tmp_path, text), min_share=0.01)
     assert s2.flags.empty
     # without market sizes a small segment has nothing to show room to grow
-    no_market = score_segments(segments_frame(tmp_path, text.replace(",market_size", "").replace(",10000", "").replace(",200", "").replace(",5000", "")))
+    no_market = score_segments(
+        segments_frame(
+            tmp_path,
+            text.replace(",market_size", "")
+            .replace(",10000", "")
+            .replace(",200", "")
+            .replace(",5000", ""),
+        )
+    )
     assert set(no_market.flags["segment"]) == {"Tiny", "Niche"}
 
 
 def test_focus_when_everything_is_flagged(tmp_path):
-    s = score_segments(segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac\nA,10,1,0.5,100\nB,10,1,0.5,200"))
+    s = score_segments(
+        segments_frame(
+            tmp_path, "segment,customers,arpa,churn_rate,cac\nA,10,1,0.5,100\nB,10,1,0.5,200"
+        )
+    )
     assert s.focus.empty and set(s.flags["flag"]) == {"too costly"}
     assert any("no segment to focus" in n for n in s.notes)
 
@@ -246,7 +291,9 @@ def test_scores_are_0_to_100_with_the_best_at_100():
                 "segment": [f"S{i}" for i in range(k)],
                 "customers": rng.integers(0, 500, k),
                 "arpa": rng.uniform(5, 500, k).round(2),
-                "churn_rate": np.where(rng.random(k) < 0.2, 0.0, rng.uniform(0.001, 0.2, k)).round(4),
+                "churn_rate": np.where(rng.random(k) < 0.2, 0.0, rng.uniform(0.001, 0.2, k)).round(
+                    4
+                ),
                 "cac": rng.uniform(0, 3000, k).round(0),
                 "conversion_rate": rng.uniform(0, 1, k).round(3),
                 "market_size": rng.integers(500, 50000, k),
@@ -264,7 +311,9 @@ def test_scores_are_0_to_100_with_the_best_at_100():
 
 
 def test_single_segment_scores_100(tmp_path):
-    s = score_segments(segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac\nOnly,10,10,0.1,10"))
+    s = score_segments(
+        segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac\nOnly,10,10,0.1,10")
+    )
     assert s.scores[CONTRACT[1:5]].iloc[0].tolist() == [100, 100, 100, 100]
     assert s.scores["rank"].iloc[0] == 1 and s.focus["segment"].tolist() == ["Only"]
 
@@ -274,7 +323,10 @@ def test_single_segment_scores_100(tmp_path):
 
 
 def test_what_if_by_hand(tmp_path):
-    segs = segments_frame(tmp_path, "segment,customers,arpa,churn_rate,cac,conversion_rate\nA,100,10,0.05,50,0.1\nB,100,30,0.01,50,0.3")
+    segs = segments_frame(
+        tmp_path,
+        "segment,customers,arpa,churn_rate,cac,conversion_rate\nA,100,10,0.05,50,0.1\nB,100,30,0.01,50,0.3",
+    )
     r = what_if(score_segments(segs), {"B": 0.10})
     t = r.table.set_index("metric")
     assert t.loc["customers", "after"] == pytest.approx(210)
@@ -283,17 +335,27 @@ def test_what_if_by_hand(tmp_path):
     assert t.loc["churn_rate", "after"] == pytest.approx((100 * 0.05 + 110 * 0.01) / 210)
     assert t.loc["arpa", "after"] == pytest.approx((100 * 10 + 110 * 30) / 210)
     assert t.loc["ltv", "after"] == pytest.approx((100 * 200 + 110 * 3000) / 210)
-    assert t.loc["revenue", "before"] == pytest.approx(4000) and t.loc["revenue", "after"] == pytest.approx(4300)
+    assert t.loc["revenue", "before"] == pytest.approx(4000) and t.loc[
+        "revenue", "after"
+    ] == pytest.approx(4300)
     assert t.loc["revenue", "change_pct"] == pytest.approx(0.075)
     assert t.loc["conversion_rate", "working"] == "(100 × 10% + 110 × 30%) / 210"
     a = r.arithmetic.set_index("segment")
-    assert a.loc["B", "customers_after"] == pytest.approx(110) and a.loc["A", "customers_after"] == 100
+    assert (
+        a.loc["B", "customers_after"] == pytest.approx(110) and a.loc["A", "customers_after"] == 100
+    )
     assert a.loc["all", "revenue_after"] == pytest.approx(4300)
     assert a.loc["B", "share_after"] == pytest.approx(110 / 210)
     # the same from a segments frame and from "SEGMENT=10%" text
     r2 = what_if(segs, "B=10%")
     assert r2.table["after"].tolist() == pytest.approx(r.table["after"].tolist())
-    assert r.to_frame().columns[:5].tolist() == ["metric", "before", "after", "change", "change_pct"]
+    assert r.to_frame().columns[:5].tolist() == [
+        "metric",
+        "before",
+        "after",
+        "change",
+        "change_pct",
+    ]
     with pytest.raises(InputError, match="a segment in segments.csv"):
         what_if(segs, {"C": 0.1})
     with pytest.raises(InputError, match="growth above -1"):
@@ -348,11 +410,17 @@ def test_cohorts_by_hand(hand_customers):
     assert s.loc[20.0, "se"] == pytest.approx(1 / 3 * math.sqrt(1 / 6 + 1 / 2))
     assert (s["lower"] <= s["survival"]).all() and (s["survival"] <= s["upper"]).all()
     # the curve runs flat to the last follow-up (c2, 365 days), one customer still at risk
-    assert s.index.max() == 365 and s.loc[365.0, "survival"] == pytest.approx(1 / 3) and s.loc[365.0, "at_risk"] == 1
+    assert (
+        s.index.max() == 365
+        and s.loc[365.0, "survival"] == pytest.approx(1 / 3)
+        and s.loc[365.0, "at_risk"] == 1
+    )
     # log-log interval at day 10, by hand
     S, se, z = 2 / 3, 2 / 3 * math.sqrt(1 / 6), 1.959963984540054
     se_t = se / (S * abs(math.log(S)))
-    assert s.loc[10.0, "lower"] == pytest.approx(math.exp(-math.exp(math.log(-math.log(S)) + z * se_t)))
+    assert s.loc[10.0, "lower"] == pytest.approx(
+        math.exp(-math.exp(math.log(-math.log(S)) + z * se_t))
+    )
     # revenue-weighted: 60 of revenue at risk, 10 leaves → 50/60; then 30 of 50 leaves → 20/60
     assert s.loc[10.0, "revenue_survival"] == pytest.approx(50 / 60)
     assert s.loc[20.0, "revenue_survival"] == pytest.approx(20 / 60)
@@ -368,7 +436,9 @@ def test_cohorts_by_hand(hand_customers):
     assert imp.loc["A", "ltv"] == pytest.approx(20 / MONTH_DAYS / (2 / 395))
     # B: c4 ends after as_of, so it is still a customer: no churn → LTV capped and flagged
     assert imp.loc["B", "churned"] == 0 and imp.loc["B", "churn_rate"] == 0
-    assert imp.loc["B", "ltv_capped"] and imp.loc["B", "ltv"] == pytest.approx(40 / MONTH_DAYS * LIFETIME_CAP)
+    assert imp.loc["B", "ltv_capped"] and imp.loc["B", "ltv"] == pytest.approx(
+        40 / MONTH_DAYS * LIFETIME_CAP
+    )
     assert imp.loc["all", "customers"] == 4 and imp.loc["all", "churned"] == 2
     # LTV over time: area under the revenue survival curve × ARPA of new accounts
     c = r.ltv_curve[r.ltv_curve["segment"] == "A"].set_index("time")
@@ -402,43 +472,71 @@ def test_cohorts_defaults_and_months(hand_customers):
     assert imp.loc["A", "arpa"] == pytest.approx(20)  # mrr is already monthly
     assert r.summary().columns[0] == "segment" and r.to_frame().equals(r.survival)
     # an account without mrr is left out of ARPA and weighs nothing in revenue retention
-    part = hand_customers.assign(mrr=hand_customers["mrr"].where(hand_customers["customer_id"] != "c3"))
-    imp = cohorts(part, as_of="2024-12-31", period="day", late_starts="exclude").implied.set_index("segment")
+    part = hand_customers.assign(
+        mrr=hand_customers["mrr"].where(hand_customers["customer_id"] != "c3")
+    )
+    imp = cohorts(part, as_of="2024-12-31", period="day", late_starts="exclude").implied.set_index(
+        "segment"
+    )
     assert imp.loc["A", "arpa_acquired"] == pytest.approx(15 / MONTH_DAYS)
 
 
 def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
-    segs = segments_frame(tmp_path, "segment,customers,cac,arpa\nA,3,100,\nB,1,100,55", need_arpa_churn=False)
+    segs = segments_frame(
+        tmp_path, "segment,customers,cac,arpa\nA,3,100,\nB,1,100,55", need_arpa_churn=False
+    )
     early = cohorts(hand_customers, period="day", as_of="2024-12-31", late_starts="exclude")
-    m = segment_metrics(segs, hand_customers, period="day", as_of="2024-12-31", cohort_result=early).set_index("segment")
-    assert m.loc["A", "churn_rate"] == pytest.approx(2 / 395) and m.loc["A", "churn_source"] == "customers.csv"
-    assert m.loc["A", "arpa"] == pytest.approx(20 / MONTH_DAYS) and m.loc["A", "arpa_source"] == "customers.csv"
+    m = segment_metrics(
+        segs, hand_customers, period="day", as_of="2024-12-31", cohort_result=early
+    ).set_index("segment")
+    assert (
+        m.loc["A", "churn_rate"] == pytest.approx(2 / 395)
+        and m.loc["A", "churn_source"] == "customers.csv"
+    )
+    assert (
+        m.loc["A", "arpa"] == pytest.approx(20 / MONTH_DAYS)
+        and m.loc["A", "arpa_source"] == "customers.csv"
+    )
     # segments.csv wins where it has the number
     assert m.loc["B", "arpa"] == 55 and m.loc["B", "arpa_source"] == "segments.csv"
     assert m.loc["B", "ltv_capped"]
     assert m.loc["A", "churn_rate_cohort"] == pytest.approx(2 / 395)
     # a segment customers.csv cannot estimate is an input error naming the cell
-    segs2 = segments_frame(tmp_path, "segment,customers,cac\nA,3,100\nB,1,100\nC,5,100", need_arpa_churn=False)
+    segs2 = segments_frame(
+        tmp_path, "segment,customers,cac\nA,3,100\nB,1,100\nC,5,100", need_arpa_churn=False
+    )
     with pytest.raises(InputError) as err:
-        segment_metrics(segs2, hand_customers, period="day", as_of="2024-12-31", cohort_result=early)
+        segment_metrics(
+            segs2, hand_customers, period="day", as_of="2024-12-31", cohort_result=early
+        )
     assert err.value.row == 4 and err.value.column == "churn_rate"
     assert "no customers of this segment" in str(err.value)
     # without customers.csv the columns are required
     with pytest.raises(InputError, match="churn_rate"):
-        segment_metrics(segments_frame(tmp_path, "segment,customers,cac,arpa\nA,3,100,1", need_arpa_churn=False))
+        segment_metrics(
+            segments_frame(tmp_path, "segment,customers,cac,arpa\nA,3,100,1", need_arpa_churn=False)
+        )
 
 
 def test_periods(hand_customers):
     r = cohorts(hand_customers, period="year", as_of="2024-12-31", late_starts="exclude")
     # churn per year = churned / customer-years at risk
-    assert r.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(2 / (395 / 365.25))
-    assert period_days("monthly") == MONTH_DAYS and period_days("quarter") == pytest.approx(365.25 / 4)
+    assert r.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(
+        2 / (395 / 365.25)
+    )
+    assert period_days("monthly") == MONTH_DAYS and period_days("quarter") == pytest.approx(
+        365.25 / 4
+    )
     with pytest.raises(InputError, match="study.period"):
         period_days("fortnight")
 
 
 def test_no_mrr_and_no_arpa_is_an_input_error(tmp_path, hand_customers):
-    segs = segments_frame(tmp_path, "segment,customers,cac,churn_rate\nA,3,100,0.1\nB,1,100,0.1", need_arpa_churn=False)
+    segs = segments_frame(
+        tmp_path,
+        "segment,customers,cac,churn_rate\nA,3,100,0.1\nB,1,100,0.1",
+        need_arpa_churn=False,
+    )
     with pytest.raises(InputError) as err:
         segment_metrics(segs, hand_customers.drop(columns="mrr"))
     assert err.value.column == "arpa" and "no mrr column" in str(err.value)
@@ -574,13 +672,32 @@ def test_real_invoices_through_the_cli(invoices, tmp_path):
     customers, data_end = invoices
     customers.to_csv(tmp_path / "customers.csv", index=False)
     names = sorted(customers["segment"].unique())
-    active = customers[customers["end_date"] == ""].groupby("segment").size().reindex(names, fill_value=0)
+    active = (
+        customers[customers["end_date"] == ""]
+        .groupby("segment")
+        .size()
+        .reindex(names, fill_value=0)
+    )
     # segments.csv without arpa/churn_rate: customers.csv supplies them (contract §5)
     segs = pd.DataFrame({"segment": active.index, "customers": active.to_numpy(), "cac": 1500.0})
     segs.to_csv(tmp_path / "segments.csv", index=False)
-    (tmp_path / "study.toml").write_text(f'[study]\nname = "Q invoices"\ncurrency = "AUD"\nas_of = "{data_end.date()}"\n')
+    (tmp_path / "study.toml").write_text(
+        f'[study]\nname = "Q invoices"\ncurrency = "AUD"\nas_of = "{data_end.date()}"\n'
+    )
     out = tmp_path / "out"
-    res = runner.invoke(app, ["segments", str(tmp_path / "segments.csv"), "--study", str(tmp_path), "--out", str(out), "--grow", "United Kingdom=10%"])
+    res = runner.invoke(
+        app,
+        [
+            "segments",
+            str(tmp_path / "segments.csv"),
+            "--study",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--grow",
+            "United Kingdom=10%",
+        ],
+    )
     assert res.exit_code == 0, res.output
     scores = pd.read_csv(out / "segment_scores.csv")
     assert len(scores) == len(active) and (scores["churn_source"] == "customers.csv").all()
@@ -606,19 +723,53 @@ def sim_files(tmp_path):
 
 def test_cli_writes_every_table_and_the_report(sim_files):
     out = sim_files / "out"
-    args = ["segments", str(sim_files / "segments.csv"), "--customers", str(sim_files / "customers.csv"), "--grow", "SMB=10%", "--out", str(out), "--seed", "3"]
+    args = [
+        "segments",
+        str(sim_files / "segments.csv"),
+        "--customers",
+        str(sim_files / "customers.csv"),
+        "--grow",
+        "SMB=10%",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    for name in ("segment_scores.csv", "survival.csv", "cohort_retention.csv", "ltv_curve.csv", "cohort_summary.csv", "what_if.csv", "what_if_arithmetic.csv", "flags.csv", "focus.csv", "weights.csv", "report.html"):
+    for name in (
+        "segment_scores.csv",
+        "survival.csv",
+        "cohort_retention.csv",
+        "ltv_curve.csv",
+        "cohort_summary.csv",
+        "what_if.csv",
+        "what_if_arithmetic.csv",
+        "flags.csv",
+        "focus.csv",
+        "weights.csv",
+        "report.html",
+    ):
         assert (out / name).exists(), name
     scores = pd.read_csv(out / "segment_scores.csv")
     assert scores.columns[:6].tolist() == CONTRACT
-    assert scores["rank"].tolist() == sorted(scores["rank"]) and scores[CONTRACT[1:5]].max().tolist() == [100] * 4
+    assert (
+        scores["rank"].tolist() == sorted(scores["rank"])
+        and scores[CONTRACT[1:5]].max().tolist() == [100] * 4
+    )
     assert scores[CONTRACT[1:5]].min().min() >= 0
     wi = pd.read_csv(out / "what_if.csv").set_index("metric")
     assert wi.loc["customers", "after"] == pytest.approx(wi.loc["customers", "before"] + 240)
     html = (out / "report.html").read_text()
-    for text in ("<svg", "What if", "Kaplan", "too small", "Average customer", "Σ customers × conversion / Σ customers", "Cohort retention"):
+    for text in (
+        "<svg",
+        "What if",
+        "Kaplan",
+        "too small",
+        "Average customer",
+        "Σ customers × conversion / Σ customers",
+        "Cohort retention",
+    ):
         assert text in html, text
     # a one-pager per segment
     for slug in ("startups", "smb", "mid-market", "enterprise"):
@@ -626,7 +777,9 @@ def test_cli_writes_every_table_and_the_report(sim_files):
     # same seed and data, same numbers
     res2 = runner.invoke(app, [*args[:-4], "--out", str(sim_files / "again"), "--seed", "3"])
     assert res2.exit_code == 0
-    assert (sim_files / "again" / "segment_scores.csv").read_text() == (out / "segment_scores.csv").read_text()
+    assert (sim_files / "again" / "segment_scores.csv").read_text() == (
+        out / "segment_scores.csv"
+    ).read_text()
 
 
 def test_cli_without_customers_and_without_grow(sim_files):
@@ -641,14 +794,20 @@ def test_cli_study_supplies_customers_period_as_of_and_weights(sim_files):
     toml = '[study]\nname = "S"\nperiod = "month"\nas_of = "2026-06-30"\n[segments]\nmax_focus = 1\n[segments.weights]\nvolume = 0\n'
     (sim_files / "study.toml").write_text(toml)
     out = sim_files / "study_out"
-    res = runner.invoke(app, ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)])
+    res = runner.invoke(
+        app,
+        ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "survival.csv").exists()
     assert "2026-06-30" in (out / "report.html").read_text()
     scores = pd.read_csv(out / "segment_scores.csv")
     assert scores["volume"].isna().all() and scores["focus"].sum() == 1
     (sim_files / "study.toml").write_text(toml.replace("max_focus = 1", "max_focus = 'many'"))
-    res = runner.invoke(app, ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)])
+    res = runner.invoke(
+        app,
+        ["segments", str(sim_files / "segments.csv"), "--study", str(sim_files), "--out", str(out)],
+    )
     assert res.exit_code == 2 and "study.toml, column 'segments.max_focus'" in res.output
 
 
@@ -668,7 +827,11 @@ OK_SEGMENTS = "segment,customers,arpa,churn_rate,cac\nSMB,100,50,0.03,300\nStart
     ("text", "row", "column"),
     [
         ("segment,customers,arpa,churn_rate,cac\nSMB,100,50,-0.03,300", 2, "churn_rate"),
-        ("segment,customers,arpa,churn_rate,cac\nSMB,100,50,0.03,300\nBig,100,50,1.2,300", 3, "churn_rate"),
+        (
+            "segment,customers,arpa,churn_rate,cac\nSMB,100,50,0.03,300\nBig,100,50,1.2,300",
+            3,
+            "churn_rate",
+        ),
         ("segment,customers,arpa,churn_rate,cac\nSMB,100,-5,0.03,300", 2, "arpa"),
         ("segment,customers,arpa,cac\nSMB,100,50,300", 1, "churn_rate"),
     ],
@@ -676,7 +839,11 @@ OK_SEGMENTS = "segment,customers,arpa,churn_rate,cac\nSMB,100,50,0.03,300\nStart
 def test_cli_rejects_bad_segments(tmp_path, text, row, column):
     res, out = _bad(tmp_path, text)
     assert res.exit_code == 2
-    assert "segments.csv" in res.output and f"row {row}" in res.output and f"column '{column}'" in res.output
+    assert (
+        "segments.csv" in res.output
+        and f"row {row}" in res.output
+        and f"column '{column}'" in res.output
+    )
     assert not out.exists()
 
 
@@ -697,7 +864,10 @@ def test_cli_rejects_bad_customers_dates(tmp_path):
 @pytest.mark.parametrize(
     ("grow", "needle"),
     [
-        ("Enterprise=10%", "column 'segment': expected a segment in segments.csv (SMB, Startups), found 'Enterprise'"),
+        (
+            "Enterprise=10%",
+            "column 'segment': expected a segment in segments.csv (SMB, Startups), found 'Enterprise'",
+        ),
         ("SMB", "expected SEGMENT=PERCENT"),
         ("SMB=lots", "expected SEGMENT=PERCENT"),
         ("SMB=10", "a percentage like 'SMB=10%'"),
@@ -714,10 +884,25 @@ def test_cli_rejects_bad_grow(tmp_path, grow, needle):
 def test_cli_reads_xlsx_and_parquet_like_csv(sim_files):
     seg = pd.read_csv(sim_files / "segments.csv")
     seg.to_excel(sim_files / "segments.xlsx", index=False)
-    pd.read_csv(sim_files / "customers.csv", parse_dates=["start_date", "end_date"]).to_parquet(sim_files / "customers.parquet")
+    pd.read_csv(sim_files / "customers.csv", parse_dates=["start_date", "end_date"]).to_parquet(
+        sim_files / "customers.parquet"
+    )
     outs = []
-    for s_file, c_file, name in (("segments.csv", "customers.csv", "a"), ("segments.xlsx", "customers.parquet", "b")):
-        res = runner.invoke(app, ["segments", str(sim_files / s_file), "--customers", str(sim_files / c_file), "--out", str(sim_files / name)])
+    for s_file, c_file, name in (
+        ("segments.csv", "customers.csv", "a"),
+        ("segments.xlsx", "customers.parquet", "b"),
+    ):
+        res = runner.invoke(
+            app,
+            [
+                "segments",
+                str(sim_files / s_file),
+                "--customers",
+                str(sim_files / c_file),
+                "--out",
+                str(sim_files / name),
+            ],
+        )
         assert res.exit_code == 0, res.output
         outs.append(pd.read_csv(sim_files / name / "segment_scores.csv"))
     pd.testing.assert_frame_equal(outs[0], outs[1])
@@ -734,7 +919,10 @@ def _observed_until(sim, until: str, *, last_activity: bool) -> pd.DataFrame:
     frame = sim.customers.copy()
     end = pd.to_datetime(frame["end_date"].replace("", pd.NA))
     if last_activity:
-        recent = pd.Series(pd.Timestamp(until) - pd.to_timedelta(np.arange(len(frame)) % 20, unit="D"), index=frame.index)
+        recent = pd.Series(
+            pd.Timestamp(until) - pd.to_timedelta(np.arange(len(frame)) % 20, unit="D"),
+            index=frame.index,
+        )
         last = end.fillna(recent)
         frame["last_order"] = last.dt.strftime("%Y-%m-%d")
     return frame
@@ -743,16 +931,29 @@ def _observed_until(sim, until: str, *, last_activity: bool) -> pd.DataFrame:
 def test_as_of_default_warns_and_true_as_of_restores_churn(tmp_path):
     from wtp.simulate import SegmentSpec, simulate_customers
 
-    sim = simulate_customers([SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=800)], months=24, as_of="2026-06-30", seed=4)
+    sim = simulate_customers(
+        [SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=800)],
+        months=24,
+        as_of="2026-06-30",
+        seed=4,
+    )
     frame = _observed_until(sim, "2026-06-30", last_activity=False)
     # the base was observed until 2026-06-30, but starts and churns stop earlier: drop the last
     # three months of activity so the latest date in the file falls well before the true end
     frame = frame[pd.to_datetime(frame["start_date"]) <= pd.Timestamp("2026-03-31")]
-    frame = frame.assign(end_date=frame["end_date"].where(pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""))
+    frame = frame.assign(
+        end_date=frame["end_date"].where(
+            pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""
+        )
+    )
     cust = validate_customers(frame)
     guessed = cohorts(cust)
     assert guessed.as_of_basis == "latest_date" and guessed.as_of < pd.Timestamp("2026-04-01")
-    assert len(guessed.warnings) == 1 and "as_of not set" in guessed.warnings[0] and str(guessed.as_of.date()) in guessed.warnings[0]
+    assert (
+        len(guessed.warnings) == 1
+        and "as_of not set" in guessed.warnings[0]
+        and str(guessed.as_of.date()) in guessed.warnings[0]
+    )
     true = cohorts(cust, as_of="2026-06-30")
     assert true.as_of_basis == "given" and not true.warnings
     # by hand: churned / customer-months at risk, censored at the true end of observation
@@ -760,22 +961,35 @@ def test_as_of_default_warns_and_true_as_of_restores_churn(tmp_path):
     stop = cust["end_date"].fillna(pd.Timestamp("2026-06-30"))
     exposure = ((stop - start).dt.days / MONTH_DAYS).sum()
     a_true = true.implied.set_index("segment").loc["A"]
-    assert a_true["churn_rate"] == pytest.approx(cust["end_date"].notna().sum() / exposure, rel=1e-12)
+    assert a_true["churn_rate"] == pytest.approx(
+        cust["end_date"].notna().sum() / exposure, rel=1e-12
+    )
     a_guess = guessed.implied.set_index("segment").loc["A"]
     assert a_guess["churn_rate"] > 1.1 * a_true["churn_rate"]  # the silent default overstated churn
     # the export date, when known, is used and said (a note, not a warning)
     exported = cohorts(cust, export_date="2026-06-30")
     assert exported.as_of == pd.Timestamp("2026-06-30") and not exported.warnings and exported.notes
-    assert exported.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(a_true["churn_rate"])
+    assert exported.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(
+        a_true["churn_rate"]
+    )
 
 
 def test_as_of_prefers_the_latest_activity_date_in_any_column():
     from wtp.simulate import SegmentSpec, simulate_customers
 
-    sim = simulate_customers([SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=500)], months=24, as_of="2026-06-30", seed=5)
+    sim = simulate_customers(
+        [SegmentSpec("A", 1.0, 50.0, churn_rate=0.04, customers=500)],
+        months=24,
+        as_of="2026-06-30",
+        seed=5,
+    )
     frame = _observed_until(sim, "2026-06-30", last_activity=True)
     frame = frame[pd.to_datetime(frame["start_date"]) <= pd.Timestamp("2026-03-31")]
-    frame = frame.assign(end_date=frame["end_date"].where(pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""))
+    frame = frame.assign(
+        end_date=frame["end_date"].where(
+            pd.to_datetime(frame["end_date"].replace("", pd.NA)) <= pd.Timestamp("2026-03-31"), ""
+        )
+    )
     cust = validate_customers(frame)
     r = cohorts(cust)
     assert r.as_of == pd.Timestamp("2026-06-30") and r.as_of_column == "last_order"
@@ -791,18 +1005,33 @@ def test_as_of_prefers_the_latest_activity_date_in_any_column():
 def test_as_of_before_a_start_date_is_a_located_error(hand_customers, tmp_path):
     with pytest.raises(InputError) as err:
         cohorts(hand_customers, as_of="2024-12-31")
-    assert err.value.row == 6 and err.value.column == "start_date" and "2024-12-31" in str(err.value)
+    assert (
+        err.value.row == 6 and err.value.column == "start_date" and "2024-12-31" in str(err.value)
+    )
     # through the CLI: exit 2 with the file, row and column
     segs = write(tmp_path, "segments.csv", "segment,customers,cac\nA,3,100\nB,2,100")
     cust = write(tmp_path, "customers.csv", CUSTOMERS)
-    (tmp_path / "study.toml").write_text('[study]\nas_of = "2024-12-31"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
-    res = CliRunner().invoke(app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "customers.csv" in res.output and "row 6" in res.output and "start_date" in res.output
+    (tmp_path / "study.toml").write_text(
+        '[study]\nas_of = "2024-12-31"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n'
+    )
+    res = CliRunner().invoke(
+        app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
+    assert (
+        res.exit_code == 2
+        and "customers.csv" in res.output
+        and "row 6" in res.output
+        and "start_date" in res.output
+    )
     assert not (tmp_path / "o").exists()
     # without as_of the terminal warns and names the date
-    (tmp_path / "study.toml").write_text('[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    (tmp_path / "study.toml").write_text(
+        '[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n'
+    )
     _ = cust
-    res = CliRunner().invoke(app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o2")])
+    res = CliRunner().invoke(
+        app, ["segments", str(segs), "--study", str(tmp_path), "--out", str(tmp_path / "o2")]
+    )
     assert res.exit_code == 0, res.output
     assert "as_of not set" in res.output and "2025-03-01" in res.output
     html = (tmp_path / "o2" / "report.html").read_text()
@@ -814,7 +1043,9 @@ def test_run_without_as_of_warns_in_terminal_and_overview(tmp_path):
 
     write(tmp_path, "segments.csv", "segment,customers,cac\nA,3,100\nB,2,100")
     write(tmp_path, "customers.csv", CUSTOMERS)
-    (tmp_path / "study.toml").write_text('[study]\nname = "cohorts only"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n')
+    (tmp_path / "study.toml").write_text(
+        '[study]\nname = "cohorts only"\n[data]\nsegments = "segments.csv"\ncustomers = "customers.csv"\n'
+    )
     said: list[str] = []
     run = run_study(tmp_path, fast=True, progress=said.append)
     assert any("as_of not set" in s and "2025-03-01" in s for s in said)

@@ -45,7 +45,9 @@ def test_true_demand_matches_monte_carlo():
     L = 0.55 * R * np.exp(0.1 * rng.standard_normal(n))
     prices = np.array([40.0, 70.0, 100.0, 130.0])
     lp = np.log(prices)[None, :]
-    mc = 0.6 * (ndtr((np.log(R)[:, None] - lp) / 0.12) * ndtr((lp - np.log(L)[:, None]) / 0.12)).mean(axis=0)
+    mc = 0.6 * (
+        ndtr((np.log(R)[:, None] - lp) / 0.12) * ndtr((lp - np.log(L)[:, None]) / 0.12)
+    ).mean(axis=0)
     np.testing.assert_allclose(true_demand(100, 0.3, 0.6, prices, 0.12), mc, atol=3e-3)
     p, d = true_revenue_optimum(spec, 0.12)
     grid = np.linspace(30, 200, 2000)

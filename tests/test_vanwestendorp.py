@@ -30,7 +30,9 @@ def frame(rows, **extra):
 
 def test_crossing_interpolates_between_neighbouring_prices():
     # d = +0.5 at 10, −0.5 at 20: crosses half-way
-    assert crossing_price(np.array([10.0, 20.0, 30.0]), np.array([0.5, -0.5, -1.0]))[0] == pytest.approx(15.0)
+    assert crossing_price(np.array([10.0, 20.0, 30.0]), np.array([0.5, -0.5, -1.0]))[
+        0
+    ] == pytest.approx(15.0)
     # d = +0.2 at 10, −0.6 at 20: a quarter of the way
     assert crossing_price(np.array([10.0, 20.0]), np.array([0.2, -0.6]))[0] == pytest.approx(12.5)
 
@@ -63,7 +65,11 @@ def test_curves_by_hand():
     c = r.curves[r.curves.segment == "all"].set_index("price")
     assert list(c.index) == [5, 10, 15, 20, 25, 30, 40]
     # too cheap(P) = share with too_cheap >= P: at 10 → two of four
-    assert c.loc[10, "too_cheap"] == 0.5 and c.loc[5, "too_cheap"] == 1.0 and c.loc[15, "too_cheap"] == 0.0
+    assert (
+        c.loc[10, "too_cheap"] == 0.5
+        and c.loc[5, "too_cheap"] == 1.0
+        and c.loc[15, "too_cheap"] == 0.0
+    )
     # cheap(15) = share with cheap >= 15 = 3/4
     assert c.loc[15, "cheap"] == 0.75 and c.loc[15, "not_cheap"] == 0.25
     # expensive(25) = share with expensive <= 25 = 3/4; too expensive(30) = 2/4
@@ -145,7 +151,9 @@ def test_no_crossing_leaves_empty_cell_and_warns():
     assert any("PMC" in w and "do not cross" in w for w in r.warnings)
     assert any("PME" in w and "do not cross" in w for w in r.warnings)
     one = van_westendorp(frame([[1, 2, 3, 4]]))
-    assert one.price_points.opp.iloc[0] == pytest.approx(2.0)  # too cheap 0 at 2, too exp 0 → exact 0
+    assert one.price_points.opp.iloc[0] == pytest.approx(
+        2.0
+    )  # too cheap 0 at 2, too exp 0 → exact 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,14 +178,20 @@ def test_nms_optimum_is_exact_inside_a_piece():
 
 def test_nms_scale_detection_and_labels():
     assert np.allclose(nms_probabilities(pd.Series([5, 4, 3, 2, 1])), [0.7, 0.5, 0.3, 0.1, 0.0])
-    assert np.allclose(nms_probabilities(pd.Series(["Very likely", "unlikely", None])), [0.7, 0.1, np.nan], equal_nan=True)
+    assert np.allclose(
+        nms_probabilities(pd.Series(["Very likely", "unlikely", None])),
+        [0.7, 0.1, np.nan],
+        equal_nan=True,
+    )
     assert np.allclose(nms_probabilities(pd.Series([0.25, 1.0, 0.0])), [0.25, 1.0, 0.0])
     with pytest.raises(InputError, match="nms-scale"):
         nms_probabilities(pd.Series([0, 1, 1, 0]))
     assert np.allclose(nms_probabilities(pd.Series([0, 1]), scale="probability"), [0, 1])
     with pytest.raises(InputError, match="row 3"):
         nms_probabilities(pd.Series(["Very likely", "maybe?"]))
-    custom = nms_probabilities(pd.Series([5, 1]), calibration={5: 0.9, 4: 0.6, 3: 0.3, 2: 0.1, 1: 0.05})
+    custom = nms_probabilities(
+        pd.Series([5, 1]), calibration={5: 0.9, 4: 0.6, 3: 0.3, 2: 0.1, 1: 0.05}
+    )
     assert np.allclose(custom, [0.9, 0.05])
 
 
@@ -213,11 +227,15 @@ def test_nms_recovers_true_revenue_optimal_price():
     sim = simulate_vw(4000, seed=11)
     r = van_westendorp(sim.answers)
     m = r.price_points.merge(sim.optimal_prices, on="segment", suffixes=("", "_true"))
-    rel = (m.revenue_optimal_price - m.revenue_optimal_price_true).abs() / m.revenue_optimal_price_true
+    rel = (
+        m.revenue_optimal_price - m.revenue_optimal_price_true
+    ).abs() / m.revenue_optimal_price_true
     # stated tolerance: 10% (5-point scale, rounded prices and 4% inconsistent answers)
     assert (rel < 0.10).all(), m[["segment", "revenue_optimal_price", "revenue_optimal_price_true"]]
     # and the order of segments is right
-    assert list(m.sort_values("revenue_optimal_price").segment) == list(m.sort_values("revenue_optimal_price_true").segment)
+    assert list(m.sort_values("revenue_optimal_price").segment) == list(
+        m.sort_values("revenue_optimal_price_true").segment
+    )
 
 
 def test_acceptable_range_contains_revenue_optimum_and_points_are_ordered():
@@ -235,7 +253,9 @@ def test_acceptable_range_contains_revenue_optimum_and_points_are_ordered():
 
 def independent_points(df: pd.DataFrame) -> dict[str, float]:
     """A deliberately plain re-implementation of the contract's definitions (loops, no tricks)."""
-    ok = (df.too_cheap <= df.cheap) & (df.cheap <= df.expensive) & (df.expensive <= df.too_expensive)
+    ok = (
+        (df.too_cheap <= df.cheap) & (df.cheap <= df.expensive) & (df.expensive <= df.too_expensive)
+    )
     d = df[ok]
     prices = sorted(set(d.too_cheap) | set(d.cheap) | set(d.expensive) | set(d.too_expensive))
     n = len(d)
@@ -271,7 +291,10 @@ REAL = [
     ("vw_arnelienemann112/vw_responses.csv", {"respondent": "respondent_id"}),
     ("vw_psm_japan36/vw_responses.csv", {"respondent": "respondent_id"}),
     # the two middle columns are swapped against their labels (see the datasets README)
-    ("vw_hoekstra_pricesensitivity/example_data.csv", {"resp_id": "respondent_id", "getting_expensive": "cheap", "bargain": "expensive"}),
+    (
+        "vw_hoekstra_pricesensitivity/example_data.csv",
+        {"resp_id": "respondent_id", "getting_expensive": "cheap", "bargain": "expensive"},
+    ),
 ]
 
 
@@ -297,10 +320,18 @@ def test_real_nms_text_labels():
     src = DATASETS / "vw_rational_designer_smartphone/vw_responses.csv"
     if not src.exists():
         pytest.skip("shared datasets not available")
-    raw = pd.read_csv(src).rename(columns={"respondent": "respondent_id", "pi_cheap": "buy_cheap", "pi_expensive": "buy_expensive"})
+    raw = pd.read_csv(src).rename(
+        columns={
+            "respondent": "respondent_id",
+            "pi_cheap": "buy_cheap",
+            "pi_expensive": "buy_expensive",
+        }
+    )
     by_label = van_westendorp(raw.drop(columns=["pi_cheap_num", "pi_expensive_num"]))
     by_number = van_westendorp(
-        raw.drop(columns=["buy_cheap", "buy_expensive"]).rename(columns={"pi_cheap_num": "buy_cheap", "pi_expensive_num": "buy_expensive"})
+        raw.drop(columns=["buy_cheap", "buy_expensive"]).rename(
+            columns={"pi_cheap_num": "buy_cheap", "pi_expensive_num": "buy_expensive"}
+        )
     )
     a = by_label.price_points.iloc[0]
     b = by_number.price_points.iloc[0]
@@ -308,15 +339,29 @@ def test_real_nms_text_labels():
     assert a.pmc < a.revenue_optimal_price < 2 * a.pme
     # 1000 respondents, all ordered, 991 strictly: ties are consistent unless dropped by option
     assert by_label.price_points.n_excluded.iloc[0] == 0
-    assert van_westendorp(raw.drop(columns=["pi_cheap_num", "pi_expensive_num"]), ties="drop").price_points.n_excluded.iloc[0] == 9
+    assert (
+        van_westendorp(
+            raw.drop(columns=["pi_cheap_num", "pi_expensive_num"]), ties="drop"
+        ).price_points.n_excluded.iloc[0]
+        == 9
+    )
 
 
 def test_weighted_ties_are_found_despite_rounding():
     # equal non-round weights: shares are sums of floats, yet equal curves must count as equal
     # found by search: with exact float comparison the weighted OPP moved from 25 to 30
-    rows = [[5, 25, 25, 25], [5, 5, 10, 35], [15, 30, 35, 35], [20, 25, 40, 50], [20, 35, 45, 50], [35, 35, 45, 50]]
+    rows = [
+        [5, 25, 25, 25],
+        [5, 5, 10, 35],
+        [15, 30, 35, 35],
+        [20, 25, 40, 50],
+        [20, 35, 45, 50],
+        [35, 35, 45, 50],
+    ]
     plain = van_westendorp(frame(rows))
     weighted = van_westendorp(frame(rows, weight=[0.2757] * len(rows)))
     cols = ["pmc", "opp", "ipp", "pme", "pmc_narrow", "pme_narrow"]
-    np.testing.assert_allclose(weighted.price_points[cols].to_numpy(), plain.price_points[cols].to_numpy())
+    np.testing.assert_allclose(
+        weighted.price_points[cols].to_numpy(), plain.price_points[cols].to_numpy()
+    )
     assert weighted.price_points.opp.iloc[0] == 25.0

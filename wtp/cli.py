@@ -38,12 +38,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Pricing and willingness-to-pay research: Van Westendorp, MaxDiff, conjoint, segments, price books."""
 
 
-design_app = typer.Typer(help="Generate survey designs a survey tool can field.", no_args_is_help=True)
+design_app = typer.Typer(
+    help="Generate survey designs a survey tool can field.", no_args_is_help=True
+)
 app.add_typer(design_app, name="design")
 
 
@@ -84,7 +91,13 @@ def cli_command(fn):
         except Exception as exc:
             if os.environ.get("WTP_DEBUG"):
                 raise
-            typer.echo(printable(f"internal error: {type(exc).__name__}: {exc}".splitlines()[0] + " (WTP_DEBUG=1 shows where)"), err=True)
+            typer.echo(
+                printable(
+                    f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+                    + " (WTP_DEBUG=1 shows where)"
+                ),
+                err=True,
+            )
             raise typer.Exit(1) from None
         finally:
             from wtp.output import release_outputs
@@ -100,14 +113,24 @@ _INPUT_OPTIONS = ("file", "study_dir", "study", "respondents", "customers", "sce
 
 # shared option types ---------------------------------------------------------------------------
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for the results (created if missing).")]
-SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Random seed: same seed and data, same numbers.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed", min=0, max=2**32 - 1, help="Random seed: same seed and data, same numbers."
+    ),
+]
 RespondentsOpt = Annotated[
     Path | None,
-    typer.Option("--respondents", help="respondents.csv: respondent_id, segment[, weight] joined on respondent_id."),
+    typer.Option(
+        "--respondents",
+        help="respondents.csv: respondent_id, segment[, weight] joined on respondent_id.",
+    ),
 ]
 StudyOpt = Annotated[
     Path | None,
-    typer.Option("--study", help="Study folder or study.toml: labels, currency, level order, settings."),
+    typer.Option(
+        "--study", help="Study folder or study.toml: labels, currency, level order, settings."
+    ),
 ]
 FileArg = Annotated[Path, typer.Argument(help="Input file (.csv, .xlsx, .parquet or .sav).")]
 ColumnsOpt = Annotated[
@@ -119,20 +142,58 @@ ColumnsOpt = Annotated[
     ),
 ]
 HeaderRowOpt = Annotated[
-    int | None, typer.Option("--header-row", help="Row (1-based) holding the column names; default: found (title blocks skipped).")
+    int | None,
+    typer.Option(
+        "--header-row",
+        help="Row (1-based) holding the column names; default: found (title blocks skipped).",
+    ),
 ]
 HeaderRowsOpt = Annotated[
     int | None,
-    typer.Option("--header-rows", help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised."),
+    typer.Option(
+        "--header-rows",
+        help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised.",
+    ),
 ]
 # hierarchical Bayes sampler options (both HB commands; study.toml [maxdiff]/[conjoint] take the
 # same keys with underscores; an option given here wins)
-DrawsOpt = Annotated[int | None, typer.Option("--draws", help="HB: kept draws per chain at the first convergence check; sampling continues until converged (default 200).")]
-TuneOpt = Annotated[int | None, typer.Option("--tune", help="HB: warm-up iterations per chain in the first round (default 300).")]
-ChainsOpt = Annotated[int | None, typer.Option("--chains", help="HB: chains, run in parallel (default 4).")]
-TimeBudgetOpt = Annotated[float | None, typer.Option("--time-budget", help="HB: seconds (compilation included) after which sampling stops and the run is reported as not converged (default 600).")]
-TargetAcceptOpt = Annotated[float | None, typer.Option("--target-accept", help="HB: target acceptance of the first round, raised after divergences (default 0.8).")]
-SavePosteriorOpt = Annotated[bool | None, typer.Option("--save-posterior/--no-save-posterior", help="HB: also write the full posterior (posterior.nc, single precision; large).")]
+DrawsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--draws",
+        help="HB: kept draws per chain at the first convergence check; sampling continues until converged (default 200).",
+    ),
+]
+TuneOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tune", help="HB: warm-up iterations per chain in the first round (default 300)."
+    ),
+]
+ChainsOpt = Annotated[
+    int | None, typer.Option("--chains", help="HB: chains, run in parallel (default 4).")
+]
+TimeBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--time-budget",
+        help="HB: seconds (compilation included) after which sampling stops and the run is reported as not converged (default 600).",
+    ),
+]
+TargetAcceptOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--target-accept",
+        help="HB: target acceptance of the first round, raised after divergences (default 0.8).",
+    ),
+]
+SavePosteriorOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--save-posterior/--no-save-posterior",
+        help="HB: also write the full posterior (posterior.nc, single precision; large).",
+    ),
+]
 
 
 def hb_options(section: dict | None, **given) -> dict:
@@ -147,8 +208,9 @@ def warn_unconverged(detail: str) -> None:
     typer.echo(f"{bar}\nWARNING: NOT CONVERGED. {detail}\n{bar}", err=True)
 
 
-
-def file_layout(settings: dict, kind: str, columns: str | None, header_row: int | None, header_rows: int | None):
+def file_layout(
+    settings: dict, kind: str, columns: str | None, header_row: int | None, header_rows: int | None
+):
     """The layout of a single input file: the study's settings, then the command's flags."""
     import dataclasses
 
@@ -161,7 +223,9 @@ def file_layout(settings: dict, kind: str, columns: str | None, header_row: int 
         if problems:
             raise InputError(problems)
     layout = input_layout(settings, kind, columns=mapped)
-    flags = {k: v for k, v in (("header_row", header_row), ("header_rows", header_rows)) if v is not None}
+    flags = {
+        k: v for k, v in (("header_row", header_row), ("header_rows", header_rows)) if v is not None
+    }
     return dataclasses.replace(layout, **flags) if flags else layout
 
 
@@ -176,8 +240,15 @@ BIG_FILE_BYTES = 20_000_000
 
 
 def load_answers(
-    file: Path, validator, respondents: Path | None, study: Path | None, *, kind: str = "vw",
-    columns: str | None = None, header_row: int | None = None, header_rows: int | None = None,
+    file: Path,
+    validator,
+    respondents: Path | None,
+    study: Path | None,
+    *,
+    kind: str = "vw",
+    columns: str | None = None,
+    header_row: int | None = None,
+    header_rows: int | None = None,
 ) -> tuple[object, dict]:
     """Read one instrument file and resolve segments exactly as ``wtp run`` does.
 
@@ -194,11 +265,18 @@ def load_answers(
         from wtp.study import data_path, load_settings
 
         resp_path = data_path(folder, "respondents", load_settings(study)[2])
-    resp = validate_respondents(read_table(resp_path), layout=input_layout(settings, "respondents")) if resp_path is not None else None
+    resp = (
+        validate_respondents(read_table(resp_path), layout=input_layout(settings, "respondents"))
+        if resp_path is not None
+        else None
+    )
     layout = file_layout(settings, kind, columns, header_row, header_rows)
     if file.is_file() and file.stat().st_size > BIG_FILE_BYTES:
         # a big file takes seconds to read and check: say so rather than sit silent
-        typer.echo(printable(f"reading and validating {file.name} ({file.stat().st_size / 1e6:,.0f} MB)"), err=True)
+        typer.echo(
+            printable(f"reading and validating {file.name} ({file.stat().st_size / 1e6:,.0f} MB)"),
+            err=True,
+        )
     answers = attach_segments(validator(read_table(file), layout=layout), resp)
     # the study's segment order, as wtp run meets it (segments.csv is not read here)
     answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
@@ -219,7 +297,14 @@ def study_meta(settings: dict) -> dict:
 def echo_table(frame, float_digits: int = 2) -> None:
     import pandas as pd
 
-    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.float_format", f"{{:,.{float_digits}f}}".format):
+    with pd.option_context(
+        "display.width",
+        120,
+        "display.max_columns",
+        20,
+        "display.float_format",
+        f"{{:,.{float_digits}f}}".format,
+    ):
         typer.echo(printable(frame.to_string(index=False)))
 
 
@@ -243,7 +328,14 @@ class progress_bar:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(TextColumn(self.label), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+            self._progress = Progress(
+                TextColumn(self.label),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None)
         return self.tick
@@ -272,13 +364,49 @@ def vw_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
-    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap replicates for intervals (0 = none).")] = 0,
-    inconsistent: Annotated[str, typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers).")] = "exclude",
-    ties: Annotated[str, typer.Option("--ties", help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).")] = "keep",
-    cheap_rule: Annotated[str, typer.Option("--cheap-rule", help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.")] = "ge",
-    plateau: Annotated[str, typer.Option("--plateau", help="Where curves touch over an interval: lowest (default), highest or middle price.")] = "lowest",
-    nms_scale: Annotated[str | None, typer.Option("--nms-scale", help="How to read buy_cheap/buy_expensive: 'scale' (1-5) or 'probability' (0-1).")] = None,
-    nms_calibration: Annotated[str | None, typer.Option("--nms-calibration", help="Scale point to purchase probability, e.g. '5=0.7,4=0.5,3=0.3,2=0.1,1=0' (the default).")] = None,
+    bootstrap: Annotated[
+        int,
+        typer.Option("--bootstrap", min=0, help="Bootstrap replicates for intervals (0 = none)."),
+    ] = 0,
+    inconsistent: Annotated[
+        str,
+        typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers)."),
+    ] = "exclude",
+    ties: Annotated[
+        str,
+        typer.Option(
+            "--ties",
+            help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).",
+        ),
+    ] = "keep",
+    cheap_rule: Annotated[
+        str,
+        typer.Option(
+            "--cheap-rule",
+            help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.",
+        ),
+    ] = "ge",
+    plateau: Annotated[
+        str,
+        typer.Option(
+            "--plateau",
+            help="Where curves touch over an interval: lowest (default), highest or middle price.",
+        ),
+    ] = "lowest",
+    nms_scale: Annotated[
+        str | None,
+        typer.Option(
+            "--nms-scale",
+            help="How to read buy_cheap/buy_expensive: 'scale' (1-5) or 'probability' (0-1).",
+        ),
+    ] = None,
+    nms_calibration: Annotated[
+        str | None,
+        typer.Option(
+            "--nms-calibration",
+            help="Scale point to purchase probability, e.g. '5=0.7,4=0.5,3=0.3,2=0.1,1=0' (the default).",
+        ),
+    ] = None,
 ) -> None:
     """Van Westendorp price sensitivity: curves, PMC/OPP/IPP/PME, acceptable range, NMS."""
     from wtp.io import atomic_output_dir, validate_vw
@@ -286,24 +414,47 @@ def vw_command(
     from wtp.report.vw import write_outputs
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
-    answers, settings = load_answers(file, validate_vw, respondents, study, kind="vw", columns=columns, header_row=header_row, header_rows=header_rows)
+    answers, settings = load_answers(
+        file,
+        validate_vw,
+        respondents,
+        study,
+        kind="vw",
+        columns=columns,
+        header_row=header_row,
+        header_rows=header_rows,
+    )
     vw_settings = settings.get("van_westendorp", {})
     nms_scale = nms_scale or vw_settings.get("nms_scale")
-    calibration = parse_calibration(nms_calibration) or parse_calibration(vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration")
+    calibration = parse_calibration(nms_calibration) or parse_calibration(
+        vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration"
+    )
     with progress_bar("Bootstrap", enabled=bootstrap > 0) as tick:
         result = van_westendorp(
-            answers, inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau,
-            nms_scale=nms_scale, nms_calibration=calibration, bootstrap=bootstrap, rng=stage_rng(seed, "vw"), progress=tick,
+            answers,
+            inconsistent=inconsistent,
+            ties=ties,
+            cheap_rule=cheap_rule,
+            plateau=plateau,
+            nms_scale=nms_scale,
+            nms_calibration=calibration,
+            bootstrap=bootstrap,
+            rng=stage_rng(seed, "vw"),
+            progress=tick,
         )
     from wtp.sample import flag_small_samples
 
     result = flag_small_samples(result, "vw", min_n(settings, "vw"))
     with atomic_output_dir(out) as tmp:
-        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)})
+        write_outputs(
+            result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}
+        )
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
     echo_table(result.summary())
-    typer.echo(f"wrote {out}/price_points.csv, curves.csv{', nms.csv' if result.has_nms else ''}, report.html")
+    typer.echo(
+        f"wrote {out}/price_points.csv, curves.csv{', nms.csv' if result.has_nms else ''}, report.html"
+    )
 
 
 @app.command("maxdiff")
@@ -324,13 +475,36 @@ def maxdiff_command(
     time_budget: TimeBudgetOpt = None,
     target_accept: TargetAcceptOpt = None,
     save_posterior: SavePosteriorOpt = None,
-    cores: Annotated[int | None, typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains).")] = None,
-    segment_means: Annotated[bool, typer.Option("--segment-means/--no-segment-means", help="HB: a population mean per segment.")] = True,
-    turf_size: Annotated[int, typer.Option("--turf", min=0, help="TURF portfolio size from individual utilities (HB; 0 = none).")] = 3,
-    reach: Annotated[str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")] = "above_mean",
+    cores: Annotated[
+        int | None,
+        typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains)."),
+    ] = None,
+    segment_means: Annotated[
+        bool,
+        typer.Option(
+            "--segment-means/--no-segment-means", help="HB: a population mean per segment."
+        ),
+    ] = True,
+    turf_size: Annotated[
+        int,
+        typer.Option(
+            "--turf", min=0, help="TURF portfolio size from individual utilities (HB; 0 = none)."
+        ),
+    ] = 3,
+    reach: Annotated[
+        str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")
+    ] = "above_mean",
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")] = True,
-    latent_segments: Annotated[str | None, typer.Option("--latent-segments", help="HB: group respondents by their utilities into K preference segments, or 'auto' (lowest BIC).")] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")
+    ] = True,
+    latent_segments: Annotated[
+        str | None,
+        typer.Option(
+            "--latent-segments",
+            help="HB: group respondents by their utilities into K preference segments, or 'auto' (lowest BIC).",
+        ),
+    ] = None,
 ) -> None:
     """MaxDiff (best-worst) item scores: counts, aggregate logit or hierarchical Bayes."""
 
@@ -346,15 +520,49 @@ def maxdiff_command(
 
     latent = parse_latent_segments(latent_segments)
     if latent is not None and method != "hb":
-        raise InputError(Problem("--latent-segments", None, None, "--method hb (preference segments need individual utilities)", method))
-    answers, settings = load_answers(file, validate_maxdiff, respondents, study, kind="maxdiff", columns=columns, header_row=header_row, header_rows=header_rows)
-    labels = {str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()} or None
+        raise InputError(
+            Problem(
+                "--latent-segments",
+                None,
+                None,
+                "--method hb (preference segments need individual utilities)",
+                method,
+            )
+        )
+    answers, settings = load_answers(
+        file,
+        validate_maxdiff,
+        respondents,
+        study,
+        kind="maxdiff",
+        columns=columns,
+        header_row=header_row,
+        header_rows=header_rows,
+    )
+    labels = {
+        str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()
+    } or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
-    hb = hb_options(settings.get("maxdiff"), draws=draws, tune=tune, chains=chains, time_budget=time_budget, target_accept=target_accept, save_posterior=save_posterior)
+    hb = hb_options(
+        settings.get("maxdiff"),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        time_budget=time_budget,
+        target_accept=target_accept,
+        save_posterior=save_posterior,
+    )
     keep_posterior = hb.pop("save_posterior", False)
     result = estimate_maxdiff(
-        answers, method=method, rng=stage_rng(seed, "maxdiff"), cores=cores, progress=progress, labels=labels,
-        items=items, segment_means=segment_means, **hb,
+        answers,
+        method=method,
+        rng=stage_rng(seed, "maxdiff"),
+        cores=cores,
+        progress=progress,
+        labels=labels,
+        items=items,
+        segment_means=segment_means,
+        **hb,
     )
     from wtp.sample import flag_small_samples
 
@@ -364,12 +572,23 @@ def maxdiff_command(
         from wtp.turf import turf
 
         k = min(turf_size, len(result.items))
-        weights = answers.groupby("respondent_id", sort=False)["weight"].first() if "weight" in answers.columns else None
+        weights = (
+            answers.groupby("respondent_id", sort=False)["weight"].first()
+            if "weight" in answers.columns
+            else None
+        )
         weights = weights.set_axis(weights.index.astype(str)) if weights is not None else None
-        turf_result = turf(result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights)
+        turf_result = turf(
+            result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights
+        )
     with atomic_output_dir(out) as tmp:
         written = write_outputs(
-            result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}, turf_result=turf_result,
+            result,
+            tmp,
+            meta=study_meta(settings),
+            seed=seed,
+            inputs={file.name: _sha256(file)},
+            turf_result=turf_result,
             save_posterior=keep_posterior,
         )
         if latent is not None:
@@ -378,7 +597,12 @@ def maxdiff_command(
             from wtp.report import provenance
 
             pref = preference_segments(result, latent, rng=stage_rng(seed, "preference_segments"))
-            written += write_preference(tmp, pref, meta=study_meta(settings), provenance=provenance(seed, {file.name: _sha256(file)}))
+            written += write_preference(
+                tmp,
+                pref,
+                meta=study_meta(settings),
+                provenance=provenance(seed, {file.name: _sha256(file)}),
+            )
     d = result.diagnostics
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
@@ -423,17 +647,43 @@ def conjoint_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
-    scenario: Annotated[Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")] = None,
-    method: Annotated[str, typer.Option("--method", help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).")] = "mnl",
-    coding: Annotated[str, typer.Option("--coding", help="dummy (first level = 0, default) or effects (levels sum to 0).")] = "dummy",
-    price: Annotated[str, typer.Option("--price", help="linear (one coefficient, default) or partworth (one per tested price).")] = "linear",
+    scenario: Annotated[
+        Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).",
+        ),
+    ] = "mnl",
+    coding: Annotated[
+        str,
+        typer.Option(
+            "--coding", help="dummy (first level = 0, default) or effects (levels sum to 0)."
+        ),
+    ] = "dummy",
+    price: Annotated[
+        str,
+        typer.Option(
+            "--price", help="linear (one coefficient, default) or partworth (one per tested price)."
+        ),
+    ] = "linear",
     draws: DrawsOpt = None,
     tune: TuneOpt = None,
     chains: ChainsOpt = None,
     time_budget: TimeBudgetOpt = None,
     target_accept: TargetAcceptOpt = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")] = True,
-    se: Annotated[str, typer.Option("--se", help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).")] = "cluster",
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")
+    ] = True,
+    se: Annotated[
+        str,
+        typer.Option(
+            "--se",
+            help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).",
+        ),
+    ] = "cluster",
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
     from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint, simulator_tables
@@ -441,15 +691,38 @@ def conjoint_command(
     from wtp.randomness import stage_rng
     from wtp.report.conjoint import write_outputs
 
-    answers, settings = load_answers(file, validate_conjoint, respondents, study, kind="conjoint", columns=columns, header_row=header_row, header_rows=header_rows)
+    answers, settings = load_answers(
+        file,
+        validate_conjoint,
+        respondents,
+        study,
+        kind="conjoint",
+        columns=columns,
+        header_row=header_row,
+        header_rows=header_rows,
+    )
     products = read_table(scenario) if scenario is not None else None
     # the same streams as the conjoint and simulator stages of wtp run
-    hb = hb_options(settings.get("conjoint"), draws=draws, tune=tune, chains=chains, time_budget=time_budget, target_accept=target_accept)
+    hb = hb_options(
+        settings.get("conjoint"),
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        time_budget=time_budget,
+        target_accept=target_accept,
+    )
     hb.pop("save_posterior", None)
     result = estimate_conjoint(
-        answers, levels=conjoint_levels(settings) or None, method=method, coding=coding, price=price,
-        rng=stage_rng(seed, "conjoint"), progress=progress and method == "hb", se=se,
-        numeric=conjoint_numeric(settings), **hb,
+        answers,
+        levels=conjoint_levels(settings) or None,
+        method=method,
+        coding=coding,
+        price=price,
+        rng=stage_rng(seed, "conjoint"),
+        progress=progress and method == "hb",
+        se=se,
+        numeric=conjoint_numeric(settings),
+        **hb,
     )
     from wtp.sample import flag_small_samples
 
@@ -459,7 +732,9 @@ def conjoint_command(
     if scenario is not None:
         inputs[scenario.name] = _sha256(scenario)
     with atomic_output_dir(out) as tmp:
-        write_outputs(result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, tables=tables)
+        write_outputs(
+            result, tmp, meta=study_meta(settings), seed=seed, inputs=inputs, tables=tables
+        )
     for w in result.warnings:
         typer.echo(printable(f"warning: {w}"), err=True)
     outside = tables.extrapolation if tables.extrapolation is not None else None
@@ -472,15 +747,28 @@ def conjoint_command(
         )
     for n in result.notes:
         typer.echo(printable(f"note: {n}"), err=True)
-    if method == "hb" and result.diagnostics is not None and not bool(result.diagnostics["ok"].all()):
+    if (
+        method == "hb"
+        and result.diagnostics is not None
+        and not bool(result.diagnostics["ok"].all())
+    ):
         from wtp.hb import unconverged_advice
 
         warn_unconverged(unconverged_advice(result.diagnostics.attrs.get("hb", {})))
-    echo_table(result.importances.pivot(index="attribute", columns="segment", values="importance").reset_index(), 1)
-    written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (", demand.csv" if result.coding.none else "")
+    echo_table(
+        result.importances.pivot(
+            index="attribute", columns="segment", values="importance"
+        ).reset_index(),
+        1,
+    )
+    written = "partworths.csv, importances.csv, wtp.csv, fit.csv" + (
+        ", demand.csv" if result.coding.none else ""
+    )
     written += ", simulation.csv" if scenario is not None else ""
     written += ", extrapolation.csv" if outside is not None and len(outside) else ""
-    written += ", individual_partworths.csv, diagnostics.json" if result.individual is not None else ""
+    written += (
+        ", individual_partworths.csv, diagnostics.json" if result.individual is not None else ""
+    )
     typer.echo(f"wrote {out}/{written}, report.html")
 
 
@@ -491,13 +779,23 @@ def segments_command(
     out: OutOpt = Path("reports/segments"),
     seed: SeedOpt = 0,
     study: StudyOpt = None,
-    customers: Annotated[Path | None, typer.Option("--customers", help="customers.csv for cohorts, churn and ARPA.")] = None,
-    grow: Annotated[list[str] | None, typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%.")] = None,
+    customers: Annotated[
+        Path | None, typer.Option("--customers", help="customers.csv for cohorts, churn and ARPA.")
+    ] = None,
+    grow: Annotated[
+        list[str] | None,
+        typer.Option("--grow", help="What-if: SEGMENT=10% grows that segment's customers by 10%."),
+    ] = None,
     respondents: RespondentsOpt = None,
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
-    every: Annotated[str | None, typer.Option("--every", help="Trend rows per month, quarter or year (default: the study's period).")] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every", help="Trend rows per month, quarter or year (default: the study's period)."
+        ),
+    ] = None,
 ) -> None:
     """Segment performance scored with MAP (volume, performance, potential), cohorts, trend, what-if."""
     from wtp.io import (
@@ -529,28 +827,42 @@ def segments_command(
     layout = file_layout(settings, "segments", columns, header_row, header_rows)
     segs = validate_segments(read_table(file), need_arpa_churn=customers is None, layout=layout)
     cust = (
-        validate_customers(read_table(customers), segments=segs["segment"].tolist(), layout=input_layout(settings, "customers"))
+        validate_customers(
+            read_table(customers),
+            segments=segs["segment"].tolist(),
+            layout=input_layout(settings, "customers"),
+        )
         if customers is not None
         else None
     )
     growth = parse_grow(grow or [], segs["segment"].tolist())
     as_of = settings.get("study", {}).get("as_of")
     export_date = settings.get("study", {}).get("export_date")
-    cohort_result = cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date) if cust is not None else None
+    cohort_result = (
+        cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date)
+        if cust is not None
+        else None
+    )
     scoring = score_settings(settings.get("segments"))
-    scores = score_segments(segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring)
+    scores = score_segments(
+        segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring
+    )
     if cust is not None:
         from dataclasses import replace
 
         from wtp.segments import trend
 
-        scores = replace(scores, trend=trend(cust, period=meta["period"], every=every, as_of=cohort_result.as_of))
+        scores = replace(
+            scores, trend=trend(cust, period=meta["period"], every=every, as_of=cohort_result.as_of)
+        )
     scenario = what_if(scores, growth) if growth else None
     inputs = {file.name: _sha256(file)}
     if customers is not None:
         inputs[customers.name] = _sha256(customers)
     with atomic_output_dir(out) as tmp:
-        written = write_outputs(tmp, scores, cohort_result, scenario, meta=meta, provenance=provenance(seed, inputs))
+        written = write_outputs(
+            tmp, scores, cohort_result, scenario, meta=meta, provenance=provenance(seed, inputs)
+        )
     for message in cohort_result.warnings if cohort_result is not None else ():
         typer.echo(f"warning: {message}", err=True)
     for message in cohort_result.notes if cohort_result is not None else ():
@@ -564,15 +876,38 @@ def segments_command(
 @app.command("explore")
 @cli_command
 def explore_command(
-    customers_file: Annotated[Path, typer.Argument(help="customers.csv (trialers and profile columns welcome; invoice lines are collapsed).")],
-    by: Annotated[str | None, typer.Option("--by", help="Profile columns to slice by, comma-separated (default: all).")] = None,
+    customers_file: Annotated[
+        Path,
+        typer.Argument(
+            help="customers.csv (trialers and profile columns welcome; invoice lines are collapsed)."
+        ),
+    ],
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="Profile columns to slice by, comma-separated (default: all)."),
+    ] = None,
     out: OutOpt = Path("reports/explore"),
     seed: SeedOpt = 0,
     study: StudyOpt = None,
-    pairs: Annotated[bool, typer.Option("--pairs", help="Also slice by pairs of the strongest dimensions.")] = False,
-    choose: Annotated[str | None, typer.Option("--choose", help="Dimension to write as segments.csv (default: the top-ranked).")] = None,
-    columns: Annotated[str | None, typer.Option("--columns", help="Column map NAME=FILE_COLUMN,…, e.g. customer_id=CustOrgID,start_date=ValidFrom.")] = None,
-    min_customers: Annotated[int, typer.Option("--min-customers", help="Smaller groups are pooled as 'other'.")] = 30,
+    pairs: Annotated[
+        bool, typer.Option("--pairs", help="Also slice by pairs of the strongest dimensions.")
+    ] = False,
+    choose: Annotated[
+        str | None,
+        typer.Option(
+            "--choose", help="Dimension to write as segments.csv (default: the top-ranked)."
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="Column map NAME=FILE_COLUMN,…, e.g. customer_id=CustOrgID,start_date=ValidFrom.",
+        ),
+    ] = None,
+    min_customers: Annotated[
+        int, typer.Option("--min-customers", help="Smaller groups are pooled as 'other'.")
+    ] = 30,
 ) -> None:
     """Find segment hypotheses: slice customers by every profile column and rank the slices."""
     from wtp.explore import explore, parse_columns, prepare_customers, split_by
@@ -584,10 +919,20 @@ def explore_command(
     _folder, settings = settings_only(study)
     meta = study_meta(settings)
     mapping = {**settings.get("columns", {}).get("customers", {}), **parse_columns(columns)}
-    base = prepare_customers(read_table(customers_file), columns=mapping, period=meta["period"], as_of=settings.get("study", {}).get("as_of"))
+    base = prepare_customers(
+        read_table(customers_file),
+        columns=mapping,
+        period=meta["period"],
+        as_of=settings.get("study", {}).get("as_of"),
+    )
     result = explore(base, split_by(by), pairs=pairs, choose=choose, min_customers=min_customers)
     with atomic_output_dir(out) as tmp:
-        written = write_outputs(tmp, result, meta=meta, provenance=provenance(seed, {customers_file.name: _sha256(customers_file)}))
+        written = write_outputs(
+            tmp,
+            result,
+            meta=meta,
+            provenance=provenance(seed, {customers_file.name: _sha256(customers_file)}),
+        )
     echo_table(result.summary().drop(columns="reason"), 3)
     typer.echo(f"segments.csv slices by: {result.chosen}")
     typer.echo(f"wrote {out}/" + ", ".join(written))
@@ -597,9 +942,16 @@ def explore_command(
 @cli_command
 def run_command(
     study_dir: Annotated[Path, typer.Argument(help="Study folder with study.toml.")],
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for the results (default: reports/<study folder name>).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for the results (default: reports/<study folder name>)."
+        ),
+    ] = None,
     seed: SeedOpt = 0,
-    fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
+    ] = False,
 ) -> None:
     """Run every stage the study's files allow and write the price-book proposal."""
     run_pipeline(study_dir, out if out is not None else default_run_out(study_dir), seed, fast)
@@ -638,7 +990,9 @@ def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
 def demo_command(
     out: OutOpt = Path("reports/demo"),
     seed: SeedOpt = 0,
-    fast: Annotated[bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
+    ] = False,
 ) -> None:
     """Run the whole pipeline on the demo study shipped with wtp."""
     from wtp.pipeline import demo_study_path
@@ -655,18 +1009,48 @@ class TakeUpRule(StrEnum):
 @app.command("simulate")
 @cli_command
 def simulate_command(
-    source: Annotated[Path, typer.Argument(help="A run folder (from `wtp run`) or a study folder (with study.toml).")],
-    book: Annotated[Path, typer.Option("--book", help="Scenario file: scenario, segment, package, feature, price (what simulator.html exports).")],
-    rule: Annotated[TakeUpRule, typer.Option("--rule", help="first-choice (the contract's take-up rule), share-of-preference (logit) or rfc; the last two need a conjoint.")] = TakeUpRule.first_choice,
+    source: Annotated[
+        Path,
+        typer.Argument(help="A run folder (from `wtp run`) or a study folder (with study.toml)."),
+    ],
+    book: Annotated[
+        Path,
+        typer.Option(
+            "--book",
+            help="Scenario file: scenario, segment, package, feature, price (what simulator.html exports).",
+        ),
+    ],
+    rule: Annotated[
+        TakeUpRule,
+        typer.Option(
+            "--rule",
+            help="first-choice (the contract's take-up rule), share-of-preference (logit) or rfc; the last two need a conjoint.",
+        ),
+    ] = TakeUpRule.first_choice,
     out: OutOpt = Path("reports/simulate"),
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (a study folder's pipeline, RFC errors); default: the run's.")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="Study folder only: fewer draws and replicates.")] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Random seed (a study folder's pipeline, RFC errors); default: the run's.",
+        ),
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Study folder only: fewer draws and replicates.")
+    ] = False,
 ) -> None:
     """Take-up and revenue of the price books in a scenario file: take_up.csv, scenarios.csv."""
     from wtp.io import atomic_output_dir, write_csv
     from wtp.pipeline import simulate_book_file
 
-    result = simulate_book_file(source, book, rule=rule.value, seed=seed, fast=fast, progress=lambda m: typer.echo(f"  {m}", err=True))
+    result = simulate_book_file(
+        source,
+        book,
+        rule=rule.value,
+        seed=seed,
+        fast=fast,
+        progress=lambda m: typer.echo(f"  {m}", err=True),
+    )
     with atomic_output_dir(out) as tmp:
         write_csv(result.take_up, tmp / "take_up.csv")
         write_csv(result.scenarios, tmp / "scenarios.csv")
@@ -674,9 +1058,24 @@ def simulate_command(
         from wtp.report import provenance, render
 
         summary = result.summary()
-        rows = [{k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()} for r in summary.to_dict("records")]
-        text = "\n".join(result.guardrails["note"]) or "Every price lies within the prices the survey tested."
-        render("design.html.j2", tmp / "report.html", title="Price-book simulation", lead=f"Books from {book.name}; rule {result.rule}; {result.draws} draws.", columns=list(summary.columns), rows=rows, text=text, provenance=provenance(seed))
+        rows = [
+            {k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()}
+            for r in summary.to_dict("records")
+        ]
+        text = (
+            "\n".join(result.guardrails["note"])
+            or "Every price lies within the prices the survey tested."
+        )
+        render(
+            "design.html.j2",
+            tmp / "report.html",
+            title="Price-book simulation",
+            lead=f"Books from {book.name}; rule {result.rule}; {result.draws} draws.",
+            columns=list(summary.columns),
+            rows=rows,
+            text=text,
+            provenance=provenance(seed),
+        )
     echo_table(result.summary())
     for note in result.guardrails["note"]:
         typer.echo(f"  outside what was tested: {note}", err=True)
@@ -709,13 +1108,22 @@ def design_maxdiff_command(
         if labelled:
             codes = labelled
             items = len(codes)
-    design = design_maxdiff(items, per_task, tasks, versions, items=codes, rng=stage_rng(seed, "design"))
+    design = design_maxdiff(
+        items, per_task, tasks, versions, items=codes, rng=stage_rng(seed, "design")
+    )
     balance = design_balance(design, items=codes)
     with atomic_output_dir(out) as tmp:
         written = write_design_outputs(design, balance, tmp)
         from wtp.report import write_design_report
 
-        write_design_report(tmp, title="MaxDiff design", lead=f"{items} items, {per_task} per task, {tasks} tasks, {versions} versions.", summary=balance.summary(), text=balance.text(), seed=seed)
+        write_design_report(
+            tmp,
+            title="MaxDiff design",
+            lead=f"{items} items, {per_task} per task, {tasks} tasks, {versions} versions.",
+            summary=balance.summary(),
+            text=balance.text(),
+            seed=seed,
+        )
         written.append("report.html")
     echo_table(balance.summary(), 3)
     typer.echo(f"wrote {out}/" + ", ".join(written))
@@ -724,14 +1132,22 @@ def design_maxdiff_command(
 @design_app.command("conjoint")
 @cli_command
 def design_conjoint_command(
-    study_dir: Annotated[Path, typer.Argument(help="Study folder (attributes and levels in study.toml).")],
+    study_dir: Annotated[
+        Path, typer.Argument(help="Study folder (attributes and levels in study.toml).")
+    ],
     out: OutOpt = Path("reports/design-conjoint"),
     seed: SeedOpt = 0,
     tasks: Annotated[int, typer.Option("--tasks", min=1, help="Tasks per respondent.")] = 12,
-    alts: Annotated[int, typer.Option("--alts", min=2, help="Alternatives per task (without none).")] = 3,
+    alts: Annotated[
+        int, typer.Option("--alts", min=2, help="Alternatives per task (without none).")
+    ] = 3,
     versions: Annotated[int, typer.Option("--versions", min=1, help="Design versions.")] = 10,
-    method: Annotated[str, typer.Option("--method", help="balanced (balanced overlap) or random.")] = "balanced",
-    none: Annotated[bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")] = True,
+    method: Annotated[
+        str, typer.Option("--method", help="balanced (balanced overlap) or random.")
+    ] = "balanced",
+    none: Annotated[
+        bool, typer.Option("--none/--no-none", help="Add a no-choice alternative.")
+    ] = True,
 ) -> None:
     """A choice-based conjoint design: design.csv and design_report.txt."""
 
@@ -743,14 +1159,30 @@ def design_conjoint_command(
     folder, settings = read_settings(study_dir)
     attributes = conjoint_levels(settings, source=str(folder / "study.toml"), required=True)
     prices = conjoint_prices(settings, source=str(folder / "study.toml"))
-    design = design_conjoint(attributes, prices, n_tasks=tasks, n_alts=alts, n_versions=versions, none=none, method=method, rng=stage_rng(seed, "design"))
+    design = design_conjoint(
+        attributes,
+        prices,
+        n_tasks=tasks,
+        n_alts=alts,
+        n_versions=versions,
+        none=none,
+        method=method,
+        rng=stage_rng(seed, "design"),
+    )
     report = evaluate_design(design)
     with atomic_output_dir(out) as tmp:
         write_csv(design, tmp / "design.csv")
         (tmp / "design_report.txt").write_text(report.text(), encoding="utf-8")
         from wtp.report import write_design_report
 
-        write_design_report(tmp, title="Conjoint design", lead=f"Level balance and D-error {report.d_error:.4f} (MNL, zero priors, per respondent).", summary=report.summary(), text=report.text(), seed=seed)
+        write_design_report(
+            tmp,
+            title="Conjoint design",
+            lead=f"Level balance and D-error {report.d_error:.4f} (MNL, zero priors, per respondent).",
+            summary=report.summary(),
+            text=report.text(),
+            seed=seed,
+        )
     echo_table(report.summary())
     typer.echo(f"D-error (zero priors, per respondent): {report.d_error:.4f}")
     typer.echo(f"wrote {out}/design.csv, design_report.txt, report.html")

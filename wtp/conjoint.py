@@ -59,32 +59,68 @@ _MAX_PROFILE_TRIES = 20
 # Design
 
 
-def _check_design_inputs(attributes: dict[str, list[str]], prices: list[float], n_tasks, n_alts, n_versions, method):
+def _check_design_inputs(
+    attributes: dict[str, list[str]], prices: list[float], n_tasks, n_alts, n_versions, method
+):
     problems = []
     if not attributes:
-        problems.append(Problem("study.toml", None, "conjoint.attributes", "at least one attribute with levels"))
+        problems.append(
+            Problem("study.toml", None, "conjoint.attributes", "at least one attribute with levels")
+        )
     for a, levels in attributes.items():
         if len(levels) < 2:
-            problems.append(Problem("study.toml", None, f"conjoint.attributes.{a}", "at least two levels", levels))
+            problems.append(
+                Problem(
+                    "study.toml", None, f"conjoint.attributes.{a}", "at least two levels", levels
+                )
+            )
         if len(set(map(str, levels))) != len(levels):
-            problems.append(Problem("study.toml", None, f"conjoint.attributes.{a}", "distinct levels", levels))
+            problems.append(
+                Problem("study.toml", None, f"conjoint.attributes.{a}", "distinct levels", levels)
+            )
         if a in ("price", "none", "version", "task", "alt"):
-            problems.append(Problem("study.toml", None, f"conjoint.attributes.{a}", "an attribute name other than a reserved column", a))
+            problems.append(
+                Problem(
+                    "study.toml",
+                    None,
+                    f"conjoint.attributes.{a}",
+                    "an attribute name other than a reserved column",
+                    a,
+                )
+            )
     try:
         p = np.asarray(prices, dtype=float)
     except (TypeError, ValueError):
         p = np.array([np.nan])
     if p.size < 2 or not np.all(np.isfinite(p)) or len(set(p.tolist())) != p.size:
-        problems.append(Problem("study.toml", None, "conjoint.attributes.price", "at least two distinct numeric price levels", prices))
+        problems.append(
+            Problem(
+                "study.toml",
+                None,
+                "conjoint.attributes.price",
+                "at least two distinct numeric price levels",
+                prices,
+            )
+        )
     if n_tasks < 1 or n_alts < 2 or n_versions < 1:
-        problems.append(Problem("design", None, None, "n_tasks >= 1, n_alts >= 2 and n_versions >= 1", (n_tasks, n_alts, n_versions)))
+        problems.append(
+            Problem(
+                "design",
+                None,
+                None,
+                "n_tasks >= 1, n_alts >= 2 and n_versions >= 1",
+                (n_tasks, n_alts, n_versions),
+            )
+        )
     if method not in ("balanced", "random"):
         problems.append(Problem("design", None, "method", "'balanced' or 'random'", method))
     if problems:
         raise InputError(problems)
 
 
-def _balanced_task_codes(counts: np.ndarray, n_alts: int, overlap: bool, rng: np.random.Generator) -> np.ndarray:
+def _balanced_task_codes(
+    counts: np.ndarray, n_alts: int, overlap: bool, rng: np.random.Generator
+) -> np.ndarray:
     """Level codes for one attribute in one task: least-used levels first (balance), distinct
     where possible (minimal overlap), one repeat when ``overlap`` asks for it."""
     n_levels = counts.size
@@ -100,7 +136,9 @@ def _balanced_task_codes(counts: np.ndarray, n_alts: int, overlap: bool, rng: np
     return codes[rng.permutation(n_alts)]
 
 
-def _random_codes(n_levels: int, n_versions: int, cells: int, rng: np.random.Generator) -> np.ndarray:
+def _random_codes(
+    n_levels: int, n_versions: int, cells: int, rng: np.random.Generator
+) -> np.ndarray:
     """Level codes (n_versions × cells) balanced over the whole design and nearly so per version."""
     tiled = np.resize(np.arange(n_levels), n_versions * cells)
     tiled = tiled[rng.permutation(tiled.size)]
@@ -162,7 +200,9 @@ def design_conjoint(
 
     if method == "random":
         for k, size in enumerate(sizes):
-            codes[..., k] = _random_codes(int(size), n_versions, cells, rng).reshape(n_versions, n_tasks, n_alts)
+            codes[..., k] = _random_codes(int(size), n_versions, cells, rng).reshape(
+                n_versions, n_tasks, n_alts
+            )
     else:
         counts = [np.zeros(s, dtype=np.int64) for s in sizes]
         for v in range(n_versions):
@@ -191,10 +231,16 @@ def design_conjoint(
         for n in names:
             blank[n] = None if n != "price" else np.nan
         blank["none"] = 1
-        frame = pd.concat([frame, blank], ignore_index=True).sort_values(["version", "task", "alt"], kind="stable")
+        frame = pd.concat([frame, blank], ignore_index=True).sort_values(
+            ["version", "task", "alt"], kind="stable"
+        )
         frame = frame.reset_index(drop=True)
     frame["price"] = frame["price"].astype(float)
-    frame.attrs.update(attributes={a: list(v) for a, v in columns.items() if a != "price"}, prices=list(columns["price"]), method=method)
+    frame.attrs.update(
+        attributes={a: list(v) for a, v in columns.items() if a != "price"},
+        prices=list(columns["price"]),
+        method=method,
+    )
     return frame
 
 
@@ -269,7 +315,9 @@ class DesignReport:
         return "\n".join(lines) + "\n"
 
 
-def _design_matrix_partworth(design: pd.DataFrame, names: list[str], levels: dict[str, list]) -> np.ndarray:
+def _design_matrix_partworth(
+    design: pd.DataFrame, names: list[str], levels: dict[str, list]
+) -> np.ndarray:
     blocks = []
     for n in names:
         values = design[n].to_numpy()
@@ -281,7 +329,11 @@ def _design_matrix_partworth(design: pd.DataFrame, names: list[str], levels: dic
     return np.column_stack(blocks)
 
 
-def evaluate_design(design: pd.DataFrame, attributes: dict[str, list[str]] | None = None, prices: list[float] | None = None) -> DesignReport:
+def evaluate_design(
+    design: pd.DataFrame,
+    attributes: dict[str, list[str]] | None = None,
+    prices: list[float] | None = None,
+) -> DesignReport:
     """Level balance, overlap and D-error of a design from :func:`design_conjoint`.
 
     The D-error uses an MNL with zero priors, so every alternative of a task is equally likely
@@ -293,7 +345,9 @@ def evaluate_design(design: pd.DataFrame, attributes: dict[str, list[str]] | Non
     prices = prices if prices is not None else design.attrs.get("prices")
     if attributes is None:
         reserved = {"version", "task", "alt", "price", "none"}
-        attributes = {c: list(pd.unique(design[c].dropna())) for c in design.columns if c not in reserved}
+        attributes = {
+            c: list(pd.unique(design[c].dropna())) for c in design.columns if c not in reserved
+        }
     if prices is None:
         prices = sorted(design["price"].dropna().unique())
     levels = {a: [str(x) for x in v] for a, v in attributes.items()}
@@ -308,7 +362,9 @@ def evaluate_design(design: pd.DataFrame, attributes: dict[str, list[str]] | Non
         total = counts.sum()
         for level in levels[n]:
             c = int(counts.get(level, 0))
-            rows.append((n, level if n != "price" else f"{level:g}", c, c / total if total else np.nan))
+            rows.append(
+                (n, level if n != "price" else f"{level:g}", c, c / total if total else np.nan)
+            )
         repeats = real.groupby(["version", "task"])[n].agg(lambda s: s.nunique() < s.size)
         over.append((n, float(repeats.mean())))
     balance = pd.DataFrame(rows, columns=["attribute", "level", "count", "share"])
@@ -438,8 +494,21 @@ class Coding:
             lo, hi = float(grid.min()), float(grid.max())
             by = np.where(x > hi, x - hi, np.where(x < lo, x - lo, 0.0))
             for i in np.flatnonzero(np.isfinite(x) & (by != 0)):
-                rows.append((int(i), a, float(x[i]), lo, hi, float(by[i]), abs(float(by[i])) / (hi - lo)))
-        return pd.DataFrame(rows, columns=["row", "attribute", "value", "tested_min", "tested_max", "outside_by", "outside_share"])
+                rows.append(
+                    (int(i), a, float(x[i]), lo, hi, float(by[i]), abs(float(by[i])) / (hi - lo))
+                )
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "row",
+                "attribute",
+                "value",
+                "tested_min",
+                "tested_max",
+                "outside_by",
+                "outside_share",
+            ],
+        )
 
     def price_rows(self, prices) -> np.ndarray:
         """Rows giving the utility of each price (linear term, or part-worths interpolated
@@ -477,7 +546,17 @@ class Coding:
         missing = [c for c in need if c not in products.columns]
         if missing:
             raise InputError(
-                [Problem(source, None, c, "a column for every attribute and price" + suggestion(c, map(str, products.columns)), "no such column") for c in missing]
+                [
+                    Problem(
+                        source,
+                        None,
+                        c,
+                        "a column for every attribute and price"
+                        + suggestion(c, map(str, products.columns)),
+                        "no such column",
+                    )
+                    for c in missing
+                ]
             )
         out = np.zeros((len(products), self.n_parameters))
         rows = np.arange(len(products)) + int(products.attrs.get("row_offset", 2))
@@ -486,16 +565,30 @@ class Coding:
                 # any value: between tested values it interpolates, outside it extrapolates (flagged)
                 x = _numbers(products[a], products.attrs.get("decimal"))
                 for r, v in zip(rows[~np.isfinite(x)], products[a][~np.isfinite(x)], strict=True):
-                    problems.append(Problem(source, int(r), a, f"a number (tested {levels[0]}–{levels[-1]})", v))
+                    problems.append(
+                        Problem(source, int(r), a, f"a number (tested {levels[0]}–{levels[-1]})", v)
+                    )
                 out += self.numeric_basis(a, np.nan_to_num(x, nan=float(levels[0])))
                 continue
             text = products[a].astype("string").str.strip()
             pos = pd.Index(levels).get_indexer(text.fillna(""))
             for r, v in zip(rows[pos < 0], text[pos < 0], strict=True):
-                problems.append(Problem(source, int(r), a, "one of the tested levels: " + ", ".join(levels) + suggestion(str(v), levels), v))
+                problems.append(
+                    Problem(
+                        source,
+                        int(r),
+                        a,
+                        "one of the tested levels: "
+                        + ", ".join(levels)
+                        + suggestion(str(v), levels),
+                        v,
+                    )
+                )
             out += self.level_rows(a)[np.maximum(pos, 0)]
         price = _numbers(products["price"], products.attrs.get("decimal"))
-        for r, v in zip(rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True):
+        for r, v in zip(
+            rows[~np.isfinite(price)], products["price"][~np.isfinite(price)], strict=True
+        ):
             problems.append(Problem(source, int(r), "price", "a numeric price", v))
         if problems:
             raise InputError(problems)
@@ -543,8 +636,15 @@ class ChoiceData:
         """The tasks where ``mask`` is True (respondent indices renumbered)."""
         keep_resp, respondent = np.unique(self.respondent[mask], return_inverse=True)
         return ChoiceData(
-            self.X[mask], self.available[mask], self.chosen[mask], respondent,
-            self.respondents[keep_resp], self.weight[mask], self.segment[mask], self.coding, self.notes,
+            self.X[mask],
+            self.available[mask],
+            self.chosen[mask],
+            respondent,
+            self.respondents[keep_resp],
+            self.weight[mask],
+            self.segment[mask],
+            self.coding,
+            self.notes,
         )
 
 
@@ -596,11 +696,15 @@ def order_levels(seen: list[str]) -> tuple[list[str], str]:
             return texts + nums, f"absence level '{texts[0]}' first, then numeric ascending"
         return nums + texts, f"numeric ascending, '{texts[0]}' last"
     if absent:
-        return absent[:1] + [lv for lv in seen if lv != absent[0]], f"absence level '{absent[0]}' first"
+        return absent[:1] + [
+            lv for lv in seen if lv != absent[0]
+        ], f"absence level '{absent[0]}' first"
     return seen, "first appearance"
 
 
-def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict | None, source: str) -> tuple[dict[str, list[str]], list[str]]:
+def _resolve_levels(
+    answers: pd.DataFrame, attributes: list[str], levels: dict | None, source: str
+) -> tuple[dict[str, list[str]], list[str]]:
     """Level order per attribute: the given order (study.toml) where known, else
     :func:`order_levels` (absence first, numbers ascending, else first appearance)."""
     real = answers[~answers["none"]]
@@ -612,26 +716,46 @@ def _resolve_levels(answers: pd.DataFrame, attributes: list[str], levels: dict |
         given = None if not levels or a not in levels else [str(x) for x in levels[a]]
         if given is None:
             order, rule = order_levels(seen)
-            notes.append(f"{a}: level order {' < '.join(order)} ({rule}; reference {order[0] if order else '–'})")
+            notes.append(
+                f"{a}: level order {' < '.join(order)} ({rule}; reference {order[0] if order else '–'})"
+            )
         else:
             unknown = sorted(set(seen) - set(given))
             for level in unknown:
                 r = real.loc[real[a].astype(str) == level, "row"].iloc[0]
-                problems.append(Problem(source, int(r), a, "one of the levels in study.toml: " + ", ".join(given) + suggestion(level, given), level))
+                problems.append(
+                    Problem(
+                        source,
+                        int(r),
+                        a,
+                        "one of the levels in study.toml: "
+                        + ", ".join(given)
+                        + suggestion(level, given),
+                        level,
+                    )
+                )
             order = [x for x in given if x in set(seen)]
             dropped = [x for x in given if x not in set(seen)]
             if dropped:
-                notes.append(f"{a}: level(s) {', '.join(dropped)} from the study are not in the data and cannot be estimated")
+                notes.append(
+                    f"{a}: level(s) {', '.join(dropped)} from the study are not in the data and cannot be estimated"
+                )
         if len(order) < 2 and not problems:
             r = real["row"].iloc[0] if len(real) else None
-            problems.append(Problem(source, None if r is None else int(r), a, "at least two levels shown", order))
+            problems.append(
+                Problem(
+                    source, None if r is None else int(r), a, "at least two levels shown", order
+                )
+            )
         out[a] = order
     if problems:
         raise InputError(problems)
     return out, notes
 
 
-def _numeric_spec(numeric, attributes: list[str], source: str = "study.toml") -> dict[str, tuple[float, ...]]:
+def _numeric_spec(
+    numeric, attributes: list[str], source: str = "study.toml"
+) -> dict[str, tuple[float, ...]]:
     """``[conjoint] numeric`` (names, or name → knots for piecewise) as name → knots."""
     if not numeric:
         return {}
@@ -643,12 +767,28 @@ def _numeric_spec(numeric, attributes: list[str], source: str = "study.toml") ->
         if a == "price":
             continue  # price is numeric already
         if a not in attributes:
-            problems.append(Problem(source, None, "conjoint.numeric", "an attribute of the conjoint (" + ", ".join(attributes) + ")", a))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    "conjoint.numeric",
+                    "an attribute of the conjoint (" + ", ".join(attributes) + ")",
+                    a,
+                )
+            )
             continue
         try:
             out[a] = tuple(sorted(float(k) for k in (knots or ())))
         except (TypeError, ValueError):
-            problems.append(Problem(source, None, f"conjoint.piecewise.{a}", "knots as numbers, e.g. [100, 500]", knots))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"conjoint.piecewise.{a}",
+                    "knots as numbers, e.g. [100, 500]",
+                    knots,
+                )
+            )
     if problems:
         raise InputError(problems)
     return out
@@ -661,15 +801,28 @@ def _numeric_levels(real: pd.DataFrame, numeric: dict[str, tuple[float, ...]], s
         x = _numbers(real[a], real.attrs.get("decimal"))
         bad = ~np.isfinite(x)
         for r, v in zip(real["row"].to_numpy()[bad], real[a].to_numpy()[bad], strict=True):
-            problems.append(Problem(source, int(r), a, "a number ([conjoint] numeric lists this attribute)", v))
+            problems.append(
+                Problem(source, int(r), a, "a number ([conjoint] numeric lists this attribute)", v)
+            )
         grid = np.unique(x[~bad])
         if grid.size < 2:
-            problems.append(Problem(source, None, a, "at least two different values shown", grid.tolist()))
+            problems.append(
+                Problem(source, None, a, "at least two different values shown", grid.tolist())
+            )
             continue
         inner = set(grid[1:-1].tolist())
         wrong = [k for k in knots if k not in inner]
         if wrong:
-            problems.append(Problem("study.toml", None, f"conjoint.piecewise.{a}", "knots among the tested values strictly inside the range: " + ", ".join(f"{v:g}" for v in grid[1:-1]), wrong))
+            problems.append(
+                Problem(
+                    "study.toml",
+                    None,
+                    f"conjoint.piecewise.{a}",
+                    "knots among the tested values strictly inside the range: "
+                    + ", ".join(f"{v:g}" for v in grid[1:-1]),
+                    wrong,
+                )
+            )
         levels[a] = [f"{v:g}" for v in grid]
         scales[a] = float(np.abs(grid).max()) or 1.0
     if problems:
@@ -722,7 +875,17 @@ def prepare_choice_data(
     source = str(answers.attrs.get("source", "conjoint.csv"))
     attributes = list(answers.attrs.get("attributes") or [])
     if not attributes:
-        reserved = {"respondent_id", "task", "alt", "price", "chosen", "none", "segment", "weight", "row"}
+        reserved = {
+            "respondent_id",
+            "task",
+            "alt",
+            "price",
+            "chosen",
+            "none",
+            "segment",
+            "weight",
+            "row",
+        }
         attributes = [c for c in answers.columns if c not in reserved]
     frame = answers
     if "none" not in frame.columns:
@@ -739,7 +902,15 @@ def prepare_choice_data(
     level_order = {a: numeric_levels[a] if a in numeric else cat_order[a] for a in attributes}
     prices = sorted(float(p) for p in pd.unique(frame.loc[~frame["none"], "price"].dropna()))
     if len(prices) < 2:
-        raise InputError(Problem(source, None, "price", "at least two different prices shown (price is needed for willingness to pay)", prices))
+        raise InputError(
+            Problem(
+                source,
+                None,
+                "price",
+                "at least two different prices shown (price is needed for willingness to pay)",
+                prices,
+            )
+        )
     has_none = bool(frame["none"].any())
 
     names: list[str] = []
@@ -748,7 +919,11 @@ def prepare_choice_data(
     for a, lv in level_order.items():
         if a in numeric:
             edges = [lv[0], *(f"{k:g}" for k in numeric[a]), lv[-1]]
-            pieces = [a] if len(edges) == 2 else [f"{a}[{edges[j]}-{edges[j + 1]}]" for j in range(len(edges) - 1)]
+            pieces = (
+                [a]
+                if len(edges) == 2
+                else [f"{a}[{edges[j]}-{edges[j + 1]}]" for j in range(len(edges) - 1)]
+            )
             blocks[a] = slice(len(names), len(names) + len(pieces))
             names += pieces
             continue
@@ -766,10 +941,24 @@ def prepare_choice_data(
     if has_none:
         blocks["none"] = slice(len(names), len(names) + 1)
         names.append("none")
-    spec = Coding(level_order, prices, coding, price, has_none, price_scale, names, blocks, matrices, numeric, numeric_scale)
+    spec = Coding(
+        level_order,
+        prices,
+        coding,
+        price,
+        has_none,
+        price_scale,
+        names,
+        blocks,
+        matrices,
+        numeric,
+        numeric_scale,
+    )
 
     # rows → (task, position): tasks keep the order of first appearance
-    task_key = pd.MultiIndex.from_arrays([frame["respondent_id"].to_numpy(), frame["task"].to_numpy()])
+    task_key = pd.MultiIndex.from_arrays(
+        [frame["respondent_id"].to_numpy(), frame["task"].to_numpy()]
+    )
     task_idx, _ = pd.factorize(task_key)
     order = np.argsort(task_idx, kind="stable")
     frame = frame.iloc[order]
@@ -782,7 +971,11 @@ def prepare_choice_data(
     rows = np.zeros((len(frame), len(names)))
     for a, lv in level_order.items():
         if a in numeric:
-            x = np.where(is_none, float(lv[0]), np.nan_to_num(_numbers(frame[a], answers.attrs.get("decimal")), nan=float(lv[0])))
+            x = np.where(
+                is_none,
+                float(lv[0]),
+                np.nan_to_num(_numbers(frame[a], answers.attrs.get("decimal")), nan=float(lv[0])),
+            )
             rows += np.where(is_none[:, None], 0.0, spec.numeric_basis(a, x))
             continue
         codes = pd.Index(lv).get_indexer(frame[a].astype("string").fillna(""))
@@ -810,9 +1003,27 @@ def prepare_choice_data(
 
     first = np.r_[True, task_idx[1:] != task_idx[:-1]]
     resp_codes, respondents = pd.factorize(frame["respondent_id"].to_numpy()[first])
-    seg = frame["segment"].to_numpy(dtype=object)[first] if "segment" in frame.columns else np.full(n_tasks, RESERVED_SEGMENT, dtype=object)
-    w = frame["weight"].to_numpy(dtype=float)[first] if "weight" in frame.columns else np.ones(n_tasks)
-    return ChoiceData(X, available, chosen, resp_codes.astype(np.int64), np.asarray(respondents, dtype=object), w, seg, spec, tuple(notes))
+    seg = (
+        frame["segment"].to_numpy(dtype=object)[first]
+        if "segment" in frame.columns
+        else np.full(n_tasks, RESERVED_SEGMENT, dtype=object)
+    )
+    w = (
+        frame["weight"].to_numpy(dtype=float)[first]
+        if "weight" in frame.columns
+        else np.ones(n_tasks)
+    )
+    return ChoiceData(
+        X,
+        available,
+        chosen,
+        resp_codes.astype(np.int64),
+        np.asarray(respondents, dtype=object),
+        w,
+        seg,
+        spec,
+        tuple(notes),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -839,7 +1050,14 @@ class MNLFit:
     cov_cluster: np.ndarray | None = None
 
 
-def _mnl_value_grad_hess(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, hessian: bool = True):
+def _mnl_value_grad_hess(
+    beta: np.ndarray,
+    X: np.ndarray,
+    available: np.ndarray,
+    chosen: np.ndarray,
+    w: np.ndarray,
+    hessian: bool = True,
+):
     """Weighted negative log-likelihood, its gradient and Hessian, fully vectorised."""
     v = X @ beta
     v = np.where(available, v, -np.inf)
@@ -896,10 +1114,27 @@ def fit_mnl(data: ChoiceData, *, max_iter: int = 200) -> MNLFit:
     ll_null = float(-(w @ np.log(n_alts)))
     scores = _respondent_scores(res.x, X, avail, chosen, w, data.respondent)
     robust = cluster_covariance(cov, scores)
-    return MNLFit(res.x, cov, float(-res.fun), ll_null, converged, int(res.nit), int(np.unique(data.respondent).size), data.n_choices, robust)
+    return MNLFit(
+        res.x,
+        cov,
+        float(-res.fun),
+        ll_null,
+        converged,
+        int(res.nit),
+        int(np.unique(data.respondent).size),
+        data.n_choices,
+        robust,
+    )
 
 
-def _respondent_scores(beta: np.ndarray, X: np.ndarray, available: np.ndarray, chosen: np.ndarray, w: np.ndarray, respondent: np.ndarray) -> np.ndarray:
+def _respondent_scores(
+    beta: np.ndarray,
+    X: np.ndarray,
+    available: np.ndarray,
+    chosen: np.ndarray,
+    w: np.ndarray,
+    respondent: np.ndarray,
+) -> np.ndarray:
     """Weighted score (gradient of the log-likelihood) summed per respondent: G × P."""
     v = np.where(available, X @ beta, -np.inf)
     v = v - v.max(axis=1, keepdims=True)
@@ -945,7 +1180,17 @@ def fit_mnl_identified(data: ChoiceData) -> MNLFit:
     free = _free_columns(data.X, data.available)
     if free.all():
         return fit_mnl(data)
-    sub = ChoiceData(data.X[:, :, free], data.available, data.chosen, data.respondent, data.respondents, data.weight, data.segment, data.coding, data.notes)
+    sub = ChoiceData(
+        data.X[:, :, free],
+        data.available,
+        data.chosen,
+        data.respondent,
+        data.respondents,
+        data.weight,
+        data.segment,
+        data.coding,
+        data.notes,
+    )
     fit = fit_mnl(sub)
     p = free.size
     beta = np.full(p, np.nan)
@@ -954,7 +1199,17 @@ def fit_mnl_identified(data: ChoiceData) -> MNLFit:
     cov[np.ix_(free, free)] = fit.cov
     robust = np.full((p, p), np.nan)
     robust[np.ix_(free, free)] = fit.cov_cluster
-    return MNLFit(beta, cov, fit.loglik, fit.loglik_null, fit.converged, fit.iterations, fit.n_respondents, fit.n_choices, robust)
+    return MNLFit(
+        beta,
+        cov,
+        fit.loglik,
+        fit.loglik_null,
+        fit.converged,
+        fit.iterations,
+        fit.n_respondents,
+        fit.n_choices,
+        robust,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1032,7 +1287,10 @@ class ConjointResult:
     def price_ok(self) -> dict[str, bool]:
         """Per segment: is the price coefficient negative and significant (WTP meaningful)?"""
         f = self.fit.set_index("segment")
-        return {s: bool(f.loc[s, "price_coef"] < 0 and f.loc[s, "price_p_value"] < 0.05) for s in self.segments}
+        return {
+            s: bool(f.loc[s, "price_coef"] < 0 and f.loc[s, "price_p_value"] < 0.05)
+            for s in self.segments
+        }
 
     def summary(self) -> pd.DataFrame:
         """One row per segment: sample, fit, price coefficient and whether WTP is meaningful."""
@@ -1080,7 +1338,8 @@ class ConjointResult:
         """Part-worths with their WTP and the attribute's importance, one row per level."""
         out = self.partworths.merge(
             self.wtp[["segment", "attribute", "level", "wtp", "lower", "upper"]],
-            on=["segment", "attribute", "level"], how="left",
+            on=["segment", "attribute", "level"],
+            how="left",
         )
         return out.merge(self.importances, on=["segment", "attribute"], how="left")
 
@@ -1107,11 +1366,16 @@ def _linear_tables(seg: str, coding: Coding, beta: np.ndarray, cov: np.ndarray):
             units = coding.unit_rows(a) if a in coding.numeric else []
             if units:
                 # a quantity: its part-worth is a utility per unit, like linear price
-                pw += [(seg, a, label, float(r @ beta), float(np.sqrt(max(r @ cov @ r, 0.0)))) for label, r in units]
+                pw += [
+                    (seg, a, label, float(r @ beta), float(np.sqrt(max(r @ cov @ r, 0.0))))
+                    for label, r in units
+                ]
             else:
                 pw += [(seg, a, lv, u[i], se[i]) for i, lv in enumerate(levels)]
             imp.append((seg, a, float(np.nanmax(u) - np.nanmin(u))))
-            contrasts = [(lv, L[i] - L[0], i > 0) for i, lv in enumerate(levels)] + [(label, r, True) for label, r in units]
+            contrasts = [(lv, L[i] - L[0], i > 0) for i, lv in enumerate(levels)] + [
+                (label, r, True) for label, r in units
+            ]
             for lv, c, free in contrasts:
                 d = float(c @ beta)
                 value = -d / b_price
@@ -1164,7 +1428,9 @@ def _price_warnings(fit: pd.DataFrame) -> list[str]:
     out = []
     for r in fit.itertuples(index=False):
         if not np.isfinite(r.price_coef):
-            out.append(f"segment {r.segment}: the price coefficient could not be estimated; willingness to pay is not available.")
+            out.append(
+                f"segment {r.segment}: the price coefficient could not be estimated; willingness to pay is not available."
+            )
         elif r.price_coef >= 0:
             out.append(
                 f"segment {r.segment}: the price coefficient is not negative ({r.price_coef:.4g} per unit); "
@@ -1190,11 +1456,21 @@ def _estimate_mnl(data: ChoiceData, se: str = "cluster") -> tuple[dict, dict, li
         fit = fit_mnl_identified(sub)
         betas[seg], covs[seg] = fit.beta, fit.cov_cluster if se == "cluster" else fit.cov
         if se == "cluster" and fit.n_respondents < 2:
-            notes.append(f"segment {seg}: one respondent, so no respondent-clustered standard errors; intervals are not available.")
+            notes.append(
+                f"segment {seg}: one respondent, so no respondent-clustered standard errors; intervals are not available."
+            )
         slope = data.coding.price_slope_row()
         with np.errstate(invalid="ignore"):
-            pc = float(slope @ np.nan_to_num(fit.beta)) if np.isfinite(fit.beta[slope != 0]).all() else np.nan
-            pse = float(np.sqrt(slope @ np.nan_to_num(fit.cov) @ slope)) if np.isfinite(pc) else np.nan
+            pc = (
+                float(slope @ np.nan_to_num(fit.beta))
+                if np.isfinite(fit.beta[slope != 0]).all()
+                else np.nan
+            )
+            pse = (
+                float(np.sqrt(slope @ np.nan_to_num(fit.cov) @ slope))
+                if np.isfinite(pc)
+                else np.nan
+            )
         _, pp = _z_p(pc, pse)
         fits.append(
             {
@@ -1210,9 +1486,13 @@ def _estimate_mnl(data: ChoiceData, se: str = "cluster") -> tuple[dict, dict, li
             }
         )
         if not fit.converged:
-            notes.append(f"segment {seg}: the MNL did not converge (a level chosen always or never?); treat its numbers with care.")
+            notes.append(
+                f"segment {seg}: the MNL did not converge (a level chosen always or never?); treat its numbers with care."
+            )
         if np.isnan(fit.beta).any():
-            missing = [n for n, b in zip(data.coding.parameters, fit.beta, strict=True) if np.isnan(b)]
+            missing = [
+                n for n, b in zip(data.coding.parameters, fit.beta, strict=True) if np.isnan(b)
+            ]
             notes.append(f"segment {seg}: not identified by its data: {', '.join(missing)}.")
     return betas, covs, fits, notes
 
@@ -1289,31 +1569,102 @@ def estimate_conjoint(
             imp += b
             wtp += c
         partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
-        importances = _normalise_importances(pd.DataFrame(imp, columns=["segment", "attribute", "importance"]))
+        importances = _normalise_importances(
+            pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
+        )
         wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "se"])
         fit = pd.DataFrame(fits)
         params = []
         for seg in betas:
             se = np.sqrt(np.diag(covs[seg]))
             z, p = _z_p(betas[seg], se)
-            params.append(pd.DataFrame({"segment": seg, "parameter": data.coding.parameters, "estimate": betas[seg], "se": se, "z": z, "p_value": p}))
+            params.append(
+                pd.DataFrame(
+                    {
+                        "segment": seg,
+                        "parameter": data.coding.parameters,
+                        "estimate": betas[seg],
+                        "se": se,
+                        "z": z,
+                        "p_value": p,
+                    }
+                )
+            )
         parameters = pd.concat(params, ignore_index=True)
-        tables = (partworths, importances, wtp_frame, parameters, fit, betas, covs, None, None, notes)
+        tables = (
+            partworths,
+            importances,
+            wtp_frame,
+            parameters,
+            fit,
+            betas,
+            covs,
+            None,
+            None,
+            notes,
+        )
     else:
         if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}")
-        sampler = {"draws": draws, "tune": tune, "chains": chains, "time_budget": time_budget, "target_accept": target_accept, "until_converged": until_converged}
-        tables = _estimate_hb(data, rng=rng, progress=progress, **{k: v for k, v in sampler.items() if v is not None})
-    return _assemble(data, method, tables, n_respondents=int(pd.Series(answers["respondent_id"]).nunique()), source=source, se_type=se_type)
+            raise TypeError(
+                f"method='hb' needs rng=numpy.random.Generator, got {type(rng).__name__}"
+            )
+        sampler = {
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "time_budget": time_budget,
+            "target_accept": target_accept,
+            "until_converged": until_converged,
+        }
+        tables = _estimate_hb(
+            data, rng=rng, progress=progress, **{k: v for k, v in sampler.items() if v is not None}
+        )
+    return _assemble(
+        data,
+        method,
+        tables,
+        n_respondents=int(pd.Series(answers["respondent_id"]).nunique()),
+        source=source,
+        se_type=se_type,
+    )
 
 
-def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: int, source: str, se_type: str = "posterior") -> ConjointResult:
-    partworths, importances, wtp_frame, parameters, fit, betas, covs, individual, diagnostics, notes = tables
+def _assemble(
+    data: ChoiceData,
+    method: str,
+    tables: tuple,
+    *,
+    n_respondents: int,
+    source: str,
+    se_type: str = "posterior",
+) -> ConjointResult:
+    (
+        partworths,
+        importances,
+        wtp_frame,
+        parameters,
+        fit,
+        betas,
+        covs,
+        individual,
+        diagnostics,
+        notes,
+    ) = tables
     warn = _price_warnings(fit)
-    ok = {r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05) for r in fit.itertuples(index=False)}
+    ok = {
+        r.segment: bool(r.price_coef < 0 and r.price_p_value < 0.05)
+        for r in fit.itertuples(index=False)
+    }
     # the order used (contract §5): 1 = the reference level; price and none have no order
-    position = {(a, lv): i + 1 for a, levels in data.coding.levels.items() for i, lv in enumerate(levels)}
-    partworths = partworths.assign(level_order=[position.get((a, str(lv)), np.nan) for a, lv in zip(partworths["attribute"], partworths["level"], strict=True)])
+    position = {
+        (a, lv): i + 1 for a, levels in data.coding.levels.items() for i, lv in enumerate(levels)
+    }
+    partworths = partworths.assign(
+        level_order=[
+            position.get((a, str(lv)), np.nan)
+            for a, lv in zip(partworths["attribute"], partworths["level"], strict=True)
+        ]
+    )
     return ConjointResult(
         partworths=partworths.reset_index(drop=True),
         importances=importances.reset_index(drop=True),
@@ -1336,17 +1687,27 @@ def _assemble(data: ChoiceData, method: str, tables: tuple, *, n_respondents: in
     )
 
 
-def result_from_draws(data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.DataFrame | None = None) -> ConjointResult:
+def result_from_draws(
+    data: ChoiceData, draws: np.ndarray, *, diagnostics: pd.DataFrame | None = None
+) -> ConjointResult:
     """A :class:`ConjointResult` from posterior draws of individual part-worths.
 
     ``draws`` is respondents (ordered as ``data.respondents``) × draws × parameters (ordered as
     ``data.coding.parameters``); see :func:`tables_from_draws` for how segments are summarised.
     """
     draws = np.asarray(draws, dtype=float)
-    if draws.ndim != 3 or draws.shape[0] != data.respondents.size or draws.shape[2] != data.coding.n_parameters:
-        raise ValueError(f"draws must be respondents × draws × parameters {data.respondents.size} × D × {data.coding.n_parameters}, got {draws.shape}")
+    if (
+        draws.ndim != 3
+        or draws.shape[0] != data.respondents.size
+        or draws.shape[2] != data.coding.n_parameters
+    ):
+        raise ValueError(
+            f"draws must be respondents × draws × parameters {data.respondents.size} × D × {data.coding.n_parameters}, got {draws.shape}"
+        )
     tables = tables_from_draws(data, draws, diagnostics)
-    return _assemble(data, "hb", tables, n_respondents=int(data.respondents.size), source="conjoint.csv")
+    return _assemble(
+        data, "hb", tables, n_respondents=int(data.respondents.size), source="conjoint.csv"
+    )
 
 
 def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sampler):
@@ -1355,11 +1716,19 @@ def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sa
     from wtp import hb
 
     _, seg_resp = _respondent_arrays(data)
-    groups = [s for s in _segment_order(data.segment) if s != RESERVED_SEGMENT] or [RESERVED_SEGMENT]
+    groups = [s for s in _segment_order(data.segment) if s != RESERVED_SEGMENT] or [
+        RESERVED_SEGMENT
+    ]
     group_index = pd.Index(groups).get_indexer(seg_resp)
     hb_data = hb.choice_data(
-        data.X, data.available, data.chosen, data.respondent, group_index,
-        param_names=list(data.coding.parameters), respondent_ids=list(data.respondents), group_names=groups,
+        data.X,
+        data.available,
+        data.chosen,
+        data.respondent,
+        group_index,
+        param_names=list(data.coding.parameters),
+        respondent_ids=list(data.respondents),
+        group_names=groups,
     )
     fit = hb.fit_hb(hb_data, rng=rng, progress=progress, **sampler)
     beta = fit.beta_draws  # draws × respondents × P
@@ -1438,16 +1807,33 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         sd = M.std(axis=0, ddof=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = betas[seg] / sd
-        params.append(pd.DataFrame({"segment": seg, "parameter": coding.parameters, "estimate": betas[seg], "se": sd, "z": z, "p_value": np.nan}))
+        params.append(
+            pd.DataFrame(
+                {
+                    "segment": seg,
+                    "parameter": coding.parameters,
+                    "estimate": betas[seg],
+                    "se": sd,
+                    "z": z,
+                    "p_value": np.nan,
+                }
+            )
+        )
         bp_ind = draws[mask] @ slope  # respondents × draws
         for a, levels in coding.levels.items():
             U = M @ coding.level_rows(a).T
             units = coding.unit_rows(a) if a in coding.numeric else []
             if units:
                 Uu = M @ np.array([r for _, r in units]).T
-                pw += [(seg, a, label, float(Uu[:, k].mean()), float(Uu[:, k].std(ddof=1))) for k, (label, _) in enumerate(units)]
+                pw += [
+                    (seg, a, label, float(Uu[:, k].mean()), float(Uu[:, k].std(ddof=1)))
+                    for k, (label, _) in enumerate(units)
+                ]
             else:
-                pw += [(seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, lv in enumerate(levels)]
+                pw += [
+                    (seg, a, lv, float(U[:, i].mean()), float(U[:, i].std(ddof=1)))
+                    for i, lv in enumerate(levels)
+                ]
             labels = list(levels) + [label for label, _ in units]
             # contrasts against the first level (and per-unit rows): respondents × draws × labels
             C = coding.level_rows(a)
@@ -1463,12 +1849,27 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
                     wtp.append((seg, a, lv, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0))
                     continue
                 lo, mid, hi = np.quantile(med[:, i], [0.025, 0.5, 0.975])
-                wtp.append((seg, a, lv, float(mid), float(lo), float(hi), float(med[:, i].std(ddof=1)), float(p25[:, i].mean()), float(p75[:, i].mean())))
+                wtp.append(
+                    (
+                        seg,
+                        a,
+                        lv,
+                        float(mid),
+                        float(lo),
+                        float(hi),
+                        float(med[:, i].std(ddof=1)),
+                        float(p25[:, i].mean()),
+                        float(p75[:, i].mean()),
+                    )
+                )
         if coding.price == "linear":
             pw.append((seg, "price", "per_unit", float(bp.mean()), float(bp.std(ddof=1))))
         else:
             U = M @ coding.level_rows("price").T
-            pw += [(seg, "price", f"{p:g}", float(U[:, i].mean()), float(U[:, i].std(ddof=1))) for i, p in enumerate(coding.prices)]
+            pw += [
+                (seg, "price", f"{p:g}", float(U[:, i].mean()), float(U[:, i].std(ddof=1)))
+                for i, p in enumerate(coding.prices)
+            ]
         if coding.none:
             r = M @ coding.none_row()
             pw.append((seg, "none", "none", float(r.mean()), float(r.std(ddof=1))))
@@ -1479,9 +1880,15 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         ll, ll0 = float(ll_task[tasks].sum()), float(ll_null_task[tasks].sum())
         fits.append(
             {
-                "segment": seg, "n_respondents": int(mask.sum()), "n_choices": int(tasks.sum()),
-                "loglik": ll, "loglik_null": ll0, "rho2": 1 - ll / ll0, "converged": True,
-                "price_coef": float(bp.mean()), "price_p_value": price_p,
+                "segment": seg,
+                "n_respondents": int(mask.sum()),
+                "n_choices": int(tasks.sum()),
+                "loglik": ll,
+                "loglik_null": ll0,
+                "rho2": 1 - ll / ll0,
+                "converged": True,
+                "price_coef": float(bp.mean()),
+                "price_p_value": price_p,
                 "mean_rlh": float(np.exp(ll / tasks.sum())),
             }
         )
@@ -1490,7 +1897,20 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
         fit["converged"] = bool(diagnostics["ok"].all())
     partworths = pd.DataFrame(pw, columns=["segment", "attribute", "level", "utility", "se"])
     importances = pd.DataFrame(imp, columns=["segment", "attribute", "importance"])
-    wtp_frame = pd.DataFrame(wtp, columns=["segment", "attribute", "level", "wtp", "lower", "upper", "se", "respondents_p25", "respondents_p75"])
+    wtp_frame = pd.DataFrame(
+        wtp,
+        columns=[
+            "segment",
+            "attribute",
+            "level",
+            "wtp",
+            "lower",
+            "upper",
+            "se",
+            "respondents_p25",
+            "respondents_p75",
+        ],
+    )
     individual = IndividualDraws(data.respondents, seg_resp, w_resp, draws)
     notes: list[str] = []
     wrong_sign = float(w_resp @ (mean_beta @ slope >= 0) / w_resp.sum())
@@ -1499,7 +1919,18 @@ def tables_from_draws(data: ChoiceData, draws: np.ndarray, diagnostics: pd.DataF
             f"{wrong_sign:.0%} of respondents (weighted) have a price coefficient that is not negative (posterior mean); "
             "their individual money values are not meaningful and sit in the tails of the WTP distribution."
         )
-    return partworths, importances, wtp_frame, pd.concat(params, ignore_index=True), fit, betas, covs, individual, diagnostics, notes
+    return (
+        partworths,
+        importances,
+        wtp_frame,
+        pd.concat(params, ignore_index=True),
+        fit,
+        betas,
+        covs,
+        individual,
+        diagnostics,
+        notes,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1513,7 +1944,18 @@ def _segments_of(result: ConjointResult, segment) -> list[str]:
     unknown = [s for s in wanted if s not in result.segments]
     if unknown:
         raise InputError(
-            [Problem("options", None, "segment", "one of the segments: " + ", ".join(result.segments) + suggestion(str(u), result.segments), u) for u in unknown]
+            [
+                Problem(
+                    "options",
+                    None,
+                    "segment",
+                    "one of the segments: "
+                    + ", ".join(result.segments)
+                    + suggestion(str(u), result.segments),
+                    u,
+                )
+                for u in unknown
+            ]
         )
     return wanted
 
@@ -1526,7 +1968,9 @@ def _unit_draws(result: ConjointResult, seg: str, n_draws: int, rng: np.random.G
     """
     if result.individual is not None:
         ind = result.individual
-        mask = np.ones(ind.segment.size, dtype=bool) if seg == RESERVED_SEGMENT else ind.segment == seg
+        mask = (
+            np.ones(ind.segment.size, dtype=bool) if seg == RESERVED_SEGMENT else ind.segment == seg
+        )
         d = np.transpose(ind.draws[mask], (1, 0, 2))
         if d.shape[0] > n_draws:
             d = d[np.linspace(0, d.shape[0] - 1, n_draws).round().astype(int)]
@@ -1537,7 +1981,9 @@ def _unit_draws(result: ConjointResult, seg: str, n_draws: int, rng: np.random.G
     return d[:, None, :], np.ones(1)
 
 
-def _draws_for(result: ConjointResult, seg: str, n_draws: int, rng: np.random.Generator, method: str):
+def _draws_for(
+    result: ConjointResult, seg: str, n_draws: int, rng: np.random.Generator, method: str
+):
     d, w = _unit_draws(result, seg, n_draws, rng)
     if method == "rfc" and result.individual is None:
         # aggregate model: the parameter draws are the simulated "individuals" of one market
@@ -1553,7 +1999,9 @@ def _quantiles(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _shares(V: np.ndarray, weights: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+def _shares(
+    V: np.ndarray, weights: np.ndarray, method: str, rng: np.random.Generator
+) -> np.ndarray:
     """Shares (draws × alternatives) from utilities (draws × units × alternatives)."""
     if method == "logit":
         V = V - V.max(axis=-1, keepdims=True)
@@ -1626,7 +2074,11 @@ def simulate_market(
     rng = rng if rng is not None else np.random.default_rng(0)
     source = str(products.attrs.get("source", "scenario"))
     if "product" not in products.columns:
-        raise InputError(Problem(source, None, "product", "a product column naming each product", "no such column"))
+        raise InputError(
+            Problem(
+                source, None, "product", "a product column naming each product", "no such column"
+            )
+        )
     if len(products) == 0:
         raise InputError(Problem(source, None, None, "at least one product", "no rows"))
     rows = result.coding.profile_rows(products, source=source)
@@ -1644,7 +2096,18 @@ def simulate_market(
         point = _point_shares(result, seg, rows) if method == "logit" else None
         share = point if point is not None else draws.mean(axis=0)
         lo, hi = _quantiles(draws)
-        out.append(pd.DataFrame({"segment": seg, "product": names, "share": share, "lower": lo, "upper": hi, "extrapolated": outside}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "segment": seg,
+                    "product": names,
+                    "share": share,
+                    "lower": lo,
+                    "upper": hi,
+                    "extrapolated": outside,
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -1657,7 +2120,11 @@ def extrapolation(result: ConjointResult, products: pd.DataFrame) -> pd.DataFram
     but no respondent saw such a product, so the share is an extrapolation.
     """
     ext = result.coding.extrapolation(products)
-    names = products["product"].astype(str).to_numpy() if "product" in products.columns else np.arange(len(products)).astype(str)
+    names = (
+        products["product"].astype(str).to_numpy()
+        if "product" in products.columns
+        else np.arange(len(products)).astype(str)
+    )
     ext.insert(0, "product", names[ext["row"].to_numpy(dtype=int)] if len(ext) else [])
     return ext.drop(columns="row")
 
@@ -1714,20 +2181,37 @@ def demand_curve(
         prices = np.linspace(min(result.prices), max(result.prices), 25)
     prices = np.atleast_1d(np.asarray(prices, dtype=float))
     base = pd.DataFrame({**{a: [v] for a, v in levels.items()}, "price": [float(prices[0])]})
-    prow = result.coding.profile_rows(base, source="product")[0] - result.coding.price_rows([prices[0]])[0]
+    prow = (
+        result.coding.profile_rows(base, source="product")[0]
+        - result.coding.price_rows([prices[0]])[0]
+    )
     own = prow[None, :] + result.coding.price_rows(prices)  # prices × P
     others = []
     if competitors is not None and len(competitors):
-        others.append(result.coding.profile_rows(competitors, source=str(competitors.attrs.get("source", "competitors"))))
+        others.append(
+            result.coding.profile_rows(
+                competitors, source=str(competitors.attrs.get("source", "competitors"))
+            )
+        )
     if result.coding.none:
         others.append(result.coding.none_row()[None, :])
     if not others:
-        raise InputError(Problem("options", None, "competitors", "a model with a none option, or competitors to compare with", "neither"))
+        raise InputError(
+            Problem(
+                "options",
+                None,
+                "competitors",
+                "a model with a none option, or competitors to compare with",
+                "neither",
+            )
+        )
     other = np.vstack(others)
     tested = result.coding.tested_values("price")
     outside = (prices < tested.min()) | (prices > tested.max())
     # alternatives per price: the product first, then the fixed others
-    rows = np.concatenate([own[:, None, :], np.broadcast_to(other, (prices.size, *other.shape))], axis=1)
+    rows = np.concatenate(
+        [own[:, None, :], np.broadcast_to(other, (prices.size, *other.shape))], axis=1
+    )
     out = []
     for seg in _segments_of(result, segment):
         d, w = _draws_for(result, seg, n_draws, rng, method)
@@ -1736,7 +2220,18 @@ def demand_curve(
         point = _point_shares(result, seg, rows) if method == "logit" else None
         share = point[:, 0] if point is not None else draws.mean(axis=0)
         lo, hi = _quantiles(draws)
-        out.append(pd.DataFrame({"segment": seg, "price": prices, "share": share, "lower": lo, "upper": hi, "extrapolated": outside}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "segment": seg,
+                    "price": prices,
+                    "share": share,
+                    "lower": lo,
+                    "upper": hi,
+                    "extrapolated": outside,
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -1744,17 +2239,29 @@ def demand_curve(
 # Study settings
 
 
-def conjoint_levels(settings: dict, *, source: str = "study.toml", required: bool = False) -> dict[str, list[str]]:
+def conjoint_levels(
+    settings: dict, *, source: str = "study.toml", required: bool = False
+) -> dict[str, list[str]]:
     """Attribute → ordered levels from ``[conjoint.attributes]`` (price excluded)."""
     attrs = settings.get("conjoint", {}).get("attributes", {})
     if required and not any(k != "price" for k in attrs):
-        raise InputError(Problem(source, None, "conjoint.attributes", "a [conjoint.attributes] table listing each attribute's levels", "none"))
+        raise InputError(
+            Problem(
+                source,
+                None,
+                "conjoint.attributes",
+                "a [conjoint.attributes] table listing each attribute's levels",
+                "none",
+            )
+        )
     out = {}
     for k, v in attrs.items():
         if k == "price":
             continue
         if not isinstance(v, list):
-            raise InputError(Problem(source, None, f"conjoint.attributes.{k}", "a list of levels", v))
+            raise InputError(
+                Problem(source, None, f"conjoint.attributes.{k}", "a list of levels", v)
+            )
         out[str(k)] = [str(x) for x in v]
     return out
 
@@ -1768,13 +2275,27 @@ def conjoint_numeric(settings: dict, *, source: str = "study.toml") -> dict[str,
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list):
-        raise InputError(Problem(source, None, "conjoint.numeric", 'a list of attribute names, e.g. ["seats"]', names))
+        raise InputError(
+            Problem(
+                source, None, "conjoint.numeric", 'a list of attribute names, e.g. ["seats"]', names
+            )
+        )
     if not isinstance(pieces, dict):
-        raise InputError(Problem(source, None, "conjoint.piecewise", "a table attribute = [knots]", pieces))
+        raise InputError(
+            Problem(source, None, "conjoint.piecewise", "a table attribute = [knots]", pieces)
+        )
     out: dict[str, tuple[float, ...]] = {str(a): () for a in names}
     for a, knots in pieces.items():
         if not isinstance(knots, list):
-            raise InputError(Problem(source, None, f"conjoint.piecewise.{a}", "a list of knots, e.g. [100, 500]", knots))
+            raise InputError(
+                Problem(
+                    source,
+                    None,
+                    f"conjoint.piecewise.{a}",
+                    "a list of knots, e.g. [100, 500]",
+                    knots,
+                )
+            )
         out[str(a)] = tuple(knots)
     return out
 
@@ -1784,11 +2305,21 @@ def conjoint_prices(settings: dict, *, source: str = "study.toml") -> list[float
     cj = settings.get("conjoint", {})
     prices = cj.get("attributes", {}).get("price", cj.get("prices"))
     if prices is None:
-        raise InputError(Problem(source, None, "conjoint.attributes.price", "tested price levels, e.g. price = [29, 49, 79] (or [conjoint] prices = [...])", "none"))
+        raise InputError(
+            Problem(
+                source,
+                None,
+                "conjoint.attributes.price",
+                "tested price levels, e.g. price = [29, 49, 79] (or [conjoint] prices = [...])",
+                "none",
+            )
+        )
     try:
         values = [float(p) for p in prices]
     except (TypeError, ValueError):
-        raise InputError(Problem(source, None, "conjoint.attributes.price", "numeric price levels", prices)) from None
+        raise InputError(
+            Problem(source, None, "conjoint.attributes.price", "numeric price levels", prices)
+        ) from None
     return values
 
 
@@ -1803,7 +2334,9 @@ class SimulatorTables:
     extrapolation: pd.DataFrame | None = None  # scenario cells outside the tested range
 
 
-def simulator_tables(result: ConjointResult, scenario: pd.DataFrame | None = None, *, rng: np.random.Generator) -> SimulatorTables:
+def simulator_tables(
+    result: ConjointResult, scenario: pd.DataFrame | None = None, *, rng: np.random.Generator
+) -> SimulatorTables:
     """Shares of the scenario's products (RFC with HB draws, else logit) and the demand curve of
     the scenario's first product — or of every attribute's first level — against no-choice."""
     simulation = outside = None

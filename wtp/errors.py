@@ -148,9 +148,15 @@ class OutputError(OSError):
         return self.text
 
 
-_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)] if c not in (0x0A, 0x09)}
+_CONTROL = {
+    c: f"\\x{c:02x}"
+    for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
+    if c not in (0x0A, 0x09)
+}
 # bidirectional overrides reorder what a terminal shows; they are escaped like control characters
-_CONTROL.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]})
+_CONTROL.update(
+    {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]}
+)
 
 
 def printable(text: str) -> str:

@@ -189,9 +189,13 @@ def choice_data(
         chosen=chosen,
         respondent=respondent,
         group=group,
-        param_names=list(param_names) if param_names is not None else [f"b{i + 1}" for i in range(p)],
+        param_names=list(param_names)
+        if param_names is not None
+        else [f"b{i + 1}" for i in range(p)],
         respondent_ids=list(respondent_ids) if respondent_ids is not None else list(range(n_resp)),
-        group_names=list(group_names) if group_names is not None else [f"g{i + 1}" for i in range(n_groups)],
+        group_names=list(group_names)
+        if group_names is not None
+        else [f"g{i + 1}" for i in range(n_groups)],
     )
 
 
@@ -222,10 +226,28 @@ def _layout(data: ChoiceData, force: str | None = None) -> _Layout:
     if factorised:
         flat = data.respondent[:, None] * u + inverse
         chosen_flat = flat[np.arange(n), data.chosen]
-        return _Layout(True, rows, np.ascontiguousarray(flat.T), chosen_flat, avail, counts, np.zeros((1, 1, p)), np.zeros((1, p)))
+        return _Layout(
+            True,
+            rows,
+            np.ascontiguousarray(flat.T),
+            chosen_flat,
+            avail,
+            counts,
+            np.zeros((1, 1, p)),
+            np.zeros((1, p)),
+        )
     XT = np.ascontiguousarray(np.transpose(data.X, (1, 0, 2)))
     Xc = data.X[np.arange(n), data.chosen]
-    return _Layout(False, np.zeros((1, p)), np.zeros((a, 1), dtype=np.int64), np.zeros(1, dtype=np.int64), avail, counts, XT, Xc)
+    return _Layout(
+        False,
+        np.zeros((1, p)),
+        np.zeros((a, 1), dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        avail,
+        counts,
+        XT,
+        Xc,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -498,8 +520,12 @@ def convergence_diagnostics(
         "ess_tail_by_variable": et,
         "individual_checked": int(len(chosen)),
         "individual_max_rhat": float(np.nanmax(ind_rhat)) if ind_rhat.size else float("nan"),
-        "individual_rhat_p99": float(np.nanquantile(ind_rhat, 0.99)) if ind_rhat.size else float("nan"),
-        "individual_share_rhat_above": float(np.mean(ind_rhat > RHAT_MAX)) if ind_rhat.size else float("nan"),
+        "individual_rhat_p99": float(np.nanquantile(ind_rhat, 0.99))
+        if ind_rhat.size
+        else float("nan"),
+        "individual_share_rhat_above": float(np.mean(ind_rhat > RHAT_MAX))
+        if ind_rhat.size
+        else float("nan"),
         "individual_min_ess_bulk": float(np.nanmin(ind_ess_b)) if ind_ess_b.size else float("nan"),
         "individual_min_ess_tail": float(np.nanmin(ind_ess_t)) if ind_ess_t.size else float("nan"),
         "n_draws": int(post.sizes["chain"] * post.sizes["draw"]),
@@ -522,22 +548,50 @@ def convergence_diagnostics(
         out["corr_max_rhat"] = rh["corr"]
         out["corr_min_ess_bulk"] = eb["corr"]
         out["corr_min_ess_tail"] = et["corr"]
-        out["covariance_converged"] = bool(rh["corr"] <= RHAT_MAX and eb["corr"] >= ESS_MIN and et["corr"] >= ESS_MIN)
+        out["covariance_converged"] = bool(
+            rh["corr"] <= RHAT_MAX and eb["corr"] >= ESS_MIN and et["corr"] >= ESS_MIN
+        )
     return out
 
 
 def _checks(d: dict) -> list[tuple[str, str, bool]]:
     """(what, value in words, passes) for every check that decides ``converged``."""
     out = [
-        (f"population R-hat ({d['worst_parameter']})", f"{d['max_rhat']:.3f} > {RHAT_MAX}" if d["max_rhat"] > RHAT_MAX else f"{d['max_rhat']:.3f}", d["max_rhat"] <= RHAT_MAX),
-        ("population bulk ESS", f"{d['min_ess_bulk']:.0f} < {ESS_MIN}", d["min_ess_bulk"] >= ESS_MIN),
-        ("population tail ESS", f"{d['min_ess_tail']:.0f} < {ESS_MIN}", d["min_ess_tail"] >= ESS_MIN),
+        (
+            f"population R-hat ({d['worst_parameter']})",
+            f"{d['max_rhat']:.3f} > {RHAT_MAX}"
+            if d["max_rhat"] > RHAT_MAX
+            else f"{d['max_rhat']:.3f}",
+            d["max_rhat"] <= RHAT_MAX,
+        ),
+        (
+            "population bulk ESS",
+            f"{d['min_ess_bulk']:.0f} < {ESS_MIN}",
+            d["min_ess_bulk"] >= ESS_MIN,
+        ),
+        (
+            "population tail ESS",
+            f"{d['min_ess_tail']:.0f} < {ESS_MIN}",
+            d["min_ess_tail"] >= ESS_MIN,
+        ),
     ]
     if d["individual_checked"]:
         out += [
-            ("individual R-hat", f"{d['individual_max_rhat']:.3f} > {RHAT_MAX}", d["individual_max_rhat"] <= RHAT_MAX),
-            ("individual bulk ESS", f"{d['individual_min_ess_bulk']:.0f} < {ESS_MIN}", d["individual_min_ess_bulk"] >= ESS_MIN),
-            ("individual tail ESS", f"{d['individual_min_ess_tail']:.0f} < {ESS_MIN}", d["individual_min_ess_tail"] >= ESS_MIN),
+            (
+                "individual R-hat",
+                f"{d['individual_max_rhat']:.3f} > {RHAT_MAX}",
+                d["individual_max_rhat"] <= RHAT_MAX,
+            ),
+            (
+                "individual bulk ESS",
+                f"{d['individual_min_ess_bulk']:.0f} < {ESS_MIN}",
+                d["individual_min_ess_bulk"] >= ESS_MIN,
+            ),
+            (
+                "individual tail ESS",
+                f"{d['individual_min_ess_tail']:.0f} < {ESS_MIN}",
+                d["individual_min_ess_tail"] >= ESS_MIN,
+            ),
         ]
     else:
         out.append(("individual utilities", "checked once the population passes", False))
@@ -589,7 +643,9 @@ class HBResult:
         return pd.DataFrame(
             {
                 "respondent_id": np.repeat(np.asarray(self.data.respondent_ids, dtype=object), p),
-                "group": np.repeat(np.asarray(self.data.group_names, dtype=object)[self.data.group], p),
+                "group": np.repeat(
+                    np.asarray(self.data.group_names, dtype=object)[self.data.group], p
+                ),
                 "param": np.tile(np.asarray(self.data.param_names, dtype=object), r),
                 "beta": b.ravel(),
             }
@@ -620,13 +676,48 @@ class HBResult:
         d = self.diagnostics
         return pd.DataFrame(
             [
-                {"check": "max R-hat", "value": d["max_rhat"], "threshold": f"<= {RHAT_MAX}", "ok": d["max_rhat"] <= RHAT_MAX},
-                {"check": "min bulk ESS", "value": d["min_ess_bulk"], "threshold": f">= {ESS_MIN}", "ok": d["min_ess_bulk"] >= ESS_MIN},
-                {"check": "min tail ESS", "value": d["min_ess_tail"], "threshold": f">= {ESS_MIN}", "ok": d["min_ess_tail"] >= ESS_MIN},
-                {"check": "divergences", "value": d["divergences"], "threshold": "0", "ok": d["divergences"] == 0},
-                {"check": "individual max R-hat", "value": d["individual_max_rhat"], "threshold": f"<= {RHAT_MAX}", "ok": d["individual_max_rhat"] <= RHAT_MAX},
-                {"check": "individual min bulk ESS", "value": d["individual_min_ess_bulk"], "threshold": f">= {ESS_MIN}", "ok": d["individual_min_ess_bulk"] >= ESS_MIN},
-                {"check": "individual min tail ESS", "value": d["individual_min_ess_tail"], "threshold": f">= {ESS_MIN}", "ok": d["individual_min_ess_tail"] >= ESS_MIN},
+                {
+                    "check": "max R-hat",
+                    "value": d["max_rhat"],
+                    "threshold": f"<= {RHAT_MAX}",
+                    "ok": d["max_rhat"] <= RHAT_MAX,
+                },
+                {
+                    "check": "min bulk ESS",
+                    "value": d["min_ess_bulk"],
+                    "threshold": f">= {ESS_MIN}",
+                    "ok": d["min_ess_bulk"] >= ESS_MIN,
+                },
+                {
+                    "check": "min tail ESS",
+                    "value": d["min_ess_tail"],
+                    "threshold": f">= {ESS_MIN}",
+                    "ok": d["min_ess_tail"] >= ESS_MIN,
+                },
+                {
+                    "check": "divergences",
+                    "value": d["divergences"],
+                    "threshold": "0",
+                    "ok": d["divergences"] == 0,
+                },
+                {
+                    "check": "individual max R-hat",
+                    "value": d["individual_max_rhat"],
+                    "threshold": f"<= {RHAT_MAX}",
+                    "ok": d["individual_max_rhat"] <= RHAT_MAX,
+                },
+                {
+                    "check": "individual min bulk ESS",
+                    "value": d["individual_min_ess_bulk"],
+                    "threshold": f">= {ESS_MIN}",
+                    "ok": d["individual_min_ess_bulk"] >= ESS_MIN,
+                },
+                {
+                    "check": "individual min tail ESS",
+                    "value": d["individual_min_ess_tail"],
+                    "threshold": f">= {ESS_MIN}",
+                    "ok": d["individual_min_ess_tail"] >= ESS_MIN,
+                },
             ]
         )
 
@@ -666,7 +757,11 @@ def sampler_settings(section: dict | None, source: str = "study.toml", **given) 
             value, where = section[key], source
         if value is None:
             continue
-        ok = isinstance(value, bool) if kind is bool else (isinstance(value, (int, float)) and not isinstance(value, bool))
+        ok = (
+            isinstance(value, bool)
+            if kind is bool
+            else (isinstance(value, (int, float)) and not isinstance(value, bool))
+        )
         if ok and kind is int:
             ok = float(value).is_integer()
         if ok and kind is not bool:
@@ -695,7 +790,9 @@ def unconverged_advice(d: dict) -> str:
     elif "rounds" in why:
         act = "Several rounds with longer warm-up did not settle it: rerun with --tune 2000 and a longer --time-budget, or check the data (respondents with very few tasks)."
     else:
-        act = "Rerun without --draws/--tune limits so that sampling continues until it has converged."
+        act = (
+            "Rerun without --draws/--tune limits so that sampling continues until it has converged."
+        )
     return f"{head} {act} Until then, do not use the shares, utilities or prices built on them."
 
 
@@ -820,16 +917,36 @@ def fit_hb(
         if interim:
             # the individual set costs most of a check; it can only pass once the population has
             d = convergence_diagnostics(idata, individual_sample=0, extra=extra)
-            if not (d["max_rhat"] <= RHAT_MAX and d["min_ess_bulk"] >= ESS_MIN and d["min_ess_tail"] >= ESS_MIN):
+            if not (
+                d["max_rhat"] <= RHAT_MAX
+                and d["min_ess_bulk"] >= ESS_MIN
+                and d["min_ess_tail"] >= ESS_MIN
+            ):
                 return d, beta
-        return convergence_diagnostics(idata, individual_sample=individual_sample, rng=diag_rng, extra=extra), beta
+        return convergence_diagnostics(
+            idata, individual_sample=individual_sample, rng=diag_rng, extra=extra
+        ), beta
 
-    settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores, "seed": seed, "target_accept": target_accept,
-                "until_converged": until_converged, "time_budget_s": time_budget, "max_rounds": max_rounds}
+    settings = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "cores": cores,
+        "seed": seed,
+        "target_accept": target_accept,
+        "until_converged": until_converged,
+        "time_budget_s": time_budget,
+        "max_rounds": max_rounds,
+    }
     if use_nutpie:
         t0 = time.perf_counter()
-        reporter.message(f"hierarchical Bayes: {data.n_respondents} respondents, {data.n_params} parameters each; compiling the model")
-        with warnings.catch_warnings(), heartbeat("compiling the model (numba; cached for later runs)", reporter.message):
+        reporter.message(
+            f"hierarchical Bayes: {data.n_respondents} respondents, {data.n_params} parameters each; compiling the model"
+        )
+        with (
+            warnings.catch_warnings(),
+            heartbeat("compiling the model (numba; cached for later runs)", reporter.message),
+        ):
             warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
             compiled = _compiled(model, data, priors, layout, var_names)
         timings["compile_s"] = time.perf_counter() - t0
@@ -838,10 +955,23 @@ def fit_hb(
         # every chain in its own thread, even on fewer cores: the convergence checks need all
         # chains to advance together (nutpie would otherwise run the later ones afterwards)
         idata, diagnostics, beta, history = _run_rounds(
-            compiled, diagnose, reporter=reporter, tune=tune, draws=draws, chains=chains, cores=chains, seed=seed,
-            target_accept=target_accept, until_converged=until_converged, deadline=deadline, max_rounds=max_rounds,
-            draws_cap=max(draws, max_draws) if max_draws else _draws_cap(data, chains, draws), data=data,
-            sampler_kwargs=dict(DEFAULT_SAMPLER_KWARGS if sampler_kwargs is None else sampler_kwargs),
+            compiled,
+            diagnose,
+            reporter=reporter,
+            tune=tune,
+            draws=draws,
+            chains=chains,
+            cores=chains,
+            seed=seed,
+            target_accept=target_accept,
+            until_converged=until_converged,
+            deadline=deadline,
+            max_rounds=max_rounds,
+            draws_cap=max(draws, max_draws) if max_draws else _draws_cap(data, chains, draws),
+            data=data,
+            sampler_kwargs=dict(
+                DEFAULT_SAMPLER_KWARGS if sampler_kwargs is None else sampler_kwargs
+            ),
         )
         timings["sample_s"] = time.perf_counter() - t0
         used = "nutpie"
@@ -849,7 +979,9 @@ def fit_hb(
         import pymc as pm
 
         t0 = time.perf_counter()
-        reporter.message(f"hierarchical Bayes (PyMC sampler): {chains} chains x {draws} draws after {tune} warm-up")
+        reporter.message(
+            f"hierarchical Bayes (PyMC sampler): {chains} chains x {draws} draws after {tune} warm-up"
+        )
         with model, heartbeat("sampling (PyMC)", reporter.message, every=10.0):
             idata = pm.sample(
                 draws=draws,
@@ -868,16 +1000,29 @@ def fit_hb(
         timings["sample_s"] = time.perf_counter() - t0
         idata = _tidy(idata, data)
         diagnostics, beta = diagnose(idata)
-        history = [{"round": 1, "tune": tune, "target_accept": target_accept, "draws_per_chain": draws, "converged": diagnostics["converged"],
-                    "limiting": diagnostics["limiting"], "stopped_because": "fixed draws (PyMC sampler)"}]
+        history = [
+            {
+                "round": 1,
+                "tune": tune,
+                "target_accept": target_accept,
+                "draws_per_chain": draws,
+                "converged": diagnostics["converged"],
+                "limiting": diagnostics["limiting"],
+                "stopped_because": "fixed draws (PyMC sampler)",
+            }
+        ]
         used = "pymc"
     timings["total_s"] = time.perf_counter() - t_start
     diagnostics["sampler"] = used
     diagnostics["sampling"] = history
     diagnostics["stopped_because"] = history[-1]["stopped_because"] if history else ""
     diagnostics.update({k: round(v, 3) for k, v in timings.items() if not math.isnan(v)})
-    verdict = "converged" if diagnostics["converged"] else f"NOT converged ({diagnostics['limiting']})"
-    reporter.message(f"hierarchical Bayes: {verdict} after {diagnostics['draws_per_chain']} draws per chain, {timings['total_s']:.0f} s in all")
+    verdict = (
+        "converged" if diagnostics["converged"] else f"NOT converged ({diagnostics['limiting']})"
+    )
+    reporter.message(
+        f"hierarchical Bayes: {verdict} after {diagnostics['draws_per_chain']} draws per chain, {timings['total_s']:.0f} s in all"
+    )
     reporter.close()
     beta_draws = beta.reshape(-1, beta.shape[2], beta.shape[3])
     settings["rounds"] = len(history)
@@ -908,7 +1053,9 @@ def _checkpoints(first: int, cap: int) -> list[int]:
     return points
 
 
-_PROGRESS_TEMPLATE = "{% for chain in chains %}{{ chain.finished_draws }}:{{ chain.divergences }};{% endfor %}"
+_PROGRESS_TEMPLATE = (
+    "{% for chain in chains %}{{ chain.finished_draws }}:{{ chain.divergences }};{% endfor %}"
+)
 
 
 class _Tracker:
@@ -937,7 +1084,9 @@ class _Tracker:
         return sum(max(0, f - self.tune) for f in self.finished)
 
 
-def _start_nutpie(compiled, *, tune, draws, chains, cores, seed, target_accept, sampler_kwargs, tracker):
+def _start_nutpie(
+    compiled, *, tune, draws, chains, cores, seed, target_accept, sampler_kwargs, tracker
+):
     """nutpie's background sampler with a progress callback instead of its terminal bar.
 
     ``nutpie.sample`` offers a callback only inside notebooks, so the background sampler is
@@ -964,7 +1113,9 @@ def _start_nutpie(compiled, *, tune, draws, chains, cores, seed, target_accept, 
     bg._zarr_store = None
     bg._store = _lib.PyStorage.arrow()
     progress = _lib.ProgressType.template_callback(250, _PROGRESS_TEMPLATE, cores, tracker)
-    bg._sampler = compiled._make_sampler(settings, np.zeros(compiled.n_dim), cores, progress, bg._store)
+    bg._sampler = compiled._make_sampler(
+        settings, np.zeros(compiled.n_dim), cores, progress, bg._store
+    )
     return bg
 
 
@@ -975,8 +1126,24 @@ def _cut(idata, n: int, data: ChoiceData):
     return _tidy(idata, data)
 
 
-def _run_rounds(compiled, diagnose, *, reporter, tune, draws, chains, cores, seed, target_accept, until_converged,
-                deadline, max_rounds, draws_cap, sampler_kwargs, data):
+def _run_rounds(
+    compiled,
+    diagnose,
+    *,
+    reporter,
+    tune,
+    draws,
+    chains,
+    cores,
+    seed,
+    target_accept,
+    until_converged,
+    deadline,
+    max_rounds,
+    draws_cap,
+    sampler_kwargs,
+    data,
+):
     """Rounds of nutpie sampling with convergence checks (the table in :func:`fit_hb`)."""
     from wtp.progress import SamplingStatus
 
@@ -987,8 +1154,17 @@ def _run_rounds(compiled, diagnose, *, reporter, tune, draws, chains, cores, see
     cap = draws_cap if until_converged else draws
     for rnd in range(1, max_rounds + 1):
         tracker = _Tracker(chains, round_tune)
-        bg = _start_nutpie(compiled, tune=round_tune, draws=cap, chains=chains, cores=cores, seed=seed + rnd - 1,
-                           target_accept=round_ta, sampler_kwargs=sampler_kwargs, tracker=tracker)
+        bg = _start_nutpie(
+            compiled,
+            tune=round_tune,
+            draws=cap,
+            chains=chains,
+            cores=cores,
+            seed=seed + rnd - 1,
+            target_accept=round_ta,
+            sampler_kwargs=sampler_kwargs,
+            tracker=tracker,
+        )
         reporter.message(
             f"sampling round {rnd}: {chains} chains, {round_tune} warm-up iterations, "
             f"target acceptance {round_ta:.2f}; convergence checked from {draws} draws per chain"
@@ -1005,14 +1181,24 @@ def _run_rounds(compiled, diagnose, *, reporter, tune, draws, chains, cores, see
             while True:
                 now = time.perf_counter()
                 done = tracker.kept_total() + tracker.warmup_done()
-                rate = (done - rate_n) / (now - rate_t) if now - rate_t > 1 and done > rate_n else None
+                rate = (
+                    (done - rate_n) / (now - rate_t) if now - rate_t > 1 and done > rate_n else None
+                )
                 left = max(0, chains * (round_tune + n) - done)
-                reporter.status(SamplingStatus(
-                    round=rnd, chains=chains, chains_warming_up=sum(f < round_tune for f in tracker.finished),
-                    draws_done=tracker.kept_total(), draws_target=chains * n, warmup_done=tracker.warmup_done(),
-                    warmup_total=chains * round_tune, divergences=sum(tracker.divergences), elapsed_s=now - t0,
-                    remaining_s=left / rate if rate else (0.0 if not left else None),
-                ))
+                reporter.status(
+                    SamplingStatus(
+                        round=rnd,
+                        chains=chains,
+                        chains_warming_up=sum(f < round_tune for f in tracker.finished),
+                        draws_done=tracker.kept_total(),
+                        draws_target=chains * n,
+                        warmup_done=tracker.warmup_done(),
+                        warmup_total=chains * round_tune,
+                        divergences=sum(tracker.divergences),
+                        elapsed_s=now - t0,
+                        remaining_s=left / rate if rate else (0.0 if not left else None),
+                    )
+                )
                 if tracker.kept() >= n:
                     break
                 if deadline is not None and now > deadline and best is not None:
@@ -1046,7 +1232,11 @@ def _run_rounds(compiled, diagnose, *, reporter, tune, draws, chains, cores, see
                 + ("converged" if diag["converged"] else f"not yet ({diag['limiting']})")
             )
             if why != "continuing":
-                outcome = "done" if why == "converged" or not until_converged else ("divergent" if diag["divergences"] else "cap")
+                outcome = (
+                    "done"
+                    if why == "converged" or not until_converged
+                    else ("divergent" if diag["divergences"] else "cap")
+                )
                 break
         bg.cancel()
         if outcome in ("done", "time"):

@@ -82,7 +82,9 @@ class _Collector:
             examples = tuple(zip(rows[:MAX_EXAMPLES], found[:MAX_EXAMPLES], strict=False))
         else:
             examples = tuple((r,) for r in rows[:MAX_EXAMPLES])
-        self.problems.append(Problem(self.file, rows[0], column, expected, None, count=len(rows), examples=examples))
+        self.problems.append(
+            Problem(self.file, rows[0], column, expected, None, count=len(rows), examples=examples)
+        )
 
     def raise_if_any(self):
         if self.problems:
@@ -143,7 +145,9 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
             raw = path.read_bytes()
             text = _decode(raw, label)
             if not text.strip():
-                raise InputError(Problem(label, None, None, "a header row and data", "an empty file"))
+                raise InputError(
+                    Problem(label, None, None, "a header row and data", "an empty file")
+                )
             delimiter, decimal = _sniff_csv(text[:20000])
             title_lines = _title_lines(text, delimiter)
             row_offset += title_lines
@@ -166,10 +170,18 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(Problem(label, None, None, "a readable table", str(exc).splitlines()[0])) from exc
+        raise InputError(
+            Problem(label, None, None, "a readable table", str(exc).splitlines()[0])
+        ) from exc
     except Exception as exc:  # openpyxl, pyarrow and pyreadstat raise their own types
         raise InputError(
-            Problem(label, None, None, f"a readable {suffix or 'CSV'} file", f"{type(exc).__name__}: {exc}")
+            Problem(
+                label,
+                None,
+                None,
+                f"a readable {suffix or 'CSV'} file",
+                f"{type(exc).__name__}: {exc}",
+            )
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     if suffix not in {".csv", ".txt", ".tsv", ""}:  # CSV headers were checked as written
@@ -184,7 +196,9 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
 def _title_lines(text: str, delimiter: str, search: int = 12) -> int:
     """Lines of a title block above a CSV header: the leading lines holding at most one value
     while the lines after them are wider (a survey name, an export date, a blank line)."""
-    records = list(itertools.islice(csv.reader(_io.StringIO(text[:200000]), delimiter=delimiter), 50))
+    records = list(
+        itertools.islice(csv.reader(_io.StringIO(text[:200000]), delimiter=delimiter), 50)
+    )
     widths = [sum(1 for v in r if v.strip()) for r in records]
     if not widths or max(widths) < 2:
         return 0
@@ -198,23 +212,47 @@ def _decode(raw: bytes, label: str) -> str:
     """Text of a CSV: UTF-8 (BOM or not), UTF-16 (Excel's "Unicode text", with or without a
     BOM), else Windows-1252, which survey tools on Windows still export."""
     if raw.startswith(b"\xef\xbb\xbf"):
-        return raw[3:].decode("utf-8", errors="strict") if _utf8(raw[3:]) else raw[3:].decode("cp1252", errors="replace")
+        return (
+            raw[3:].decode("utf-8", errors="strict")
+            if _utf8(raw[3:])
+            else raw[3:].decode("cp1252", errors="replace")
+        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError:
-            raise InputError(Problem(label, None, None, "readable UTF-16 text (the file starts like Excel's 'Unicode text')", "bytes that are not UTF-16")) from None
+            raise InputError(
+                Problem(
+                    label,
+                    None,
+                    None,
+                    "readable UTF-16 text (the file starts like Excel's 'Unicode text')",
+                    "bytes that are not UTF-16",
+                )
+            ) from None
     head = raw[:4000]
     if head.count(b"\x00") > len(head) // 4:
         # UTF-16 without a byte order mark: the zero bytes sit on one side of each character
-        encoding = "utf-16-le" if head[1::2].count(b"\x00") > head[0::2].count(b"\x00") else "utf-16-be"
+        encoding = (
+            "utf-16-le" if head[1::2].count(b"\x00") > head[0::2].count(b"\x00") else "utf-16-be"
+        )
         try:
             return raw.decode(encoding)
         except UnicodeDecodeError:
             pass
-        raise InputError(Problem(label, None, None, "a text table (CSV in UTF-8 or UTF-16)", "binary data with zero bytes"))
+        raise InputError(
+            Problem(
+                label,
+                None,
+                None,
+                "a text table (CSV in UTF-8 or UTF-16)",
+                "binary data with zero bytes",
+            )
+        )
     if b"\x00" in head:
-        raise InputError(Problem(label, None, None, "a text table (CSV)", "binary data with zero bytes"))
+        raise InputError(
+            Problem(label, None, None, "a text table (CSV)", "binary data with zero bytes")
+        )
     if _utf8(raw):
         return raw.decode("utf-8")
     return raw.decode("cp1252", errors="replace")
@@ -272,14 +310,23 @@ def _read_csv_text(text: str, delimiter: str, title_lines: int = 0) -> pd.DataFr
 
 def _check_header(text: str, delimiter: str, label: str, title_lines: int = 0) -> None:
     """Duplicated column names are an error: pandas would silently rename one to ``x.1``."""
-    header = text.split("\n", title_lines + 1)[title_lines] if text.count("\n") >= title_lines else ""
+    header = (
+        text.split("\n", title_lines + 1)[title_lines] if text.count("\n") >= title_lines else ""
+    )
     first = next(csv.reader(_io.StringIO(header), delimiter=delimiter, skipinitialspace=True), [])
     names = [c.strip() for c in first]
     seen: dict[str, int] = {}
     problems = []
     for i, name in enumerate(names, start=1):
         if name and name in seen:
-            problems.append(Problem(label, 1 + title_lines, name, f"each column name once (columns {seen[name]} and {i} are both '{name}')"))
+            problems.append(
+                Problem(
+                    label,
+                    1 + title_lines,
+                    name,
+                    f"each column name once (columns {seen[name]} and {i} are both '{name}')",
+                )
+            )
         seen.setdefault(name, i)
     if problems:
         raise InputError(problems)
@@ -292,7 +339,9 @@ def _no_duplicate_columns(frame: pd.DataFrame, label: str) -> None:
     for name in names:
         m = re.fullmatch(r"(.+)\.(\d+)", name)
         if m and m.group(1) in names:
-            problems.append(Problem(label, 1, m.group(1), "each column name once (it appears more than once)"))
+            problems.append(
+                Problem(label, 1, m.group(1), "each column name once (it appears more than once)")
+            )
     if problems:
         raise InputError(problems)
 
@@ -325,16 +374,31 @@ def _numeric(
     bad = pd.Series(False, index=frame.index)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype(float)
-    elif rule == "number" and (fast := _arrow_float(values, frame.attrs.get("decimal", "."))) is not None:
+    elif (
+        rule == "number"
+        and (fast := _arrow_float(values, frame.attrs.get("decimal", "."))) is not None
+    ):
         # every cell parsed in one vectorised cast: nothing to report cell by cell
         out = pd.Series(fast, index=frame.index)
     else:
         currency = frame.attrs.get("currency") if rule == "money" else None
-        out, bad, wrong = parse_numbers(values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency)
+        out, bad, wrong = parse_numbers(
+            values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency
+        )
         if bad.any():
-            col.add_rows(rows[bad.to_numpy()], column, f"{expected}: {RULE_WORDS[rule]}", values[bad].tolist())
+            col.add_rows(
+                rows[bad.to_numpy()],
+                column,
+                f"{expected}: {RULE_WORDS[rule]}",
+                values[bad].tolist(),
+            )
         if wrong.any():
-            col.add_rows(rows[wrong.to_numpy()], column, f"{expected} in the study's currency ({currency})", values[wrong].tolist())
+            col.add_rows(
+                rows[wrong.to_numpy()],
+                column,
+                f"{expected} in the study's currency ({currency})",
+                values[wrong].tolist(),
+            )
             bad = bad | wrong
     out = pd.Series(out.to_numpy(dtype=float), index=frame.index, name=column)
     infinite = ~np.isfinite(out.to_numpy()) & out.notna().to_numpy()
@@ -345,7 +409,12 @@ def _numeric(
     # anywhere near this size, so it is a typo or an export error
     huge = (out.abs() > MAX_MAGNITUDE).to_numpy()
     if huge.any():
-        col.add_rows(rows[huge], column, f"{expected} of at most {MAX_MAGNITUDE:.0e} in size", values[huge].tolist())
+        col.add_rows(
+            rows[huge],
+            column,
+            f"{expected} of at most {MAX_MAGNITUDE:.0e} in size",
+            values[huge].tolist(),
+        )
         out[huge] = np.nan
     if not allow_missing:
         missing = out.isna() & ~bad.to_numpy() & ~(infinite | huge)
@@ -378,7 +447,9 @@ def _text_bad(values: pd.Series, frame: pd.DataFrame, rule: str = "number") -> p
     if pd.api.types.is_numeric_dtype(values):
         return pd.Series(False, index=values.index)
     currency = frame.attrs.get("currency") if rule == "money" else None
-    _out, bad, wrong = parse_numbers(values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency)
+    _out, bad, wrong = parse_numbers(
+        values, rule, decimal=frame.attrs.get("decimal", "."), currency=currency
+    )
     return bad | wrong
 
 
@@ -414,7 +485,9 @@ def _positive_weight(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
     rows = _rows(frame)
     bad = w.notna() & (w <= 0)
     if bad.any():
-        col.add_rows(rows[bad.to_numpy()], "weight", "a positive weight", frame["weight"][bad].tolist())
+        col.add_rows(
+            rows[bad.to_numpy()], "weight", "a positive weight", frame["weight"][bad].tolist()
+        )
     return w
 
 
@@ -432,7 +505,6 @@ def _rows(frame: pd.DataFrame) -> np.ndarray:
     return np.arange(len(frame)) + _row_offset(frame)
 
 
-
 def _nonempty(frame: pd.DataFrame, col: _Collector) -> None:
     if len(frame) == 0:
         col.add(None, None, "at least one data row", "a header only")
@@ -446,7 +518,9 @@ def _nonempty(frame: pd.DataFrame, col: _Collector) -> None:
 VW_COLUMNS = ["too_cheap", "cheap", "expensive", "too_expensive"]
 
 
-def validate_vw(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_vw(
+    frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None
+) -> pd.DataFrame:
     """Validate Van Westendorp answers.
 
     ============== ==========================================================
@@ -477,7 +551,9 @@ def validate_vw(frame: pd.DataFrame, *, source: str | None = None, layout: Input
         out[c] = _numeric(frame, c, col, expected="a price (a number)", rule="money")
         neg = out[c] < 0
         if neg.any():
-            col.add_rows(_rows(frame)[neg.to_numpy()], c, "a price of 0 or more", frame[c][neg].tolist())
+            col.add_rows(
+                _rows(frame)[neg.to_numpy()], c, "a price of 0 or more", frame[c][neg].tolist()
+            )
     for c in ("buy_cheap", "buy_expensive"):
         if c in frame.columns:
             # kept raw: text labels, a 1-5 scale or probabilities are resolved by the NMS step
@@ -502,8 +578,16 @@ def _check_unique(frame, keys: pd.Series, column: str, col: _Collector, what="re
     rows = _rows(frame)
     first_row = pd.Series(rows, index=keys.index).groupby(keys).transform("min")
     if int(dup.sum()) > MAX_EXAMPLES:
-        found = [f"{k} (already in row {int(f)})" for k, f in zip(keys[dup][:MAX_EXAMPLES], first_row[dup][:MAX_EXAMPLES], strict=True)]
-        col.add_rows(rows[dup.to_numpy()], column, f"one row per {what} (an id already used in an earlier row)", found)
+        found = [
+            f"{k} (already in row {int(f)})"
+            for k, f in zip(keys[dup][:MAX_EXAMPLES], first_row[dup][:MAX_EXAMPLES], strict=True)
+        ]
+        col.add_rows(
+            rows[dup.to_numpy()],
+            column,
+            f"one row per {what} (an id already used in an earlier row)",
+            found,
+        )
         return
     for r, k, f in zip(rows[dup.to_numpy()], keys[dup], first_row[dup], strict=True):
         col.add(int(r), column, f"one row per {what} (this id is already in row {int(f)})", k)
@@ -540,19 +624,33 @@ def _wide_maxdiff_to_long(frame: pd.DataFrame, col: _Collector) -> pd.DataFrame:
     worst_in = (items.eq(worst, axis=0)).fillna(False).any(axis=1)
     for name, inside, picked in (("best", best_in, best), ("worst", worst_in, worst)):
         off = (~inside & picked.notna()).to_numpy()
-        col.add_rows(rows[off], name, "an item code shown in this task (" + ", ".join(item_cols) + ")", picked[off].tolist())
+        col.add_rows(
+            rows[off],
+            name,
+            "an item code shown in this task (" + ", ".join(item_cols) + ")",
+            picked[off].tolist(),
+        )
     same = (best == worst) & best.notna()
-    col.add_rows(rows[same.to_numpy()], "worst", "a different item from 'best'", best[same].tolist())
+    col.add_rows(
+        rows[same.to_numpy()], "worst", "a different item from 'best'", best[same].tolist()
+    )
     few = shown.sum(axis=1) < 2
     col.add_rows(rows[few.to_numpy()], item_cols[0], "at least two items shown in a task")
     for pos, c in enumerate(item_cols[1:], start=1):
         again = items[c].notna() & items[item_cols[:pos]].eq(items[c], axis=0).any(axis=1)
-        col.add_rows(rows[again.to_numpy()], c, "an item not already shown in this task", items[c][again].tolist())
+        col.add_rows(
+            rows[again.to_numpy()],
+            c,
+            "an item not already shown in this task",
+            items[c][again].tolist(),
+        )
     out = pd.concat(long_parts, ignore_index=True).sort_values(["row", "position"], kind="stable")
     return out.reset_index(drop=True)
 
 
-def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_maxdiff(
+    frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None
+) -> pd.DataFrame:
     """Validate MaxDiff answers (long or wide layout) into the long layout.
 
     Long layout, one row per item shown in a task:
@@ -573,7 +671,9 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None, layout: 
     _nonempty(frame, col)
     frame = apply_layout(frame, "maxdiff", layout, name)
     _nonempty(frame, col)
-    wide = "item" not in frame.columns and any(re.fullmatch(r"item_?\d+", str(c)) for c in frame.columns)
+    wide = "item" not in frame.columns and any(
+        re.fullmatch(r"item_?\d+", str(c)) for c in frame.columns
+    )
     if wide:
         _require_columns(frame, ["respondent_id", "task", "best", "worst"], col)
         out = _wide_maxdiff_to_long(frame, col)
@@ -605,7 +705,9 @@ def validate_maxdiff(frame: pd.DataFrame, *, source: str | None = None, layout: 
         g = out.groupby(["respondent_id", "task"], sort=False)
         first = ~out.duplicated(["respondent_id", "task"])
         dup = out.duplicated(["respondent_id", "task", "item"])
-        col.add_rows(out["row"][dup], "item", "each item at most once per task", out["item"][dup].tolist())
+        col.add_rows(
+            out["row"][dup], "item", "each item at most once per task", out["item"][dup].tolist()
+        )
         size = g["item"].transform("size")
         few = (size < 2) & first
         col.add_rows(out["row"][few], "item", "at least two items shown in a task")
@@ -623,13 +725,16 @@ def _check_constant_per_respondent(out: pd.DataFrame, column: str, col: _Collect
     first = out.groupby("respondent_id", sort=False)[column].transform("first")
     bad = (out[column] != first) & out[column].notna()
     col.add_rows(
-        out["row"][bad], column,
+        out["row"][bad],
+        column,
         f"one {column} per respondent (the same as on this respondent's first row)",
         out[column][bad].tolist(),
     )
 
 
-def _one_pick_per_task(out: pd.DataFrame, column: str, what: str, col: _Collector, counted: str) -> None:
+def _one_pick_per_task(
+    out: pd.DataFrame, column: str, what: str, col: _Collector, counted: str
+) -> None:
     """Exactly one 1 in ``column`` per (respondent, task); point at the extra pick, or the task's first row."""
     g = out.groupby(["respondent_id", "task"], sort=False)[column]
     n = g.transform("sum")
@@ -638,16 +743,36 @@ def _one_pick_per_task(out: pd.DataFrame, column: str, what: str, col: _Collecto
     for mask, starts in ((extra, ""), (none_first, ", which starts at this row")):
         if not mask.any():
             continue
-        cases = list(zip(out["respondent_id"][mask], out["task"][mask], out["row"][mask], n[mask], strict=True))
+        cases = list(
+            zip(
+                out["respondent_id"][mask],
+                out["task"][mask],
+                out["row"][mask],
+                n[mask],
+                strict=True,
+            )
+        )
         if len(cases) > MAX_EXAMPLES:
-            found = [f"{int(k)} {counted} in task ({rid!r}, {task!r})" for rid, task, _r, k in cases[:MAX_EXAMPLES]]
-            col.add_rows([r for _a, _b, r, _k in cases], column, f"exactly one {what} per task", found)
+            found = [
+                f"{int(k)} {counted} in task ({rid!r}, {task!r})"
+                for rid, task, _r, k in cases[:MAX_EXAMPLES]
+            ]
+            col.add_rows(
+                [r for _a, _b, r, _k in cases], column, f"exactly one {what} per task", found
+            )
             continue
         for rid, task, r, k in cases:
-            col.add(int(r), column, f"exactly one {what} in task ({rid!r}, {task!r}){starts}", f"{int(k)} {counted}")
+            col.add(
+                int(r),
+                column,
+                f"exactly one {what} in task ({rid!r}, {task!r}){starts}",
+                f"{int(k)} {counted}",
+            )
 
 
-def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_conjoint(
+    frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None
+) -> pd.DataFrame:
     """Validate choice-based conjoint answers (long layout).
 
     ============== =================================================
@@ -669,7 +794,17 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout:
     frame = apply_layout(frame, "conjoint", layout, name)
     _nonempty(frame, col)
     _require_columns(frame, ["respondent_id", "task", "alt", "price", "chosen"], col)
-    reserved = {"respondent_id", "task", "alt", "price", "chosen", "none", "segment", "weight", "row"}
+    reserved = {
+        "respondent_id",
+        "task",
+        "alt",
+        "price",
+        "chosen",
+        "none",
+        "segment",
+        "weight",
+        "row",
+    }
     attributes = frame.attrs.get("attributes") or [c for c in frame.columns if c not in reserved]
     out = pd.DataFrame(
         {
@@ -686,7 +821,10 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout:
     rows = _rows(frame)
     for a in attributes:
         values = frame[a]
-        if pd.api.types.is_float_dtype(values) and (values.dropna() == values.dropna().round()).all():
+        if (
+            pd.api.types.is_float_dtype(values)
+            and (values.dropna() == values.dropna().round()).all()
+        ):
             values = values.astype("Int64")
         text = values.astype("string").str.strip()
         text = text.where(text != "", pd.NA)
@@ -696,10 +834,26 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout:
     for c in [*attributes, "price"]:
         text = frame[c].astype("string").str.strip()
         filled = none & text.notna() & (text != "")
-        col.add_rows(rows[filled.to_numpy()], c, "an empty cell on the no-choice row (none = 1)", frame[c][filled].tolist())
-    price = _numeric(frame.assign(price=frame["price"].where(~none.to_numpy(), None)), "price", col, allow_missing=True, expected="a numeric price", rule="money")
+        col.add_rows(
+            rows[filled.to_numpy()],
+            c,
+            "an empty cell on the no-choice row (none = 1)",
+            frame[c][filled].tolist(),
+        )
+    price = _numeric(
+        frame.assign(price=frame["price"].where(~none.to_numpy(), None)),
+        "price",
+        col,
+        allow_missing=True,
+        expected="a numeric price",
+        rule="money",
+    )
     missing_price = price.isna() & ~none & ~_text_bad(frame["price"], frame, "money")
-    col.add_rows(rows[missing_price.to_numpy()], "price", "a numeric price (only the no-choice row may be empty)")
+    col.add_rows(
+        rows[missing_price.to_numpy()],
+        "price",
+        "a numeric price (only the no-choice row may be empty)",
+    )
     out["price"] = price.where(~none, np.nan)
     out["chosen"] = _binary(frame, "chosen", col)
     out["none"] = none.to_numpy()
@@ -725,7 +879,12 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout:
         lonely = counts[counts < 2].index
         for level in lonely:
             r = out.loc[(out[a] == level) & ~out["none"], "row"].iloc[0]
-            col.add(int(r), a, "a level that appears in more than one task (a level in one task cannot be estimated)", level)
+            col.add(
+                int(r),
+                a,
+                "a level that appears in more than one task (a level in one task cannot be estimated)",
+                level,
+            )
     if "segment" in out.columns:
         _check_constant_per_respondent(out, "segment", col)
     col.raise_if_any()
@@ -735,12 +894,22 @@ def validate_conjoint(frame: pd.DataFrame, *, source: str | None = None, layout:
 
 # how each segments.csv number may be written (see wtp.columns.parse_numbers)
 _SEGMENT_RULES = {
-    "arpa": "money", "cac": "money",
-    "churn_rate": "share", "conversion_rate": "share", "gross_margin": "share", "market_growth": "share",
+    "arpa": "money",
+    "cac": "money",
+    "churn_rate": "share",
+    "conversion_rate": "share",
+    "gross_margin": "share",
+    "market_growth": "share",
 }
 
 
-def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_arpa_churn: bool = True, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_segments(
+    frame: pd.DataFrame,
+    *,
+    source: str | None = None,
+    need_arpa_churn: bool = True,
+    layout: InputLayout | None = None,
+) -> pd.DataFrame:
     """Validate segment performance (one row per segment).
 
     Required ``segment, customers, cac`` and, unless customers.csv provides them,
@@ -774,7 +943,14 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
             continue
         # an empty cac is allowed (unknown acquisition cost: LTV/CAC is not scored), so that
         # `wtp explore`'s segments.csv, which cannot know it, is read as is
-        values = _numeric(frame, c, col, allow_missing=c not in required or c == "cac", expected=expected, rule=_SEGMENT_RULES.get(c, "number"))
+        values = _numeric(
+            frame,
+            c,
+            col,
+            allow_missing=c not in required or c == "cac",
+            expected=expected,
+            rule=_SEGMENT_RULES.get(c, "number"),
+        )
         bad = values.notna() & ((values < lo) | ((values > hi) if hi is not None else False))
         if c == "seats_per_account":
             bad = bad | (values == 0)
@@ -782,11 +958,23 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
         out[c] = values
     if {"trials", "conversions"} <= set(out.columns):
         over = out["conversions"] > out["trials"]
-        col.add_rows(rows[over.to_numpy()], "conversions", "no more conversions than trials", frame["conversions"][over].tolist())
+        col.add_rows(
+            rows[over.to_numpy()],
+            "conversions",
+            "no more conversions than trials",
+            frame["conversions"][over].tolist(),
+        )
     dup = out["segment"].duplicated()
-    col.add_rows(rows[dup.to_numpy()], "segment", "one row per segment", out["segment"][dup].tolist())
+    col.add_rows(
+        rows[dup.to_numpy()], "segment", "one row per segment", out["segment"][dup].tolist()
+    )
     reserved = out["segment"] == RESERVED_SEGMENT
-    col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
+    col.add_rows(
+        rows[reserved.to_numpy()],
+        "segment",
+        f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
+        [RESERVED_SEGMENT] * int(reserved.sum()),
+    )
     extra = [c for c in frame.columns if c not in out.columns]
     for c in extra:
         out[c] = frame[c].to_numpy()
@@ -796,7 +984,13 @@ def validate_segments(frame: pd.DataFrame, *, source: str | None = None, need_ar
     return out
 
 
-def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segments: Iterable[str] | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_customers(
+    frame: pd.DataFrame,
+    *,
+    source: str | None = None,
+    segments: Iterable[str] | None = None,
+    layout: InputLayout | None = None,
+) -> pd.DataFrame:
     """Validate customers (one row per customer): ``customer_id, segment, start_date, end_date``
     (empty ``end_date`` = still active), optional ``mrr``."""
     name = source or _source_name(frame, "customers.csv")
@@ -806,29 +1000,55 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
     _nonempty(frame, col)
     _require_columns(frame, ["customer_id", "segment", "start_date", "end_date"], col)
     rows = _rows(frame)
-    out = pd.DataFrame({"customer_id": _key(frame, "customer_id", col), "segment": _key(frame, "segment", col)})
+    out = pd.DataFrame(
+        {"customer_id": _key(frame, "customer_id", col), "segment": _key(frame, "segment", col)}
+    )
     for c in ("start_date", "end_date"):
         values = frame[c]
         parsed = _dates(values)
         text = values.astype("string").str.strip()
         bad = parsed.isna() & text.notna() & (text != "")
-        col.add_rows(rows[bad.to_numpy()], c, "a date (YYYY-MM-DD) between 1677 and 2262", values[bad].tolist())
+        col.add_rows(
+            rows[bad.to_numpy()],
+            c,
+            "a date (YYYY-MM-DD) between 1677 and 2262",
+            values[bad].tolist(),
+        )
         if c == "start_date":
             miss = parsed.isna() & ~bad
             col.add_rows(rows[miss.to_numpy()], c, "a start date (YYYY-MM-DD)")
         out[c] = pd.to_datetime(parsed).astype("datetime64[ns]")
     before = out["end_date"].notna() & (out["end_date"] < out["start_date"])
-    col.add_rows(rows[before.to_numpy()], "end_date", "an end date on or after the start date", frame["end_date"][before].tolist())
+    col.add_rows(
+        rows[before.to_numpy()],
+        "end_date",
+        "an end date on or after the start date",
+        frame["end_date"][before].tolist(),
+    )
     if "mrr" in frame.columns:
-        mrr = _numeric(frame, "mrr", col, allow_missing=True, expected="monthly recurring revenue (a number)", rule="money")
+        mrr = _numeric(
+            frame,
+            "mrr",
+            col,
+            allow_missing=True,
+            expected="monthly recurring revenue (a number)",
+            rule="money",
+        )
         neg = mrr < 0
-        col.add_rows(rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist())
+        col.add_rows(
+            rows[neg.to_numpy()], "mrr", "revenue of 0 or more", frame["mrr"][neg].tolist()
+        )
         out["mrr"] = mrr
     for c, dates in _activity_dates(frame).items():
         out[c] = dates  # e.g. a last invoice date: evidence of how long the base was observed
     _check_unique(frame, out["customer_id"], "customer_id", col, what="customer")
     reserved = out["segment"] == RESERVED_SEGMENT
-    col.add_rows(rows[reserved.to_numpy()], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(reserved.sum()))
+    col.add_rows(
+        rows[reserved.to_numpy()],
+        "segment",
+        f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
+        [RESERVED_SEGMENT] * int(reserved.sum()),
+    )
     if segments is not None:
         known = list(segments)
         spelled, unknown_names = match_segments(out["segment"].dropna().unique(), known)
@@ -836,8 +1056,12 @@ def validate_customers(frame: pd.DataFrame, *, source: str | None = None, segmen
         for name_ in unknown_names:
             where = (out["segment"] == name_).to_numpy()
             col.add_rows(
-                rows[where], "segment",
-                "a segment listed in segments.csv (" + ", ".join(known) + ")" + suggestion(name_, known),
+                rows[where],
+                "segment",
+                "a segment listed in segments.csv ("
+                + ", ".join(known)
+                + ")"
+                + suggestion(name_, known),
                 [name_] * int(where.sum()),
             )
     col.raise_if_any()
@@ -864,7 +1088,11 @@ def _activity_dates(frame: pd.DataFrame) -> dict[str, pd.Series]:
         text = values.astype("string").str.strip()
         text = text[text.notna() & (text != "")]
         if len(text) and text.str.fullmatch(_ISO_DATE).all():
-            out[c] = pd.to_datetime(values.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed").astype("datetime64[ns]")
+            out[c] = pd.to_datetime(
+                values.astype("string").str.strip().replace("", pd.NA),
+                errors="coerce",
+                format="mixed",
+            ).astype("datetime64[ns]")
     return out
 
 
@@ -886,7 +1114,11 @@ def _dates(values: pd.Series) -> pd.Series:
 
             parsed = values.map(one)
     if not pd.api.types.is_datetime64_any_dtype(parsed):
-        parsed = pd.Series([v if isinstance(v, pd.Timestamp) else pd.NaT for v in parsed], index=values.index, dtype="datetime64[us]")
+        parsed = pd.Series(
+            [v if isinstance(v, pd.Timestamp) else pd.NaT for v in parsed],
+            index=values.index,
+            dtype="datetime64[us]",
+        )
     # pandas may hold 1600-01-01 at microsecond resolution, but later stages need nanoseconds
     inside = parsed.isna() | ((parsed >= pd.Timestamp.min) & (parsed <= pd.Timestamp.max))
     return parsed.where(inside).astype("datetime64[ns]")
@@ -912,7 +1144,9 @@ def match_segments(names: Iterable[str], known: Iterable[str]) -> tuple[dict[str
     return spelled, unknown
 
 
-def validate_respondents(frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None) -> pd.DataFrame:
+def validate_respondents(
+    frame: pd.DataFrame, *, source: str | None = None, layout: InputLayout | None = None
+) -> pd.DataFrame:
     """Validate respondents: ``respondent_id, segment[, weight][, profile columns]``."""
     name = source or _source_name(frame, "respondents.csv")
     col = _Collector(name)
@@ -962,7 +1196,10 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
                 out["row"][clash],
                 "segment",
                 f"the segment given in {respondents.attrs.get('source', 'respondents.csv')}",
-                [f"{a} (respondents file says {b})" for a, b in zip(out["segment"][clash], joined[clash], strict=True)],
+                [
+                    f"{a} (respondents file says {b})"
+                    for a, b in zip(out["segment"][clash], joined[clash], strict=True)
+                ],
             )
         else:
             out["segment"] = joined
@@ -970,7 +1207,12 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
             jw = out["respondent_id"].map(lookup["weight"])
             if "weight" in out.columns:
                 clash = known & ~np.isclose(jw.astype(float), out["weight"].astype(float)) & first
-                col.add_rows(out["row"][clash], "weight", "the weight given in the respondents file", out["weight"][clash].tolist())
+                col.add_rows(
+                    out["row"][clash],
+                    "weight",
+                    "the weight given in the respondents file",
+                    out["weight"][clash].tolist(),
+                )
             else:
                 out["weight"] = jw
     if "segment" not in out.columns:
@@ -978,7 +1220,12 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
     segs = set(out["segment"].dropna().unique())
     if RESERVED_SEGMENT in segs and len(segs) > 1:
         bad = out["segment"] == RESERVED_SEGMENT
-        col.add_rows(out["row"][bad & ~out.duplicated("respondent_id")], "segment", f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)", [RESERVED_SEGMENT] * int(bad.sum()))
+        col.add_rows(
+            out["row"][bad & ~out.duplicated("respondent_id")],
+            "segment",
+            f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
+            [RESERVED_SEGMENT] * int(bad.sum()),
+        )
     if "weight" not in out.columns:
         out["weight"] = 1.0
     col.raise_if_any()

@@ -54,12 +54,22 @@ def _default_codes(n_items: int) -> list[str]:
     return [str(i) for i in range(1, n_items + 1)]
 
 
-def _check_design_args(n_items: int, per_task: int, n_tasks: int, n_versions: int, items) -> list[str]:
+def _check_design_args(
+    n_items: int, per_task: int, n_tasks: int, n_versions: int, items
+) -> list[str]:
     problems = []
     if n_items < 3:
         problems.append(Problem("design", None, "items", "at least 3 items", n_items))
     if per_task < 2 or per_task >= max(n_items, 3):
-        problems.append(Problem("design", None, "per_task", f"between 2 and {max(n_items - 1, 2)} items per task", per_task))
+        problems.append(
+            Problem(
+                "design",
+                None,
+                "per_task",
+                f"between 2 and {max(n_items - 1, 2)} items per task",
+                per_task,
+            )
+        )
     if n_tasks < 1:
         problems.append(Problem("design", None, "tasks", "at least 1 task", n_tasks))
     if n_versions < 1:
@@ -74,7 +84,9 @@ def _check_design_args(n_items: int, per_task: int, n_tasks: int, n_versions: in
     return codes
 
 
-def _version_frequencies(n_items: int, slots: int, pooled: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _version_frequencies(
+    n_items: int, slots: int, pooled: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """How often each item appears in one version: equal, ±1, the extras going to the items
     seen least so far across versions (so the pooled design is balanced too)."""
     base, extra = divmod(slots, n_items)
@@ -86,7 +98,9 @@ def _version_frequencies(n_items: int, slots: int, pooled: np.ndarray, rng: np.r
     return freq
 
 
-def _initial_tasks(freq: np.ndarray, per_task: int, n_tasks: int, pair_w: np.ndarray, rng) -> np.ndarray:
+def _initial_tasks(
+    freq: np.ndarray, per_task: int, n_tasks: int, pair_w: np.ndarray, rng
+) -> np.ndarray:
     """Greedy fill: each task takes the items with most appearances left, preferring items
     that pair least with those already in the task."""
     remaining = freq.astype(float).copy()
@@ -120,7 +134,9 @@ def _pair_matrix(tasks: np.ndarray, n_items: int) -> np.ndarray:
     return m
 
 
-def _improve_pairs(tasks: np.ndarray, pooled_pairs: np.ndarray, n_items: int, rng, iterations: int) -> np.ndarray:
+def _improve_pairs(
+    tasks: np.ndarray, pooled_pairs: np.ndarray, n_items: int, rng, iterations: int
+) -> np.ndarray:
     """Swap items between tasks (keeping each item's frequency) while the sum of squared pair
     counts falls, within the version and pooled with earlier versions."""
     tasks = tasks.copy()
@@ -135,7 +151,9 @@ def _improve_pairs(tasks: np.ndarray, pooled_pairs: np.ndarray, n_items: int, rn
         others = task_items[task_items != out_item]
         d = 0.0
         # removing out_item from pairs with others: (n-1)^2 - n^2 = -2n + 1
-        d += (-2.0 * own[out_item, others] + 1.0).sum() + (-2.0 * total[out_item, others] + 1.0).sum()
+        d += (-2.0 * own[out_item, others] + 1.0).sum() + (
+            -2.0 * total[out_item, others] + 1.0
+        ).sum()
         d += (2.0 * own[in_item, others] + 1.0).sum() + (2.0 * total[in_item, others] + 1.0).sum()
         return d, others
 
@@ -179,7 +197,9 @@ def _improve_pairs(tasks: np.ndarray, pooled_pairs: np.ndarray, n_items: int, rn
     return best_tasks
 
 
-def _assign_positions(tasks: np.ndarray, pooled_pos: np.ndarray, rng, passes: int = 10) -> np.ndarray:
+def _assign_positions(
+    tasks: np.ndarray, pooled_pos: np.ndarray, rng, passes: int = 10
+) -> np.ndarray:
     """Order the items of each task so each item visits each position about equally often,
     within the version and pooled with earlier versions.
 
@@ -376,7 +396,10 @@ class DesignBalance:
                     "tasks": self.n_tasks,
                     "versions": self.n_versions,
                     "item_spread_within_version": int(
-                        (self.item_counts["max_per_version"] - self.item_counts["min_per_version"]).max()
+                        (
+                            self.item_counts["max_per_version"]
+                            - self.item_counts["min_per_version"]
+                        ).max()
                     ),
                     "pair_min": int(pc.min()),
                     "pair_max": int(pc.max()),
@@ -384,7 +407,9 @@ class DesignBalance:
                     "position_min": int(pos.min()),
                     "position_max": int(pos.max()),
                     "d_efficiency": self.d_efficiency,
-                    "mean_version_d_efficiency": float(self.version_efficiency["d_efficiency"].mean()),
+                    "mean_version_d_efficiency": float(
+                        self.version_efficiency["d_efficiency"].mean()
+                    ),
                 }
             ]
         )
@@ -425,7 +450,9 @@ class DesignBalance:
         lines += ["", "Position balance (times each item is shown in each position, pooled)"]
         lines.append(self.position_counts.to_string(index=False))
         lines += ["", "Per version"]
-        lines.append(self.version_efficiency.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+        lines.append(
+            self.version_efficiency.to_string(index=False, float_format=lambda x: f"{x:.4f}")
+        )
         return "\n".join(lines) + "\n"
 
 
@@ -449,8 +476,16 @@ def design_balance(design: pd.DataFrame, items: list[str] | None = None) -> Desi
     idx = design["item"].map(codes).to_numpy()
     design["_i"] = idx
     keys = ["version", "task"]
-    tasks = [g["_i"].to_numpy() for _, g in design.sort_values(keys + ["position"]).groupby(keys, sort=True)]
-    by_version = design.groupby(["version", "_i"]).size().unstack(fill_value=0).reindex(columns=range(n_items), fill_value=0)
+    tasks = [
+        g["_i"].to_numpy()
+        for _, g in design.sort_values(keys + ["position"]).groupby(keys, sort=True)
+    ]
+    by_version = (
+        design.groupby(["version", "_i"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=range(n_items), fill_value=0)
+    )
     item_counts = pd.DataFrame(
         {
             "item": items,
@@ -464,9 +499,20 @@ def design_balance(design: pd.DataFrame, items: list[str] | None = None) -> Desi
         for a, b in itertools.combinations(sorted(t), 2):
             pairs[a, b] += 1
     ia, ib = np.triu_indices(n_items, 1)
-    pair_counts = pd.DataFrame({"item_a": np.asarray(items, dtype=object)[ia], "item_b": np.asarray(items, dtype=object)[ib], "together": pairs[ia, ib]})
+    pair_counts = pd.DataFrame(
+        {
+            "item_a": np.asarray(items, dtype=object)[ia],
+            "item_b": np.asarray(items, dtype=object)[ib],
+            "together": pairs[ia, ib],
+        }
+    )
     per_task = int(design.groupby(keys).size().max())
-    pos = design.groupby(["_i", "position"]).size().unstack(fill_value=0).reindex(index=range(n_items), fill_value=0)
+    pos = (
+        design.groupby(["_i", "position"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(index=range(n_items), fill_value=0)
+    )
     pos.columns = [f"position_{int(c)}" for c in pos.columns]
     position_counts = pd.concat([pd.Series(items, name="item"), pos.reset_index(drop=True)], axis=1)
     rows = []
@@ -582,7 +628,9 @@ def prepare_maxdiff_data(
     need = ["respondent_id", "task", "item", "best", "worst"]
     missing = [c for c in need if c not in answers.columns]
     if missing:
-        raise InputError([Problem(source, None, c, f"a column named '{c}'", "no such column") for c in missing])
+        raise InputError(
+            [Problem(source, None, c, f"a column named '{c}'", "no such column") for c in missing]
+        )
     df = answers.copy()
     df["respondent_id"] = df["respondent_id"].astype(str)
     df["task"] = df["task"].astype(str)
@@ -610,7 +658,15 @@ def prepare_maxdiff_data(
         unknown = sorted(set(found) - set(items))
         if unknown:
             first = df.loc[df["item"] == unknown[0], "_row"].iloc[0]
-            raise InputError(Problem(source, int(first), "item", "an item listed for the study (" + ", ".join(items[:10]) + ")", unknown[0]))
+            raise InputError(
+                Problem(
+                    source,
+                    int(first),
+                    "item",
+                    "an item listed for the study (" + ", ".join(items[:10]) + ")",
+                    unknown[0],
+                )
+            )
     item_index = {c: i for i, c in enumerate(items)}
 
     df["_r"], ids = pd.factorize(df["respondent_id"])
@@ -630,15 +686,43 @@ def prepare_maxdiff_data(
         f = first.iloc[t]
         key = f"Task ({f['respondent_id']!r}, {f['task']!r})"
         if size.iloc[t] < 2:
-            problems.append(Problem(source, int(f["_row"]), "item", f"{key}: at least two items shown", int(size.iloc[t])))
+            problems.append(
+                Problem(
+                    source,
+                    int(f["_row"]),
+                    "item",
+                    f"{key}: at least two items shown",
+                    int(size.iloc[t]),
+                )
+            )
         if nb.iloc[t] != 1:
-            problems.append(Problem(source, int(f["_row"]), "best", f"{key}: exactly one best pick", f"{int(nb.iloc[t])} best picks"))
+            problems.append(
+                Problem(
+                    source,
+                    int(f["_row"]),
+                    "best",
+                    f"{key}: exactly one best pick",
+                    f"{int(nb.iloc[t])} best picks",
+                )
+            )
         if nw.iloc[t] != 1:
-            problems.append(Problem(source, int(f["_row"]), "worst", f"{key}: exactly one worst pick", f"{int(nw.iloc[t])} worst picks"))
+            problems.append(
+                Problem(
+                    source,
+                    int(f["_row"]),
+                    "worst",
+                    f"{key}: exactly one worst pick",
+                    f"{int(nw.iloc[t])} worst picks",
+                )
+            )
         if len(problems) > 50:
             break
     for r in df.loc[dup | both, "_row"].head(20):
-        problems.append(Problem(source, int(r), "item", "each item once per task, and best different from worst"))
+        problems.append(
+            Problem(
+                source, int(r), "item", "each item once per task, and best different from worst"
+            )
+        )
     if problems:
         raise InputError(problems)
 
@@ -658,7 +742,9 @@ def prepare_maxdiff_data(
     task_resp = np.zeros(n_tasks, dtype=np.int64)
     task_resp[t_idx] = df["_r"].to_numpy()
 
-    per_resp = df.groupby("_r", sort=True).agg(segment=("segment", "first"), weight=("weight", "first"))
+    per_resp = df.groupby("_r", sort=True).agg(
+        segment=("segment", "first"), weight=("weight", "first")
+    )
     # the study order: the loader puts rows in it, so first appearance is that order
     seg_names = first_seen(per_resp["segment"])
     if k is None:
@@ -746,7 +832,9 @@ def _respondent_counts(md: MaxDiffData) -> tuple[np.ndarray, np.ndarray, np.ndar
     return shown, best, worst
 
 
-def _bootstrap_sums(rng: np.random.Generator, w: np.ndarray, tables: tuple, n_boot: int, chunk: int = 50):
+def _bootstrap_sums(
+    rng: np.random.Generator, w: np.ndarray, tables: tuple, n_boot: int, chunk: int = 50
+):
     """Weighted column sums of each respondent × item table over ``n_boot`` resamples of the
     respondents with replacement. Drawn as indices and counted with ``bincount`` in chunks:
     a multinomial over 50,000 respondents per replicate took seconds, this takes tenths."""
@@ -776,7 +864,9 @@ def _counts_utility(shown: np.ndarray, best: np.ndarray, worst: np.ndarray) -> n
     return u - u.mean(axis=-1, keepdims=True)
 
 
-def counts_scores(md: MaxDiffData, *, rng: np.random.Generator | None = None, n_boot: int = 500) -> pd.DataFrame:
+def counts_scores(
+    md: MaxDiffData, *, rng: np.random.Generator | None = None, n_boot: int = 500
+) -> pd.DataFrame:
     """Weighted best − worst counts per segment and ``all``, with the contract's count utility,
     probability-scaled shares and a respondent bootstrap 95% interval for the share.
 
@@ -846,7 +936,9 @@ def _bw_loglik(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: 
     return ll, grad, H
 
 
-def _bw_scores(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: int, n_resp: int) -> np.ndarray:
+def _bw_scores(
+    theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: int, n_resp: int
+) -> np.ndarray:
     """Score (gradient) contributions per respondent, n_resp × K, for the cluster-robust variance."""
     avail = ch.items >= 0
     V = np.where(avail, ch.sign[:, None] * theta[np.where(avail, ch.items, 0)], -np.inf)
@@ -859,7 +951,9 @@ def _bw_scores(theta: np.ndarray, ch: _BWChoices, weights: np.ndarray, n_items: 
     contrib = (weights * ch.sign)[:, None] * resid
     resp = np.broadcast_to(ch.resp[:, None], avail.shape)
     flat = resp[avail].astype(np.int64) * n_items + ch.items[avail]
-    return np.bincount(flat, weights=contrib[avail], minlength=n_resp * n_items).reshape(n_resp, n_items)
+    return np.bincount(flat, weights=contrib[avail], minlength=n_resp * n_items).reshape(
+        n_resp, n_items
+    )
 
 
 @dataclass(frozen=True)
@@ -897,7 +991,9 @@ def fit_logit(md: MaxDiffData, mask: np.ndarray | None = None) -> LogitFit:
     ch_all = _bw_choices(md)
     keep = mask[ch_all.resp]
     remap = np.cumsum(mask) - 1
-    ch = _BWChoices(ch_all.items[keep], ch_all.sign[keep], ch_all.chosen[keep], remap[ch_all.resp[keep]])
+    ch = _BWChoices(
+        ch_all.items[keep], ch_all.sign[keep], ch_all.chosen[keep], remap[ch_all.resp[keep]]
+    )
     w = md.weight[mask][ch.resp]
     # weights scaled to mean 1 so standard errors reflect the number of respondents
     w = w / w.mean()
@@ -1029,7 +1125,9 @@ def _share_draws(md: MaxDiffData, beta: np.ndarray, Q: np.ndarray, chunk: int = 
     return shares.reshape(shape), utils.reshape(shape), names
 
 
-def _hb_scores(md: MaxDiffData, shares: np.ndarray, utils: np.ndarray, names: list[str]) -> pd.DataFrame:
+def _hb_scores(
+    md: MaxDiffData, shares: np.ndarray, utils: np.ndarray, names: list[str]
+) -> pd.DataFrame:
     _, M = _segment_weights(md)
     sh = shares.reshape(-1, *shares.shape[2:])
     ut = utils.reshape(-1, *utils.shape[2:])
@@ -1057,7 +1155,9 @@ def _hb_scores(md: MaxDiffData, shares: np.ndarray, utils: np.ndarray, names: li
 # Respondent fit
 
 
-def _task_sets(md: MaxDiffData, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _task_sets(
+    md: MaxDiffData, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Task sets of ``n`` real respondents drawn at random: (picked respondent, task rows,
     new respondent index of every task row)."""
     pick = rng.integers(md.n_respondents, size=n)
@@ -1069,7 +1169,14 @@ def _task_sets(md: MaxDiffData, n: int, rng: np.random.Generator) -> tuple[np.nd
     return pick, tasks, resp
 
 
-def _simulated(md: MaxDiffData, resp: np.ndarray, shown: np.ndarray, best: np.ndarray, worst: np.ndarray, prefix: str) -> MaxDiffData:
+def _simulated(
+    md: MaxDiffData,
+    resp: np.ndarray,
+    shown: np.ndarray,
+    best: np.ndarray,
+    worst: np.ndarray,
+    prefix: str,
+) -> MaxDiffData:
     n = int(resp.max()) + 1
     return MaxDiffData(
         items=md.items,
@@ -1095,7 +1202,9 @@ def _random_respondents(md: MaxDiffData, n: int, rng: np.random.Generator) -> Ma
     return _simulated(md, resp, shown, best, worst, "random")
 
 
-def _honest_respondents(md: MaxDiffData, utilities: np.ndarray, rng: np.random.Generator) -> MaxDiffData:
+def _honest_respondents(
+    md: MaxDiffData, utilities: np.ndarray, rng: np.random.Generator
+) -> MaxDiffData:
     """Respondents with item utilities ``utilities`` (n × K) who answer by the sequential
     best-worst model (best = argmax u + Gumbel, worst = argmin among the rest), on task sets
     drawn from the real ones."""
@@ -1115,7 +1224,9 @@ def _loglik_items(md: MaxDiffData, U: np.ndarray) -> tuple[np.ndarray, np.ndarra
     the equal-utility (chance) log-likelihood, and the number of choices."""
     ch = _bw_choices(md)
     avail = ch.items >= 0
-    V = np.where(avail, ch.sign[:, None] * U[ch.resp[:, None], np.where(avail, ch.items, 0)], -np.inf)
+    V = np.where(
+        avail, ch.sign[:, None] * U[ch.resp[:, None], np.where(avail, ch.items, 0)], -np.inf
+    )
     m = V.max(axis=1, keepdims=True)
     lse = m[:, 0] + np.log(np.exp(V - m).sum(axis=1))
     ll = V[np.arange(len(V)), ch.chosen] - lse
@@ -1126,7 +1237,9 @@ def _loglik_items(md: MaxDiffData, U: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return ll_r, ll0, n
 
 
-def _fit_frame(md: MaxDiffData, U: np.ndarray, threshold: float, judged: np.ndarray | None = None) -> pd.DataFrame:
+def _fit_frame(
+    md: MaxDiffData, U: np.ndarray, threshold: float, judged: np.ndarray | None = None
+) -> pd.DataFrame:
     """Fit per respondent at utilities U; ``judged`` is the RLH compared with the random
     threshold when it is computed differently from the reported one (hierarchical Bayes)."""
     ll, ll0, n = _loglik_items(md, U)
@@ -1213,7 +1326,9 @@ class MaxDiffResult:
     def summary(self) -> pd.DataFrame:
         """Items ranked by share for the total sample, with segment shares side by side."""
         wide = self.item_scores.pivot(index="item", columns="segment", values="share")
-        order = self.item_scores[self.item_scores["segment"] == ALL].sort_values("share", ascending=False)
+        order = self.item_scores[self.item_scores["segment"] == ALL].sort_values(
+            "share", ascending=False
+        )
         cols = [ALL] + [s for s in self.segments if s != ALL]
         out = wide.loc[order["item"], cols].reset_index()
         out.insert(1, "label", out["item"].map(self.labels).fillna(out["item"]))
@@ -1251,7 +1366,9 @@ def separated_items(md: MaxDiffData, mask: np.ndarray) -> tuple[np.ndarray, np.n
     return seen & (best == shown), seen & (worst == shown)
 
 
-def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000) -> tuple[pd.DataFrame, dict, dict]:
+def _logit_scores(
+    md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000
+) -> tuple[pd.DataFrame, dict, dict]:
     """Aggregate logit per segment and ``all``; share intervals from parametric draws of the
     (cluster-robust) ML covariance. Separated items (see :func:`separated_items`) are flagged:
     their figures are where the optimiser stopped on the way to ±∞, not estimates."""
@@ -1267,7 +1384,13 @@ def _logit_scores(md: MaxDiffData, rng: np.random.Generator, n_draws: int = 4000
         fits[name] = fit
         sh = probability_shares(draws, md.k)
         for i in np.flatnonzero(always_best | always_worst):
-            separated.append({"segment": name, "item": md.items[i], "always": "best" if always_best[i] else "worst"})
+            separated.append(
+                {
+                    "segment": name,
+                    "item": md.items[i],
+                    "always": "best" if always_best[i] else "worst",
+                }
+            )
         frames.append(
             pd.DataFrame(
                 {
@@ -1384,7 +1507,11 @@ def estimate_maxdiff(
         result_warnings = _separation_warnings(diagnostics["separated_items"])
     if method in ("counts", "logit"):
         # fit of each respondent's answers to their segment's utilities
-        seg_u = scores.pivot(index="segment", columns="item", values="utility").reindex(columns=md.items).fillna(0.0)
+        seg_u = (
+            scores.pivot(index="segment", columns="item", values="utility")
+            .reindex(columns=md.items)
+            .fillna(0.0)
+        )
         U = seg_u.loc[md.respondent_segments()].to_numpy()
         u_all = np.tile(seg_u.loc[ALL].to_numpy(), (randoms.n_respondents, 1))
         ll, _, n = _loglik_items(randoms, u_all)
@@ -1429,8 +1556,16 @@ def estimate_maxdiff(
         )
         # the population as estimated: posterior means of the segment means and the covariance
         flag = _random_flag(
-            md, hb_result.idata.posterior["mu"].mean(dim=("chain", "draw")).to_numpy(), hb_result.data.group, beta_mean,
-            beta_mean.mean(axis=0), _posterior_cov(hb_result), Q, randoms, n_random, rand_rng,
+            md,
+            hb_result.idata.posterior["mu"].mean(dim=("chain", "draw")).to_numpy(),
+            hb_result.data.group,
+            beta_mean,
+            beta_mean.mean(axis=0),
+            _posterior_cov(hb_result),
+            Q,
+            randoms,
+            n_random,
+            rand_rng,
         )
         mode_rlh = flag.pop("rlh_mode")
         fit = _fit_frame(md, U, flag["rlh_random_threshold"], judged=mode_rlh)
@@ -1491,7 +1626,9 @@ def estimate_maxdiff(
             "time_budget_s": time_budget,
             "segment_means": segment_means,
             "individual_sample": individual_sample,
-            "share_rule": "mean of individual probability-scaled shares" if method == "hb" else "probability-scaled shares of the segment's utilities",
+            "share_rule": "mean of individual probability-scaled shares"
+            if method == "hb"
+            else "probability-scaled shares of the segment's utilities",
         },
         hb=hb_result,
         warnings=result_warnings,
@@ -1549,7 +1686,9 @@ def _random_flag(
     """
     pick = rng.integers(len(respondent_group), size=n_sim)
     chol = np.linalg.cholesky(cov + 1e-9 * np.eye(len(cov)))
-    from_population = group_means[respondent_group[pick]] + rng.standard_normal((n_sim, len(cov))) @ chol.T
+    from_population = (
+        group_means[respondent_group[pick]] + rng.standard_normal((n_sim, len(cov))) @ chol.T
+    )
     from_estimates = estimates[rng.integers(len(estimates), size=n_sim)]
     thresholds = []
     for beta in (from_population, from_estimates):

@@ -78,8 +78,13 @@ class StudyRun:
         """One row per stage: ``stage, status, seconds, note`` (why a stage did not run)."""
         import pandas as pd
 
-        rows = [{"stage": s, "status": "ran", "seconds": t, "note": ""} for s, t in self.timings.items()]
-        rows += [{"stage": s, "status": "not run", "seconds": float("nan"), "note": why} for s, why in self.skipped.items()]
+        rows = [
+            {"stage": s, "status": "ran", "seconds": t, "note": ""} for s, t in self.timings.items()
+        ]
+        rows += [
+            {"stage": s, "status": "not run", "seconds": float("nan"), "note": why}
+            for s, why in self.skipped.items()
+        ]
         return pd.DataFrame(rows, columns=["stage", "status", "seconds", "note"])
 
     def to_frame(self):
@@ -109,7 +114,9 @@ def _stage_vw(study: Study, rng: Generator, fast: bool, results: dict, say: Prog
         cheap_rule=cfg.cheap_rule,
         plateau=cfg.plateau,
         nms_scale=cfg.nms_scale,
-        nms_calibration=parse_calibration(cfg.nms_calibration, "study.toml [van_westendorp] nms_calibration"),
+        nms_calibration=parse_calibration(
+            cfg.nms_calibration, "study.toml [van_westendorp] nms_calibration"
+        ),
         bootstrap=cfg.bootstrap,
         rng=rng,
     )
@@ -124,15 +131,22 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
     cohort_result = None
     if study.customers is not None:
         export_date = study.settings.get("study", {}).get("export_date")
-        cohort_result = cohorts(study.customers, period=study.period, as_of=study.as_of, export_date=export_date)
+        cohort_result = cohorts(
+            study.customers, period=study.period, as_of=study.as_of, export_date=export_date
+        )
         for message in cohort_result.warnings:
             say(f"segments: {message}")
     scores = score_segments(
-        study.segments, period=study.period, as_of=study.as_of, cohort_result=cohort_result,
+        study.segments,
+        period=study.period,
+        as_of=study.as_of,
+        cohort_result=cohort_result,
         **score_settings(study.settings.get("segments")),
     )
     if study.customers is not None:
-        scores = replace(scores, trend=trend(study.customers, period=study.period, as_of=cohort_result.as_of))
+        scores = replace(
+            scores, trend=trend(study.customers, period=study.period, as_of=cohort_result.as_of)
+        )
     return scores
 
 
@@ -148,8 +162,12 @@ def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say:
     hb = sampler_settings(study.settings.get("maxdiff", {}), "study.toml [maxdiff]")
     hb.pop("save_posterior", None)
     result = estimate_maxdiff(
-        study.maxdiff, method=method, rng=rng,
-        labels=study.item_labels or None, progress=_reporter(say), **hb,
+        study.maxdiff,
+        method=method,
+        rng=rng,
+        labels=study.item_labels or None,
+        progress=_reporter(say),
+        **hb,
     )
     if method == "hb" and not result.converged and say is not None:
         say("maxdiff: NOT converged. " + unconverged_advice(result.diagnostics))
@@ -168,14 +186,18 @@ def _reporter(say: Progress | None):
 def _stage_turf(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     md = results.get("maxdiff")
     if md is None or md.individual_utilities.empty:
-        raise SkipStage("needs individual utilities from hierarchical Bayes (the MaxDiff method here gives none)")
+        raise SkipStage(
+            "needs individual utilities from hierarchical Bayes (the MaxDiff method here gives none)"
+        )
     from wtp.turf import turf
 
     cfg = _config(study, fast).maxdiff
     k = min(cfg.turf_size, len(md.items))
     weights = None
     if "weight" in study.maxdiff.columns:
-        weights = study.maxdiff.drop_duplicates("respondent_id").set_index("respondent_id")["weight"]
+        weights = study.maxdiff.drop_duplicates("respondent_id").set_index("respondent_id")[
+            "weight"
+        ]
     return turf(md.individual_utilities, k, reach=cfg.turf_reach, weights=weights)
 
 
@@ -189,13 +211,23 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
     # heterogeneity bias, and take-up is a per-respondent choice; --fast takes the MNL
     method = settings.get("method", "mnl" if fast else "hb")
     if say is not None:
-        say(f"conjoint: {'aggregate MNL' if method == 'mnl' else 'hierarchical Bayes (individual part-worths)'}" + (" (--fast)" if fast and method == "mnl" else ""))
+        say(
+            f"conjoint: {'aggregate MNL' if method == 'mnl' else 'hierarchical Bayes (individual part-worths)'}"
+            + (" (--fast)" if fast and method == "mnl" else "")
+        )
     hb = sampler_settings(settings, "study.toml [conjoint]")
     hb.pop("save_posterior", None)
     result = estimate_conjoint(
-        study.conjoint, levels=conjoint_levels(study.settings) or None, method=method, numeric=conjoint_numeric(study.settings),
-        coding=settings.get("coding", "dummy"), price=settings.get("price", "linear"), rng=rng,
-        se=settings.get("se", "cluster"), progress=_reporter(say) if method == "hb" else False, **hb,
+        study.conjoint,
+        levels=conjoint_levels(study.settings) or None,
+        method=method,
+        numeric=conjoint_numeric(study.settings),
+        coding=settings.get("coding", "dummy"),
+        price=settings.get("price", "linear"),
+        rng=rng,
+        se=settings.get("se", "cluster"),
+        progress=_reporter(say) if method == "hb" else False,
+        **hb,
     )
     why = conjoint_method_reason(method, fast=fast, chosen="method" in settings)
     result = dataclasses.replace(result, method_reason=why)
@@ -230,8 +262,12 @@ def _stage_price_books(study: Study, rng: Generator, fast: bool, results: dict, 
     from wtp.pricing import build_price_books
 
     return build_price_books(
-        vw=results.get("vw"), maxdiff=results.get("maxdiff"), conjoint=results.get("conjoint"),
-        segments=results.get("segments"), study=study, rng=rng,
+        vw=results.get("vw"),
+        maxdiff=results.get("maxdiff"),
+        conjoint=results.get("conjoint"),
+        segments=results.get("segments"),
+        study=study,
+        rng=rng,
     )
 
 
@@ -252,7 +288,13 @@ STAGES: list[tuple[str, str, Callable]] = [
 SELF_REPORTING = {"maxdiff", "conjoint"}
 
 
-def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, progress: Progress | None = None) -> StudyRun:
+def run_study(
+    study: Study | str | Path,
+    *,
+    seed: int = 0,
+    fast: bool = False,
+    progress: Progress | None = None,
+) -> StudyRun:
     """Run every stage the study allows. Bad input raises :class:`~wtp.errors.InputError` first."""
     say = progress or (lambda _msg: None)
     quiet_run = progress is None
@@ -271,7 +313,9 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
         t0 = time.perf_counter()
         try:
             if name in SELF_REPORTING:
-                results[name] = fn(study, stage_rng(seed, name), fast, results, None if quiet_run else say)
+                results[name] = fn(
+                    study, stage_rng(seed, name), fast, results, None if quiet_run else say
+                )
             else:
                 with heartbeat(name, say, every=8.0):
                     results[name] = fn(study, stage_rng(seed, name), fast, results, say)
@@ -281,7 +325,14 @@ def run_study(study: Study | str | Path, *, seed: int = 0, fast: bool = False, p
         generators[name] = describe(seed, name)
         timings[name] = time.perf_counter() - t0
         say(f"{name}: done in {timings[name]:.1f} s")
-    run = StudyRun(study=study, seed=seed, results=results, skipped=skipped, timings=timings, generators=generators)
+    run = StudyRun(
+        study=study,
+        seed=seed,
+        results=results,
+        skipped=skipped,
+        timings=timings,
+        generators=generators,
+    )
     return replace(run, attention=_attention(run))
 
 
@@ -299,9 +350,17 @@ def _attention(run: StudyRun) -> list[str]:
 
             attention.append("MaxDiff: " + unconverged_advice(md.diagnostics))
         else:
-            attention.append("MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares.")
+            attention.append(
+                "MaxDiff: the estimation did NOT converge; see maxdiff/diagnostics.json before using the shares."
+            )
     cj = run.conjoint
-    if cj is not None and cj.method == "hb" and cj.diagnostics is not None and "ok" in cj.diagnostics.columns and not cj.diagnostics["ok"].all():
+    if (
+        cj is not None
+        and cj.method == "hb"
+        and cj.diagnostics is not None
+        and "ok" in cj.diagnostics.columns
+        and not cj.diagnostics["ok"].all()
+    ):
         from wtp.hb import unconverged_advice
 
         attention.append("Conjoint: " + unconverged_advice(cj.diagnostics.attrs.get("hb", {})))
@@ -316,7 +375,9 @@ def _attention(run: StudyRun) -> list[str]:
         excl = int(pp.loc[pp.segment == ALL, "n_excluded"].iloc[0])
         n_in = int(pp.loc[pp.segment == ALL, "n_in"].iloc[0])
         if excl:
-            attention.append(f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out.")
+            attention.append(
+                f"Van Westendorp: {excl} of {n_in} respondents gave inconsistent answers and were left out."
+            )
         for w in vw.warnings:
             if "do not cross" in w:
                 attention.append(f"Van Westendorp: {w}")
@@ -330,7 +391,9 @@ def _attention(run: StudyRun) -> list[str]:
             f"{rec['min_n']} ([sample] min_n_{rec['instrument']}): small sample, its numbers are fragile."
         )
     for seg_name in run.study.unpriced_segments:
-        attention.append(f"Segments: {seg_name} is in the segments file but no survey respondent is in it: it is not priced.")
+        attention.append(
+            f"Segments: {seg_name} is in the segments file but no survey respondent is in it: it is not priced."
+        )
     return attention
 
 
@@ -353,7 +416,12 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
 
         (out / "maxdiff").mkdir(parents=True, exist_ok=True)
         write_maxdiff(
-            run.maxdiff, out / "maxdiff", meta=meta, seed=run.seed, inputs=inputs, turf_result=run.results.get("turf"),
+            run.maxdiff,
+            out / "maxdiff",
+            meta=meta,
+            seed=run.seed,
+            inputs=inputs,
+            turf_result=run.results.get("turf"),
             save_posterior=bool(run.study.settings.get("maxdiff", {}).get("save_posterior", False)),
         )
         written.append(out / "maxdiff")
@@ -361,14 +429,27 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         from wtp.report.conjoint import write_outputs as write_conjoint
 
         (out / "conjoint").mkdir(parents=True, exist_ok=True)
-        write_conjoint(run.conjoint, out / "conjoint", meta=meta, seed=run.seed, inputs=inputs, tables=run.results.get("simulator"))
+        write_conjoint(
+            run.conjoint,
+            out / "conjoint",
+            meta=meta,
+            seed=run.seed,
+            inputs=inputs,
+            tables=run.results.get("simulator"),
+        )
         written.append(out / "conjoint")
     if run.segments is not None:
         from wtp.report import provenance
         from wtp.report.segments import write_outputs as write_segments
 
         (out / "segments").mkdir(parents=True, exist_ok=True)
-        write_segments(out / "segments", run.segments, run.segments.cohorts, meta=meta, provenance=provenance(run.seed, inputs))
+        write_segments(
+            out / "segments",
+            run.segments,
+            run.segments.cohorts,
+            meta=meta,
+            provenance=provenance(run.seed, inputs),
+        )
         written.append(out / "segments")
     if run.price_books is not None:
         from wtp.report.pricing import write_outputs as write_pricing
@@ -377,7 +458,14 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
         written.append(out / "price_books.csv")
         from wtp.report.workbook import write_price_book_workbook
 
-        written.append(write_price_book_workbook(run.price_books, out / "price_book.xlsx", currency=meta["currency"], digits=meta["money_digits"]))
+        written.append(
+            write_price_book_workbook(
+                run.price_books,
+                out / "price_book.xlsx",
+                currency=meta["currency"],
+                digits=meta["money_digits"],
+            )
+        )
         from wtp.report.simulator import write_simulator
 
         written += write_simulator(run, out)
@@ -398,7 +486,13 @@ def demo_study_path() -> Path:
     return Path(str(files("wtp") / "data" / "demo"))
 
 
-def simulator_inputs_for(source: str | Path, *, seed: int | None = None, fast: bool = False, progress: Progress | None = None):
+def simulator_inputs_for(
+    source: str | Path,
+    *,
+    seed: int | None = None,
+    fast: bool = False,
+    progress: Progress | None = None,
+):
     """The simulator inputs of a run folder (``pricing/simulator_inputs.json``, as ``wtp run``
     wrote it) or of a study folder (the pipeline run through the price-book stage)."""
     from dataclasses import replace
@@ -411,17 +505,46 @@ def simulator_inputs_for(source: str | Path, *, seed: int | None = None, fast: b
     if saved.is_file():
         inputs = read_inputs(saved)
         return inputs if seed is None else replace(inputs, seed=seed)
-    if not (source / "study.toml").is_file() and not (source.is_file() and source.suffix == ".toml"):
-        raise InputError(Problem(str(source), None, None, "a run folder (with pricing/simulator_inputs.json, written by `wtp run`) or a study folder (with study.toml)", "neither"))
+    if not (source / "study.toml").is_file() and not (
+        source.is_file() and source.suffix == ".toml"
+    ):
+        raise InputError(
+            Problem(
+                str(source),
+                None,
+                None,
+                "a run folder (with pricing/simulator_inputs.json, written by `wtp run`) or a study folder (with study.toml)",
+                "neither",
+            )
+        )
     run = run_study(source, seed=seed or 0, fast=fast, progress=progress)
     pb = run.price_books
     if pb is None or getattr(pb, "simulator", None) is None or not pb.has_prices:
-        why = run.skipped.get("price_books") or "no tier could be priced (see the price-book warnings)"
-        raise InputError(Problem(str(source), None, None, "a study whose price-book stage prices at least one package", why))
+        why = (
+            run.skipped.get("price_books")
+            or "no tier could be priced (see the price-book warnings)"
+        )
+        raise InputError(
+            Problem(
+                str(source),
+                None,
+                None,
+                "a study whose price-book stage prices at least one package",
+                why,
+            )
+        )
     return replace(pb.simulator, seed=seed or 0)
 
 
-def simulate_book_file(source: str | Path, book: str | Path, *, rule: str = "first-choice", seed: int | None = None, fast: bool = False, progress: Progress | None = None):
+def simulate_book_file(
+    source: str | Path,
+    book: str | Path,
+    *,
+    rule: str = "first-choice",
+    seed: int | None = None,
+    fast: bool = False,
+    progress: Progress | None = None,
+):
     """take_up.csv and scenarios.csv of the books in a scenario file (the file simulator.html
     exports), on a run folder's saved inputs or a study folder's pipeline run."""
     from wtp.pricing.simulator_inputs import read_book_file, simulate_books

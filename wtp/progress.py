@@ -62,7 +62,14 @@ class Reporter:
     always writes a line.
     """
 
-    def __init__(self, stream: IO[str] | None = None, *, every: float = 5.0, prefix: str = "", tty: bool | None = None):
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        every: float = 5.0,
+        prefix: str = "",
+        tty: bool | None = None,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         self.every = every
         self.prefix = prefix

@@ -195,7 +195,14 @@ class AsOf:
 
 
 # columns of customers.csv that state when the file was exported (header-normalised)
-EXPORT_DATE_COLUMNS = ("export_date", "exported", "exported_at", "snapshot_date", "extract_date", "data_as_of")
+EXPORT_DATE_COLUMNS = (
+    "export_date",
+    "exported",
+    "exported_at",
+    "snapshot_date",
+    "extract_date",
+    "data_as_of",
+)
 
 
 def _parse_date(value, key: str) -> pd.Timestamp:
@@ -210,7 +217,12 @@ def _blank(value) -> bool:
 
 
 def _date_columns(customers: pd.DataFrame) -> list[str]:
-    extra = [c for c in customers.columns if c not in ("start_date", "end_date") and pd.api.types.is_datetime64_any_dtype(customers[c])]
+    extra = [
+        c
+        for c in customers.columns
+        if c not in ("start_date", "end_date")
+        and pd.api.types.is_datetime64_any_dtype(customers[c])
+    ]
     return ["start_date", "end_date", *extra]
 
 
@@ -226,11 +238,15 @@ def resolve_as_of(value, customers: pd.DataFrame | None, *, export_date=None) ->
     if not _blank(value):
         return AsOf(_parse_date(value, "study.as_of"), "given")
     if not _blank(export_date):
-        return AsOf(_parse_date(export_date, "study.export_date"), "export_date", "[study] export_date")
+        return AsOf(
+            _parse_date(export_date, "study.export_date"), "export_date", "[study] export_date"
+        )
     if customers is None or len(customers) == 0:
         return None
     cols = _date_columns(customers)
-    export_cols = [c for c in cols if re.sub(r"[\s_-]+", "_", str(c).strip().lower()) in EXPORT_DATE_COLUMNS]
+    export_cols = [
+        c for c in cols if re.sub(r"[\s_-]+", "_", str(c).strip().lower()) in EXPORT_DATE_COLUMNS
+    ]
     if export_cols:
         c = export_cols[0]
         return AsOf(pd.Timestamp(customers[c].max()), "export_date", c)
@@ -260,7 +276,9 @@ def _ensure_segments(segments: pd.DataFrame, need_arpa_churn: bool) -> pd.DataFr
     return validate_segments(segments, need_arpa_churn=need_arpa_churn)
 
 
-def _ensure_customers(customers: pd.DataFrame, segments: Iterable[str] | None = None) -> pd.DataFrame:
+def _ensure_customers(
+    customers: pd.DataFrame, segments: Iterable[str] | None = None
+) -> pd.DataFrame:
     if "row" in customers.columns and pd.api.types.is_datetime64_any_dtype(customers["start_date"]):
         if segments is not None:
             known = set(segments)
@@ -269,8 +287,16 @@ def _ensure_customers(customers: pd.DataFrame, segments: Iterable[str] | None = 
                 name = customers.attrs.get("source", "customers.csv")
                 raise InputError(
                     [
-                        Problem(name, int(r), "segment", "a segment listed in segments.csv (" + ", ".join(sorted(known)) + ")", s)
-                        for r, s in zip(customers["row"][unknown], customers["segment"][unknown], strict=True)
+                        Problem(
+                            name,
+                            int(r),
+                            "segment",
+                            "a segment listed in segments.csv (" + ", ".join(sorted(known)) + ")",
+                            s,
+                        )
+                        for r, s in zip(
+                            customers["row"][unknown], customers["segment"][unknown], strict=True
+                        )
                     ]
                 )
         return customers
@@ -362,7 +388,18 @@ class CohortResult:
 
     def summary(self) -> pd.DataFrame:
         """Churn, retention, ARPA and LTV each segment's customers imply."""
-        cols = ["segment", "customers", "churned", "churn_rate", "churn_lower", "churn_upper", "retention_1y", "median_lifetime", "arpa", "ltv"]
+        cols = [
+            "segment",
+            "customers",
+            "churned",
+            "churn_rate",
+            "churn_lower",
+            "churn_upper",
+            "retention_1y",
+            "median_lifetime",
+            "arpa",
+            "ltv",
+        ]
         return self.implied[[c for c in cols if c in self.implied.columns]].copy()
 
     def to_frame(self) -> pd.DataFrame:
@@ -414,13 +451,17 @@ def _loglog_ci(s: np.ndarray, se: np.ndarray, z: float) -> tuple[np.ndarray, np.
     with np.errstate(divide="ignore", invalid="ignore"):
         inner = (s > 0) & (s < 1) & np.isfinite(se)
         theta = np.where(inner, np.log(-np.log(np.where(inner, s, 0.5))), 0.0)
-        se_t = np.where(inner, se / (np.where(inner, s, 0.5) * np.abs(np.log(np.where(inner, s, 0.5)))), 0.0)
+        se_t = np.where(
+            inner, se / (np.where(inner, s, 0.5) * np.abs(np.log(np.where(inner, s, 0.5)))), 0.0
+        )
         lower = np.where(inner, np.exp(-np.exp(theta + z * se_t)), s)
         upper = np.where(inner, np.exp(-np.exp(theta - z * se_t)), s)
     return lower, upper
 
 
-def _durations(cust: pd.DataFrame, as_of: pd.Timestamp, days: float) -> tuple[np.ndarray, np.ndarray]:
+def _durations(
+    cust: pd.DataFrame, as_of: pd.Timestamp, days: float
+) -> tuple[np.ndarray, np.ndarray]:
     end = cust["end_date"]
     event = (end.notna() & (end <= as_of)).to_numpy()
     stop = end.where(event, as_of)
@@ -474,7 +515,9 @@ def cohorts(
     cust = _ensure_customers(customers)
     days = period_days(period)
     if late_starts not in ("error", "exclude"):
-        raise InputError(Problem("options", None, "late_starts", "'error' or 'exclude'", late_starts))
+        raise InputError(
+            Problem("options", None, "late_starts", "'error' or 'exclude'", late_starts)
+        )
     basis = resolve_as_of(as_of, cust, export_date=export_date)
     when = basis.date
     z = float(stats.norm.ppf(1 - alpha / 2))
@@ -483,12 +526,20 @@ def cohorts(
         key = "[study] as_of" if basis.basis == "given" else str(basis.column)
         raise InputError(
             [
-                Problem(cust.attrs.get("source", "customers.csv"), int(r), "start_date", f"a start on or before as_of {when.date()} ({key})", str(v.date()))
+                Problem(
+                    cust.attrs.get("source", "customers.csv"),
+                    int(r),
+                    "start_date",
+                    f"a start on or before as_of {when.date()} ({key})",
+                    str(v.date()),
+                )
                 for r, v in zip(cust.loc[late, "row"], cust.loc[late, "start_date"], strict=True)
             ]
         )
     message = as_of_message(basis, cust.attrs.get("source", "customers.csv"))
-    excluded = cust.loc[late, ["customer_id", "segment", "row"]].assign(reason=f"starts after as_of {when.date()}")
+    excluded = cust.loc[late, ["customer_id", "segment", "row"]].assign(
+        reason=f"starts after as_of {when.date()}"
+    )
     used = cust.loc[~late].reset_index(drop=True)
     has_mrr = "mrr" in used.columns and used["mrr"].notna().any()
     mrr_raw = used["mrr"].to_numpy(dtype=float) if has_mrr else np.full(len(used), np.nan)
@@ -514,7 +565,9 @@ def cohorts(
             try:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    band_lo, band_hi = (np.asarray(x, dtype=float) for x in fit.simultaneous_cb(alpha=alpha))
+                    band_lo, band_hi = (
+                        np.asarray(x, dtype=float) for x in fit.simultaneous_cb(alpha=alpha)
+                    )
             except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
                 pass  # the band is a bonus; the pointwise interval is always there
         if has_mrr and m.sum() > 0:
@@ -525,17 +578,47 @@ def cohorts(
             rev = np.full(len(times), np.nan)
             rev_all = None
         head = pd.DataFrame(
-            {"segment": [name], "time": [0.0], "at_risk": [float(mask.sum())], "events": [0.0], "survival": [1.0], "se": [0.0], "lower": [1.0], "upper": [1.0], "band_lower": [np.nan], "band_upper": [np.nan], "revenue_survival": [1.0 if rev_all is not None else np.nan]}
+            {
+                "segment": [name],
+                "time": [0.0],
+                "at_risk": [float(mask.sum())],
+                "events": [0.0],
+                "survival": [1.0],
+                "se": [0.0],
+                "lower": [1.0],
+                "upper": [1.0],
+                "band_lower": [np.nan],
+                "band_upper": [np.nan],
+                "revenue_survival": [1.0 if rev_all is not None else np.nan],
+            }
         )
         body = pd.DataFrame(
-            {"segment": name, "time": times, "at_risk": n_risk, "events": n_events, "survival": s, "se": se, "lower": lower, "upper": upper, "band_lower": band_lo, "band_upper": band_hi, "revenue_survival": rev}
+            {
+                "segment": name,
+                "time": times,
+                "at_risk": n_risk,
+                "events": n_events,
+                "survival": s,
+                "se": se,
+                "lower": lower,
+                "upper": upper,
+                "band_lower": band_lo,
+                "band_upper": band_hi,
+                "revenue_survival": rev,
+            }
         )
         parts = [head, body] if len(times) == 0 or times[0] > 0 else [body]
         last = times[-1] if len(times) else 0.0
         if len(t) and t.max() > last:
             # the curve stays flat until the last follow-up: draw it that far, not to the last churn
             tail = body.iloc[-1:].copy() if len(body) else head.copy()
-            tail[["time", "at_risk", "events", "band_lower", "band_upper"]] = [float(t.max()), float((t >= t.max()).sum()), 0.0, np.nan, np.nan]
+            tail[["time", "at_risk", "events", "band_lower", "band_upper"]] = [
+                float(t.max()),
+                float((t >= t.max()).sum()),
+                0.0,
+                np.nan,
+                np.nan,
+            ]
             parts.append(tail)
         surv_rows.append(pd.concat(parts, ignore_index=True))
 
@@ -545,18 +628,38 @@ def cohorts(
         curve_t, curve_s = rev_all if rev_all is not None else (times, s)
         life = _area(curve_t, curve_s, grid)
         arpa_acq = _mean(m_raw) * days / MONTH_DAYS
-        ltv_rows.append(pd.DataFrame({"segment": name, "time": grid, "expected_lifetime": life, "ltv": arpa_acq * life}))
+        ltv_rows.append(
+            pd.DataFrame(
+                {"segment": name, "time": grid, "expected_lifetime": life, "ltv": arpa_acq * life}
+            )
+        )
 
         churned = int(e.sum())
         exposure = float(t.sum())
         hazard = churned / exposure if exposure > 0 else float("nan")
-        lo = stats.chi2.ppf(alpha / 2, 2 * churned) / (2 * exposure) if churned > 0 and exposure > 0 else 0.0
-        hi = stats.chi2.ppf(1 - alpha / 2, 2 * churned + 2) / (2 * exposure) if exposure > 0 else float("nan")
+        lo = (
+            stats.chi2.ppf(alpha / 2, 2 * churned) / (2 * exposure)
+            if churned > 0 and exposure > 0
+            else 0.0
+        )
+        hi = (
+            stats.chi2.ppf(1 - alpha / 2, 2 * churned + 2) / (2 * exposure)
+            if exposure > 0
+            else float("nan")
+        )
         active = ~e
         # ARPA now: the accounts active at as_of (all accounts when none is left)
-        arpa = _mean(m_raw[active] if np.isfinite(m_raw[active]).any() else m_raw) * days / MONTH_DAYS
+        arpa = (
+            _mean(m_raw[active] if np.isfinite(m_raw[active]).any() else m_raw) * days / MONTH_DAYS
+        )
         capped = hazard == 0
-        ltv = arpa * LIFETIME_CAP if capped else arpa / hazard if hazard and np.isfinite(hazard) else float("nan")
+        ltv = (
+            arpa * LIFETIME_CAP
+            if capped
+            else arpa / hazard
+            if hazard and np.isfinite(hazard)
+            else float("nan")
+        )
         median = float(fit.quantile(0.5)) if fit is not None else float("nan")
         ret_1y = float(_step(times, s, [year])[0]) if len(t) and t.max() >= year else float("nan")
         implied_rows.append(
@@ -578,7 +681,18 @@ def cohorts(
                 "ltv_capped": bool(capped),
             }
         )
-        ret_frames.append(_retention_table(name, cohort[mask], used["start_date"][mask], t, e, m if has_mrr else None, when, days))
+        ret_frames.append(
+            _retention_table(
+                name,
+                cohort[mask],
+                used["start_date"][mask],
+                t,
+                e,
+                m if has_mrr else None,
+                when,
+                days,
+            )
+        )
 
     survival = pd.concat(surv_rows, ignore_index=True)
     retention = pd.concat(ret_frames, ignore_index=True) if ret_frames else pd.DataFrame()
@@ -601,15 +715,29 @@ def cohorts(
     )
 
 
-def _retention_table(name, cohort: pd.Series, start: pd.Series, t, e, m, as_of, days) -> pd.DataFrame:
+def _retention_table(
+    name, cohort: pd.Series, start: pd.Series, t, e, m, as_of, days
+) -> pd.DataFrame:
     """Complete cells of the monthly cohort × age retention table, vectorised over customers."""
     codes, labels = pd.factorize(cohort.to_numpy(), sort=True)
     n_coh = len(labels)
     if n_coh == 0:
-        return pd.DataFrame(columns=["segment", "cohort", "age", "customers", "active", "retention", "revenue_retention"])
+        return pd.DataFrame(
+            columns=[
+                "segment",
+                "cohort",
+                "age",
+                "customers",
+                "active",
+                "retention",
+                "revenue_retention",
+            ]
+        )
     last_start = pd.Series(start.to_numpy()).groupby(codes).max().reindex(range(n_coh))
     # a cell is complete when even the cohort's latest starter could be observed that long
-    max_age = np.floor((as_of - last_start).dt.total_seconds().to_numpy() / 86400.0 / days).astype(int)
+    max_age = np.floor((as_of - last_start).dt.total_seconds().to_numpy() / 86400.0 / days).astype(
+        int
+    )
     top = int(max_age.max())
     # a customer who left after d periods is gone from age floor(d) + 1 on
     gone_at = np.where(e, np.floor(t).astype(int) + 1, top + 1)
@@ -646,7 +774,16 @@ def _retention_table(name, cohort: pd.Series, start: pd.Series, t, e, m, as_of, 
 # Trend: performance per segment, period by period
 
 _TREND_FREQ = {"week": "W", "month": "M", "quarter": "Q", "year": "Y"}
-TREND_COLUMNS = ["segment", "period_start", "customers_start", "new", "churned", "churn_rate", "arpa", "mrr"]
+TREND_COLUMNS = [
+    "segment",
+    "period_start",
+    "customers_start",
+    "new",
+    "churned",
+    "churn_rate",
+    "arpa",
+    "mrr",
+]
 
 
 @dataclass(frozen=True)
@@ -737,9 +874,18 @@ def trend(
     when = resolve_as_of(as_of, cust).date
     cust = cust[cust["start_date"] <= when]
     if cust.empty:
-        raise InputError(Problem(str(customers.attrs.get("source", "customers.csv")), None, "start_date", f"customers starting on or before {when.date()}"))
+        raise InputError(
+            Problem(
+                str(customers.attrs.get("source", "customers.csv")),
+                None,
+                "start_date",
+                f"customers starting on or before {when.date()}",
+            )
+        )
     freq = _TREND_FREQ[every]
-    periods = pd.period_range(cust["start_date"].min().to_period(freq), when.to_period(freq), freq=freq)
+    periods = pd.period_range(
+        cust["start_date"].min().to_period(freq), when.to_period(freq), freq=freq
+    )
     p0 = periods.start_time.to_numpy(dtype="datetime64[ns]")
     p1 = (periods + 1).start_time.to_numpy(dtype="datetime64[ns]")
     stop_cap = np.datetime64(when + pd.Timedelta(days=1), "ns")
@@ -759,7 +905,10 @@ def trend(
     seg = cust["segment"].to_numpy(dtype=object)
     names = list(dict.fromkeys(seg))
     frames = []
-    for name, mask in [*((n, seg == n) for n in names), *([(RESERVED_SEGMENT, np.ones(len(seg), bool))] if len(names) > 1 else [])]:
+    for name, mask in [
+        *((n, seg == n) for n in names),
+        *([(RESERVED_SEGMENT, np.ones(len(seg), bool))] if len(names) > 1 else []),
+    ]:
         n_start = at_start[mask].sum(axis=0)
         paying = at_start[mask] & has_mrr[mask, None]
         mrr_sum = np.where(paying, mrr[mask, None], 0.0).sum(axis=0)
@@ -789,13 +938,34 @@ def trend(
         f"churned / customer-{period}s (two-sided), Holm-adjusted over all {int(table['p_value'].notna().sum())} segment × {every} tests, "
         f"flagged where the adjusted p < {alpha:g}"
     )
-    cols = ["segment", "period_start", "direction", "churned", "exposure", "hazard", "baseline_hazard", "rate_ratio", "p_value", "p_adjusted"]
+    cols = [
+        "segment",
+        "period_start",
+        "direction",
+        "churned",
+        "exposure",
+        "hazard",
+        "baseline_hazard",
+        "rate_ratio",
+        "p_value",
+        "p_adjusted",
+    ]
     flags = table.loc[table["flag"] != "", cols[:2] + cols[3:]].copy()
     flags.insert(2, "direction", table.loc[table["flag"] != "", "flag"].to_numpy())
-    return TrendResult(table=table, flags=flags.reset_index(drop=True), every=every, period=str(period), as_of=when, alpha=alpha, test=test)
+    return TrendResult(
+        table=table,
+        flags=flags.reset_index(drop=True),
+        every=every,
+        period=str(period),
+        as_of=when,
+        alpha=alpha,
+        test=test,
+    )
 
 
-def _flag_changes(table: pd.DataFrame, multipletests, *, alpha: float, min_history: int) -> pd.DataFrame:
+def _flag_changes(
+    table: pd.DataFrame, multipletests, *, alpha: float, min_history: int
+) -> pd.DataFrame:
     """Baseline, rate ratio, exact test and Holm-adjusted p per tested segment-period."""
     table = table.copy()
     tested = table["segment"] != RESERVED_SEGMENT
@@ -805,7 +975,13 @@ def _flag_changes(table: pd.DataFrame, multipletests, *, alpha: float, min_histo
     history = g["exposure"].transform(lambda e: (e > 0).cumsum().shift(fill_value=0))
     table["baseline_hazard"] = _div(before_c, before_e)
     table["rate_ratio"] = _div(table["hazard"], table["baseline_hazard"])
-    ok = (tested & table["complete"] & (history >= min_history) & (table["exposure"] > 0) & (before_e > 0)).to_numpy()
+    ok = (
+        tested
+        & table["complete"]
+        & (history >= min_history)
+        & (table["exposure"] > 0)
+        & (before_e > 0)
+    ).to_numpy()
     p = np.full(len(table), np.nan)
     c_now = table["churned"].to_numpy(dtype=int)
     c_all = c_now + before_c.to_numpy(dtype=int)
@@ -904,7 +1080,9 @@ def segment_metrics(
 
     problems = []
     for col in ("churn_rate", "arpa"):
-        given = segs[col].to_numpy(dtype=float) if col in segs.columns else np.full(len(segs), np.nan)
+        given = (
+            segs[col].to_numpy(dtype=float) if col in segs.columns else np.full(len(segs), np.nan)
+        )
         # the contract role names, whatever the files are called, so consumers can test them
         src = np.where(np.isfinite(given), "segments.csv", "missing").astype(object)
         values = given.copy()
@@ -915,9 +1093,22 @@ def segment_metrics(
             values = np.where(fill, from_cust, values)
             src = np.where(fill, "customers.csv", src)
         for i in np.flatnonzero(~np.isfinite(values)):
-            what = "a churn rate between 0 and 1" if col == "churn_rate" else "revenue per account (arpa)"
-            hint = " (customers.csv has no customers of this segment)" if implied is not None else " (or customers.csv to estimate it)"
-            if col == "arpa" and implied is not None and cohort_result is not None and not cohort_result.has_mrr:
+            what = (
+                "a churn rate between 0 and 1"
+                if col == "churn_rate"
+                else "revenue per account (arpa)"
+            )
+            hint = (
+                " (customers.csv has no customers of this segment)"
+                if implied is not None
+                else " (or customers.csv to estimate it)"
+            )
+            if (
+                col == "arpa"
+                and implied is not None
+                and cohort_result is not None
+                and not cohort_result.has_mrr
+            ):
                 hint = " (customers.csv has no mrr column to estimate it)"
             problems.append(Problem(source, int(segs["row"].iloc[i]), col, what + hint, None))
         out[col] = values
@@ -928,7 +1119,11 @@ def segment_metrics(
     if problems:
         raise InputError(problems)
 
-    margin = segs["gross_margin"].to_numpy(dtype=float) if "gross_margin" in segs.columns else np.full(len(segs), np.nan)
+    margin = (
+        segs["gross_margin"].to_numpy(dtype=float)
+        if "gross_margin" in segs.columns
+        else np.full(len(segs), np.nan)
+    )
     assumed = ~np.isfinite(margin)
     out["gross_margin"] = np.where(assumed, 1.0, margin)
     out["margin_assumed"] = assumed
@@ -943,11 +1138,17 @@ def segment_metrics(
     out["ltv_cac"] = _div(out["ltv"], cac)
     unit_margin = arpa * out["gross_margin"].to_numpy()
     out["cac_payback"] = np.where(cac == 0, 0.0, _div(cac, unit_margin))
-    market = segs["market_size"].to_numpy(dtype=float) if "market_size" in segs.columns else np.full(len(segs), np.nan)
+    market = (
+        segs["market_size"].to_numpy(dtype=float)
+        if "market_size" in segs.columns
+        else np.full(len(segs), np.nan)
+    )
     out["market_size"] = market
     out["penetration"] = _div(n, market)
     out["headroom"] = np.where(np.isfinite(market), np.maximum(market - n, 0.0), np.nan)
-    out["market_growth"] = segs["market_growth"].to_numpy(dtype=float) if "market_growth" in segs.columns else np.nan
+    out["market_growth"] = (
+        segs["market_growth"].to_numpy(dtype=float) if "market_growth" in segs.columns else np.nan
+    )
     if "seats_per_account" in segs.columns:
         out["seats_per_account"] = segs["seats_per_account"].to_numpy(dtype=float)
         out["arpa_per_seat"] = _div(arpa, out["seats_per_account"])
@@ -990,7 +1191,18 @@ def average_customer(metrics: pd.DataFrame) -> pd.Series:
     """
     w = metrics["customers"]
     values = {}
-    for m in ("conversion_rate", "churn_rate", "arpa", "gross_margin", "lifetime", "ltv", "cac", "ltv_cac", "cac_payback", "market_growth"):
+    for m in (
+        "conversion_rate",
+        "churn_rate",
+        "arpa",
+        "gross_margin",
+        "lifetime",
+        "ltv",
+        "cac",
+        "ltv_cac",
+        "cac_payback",
+        "market_growth",
+    ):
         if m in metrics.columns:
             values[m] = _weighted_mean(metrics[m], w)
     values["customers"] = float(w.sum())
@@ -1051,7 +1263,17 @@ class SegmentScores:
 
     def summary(self) -> pd.DataFrame:
         """Rank, the three axes and the score, with focus and flags, best first."""
-        cols = [*CONTRACT_COLUMNS, "focus", "flags", "customers", "share", "churn_rate", "arpa", "ltv", "ltv_cac"]
+        cols = [
+            *CONTRACT_COLUMNS,
+            "focus",
+            "flags",
+            "customers",
+            "share",
+            "churn_rate",
+            "arpa",
+            "ltv",
+            "ltv_cac",
+        ]
         return self.scores[[c for c in cols if c in self.scores.columns]].copy()
 
     def to_frame(self) -> pd.DataFrame:
@@ -1066,7 +1288,9 @@ def _resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
     problems = []
     for k, v in weights.items():
         if k not in DEFAULT_WEIGHTS:
-            problems.append(Problem("weights", None, str(k), "one of " + ", ".join(DEFAULT_WEIGHTS), k))
+            problems.append(
+                Problem("weights", None, str(k), "one of " + ", ".join(DEFAULT_WEIGHTS), k)
+            )
             continue
         try:
             v = float(v)
@@ -1078,13 +1302,26 @@ def _resolve_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
             continue
         out[k] = v
     if not any(out[a] > 0 for a in AXES):
-        problems.append(Problem("weights", None, "volume, performance, potential", "at least one axis weight above 0", 0))
+        problems.append(
+            Problem(
+                "weights",
+                None,
+                "volume, performance, potential",
+                "at least one axis weight above 0",
+                0,
+            )
+        )
     if problems:
         raise InputError(problems)
     return out
 
 
-_SCORE_SETTINGS = {"min_share": float, "min_ltv_cac": float, "focus_min_score": float, "max_focus": int}
+_SCORE_SETTINGS = {
+    "min_share": float,
+    "min_ltv_cac": float,
+    "focus_min_score": float,
+    "max_focus": int,
+}
 
 
 def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> dict:
@@ -1106,7 +1343,15 @@ def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> d
     for key, value in settings.items():
         if key == "weights":
             if not isinstance(value, Mapping):
-                problems.append(Problem(source, None, "segments.weights", "a table of weights, e.g. {potential = 2}", value))
+                problems.append(
+                    Problem(
+                        source,
+                        None,
+                        "segments.weights",
+                        "a table of weights, e.g. {potential = 2}",
+                        value,
+                    )
+                )
             else:
                 out["weights"] = dict(value)
         elif key in _SCORE_SETTINGS:
@@ -1116,11 +1361,21 @@ def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> d
                 problems.append(Problem(source, None, f"segments.{key}", "a number", value))
                 continue
             if not math.isfinite(number) or number < 0 or (key == "max_focus" and number < 1):
-                problems.append(Problem(source, None, f"segments.{key}", "a positive number", value))
+                problems.append(
+                    Problem(source, None, f"segments.{key}", "a positive number", value)
+                )
                 continue
             out[key] = number
         else:
-            problems.append(Problem(source, None, f"segments.{key}", "one of weights, " + ", ".join(_SCORE_SETTINGS), key))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"segments.{key}",
+                    "one of weights, " + ", ".join(_SCORE_SETTINGS),
+                    key,
+                )
+            )
     if problems:
         raise InputError(problems)
     if "weights" in out:
@@ -1222,7 +1477,9 @@ def score_segments(
     sub: dict[str, np.ndarray] = {}
     table = []
     for metric, axis in METRIC_AXIS.items():
-        values = metrics[metric] if metric in metrics.columns else pd.Series(np.nan, index=metrics.index)
+        values = (
+            metrics[metric] if metric in metrics.columns else pd.Series(np.nan, index=metrics.index)
+        )
         s = _metric_scores(values, metric in LOWER_IS_BETTER)
         if metric == "ltv_cac":
             s = np.where(metrics["cac"].to_numpy() == 0, 100.0, s)
@@ -1237,7 +1494,16 @@ def score_segments(
             notes.append(f"{METRIC_LABELS.get(metric, metric)} not scored: {why}.")
         elif w[metric] == 0 or w[axis] == 0:
             why = "weight 0"
-        table.append({"axis": axis, "metric": metric, "weight": w[metric], "better": "lower" if metric in LOWER_IS_BETTER else "higher", "used": used, "why_not": why})
+        table.append(
+            {
+                "axis": axis,
+                "metric": metric,
+                "weight": w[metric],
+                "better": "lower" if metric in LOWER_IS_BETTER else "higher",
+                "used": used,
+                "why_not": why,
+            }
+        )
         if used:
             sub[metric] = s
 
@@ -1247,16 +1513,26 @@ def score_segments(
         if not members or w[axis] == 0:
             axes[axis] = np.full(k, np.nan)
             if w[axis] > 0:
-                notes.append(f"The {axis} axis has no metric to score and is left out of the score.")
+                notes.append(
+                    f"The {axis} axis has no metric to score and is left out of the score."
+                )
             continue
         vals = np.vstack([sub[m] for m in members])
         wt = np.array([w[m] for m in members])[:, None] * np.isfinite(vals)
-        raw = np.where(wt.sum(axis=0) > 0, np.nansum(np.nan_to_num(vals) * wt, axis=0) / np.maximum(wt.sum(axis=0), 1e-300), np.nan)
+        raw = np.where(
+            wt.sum(axis=0) > 0,
+            np.nansum(np.nan_to_num(vals) * wt, axis=0) / np.maximum(wt.sum(axis=0), 1e-300),
+            np.nan,
+        )
         axes[axis] = _best_is_100(raw)
 
     A = np.vstack([axes[a] for a in AXES])
     aw = np.array([w[a] for a in AXES])[:, None] * np.isfinite(A)
-    raw_score = np.where(aw.sum(axis=0) > 0, np.nansum(np.nan_to_num(A) * aw, axis=0) / np.maximum(aw.sum(axis=0), 1e-300), np.nan)
+    raw_score = np.where(
+        aw.sum(axis=0) > 0,
+        np.nansum(np.nan_to_num(A) * aw, axis=0) / np.maximum(aw.sum(axis=0), 1e-300),
+        np.nan,
+    )
     score = _best_is_100(raw_score)
 
     scores = pd.DataFrame({"segment": metrics["segment"].to_numpy(dtype=object)})
@@ -1264,7 +1540,9 @@ def score_segments(
         scores[a] = axes[a]
     scores["score"] = score
     # rounding before ranking keeps float noise from splitting true ties
-    scores["rank"] = pd.Series(np.round(score, 9)).rank(ascending=False, method="min").astype("Int64").to_numpy()
+    scores["rank"] = (
+        pd.Series(np.round(score, 9)).rank(ascending=False, method="min").astype("Int64").to_numpy()
+    )
 
     # flags
     avg = average_customer(metrics)
@@ -1274,10 +1552,16 @@ def score_segments(
     for i, row in metrics.reset_index(drop=True).iterrows():
         share = row["share"]
         if np.isfinite(share) and share < min_share:
-            mshare = market[i] / market_total if np.isfinite(market[i]) and market_total > 0 else np.nan
+            mshare = (
+                market[i] / market_total if np.isfinite(market[i]) and market_total > 0 else np.nan
+            )
             if not (np.isfinite(mshare) and mshare >= min_share):
                 reason = f"{share:.1%} of customers (under {min_share:.0%})"
-                reason += f" and {mshare:.1%} of the known market" if np.isfinite(mshare) else "; no market_size to show room to grow"
+                reason += (
+                    f" and {mshare:.1%} of the known market"
+                    if np.isfinite(mshare)
+                    else "; no market_size to show room to grow"
+                )
                 flags.append({"segment": row["segment"], "flag": "too small", "reason": reason})
         if np.isfinite(row["ltv_cac"]) and row["ltv_cac"] < min_ltv_cac:
             flags.append(
@@ -1289,11 +1573,17 @@ def score_segments(
                 }
             )
     flags = pd.DataFrame(flags, columns=["segment", "flag", "reason"])
-    flag_text = flags.groupby("segment", sort=False)["flag"].agg("; ".join) if len(flags) else pd.Series(dtype=object)
+    flag_text = (
+        flags.groupby("segment", sort=False)["flag"].agg("; ".join)
+        if len(flags)
+        else pd.Series(dtype=object)
+    )
     scores["flags"] = [flag_text.get(seg, "") for seg in scores["segment"]]
 
     # focus
-    order = scores.assign(_n=metrics["customers"].to_numpy()).sort_values(["rank", "_n"], ascending=[True, False])
+    order = scores.assign(_n=metrics["customers"].to_numpy()).sort_values(
+        ["rank", "_n"], ascending=[True, False]
+    )
     candidates = order[order["flags"] == ""]
     chosen = candidates[candidates["score"] >= focus_min_score].head(max_focus)
     if chosen.empty and not candidates.empty:
@@ -1302,7 +1592,15 @@ def score_segments(
         notes.append("Every segment is flagged: no segment to focus on.")
     mi = metrics.set_index("segment")
     focus = pd.DataFrame(
-        [{"segment": s, "rank": int(r), "score": float(sc), "reason": _focus_reason(s, axes, scores, mi, avg)} for s, r, sc in zip(chosen["segment"], chosen["rank"], chosen["score"], strict=True)],
+        [
+            {
+                "segment": s,
+                "rank": int(r),
+                "score": float(sc),
+                "reason": _focus_reason(s, axes, scores, mi, avg),
+            }
+            for s, r, sc in zip(chosen["segment"], chosen["rank"], chosen["score"], strict=True)
+        ],
         columns=["segment", "rank", "score", "reason"],
     )
     scores["focus"] = scores["segment"].isin(set(focus["segment"]))
@@ -1315,7 +1613,9 @@ def score_segments(
     score_cols = [c for c in full.columns if c.startswith("score_")]
     rest = [c for c in full.columns if c not in lead and c not in score_cols]
     full = full[lead + rest + score_cols]
-    full = full.sort_values(["rank", "customers"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    full = full.sort_values(
+        ["rank", "customers"], ascending=[True, False], kind="stable"
+    ).reset_index(drop=True)
     full["rank"] = full["rank"].astype(int)
     return SegmentScores(
         scores=full,
@@ -1327,7 +1627,12 @@ def score_segments(
         average=avg,
         notes=notes,
         period=str(metrics.attrs.get("period", period)),
-        settings={"min_share": min_share, "min_ltv_cac": min_ltv_cac, "focus_min_score": focus_min_score, "max_focus": max_focus},
+        settings={
+            "min_share": min_share,
+            "min_ltv_cac": min_ltv_cac,
+            "focus_min_score": focus_min_score,
+            "max_focus": max_focus,
+        },
         cohorts=cohort_result,
     )
 
@@ -1350,9 +1655,19 @@ def _focus_reason(segment, axes, scores, metrics: pd.DataFrame, avg: pd.Series) 
     if strong:
         parts.append("strong on " + ", ".join(strong))
     for gain, m, v in edges[:2]:
-        shown = f"{v:.1%}" if m in ("conversion_rate", "churn_rate") else f"{v:,.2f}" if m == "ltv_cac" else f"{v:,.0f}"
+        shown = (
+            f"{v:.1%}"
+            if m in ("conversion_rate", "churn_rate")
+            else f"{v:,.2f}"
+            if m == "ltv_cac"
+            else f"{v:,.0f}"
+        )
         word = "lower" if m in LOWER_IS_BETTER else "higher"
-        parts.append(f"{METRIC_LABELS[m]} {shown} ({gain:.1f}× {word} than average)" if m not in LOWER_IS_BETTER else f"{METRIC_LABELS[m]} {shown} ({1 / gain:.2f}× the average)")
+        parts.append(
+            f"{METRIC_LABELS[m]} {shown} ({gain:.1f}× {word} than average)"
+            if m not in LOWER_IS_BETTER
+            else f"{METRIC_LABELS[m]} {shown} ({1 / gain:.2f}× the average)"
+        )
     if row.get("share", 0) >= 0.2:
         parts.append(f"{row['share']:.0%} of customers")
     return "; ".join(parts)
@@ -1392,10 +1707,14 @@ class WhatIfResult:
         return self.table.copy()
 
 
-_GROW = re.compile(r"^\s*(?P<seg>.+?)\s*=\s*(?P<num>[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+))\s*(?P<pct>%?)\s*$")
+_GROW = re.compile(
+    r"^\s*(?P<seg>.+?)\s*=\s*(?P<num>[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+))\s*(?P<pct>%?)\s*$"
+)
 
 
-def parse_grow(specs: Iterable[str] | str, segments: Iterable[str] | None = None, *, source: str = "--grow") -> dict[str, float]:
+def parse_grow(
+    specs: Iterable[str] | str, segments: Iterable[str] | None = None, *, source: str = "--grow"
+) -> dict[str, float]:
     """Parse ``SEGMENT=10%`` (or ``SEGMENT=0.10``) into ``{"SEGMENT": 0.10}``.
 
     A bare number must be a fraction between -1 and 1 (``0.1``); write ``10%`` for ten
@@ -1416,13 +1735,29 @@ def parse_grow(specs: Iterable[str] | str, segments: Iterable[str] | None = None
         if pct:
             value /= 100.0
         elif abs(value) > 1:
-            problems.append(Problem(source, None, None, f"a percentage like '{seg}={m['num']}%' or a fraction like '{seg}=0.1'", spec))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    None,
+                    f"a percentage like '{seg}={m['num']}%' or a fraction like '{seg}=0.1'",
+                    spec,
+                )
+            )
             continue
         if value <= -1:
             problems.append(Problem(source, None, None, "growth above -100%", spec))
             continue
         if known is not None and seg not in known:
-            problems.append(Problem(source, None, "segment", "a segment in segments.csv (" + ", ".join(map(str, known)) + ")", seg))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    "segment",
+                    "a segment in segments.csv (" + ", ".join(map(str, known)) + ")",
+                    seg,
+                )
+            )
             continue
         out[seg] = out.get(seg, 0.0) + value if seg in out else value
     if problems:
@@ -1474,7 +1809,15 @@ def what_if(
         problems = []
         for seg, g in grow.items():
             if seg not in names:
-                problems.append(Problem("grow", None, "segment", "a segment in segments.csv (" + ", ".join(map(str, names)) + ")", seg))
+                problems.append(
+                    Problem(
+                        "grow",
+                        None,
+                        "segment",
+                        "a segment in segments.csv (" + ", ".join(map(str, names)) + ")",
+                        seg,
+                    )
+                )
             elif not (isinstance(g, int | float) and math.isfinite(g) and g > -1):
                 problems.append(Problem("grow", None, str(seg), "growth above -1 (0.10 = +10%)", g))
             else:
@@ -1510,15 +1853,36 @@ def what_if(
         "arpa": "Σ customers × ARPA / Σ customers",
         "ltv": "Σ customers × LTV / Σ customers",
     }
-    rows.append(_what_if_row("customers", n0.sum(), n1.sum(), "Σ customers", " + ".join(_short(x) for x in n1)))
+    rows.append(
+        _what_if_row(
+            "customers", n0.sum(), n1.sum(), "Σ customers", " + ".join(_short(x) for x in n1)
+        )
+    )
     for m, f in formulas.items():
         v = arith[m].to_numpy(dtype=float)
-        before, after = _weighted_mean(pd.Series(v), pd.Series(n0)), _weighted_mean(pd.Series(v), pd.Series(n1))
+        before, after = (
+            _weighted_mean(pd.Series(v), pd.Series(n0)),
+            _weighted_mean(pd.Series(v), pd.Series(n1)),
+        )
         ok = np.isfinite(v)
-        working = "(" + " + ".join(f"{_short(a)} × {_short(b, m)}" for a, b in zip(n1[ok], v[ok], strict=True)) + f") / {_short(n1[ok].sum())}"
+        working = (
+            "("
+            + " + ".join(
+                f"{_short(a)} × {_short(b, m)}" for a, b in zip(n1[ok], v[ok], strict=True)
+            )
+            + f") / {_short(n1[ok].sum())}"
+        )
         rows.append(_what_if_row(m, before, after, f, working))
     rows.append(
-        _what_if_row("revenue", float(np.nansum(arith["revenue_before"])), float(np.nansum(arith["revenue_after"])), "Σ customers × ARPA", " + ".join(f"{_short(a)} × {_short(b)}" for a, b in zip(n1, arith["arpa"], strict=True)))
+        _what_if_row(
+            "revenue",
+            float(np.nansum(arith["revenue_before"])),
+            float(np.nansum(arith["revenue_after"])),
+            "Σ customers × ARPA",
+            " + ".join(
+                f"{_short(a)} × {_short(b)}" for a, b in zip(n1, arith["arpa"], strict=True)
+            ),
+        )
     )
     table = pd.DataFrame(rows)
     total = {

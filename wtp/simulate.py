@@ -66,28 +66,87 @@ class SegmentSpec:
 
 DEMO_SEGMENTS = (
     SegmentSpec(
-        "Startups", 0.30, 39.0, 0.40, 0.55, customers=1800, churn_rate=0.045, cac=180.0,
-        trials=9000, conversion_rate=0.14, gross_margin=0.82, market_size=60000, market_growth=0.22,
-        item_shift={"ai_insights": 0.8, "integrations": 0.6, "sso": -1.0, "audit_log": -1.0, "sla": -0.8},
-        partworth_shift={"Support=Phone 24/7": -0.4}, price_sensitivity=1.7,
+        "Startups",
+        0.30,
+        39.0,
+        0.40,
+        0.55,
+        customers=1800,
+        churn_rate=0.045,
+        cac=180.0,
+        trials=9000,
+        conversion_rate=0.14,
+        gross_margin=0.82,
+        market_size=60000,
+        market_growth=0.22,
+        item_shift={
+            "ai_insights": 0.8,
+            "integrations": 0.6,
+            "sso": -1.0,
+            "audit_log": -1.0,
+            "sla": -0.8,
+        },
+        partworth_shift={"Support=Phone 24/7": -0.4},
+        price_sensitivity=1.7,
     ),
     SegmentSpec(
-        "SMB", 0.30, 79.0, 0.35, 0.60, customers=2400, churn_rate=0.03, cac=420.0,
-        trials=7000, conversion_rate=0.19, gross_margin=0.80, market_size=35000, market_growth=0.12,
+        "SMB",
+        0.30,
+        79.0,
+        0.35,
+        0.60,
+        customers=2400,
+        churn_rate=0.03,
+        cac=420.0,
+        trials=7000,
+        conversion_rate=0.19,
+        gross_margin=0.80,
+        market_size=35000,
+        market_growth=0.12,
         item_shift={"exports": 0.5, "dashboards": 0.4, "mobile_app": 0.3},
         price_sensitivity=1.0,
     ),
     SegmentSpec(
-        "Mid-market", 0.25, 149.0, 0.32, 0.62, customers=900, churn_rate=0.018, cac=1500.0,
-        trials=2200, conversion_rate=0.24, gross_margin=0.78, market_size=9000, market_growth=0.09,
+        "Mid-market",
+        0.25,
+        149.0,
+        0.32,
+        0.62,
+        customers=900,
+        churn_rate=0.018,
+        cac=1500.0,
+        trials=2200,
+        conversion_rate=0.24,
+        gross_margin=0.78,
+        market_size=9000,
+        market_growth=0.09,
         item_shift={"sso": 0.9, "custom_roles": 0.7, "api": 0.5, "sandbox": 0.3},
-        partworth_shift={"SSO=Included": 0.5}, price_sensitivity=0.6,
+        partworth_shift={"SSO=Included": 0.5},
+        price_sensitivity=0.6,
     ),
     SegmentSpec(
-        "Enterprise", 0.15, 299.0, 0.30, 0.65, customers=220, churn_rate=0.008, cac=9000.0,
-        trials=400, conversion_rate=0.30, gross_margin=0.75, market_size=2500, market_growth=0.05,
-        item_shift={"sso": 1.6, "audit_log": 1.4, "sla": 1.3, "custom_roles": 0.8, "ai_insights": -0.5},
-        partworth_shift={"SSO=Included": 1.0, "Support=Phone 24/7": 0.8}, price_sensitivity=0.35,
+        "Enterprise",
+        0.15,
+        299.0,
+        0.30,
+        0.65,
+        customers=220,
+        churn_rate=0.008,
+        cac=9000.0,
+        trials=400,
+        conversion_rate=0.30,
+        gross_margin=0.75,
+        market_size=2500,
+        market_growth=0.05,
+        item_shift={
+            "sso": 1.6,
+            "audit_log": 1.4,
+            "sla": 1.3,
+            "custom_roles": 0.8,
+            "ai_insights": -0.5,
+        },
+        partworth_shift={"SSO=Included": 1.0, "Support=Phone 24/7": 0.8},
+        price_sensitivity=0.35,
     ),
 )
 
@@ -109,9 +168,20 @@ DEMO_ITEMS = {
 }
 # population mean utilities (before segment shifts)
 DEMO_ITEM_MEANS = {
-    "sso": 0.2, "audit_log": -0.2, "sla": 0.1, "custom_roles": 0.0, "api": 0.6,
-    "integrations": 1.1, "dashboards": 0.9, "exports": 0.4, "ai_insights": 0.5, "mobile_app": -0.6,
-    "sandbox": -0.9, "white_label": -1.2, "priority_support": 0.3, "data_retention": -0.1,
+    "sso": 0.2,
+    "audit_log": -0.2,
+    "sla": 0.1,
+    "custom_roles": 0.0,
+    "api": 0.6,
+    "integrations": 1.1,
+    "dashboards": 0.9,
+    "exports": 0.4,
+    "ai_insights": 0.5,
+    "mobile_app": -0.6,
+    "sandbox": -0.9,
+    "white_label": -1.2,
+    "priority_support": 0.3,
+    "data_retention": -0.1,
 }
 
 DEMO_ATTRIBUTES = {
@@ -122,10 +192,13 @@ DEMO_ATTRIBUTES = {
 }
 # part-worths per attribute level (first level 0), in utility per choice
 DEMO_PARTWORTHS = {
-    "Support=Chat": 0.45, "Support=Phone 24/7": 0.8,
+    "Support=Chat": 0.45,
+    "Support=Phone 24/7": 0.8,
     "SSO=Included": 0.5,
-    "Users=25 users": 0.7, "Users=Unlimited": 1.2,
-    "History=1 year": 0.35, "History=Unlimited": 0.55,
+    "Users=25 users": 0.7,
+    "Users=Unlimited": 1.2,
+    "History=1 year": 0.35,
+    "History=Unlimited": 0.55,
 }
 
 
@@ -133,9 +206,14 @@ def _segment_names(segments) -> list[SegmentSpec]:
     if segments is None:
         return list(DEMO_SEGMENTS)
     if isinstance(segments, int):
-        return list(DEMO_SEGMENTS[:segments]) if segments <= len(DEMO_SEGMENTS) else [
-            SegmentSpec(f"Segment {i + 1}", 1 / segments, 50.0 * (1 + i)) for i in range(segments)
-        ]
+        return (
+            list(DEMO_SEGMENTS[:segments])
+            if segments <= len(DEMO_SEGMENTS)
+            else [
+                SegmentSpec(f"Segment {i + 1}", 1 / segments, 50.0 * (1 + i))
+                for i in range(segments)
+            ]
+        )
     return list(segments)
 
 
@@ -177,7 +255,12 @@ def _quadrature(n: int):
 
 
 def true_demand(
-    median_wtp: float, wtp_sigma: float, propensity: float, prices: np.ndarray, tau: float, quality_sigma: float = 0.1
+    median_wtp: float,
+    wtp_sigma: float,
+    propensity: float,
+    prices: np.ndarray,
+    tau: float,
+    quality_sigma: float = 0.1,
 ) -> np.ndarray:
     """Population purchase probability at each price.
 
@@ -246,7 +329,9 @@ def simulate_vw(
     L = QUALITY_RATIO * R * np.exp(0.1 * rng.standard_normal(n))
     pi = np.clip(rng.beta(8 * prop, 8 * (1 - prop)), 0.02, 0.98)
     # each answer sits where the respondent's own purchase probability has a recognisable level
-    centre = np.column_stack([L * np.exp(-2 * tau), L * np.exp(2 * tau), R * np.exp(-1.2 * tau), R * np.exp(2 * tau)])
+    centre = np.column_stack(
+        [L * np.exp(-2 * tau), L * np.exp(2 * tau), R * np.exp(-1.2 * tau), R * np.exp(2 * tau)]
+    )
     answers = np.sort(centre * np.exp(0.04 * rng.standard_normal((n, 4))), axis=1)
     if round_prices:
         answers = _round_prices(answers, med[:, None], rng)
@@ -286,13 +371,27 @@ def simulate_vw(
     for s in specs:
         grid = np.linspace(0.2 * s.median_wtp, 3 * s.median_wtp, 400)
         d = true_demand(s.median_wtp, s.wtp_sigma, s.propensity, grid, tau)
-        truth_rows.append(pd.DataFrame({"segment": s.name, "price": grid, "purchase_probability": d, "revenue": grid * d}))
+        truth_rows.append(
+            pd.DataFrame(
+                {"segment": s.name, "price": grid, "purchase_probability": d, "revenue": grid * d}
+            )
+        )
         p_opt, d_opt = true_revenue_optimum(s, tau)
-        opt_rows.append({"segment": s.name, "revenue_optimal_price": p_opt, "demand_at_optimum": d_opt})
+        opt_rows.append(
+            {"segment": s.name, "revenue_optimal_price": p_opt, "demand_at_optimum": d_opt}
+        )
     people = pd.DataFrame(
-        {"respondent_id": ids, "segment": frame["segment"], "reservation_price": R, "propensity": pi, "inconsistent": ~(np.diff(answers, axis=1) >= 0).all(axis=1)}
+        {
+            "respondent_id": ids,
+            "segment": frame["segment"],
+            "reservation_price": R,
+            "propensity": pi,
+            "inconsistent": ~(np.diff(answers, axis=1) >= 0).all(axis=1),
+        }
     )
-    return SimulatedVW(frame, people, pd.concat(truth_rows, ignore_index=True), pd.DataFrame(opt_rows), tau)
+    return SimulatedVW(
+        frame, people, pd.concat(truth_rows, ignore_index=True), pd.DataFrame(opt_rows), tau
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +407,9 @@ class SimulatedMaxDiff:
     respondents: pd.DataFrame  # respondent_id, segment, version
     individual_utilities: pd.DataFrame  # respondent_id, segment, item, utility (zero-centred)
     segment_means: pd.DataFrame  # segment, item, utility (zero-centred)
-    segment_shares: pd.DataFrame  # segment, item, share (0–100, mean of individual shares; includes 'all')
+    segment_shares: (
+        pd.DataFrame
+    )  # segment, item, share (0–100, mean of individual shares; includes 'all')
     items: list[str]
     labels: dict[str, str]
     per_task: int
@@ -338,7 +439,11 @@ def simulate_maxdiff(
     """
     rng = _rng(seed)
     specs = _segment_names(segments)
-    codes = list(DEMO_ITEMS)[:n_items] if n_items <= len(DEMO_ITEMS) else [f"item{i + 1:02d}" for i in range(n_items)]
+    codes = (
+        list(DEMO_ITEMS)[:n_items]
+        if n_items <= len(DEMO_ITEMS)
+        else [f"item{i + 1:02d}" for i in range(n_items)]
+    )
     labels = {c: DEMO_ITEMS.get(c, c) for c in codes}
     if design is None:
         from wtp.maxdiff import design_maxdiff
@@ -349,7 +454,12 @@ def simulate_maxdiff(
     seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
     n = len(seg)
     base = np.array([DEMO_ITEM_MEANS.get(c, rng.normal(0, 0.8)) for c in codes])
-    means = np.array([[base[j] + getattr(s, "item_shift", {}).get(c, 0.0) for j, c in enumerate(codes)] for s in specs])
+    means = np.array(
+        [
+            [base[j] + getattr(s, "item_shift", {}).get(c, 0.0) for j, c in enumerate(codes)]
+            for s in specs
+        ]
+    )
     means -= means.mean(axis=1, keepdims=True)
     U = means[seg] + heterogeneity * rng.standard_normal((n, len(codes)))
     if utilities is not None:
@@ -383,7 +493,9 @@ def simulate_maxdiff(
             "item": np.array(codes, dtype=object)[S.reshape(-1)],
             "best": (np.arange(k)[None, None, :] == best_pos[..., None]).astype(int).reshape(-1),
             "worst": (np.arange(k)[None, None, :] == worst_pos[..., None]).astype(int).reshape(-1),
-            "segment": np.repeat(np.array([s.name for s in specs], dtype=object)[seg], tasks_per_version * k),
+            "segment": np.repeat(
+                np.array([s.name for s in specs], dtype=object)[seg], tasks_per_version * k
+            ),
         }
     )
     ind = pd.DataFrame(
@@ -395,14 +507,25 @@ def simulate_maxdiff(
         }
     )
     seg_means = pd.DataFrame(
-        [{"segment": s.name, "item": c, "utility": means[i, j]} for i, s in enumerate(specs) for j, c in enumerate(codes)]
+        [
+            {"segment": s.name, "item": c, "utility": means[i, j]}
+            for i, s in enumerate(specs)
+            for j, c in enumerate(codes)
+        ]
     )
     shares = probability_shares(U, k)
     sh = pd.DataFrame(shares, columns=codes)
     sh["segment"] = [specs[i].name for i in seg]
-    seg_shares = sh.groupby("segment", sort=False).mean().reset_index().melt("segment", var_name="item", value_name="share")
+    seg_shares = (
+        sh.groupby("segment", sort=False)
+        .mean()
+        .reset_index()
+        .melt("segment", var_name="item", value_name="share")
+    )
     all_shares = pd.DataFrame({"segment": ALL, "item": codes, "share": shares.mean(axis=0)})
-    people = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg], "version": version_of})
+    people = pd.DataFrame(
+        {"respondent_id": ids, "segment": [specs[i].name for i in seg], "version": version_of}
+    )
     return SimulatedMaxDiff(
         rows,
         design.reset_index(drop=True),
@@ -428,7 +551,9 @@ class SimulatedConjoint:
     design: pd.DataFrame
     attributes: dict[str, list[str]]
     prices: list[float]
-    partworths: pd.DataFrame  # segment, attribute, level, utility (population means; includes 'all')
+    partworths: (
+        pd.DataFrame
+    )  # segment, attribute, level, utility (population means; includes 'all')
     wtp: pd.DataFrame  # segment, attribute, level, wtp
     individual_betas: pd.DataFrame  # respondent_id, segment, parameter, value
     none_utility: float
@@ -472,26 +597,44 @@ def simulate_conjoint(
     if design is None:
         from wtp.conjoint import design_conjoint
 
-        design = design_conjoint(attributes, prices, n_tasks=n_tasks, n_alts=n_alts, n_versions=10, none=False, rng=rng)
+        design = design_conjoint(
+            attributes, prices, n_tasks=n_tasks, n_alts=n_alts, n_versions=10, none=False, rng=rng
+        )
     design = design.copy()
     if "none" in design.columns:
         design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
     seg = _assign_segments(n_respondents, specs, rng) if segment_index is None else segment_index
     n = len(seg)
     numeric = dict(numeric or {})
-    params = [a if a in numeric else f"{a}={lv}" for a, levels in attributes.items() for lv in (levels[:1] if a in numeric else levels[1:])]
+    params = [
+        a if a in numeric else f"{a}={lv}"
+        for a, levels in attributes.items()
+        for lv in (levels[:1] if a in numeric else levels[1:])
+    ]
     # price coefficient scaled so that a level worth ~0.5 utils is worth ~10–20% of the median price
     base_price_coef = 2.5 / median
     mean_betas = np.array(
-        [[numeric[p] if p in numeric else DEMO_PARTWORTHS.get(p, rng.normal(0.4, 0.3)) + s.partworth_shift.get(p, 0.0) for p in params] for s in specs]
+        [
+            [
+                numeric[p]
+                if p in numeric
+                else DEMO_PARTWORTHS.get(p, rng.normal(0.4, 0.3)) + s.partworth_shift.get(p, 0.0)
+                for p in params
+            ]
+            for s in specs
+        ]
     )
     price_means = np.array([base_price_coef * s.price_sensitivity for s in specs])
     B = mean_betas[seg] + heterogeneity * rng.standard_normal((n, len(params)))
     for j, p in enumerate(params):
         if p in numeric:
-            B[:, j] = mean_betas[seg, j] * np.exp(unit_spread * rng.standard_normal(n) - unit_spread**2 / 2)
+            B[:, j] = mean_betas[seg, j] * np.exp(
+                unit_spread * rng.standard_normal(n) - unit_spread**2 / 2
+            )
     bp = -price_means[seg] * np.exp(0.15 * rng.standard_normal(n) - 0.5 * 0.15**2)
-    none_utility = float(-base_price_coef * median * 0.4 + 0.5)  # a typical product is chosen over none ~2:1
+    none_utility = float(
+        -base_price_coef * median * 0.4 + 0.5
+    )  # a typical product is chosen over none ~2:1
     ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
     versions = design["version"].unique()
     version_of = versions[np.arange(n) % len(versions)]
@@ -524,18 +667,26 @@ def simulate_conjoint(
         block = d_rep[d_rep["version"] == v].drop(columns="version")
         if none:
             nr = pd.DataFrame({"task": task_labels, "alt": A + 1})
-            block = pd.concat([block.assign(none=0), nr.assign(none=1)], ignore_index=True).sort_values(["task", "alt"], kind="stable")
+            block = pd.concat(
+                [block.assign(none=0), nr.assign(none=1)], ignore_index=True
+            ).sort_values(["task", "alt"], kind="stable")
         block = block.reset_index(drop=True)
         big = block.loc[np.tile(np.arange(len(block)), len(who))].reset_index(drop=True)
         big.insert(0, "respondent_id", np.repeat(ids[who], len(block)))
         chosen_pos = choice[who].reshape(-1)  # per respondent per task
         alt_pos = np.tile(np.arange(n_alt_all), len(who) * T)
         big["chosen"] = (alt_pos == np.repeat(chosen_pos, n_alt_all)).astype(int)
-        big["segment"] = np.repeat(np.array([specs[i].name for i in seg], dtype=object)[who], len(block))
+        big["segment"] = np.repeat(
+            np.array([specs[i].name for i in seg], dtype=object)[who], len(block)
+        )
         blocks.append(big)
     answers = pd.concat(blocks, ignore_index=True)
     order = {rid: i for i, rid in enumerate(ids)}
-    answers = answers.sort_values(["respondent_id", "task", "alt"], key=lambda s: s.map(order) if s.name == "respondent_id" else s, kind="stable").reset_index(drop=True)
+    answers = answers.sort_values(
+        ["respondent_id", "task", "alt"],
+        key=lambda s: s.map(order) if s.name == "respondent_id" else s,
+        kind="stable",
+    ).reset_index(drop=True)
     if none:
         for a in attributes:
             answers[a] = answers[a].where(answers["none"] == 0, None)
@@ -551,9 +702,14 @@ def simulate_conjoint(
             if a in numeric:
                 b = mb[params.index(a)]
                 pw_rows.append({"segment": name, "attribute": a, "level": "per_unit", "utility": b})
-                wtp_rows.append({"segment": name, "attribute": a, "level": "per_unit", "wtp": b / pm})
+                wtp_rows.append(
+                    {"segment": name, "attribute": a, "level": "per_unit", "wtp": b / pm}
+                )
                 x0 = float(levels[0])
-                wtp_rows += [{"segment": name, "attribute": a, "level": lv, "wtp": b * (float(lv) - x0) / pm} for lv in levels]
+                wtp_rows += [
+                    {"segment": name, "attribute": a, "level": lv, "wtp": b * (float(lv) - x0) / pm}
+                    for lv in levels
+                ]
                 continue
             pw_rows.append({"segment": name, "attribute": a, "level": levels[0], "utility": 0.0})
             wtp_rows.append({"segment": name, "attribute": a, "level": levels[0], "wtp": 0.0})
@@ -563,13 +719,24 @@ def simulate_conjoint(
                 wtp_rows.append({"segment": name, "attribute": a, "level": lv, "wtp": b / pm})
         pw_rows.append({"segment": name, "attribute": "price", "level": "per_unit", "utility": -pm})
         if none:
-            pw_rows.append({"segment": name, "attribute": "none", "level": "none", "utility": none_utility})
+            pw_rows.append(
+                {"segment": name, "attribute": "none", "level": "none", "utility": none_utility}
+            )
     betas = pd.DataFrame(B, columns=params)
     betas["price"] = bp
     betas.insert(0, "segment", [specs[i].name for i in seg])
     betas.insert(0, "respondent_id", ids)
     betas = betas.melt(["respondent_id", "segment"], var_name="parameter", value_name="value")
-    return SimulatedConjoint(answers, design.reset_index(drop=True), attributes, prices, pd.DataFrame(pw_rows), pd.DataFrame(wtp_rows), betas, none_utility)
+    return SimulatedConjoint(
+        answers,
+        design.reset_index(drop=True),
+        attributes,
+        prices,
+        pd.DataFrame(pw_rows),
+        pd.DataFrame(wtp_rows),
+        betas,
+        none_utility,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,7 +774,11 @@ def simulate_customers(
     churn, arpa = {}, {}
     day_per_month = 30.4375
     for s in specs:
-        n = n_per_segment.get(s.name, s.customers) if isinstance(n_per_segment, dict) else (n_per_segment or s.customers)
+        n = (
+            n_per_segment.get(s.name, s.customers)
+            if isinstance(n_per_segment, dict)
+            else (n_per_segment or s.customers)
+        )
         a = s.arpa if s.arpa is not None else round(s.median_wtp * 0.9, 2)
         start_days = rng.uniform(0, months * day_per_month, n)
         start = end - pd.to_timedelta(np.floor(start_days), unit="D")
@@ -707,7 +878,9 @@ def simulate_customer_base(
     end = pd.Timestamp(as_of)
     day = 30.4375
     n = int(n_trials)
-    employees = np.maximum(1, np.round(np.exp(np.log(40) + 1.3 * rng.standard_normal(n)))).astype(int)
+    employees = np.maximum(1, np.round(np.exp(np.log(40) + 1.3 * rng.standard_normal(n)))).astype(
+        int
+    )
     industry = rng.choice(INDUSTRIES, size=n, p=[0.25, 0.2, 0.15, 0.15, 0.1, 0.15])
     country = rng.choice(COUNTRIES, size=n, p=[0.4, 0.25, 0.2, 0.15])
     plan = rng.choice(["Starter", "Pro", "Business"], size=n, p=[0.45, 0.35, 0.2])
@@ -748,7 +921,15 @@ def simulate_customer_base(
             "adoption": adoption,
         }
     )
-    truth = pd.DataFrame({"customer_id": ids, "conversion_prob": p_conv, "scale": scale, "shape": shape, "paying": paying})
+    truth = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "conversion_prob": p_conv,
+            "scale": scale,
+            "shape": shape,
+            "paying": paying,
+        }
+    )
     return SimulatedCustomerBase(customers, truth, end, effect)
 
 
@@ -831,7 +1012,9 @@ def simulate_churn_step(
         )
     customers = pd.concat(rows, ignore_index=True)
     customers.insert(0, "customer_id", _ids(len(customers), "C"))
-    segs = pd.DataFrame({"segment": list(segments), "customers": [int(n_per_segment)] * len(segments), "cac": 500.0})
+    segs = pd.DataFrame(
+        {"segment": list(segments), "customers": [int(n_per_segment)] * len(segments), "cac": 500.0}
+    )
     return SimulatedChurnStep(customers, segs, end, step_segment, w0, churn_rate, factor)
 
 
@@ -877,13 +1060,33 @@ def simulate_study(
     seg = _assign_segments(n_respondents, specs, rng)
     ids = _ids(n_respondents)
     vw = simulate_vw(n_respondents, specs, seed=rng, respondent_ids=ids, segment_index=seg)
-    md = simulate_maxdiff(n_respondents, n_items=len(DEMO_ITEMS), per_task=5, n_tasks=maxdiff_tasks, n_versions=12, segments=specs, seed=rng, respondent_ids=ids, segment_index=seg)
+    md = simulate_maxdiff(
+        n_respondents,
+        n_items=len(DEMO_ITEMS),
+        per_task=5,
+        n_tasks=maxdiff_tasks,
+        n_versions=12,
+        segments=specs,
+        seed=rng,
+        respondent_ids=ids,
+        segment_index=seg,
+    )
     if conjoint_prices is None:
         # one tested range that spans every segment's prices, as a real study must
         lo = min(s.median_wtp for s in specs) * 0.7
         hi = max(s.median_wtp for s in specs) * 1.2
         conjoint_prices = [float(round(p)) for p in np.geomspace(lo, hi, 6)]
-    cj = simulate_conjoint(n_respondents, n_tasks=conjoint_tasks, n_alts=3, none=True, segments=specs, prices=conjoint_prices, seed=rng, respondent_ids=ids, segment_index=seg)
+    cj = simulate_conjoint(
+        n_respondents,
+        n_tasks=conjoint_tasks,
+        n_alts=3,
+        none=True,
+        segments=specs,
+        prices=conjoint_prices,
+        seed=rng,
+        respondent_ids=ids,
+        segment_index=seg,
+    )
     cu = simulate_customers(specs, n_per_segment=customers_per_segment, seed=rng)
     resp = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg]})
     if weights:
@@ -893,7 +1096,9 @@ def simulate_study(
         target = base / base.sum()
         have = np.bincount(seg, minlength=len(specs)) / n_respondents
         resp["weight"] = np.round((target / have)[seg], 4)
-    resp["company_size"] = rng.choice(["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents)
+    resp["company_size"] = rng.choice(
+        ["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents
+    )
     resp.to_csv(folder / "respondents.csv", index=False)
     vw.answers.drop(columns="segment").to_csv(folder / "vw.csv", index=False)
     md.answers.drop(columns="segment").to_csv(folder / "maxdiff.csv", index=False)
@@ -901,7 +1106,10 @@ def simulate_study(
     cu.segments.to_csv(folder / "segments.csv", index=False)
     cu.customers.to_csv(folder / "customers.csv", index=False)
     items = "\n".join(f'{k} = "{v}"' for k, v in md.labels.items())
-    attrs = "\n".join(f"{a} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in lv)}]" for a, lv in cj.attributes.items())
+    attrs = "\n".join(
+        f"{a} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in lv)}]"
+        for a, lv in cj.attributes.items()
+    )
     prices = ", ".join(f"{p:g}" for p in cj.prices)
     tiers_hint = '"sso", "audit_log"' if any(s.name == "Enterprise" for s in specs) else ""
     (folder / "study.toml").write_text(
@@ -945,7 +1153,14 @@ max_features_per_tier = 5
 # Tier truth: a market where packages, prices and take-up are known
 
 
-TIER_FEATURES = ("sso", "audit_log", "sla", "custom_roles", "api", "integrations")  # the first six demo items
+TIER_FEATURES = (
+    "sso",
+    "audit_log",
+    "sla",
+    "custom_roles",
+    "api",
+    "integrations",
+)  # the first six demo items
 # conjoint attributes shared with MaxDiff items; "yes" is listed first on purpose (level order)
 TIER_ATTRIBUTES = {"SSO": ["yes", "no"], "API": ["yes", "no"]}
 _TIER_MAP = {"SSO": "sso", "API": "api"}
@@ -969,9 +1184,54 @@ class TierSegment:
 
 
 TIER_SEGMENTS = (
-    TierSegment("Startups", 0.40, 30.0, {"integrations": 0.35, "api": 0.15, "custom_roles": 0.05, "sla": 0.04, "sso": 0.03, "audit_log": 0.02}, market_size=40000, customers=1500, arpa=29.0),
-    TierSegment("SMB", 0.35, 80.0, {"integrations": 0.25, "api": 0.2, "custom_roles": 0.2, "sla": 0.1, "sso": 0.12, "audit_log": 0.05}, market_size=15000, customers=1200, arpa=79.0),
-    TierSegment("Enterprise", 0.25, 260.0, {"sso": 0.5, "audit_log": 0.4, "sla": 0.35, "custom_roles": 0.25, "api": 0.2, "integrations": 0.1}, market_size=2000, customers=150, arpa=249.0),
+    TierSegment(
+        "Startups",
+        0.40,
+        30.0,
+        {
+            "integrations": 0.35,
+            "api": 0.15,
+            "custom_roles": 0.05,
+            "sla": 0.04,
+            "sso": 0.03,
+            "audit_log": 0.02,
+        },
+        market_size=40000,
+        customers=1500,
+        arpa=29.0,
+    ),
+    TierSegment(
+        "SMB",
+        0.35,
+        80.0,
+        {
+            "integrations": 0.25,
+            "api": 0.2,
+            "custom_roles": 0.2,
+            "sla": 0.1,
+            "sso": 0.12,
+            "audit_log": 0.05,
+        },
+        market_size=15000,
+        customers=1200,
+        arpa=79.0,
+    ),
+    TierSegment(
+        "Enterprise",
+        0.25,
+        260.0,
+        {
+            "sso": 0.5,
+            "audit_log": 0.4,
+            "sla": 0.35,
+            "custom_roles": 0.25,
+            "api": 0.2,
+            "integrations": 0.1,
+        },
+        market_size=2000,
+        customers=150,
+        arpa=249.0,
+    ),
 )
 
 
@@ -988,8 +1248,12 @@ class AnswerProcess:
 
 
 ANSWER_PROCESSES = {
-    "expensive-below": AnswerProcess("expensive-below", expensive=-0.15, too_expensive=0.25, too_cheap_effect=True, noise=0.10),
-    "expensive-above": AnswerProcess("expensive-above", expensive=0.12, too_expensive=0.45, too_cheap_effect=False, noise=0.25),
+    "expensive-below": AnswerProcess(
+        "expensive-below", expensive=-0.15, too_expensive=0.25, too_cheap_effect=True, noise=0.10
+    ),
+    "expensive-above": AnswerProcess(
+        "expensive-above", expensive=0.12, too_expensive=0.45, too_cheap_effect=False, noise=0.25
+    ),
 }
 
 
@@ -1006,10 +1270,16 @@ class TierPeople:
     noise: np.ndarray
 
 
-def _tier_people(spec: TierSegment, n: int, process: AnswerProcess, rng: np.random.Generator) -> TierPeople:
+def _tier_people(
+    spec: TierSegment, n: int, process: AnswerProcess, rng: np.random.Generator
+) -> TierPeople:
     R = spec.median_value * np.exp(spec.sigma * rng.standard_normal(n))
     ratio = np.array([spec.feature_ratio.get(f, 0.0) for f in TIER_FEATURES])
-    M = R[:, None] * ratio[None, :] * np.exp(0.4 * rng.standard_normal((n, len(TIER_FEATURES))) - 0.08)
+    M = (
+        R[:, None]
+        * ratio[None, :]
+        * np.exp(0.4 * rng.standard_normal((n, len(TIER_FEATURES))) - 0.08)
+    )
     a = 6.0
     pi = rng.beta(a * spec.propensity, a * (1 - spec.propensity), n)
     stated = np.clip(pi * spec.overstatement, 0, 1)
@@ -1017,7 +1287,9 @@ def _tier_people(spec: TierSegment, n: int, process: AnswerProcess, rng: np.rand
     return TierPeople(R, M, pi, stated, L, process.noise * R)
 
 
-def tier_take_up(people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool) -> np.ndarray:
+def tier_take_up(
+    people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool
+) -> np.ndarray:
     """True expected share taking each package: propensity × logit choice among the packages
     and not buying, with Gumbel noise of each person's scale; a package priced below the
     person's too-cheap threshold (scaled by its value) is not taken when the effect is real."""
@@ -1026,7 +1298,9 @@ def tier_take_up(people: TierPeople, membership: np.ndarray, prices: np.ndarray,
     V = people.value[:, None] + people.money @ member.T  # n × K
     z = (V - prices[None, :]) / people.noise[:, None]
     if too_cheap_effect:
-        z = np.where(prices[None, :] < people.too_cheap[:, None] * V / people.value[:, None], -np.inf, z)
+        z = np.where(
+            prices[None, :] < people.too_cheap[:, None] * V / people.value[:, None], -np.inf, z
+        )
     top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
     e = np.exp(z - top)
     p = e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
@@ -1044,14 +1318,25 @@ class SimulatedTierWorld:
     respondents: dict[str, TierPeople]
 
     def take_up(self, segment: str, membership: np.ndarray, prices: np.ndarray) -> np.ndarray:
-        return tier_take_up(self.population[segment], membership, prices, self.process.too_cheap_effect)
+        return tier_take_up(
+            self.population[segment], membership, prices, self.process.too_cheap_effect
+        )
 
     def revenue(self, segments: list[str], membership: np.ndarray, prices: np.ndarray) -> float:
         """True revenue per period of one book offered to ``segments`` (prospects = market size)."""
         spec = {s.name: s for s in self.segments}
-        return float(sum(spec[s].market_size * self.take_up(s, membership, prices) @ np.asarray(prices, dtype=float) for s in segments))
+        return float(
+            sum(
+                spec[s].market_size
+                * self.take_up(s, membership, prices)
+                @ np.asarray(prices, dtype=float)
+                for s in segments
+            )
+        )
 
-    def best_prices(self, segments: list[str], membership: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
+    def best_prices(
+        self, segments: list[str], membership: np.ndarray, start: np.ndarray
+    ) -> tuple[np.ndarray, float]:
         """The same packages at their true revenue-optimal ordered prices (Nelder–Mead on the log
         first price and log steps, from several starts; not restricted to nice prices or to a
         minimum step)."""
@@ -1067,11 +1352,15 @@ class SimulatedTierWorld:
 
         best_p, best_r = start, self.revenue(segments, membership, start)
         for f in (1.0, 0.7, 1.4):
-            res = minimize(lambda x: -self.revenue(segments, membership, ladder(x)), unladder(start * f), method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 6000})
+            res = minimize(
+                lambda x: -self.revenue(segments, membership, ladder(x)),
+                unladder(start * f),
+                method="Nelder-Mead",
+                options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 6000},
+            )
             if -res.fun > best_r:
                 best_p, best_r = ladder(res.x), float(-res.fun)
         return best_p, best_r
-
 
     def judge(self, result) -> pd.DataFrame:
         """Each proposed book judged by this world's truth, not by the tool's model.
@@ -1087,7 +1376,9 @@ class SimulatedTierWorld:
         sc = result.scenarios.set_index(["scenario", "segment"])
 
         def member(book):
-            cols = [list(book.features).index(f) if f in book.features else -1 for f in TIER_FEATURES]
+            cols = [
+                list(book.features).index(f) if f in book.features else -1 for f in TIER_FEATURES
+            ]
             m = np.zeros((len(book.tiers), len(TIER_FEATURES)))
             for j, c in enumerate(cols):
                 if c >= 0:
@@ -1100,7 +1391,10 @@ class SimulatedTierWorld:
             got = best = 0.0
             groups = [[s] for s in names] if scenario == "multiple" else [names]
             for g in groups:
-                book = books.get((scenario, g[0] if scenario == "multiple" else "all")) or books[("single", "all")]
+                book = (
+                    books.get((scenario, g[0] if scenario == "multiple" else "all"))
+                    or books[("single", "all")]
+                )
                 m, p = member(book)
                 if not len(p):
                     continue
@@ -1110,12 +1404,36 @@ class SimulatedTierWorld:
                 best += rb
                 if scenario == "multiple":
                     pred = sc.loc[(scenario, g[0])]
-                    rows.append({"scenario": scenario, "segment": g[0], "true_revenue": r, "true_best": rb, "ratio": r / rb if rb else np.nan, "predicted": pred["revenue"], "lower": pred["revenue_lower"], "upper": pred["revenue_upper"]})
+                    rows.append(
+                        {
+                            "scenario": scenario,
+                            "segment": g[0],
+                            "true_revenue": r,
+                            "true_best": rb,
+                            "ratio": r / rb if rb else np.nan,
+                            "predicted": pred["revenue"],
+                            "lower": pred["revenue_lower"],
+                            "upper": pred["revenue_upper"],
+                        }
+                    )
             pred = sc.loc[(scenario, "total")]
             totals[scenario] = (got, pred["revenue"])
-            rows.append({"scenario": scenario, "segment": "total", "true_revenue": got, "true_best": best, "ratio": got / best if best else np.nan, "predicted": pred["revenue"], "lower": pred["revenue_lower"], "upper": pred["revenue_upper"]})
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "segment": "total",
+                    "true_revenue": got,
+                    "true_best": best,
+                    "ratio": got / best if best else np.nan,
+                    "predicted": pred["revenue"],
+                    "lower": pred["revenue_lower"],
+                    "upper": pred["revenue_upper"],
+                }
+            )
         out = pd.DataFrame(rows)
-        out["covered"] = (out["lower"] <= out["true_revenue"]) & (out["true_revenue"] <= out["upper"])
+        out["covered"] = (out["lower"] <= out["true_revenue"]) & (
+            out["true_revenue"] <= out["upper"]
+        )
         (tm, pm), (ts, ps) = totals["multiple"], totals["single"]
         out["uplift_true"] = tm / ts - 1
         out["uplift_predicted"] = pm / ps - 1
@@ -1125,7 +1443,14 @@ class SimulatedTierWorld:
 def _tier_vw(people: TierPeople, process: AnswerProcess, rng: np.random.Generator) -> np.ndarray:
     R, L = people.value, people.too_cheap
     n = len(R)
-    centre = np.column_stack([L * np.exp(-0.1), L * np.exp(0.25), R * np.exp(process.expensive), R * np.exp(process.too_expensive)])
+    centre = np.column_stack(
+        [
+            L * np.exp(-0.1),
+            L * np.exp(0.25),
+            R * np.exp(process.expensive),
+            R * np.exp(process.too_expensive),
+        ]
+    )
     answers = np.sort(centre * np.exp(0.04 * rng.standard_normal((n, 4))), axis=1)
     step = np.where(R < 60, 1.0, 5.0)[:, None]
     return np.sort(np.maximum(np.round(answers / step) * step, step), axis=1)
@@ -1139,10 +1464,14 @@ def _tier_nms(people: TierPeople, price: np.ndarray, rng: np.random.Generator) -
     return levels[np.argmin(np.abs(q[:, None] - probs[None, :]), axis=1)]
 
 
-def _tier_conjoint(people: TierPeople, ids: np.ndarray, prices: list[float], n_tasks: int, rng: np.random.Generator) -> pd.DataFrame:
+def _tier_conjoint(
+    people: TierPeople, ids: np.ndarray, prices: list[float], n_tasks: int, rng: np.random.Generator
+) -> pd.DataFrame:
     from wtp.conjoint import design_conjoint
 
-    design = design_conjoint(TIER_ATTRIBUTES, prices, n_tasks=n_tasks, n_alts=2, n_versions=8, none=False, rng=rng)
+    design = design_conjoint(
+        TIER_ATTRIBUTES, prices, n_tasks=n_tasks, n_alts=2, n_versions=8, none=False, rng=rng
+    )
     if "none" in design.columns:
         design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
     design = design.sort_values(["version", "task", "alt"]).reset_index(drop=True)
@@ -1150,7 +1479,11 @@ def _tier_conjoint(people: TierPeople, ids: np.ndarray, prices: list[float], n_t
     T = design.groupby("version")["task"].nunique().iloc[0]
     A = design.groupby(["version", "task"]).size().iloc[0]
     col = [TIER_FEATURES.index(_TIER_MAP[a]) for a in TIER_ATTRIBUTES]
-    has = np.column_stack([(design[a].to_numpy() == "yes") for a in TIER_ATTRIBUTES]).astype(float).reshape(len(versions), T, A, len(col))
+    has = (
+        np.column_stack([(design[a].to_numpy() == "yes") for a in TIER_ATTRIBUTES])
+        .astype(float)
+        .reshape(len(versions), T, A, len(col))
+    )
     P = design["price"].to_numpy(dtype=float).reshape(len(versions), T, A)
     n = len(ids)
     v_of = np.arange(n) % len(versions)
@@ -1165,7 +1498,11 @@ def _tier_conjoint(people: TierPeople, ids: np.ndarray, prices: list[float], n_t
             continue
         block = design[design["version"] == v].drop(columns="version").assign(none=0)
         nr = pd.DataFrame({"task": block["task"].unique(), "alt": A + 1, "none": 1})
-        block = pd.concat([block, nr], ignore_index=True).sort_values(["task", "alt"], kind="stable").reset_index(drop=True)
+        block = (
+            pd.concat([block, nr], ignore_index=True)
+            .sort_values(["task", "alt"], kind="stable")
+            .reset_index(drop=True)
+        )
         big = block.loc[np.tile(np.arange(len(block)), len(who))].reset_index(drop=True)
         big.insert(0, "respondent_id", np.repeat(ids[who], len(block)))
         pos = np.tile(np.arange(A + 1), len(who) * T)
@@ -1173,7 +1510,11 @@ def _tier_conjoint(people: TierPeople, ids: np.ndarray, prices: list[float], n_t
         blocks.append(big)
     out = pd.concat(blocks, ignore_index=True)
     order = {rid: i for i, rid in enumerate(ids)}
-    out = out.sort_values(["respondent_id", "task", "alt"], key=lambda c: c.map(order) if c.name == "respondent_id" else c, kind="stable").reset_index(drop=True)
+    out = out.sort_values(
+        ["respondent_id", "task", "alt"],
+        key=lambda c: c.map(order) if c.name == "respondent_id" else c,
+        kind="stable",
+    ).reset_index(drop=True)
     for a in TIER_ATTRIBUTES:
         out[a] = out[a].where(out["none"] == 0, None)
     out["price"] = out["price"].where(out["none"] == 0, None)
@@ -1212,17 +1553,40 @@ def simulate_tier_world(
     seg = _assign_segments(n_respondents, specs, rng)
     ids = _ids(n_respondents)
     n = n_respondents
-    people = {s.name: _tier_people(s, int((seg == i).sum()), proc, rng) for i, s in enumerate(specs)}
-    pop = {s.name: _tier_people(s, population, proc, np.random.default_rng([seed, 7, i])) for i, s in enumerate(specs)}
+    people = {
+        s.name: _tier_people(s, int((seg == i).sum()), proc, rng) for i, s in enumerate(specs)
+    }
+    pop = {
+        s.name: _tier_people(s, population, proc, np.random.default_rng([seed, 7, i]))
+        for i, s in enumerate(specs)
+    }
     # stack respondents in id order
     order = np.concatenate([np.flatnonzero(seg == i) for i in range(len(specs))])
-    stacked = TierPeople(*(np.concatenate([getattr(people[s.name], f) for s in specs]) for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")))
+    stacked = TierPeople(
+        *(
+            np.concatenate([getattr(people[s.name], f) for s in specs])
+            for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")
+        )
+    )
     inv = np.empty(n, dtype=int)
     inv[order] = np.arange(n)
-    P = TierPeople(*(getattr(stacked, f)[inv] for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")))
+    P = TierPeople(
+        *(
+            getattr(stacked, f)[inv]
+            for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")
+        )
+    )
     names = np.array([s.name for s in specs], dtype=object)[seg]
     vw = _tier_vw(P, proc, rng)
-    vw_frame = pd.DataFrame({"respondent_id": ids, "too_cheap": vw[:, 0], "cheap": vw[:, 1], "expensive": vw[:, 2], "too_expensive": vw[:, 3]})
+    vw_frame = pd.DataFrame(
+        {
+            "respondent_id": ids,
+            "too_cheap": vw[:, 0],
+            "cheap": vw[:, 1],
+            "expensive": vw[:, 2],
+            "too_expensive": vw[:, 3],
+        }
+    )
     vw_frame["buy_cheap"] = _tier_nms(P, vw[:, 1], rng)
     vw_frame["buy_expensive"] = _tier_nms(P, vw[:, 2], rng)
     # a random design is enough here (the design module's search is what takes time)
@@ -1235,7 +1599,17 @@ def simulate_tier_world(
             "item": np.array(TIER_FEATURES, dtype=object)[picks.reshape(-1)],
         }
     )
-    md = simulate_maxdiff(n, n_items=len(TIER_FEATURES), per_task=4, segments=specs, seed=rng, design=md_design, respondent_ids=ids, segment_index=seg, utilities=np.log(np.maximum(P.money, 1e-6)))
+    md = simulate_maxdiff(
+        n,
+        n_items=len(TIER_FEATURES),
+        per_task=4,
+        segments=specs,
+        seed=rng,
+        design=md_design,
+        respondent_ids=ids,
+        segment_index=seg,
+        utilities=np.log(np.maximum(P.money, 1e-6)),
+    )
     lo = min(s.median_value for s in specs) * 0.5
     hi = max(s.median_value for s in specs) * 1.8
     prices = [float(round(p)) for p in np.geomspace(lo, hi, 6)]
@@ -1243,16 +1617,37 @@ def simulate_tier_world(
     rows = []
     for s in specs:
         arpa = s.arpa if s.arpa is not None else s.median_value
-        conv = float(tier_take_up(pop[s.name], np.zeros((1, len(TIER_FEATURES))), np.array([arpa]), proc.too_cheap_effect)[0])
-        rows.append({"segment": s.name, "customers": s.customers, "arpa": arpa, "churn_rate": 0.03, "cac": 100.0, "trials": 10000, "conversions": round(10000 * conv), "gross_margin": 0.8, "market_size": s.market_size})
-    pd.DataFrame({"respondent_id": ids, "segment": names, "weight": 1.0}).to_csv(folder / "respondents.csv", index=False)
+        conv = float(
+            tier_take_up(
+                pop[s.name],
+                np.zeros((1, len(TIER_FEATURES))),
+                np.array([arpa]),
+                proc.too_cheap_effect,
+            )[0]
+        )
+        rows.append(
+            {
+                "segment": s.name,
+                "customers": s.customers,
+                "arpa": arpa,
+                "churn_rate": 0.03,
+                "cac": 100.0,
+                "trials": 10000,
+                "conversions": round(10000 * conv),
+                "gross_margin": 0.8,
+                "market_size": s.market_size,
+            }
+        )
+    pd.DataFrame({"respondent_id": ids, "segment": names, "weight": 1.0}).to_csv(
+        folder / "respondents.csv", index=False
+    )
     vw_frame.to_csv(folder / "vw.csv", index=False)
     md.answers.drop(columns="segment").to_csv(folder / "maxdiff.csv", index=False)
     cj.to_csv(folder / "conjoint.csv", index=False)
     pd.DataFrame(rows).to_csv(folder / "segments.csv", index=False)
     items = "\n".join(f'{k} = "{DEMO_ITEMS[k]}"' for k in TIER_FEATURES)
     (folder / "study.toml").write_text(
-        f'''[study]
+        f"""[study]
 name = "Tier world ({proc.name}, seed {seed})"
 currency = "USD"
 price_unit = "per account per month"
@@ -1273,7 +1668,7 @@ tiers = ["Starter", "Pro", "Enterprise"]
 
 [pricing]
 draws = {draws}
-''',
+""",
         encoding="utf-8",
     )
     return SimulatedTierWorld(folder, proc, tuple(specs), pop, people)

@@ -52,8 +52,12 @@ DEFAULT_FILES = {
 _ALIASES = {"vw": "van_westendorp", "cbc": "conjoint"}
 # [data] key → the file kind of [columns.<kind>] and [input.<kind>]
 FILE_KINDS = {
-    "respondents": "respondents", "van_westendorp": "vw", "maxdiff": "maxdiff", "conjoint": "conjoint",
-    "segments": "segments", "customers": "customers",
+    "respondents": "respondents",
+    "van_westendorp": "vw",
+    "maxdiff": "maxdiff",
+    "conjoint": "conjoint",
+    "segments": "segments",
+    "customers": "customers",
 }
 SAMPLE_KEYS = ("min_n", "min_n_vw", "min_n_maxdiff", "min_n_conjoint")
 INPUT_KEYS = ("header_row", "header_rows")
@@ -127,9 +131,19 @@ def _find_toml(path: Path) -> Path:
     if path.is_dir():
         path = path / "study.toml"
     if not path.exists():
-        raise InputError(Problem(str(path), None, None, "a study folder with a study.toml", "no such file"))
+        raise InputError(
+            Problem(str(path), None, None, "a study folder with a study.toml", "no such file")
+        )
     if not path.is_file():
-        raise InputError(Problem(str(path), None, None, "study.toml as a regular file", "a folder" if path.is_dir() else "not a regular file"))
+        raise InputError(
+            Problem(
+                str(path),
+                None,
+                None,
+                "study.toml as a regular file",
+                "a folder" if path.is_dir() else "not a regular file",
+            )
+        )
     return path
 
 
@@ -144,7 +158,13 @@ def _toml_text(toml_path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(
-            Problem(str(toml_path), line, None, "UTF-8 text (save the file as UTF-8; it looks like latin-1/Windows-1252)", f"byte 0x{raw[exc.start]:02x}")
+            Problem(
+                str(toml_path),
+                line,
+                None,
+                "UTF-8 text (save the file as UTF-8; it looks like latin-1/Windows-1252)",
+                f"byte 0x{raw[exc.start]:02x}",
+            )
         ) from None
 
 
@@ -154,7 +174,9 @@ def read_settings(path: str | Path, *, fast: bool = False) -> tuple[Path, dict[s
     return folder, settings
 
 
-def load_settings(path: str | Path, *, fast: bool = False) -> tuple[Path, dict[str, Any], StudySettings]:
+def load_settings(
+    path: str | Path, *, fast: bool = False
+) -> tuple[Path, dict[str, Any], StudySettings]:
     """Parse ``study.toml`` and validate it against :mod:`wtp.settings`: (folder, raw, typed)."""
     toml_path = _find_toml(Path(path))
     from wtp.io import remember_input
@@ -168,7 +190,9 @@ def load_settings(path: str | Path, *, fast: bool = False) -> tuple[Path, dict[s
     return toml_path.parent, settings, config
 
 
-def data_path(folder: Path, key: str, config: StudySettings, *, source: str | None = None) -> Path | None:
+def data_path(
+    folder: Path, key: str, config: StudySettings, *, source: str | None = None
+) -> Path | None:
     """The input file a study names for ``key`` (``[data]``, else the contract's default name).
 
     Relative paths must stay inside the study folder after symbolic links are resolved; absolute
@@ -188,31 +212,62 @@ def data_path(folder: Path, key: str, config: StudySettings, *, source: str | No
     real = path.resolve()
     if not config.data.allow_outside and (Path(value).is_absolute() or home not in real.parents):
         raise InputError(
-            Problem(source, None, f"data.{key}", "a path inside the study folder (or [data] allow_outside = true)", value)
+            Problem(
+                source,
+                None,
+                f"data.{key}",
+                "a path inside the study folder (or [data] allow_outside = true)",
+                value,
+            )
         )
     try:
         st = os.stat(real)
     except OSError:
-        raise InputError(Problem(source, None, f"data.{key}", "a file that exists", value)) from None
+        raise InputError(
+            Problem(source, None, f"data.{key}", "a file that exists", value)
+        ) from None
     if not stat.S_ISREG(st.st_mode):
         what = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
-        raise InputError(Problem(source, None, f"data.{key}", "a regular file", f"{value} is {what}"))
+        raise InputError(
+            Problem(source, None, f"data.{key}", "a regular file", f"{value} is {what}")
+        )
     return real
 
-def column_maps(settings: dict[str, Any], source: str = "study.toml") -> dict[str, dict[str, object]]:
+
+def column_maps(
+    settings: dict[str, Any], source: str = "study.toml"
+) -> dict[str, dict[str, object]]:
     """``[columns.<kind>]`` tables, checked: kind ∈ :data:`wtp.columns.KINDS`, keys contract
     columns of that kind (``attributes`` list for conjoint), values the file's column names.
     An unknown kind or key is an error naming the closest known one."""
     raw = settings.get("columns", {})
     if not isinstance(raw, dict):
-        raise InputError(Problem(source, None, "columns", "a table of [columns.<kind>] tables", raw))
+        raise InputError(
+            Problem(source, None, "columns", "a table of [columns.<kind>] tables", raw)
+        )
     problems, out = [], {}
     for kind, table in raw.items():
         if kind not in KINDS:
-            problems.append(Problem(source, None, f"columns.{kind}", "one of [columns." + "], [columns.".join(KINDS) + "]" + suggestion(kind, KINDS), kind))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"columns.{kind}",
+                    "one of [columns." + "], [columns.".join(KINDS) + "]" + suggestion(kind, KINDS),
+                    kind,
+                )
+            )
             continue
         if not isinstance(table, dict):
-            problems.append(Problem(source, None, f"columns.{kind}", "a table: contract_column = \"file column\"", table))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"columns.{kind}",
+                    'a table: contract_column = "file column"',
+                    table,
+                )
+            )
             continue
         problems += [
             Problem(source, None, f"columns.{kind}.{p.column}", p.expected, p.found)
@@ -224,29 +279,66 @@ def column_maps(settings: dict[str, Any], source: str = "study.toml") -> dict[st
     return out
 
 
-def input_layout(settings: dict[str, Any], kind: str, columns: dict[str, object] | None = None, source: str = "study.toml") -> InputLayout:
+def input_layout(
+    settings: dict[str, Any],
+    kind: str,
+    columns: dict[str, object] | None = None,
+    source: str = "study.toml",
+) -> InputLayout:
     """How a file of ``kind`` is laid out: ``[columns.<kind>]`` (or ``columns`` given, e.g. from
     ``--columns``), ``header_row``/``header_rows`` from ``[input]`` overridden by
     ``[input.<kind>]``, and the study's currency."""
     raw = settings.get("input", {})
     problems = []
     if not isinstance(raw, dict):
-        raise InputError(Problem(source, None, "input", "a table with header_row / header_rows", raw))
+        raise InputError(
+            Problem(source, None, "input", "a table with header_row / header_rows", raw)
+        )
     for key in raw:
         if key in KINDS or key in INPUT_KEYS:
             continue
-        problems.append(Problem(source, None, f"input.{key}", "header_row, header_rows or a [input.<kind>] table" + suggestion(key, [*INPUT_KEYS, *KINDS]), key))
+        problems.append(
+            Problem(
+                source,
+                None,
+                f"input.{key}",
+                "header_row, header_rows or a [input.<kind>] table"
+                + suggestion(key, [*INPUT_KEYS, *KINDS]),
+                key,
+            )
+        )
     own = raw.get(kind, {}) if isinstance(raw.get(kind, {}), dict) else {}
     for key in own:
         if key not in INPUT_KEYS:
-            problems.append(Problem(source, None, f"input.{kind}.{key}", "header_row or header_rows" + suggestion(key, INPUT_KEYS), key))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"input.{kind}.{key}",
+                    "header_row or header_rows" + suggestion(key, INPUT_KEYS),
+                    key,
+                )
+            )
     values = {}
     for key in INPUT_KEYS:
         value = own.get(key, raw.get(key))
         if value is None or value == "auto":
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "header_row" else 0):
-            problems.append(Problem(source, None, f"input.{key}", ("a row number from 1" if key == "header_row" else "a count of rows, 0 or more") + ' or "auto"', value))
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < (1 if key == "header_row" else 0)
+        ):
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"input.{key}",
+                    ("a row number from 1" if key == "header_row" else "a count of rows, 0 or more")
+                    + ' or "auto"',
+                    value,
+                )
+            )
             continue
         values[key] = value
     if problems:
@@ -262,13 +354,27 @@ def sample_settings(settings: dict[str, Any], source: str = "study.toml") -> Sam
     (default 50 for hierarchical Bayes), ``min_n_conjoint`` — whole numbers from 1."""
     raw = settings.get("sample", {})
     if not isinstance(raw, dict):
-        raise InputError(Problem(source, None, "sample", "a table with " + ", ".join(SAMPLE_KEYS), raw))
+        raise InputError(
+            Problem(source, None, "sample", "a table with " + ", ".join(SAMPLE_KEYS), raw)
+        )
     problems, values = [], {}
     for key, value in raw.items():
         if key not in SAMPLE_KEYS:
-            problems.append(Problem(source, None, f"sample.{key}", "one of " + ", ".join(SAMPLE_KEYS) + suggestion(key, SAMPLE_KEYS), key))
+            problems.append(
+                Problem(
+                    source,
+                    None,
+                    f"sample.{key}",
+                    "one of " + ", ".join(SAMPLE_KEYS) + suggestion(key, SAMPLE_KEYS),
+                    key,
+                )
+            )
         elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(Problem(source, None, f"sample.{key}", "a whole number of respondents, 1 or more", value))
+            problems.append(
+                Problem(
+                    source, None, f"sample.{key}", "a whole number of respondents, 1 or more", value
+                )
+            )
         else:
             values[key] = value
     if problems:
@@ -276,7 +382,9 @@ def sample_settings(settings: dict[str, Any], source: str = "study.toml") -> Sam
     return SampleSettings(**values)
 
 
-def check_segment_join(frames: dict[str, pd.DataFrame | None], files: dict[str, Path]) -> tuple[dict[str, pd.DataFrame | None], list[Problem], tuple[str, ...]]:
+def check_segment_join(
+    frames: dict[str, pd.DataFrame | None], files: dict[str, Path]
+) -> tuple[dict[str, pd.DataFrame | None], list[Problem], tuple[str, ...]]:
     """Survey segment names against segments.csv, after trimming and case-folding.
 
     Returns (frames with the survey's segment names spelled as in segments.csv, problems,
@@ -292,9 +400,14 @@ def check_segment_join(frames: dict[str, pd.DataFrame | None], files: dict[str, 
         return frames, [], ()
     known = [str(x) for x in segments["segment"].dropna()]
     seg_file = segments.attrs.get("source", "segments.csv")
-    sources = {"respondents": frames["respondents"]} if frames.get("respondents") is not None else {}
+    sources = (
+        {"respondents": frames["respondents"]} if frames.get("respondents") is not None else {}
+    )
     sources.update(survey)
-    said = sorted({str(x) for f in sources.values() for x in f["segment"].dropna().unique()} - {RESERVED_SEGMENT})
+    said = sorted(
+        {str(x) for f in sources.values() for x in f["segment"].dropna().unique()}
+        - {RESERVED_SEGMENT}
+    )
     problems: list[Problem] = []
     answered: set[str] = set()
     reported: set[str] = set()
@@ -314,12 +427,18 @@ def check_segment_join(frames: dict[str, pd.DataFrame | None], files: dict[str, 
                 continue
             reported.add(bad)
             first = frame.loc[frame["segment"] == bad].drop_duplicates("respondent_id")
-            problems.append(Problem(
-                name, int(first["row"].iloc[0]), "segment",
-                f"a segment of {seg_file} ({', '.join(known)}){suggestion(bad, known)}; the survey has "
-                f"{', '.join(said)}. Names are matched after trimming and case-folding only: rename one side",
-                bad, count=len(first), examples=tuple((int(r), bad) for r in first["row"].head(3)),
-            ))
+            problems.append(
+                Problem(
+                    name,
+                    int(first["row"].iloc[0]),
+                    "segment",
+                    f"a segment of {seg_file} ({', '.join(known)}){suggestion(bad, known)}; the survey has "
+                    f"{', '.join(said)}. Names are matched after trimming and case-folding only: rename one side",
+                    bad,
+                    count=len(first),
+                    examples=tuple((int(r), bad) for r in first["row"].head(3)),
+                )
+            )
         if spelled and any(k != v for k, v in spelled.items()):
             out = frame.copy()
             out["segment"] = out["segment"].replace(spelled)
@@ -333,15 +452,21 @@ def check_segment_join(frames: dict[str, pd.DataFrame | None], files: dict[str, 
 
 def _no_segments_problem(name: str, key: str, known: list[str], seg_file: str) -> Problem:
     return Problem(
-        name, None, "segment",
+        name,
+        None,
+        "segment",
         f"a segment for every respondent, to join with the {len(known)} segments of {seg_file} ({', '.join(known)}): "
         "add a 'segment' column to this file, or a respondents.csv (respondent_id, segment) named in [data] respondents; "
-        "a column with another name can be mapped with [columns." + FILE_KINDS[key] + '] segment = "<its name>"',
+        "a column with another name can be mapped with [columns."
+        + FILE_KINDS[key]
+        + '] segment = "<its name>"',
         "no segment column (every respondent is in 'all')",
     )
 
 
-def _check_item_labels(settings: dict[str, Any], maxdiff: pd.DataFrame | None, source: str) -> list[Problem]:
+def _check_item_labels(
+    settings: dict[str, Any], maxdiff: pd.DataFrame | None, source: str
+) -> list[Problem]:
     """A ``[maxdiff.items]`` code missing from the data while a close unlabelled code is there
     is a typo: it would leave one item without its label and one label without its item."""
     labels = [str(k) for k in settings.get("maxdiff", {}).get("items", {})]
@@ -350,7 +475,15 @@ def _check_item_labels(settings: dict[str, Any], maxdiff: pd.DataFrame | None, s
     seen = [str(x) for x in pd.unique(maxdiff["item"].dropna())]
     unlabelled = [x for x in seen if x not in labels]
     return [
-        Problem(source, None, f"maxdiff.items.{code}", "an item code of " + str(maxdiff.attrs.get("source", "maxdiff.csv")) + suggestion(code, unlabelled), code)
+        Problem(
+            source,
+            None,
+            f"maxdiff.items.{code}",
+            "an item code of "
+            + str(maxdiff.attrs.get("source", "maxdiff.csv"))
+            + suggestion(code, unlabelled),
+            code,
+        )
         for code in labels
         if code not in seen and suggestion(code, unlabelled)
     ]
@@ -369,7 +502,15 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     known_data = [*DEFAULT_FILES, *_ALIASES, "allow_outside"]
     for key in settings.get("data", {}):
         if key not in known_data:
-            problems.append(Problem(toml_name, None, f"data.{key}", "one of " + ", ".join(known_data) + suggestion(key, known_data), key))
+            problems.append(
+                Problem(
+                    toml_name,
+                    None,
+                    f"data.{key}",
+                    "one of " + ", ".join(known_data) + suggestion(key, known_data),
+                    key,
+                )
+            )
     files: dict[str, Path] = {}
     for key in DEFAULT_FILES:
         try:
@@ -398,7 +539,12 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     except InputError as exc:
         raise InputError(exc.problems) from None
     if "respondents" in files:
-        attempt("respondents", lambda: validate_respondents(read_table(files["respondents"]), layout=layouts["respondents"]))
+        attempt(
+            "respondents",
+            lambda: validate_respondents(
+                read_table(files["respondents"]), layout=layouts["respondents"]
+            ),
+        )
     respondents = frames["respondents"]
     validators = {
         "van_westendorp": validate_vw,
@@ -407,13 +553,28 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     }
     for key, validate in validators.items():
         if key in files:
-            attempt(key, lambda k=key, v=validate: attach_segments(v(read_table(files[k]), layout=layouts[k]), respondents))
+            attempt(
+                key,
+                lambda k=key, v=validate: attach_segments(
+                    v(read_table(files[k]), layout=layouts[k]), respondents
+                ),
+            )
     if "segments" in files:
         need = "customers" not in files
-        attempt("segments", lambda: validate_segments(read_table(files["segments"]), need_arpa_churn=need, layout=layouts["segments"]))
+        attempt(
+            "segments",
+            lambda: validate_segments(
+                read_table(files["segments"]), need_arpa_churn=need, layout=layouts["segments"]
+            ),
+        )
     if "customers" in files:
         seg_names = None if frames["segments"] is None else frames["segments"]["segment"].tolist()
-        attempt("customers", lambda: validate_customers(read_table(files["customers"]), segments=seg_names, layout=layouts["customers"]))
+        attempt(
+            "customers",
+            lambda: validate_customers(
+                read_table(files["customers"]), segments=seg_names, layout=layouts["customers"]
+            ),
+        )
     frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
@@ -422,12 +583,19 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
         raise InputError(problems)
 
     info = config.study
-    if info.as_of is not None and not pd.Timestamp.min < pd.Timestamp(info.as_of) < pd.Timestamp.max:
-        raise InputError(Problem(toml_name, None, "study.as_of", "a date between 1677 and 2262", str(info.as_of)))
+    if (
+        info.as_of is not None
+        and not pd.Timestamp.min < pd.Timestamp(info.as_of) < pd.Timestamp.max
+    ):
+        raise InputError(
+            Problem(toml_name, None, "study.as_of", "a date between 1677 and 2262", str(info.as_of))
+        )
     as_of = pd.Timestamp(info.as_of) if info.as_of is not None else None
     if nms_scale is not None:
         settings.setdefault("van_westendorp", {})["nms_scale"] = nms_scale
-        config = dataclasses.replace(config, van_westendorp=dataclasses.replace(config.van_westendorp, nms_scale=nms_scale))
+        config = dataclasses.replace(
+            config, van_westendorp=dataclasses.replace(config.van_westendorp, nms_scale=nms_scale)
+        )
     instruments = ("van_westendorp", "maxdiff", "conjoint", "customers")
     order = segment_order(frames["segments"], respondents, [frames[k] for k in instruments])
     # rows in the study's segment order, so that every stage meets the segments in that order

@@ -81,21 +81,32 @@ def reach_matrix(utilities: np.ndarray, reach: str = "above_mean", top_n: int = 
     raise InputError(Problem("turf", None, "reach", "one of above_mean, top_n", reach))
 
 
-def _wide(individual_utilities: pd.DataFrame, items: list[str] | None) -> tuple[pd.DataFrame, list[str]]:
+def _wide(
+    individual_utilities: pd.DataFrame, items: list[str] | None
+) -> tuple[pd.DataFrame, list[str]]:
     need = {"respondent_id", "item", "utility"}
     if not need <= set(individual_utilities.columns):
         raise InputError(
-            Problem("individual utilities", None, ", ".join(sorted(need - set(individual_utilities.columns))), "columns respondent_id, item, utility")
+            Problem(
+                "individual utilities",
+                None,
+                ", ".join(sorted(need - set(individual_utilities.columns))),
+                "columns respondent_id, item, utility",
+            )
         )
     frame = individual_utilities.assign(item=individual_utilities["item"].astype(str))
-    wide = frame.pivot_table(index="respondent_id", columns="item", values="utility", aggfunc="mean", sort=False)
+    wide = frame.pivot_table(
+        index="respondent_id", columns="item", values="utility", aggfunc="mean", sort=False
+    )
     if items is None:
         pool = list(dict.fromkeys(frame["item"]))
     else:
         pool = [str(i) for i in items]
         unknown = [i for i in pool if i not in wide.columns]
         if unknown:
-            raise InputError(Problem("turf", None, "items", "items present in the utilities", unknown[0]))
+            raise InputError(
+                Problem("turf", None, "items", "items present in the utilities", unknown[0])
+            )
     return wide, pool
 
 
@@ -109,18 +120,26 @@ def _weights(weights, index: pd.Index) -> np.ndarray:
     else:
         w = np.asarray(weights, dtype=float)
     if w.shape != (len(index),) or not np.all(np.isfinite(w)) or (w <= 0).any():
-        raise InputError(Problem("turf", None, "weights", "one positive weight per respondent", f"{len(w)} values"))
+        raise InputError(
+            Problem(
+                "turf", None, "weights", "one positive weight per respondent", f"{len(w)} values"
+            )
+        )
     return w
 
 
 def _masks(B: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Respondents as bit masks over items, identical masks merged with summed weights."""
-    bits = (B.astype(np.uint64) << np.arange(B.shape[1], dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    bits = (B.astype(np.uint64) << np.arange(B.shape[1], dtype=np.uint64)).sum(
+        axis=1, dtype=np.uint64
+    )
     uniq, inverse = np.unique(bits, return_inverse=True)
     return uniq, np.bincount(inverse.ravel(), weights=w, minlength=len(uniq))
 
 
-def _evaluate(combos: np.ndarray, masks: np.ndarray, mw: np.ndarray, total: float, chunk: int = 4096):
+def _evaluate(
+    combos: np.ndarray, masks: np.ndarray, mw: np.ndarray, total: float, chunk: int = 4096
+):
     """Reach and frequency of portfolios given as bit masks."""
     reach = np.empty(len(combos))
     freq = np.empty(len(combos))
@@ -182,7 +201,9 @@ def turf(
     if reach not in REACH_RULES:
         raise InputError(Problem("turf", None, "reach", "one of above_mean, top_n", reach))
     if not 1 <= k <= len(pool):
-        raise InputError(Problem("turf", None, "k", f"a portfolio size between 1 and {len(pool)}", k))
+        raise InputError(
+            Problem("turf", None, "k", f"a portfolio size between 1 and {len(pool)}", k)
+        )
     if len(pool) > 63:
         raise InputError(Problem("turf", None, "items", "at most 63 candidate items", len(pool)))
     # reach is judged against all items the respondent rated, then restricted to the pool
@@ -200,7 +221,9 @@ def turf(
     n_combos = math.comb(len(pool), k)
     if n_combos <= max_exact:
         method = "exact"
-        idx = np.array(list(itertools.combinations(range(len(pool)), k)), dtype=np.int64).reshape(-1, k)
+        idx = np.array(list(itertools.combinations(range(len(pool)), k)), dtype=np.int64).reshape(
+            -1, k
+        )
         combos = np.bitwise_or.reduce(single[idx], axis=1)
         rch, frq = _evaluate(combos, masks, mw, total)
         order = np.lexsort((np.arange(len(combos)), -frq, -rch))[:keep]

@@ -50,12 +50,28 @@ POINTS = {
 DEFAULT_CALIBRATION = {5: 0.7, 4: 0.5, 3: 0.3, 2: 0.1, 1: 0.0}
 NMS_LABELS = {
     # what survey tools write for a 5-point purchase-likelihood scale
-    "very unlikely": 1, "definitely would not buy": 1, "definitely not": 1, "extremely unlikely": 1,
-    "unlikely": 2, "somewhat unlikely": 2, "probably would not buy": 2, "probably not": 2,
-    "neither likely nor unlikely": 3, "neither": 3, "neutral": 3, "might or might not buy": 3,
-    "not sure": 3, "unsure": 3,
-    "likely": 4, "somewhat likely": 4, "probably would buy": 4, "probably": 4,
-    "very likely": 5, "definitely would buy": 5, "definitely": 5, "extremely likely": 5,
+    "very unlikely": 1,
+    "definitely would not buy": 1,
+    "definitely not": 1,
+    "extremely unlikely": 1,
+    "unlikely": 2,
+    "somewhat unlikely": 2,
+    "probably would not buy": 2,
+    "probably not": 2,
+    "neither likely nor unlikely": 3,
+    "neither": 3,
+    "neutral": 3,
+    "might or might not buy": 3,
+    "not sure": 3,
+    "unsure": 3,
+    "likely": 4,
+    "somewhat likely": 4,
+    "probably would buy": 4,
+    "probably": 4,
+    "very likely": 5,
+    "definitely would buy": 5,
+    "definitely": 5,
+    "extremely likely": 5,
 }
 ZERO_TOLERANCE = 1e-9  # shares closer than this are equal
 
@@ -78,14 +94,29 @@ class VanWestendorpSettings:
     def describe(self) -> list[str]:
         out = [
             "Inconsistent answers (not too cheap ≤ cheap ≤ expensive ≤ too expensive) are "
-            + ("excluded and counted." if self.inconsistent == "exclude" else "repaired by sorting the four answers, and counted."),
-            "Ties between answers are " + ("consistent (kept)." if self.ties == "keep" else "treated as inconsistent (as R's pricesensitivitymeter)."),
+            + (
+                "excluded and counted."
+                if self.inconsistent == "exclude"
+                else "repaired by sorting the four answers, and counted."
+            ),
+            "Ties between answers are "
+            + (
+                "consistent (kept)."
+                if self.ties == "keep"
+                else "treated as inconsistent (as R's pricesensitivitymeter)."
+            ),
             "The two cheap curves count answers "
-            + ("at or above the price (≥ P, the contract's convention)." if self.cheap_rule == "ge" else "strictly above the price (> P, as R's pricesensitivitymeter)."),
+            + (
+                "at or above the price (≥ P, the contract's convention)."
+                if self.cheap_rule == "ge"
+                else "strictly above the price (> P, as R's pricesensitivitymeter)."
+            ),
             f"Where two curves touch over an interval the {self.plateau} price of it is the point.",
         ]
         if self.bootstrap:
-            out.append(f"{int(self.level * 100)}% intervals from {self.bootstrap} bootstrap replicates (respondents resampled within each segment).")
+            out.append(
+                f"{int(self.level * 100)}% intervals from {self.bootstrap} bootstrap replicates (respondents resampled within each segment)."
+            )
         return out
 
 
@@ -126,7 +157,11 @@ class VanWestendorpResult:
 
     def acceptable_range(self, segment: str = ALL, *, narrow: bool = False) -> tuple[float, float]:
         row = self.price_points.set_index("segment").loc[segment]
-        return (float(row["pmc_narrow"]), float(row["pme_narrow"])) if narrow else (float(row["pmc"]), float(row["pme"]))
+        return (
+            (float(row["pmc_narrow"]), float(row["pme_narrow"]))
+            if narrow
+            else (float(row["pmc"]), float(row["pme"]))
+        )
 
     def demand(self, segment: str, prices) -> np.ndarray:
         """NMS purchase probability (trial) at arbitrary prices, interpolated on the curve.
@@ -135,9 +170,17 @@ class VanWestendorpResult:
         the answered grid is exact. Outside the answered range it is 0.
         """
         if not self.has_nms:
-            raise ValueError("no purchase-likelihood answers (buy_cheap, buy_expensive): no NMS demand curve")
+            raise ValueError(
+                "no purchase-likelihood answers (buy_cheap, buy_expensive): no NMS demand curve"
+            )
         c = self.nms[self.nms["segment"] == segment]
-        return np.interp(np.asarray(prices, dtype=float), c["price"].to_numpy(), c["trial"].to_numpy(), left=0.0, right=0.0)
+        return np.interp(
+            np.asarray(prices, dtype=float),
+            c["price"].to_numpy(),
+            c["trial"].to_numpy(),
+            left=0.0,
+            right=0.0,
+        )
 
     def to_frame(self) -> pd.DataFrame:
         return self.price_points.copy()
@@ -212,7 +255,9 @@ def _cumulative(values: np.ndarray, weights: np.ndarray, grid: np.ndarray):
     return (total - below) / total, (total - at_or_below) / total, at_or_below / total
 
 
-def price_curves(answers: np.ndarray, weights: np.ndarray, grid: np.ndarray, cheap_rule: str = "ge") -> dict[str, np.ndarray]:
+def price_curves(
+    answers: np.ndarray, weights: np.ndarray, grid: np.ndarray, cheap_rule: str = "ge"
+) -> dict[str, np.ndarray]:
     """The six curves on ``grid`` from an (n, 4) array of too cheap, cheap, expensive, too expensive."""
     tc_ge, tc_gt, _ = _cumulative(answers[:, 0], weights, grid)
     ch_ge, ch_gt, _ = _cumulative(answers[:, 1], weights, grid)
@@ -223,9 +268,14 @@ def price_curves(answers: np.ndarray, weights: np.ndarray, grid: np.ndarray, che
     return _six_curves(too_cheap, cheap, ex_le, te_le)
 
 
-def price_points_from_curves(grid: np.ndarray, curves: dict[str, np.ndarray], plateau: str = "lowest") -> dict[str, np.ndarray]:
+def price_points_from_curves(
+    grid: np.ndarray, curves: dict[str, np.ndarray], plateau: str = "lowest"
+) -> dict[str, np.ndarray]:
     """All six crossing prices; curve arrays may be (prices,) or (replicates, prices)."""
-    return {name: crossing_price(grid, np.atleast_2d(curves[a]) - np.atleast_2d(curves[b]), plateau) for name, (a, b) in POINTS.items()}
+    return {
+        name: crossing_price(grid, np.atleast_2d(curves[a]) - np.atleast_2d(curves[b]), plateau)
+        for name, (a, b) in POINTS.items()
+    }
 
 
 def _one_hot(index: np.ndarray, width: int, values: np.ndarray | None = None):
@@ -243,7 +293,9 @@ def _resample_weights(rng: np.random.Generator, n: int, m: int, weights: np.ndar
     return counts.reshape(m, n) * weights[None, :]
 
 
-def _bootstrap_curves(answers: np.ndarray, grid: np.ndarray, rep_weights: np.ndarray, cheap_rule: str) -> dict[str, np.ndarray]:
+def _bootstrap_curves(
+    answers: np.ndarray, grid: np.ndarray, rep_weights: np.ndarray, cheap_rule: str
+) -> dict[str, np.ndarray]:
     """Curves for a block of replicates given their (replicates × respondents) weights."""
     g = len(grid)
     total = rep_weights.sum(axis=1, keepdims=True)
@@ -273,15 +325,29 @@ def parse_calibration(value, source: str = "--nms-calibration") -> dict[int, flo
     """Calibration from ``"5=0.7,4=0.5,…"`` or a study.toml table ``{5 = 0.7, …}``; None stays None."""
     if value is None:
         return None
-    items = value.items() if isinstance(value, dict) else (part.split("=", 1) for part in str(value).split(","))
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else (part.split("=", 1) for part in str(value).split(","))
+    )
     out: dict[int, float] = {}
     try:
         for k, v in items:
             out[int(str(k).strip())] = float(v)
     except ValueError as exc:
-        raise InputError(Problem(source, None, None, "scale=probability pairs such as 5=0.7,4=0.5,3=0.3,2=0.1,1=0", value)) from exc
+        raise InputError(
+            Problem(
+                source,
+                None,
+                None,
+                "scale=probability pairs such as 5=0.7,4=0.5,3=0.3,2=0.1,1=0",
+                value,
+            )
+        ) from exc
     if not out or any(not 0 <= p <= 1 for p in out.values()):
-        raise InputError(Problem(source, None, None, "probabilities between 0 and 1 for each scale point", value))
+        raise InputError(
+            Problem(source, None, None, "probabilities between 0 and 1 for each scale point", value)
+        )
     return out
 
 
@@ -309,7 +375,13 @@ def nms_probabilities(
     is_label = numeric.isna() & labelled.notna()
     bad = numeric.isna() & labelled.isna() & text.notna() & (text != "")
     problems = [
-        Problem(source, int(r), column, "a purchase likelihood: 1–5, a probability 0–1, or a label like 'Very likely'", v)
+        Problem(
+            source,
+            int(r),
+            column,
+            "a purchase likelihood: 1–5, a probability 0–1, or a label like 'Very likely'",
+            v,
+        )
         for r, v in zip(rows[bad.to_numpy()], raw[bad.to_numpy()], strict=True)
     ]
     if problems:
@@ -320,37 +392,78 @@ def nms_probabilities(
     if scale is None and len(vals):
         if np.isin(vals, [0.0, 1.0]).all():
             raise InputError(
-                Problem(source, None, column, "purchase likelihoods that say what they are: this column holds only 0 and 1, which could be a probability or a scale; run again with --nms-scale scale or --nms-scale probability", "only 0 and 1")
+                Problem(
+                    source,
+                    None,
+                    column,
+                    "purchase likelihoods that say what they are: this column holds only 0 and 1, which could be a probability or a scale; run again with --nms-scale scale or --nms-scale probability",
+                    "only 0 and 1",
+                )
             )
         if ((vals >= 1) & (vals <= 5) & (vals == np.round(vals))).all():
             scale = "scale"
         elif ((vals >= 0) & (vals <= 1)).all():
             scale = "probability"
         else:
-            first = np.flatnonzero(present & ~(((num >= 0) & (num <= 1)) | ((num >= 1) & (num <= 5) & (num == np.round(num)))))
+            first = np.flatnonzero(
+                present
+                & ~(((num >= 0) & (num <= 1)) | ((num >= 1) & (num <= 5) & (num == np.round(num))))
+            )
             r = rows[first[0]] if len(first) else None
-            raise InputError(Problem(source, None if r is None else int(r), column, "integers 1–5 or probabilities between 0 and 1", raw.iloc[first[0]] if len(first) else None))
+            raise InputError(
+                Problem(
+                    source,
+                    None if r is None else int(r),
+                    column,
+                    "integers 1–5 or probabilities between 0 and 1",
+                    raw.iloc[first[0]] if len(first) else None,
+                )
+            )
     probs = np.full(len(raw), np.nan)
     if scale == "probability":
         out_of = present & ((num < 0) | (num > 1))
         if out_of.any():
-            raise InputError([Problem(source, int(r), column, "a probability between 0 and 1", v) for r, v in zip(rows[out_of], raw[out_of], strict=True)][:100])
+            raise InputError(
+                [
+                    Problem(source, int(r), column, "a probability between 0 and 1", v)
+                    for r, v in zip(rows[out_of], raw[out_of], strict=True)
+                ][:100]
+            )
         probs[present] = num[present]
     else:
         ok = present & np.isin(num, list(calibration))
         if (present & ~ok).any():
             wrong = present & ~ok
-            raise InputError([Problem(source, int(r), column, "a scale value " + ", ".join(str(k) for k in sorted(calibration)), v) for r, v in zip(rows[wrong], raw[wrong], strict=True)][:100])
+            raise InputError(
+                [
+                    Problem(
+                        source,
+                        int(r),
+                        column,
+                        "a scale value " + ", ".join(str(k) for k in sorted(calibration)),
+                        v,
+                    )
+                    for r, v in zip(rows[wrong], raw[wrong], strict=True)
+                ][:100]
+            )
         probs[ok] = [calibration[int(x)] for x in num[ok]]
     lab = is_label.to_numpy()
     probs[lab] = [calibration[int(x)] for x in labelled[lab]]
     return probs
 
 
-def _nms_pieces(answers: np.ndarray, p_cheap: np.ndarray, p_exp: np.ndarray, at_too_cheap: float, at_too_exp: float):
+def _nms_pieces(
+    answers: np.ndarray,
+    p_cheap: np.ndarray,
+    p_exp: np.ndarray,
+    at_too_cheap: float,
+    at_too_exp: float,
+):
     """Linear pieces of every respondent's demand curve: (start, end, intercept, slope) arrays."""
     x = answers
-    y = np.column_stack([np.full(len(x), at_too_cheap), p_cheap, p_exp, np.full(len(x), at_too_exp)])
+    y = np.column_stack(
+        [np.full(len(x), at_too_cheap), p_cheap, p_exp, np.full(len(x), at_too_exp)]
+    )
     starts = x[:, :3]
     ends = x[:, 1:]
     length = ends - starts
@@ -361,7 +474,15 @@ def _nms_pieces(answers: np.ndarray, p_cheap: np.ndarray, p_exp: np.ndarray, at_
     return starts[keep], ends[keep], intercept[keep], slope[keep], np.nonzero(keep)[0]
 
 
-def nms_curve(grid: np.ndarray, answers: np.ndarray, weights: np.ndarray, p_cheap: np.ndarray, p_exp: np.ndarray, at_too_cheap: float = 0.0, at_too_exp: float = 0.0):
+def nms_curve(
+    grid: np.ndarray,
+    answers: np.ndarray,
+    weights: np.ndarray,
+    p_cheap: np.ndarray,
+    p_exp: np.ndarray,
+    at_too_cheap: float = 0.0,
+    at_too_exp: float = 0.0,
+):
     """Weighted mean purchase probability on ``grid`` and its linear pieces between grid prices.
 
     Returns (trial, a, b): on [grid[i], grid[i+1]) the trial curve is a[i] + b[i]·price.
@@ -372,8 +493,20 @@ def nms_curve(grid: np.ndarray, answers: np.ndarray, weights: np.ndarray, p_chea
     si = np.searchsorted(grid, s, side="left")
     ei = np.searchsorted(grid, e, side="left")
     g = len(grid)
-    A = np.cumsum(np.bincount(si, weights=w * a, minlength=g + 1) - np.bincount(ei, weights=w * a, minlength=g + 1))[:g] / total
-    B = np.cumsum(np.bincount(si, weights=w * b, minlength=g + 1) - np.bincount(ei, weights=w * b, minlength=g + 1))[:g] / total
+    A = (
+        np.cumsum(
+            np.bincount(si, weights=w * a, minlength=g + 1)
+            - np.bincount(ei, weights=w * a, minlength=g + 1)
+        )[:g]
+        / total
+    )
+    B = (
+        np.cumsum(
+            np.bincount(si, weights=w * b, minlength=g + 1)
+            - np.bincount(ei, weights=w * b, minlength=g + 1)
+        )[:g]
+        / total
+    )
     return A + B * grid, A, B
 
 
@@ -399,7 +532,9 @@ def _nms_optima(grid: np.ndarray, trial: np.ndarray, A: np.ndarray, B: np.ndarra
     best_vert = vrev[rows, i_vert]
     use_vert = best_vert > best_grid
     p_rev = np.where(use_vert, vertex[rows, i_vert], grid[i_grid])
-    t_rev = np.where(use_vert, A[rows, i_vert] + B[rows, i_vert] * vertex[rows, i_vert], trial[rows, i_grid])
+    t_rev = np.where(
+        use_vert, A[rows, i_vert] + B[rows, i_vert] * vertex[rows, i_vert], trial[rows, i_grid]
+    )
     p_trial = grid[trial.argmax(axis=1)]
     return p_trial, p_rev, t_rev
 
@@ -417,7 +552,10 @@ def _bootstrap_nms(grid, answers, rep_weights, p_cheap, p_exp, at_too_cheap, at_
         # respondent × grid-index matrix of what their pieces add (at start) and remove (at end)
         from scipy import sparse
 
-        m = sparse.csr_matrix((np.concatenate([vals, -vals]), (np.concatenate([who, who]), np.concatenate([si, ei]))), shape=(n, g + 1))
+        m = sparse.csr_matrix(
+            (np.concatenate([vals, -vals]), (np.concatenate([who, who]), np.concatenate([si, ei]))),
+            shape=(n, g + 1),
+        )
         return np.cumsum(np.asarray((m.T @ rep_weights.T).T), axis=1)[:, :g] / total
 
     A = per_respondent(a)
@@ -453,7 +591,9 @@ def swapped_columns(answers: pd.DataFrame) -> tuple[str, str, int] | None:
     return best
 
 
-def _check_usable(answers: pd.DataFrame, kept: pd.DataFrame, settings: VanWestendorpSettings, source: str) -> None:
+def _check_usable(
+    answers: pd.DataFrame, kept: pd.DataFrame, settings: VanWestendorpSettings, source: str
+) -> None:
     """No result from nothing: swapped columns or no usable answer at all are input errors."""
     swapped = swapped_columns(answers)
     mapped = answers.attrs.get("column_map", {})
@@ -463,23 +603,33 @@ def _check_usable(answers: pd.DataFrame, kept: pd.DataFrame, settings: VanWesten
         names = f"'{lo}' and '{hi}'"
         if lo in mapped or hi in mapped:
             names += f" (read from the file's '{mapped.get(lo, lo)}' and '{mapped.get(hi, hi)}')"
-        raise InputError(Problem(
-            source, None, lo,
-            f"answers ordered {order}; {count:,} of {len(answers):,} respondents answer {lo} > {hi}, so the columns "
-            f"{names} look swapped: map them the other way round ([columns.vw] or --columns {lo}=...,{hi}=...)",
-            count=count,
-        ))
+        raise InputError(
+            Problem(
+                source,
+                None,
+                lo,
+                f"answers ordered {order}; {count:,} of {len(answers):,} respondents answer {lo} > {hi}, so the columns "
+                f"{names} look swapped: map them the other way round ([columns.vw] or --columns {lo}=...,{hi}=...)",
+                count=count,
+            )
+        )
     if len(kept) == 0:
         why = "out of order" if settings.ties == "keep" else "out of order or tied (--ties drop)"
-        raise InputError(Problem(
-            source, None, None,
-            f"at least one respondent with usable answers ({order}); all {len(answers):,} answers are {why}, "
-            "so there is nothing to compute price points from",
-            count=len(answers),
-        ))
+        raise InputError(
+            Problem(
+                source,
+                None,
+                None,
+                f"at least one respondent with usable answers ({order}); all {len(answers):,} answers are {why}, "
+                "so there is nothing to compute price points from",
+                count=len(answers),
+            )
+        )
 
 
-def prepare_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def prepare_answers(
+    answers: pd.DataFrame, settings: VanWestendorpSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split answers into the rows analysed and the rows left out (with the reason)."""
     x = answers[ANSWERS].to_numpy(dtype=float)
     steps = np.diff(x, axis=1)
@@ -493,13 +643,17 @@ def prepare_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> t
     else:
         kept["repaired"] = False
         drop = out_of_order.copy()
-        reasons[out_of_order] = "answers out of order (need too_cheap ≤ cheap ≤ expensive ≤ too_expensive)"
+        reasons[out_of_order] = (
+            "answers out of order (need too_cheap ≤ cheap ≤ expensive ≤ too_expensive)"
+        )
     if settings.ties == "drop":
         x2 = kept[ANSWERS].to_numpy(dtype=float)
         tie_now = (np.diff(x2, axis=1) == 0).any(axis=1) & ~drop
         reasons[tie_now] = "two answers equal (ties dropped by option)"
         drop = drop | tie_now
-    excluded = answers.loc[drop, ["respondent_id", "segment", "row"]].assign(reason=reasons[drop].to_numpy())
+    excluded = answers.loc[drop, ["respondent_id", "segment", "row"]].assign(
+        reason=reasons[drop].to_numpy()
+    )
     return kept.loc[~drop].reset_index(drop=True), excluded.reset_index(drop=True)
 
 
@@ -564,11 +718,20 @@ def van_westendorp(
     if "weight" not in answers.columns:
         answers["weight"] = 1.0
     if bootstrap and not isinstance(rng, np.random.Generator):
-        raise TypeError(f"bootstrap={bootstrap} needs rng=numpy.random.Generator, got {type(rng).__name__}")
+        raise TypeError(
+            f"bootstrap={bootstrap} needs rng=numpy.random.Generator, got {type(rng).__name__}"
+        )
     settings = VanWestendorpSettings(
-        inconsistent=inconsistent, ties=ties, cheap_rule=cheap_rule, plateau=plateau, nms_scale=nms_scale,
-        nms_calibration=dict(nms_calibration or DEFAULT_CALIBRATION), nms_too_cheap=nms_too_cheap,
-        nms_too_expensive=nms_too_expensive, bootstrap=bootstrap, level=level,
+        inconsistent=inconsistent,
+        ties=ties,
+        cheap_rule=cheap_rule,
+        plateau=plateau,
+        nms_scale=nms_scale,
+        nms_calibration=dict(nms_calibration or DEFAULT_CALIBRATION),
+        nms_too_cheap=nms_too_cheap,
+        nms_too_expensive=nms_too_expensive,
+        bootstrap=bootstrap,
+        level=level,
     )
     source = str(answers.attrs.get("source", "vw.csv"))
     kept, excluded = prepare_answers(answers, settings)
@@ -577,7 +740,12 @@ def van_westendorp(
     if has_nms:
         for c in ("buy_cheap", "buy_expensive"):
             kept[f"p_{c}"] = nms_probabilities(
-                kept[c], scale=nms_scale, calibration=settings.nms_calibration, column=c, rows=kept["row"].to_numpy(), source=source
+                kept[c],
+                scale=nms_scale,
+                calibration=settings.nms_calibration,
+                column=c,
+                rows=kept["row"].to_numpy(),
+                source=source,
             )
     segments = list(dict.fromkeys(answers["segment"].tolist()))
     groups = [(s, kept["segment"] == s) for s in segments if s != ALL]
@@ -611,23 +779,52 @@ def van_westendorp(
         for name, val in points.items():
             row[name] = float(val[0])
             if np.isnan(val[0]) and name in ("pmc", "opp", "ipp", "pme"):
-                warnings.append(f"{seg}: the curves for {name.upper()} do not cross within the answered prices; left empty.")
+                warnings.append(
+                    f"{seg}: the curves for {name.upper()} do not cross within the answered prices; left empty."
+                )
         curve_frames.append(pd.DataFrame({"segment": seg, "price": grid, **curves}))
         nms_ok = None
         if has_nms:
-            nms_ok = ~(np.isnan(sub["p_buy_cheap"].to_numpy()) | np.isnan(sub["p_buy_expensive"].to_numpy()))
+            nms_ok = ~(
+                np.isnan(sub["p_buy_cheap"].to_numpy())
+                | np.isnan(sub["p_buy_expensive"].to_numpy())
+            )
             row["n_nms"] = int(nms_ok.sum())
             if nms_ok.any():
-                trial, A, B = nms_curve(grid, x[nms_ok], w[nms_ok], sub["p_buy_cheap"].to_numpy()[nms_ok], sub["p_buy_expensive"].to_numpy()[nms_ok], nms_too_cheap, nms_too_expensive)
+                trial, A, B = nms_curve(
+                    grid,
+                    x[nms_ok],
+                    w[nms_ok],
+                    sub["p_buy_cheap"].to_numpy()[nms_ok],
+                    sub["p_buy_expensive"].to_numpy()[nms_ok],
+                    nms_too_cheap,
+                    nms_too_expensive,
+                )
                 p_trial, p_rev, t_rev = _nms_optima(grid, trial, A, B)
-                row.update(trial_optimal_price=float(p_trial[0]), revenue_optimal_price=float(p_rev[0]), trial_at_revenue_optimum=float(t_rev[0]))
+                row.update(
+                    trial_optimal_price=float(p_trial[0]),
+                    revenue_optimal_price=float(p_rev[0]),
+                    trial_at_revenue_optimum=float(t_rev[0]),
+                )
                 revenue = grid * trial
                 peak = revenue.max()
                 nms_frames.append(
-                    pd.DataFrame({"segment": seg, "price": grid, "trial": trial, "revenue_index": 100 * revenue / peak if peak > 0 else np.nan, "revenue": revenue})
+                    pd.DataFrame(
+                        {
+                            "segment": seg,
+                            "price": grid,
+                            "trial": trial,
+                            "revenue_index": 100 * revenue / peak if peak > 0 else np.nan,
+                            "revenue": revenue,
+                        }
+                    )
                 )
             else:
-                row.update(trial_optimal_price=np.nan, revenue_optimal_price=np.nan, trial_at_revenue_optimum=np.nan)
+                row.update(
+                    trial_optimal_price=np.nan,
+                    revenue_optimal_price=np.nan,
+                    trial_at_revenue_optimum=np.nan,
+                )
         if bootstrap:
             n = len(sub)
             reps: dict[str, list[np.ndarray]] = {k: [] for k in POINTS}
@@ -643,7 +840,15 @@ def van_westendorp(
                 for k, v in price_points_from_curves(grid, bc, plateau).items():
                     reps[k].append(v)
                 if nms_boot:
-                    t, A_, B_ = _bootstrap_nms(grid, x[nms_ok], rep_w[:, nms_ok], sub["p_buy_cheap"].to_numpy()[nms_ok], sub["p_buy_expensive"].to_numpy()[nms_ok], nms_too_cheap, nms_too_expensive)
+                    t, A_, B_ = _bootstrap_nms(
+                        grid,
+                        x[nms_ok],
+                        rep_w[:, nms_ok],
+                        sub["p_buy_cheap"].to_numpy()[nms_ok],
+                        sub["p_buy_expensive"].to_numpy()[nms_ok],
+                        nms_too_cheap,
+                        nms_too_expensive,
+                    )
                     p_t, p_r, _ = _nms_optima(grid, t, A_, B_)
                     reps["trial_optimal_price"].append(p_t)
                     reps["revenue_optimal_price"].append(p_r)
@@ -659,12 +864,24 @@ def van_westendorp(
                 row[f"{k}_upper"] = float(np.quantile(v, 1 - alpha)) if len(v) else np.nan
         point_rows.append(row)
     if len(excluded):
-        warnings.insert(0, f"{len(excluded)} of {len(answers)} respondents left out: " + "; ".join(f"{r} ({c})" for r, c in excluded["reason"].value_counts().items()))
+        warnings.insert(
+            0,
+            f"{len(excluded)} of {len(answers)} respondents left out: "
+            + "; ".join(f"{r} ({c})" for r, c in excluded["reason"].value_counts().items()),
+        )
     price_points = pd.DataFrame(point_rows)
     lead = ["segment", "n", "n_excluded", "pmc", "opp", "ipp", "pme", "pmc_narrow", "pme_narrow"]
     price_points = price_points[lead + [c for c in price_points.columns if c not in lead]]
-    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame(columns=["segment", "price", *CURVES])
-    nms = pd.concat(nms_frames, ignore_index=True) if nms_frames else pd.DataFrame(columns=["segment", "price", "trial", "revenue_index", "revenue"])
+    curves = (
+        pd.concat(curve_frames, ignore_index=True)
+        if curve_frames
+        else pd.DataFrame(columns=["segment", "price", *CURVES])
+    )
+    nms = (
+        pd.concat(nms_frames, ignore_index=True)
+        if nms_frames
+        else pd.DataFrame(columns=["segment", "price", "trial", "revenue_index", "revenue"])
+    )
     import wtp
 
     return VanWestendorpResult(

@@ -138,7 +138,9 @@ def build_price_books(
         period=period,
         price_unit=str(getattr(study, "price_unit", "") or ""),
         books=tuple(books.values()),
-        simulator=simulator_inputs(books, values, own, vols, cal, settings, vw=vw, conjoint=conjoint, study=study),
+        simulator=simulator_inputs(
+            books, values, own, vols, cal, settings, vw=vw, conjoint=conjoint, study=study
+        ),
         provenance={
             "wtp_version": wtp.__version__,
             "instruments": {
@@ -703,8 +705,12 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
             if vs:
                 vals = []
                 for v in vs:
-                    b = np.where(np.isfinite(v.base), v.base, np.nan)
-                    vals.append(np.nanmean(b, axis=1) + v.extra(book.membership[k : k + 1])[:, 0])
+                    # a respondent who buys in no draw has no finite value: NaN, left out below
+                    finite = np.isfinite(v.base)
+                    n_finite = finite.sum(axis=1)
+                    mean = np.where(finite, v.base, 0.0).sum(axis=1) / np.maximum(n_finite, 1)
+                    mean = np.where(n_finite > 0, mean, np.nan)
+                    vals.append(mean + v.extra(book.membership[k : k + 1])[:, 0])
                 value = float(np.nanmedian(np.concatenate(vals)))
             extra = (
                 float(

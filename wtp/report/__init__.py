@@ -48,7 +48,11 @@ def money_digits(prices) -> int:
     the median of ``prices`` (its price points, entry prices or ARPA) is under
     :data:`CENTS_BELOW` (cents matter at 24.99), else 0 — so an LTV of 639.60 never sits beside
     one of 1,896."""
-    values = [abs(float(v)) for v in prices if v is not None and isinstance(v, numbers.Real) and math.isfinite(v)]
+    values = [
+        abs(float(v))
+        for v in prices
+        if v is not None and isinstance(v, numbers.Real) and math.isfinite(v)
+    ]
     if not values:
         return 2
     values.sort()
@@ -126,7 +130,9 @@ def environment() -> Environment:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        env.filters.update(num=fmt_num, money=_money_filter, pct=fmt_pct, int=fmt_int, slug=slug, plural=plural)
+        env.filters.update(
+            num=fmt_num, money=_money_filter, pct=fmt_pct, int=fmt_int, slug=slug, plural=plural
+        )
         env.globals.update(ALL=ALL, TOTAL=TOTAL)
         _ENV = env
     return _ENV
@@ -190,11 +196,18 @@ def generated_at(now: datetime | None = None) -> datetime:
         try:
             return datetime.fromtimestamp(int(epoch), UTC)
         except (ValueError, OverflowError, OSError):
-            raise ValueError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}") from None
+            raise ValueError(
+                f"SOURCE_DATE_EPOCH must be whole seconds since 1970, got {epoch!r}"
+            ) from None
     return now or datetime.now(UTC)
 
 
-def provenance(seed: int | None = None, inputs: dict[str, str] | None = None, *, generated: datetime | None = None) -> dict[str, Any]:
+def provenance(
+    seed: int | None = None,
+    inputs: dict[str, str] | None = None,
+    *,
+    generated: datetime | None = None,
+) -> dict[str, Any]:
     """Version, seed, generation time (:func:`generated_at`) and input checksums for a footer."""
     return {
         "version": wtp.__version__,
@@ -212,13 +225,34 @@ def render(template: str, path: str | Path, **context) -> Path:
     return path
 
 
-def write_design_report(folder: str | Path, *, title: str, lead: str, summary, text: str, seed: int | None = None) -> Path:
+def write_design_report(
+    folder: str | Path, *, title: str, lead: str, summary, text: str, seed: int | None = None
+) -> Path:
     """report.html for a generated design: its summary table and the balance report text."""
-    rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in rec.items()} for rec in summary.to_dict("records")]
+    rows = [
+        {k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in rec.items()}
+        for rec in summary.to_dict("records")
+    ]
     return render(
-        "design.html.j2", Path(folder) / "report.html", title=title, lead=lead, columns=list(summary.columns),
-        rows=rows, text=text, provenance=provenance(seed),
+        "design.html.j2",
+        Path(folder) / "report.html",
+        title=title,
+        lead=lead,
+        columns=list(summary.columns),
+        rows=rows,
+        text=text,
+        provenance=provenance(seed),
     )
 
 
-__all__ = ["Markup", "escape", "environment", "render", "svg", "new_figure", "provenance", "slug", "PALETTE"]
+__all__ = [
+    "Markup",
+    "escape",
+    "environment",
+    "render",
+    "svg",
+    "new_figure",
+    "provenance",
+    "slug",
+    "PALETTE",
+]

@@ -19,7 +19,9 @@ from wtp.schema import ALL
 
 def partworth_chart(result: ConjointResult, segment: str):
     """Horizontal bars of every level's part-worth with its 95% interval, grouped by attribute."""
-    pw = result.partworths[(result.partworths["segment"] == segment) & ~result.partworths["attribute"].isin(["none"])]
+    pw = result.partworths[
+        (result.partworths["segment"] == segment) & ~result.partworths["attribute"].isin(["none"])
+    ]
     if result.coding.price == "linear":
         pw = pw[pw["attribute"] != "price"]
     # utilities per unit are on another scale than level part-worths: they stay in the table
@@ -36,7 +38,14 @@ def partworth_chart(result: ConjointResult, segment: str):
             y += 1
         y += 0.6  # a gap between attributes
     fig, ax = new_figure(7.2, max(2.0, 0.26 * y + 0.8))
-    ax.barh(ypos, values, xerr=errors, color=colours, alpha=0.85, error_kw={"elinewidth": 0.8, "capsize": 2})
+    ax.barh(
+        ypos,
+        values,
+        xerr=errors,
+        color=colours,
+        alpha=0.85,
+        error_kw={"elinewidth": 0.8, "capsize": 2},
+    )
     ax.set_yticks(ypos, labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(0, color="#1d2733", linewidth=0.8)
@@ -68,9 +77,22 @@ def demand_chart(curve: pd.DataFrame, currency: str = ""):
     fig, ax = new_figure(7.2, 3.2)
     for i, (s, rows) in enumerate(curve.groupby("segment", sort=False)):
         colour = "#1d2733" if s == ALL else PALETTE[i % len(PALETTE)]
-        ax.plot(rows["price"], 100 * rows["share"], color=colour, linewidth=2.0 if s == ALL else 1.3, label=s)
+        ax.plot(
+            rows["price"],
+            100 * rows["share"],
+            color=colour,
+            linewidth=2.0 if s == ALL else 1.3,
+            label=s,
+        )
         if rows["lower"].notna().all():
-            ax.fill_between(rows["price"], 100 * rows["lower"], 100 * rows["upper"], color=colour, alpha=0.10, linewidth=0)
+            ax.fill_between(
+                rows["price"],
+                100 * rows["lower"],
+                100 * rows["upper"],
+                color=colour,
+                alpha=0.10,
+                linewidth=0,
+            )
     ax.set_ylim(0, 100)
     ax.set_xlabel(f"Price ({currency})" if currency else "Price")
     ax.set_ylabel("Choose the product (%)")
@@ -105,16 +127,29 @@ def _methods(result: ConjointResult) -> list[str]:
             "describes an average respondent nobody is; the 25%–75% range across respondents is in wtp.csv."
         )
     if c.numeric:
-        parts = [f"{a} ({'linear' if not k else 'piecewise linear, knots ' + ', '.join(f'{x:g}' for x in k)}; tested {c.levels[a][0]}–{c.levels[a][-1]})" for a, k in c.numeric.items()]
+        parts = [
+            f"{a} ({'linear' if not k else 'piecewise linear, knots ' + ', '.join(f'{x:g}' for x in k)}; tested {c.levels[a][0]}–{c.levels[a][-1]})"
+            for a, k in c.numeric.items()
+        ]
         out.append(
             "Numeric attributes, one utility per unit (money value per unit = −β_unit / β_price; importance = "
-            "|β| × the tested range): " + "; ".join(parts) + ". Between tested values the simulator interpolates; "
+            "|β| × the tested range): "
+            + "; ".join(parts)
+            + ". Between tested values the simulator interpolates; "
             "outside them it extrapolates and says so."
         )
     out.append(
         f"{'Dummy' if c.coding == 'dummy' else 'Effects'} coding with the first level of each attribute as reference; "
-        + ("price as one linear term (utility per currency unit)." if c.price == "linear" else "price as part-worths per tested price.")
-        + (" The no-choice option has its own constant." if c.none else " Forced choice (no none option).")
+        + (
+            "price as one linear term (utility per currency unit)."
+            if c.price == "linear"
+            else "price as part-worths per tested price."
+        )
+        + (
+            " The no-choice option has its own constant."
+            if c.none
+            else " Forced choice (no none option)."
+        )
     )
     out.append(
         "Importance: range of an attribute's part-worths (price: |β_price| × the tested price range "
@@ -122,7 +157,11 @@ def _methods(result: ConjointResult) -> list[str]:
     )
     out.append(
         "Willingness to pay of a level: −(β_level − β_first level) / β_price"
-        + (" (β_price: slope between the lowest and highest tested price)" if c.price == "partworth" else "")
+        + (
+            " (β_price: slope between the lowest and highest tested price)"
+            if c.price == "partworth"
+            else ""
+        )
         + (
             f"; 95% interval by the delta method from the {'respondent-clustered' if result.se_type == 'cluster' else 'plain'} covariance."
             if result.method == "mnl"
@@ -155,32 +194,54 @@ def section_context(
                 "fit": fit.loc[s].to_dict(),
                 "price_ok": ok[s],
                 "partworth_svg": partworth_chart(result, s),
-                "partworths": result.partworths[result.partworths["segment"] == s].to_dict("records"),
+                "partworths": result.partworths[result.partworths["segment"] == s].to_dict(
+                    "records"
+                ),
                 "wtp": w.to_dict("records"),
             }
         )
     wide = result.wtp.set_index(["segment", "attribute", "level"])
     wtp_rows = []
     for attr, levels in result.attributes.items():
-        units = [label for label, _ in result.coding.unit_rows(attr)] if attr in result.coding.numeric else []
+        units = (
+            [label for label, _ in result.coding.unit_rows(attr)]
+            if attr in result.coding.numeric
+            else []
+        )
         for lv in units:
-            cells = [wide.loc[(s, attr, lv)].to_dict() if (s, attr, lv) in wide.index else None for s in segs]
-            wtp_rows.append({"attribute": attr, "level": lv.replace("per_unit", "per unit"), "reference": "", "cells": cells})
+            cells = [
+                wide.loc[(s, attr, lv)].to_dict() if (s, attr, lv) in wide.index else None
+                for s in segs
+            ]
+            wtp_rows.append(
+                {
+                    "attribute": attr,
+                    "level": lv.replace("per_unit", "per unit"),
+                    "reference": "",
+                    "cells": cells,
+                }
+            )
         for lv in levels[1:]:
             cells = []
             for s in segs:
                 key = (s, attr, lv)
                 cells.append(wide.loc[key].to_dict() if key in wide.index else None)
-            wtp_rows.append({"attribute": attr, "level": lv, "reference": levels[0], "cells": cells})
+            wtp_rows.append(
+                {"attribute": attr, "level": lv, "reference": levels[0], "cells": cells}
+            )
     imp = result.importances[result.importances["segment"].isin(segs)]
-    table = imp.pivot(index="attribute", columns="segment", values="importance").reindex(index=list(dict.fromkeys(imp["attribute"])), columns=segs)
+    table = imp.pivot(index="attribute", columns="segment", values="importance").reindex(
+        index=list(dict.fromkeys(imp["attribute"])), columns=segs
+    )
     return {
         "cj_rows": rows,
         "cj_wtp_rows": wtp_rows,
         "cj_invalid_segments": [s for s in segs if not ok[s]],
         "cj_segments": segs,
         "cj_importance_svg": importance_chart(result),
-        "cj_importances": [{"attribute": a, "values": [table.loc[a, s] for s in segs]} for a in table.index],
+        "cj_importances": [
+            {"attribute": a, "values": [table.loc[a, s] for s in segs]} for a in table.index
+        ],
         "cj_demand_svg": demand_chart(demand, currency) if demand is not None else None,
         "cj_demand_product": demand_product or {},
         "cj_simulation": simulation.to_dict("records") if simulation is not None else [],
@@ -189,7 +250,9 @@ def section_context(
         "cj_notes": list(result.notes),
         "cj_methods": _methods(result),
         "cj_method": result.method,
-        "cj_diagnostics": result.diagnostics.to_dict("records") if result.diagnostics is not None else [],
+        "cj_diagnostics": result.diagnostics.to_dict("records")
+        if result.diagnostics is not None
+        else [],
         "cj_n": result.n_used,
         "cj_price_linear": result.coding.price == "linear",
     }
@@ -208,7 +271,14 @@ def write_report(
     extrapolated: pd.DataFrame | None = None,
 ) -> Path:
     meta = {"name": "wtp study", "currency": "", "price_unit": "", **meta}
-    ctx = section_context(result, meta.get("currency", ""), demand=demand, demand_product=demand_product, simulation=simulation, extrapolated=extrapolated)
+    ctx = section_context(
+        result,
+        meta.get("currency", ""),
+        demand=demand,
+        demand_product=demand_product,
+        simulation=simulation,
+        extrapolated=extrapolated,
+    )
     return render("conjoint.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
 
@@ -245,18 +315,27 @@ def write_outputs(
         if d is not None:
             # "max R-hat" → max_rhat, "min bulk ESS" → min_ess_bulk, as MaxDiff's diagnostics.json
             names = {
-                "max R-hat": "max_rhat", "min bulk ESS": "min_ess_bulk", "min tail ESS": "min_ess_tail", "divergences": "divergences",
-                "individual max R-hat": "individual_max_rhat", "individual min bulk ESS": "individual_min_ess_bulk",
+                "max R-hat": "max_rhat",
+                "min bulk ESS": "min_ess_bulk",
+                "min tail ESS": "min_ess_tail",
+                "divergences": "divergences",
+                "individual max R-hat": "individual_max_rhat",
+                "individual min bulk ESS": "individual_min_ess_bulk",
                 "individual min tail ESS": "individual_min_ess_tail",
             }
-            diag = {names.get(str(r.check), str(r.check)): float(r.value) for r in d.itertuples(index=False)}
+            diag = {
+                names.get(str(r.check), str(r.check)): float(r.value)
+                for r in d.itertuples(index=False)
+            }
             diag["converged"] = bool(d["ok"].all())
             if "sampler" in d.columns:
                 diag["sampler"] = str(d["sampler"].iloc[0])
             # the sampler's own record: rounds, checks, why it stopped, timings
             diag.update({k: v for k, v in d.attrs.get("hb", {}).items() if k not in diag})
         diag["mean_rlh"] = float(result.fit.set_index("segment").loc[ALL, "mean_rlh"])
-        (folder / "diagnostics.json").write_text(json.dumps(diag, indent=2, default=_plain), encoding="utf-8")
+        (folder / "diagnostics.json").write_text(
+            json.dumps(diag, indent=2, default=_plain), encoding="utf-8"
+        )
     out: dict[str, pd.DataFrame] = {}
     if tables.simulation is not None:
         write_csv(tables.simulation, folder / "simulation.csv")
@@ -268,8 +347,14 @@ def write_outputs(
         write_csv(tables.demand, folder / "demand.csv")
         out["demand"] = tables.demand
     write_report(
-        result, folder / "report.html", meta=meta, seed=seed, inputs=inputs,
-        demand=tables.demand, demand_product=tables.demand_product, simulation=tables.simulation,
+        result,
+        folder / "report.html",
+        meta=meta,
+        seed=seed,
+        inputs=inputs,
+        demand=tables.demand,
+        demand_product=tables.demand_product,
+        simulation=tables.simulation,
         extrapolated=tables.extrapolation,
     )
     return out

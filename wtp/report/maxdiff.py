@@ -56,7 +56,16 @@ def share_chart(result: MaxDiffResult):
         sc = scores.loc[seg].reindex(order)
         colour = PALETTE[0] if seg == ALL else PALETTE[(i % (len(PALETTE) - 1)) + 1]
         ax.barh(y, sc["share"], color=colour, alpha=0.35, height=0.65)
-        ax.errorbar(sc["share"], y, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3, capsize=2, linewidth=1)
+        ax.errorbar(
+            sc["share"],
+            y,
+            xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]],
+            fmt="o",
+            color=colour,
+            markersize=3,
+            capsize=2,
+            linewidth=1,
+        )
         ax.axvline(100 / len(order), color="#5b6b7a", linestyle=":", linewidth=0.8)
         ax.set_title("All respondents" if seg == ALL else seg, fontsize=9)
         ax.set_xlim(0, top * 1.08)
@@ -83,7 +92,17 @@ def segment_chart(result: MaxDiffResult):
         sc = scores.loc[seg].reindex(order)
         off = (i - (len(segs) - 1) / 2) * width
         colour = PALETTE[((i + 1) % (len(PALETTE) - 1)) + 1]  # same colour as its panel above
-        ax.errorbar(sc["share"], y + off, xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]], fmt="o", color=colour, markersize=3.5, capsize=1.5, linewidth=0.9, label=seg)
+        ax.errorbar(
+            sc["share"],
+            y + off,
+            xerr=[sc["share"] - sc["lower"], sc["upper"] - sc["share"]],
+            fmt="o",
+            color=colour,
+            markersize=3.5,
+            capsize=1.5,
+            linewidth=0.9,
+            label=seg,
+        )
     allsc = scores.loc[ALL].reindex(order)
     ax.scatter(allsc["share"], y, marker="|", s=120, color="#1d2733", label="Total", zorder=3)
     ax.set_yticks(y)
@@ -101,8 +120,14 @@ def rlh_chart(result: MaxDiffResult):
     fig, ax = new_figure(6.0, 2.4)
     ax.hist(fit["rlh"], bins=30, color=PALETTE[0], alpha=0.7)
     d = result.diagnostics
-    ax.axvline(d["chance_rlh"], color="#5b6b7a", linestyle=":", label=f"chance {d['chance_rlh']:.3f}")
-    ax.axvline(d["rlh_random_threshold"], color=PALETTE[1], label=f"random-answering threshold {d['rlh_random_threshold']:.3f}")
+    ax.axvline(
+        d["chance_rlh"], color="#5b6b7a", linestyle=":", label=f"chance {d['chance_rlh']:.3f}"
+    )
+    ax.axvline(
+        d["rlh_random_threshold"],
+        color=PALETTE[1],
+        label=f"random-answering threshold {d['rlh_random_threshold']:.3f}",
+    )
     ax.set_xlabel("Root likelihood (RLH)")
     ax.set_ylabel("Respondents")
     ax.legend(fontsize=7, frameon=False)
@@ -128,10 +153,30 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
     rows = []
     if result.method == "hb":
         rows += [
-            {"check": "max R-hat (population means and SDs, segment shares)", "value": f"{d['max_rhat']:.4f}", "threshold": f"≤ {RHAT_MAX}", "ok": d["max_rhat"] <= RHAT_MAX},
-            {"check": "min bulk ESS (same set)", "value": f"{d['min_ess_bulk']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["min_ess_bulk"] >= ESS_MIN},
-            {"check": "min tail ESS (same set)", "value": f"{d['min_ess_tail']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["min_ess_tail"] >= ESS_MIN},
-            {"check": "divergent transitions", "value": str(d["divergences"]), "threshold": "0", "ok": d["divergences"] == 0},
+            {
+                "check": "max R-hat (population means and SDs, segment shares)",
+                "value": f"{d['max_rhat']:.4f}",
+                "threshold": f"≤ {RHAT_MAX}",
+                "ok": d["max_rhat"] <= RHAT_MAX,
+            },
+            {
+                "check": "min bulk ESS (same set)",
+                "value": f"{d['min_ess_bulk']:.0f}",
+                "threshold": f"≥ {ESS_MIN}",
+                "ok": d["min_ess_bulk"] >= ESS_MIN,
+            },
+            {
+                "check": "min tail ESS (same set)",
+                "value": f"{d['min_ess_tail']:.0f}",
+                "threshold": f"≥ {ESS_MIN}",
+                "ok": d["min_ess_tail"] >= ESS_MIN,
+            },
+            {
+                "check": "divergent transitions",
+                "value": str(d["divergences"]),
+                "threshold": "0",
+                "ok": d["divergences"] == 0,
+            },
             {
                 "check": "population correlations (nuisance): max R-hat / min bulk ESS",
                 "value": f"{d.get('corr_max_rhat', float('nan')):.4f} / {d.get('corr_min_ess_bulk', float('nan')):.0f}",
@@ -144,21 +189,50 @@ def diagnostics_rows(result: MaxDiffResult) -> list[dict]:
                 "threshold": f"≤ {RHAT_MAX}",
                 "ok": d["individual_max_rhat"] <= RHAT_MAX,
             },
-            {"check": "individual utilities: min bulk ESS", "value": f"{d['individual_min_ess_bulk']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["individual_min_ess_bulk"] >= ESS_MIN},
-            {"check": "individual utilities: min tail ESS", "value": f"{d['individual_min_ess_tail']:.0f}", "threshold": f"≥ {ESS_MIN}", "ok": d["individual_min_ess_tail"] >= ESS_MIN},
+            {
+                "check": "individual utilities: min bulk ESS",
+                "value": f"{d['individual_min_ess_bulk']:.0f}",
+                "threshold": f"≥ {ESS_MIN}",
+                "ok": d["individual_min_ess_bulk"] >= ESS_MIN,
+            },
+            {
+                "check": "individual utilities: min tail ESS",
+                "value": f"{d['individual_min_ess_tail']:.0f}",
+                "threshold": f"≥ {ESS_MIN}",
+                "ok": d["individual_min_ess_tail"] >= ESS_MIN,
+            },
         ]
     elif result.method == "logit":
         rows += [
-            {"check": "optimiser converged", "value": str(d["optimizer_converged"]), "threshold": "True", "ok": bool(d["optimizer_converged"])},
-            {"check": "McFadden pseudo R² (total)", "value": f"{d['pseudo_r2']:.3f}", "threshold": "", "ok": None},
+            {
+                "check": "optimiser converged",
+                "value": str(d["optimizer_converged"]),
+                "threshold": "True",
+                "ok": bool(d["optimizer_converged"]),
+            },
+            {
+                "check": "McFadden pseudo R² (total)",
+                "value": f"{d['pseudo_r2']:.3f}",
+                "threshold": "",
+                "ok": None,
+            },
         ]
     rows += [
-        {"check": "mean RLH (chance level)", "value": f"{d['mean_rlh']:.3f} ({d['chance_rlh']:.3f})", "threshold": "> chance", "ok": d["mean_rlh"] > d["chance_rlh"]},
+        {
+            "check": "mean RLH (chance level)",
+            "value": f"{d['mean_rlh']:.3f} ({d['chance_rlh']:.3f})",
+            "threshold": "> chance",
+            "ok": d["mean_rlh"] > d["chance_rlh"],
+        },
         {
             "check": "respondents no better than random answering",
             "value": f"{d['n_random_like']} ({100 * d['share_random_like']:.1f}%)",
             "threshold": f"RLH > {d['rlh_random_threshold']:.3f}"
-            + (f" (catches {100 * d['random_detection_rate']:.0f}% of random answerers, ~5% of honest)" if "random_detection_rate" in d else ""),
+            + (
+                f" (catches {100 * d['random_detection_rate']:.0f}% of random answerers, ~5% of honest)"
+                if "random_detection_rate" in d
+                else ""
+            ),
             "ok": None,
         },
     ]
@@ -176,8 +250,16 @@ def _comparison_rows(result: MaxDiffResult) -> tuple[list[str], list[dict]]:
         for s in segs:
             v = wide.loc[it, s]
             idx = 100 * v / total if total > 0 else float("nan")
-            cells.append({"share": v, "index": idx, "cls": "good" if idx >= 120 else ("bad" if idx <= 80 else "")})
-        rows.append({"item": it, "label": result.labels.get(it, it), "total": total, "cells": cells})
+            cells.append(
+                {
+                    "share": v,
+                    "index": idx,
+                    "cls": "good" if idx >= 120 else ("bad" if idx <= 80 else ""),
+                }
+            )
+        rows.append(
+            {"item": it, "label": result.labels.get(it, it), "total": total, "cells": cells}
+        )
     return segs, rows
 
 
@@ -250,7 +332,9 @@ def section_context(result: MaxDiffResult, turf_result=None) -> dict:
         "md_turf_rule": (
             "an item reaches a respondent when its utility is above the respondent's mean"
             if turf_result is not None and turf_result.reach_rule == "above_mean"
-            else f"an item reaches a respondent when it is among their top {turf_result.top_n}" if turf_result is not None else ""
+            else f"an item reaches a respondent when it is among their top {turf_result.top_n}"
+            if turf_result is not None
+            else ""
         ),
         "md_turf_method": turf_result.method if turf_result is not None else None,
         "md_ladder_svg": ladder_chart(turf_result),
@@ -304,26 +388,38 @@ def write_outputs(
     written = []
     cols = ["segment", "item", "utility", "share", "lower", "upper"]
     scores = result.item_scores
-    write_csv(scores[cols + [c for c in scores.columns if c not in cols]], folder / "item_scores.csv")
+    write_csv(
+        scores[cols + [c for c in scores.columns if c not in cols]], folder / "item_scores.csv"
+    )
     written.append("item_scores.csv")
     write_csv(result.respondent_fit, folder / "respondent_fit.csv")
     written.append("respondent_fit.csv")
     if result.method == "hb":
         iu = result.individual_utilities
-        write_csv(iu[["respondent_id", "item", "utility", "segment"]], folder / "individual_utilities.csv")
+        write_csv(
+            iu[["respondent_id", "item", "utility", "segment"]], folder / "individual_utilities.csv"
+        )
         written.append("individual_utilities.csv")
         if save_posterior and result.hb is not None:
             result.save_posterior(folder / "posterior.nc")
             written.append("posterior.nc")
     diag = dict(result.diagnostics)
     diag["settings"] = result.settings
-    (folder / "diagnostics.json").write_text(json.dumps(_json_safe(diag), indent=2), encoding="utf-8")
+    (folder / "diagnostics.json").write_text(
+        json.dumps(_json_safe(diag), indent=2), encoding="utf-8"
+    )
     written.append("diagnostics.json")
     if turf_result is not None:
         write_csv(turf_result.portfolios, folder / "turf.csv")
         write_csv(turf_result.ladder, folder / "turf_ladder.csv")
         written += ["turf.csv", "turf_ladder.csv"]
-    render("maxdiff.html.j2", folder / "report.html", meta=meta, provenance=provenance(seed, inputs), **section_context(result, turf_result))
+    render(
+        "maxdiff.html.j2",
+        folder / "report.html",
+        meta=meta,
+        provenance=provenance(seed, inputs),
+        **section_context(result, turf_result),
+    )
     written.append("report.html")
     return written
 

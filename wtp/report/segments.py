@@ -49,21 +49,43 @@ def segment_profile(scores, segment: str) -> dict[str, Any]:
         value = plain(row.get(m, np.nan))
         mean = plain(avg.get(m, np.nan))
         ratio = plain(row.get(f"{m}_vs_avg", np.nan))
-        if ratio is None and value is not None and mean not in (None, 0) and m not in ("customers", "share", "market_size", "headroom"):
+        if (
+            ratio is None
+            and value is not None
+            and mean not in (None, 0)
+            and m not in ("customers", "share", "market_size", "headroom")
+        ):
             ratio = value / mean
         verdict = ""
         if better and ratio is not None and value is not None:
             good = ratio > 1.05 if better == "higher" else ratio < 0.95
             bad = ratio < 0.95 if better == "higher" else ratio > 1.05
             verdict = "good" if good else "bad" if bad else ""
-        label = METRIC_LABELS.get(m, m).replace("(periods)", f"({scores.period}s)").replace("per period", f"per {scores.period}")
+        label = (
+            METRIC_LABELS.get(m, m)
+            .replace("(periods)", f"({scores.period}s)")
+            .replace("per period", f"per {scores.period}")
+        )
         metrics.append(
-            {"name": m, "label": label, "kind": kind, "value": value, "average": mean, "ratio": ratio, "verdict": verdict, "better": better or ""}
+            {
+                "name": m,
+                "label": label,
+                "kind": kind,
+                "value": value,
+                "average": mean,
+                "ratio": ratio,
+                "verdict": verdict,
+                "better": better or "",
+            }
         )
     flags = scores.flags[scores.flags["segment"] == segment]
     focus = scores.focus[scores.focus["segment"] == segment]
     notes = [n for n in str(row.get("notes", "") or "").split("; ") if n]
-    sources = {k: row.get(f"{k}_source") for k in ("churn", "arpa", "conversion") if f"{k}_source" in row.index}
+    sources = {
+        k: row.get(f"{k}_source")
+        for k in ("churn", "arpa", "conversion")
+        if f"{k}_source" in row.index
+    }
     return {
         "segment": segment,
         "rank": int(row["rank"]),
@@ -85,7 +107,9 @@ def map_chart(scores):
     s = scores.scores
     pot = s["potential"].fillna(50).to_numpy(dtype=float)
     # with many segments only the best-ranked and the focus ones get a label, or labels pile up
-    labelled = set(s["segment"]) if len(s) <= 12 else set(s.loc[(s["rank"] <= 8) | s["focus"], "segment"])
+    labelled = (
+        set(s["segment"]) if len(s) <= 12 else set(s.loc[(s["rank"] <= 8) | s["focus"], "segment"])
+    )
     for i, (_, r) in enumerate(s.iterrows()):
         colour = PALETTE[i % len(PALETTE)]
         ax.scatter(
@@ -93,7 +117,13 @@ def map_chart(scores):
             alpha=0.85 if r["focus"] else 0.25, edgecolor=colour, linewidth=1.2,
         )  # fmt: skip
         if r["segment"] in labelled:
-            ax.annotate(str(r["segment"]), (r["volume"], r["performance"]), textcoords="offset points", xytext=(6, 6), fontsize=8)
+            ax.annotate(
+                str(r["segment"]),
+                (r["volume"], r["performance"]),
+                textcoords="offset points",
+                xytext=(6, 6),
+                fontsize=8,
+            )
     ax.set_xlim(-8, 112)
     ax.set_ylim(-8, 112)
     ax.set_xlabel("Volume score (share of customers)")
@@ -118,11 +148,23 @@ def survival_chart(cohort_result, order: list[str] | None = None):
     for i, name in enumerate(shown):
         d = surv[surv["segment"] == name]
         colour = PALETTE[i % len(PALETTE)]
-        ax.step(d["time"], d["survival"], where="post", color=colour, linewidth=1.4, label=str(name))
-        ax.fill_between(d["time"], d["lower"], d["upper"], step="post", color=colour, alpha=0.15, linewidth=0)
+        ax.step(
+            d["time"], d["survival"], where="post", color=colour, linewidth=1.4, label=str(name)
+        )
+        ax.fill_between(
+            d["time"], d["lower"], d["upper"], step="post", color=colour, alpha=0.15, linewidth=0
+        )
     if ALL in names:
         d = surv[surv["segment"] == ALL]
-        ax.step(d["time"], d["survival"], where="post", color="#333333", linewidth=1.0, linestyle="--", label=ALL)
+        ax.step(
+            d["time"],
+            d["survival"],
+            where="post",
+            color="#333333",
+            linewidth=1.0,
+            linestyle="--",
+            label=ALL,
+        )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"{cohort_result.period}s since start")
     ax.set_ylabel("Share still a customer")
@@ -137,14 +179,18 @@ def ltv_chart(cohort_result, order: list[str] | None = None):
     fig, ax = new_figure(7.0, 3.4)
     for i, name in enumerate(shown):
         d = curve[curve["segment"] == name]
-        ax.plot(d["time"], d["ltv"], color=PALETTE[i % len(PALETTE)], linewidth=1.4, label=str(name))
+        ax.plot(
+            d["time"], d["ltv"], color=PALETTE[i % len(PALETTE)], linewidth=1.4, label=str(name)
+        )
     ax.set_xlabel(f"{cohort_result.period}s since start")
     ax.set_ylabel("Revenue per acquired customer")
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return svg(fig)
 
 
-def _retention_grid(cohort_result, segment: str = ALL, ages=(1, 3, 6, 12, 24, 36), max_cohorts: int = 18):
+def _retention_grid(
+    cohort_result, segment: str = ALL, ages=(1, 3, 6, 12, 24, 36), max_cohorts: int = 18
+):
     ret = cohort_result.retention
     d = ret[ret["segment"] == segment]
     if d.empty:
@@ -156,12 +202,23 @@ def _retention_grid(cohort_result, segment: str = ALL, ages=(1, 3, 6, 12, 24, 36
     ages = [a for a in ages if a <= d["age"].max()]
     if not ages:
         return None
-    wide = d[d["age"].isin(ages)].pivot_table(index="cohort", columns="age", values="retention", aggfunc="first")
+    wide = d[d["age"].isin(ages)].pivot_table(
+        index="cohort", columns="age", values="retention", aggfunc="first"
+    )
     size = d.groupby("cohort")["customers"].first()
     cohorts_shown = sorted(size.index)[-max_cohorts:]
     rows = []
     for c in cohorts_shown:
-        rows.append({"cohort": c, "customers": int(size[c]), "cells": [plain(wide.loc[c, a]) if c in wide.index and a in wide.columns else None for a in ages]})
+        rows.append(
+            {
+                "cohort": c,
+                "customers": int(size[c]),
+                "cells": [
+                    plain(wide.loc[c, a]) if c in wide.index and a in wide.columns else None
+                    for a in ages
+                ],
+            }
+        )
     return {"segment": segment, "ages": ages, "rows": rows, "n_cohorts": int(len(size))}
 
 
@@ -169,15 +226,33 @@ def trend_chart(trend_result, segments: list[str] | None = None):
     """Churn per period of each segment (or of ``segments``), flagged periods ringed."""
     t = trend_result.table
     t = t[t["complete"] & (t["segment"] != ALL)]
-    names = [n for n in dict.fromkeys(t["segment"]) if segments is None or n in segments][:MAX_CURVES]
+    names = [n for n in dict.fromkeys(t["segment"]) if segments is None or n in segments][
+        :MAX_CURVES
+    ]
     fig, ax = new_figure(7.0, 3.2)
     for i, name in enumerate(names):
         d = t[t["segment"] == name]
         x = pd.to_datetime(d["period_start"])
         colour = PALETTE[i % len(PALETTE)]
-        ax.plot(x, d["churn_rate"], color=colour, linewidth=1.3, marker="o", markersize=2.5, label=str(name))
+        ax.plot(
+            x,
+            d["churn_rate"],
+            color=colour,
+            linewidth=1.3,
+            marker="o",
+            markersize=2.5,
+            label=str(name),
+        )
         f = d[d["flag"] != ""]
-        ax.scatter(pd.to_datetime(f["period_start"]), f["churn_rate"], s=90, facecolors="none", edgecolors="#d9534f", linewidths=1.6, zorder=3)
+        ax.scatter(
+            pd.to_datetime(f["period_start"]),
+            f["churn_rate"],
+            s=90,
+            facecolors="none",
+            edgecolors="#d9534f",
+            linewidths=1.6,
+            zorder=3,
+        )
     ax.set_ylabel(f"Churn per {trend_result.every}")
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -193,14 +268,33 @@ def trend_context(trend_result, segment: str | None = None) -> dict[str, Any] | 
     rows = t[t["segment"] == segment] if segment is not None else t[t["segment"] != ALL]
     if rows.empty:
         return None
-    flags = trend_result.flags if segment is None else trend_result.flags[trend_result.flags["segment"] == segment]
+    flags = (
+        trend_result.flags
+        if segment is None
+        else trend_result.flags[trend_result.flags["segment"] == segment]
+    )
     latest = rows.groupby("segment", sort=False).tail(6)
     return {
         "every": trend_result.every,
         "test": trend_result.test,
         "chart": trend_chart(trend_result, None if segment is None else [segment]),
         "flags": records(flags),
-        "rows": records(latest[["segment", "period_start", "customers_start", "new", "churned", "churn_rate", "arpa", "mrr", "complete", "flag"]]),
+        "rows": records(
+            latest[
+                [
+                    "segment",
+                    "period_start",
+                    "customers_start",
+                    "new",
+                    "churned",
+                    "churn_rate",
+                    "arpa",
+                    "mrr",
+                    "complete",
+                    "flag",
+                ]
+            ]
+        ),
     }
 
 
@@ -216,18 +310,42 @@ def _with_stated(rows: list[dict], metrics: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def report_context(scores, cohort_result=None, what_if=None, *, meta: dict | None = None) -> dict[str, Any]:
+def report_context(
+    scores, cohort_result=None, what_if=None, *, meta: dict | None = None
+) -> dict[str, Any]:
     """Everything the segments templates need, as plain Python values."""
     meta = dict(meta or {})
     meta.setdefault("name", "wtp study")
     meta.setdefault("currency", "")
     meta.setdefault("period", scores.period)
     # a study report passes its own; alone, the segments' ARPA sets the money decimals
-    meta.setdefault("money_digits", money_digits(scores.scores["arpa"].tolist() if "arpa" in scores.scores.columns else []))
+    meta.setdefault(
+        "money_digits",
+        money_digits(scores.scores["arpa"].tolist() if "arpa" in scores.scores.columns else []),
+    )
     order = scores.scores["segment"].tolist()
     # curves: the biggest segments first (only the first few are drawn)
-    by_size = scores.scores.sort_values("customers", ascending=False, kind="stable")["segment"].tolist()
-    table_cols = ["segment", "rank", "score", "volume", "performance", "potential", "customers", "share", "conversion_rate", "churn_rate", "arpa", "ltv", "ltv_cac", "cac_payback", "focus", "flags"]
+    by_size = scores.scores.sort_values("customers", ascending=False, kind="stable")[
+        "segment"
+    ].tolist()
+    table_cols = [
+        "segment",
+        "rank",
+        "score",
+        "volume",
+        "performance",
+        "potential",
+        "customers",
+        "share",
+        "conversion_rate",
+        "churn_rate",
+        "arpa",
+        "ltv",
+        "ltv_cac",
+        "cac_payback",
+        "focus",
+        "flags",
+    ]
     ctx: dict[str, Any] = {
         "meta": meta,
         "map_table": records(scores.scores[[c for c in table_cols if c in scores.scores.columns]]),
@@ -287,7 +405,16 @@ def write_report(
     return render("segments.html.j2", path, **ctx)
 
 
-__all__ = ["write_report", "report_context", "segment_profile", "map_chart", "survival_chart", "ltv_chart", "trend_chart", "trend_context"]
+__all__ = [
+    "write_report",
+    "report_context",
+    "segment_profile",
+    "map_chart",
+    "survival_chart",
+    "ltv_chart",
+    "trend_chart",
+    "trend_context",
+]
 
 
 def write_outputs(
@@ -334,7 +461,9 @@ def write_outputs(
         tables["what_if_arithmetic.csv"] = what_if.arithmetic
     for name, frame in tables.items():
         write_csv(frame, folder / name)
-    write_report(folder / "report.html", scores, cohort_result, what_if, meta=meta, provenance=provenance)
+    write_report(
+        folder / "report.html", scores, cohort_result, what_if, meta=meta, provenance=provenance
+    )
     return [*tables, "report.html"]
 
 

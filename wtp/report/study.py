@@ -17,7 +17,10 @@ def study_meta(run) -> dict:
     """What every page of a study shows in its header and formats money with."""
     study = run.study
     return {
-        "name": study.name, "currency": study.currency, "price_unit": study.price_unit, "period": study.period,
+        "name": study.name,
+        "currency": study.currency,
+        "price_unit": study.price_unit,
+        "period": study.period,
         "money_digits": money_digits_for(run),
     }
 
@@ -29,8 +32,14 @@ def money_digits_for(run) -> int:
     prices: list = []
     if run.vw is not None:
         pp = run.vw.price_points
-        prices = pp.loc[pp["segment"] == ALL, ["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()
-    if not prices and run.price_books is not None and "entry_price" in run.price_books.scenarios.columns:
+        prices = (
+            pp.loc[pp["segment"] == ALL, ["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()
+        )
+    if (
+        not prices
+        and run.price_books is not None
+        and "entry_price" in run.price_books.scenarios.columns
+    ):
         prices = run.price_books.scenarios["entry_price"].tolist()
     if not prices and run.segments is not None and "arpa" in run.segments.scores.columns:
         prices = run.segments.scores["arpa"].tolist()
@@ -41,7 +50,9 @@ def segment_names(run) -> list[str]:
     """The study's segments in its one order (:func:`wtp.schema.segment_order`), never the
     reserved 'all' — unless the study has no segments, when 'all' is the only page."""
     study = run.study
-    order = study.segment_order or segment_order(study.segments, study.respondents, [study.vw, study.maxdiff, study.conjoint])
+    order = study.segment_order or segment_order(
+        study.segments, study.respondents, [study.vw, study.maxdiff, study.conjoint]
+    )
     return list(order) or [ALL]
 
 
@@ -93,7 +104,9 @@ def _segment_risks(run, segment: str) -> list[str]:
     if run.vw is not None and segment in run.vw.segments:
         pp = run.vw.price_points.set_index("segment").loc[segment]
         if pp["n"] < 30:
-            risks.append(f"Only {int(pp['n'])} usable Van Westendorp answers: the price points are fragile.")
+            risks.append(
+                f"Only {int(pp['n'])} usable Van Westendorp answers: the price points are fragile."
+            )
     md = run.maxdiff
     if md is not None and getattr(md, "converged", True) is False:
         risks.append("The MaxDiff sampler did not converge: feature shares are provisional.")
@@ -114,12 +127,20 @@ def write_pages(run, out: Path) -> list[Path]:
         "run": run,
         "skipped": run.skipped,
         "attention": run.attention,
-        "subfolders": [name for name in ("vw", "maxdiff", "conjoint", "segments") if (Path(out) / name / "report.html").exists()],
+        "subfolders": [
+            name
+            for name in ("vw", "maxdiff", "conjoint", "segments")
+            if (Path(out) / name / "report.html").exists()
+        ],
     }
-    written = [render("index.html.j2", Path(out) / "index.html", **base, **_index_sections(run, meta))]
+    written = [
+        render("index.html.j2", Path(out) / "index.html", **base, **_index_sections(run, meta))
+    ]
     for page in pages:
         s = page["segment"]
-        ctx = base | _segment_sections(run, meta, s) | {"segment": s, "risks": _segment_risks(run, s)}
+        ctx = (
+            base | _segment_sections(run, meta, s) | {"segment": s, "risks": _segment_risks(run, s)}
+        )
         written.append(render("segment.html.j2", Path(out) / page["href"], **ctx))
     return written
 
@@ -151,11 +172,15 @@ def _segment_sections(run, meta, segment: str) -> dict[str, Any]:
         ctx["vw"] = section_context(run.vw, meta["currency"], [segment])
         marks = _entry_prices(run, segment)
         if marks and ctx["vw"]["vw_rows"]:
-            ctx["vw"]["vw_rows"][0]["curves_svg"] = curves_chart(run.vw, segment, meta["currency"], marks=marks)
+            ctx["vw"]["vw_rows"][0]["curves_svg"] = curves_chart(
+                run.vw, segment, meta["currency"], marks=marks
+            )
     if run.price_books is not None:
         from wtp.report.pricing import section_context
 
-        ctx["pricing"] = section_context(run.price_books, meta["currency"], meta["period"], segments=[segment])
+        ctx["pricing"] = section_context(
+            run.price_books, meta["currency"], meta["period"], segments=[segment]
+        )
     if run.segments is not None and segment in run.segments.scores["segment"].tolist():
         from wtp.report.segments import segment_profile
 
@@ -183,7 +208,9 @@ def _maxdiff_context(result, meta, segment: str | None) -> dict[str, Any]:
         "rows": [],
     }
     if segment is not None:
-        scores = result.item_scores[result.item_scores["segment"] == segment].sort_values("share", ascending=False)
+        scores = result.item_scores[result.item_scores["segment"] == segment].sort_values(
+            "share", ascending=False
+        )
         if scores.empty:
             return ctx | {"segment_missing": True}
         scores = scores.assign(label=scores["item"].map(lambda c: result.labels.get(c, c)))

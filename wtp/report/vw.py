@@ -31,7 +31,9 @@ LABEL_LINE_PT = 11.0  # from one line of labels to the next
 LABEL_WIDTH_MARGIN = 1.15
 
 
-def price_axis(curves, points: list[float], pme: float | None = None, quantile: float = AXIS_QUANTILE) -> tuple[float, float, float | None]:
+def price_axis(
+    curves, points: list[float], pme: float | None = None, quantile: float = AXIS_QUANTILE
+) -> tuple[float, float, float | None]:
     """``(low, high, cut_at)`` of a chart's price axis; ``cut_at`` is the highest answer when the
     axis stops short of it (the chart says so), else ``None``.
 
@@ -78,7 +80,12 @@ def place_labels(fig, ax, labels) -> None:
         ann.xyann = (0, 3 + LABEL_LINE_PT * line)
 
 
-def curves_chart(result: VanWestendorpResult, segment: str, currency: str = "", marks: dict[str, float] | None = None):
+def curves_chart(
+    result: VanWestendorpResult,
+    segment: str,
+    currency: str = "",
+    marks: dict[str, float] | None = None,
+):
     """Four curves with PMC, OPP, IPP, PME marked and the acceptable range shaded."""
     c = result.curves[result.curves["segment"] == segment]
     pp = result.price_points.set_index("segment").loc[segment]
@@ -86,7 +93,15 @@ def curves_chart(result: VanWestendorpResult, segment: str, currency: str = "", 
     if not np.isnan(pp["pmc"]) and not np.isnan(pp["pme"]):
         ax.axvspan(pp["pmc"], pp["pme"], color=PALETTE[0], alpha=0.08, label="Acceptable range")
     for key, (label, colour, style) in CURVE_STYLE.items():
-        ax.step(c["price"], 100 * c[key], where="post", color=colour, linestyle=style, linewidth=1.6, label=label)
+        ax.step(
+            c["price"],
+            100 * c[key],
+            where="post",
+            color=colour,
+            linestyle=style,
+            linewidth=1.6,
+            label=label,
+        )
     labels = []
     for name in ("pmc", "opp", "ipp", "pme"):
         v = pp[name]
@@ -94,17 +109,31 @@ def curves_chart(result: VanWestendorpResult, segment: str, currency: str = "", 
             ax.axvline(v, color="#5b6b7a", linewidth=0.7, linestyle=":")
             labels.append(
                 ax.annotate(
-                    f"{name.upper()} {v:,.2f}", (v, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7, color="#1d2733",
-                    annotation_clip=False, gid=f"price-point-{name}",
+                    f"{name.upper()} {v:,.2f}",
+                    (v, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#1d2733",
+                    annotation_clip=False,
+                    gid=f"price-point-{name}",
                 )
             )
     for label, v in (marks or {}).items():
         if v is not None and not np.isnan(v):
             ax.axvline(v, color=PALETTE[3], linewidth=1.4)
-            ax.annotate(label, (v, 50), rotation=90, ha="right", va="center", fontsize=7, color=PALETTE[3])
+            ax.annotate(
+                label, (v, 50), rotation=90, ha="right", va="center", fontsize=7, color=PALETTE[3]
+            )
     ax.set_ylim(0, 100)
-    low, high, cut_at = price_axis(c, [pp[n] for n in ("pmc", "opp", "ipp", "pme")] + list((marks or {}).values()), pme=pp["pme"])
+    low, high, cut_at = price_axis(
+        c,
+        [pp[n] for n in ("pmc", "opp", "ipp", "pme")] + list((marks or {}).values()),
+        pme=pp["pme"],
+    )
     ax.set_xlim(low, high)
     _axis_note(ax, cut_at)
     ax.set_xlabel(f"Price ({currency})" if currency else "Price")
@@ -117,9 +146,14 @@ def curves_chart(result: VanWestendorpResult, segment: str, currency: str = "", 
 def _axis_note(ax, cut_at: float | None) -> None:
     if cut_at is not None:
         ax.text(
-            1.0, -0.2,
+            1.0,
+            -0.2,
             f"Axis cut where {AXIS_QUANTILE:.0%} find the price too expensive (at most {AXIS_PME_MULTIPLE:g} × PME); highest answer {cut_at:,.0f}.",
-            transform=ax.transAxes, ha="right", va="top", fontsize=6.5, color="#5b6b7a",
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=6.5,
+            color="#5b6b7a",
         )
 
 
@@ -131,20 +165,34 @@ def nms_chart(result: VanWestendorpResult, segment: str, currency: str = ""):
     ax.plot(c["price"], 100 * c["trial"], color=PALETTE[0], label="Trial (purchase probability, %)")
     ax.plot(c["price"], c["revenue_index"], color=PALETTE[3], label="Revenue index (peak = 100)")
     labels = []
-    for name, label in (("trial_optimal_price", "trial-optimal"), ("revenue_optimal_price", "revenue-optimal")):
+    for name, label in (
+        ("trial_optimal_price", "trial-optimal"),
+        ("revenue_optimal_price", "revenue-optimal"),
+    ):
         v = pp.get(name, np.nan)
         if not np.isnan(v):
             ax.axvline(v, color="#5b6b7a", linewidth=0.8, linestyle=":")
             labels.append(
                 ax.annotate(
-                    f"{label} {v:,.2f}", (v, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=7, annotation_clip=False,
+                    f"{label} {v:,.2f}",
+                    (v, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    annotation_clip=False,
                     gid=f"price-point-{name}",
                 )
             )
     ax.set_ylim(0, 100)
     curves = result.curves[result.curves["segment"] == segment]
-    low, high, cut_at = price_axis(curves, [pp.get(n, np.nan) for n in ("pmc", "pme", "trial_optimal_price", "revenue_optimal_price")], pme=pp["pme"])
+    low, high, cut_at = price_axis(
+        curves,
+        [pp.get(n, np.nan) for n in ("pmc", "pme", "trial_optimal_price", "revenue_optimal_price")],
+        pme=pp["pme"],
+    )
     ax.set_xlim(low, high)
     _axis_note(ax, cut_at)
     ax.set_xlabel(f"Price ({currency})" if currency else "Price")
@@ -153,7 +201,9 @@ def nms_chart(result: VanWestendorpResult, segment: str, currency: str = ""):
     return svg(fig)
 
 
-def section_context(result: VanWestendorpResult, currency: str = "", segments: list[str] | None = None) -> dict:
+def section_context(
+    result: VanWestendorpResult, currency: str = "", segments: list[str] | None = None
+) -> dict:
     """What the VW section template needs: per-segment rows, charts and the method notes."""
     segs = segments or result.segments
     pp = result.price_points.set_index("segment")
@@ -163,35 +213,70 @@ def section_context(result: VanWestendorpResult, currency: str = "", segments: l
             continue
         r = pp.loc[s].to_dict()
         r["segment"] = s
-        r["curves_svg"] = curves_chart(result, s, currency) if (result.curves["segment"] == s).any() else None
-        r["nms_svg"] = nms_chart(result, s, currency) if result.has_nms and (result.nms["segment"] == s).any() else None
+        r["curves_svg"] = (
+            curves_chart(result, s, currency) if (result.curves["segment"] == s).any() else None
+        )
+        r["nms_svg"] = (
+            nms_chart(result, s, currency)
+            if result.has_nms and (result.nms["segment"] == s).any()
+            else None
+        )
         rows.append(r)
     return {
         "vw_rows": rows,
         "vw_has_nms": result.has_nms,
         "vw_has_intervals": "pmc_lower" in result.price_points.columns,
         "vw_methods": result.settings.describe(),
-        "vw_calibration": ", ".join(f"{k}→{v:g}" for k, v in sorted(result.settings.nms_calibration.items(), reverse=True))
-        + (" (pricesensitivitymeter's default)" if result.settings.nms_calibration == DEFAULT_CALIBRATION else " (set for this study)"),
+        "vw_calibration": ", ".join(
+            f"{k}→{v:g}" for k, v in sorted(result.settings.nms_calibration.items(), reverse=True)
+        )
+        + (
+            " (pricesensitivitymeter's default)"
+            if result.settings.nms_calibration == DEFAULT_CALIBRATION
+            else " (set for this study)"
+        ),
         "vw_warnings": list(result.warnings),
         "vw_excluded": result.excluded.head(200).to_dict("records"),
         "vw_n_excluded_total": len(result.excluded),
     }
 
 
-def write_report(result: VanWestendorpResult, path: str | Path, *, meta: dict, seed: int | None = None, inputs: dict | None = None) -> Path:
+def write_report(
+    result: VanWestendorpResult,
+    path: str | Path,
+    *,
+    meta: dict,
+    seed: int | None = None,
+    inputs: dict | None = None,
+) -> Path:
     ctx = section_context(result, meta.get("currency", ""))
     pooled = result.price_points[result.price_points["segment"] == ALL]
-    meta = {"money_digits": money_digits(pooled[["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()), **meta}
+    meta = {
+        "money_digits": money_digits(
+            pooled[["pmc", "opp", "ipp", "pme"]].to_numpy().ravel().tolist()
+        ),
+        **meta,
+    }
     return render("vw.html.j2", path, meta=meta, provenance=provenance(seed, inputs), **ctx)
 
 
-def write_outputs(result: VanWestendorpResult, folder: str | Path, *, meta: dict, seed: int | None = None, inputs: dict | None = None) -> list[str]:
+def write_outputs(
+    result: VanWestendorpResult,
+    folder: str | Path,
+    *,
+    meta: dict,
+    seed: int | None = None,
+    inputs: dict | None = None,
+) -> list[str]:
     """price_points.csv, curves.csv, nms.csv (with NMS answers), excluded.csv and report.html."""
     from wtp.io import write_csv
 
     folder = Path(folder)
-    tables = {"price_points.csv": result.price_points, "curves.csv": result.curves, "excluded.csv": result.excluded}
+    tables = {
+        "price_points.csv": result.price_points,
+        "curves.csv": result.curves,
+        "excluded.csv": result.excluded,
+    }
     if result.has_nms:
         tables["nms.csv"] = result.nms
     for name, frame in tables.items():
