@@ -374,11 +374,9 @@ def _numeric(
     bad = pd.Series(False, index=frame.index)
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         out = values.astype(float)
-    elif (
-        rule == "number"
-        and (fast := _arrow_float(values, frame.attrs.get("decimal", "."))) is not None
-    ):
-        # every cell parsed in one vectorised cast: nothing to report cell by cell
+    elif (fast := _arrow_float(values, frame.attrs.get("decimal", "."))) is not None:
+        # every cell parsed in one vectorised cast: nothing to report cell by cell. A plain
+        # number meets every rule (no currency sign to check, no percent sign to divide out)
         out = pd.Series(fast, index=frame.index)
     else:
         currency = frame.attrs.get("currency") if rule == "money" else None
@@ -445,6 +443,8 @@ def _arrow_float(values: pd.Series, decimal: str) -> np.ndarray | None:
 def _text_bad(values: pd.Series, frame: pd.DataFrame, rule: str = "number") -> pd.Series:
     # cells that held text were already reported; do not report them twice as empty
     if pd.api.types.is_numeric_dtype(values):
+        return pd.Series(False, index=values.index)
+    if _arrow_float(values, frame.attrs.get("decimal", ".")) is not None:
         return pd.Series(False, index=values.index)
     currency = frame.attrs.get("currency") if rule == "money" else None
     _out, bad, wrong = parse_numbers(
