@@ -1284,7 +1284,7 @@ def test_hb_numeric_money_per_unit_within_10_percent():
     assert set(res.partworths.loc[res.partworths.attribute == "Seats", "level"]) == {"per_unit"}
 
 
-def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
+def test_run_says_which_conjoint_model_priced_and_why(tmp_path):
     from wtp.pipeline import conjoint_method_reason, run_study
 
     sim = _small_sim(n=120, segments=1)
@@ -1295,10 +1295,12 @@ def test_run_prices_from_hb_by_default_and_says_why(tmp_path):
     run = run_study(tmp_path, fast=True)
     assert run.conjoint.method == "mnl" and "--fast" in run.conjoint.method_reason
     assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
-    # without --fast the default is HB (sampling is left to the slow tests); the reason is stated
-    assert "individual hierarchical-Bayes part-worths" in conjoint_method_reason(
-        "hb", fast=False, chosen=False
-    )
+    # without --fast the default is still the MNL (HB does not yet converge on every study); the
+    # reason names the HB alternative and why it is not the default
+    slow = run_study(tmp_path, fast=False)
+    assert slow.conjoint.method == "mnl"
+    assert 'method = "hb"' in slow.conjoint.method_reason
+    assert "not the default" in conjoint_method_reason("mnl", fast=False, chosen=False)
     assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
     from wtp.report.conjoint import _methods
 

@@ -191,7 +191,7 @@ class Conjoint:
     """``[conjoint]``: estimation settings, attribute levels in order, tested prices."""
 
     method: Literal["mnl", "hb"] = setting(
-        "hb", fast="mnl", help="wtp run: individual part-worths unless --fast"
+        "mnl", help="wtp run: aggregate MNL; hb for individual part-worths (check convergence)"
     )
     coding: Literal["dummy", "effects"] = setting("dummy")
     price: Literal["linear", "partworth"] = setting("linear")
