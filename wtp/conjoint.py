@@ -14,6 +14,7 @@ The module follows the analyst's workflow:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,6 +23,7 @@ import pandas as pd
 
 from wtp.errors import InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
+from wtp.settings import StudySettings, as_settings
 
 __all__ = [
     "design_conjoint",
@@ -2240,10 +2242,12 @@ def demand_curve(
 
 
 def conjoint_levels(
-    settings: dict, *, source: str = "study.toml", required: bool = False
+    settings: StudySettings | Mapping, *, source: str = "study.toml", required: bool = False
 ) -> dict[str, list[str]]:
-    """Attribute → ordered levels from ``[conjoint.attributes]`` (price excluded)."""
-    attrs = settings.get("conjoint", {}).get("attributes", {})
+    """Attribute → ordered levels from ``[conjoint.attributes]`` (price excluded).
+
+    ``settings``: the typed settings (:mod:`wtp.settings`) or a parsed study.toml."""
+    attrs = as_settings(settings, source=source).conjoint.attributes
     if required and not any(k != "price" for k in attrs):
         raise InputError(
             Problem(
@@ -2254,56 +2258,27 @@ def conjoint_levels(
                 "none",
             )
         )
-    out = {}
-    for k, v in attrs.items():
-        if k == "price":
-            continue
-        if not isinstance(v, list):
-            raise InputError(
-                Problem(source, None, f"conjoint.attributes.{k}", "a list of levels", v)
-            )
-        out[str(k)] = [str(x) for x in v]
-    return out
+    return {str(k): [str(x) for x in v] for k, v in attrs.items() if k != "price"}
 
 
-def conjoint_numeric(settings: dict, *, source: str = "study.toml") -> dict[str, tuple[float, ...]]:
+def conjoint_numeric(
+    settings: StudySettings | Mapping, *, source: str = "study.toml"
+) -> dict[str, tuple[float, ...]]:
     """Numeric attributes from ``[conjoint] numeric = ["seats"]`` (linear) and, for piecewise
     linear ones, ``[conjoint.piecewise] storage_gb = [100]`` (knots among the tested values)."""
-    cj = settings.get("conjoint", {})
-    names = cj.get("numeric", [])
-    pieces = cj.get("piecewise", {})
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, list):
-        raise InputError(
-            Problem(
-                source, None, "conjoint.numeric", 'a list of attribute names, e.g. ["seats"]', names
-            )
-        )
-    if not isinstance(pieces, dict):
-        raise InputError(
-            Problem(source, None, "conjoint.piecewise", "a table attribute = [knots]", pieces)
-        )
+    cj = as_settings(settings, source=source).conjoint
+    names = [cj.numeric] if isinstance(cj.numeric, str) else list(cj.numeric)
     out: dict[str, tuple[float, ...]] = {str(a): () for a in names}
-    for a, knots in pieces.items():
-        if not isinstance(knots, list):
-            raise InputError(
-                Problem(
-                    source,
-                    None,
-                    f"conjoint.piecewise.{a}",
-                    "a list of knots, e.g. [100, 500]",
-                    knots,
-                )
-            )
-        out[str(a)] = tuple(knots)
+    out.update({str(a): tuple(knots) for a, knots in cj.piecewise.items()})
     return out
 
 
-def conjoint_prices(settings: dict, *, source: str = "study.toml") -> list[float]:
+def conjoint_prices(
+    settings: StudySettings | Mapping, *, source: str = "study.toml"
+) -> list[float]:
     """Tested price levels: ``price = [...]`` in ``[conjoint.attributes]`` or ``[conjoint] prices``."""
-    cj = settings.get("conjoint", {})
-    prices = cj.get("attributes", {}).get("price", cj.get("prices"))
+    cj = as_settings(settings, source=source).conjoint
+    prices = cj.attributes.get("price", cj.prices)
     if prices is None:
         raise InputError(
             Problem(

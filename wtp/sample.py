@@ -41,6 +41,11 @@ class SampleSettings:
     min_n_maxdiff: int | None = None
     min_n_conjoint: int | None = None
 
+    @classmethod
+    def from_settings(cls, section) -> SampleSettings:
+        """From the typed ``[sample]`` section (:class:`wtp.settings.Sample`)."""
+        return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
+
     def threshold(self, instrument: str, method: str | None = None) -> int:
         """The minimum n for ``instrument`` (``vw``, ``maxdiff``, ``conjoint``) and its method."""
         own = getattr(self, f"min_n_{instrument}")

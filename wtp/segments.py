@@ -48,7 +48,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -56,6 +56,9 @@ from scipy import stats
 
 from wtp.errors import InputError, Problem
 from wtp.io import RESERVED_SEGMENT, validate_customers, validate_segments
+
+if TYPE_CHECKING:
+    from wtp.settings import Segments
 
 __all__ = [
     "PERIOD_DAYS",
@@ -1324,7 +1327,7 @@ _SCORE_SETTINGS = {
 }
 
 
-def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> dict:
+def score_settings(settings: Mapping | Segments | None, *, source: str = "study.toml") -> dict:
     """Keyword arguments for :func:`score_segments` from a study's ``[segments]`` table.
 
     .. code-block:: toml
@@ -1336,7 +1339,17 @@ def score_settings(settings: Mapping | None, *, source: str = "study.toml") -> d
         max_focus = 3
         [segments.weights]        # any of DEFAULT_WEIGHTS
         potential = 2
+
+    ``settings`` may be the typed section (:class:`wtp.settings.Segments`, already checked
+    against the schema, which holds the defaults): every key is then returned.
     """
+    from wtp.settings import Segments
+
+    if isinstance(settings, Segments):
+        typed = {k: getattr(settings, k) for k in _SCORE_SETTINGS}
+        if settings.weights:
+            typed["weights"] = dict(settings.weights)
+        settings = typed
     settings = dict(settings or {})
     out: dict = {}
     problems = []

@@ -93,7 +93,7 @@ class Study:
     @property
     def sample(self) -> SampleSettings:
         """Minimum respondents per segment and instrument, from ``[sample]``."""
-        return sample_settings(self.settings)
+        return SampleSettings.from_settings(self.config.sample)
 
     @property
     def missing(self) -> list[str]:
@@ -110,13 +110,12 @@ class Study:
     @property
     def item_labels(self) -> dict[str, str]:
         """MaxDiff item code → label from ``[maxdiff.items]`` (codes without a label map to themselves)."""
-        labels = dict(self.settings.get("maxdiff", {}).get("items", {}))
-        return {str(k): str(v) for k, v in labels.items()}
+        return {str(k): str(v) for k, v in self.config.maxdiff.items.items()}
 
     @property
     def attribute_levels(self) -> dict[str, list[str]]:
         """Conjoint attribute → ordered levels from ``[conjoint.attributes]`` (first = reference)."""
-        attrs = self.settings.get("conjoint", {}).get("attributes", {})
+        attrs = self.config.conjoint.attributes
         return {str(k): [str(x) for x in v] for k, v in attrs.items() if k != "price"}
 
     def checksums(self) -> dict[str, str]:
@@ -465,11 +464,11 @@ def _no_segments_problem(name: str, key: str, known: list[str], seg_file: str) -
 
 
 def _check_item_labels(
-    settings: dict[str, Any], maxdiff: pd.DataFrame | None, source: str
+    config: StudySettings, maxdiff: pd.DataFrame | None, source: str
 ) -> list[Problem]:
     """A ``[maxdiff.items]`` code missing from the data while a close unlabelled code is there
     is a typo: it would leave one item without its label and one label without its item."""
-    labels = [str(k) for k in settings.get("maxdiff", {}).get("items", {})]
+    labels = [str(k) for k in config.maxdiff.items]
     if maxdiff is None or not labels:
         return []
     seen = [str(x) for x in pd.unique(maxdiff["item"].dropna())]
@@ -578,7 +577,7 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
-    problems.extend(_check_item_labels(settings, frames.get("maxdiff"), toml_name))
+    problems.extend(_check_item_labels(config, frames.get("maxdiff"), toml_name))
     if problems:
         raise InputError(problems)
 
