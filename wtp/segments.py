@@ -48,7 +48,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -56,9 +56,7 @@ from scipy import stats
 
 from wtp.errors import InputError, Problem
 from wtp.io import RESERVED_SEGMENT, validate_customers, validate_segments
-
-if TYPE_CHECKING:
-    from wtp.settings import Segments
+from wtp.settings import Segments as SegmentSettings
 
 __all__ = [
     "PERIOD_DAYS",
@@ -1327,7 +1325,9 @@ _SCORE_SETTINGS = {
 }
 
 
-def score_settings(settings: Mapping | Segments | None, *, source: str = "study.toml") -> dict:
+def score_settings(
+    settings: Mapping | SegmentSettings | None, *, source: str = "study.toml"
+) -> dict:
     """Keyword arguments for :func:`score_segments` from a study's ``[segments]`` table.
 
     .. code-block:: toml
@@ -1343,9 +1343,7 @@ def score_settings(settings: Mapping | Segments | None, *, source: str = "study.
     ``settings`` may be the typed section (:class:`wtp.settings.Segments`, already checked
     against the schema, which holds the defaults): every key is then returned.
     """
-    from wtp.settings import Segments
-
-    if isinstance(settings, Segments):
+    if isinstance(settings, SegmentSettings):
         typed = {k: getattr(settings, k) for k in _SCORE_SETTINGS}
         if settings.weights:
             typed["weights"] = dict(settings.weights)
