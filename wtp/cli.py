@@ -156,6 +156,12 @@ HeaderRowsOpt = Annotated[
         help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised.",
     ),
 ]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")
+]
+FastOpt = Annotated[
+    bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
+]
 # hierarchical Bayes sampler options (both HB commands; study.toml [maxdiff]/[conjoint] take the
 # same keys with underscores; an option given here wins)
 DrawsOpt = Annotated[
@@ -204,6 +210,16 @@ def default(section: str, key: str):
 
     (f,) = (f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
     return f.default
+
+
+def study_option(flag: str, section: str, key: str, help: str, **kw):
+    """An option that, left out, takes the study's ``[section] key``, else the schema's default
+    (:func:`default`); ``--help`` says which."""
+    value = default(section, key)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return typer.Option(
+        flag, help=f"{help}; default: the study's {section}.{key} (study.toml), else {shown}.", **kw
+    )
 
 
 def hb_options(section, **given) -> dict:
@@ -403,42 +419,48 @@ def vw_command(
     header_rows: HeaderRowsOpt = None,
     bootstrap: Annotated[
         int | None,
-        typer.Option(
+        study_option(
             "--bootstrap",
+            "van_westendorp",
+            "bootstrap",
+            "Bootstrap replicates for intervals (0 = none)",
             min=0,
-            help="Bootstrap replicates for intervals (0 = none; default: the study's "
-            f"[van_westendorp] bootstrap, else {default('van_westendorp', 'bootstrap')}).",
         ),
     ] = None,
     inconsistent: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--inconsistent",
-            help=f"exclude or repair (sort the four answers); default: the study's, else {default('van_westendorp', 'inconsistent')}.",
+            "van_westendorp",
+            "inconsistent",
+            "exclude or repair (sort the four answers)",
         ),
     ] = None,
     ties: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--ties",
-            help="keep (ties are consistent) or drop (as R pricesensitivitymeter); default: the "
-            f"study's, else {default('van_westendorp', 'ties')}.",
+            "van_westendorp",
+            "ties",
+            "keep (ties are consistent) or drop (as R pricesensitivitymeter)",
         ),
     ] = None,
     cheap_rule: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--cheap-rule",
-            help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves; "
-            f"default: the study's, else {default('van_westendorp', 'cheap_rule')}.",
+            "van_westendorp",
+            "cheap_rule",
+            "'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves",
         ),
     ] = None,
     plateau: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--plateau",
-            help="Where curves touch over an interval: lowest, highest or middle price; default: the "
-            f"study's, else {default('van_westendorp', 'plateau')}.",
+            "van_westendorp",
+            "plateau",
+            "Where curves touch over an interval: lowest, highest or middle price",
         ),
     ] = None,
     nms_scale: Annotated[
@@ -518,11 +540,7 @@ def maxdiff_command(
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
     method: Annotated[
-        str | None,
-        typer.Option(
-            "--method",
-            help=f"hb, logit or counts; default: the study's, else {default('maxdiff', 'method')}.",
-        ),
+        str | None, study_option("--method", "maxdiff", "method", "hb, logit or counts")
     ] = None,
     draws: DrawsOpt = None,
     tune: TuneOpt = None,
@@ -536,32 +554,29 @@ def maxdiff_command(
     ] = None,
     segment_means: Annotated[
         bool | None,
-        typer.Option(
+        study_option(
             "--segment-means/--no-segment-means",
-            help="HB: a population mean per segment (default: the study's, else "
-            f"{str(default('maxdiff', 'segment_means')).lower()}).",
+            "maxdiff",
+            "segment_means",
+            "HB: a population mean per segment",
         ),
     ] = None,
     turf_size: Annotated[
         int | None,
-        typer.Option(
+        study_option(
             "--turf",
+            "maxdiff",
+            "turf_size",
+            "TURF portfolio size from individual utilities (HB; 0 = none)",
             min=0,
-            help="TURF portfolio size from individual utilities (HB; 0 = none; default: the "
-            f"study's [maxdiff] turf_size, else {default('maxdiff', 'turf_size')}).",
         ),
     ] = None,
     reach: Annotated[
         str | None,
-        typer.Option(
-            "--reach",
-            help=f"TURF reach: above_mean or top_n; default: the study's [maxdiff] turf_reach, else {default('maxdiff', 'turf_reach')}.",
-        ),
+        study_option("--reach", "maxdiff", "turf_reach", "TURF reach: above_mean or top_n"),
     ] = None,
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")
-    ] = True,
+    progress: ProgressOpt = True,
     latent_segments: Annotated[
         str | None,
         typer.Option(
@@ -722,26 +737,26 @@ def conjoint_command(
     ] = None,
     method: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--method",
-            help="mnl (aggregate logit per segment) or hb (hierarchical Bayes); default: the "
-            f"study's, else {default('conjoint', 'method')}.",
+            "conjoint",
+            "method",
+            "mnl (aggregate logit per segment) or hb (hierarchical Bayes)",
         ),
     ] = None,
     coding: Annotated[
         str | None,
-        typer.Option(
-            "--coding",
-            help="dummy (first level = 0) or effects (levels sum to 0); default: the study's, "
-            f"else {default('conjoint', 'coding')}.",
+        study_option(
+            "--coding", "conjoint", "coding", "dummy (first level = 0) or effects (levels sum to 0)"
         ),
     ] = None,
     price: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--price",
-            help="linear (one coefficient) or partworth (one per tested price); default: the "
-            f"study's, else {default('conjoint', 'price')}.",
+            "conjoint",
+            "price",
+            "linear (one coefficient) or partworth (one per tested price)",
         ),
     ] = None,
     draws: DrawsOpt = None,
@@ -749,15 +764,14 @@ def conjoint_command(
     chains: ChainsOpt = None,
     time_budget: TimeBudgetOpt = None,
     target_accept: TargetAcceptOpt = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")
-    ] = True,
+    progress: ProgressOpt = True,
     se: Annotated[
         str | None,
-        typer.Option(
+        study_option(
             "--se",
-            help="MNL standard errors: cluster (by respondent) or plain (inverse Hessian, too narrow for panel data); "
-            f"default: the study's, else {default('conjoint', 'se')}.",
+            "conjoint",
+            "se",
+            "MNL standard errors: cluster (by respondent) or plain (inverse Hessian, too narrow for panel data)",
         ),
     ] = None,
 ) -> None:
@@ -1025,9 +1039,7 @@ def run_command(
         ),
     ] = None,
     seed: SeedOpt = 0,
-    fast: Annotated[
-        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
-    ] = False,
+    fast: FastOpt = False,
 ) -> None:
     """Run every stage the study's files allow and write the price-book proposal."""
     run_pipeline(study_dir, out if out is not None else default_run_out(study_dir), seed, fast)
@@ -1066,9 +1078,7 @@ def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
 def demo_command(
     out: OutOpt = Path("reports/demo"),
     seed: SeedOpt = 0,
-    fast: Annotated[
-        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
-    ] = False,
+    fast: FastOpt = False,
 ) -> None:
     """Run the whole pipeline on the demo study shipped with wtp."""
     from wtp.pipeline import demo_study_path

@@ -80,6 +80,10 @@ KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("mrr", "trial_start", "converted"),
     ),
 }
+# a conjoint file's columns that are not attributes (``row``: the 1-based file row validation adds)
+CONJOINT_NON_ATTRIBUTES = frozenset(
+    (*KIND_COLUMNS["conjoint"][0], *KIND_COLUMNS["conjoint"][1], "row")
+)
 
 # the names survey tools and public data sets give the identifier column
 ID_ALIASES = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from wtp.columns import CONJOINT_NON_ATTRIBUTES
 from wtp.errors import InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
 
@@ -492,18 +493,7 @@ def prepare_choice_data(
     source = str(answers.attrs.get("source", "conjoint.csv"))
     attributes = list(answers.attrs.get("attributes") or [])
     if not attributes:
-        reserved = {
-            "respondent_id",
-            "task",
-            "alt",
-            "price",
-            "chosen",
-            "none",
-            "segment",
-            "weight",
-            "row",
-        }
-        attributes = [c for c in answers.columns if c not in reserved]
+        attributes = [c for c in answers.columns if c not in CONJOINT_NON_ATTRIBUTES]
     frame = answers
     if "none" not in frame.columns:
         frame = frame.assign(none=False)

@@ -62,6 +62,7 @@ from wtp.segments.retention import _km as _km
 from wtp.segments.retention import _loglog_ci as _loglog_ci
 from wtp.segments.retention import _step as _step
 from wtp.segments.scoring import SegmentScores, score_segments, score_settings
+from wtp.segments.trends import TREND_COLUMNS as TREND_COLUMNS
 from wtp.segments.trends import TrendResult, trend
 
 __all__ = [
