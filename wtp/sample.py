@@ -26,7 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-DEFAULT_MIN_N = 30
+from wtp.settings import Sample
+
+DEFAULT_MIN_N = Sample.min_n  # study.toml [sample] min_n: the schema owns the default
 DEFAULT_MIN_N_HB_MAXDIFF = 50
 INSTRUMENTS = ("vw", "maxdiff", "conjoint")
 FLAG = "small_sample"
