@@ -110,6 +110,28 @@ def test_vw_without_segments_has_one_all_row(tmp_path):
     assert pd.read_csv(tmp_path / "o" / "price_points.csv").segment.tolist() == ["all"]
 
 
+def test_single_commands_take_the_study_settings_and_an_option_wins(tmp_path):
+    # one owner of each default: [van_westendorp] in study.toml, else the schema; a flag wins
+    sim = simulate_vw(60, seed=3, nms=False)
+    answers = sim.answers.drop(columns="segment")
+    first = answers.index[0]
+    answers.loc[first, ["too_cheap", "too_expensive"]] = answers.loc[
+        first, ["too_expensive", "too_cheap"]
+    ].to_numpy()
+    (tmp_path / "s").mkdir()
+    answers.to_csv(tmp_path / "s" / "answers.csv", index=False)
+    (tmp_path / "s" / "study.toml").write_text(
+        '[van_westendorp]\ninconsistent = "repair"\nbootstrap = 0\n', encoding="utf-8"
+    )
+    base = ["vw", str(tmp_path / "s" / "answers.csv"), "--study", str(tmp_path / "s")]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "o1")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "o1" / "price_points.csv").n_excluded.tolist() == [0]
+    res = runner.invoke(app, [*base, "--inconsistent", "exclude", "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(tmp_path / "o2" / "price_points.csv").n_excluded.iloc[0] >= 1
+
+
 @pytest.mark.parametrize(
     ("edit", "where"),
     [

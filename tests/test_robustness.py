@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from wtp.cli import app
 from wtp.errors import InputError, printable
+from wtp.hb import sampler_settings
 from wtp.io import read_table, validate_customers, validate_vw
 from wtp.report import slug
-from wtp.settings import SECTIONS, parse_settings
+from wtp.settings import SECTIONS, parse_settings, sampler_keys
 from wtp.study import load_study
 
 runner = CliRunner()
@@ -150,9 +151,10 @@ def test_settings_are_typed_with_one_set_of_defaults():
             "pricing": {"too_cheap": "exclude"},
         }
     )
-    assert (
-        s.maxdiff.draws == 2000 and s.maxdiff.tune == 300 and s.data.van_westendorp == "answers.csv"
-    )
+    assert s.maxdiff.draws == 2000 and s.data.van_westendorp == "answers.csv"
+    # the sampler owns its defaults (wtp.hb.fit_hb): an unset key stays unset all the way down
+    assert s.maxdiff.tune is None
+    assert sampler_settings(sampler_keys(s.maxdiff)) == {"draws": 2000}
     assert s.pricing.too_cheap == "exclude" and s.pricing.vw_describes == "core"
     assert s.min_n("vw") == 30
     assert parse_settings({"sample": {"min_n": 50, "min_n_conjoint": 80}}).min_n("conjoint") == 80
@@ -160,7 +162,7 @@ def test_settings_are_typed_with_one_set_of_defaults():
     assert (
         fast.van_westendorp.bootstrap == 10
         and fast.maxdiff.method == "logit"
-        and fast.conjoint.draws == 300
+        and fast.conjoint.method == "mnl"
     )
     cols = parse_settings({"columns": {"vw": {"respondent_id": "Response ID"}}})
     assert cols.columns.vw == {"respondent_id": "Response ID"}

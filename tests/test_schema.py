@@ -9,7 +9,7 @@ from wtp.schema import ALL, TOTAL, first_seen, ordered, segment_order, slug, sor
 
 
 def test_reserved_names_are_distinct_and_owned_here():
-    import wtp.conjoint
+    import wtp.conjoint.estimate
     import wtp.io
     import wtp.vanwestendorp
 
@@ -17,7 +17,7 @@ def test_reserved_names_are_distinct_and_owned_here():
     # the modules that used to define their own copy now use this one
     assert (
         wtp.io.RESERVED_SEGMENT is ALL
-        and wtp.conjoint.RESERVED_SEGMENT is ALL
+        and wtp.conjoint.estimate.RESERVED_SEGMENT is ALL
         and wtp.vanwestendorp.ALL is ALL
     )
 

@@ -13,11 +13,12 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 
 from wtp.errors import InputError, printable
+from wtp.settings import SECTIONS, StudySettings
 
 app = typer.Typer(
     name="wtp",
@@ -155,6 +156,12 @@ HeaderRowsOpt = Annotated[
         help="Rows of question text under the header (Qualtrics 2, SurveyMonkey 1); default: recognised.",
     ),
 ]
+ProgressOpt = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")
+]
+FastOpt = Annotated[
+    bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
+]
 # hierarchical Bayes sampler options (both HB commands; study.toml [maxdiff]/[conjoint] take the
 # same keys with underscores; an option given here wins)
 DrawsOpt = Annotated[
@@ -196,11 +203,38 @@ SavePosteriorOpt = Annotated[
 ]
 
 
-def hb_options(section: dict | None, **given) -> dict:
-    """Sampler settings: options given on the command line, else study.toml, else defaults."""
-    from wtp.hb import sampler_settings
+def default(section: str, key: str):
+    """The study.toml default of ``[section] key`` (:mod:`wtp.settings` owns every default); an
+    option left out takes the study's setting, else this."""
+    import dataclasses
 
-    return sampler_settings(section, **given)
+    (f,) = (f for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+    return f.default
+
+
+def study_option(flag: str, section: str, key: str, help: str, **kw):
+    """An option that, left out, takes the study's ``[section] key``, else the schema's default
+    (:func:`default`); ``--help`` says which."""
+    value = default(section, key)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return typer.Option(
+        flag, help=f"{help}; default: the study's {section}.{key} (study.toml), else {shown}.", **kw
+    )
+
+
+def hb_options(section, **given) -> dict:
+    """Sampler settings: options given on the command line, else the study's ``[maxdiff]`` or
+    ``[conjoint]`` section (typed), else the sampler's defaults."""
+    from wtp.hb import sampler_settings
+    from wtp.settings import sampler_keys
+
+    return sampler_settings(sampler_keys(section), **given)
+
+
+def chosen(given, setting):
+    """An option given on the command line wins over the study's setting (which holds the
+    schema's default when study.toml leaves it out)."""
+    return setting if given is None else given
 
 
 def warn_unconverged(detail: str) -> None:
@@ -229,11 +263,11 @@ def file_layout(
     return dataclasses.replace(layout, **flags) if flags else layout
 
 
-def min_n(settings: dict, instrument: str, method: str | None = None) -> int:
+def min_n(config, instrument: str, method: str | None = None) -> int:
     """The study's minimum respondents per segment for an instrument (``[sample]``)."""
-    from wtp.study import sample_settings
+    from wtp.sample import SampleSettings
 
-    return sample_settings(settings).threshold(instrument, method)
+    return SampleSettings.from_settings(config.sample).threshold(instrument, method)
 
 
 BIG_FILE_BYTES = 20_000_000
@@ -243,34 +277,35 @@ def load_answers(
     file: Path,
     validator,
     respondents: Path | None,
-    study: Path | None,
+    settings: Study,
     *,
     kind: str = "vw",
     columns: str | None = None,
     header_row: int | None = None,
     header_rows: int | None = None,
-) -> tuple[object, dict]:
+) -> object:
     """Read one instrument file and resolve segments exactly as ``wtp run`` does.
 
-    Returns (answers frame, study settings dict). With ``--study``, the study's respondents
-    file is used unless ``--respondents`` is given.
+    ``settings``: ``--study`` as :func:`study_settings` read it; its respondents file is used
+    unless ``--respondents`` is given.
     """
     from wtp.io import attach_segments, read_table, validate_respondents
     from wtp.schema import segment_order, sort_by_segment
-    from wtp.study import input_layout, settings_only
+    from wtp.study import input_layout
 
-    folder, settings = settings_only(study)
     resp_path = respondents
-    if resp_path is None and folder is not None:
-        from wtp.study import data_path, load_settings
+    if resp_path is None and settings.folder is not None:
+        from wtp.study import data_path
 
-        resp_path = data_path(folder, "respondents", load_settings(study)[2])
+        resp_path = data_path(settings.folder, "respondents", settings.config)
     resp = (
-        validate_respondents(read_table(resp_path), layout=input_layout(settings, "respondents"))
+        validate_respondents(
+            read_table(resp_path), layout=input_layout(settings.raw, "respondents")
+        )
         if resp_path is not None
         else None
     )
-    layout = file_layout(settings, kind, columns, header_row, header_rows)
+    layout = file_layout(settings.raw, kind, columns, header_row, header_rows)
     if file.is_file() and file.stat().st_size > BIG_FILE_BYTES:
         # a big file takes seconds to read and check: say so rather than sit silent
         typer.echo(
@@ -279,18 +314,36 @@ def load_answers(
         )
     answers = attach_segments(validator(read_table(file), layout=layout), resp)
     # the study's segment order, as wtp run meets it (segments.csv is not read here)
-    answers = sort_by_segment(answers, segment_order(None, resp, [answers]))
-    return answers, settings
+    return sort_by_segment(answers, segment_order(None, resp, [answers]))
 
 
-def study_meta(settings: dict) -> dict:
-    """Name, currency and price unit from study settings, with defaults."""
-    s = settings.get("study", {})
+class Study(NamedTuple):
+    """What a single-file command knows of ``--study``: its folder, study.toml as parsed (for the
+    file layouts) and the typed settings, which hold every default."""
+
+    folder: Path | None
+    raw: dict
+    config: StudySettings
+
+
+def study_settings(study: Path | None) -> Study:
+    """``--study`` read once (without its data); the schema's defaults when it is not given."""
+    from wtp.study import config_only
+
+    return Study(*config_only(study))
+
+
+def study_meta(settings: Study) -> dict:
+    """Name, currency and price unit for a report: the study's (with the schema's defaults); a
+    command without ``--study`` states no currency or unit it was never told."""
+    info = settings.config.study
+    if settings.folder is None:
+        return {"name": "wtp study", "currency": "", "price_unit": "", "period": info.period}
     return {
-        "name": s.get("name", "wtp study"),
-        "currency": s.get("currency", ""),
-        "price_unit": s.get("price_unit", ""),
-        "period": s.get("period", "month"),
+        "name": info.name or settings.folder.name,
+        "currency": info.currency,
+        "price_unit": info.price_unit,
+        "period": info.period,
     }
 
 
@@ -365,34 +418,51 @@ def vw_command(
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
     bootstrap: Annotated[
-        int,
-        typer.Option("--bootstrap", min=0, help="Bootstrap replicates for intervals (0 = none)."),
-    ] = 0,
+        int | None,
+        study_option(
+            "--bootstrap",
+            "van_westendorp",
+            "bootstrap",
+            "Bootstrap replicates for intervals (0 = none)",
+            min=0,
+        ),
+    ] = None,
     inconsistent: Annotated[
-        str,
-        typer.Option("--inconsistent", help="exclude (default) or repair (sort the four answers)."),
-    ] = "exclude",
+        str | None,
+        study_option(
+            "--inconsistent",
+            "van_westendorp",
+            "inconsistent",
+            "exclude or repair (sort the four answers)",
+        ),
+    ] = None,
     ties: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        study_option(
             "--ties",
-            help="keep (default: ties are consistent) or drop (as R pricesensitivitymeter).",
+            "van_westendorp",
+            "ties",
+            "keep (ties are consistent) or drop (as R pricesensitivitymeter)",
         ),
-    ] = "keep",
+    ] = None,
     cheap_rule: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        study_option(
             "--cheap-rule",
-            help="'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves.",
+            "van_westendorp",
+            "cheap_rule",
+            "'ge' (contract: share with answer >= P) or 'gt' (R pricesensitivitymeter: > P) for the two cheap curves",
         ),
-    ] = "ge",
+    ] = None,
     plateau: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        study_option(
             "--plateau",
-            help="Where curves touch over an interval: lowest (default), highest or middle price.",
+            "van_westendorp",
+            "plateau",
+            "Where curves touch over an interval: lowest, highest or middle price",
         ),
-    ] = "lowest",
+    ] = None,
     nms_scale: Annotated[
         str | None,
         typer.Option(
@@ -414,29 +484,30 @@ def vw_command(
     from wtp.report.vw import write_outputs
     from wtp.vanwestendorp import parse_calibration, van_westendorp
 
-    answers, settings = load_answers(
+    settings = study_settings(study)
+    answers = load_answers(
         file,
         validate_vw,
         respondents,
-        study,
+        settings,
         kind="vw",
         columns=columns,
         header_row=header_row,
         header_rows=header_rows,
     )
-    vw_settings = settings.get("van_westendorp", {})
-    nms_scale = nms_scale or vw_settings.get("nms_scale")
+    cfg = settings.config.van_westendorp
     calibration = parse_calibration(nms_calibration) or parse_calibration(
-        vw_settings.get("nms_calibration"), "study.toml [van_westendorp] nms_calibration"
+        cfg.nms_calibration, "study.toml [van_westendorp] nms_calibration"
     )
+    bootstrap = chosen(bootstrap, cfg.bootstrap)
     with progress_bar("Bootstrap", enabled=bootstrap > 0) as tick:
         result = van_westendorp(
             answers,
-            inconsistent=inconsistent,
-            ties=ties,
-            cheap_rule=cheap_rule,
-            plateau=plateau,
-            nms_scale=nms_scale,
+            inconsistent=chosen(inconsistent, cfg.inconsistent),
+            ties=chosen(ties, cfg.ties),
+            cheap_rule=chosen(cheap_rule, cfg.cheap_rule),
+            plateau=chosen(plateau, cfg.plateau),
+            nms_scale=nms_scale or cfg.nms_scale,
             nms_calibration=calibration,
             bootstrap=bootstrap,
             rng=stage_rng(seed, "vw"),
@@ -444,7 +515,7 @@ def vw_command(
         )
     from wtp.sample import flag_small_samples
 
-    result = flag_small_samples(result, "vw", min_n(settings, "vw"))
+    result = flag_small_samples(result, "vw", min_n(settings.config, "vw"))
     with atomic_output_dir(out) as tmp:
         write_outputs(
             result, tmp, meta=study_meta(settings), seed=seed, inputs={file.name: _sha256(file)}
@@ -468,7 +539,9 @@ def maxdiff_command(
     columns: ColumnsOpt = None,
     header_row: HeaderRowOpt = None,
     header_rows: HeaderRowsOpt = None,
-    method: Annotated[str, typer.Option("--method", help="hb (default), logit or counts.")] = "hb",
+    method: Annotated[
+        str | None, study_option("--method", "maxdiff", "method", "hb, logit or counts")
+    ] = None,
     draws: DrawsOpt = None,
     tune: TuneOpt = None,
     chains: ChainsOpt = None,
@@ -480,24 +553,30 @@ def maxdiff_command(
         typer.Option("--cores", help="HB: cores for the chains (default: all, at most --chains)."),
     ] = None,
     segment_means: Annotated[
-        bool,
-        typer.Option(
-            "--segment-means/--no-segment-means", help="HB: a population mean per segment."
+        bool | None,
+        study_option(
+            "--segment-means/--no-segment-means",
+            "maxdiff",
+            "segment_means",
+            "HB: a population mean per segment",
         ),
-    ] = True,
+    ] = None,
     turf_size: Annotated[
-        int,
-        typer.Option(
-            "--turf", min=0, help="TURF portfolio size from individual utilities (HB; 0 = none)."
+        int | None,
+        study_option(
+            "--turf",
+            "maxdiff",
+            "turf_size",
+            "TURF portfolio size from individual utilities (HB; 0 = none)",
+            min=0,
         ),
-    ] = 3,
+    ] = None,
     reach: Annotated[
-        str, typer.Option("--reach", help="TURF reach: above_mean (default) or top_n.")
-    ] = "above_mean",
+        str | None,
+        study_option("--reach", "maxdiff", "turf_reach", "TURF reach: above_mean or top_n"),
+    ] = None,
     top_n: Annotated[int, typer.Option("--top-n", min=1, help="TURF: n for --reach top_n.")] = 3,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show sampling progress.")
-    ] = True,
+    progress: ProgressOpt = True,
     latent_segments: Annotated[
         str | None,
         typer.Option(
@@ -514,6 +593,9 @@ def maxdiff_command(
     from wtp.randomness import stage_rng
     from wtp.report.maxdiff import write_outputs
 
+    settings = study_settings(study)
+    cfg = settings.config.maxdiff
+    method = chosen(method, cfg.method)
     if method not in METHODS:
         raise InputError(Problem("--method", None, None, "one of " + ", ".join(METHODS), method))
     from wtp.preference_segments import parse_latent_segments
@@ -529,22 +611,20 @@ def maxdiff_command(
                 method,
             )
         )
-    answers, settings = load_answers(
+    answers = load_answers(
         file,
         validate_maxdiff,
         respondents,
-        study,
+        settings,
         kind="maxdiff",
         columns=columns,
         header_row=header_row,
         header_rows=header_rows,
     )
-    labels = {
-        str(k): str(v) for k, v in settings.get("maxdiff", {}).get("items", {}).items()
-    } or None
+    labels = dict(cfg.items) or None
     items = list(labels) if labels and set(answers["item"].astype(str)) <= set(labels) else None
     hb = hb_options(
-        settings.get("maxdiff"),
+        cfg,
         draws=draws,
         tune=tune,
         chains=chains,
@@ -561,13 +641,14 @@ def maxdiff_command(
         progress=progress,
         labels=labels,
         items=items,
-        segment_means=segment_means,
+        segment_means=chosen(segment_means, cfg.segment_means),
         **hb,
     )
     from wtp.sample import flag_small_samples
 
-    result = flag_small_samples(result, "maxdiff", min_n(settings, "maxdiff", method))
+    result = flag_small_samples(result, "maxdiff", min_n(settings.config, "maxdiff", method))
     turf_result = None
+    turf_size = chosen(turf_size, cfg.turf_size)
     if method == "hb" and turf_size > 0:
         from wtp.turf import turf
 
@@ -579,7 +660,11 @@ def maxdiff_command(
         )
         weights = weights.set_axis(weights.index.astype(str)) if weights is not None else None
         turf_result = turf(
-            result.individual_utilities, k, reach=reach, top_n=top_n, weights=weights
+            result.individual_utilities,
+            k,
+            reach=chosen(reach, cfg.turf_reach),
+            top_n=top_n,
+            weights=weights,
         )
     with atomic_output_dir(out) as tmp:
         written = write_outputs(
@@ -651,39 +736,44 @@ def conjoint_command(
         Path | None, typer.Option("--scenario", help="Products to simulate (levels and price).")
     ] = None,
     method: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        study_option(
             "--method",
-            help="mnl (aggregate logit per segment, default) or hb (hierarchical Bayes).",
+            "conjoint",
+            "method",
+            "mnl (aggregate logit per segment) or hb (hierarchical Bayes)",
         ),
-    ] = "mnl",
+    ] = None,
     coding: Annotated[
-        str,
-        typer.Option(
-            "--coding", help="dummy (first level = 0, default) or effects (levels sum to 0)."
+        str | None,
+        study_option(
+            "--coding", "conjoint", "coding", "dummy (first level = 0) or effects (levels sum to 0)"
         ),
-    ] = "dummy",
+    ] = None,
     price: Annotated[
-        str,
-        typer.Option(
-            "--price", help="linear (one coefficient, default) or partworth (one per tested price)."
+        str | None,
+        study_option(
+            "--price",
+            "conjoint",
+            "price",
+            "linear (one coefficient) or partworth (one per tested price)",
         ),
-    ] = "linear",
+    ] = None,
     draws: DrawsOpt = None,
     tune: TuneOpt = None,
     chains: ChainsOpt = None,
     time_budget: TimeBudgetOpt = None,
     target_accept: TargetAcceptOpt = None,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="HB: show sampling progress.")
-    ] = True,
+    progress: ProgressOpt = True,
     se: Annotated[
-        str,
-        typer.Option(
+        str | None,
+        study_option(
             "--se",
-            help="MNL standard errors: cluster (by respondent, default) or plain (inverse Hessian, too narrow for panel data).",
+            "conjoint",
+            "se",
+            "MNL standard errors: cluster (by respondent) or plain (inverse Hessian, too narrow for panel data)",
         ),
-    ] = "cluster",
+    ] = None,
 ) -> None:
     """Choice-based conjoint: part-worths, importances, willingness to pay, market simulator."""
     from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint, simulator_tables
@@ -691,11 +781,14 @@ def conjoint_command(
     from wtp.randomness import stage_rng
     from wtp.report.conjoint import write_outputs
 
-    answers, settings = load_answers(
+    settings = study_settings(study)
+    cfg = settings.config.conjoint
+    method = chosen(method, cfg.method)
+    answers = load_answers(
         file,
         validate_conjoint,
         respondents,
-        study,
+        settings,
         kind="conjoint",
         columns=columns,
         header_row=header_row,
@@ -704,7 +797,7 @@ def conjoint_command(
     products = read_table(scenario) if scenario is not None else None
     # the same streams as the conjoint and simulator stages of wtp run
     hb = hb_options(
-        settings.get("conjoint"),
+        cfg,
         draws=draws,
         tune=tune,
         chains=chains,
@@ -714,19 +807,19 @@ def conjoint_command(
     hb.pop("save_posterior", None)
     result = estimate_conjoint(
         answers,
-        levels=conjoint_levels(settings) or None,
+        levels=conjoint_levels(settings.config) or None,
         method=method,
-        coding=coding,
-        price=price,
+        coding=chosen(coding, cfg.coding),
+        price=chosen(price, cfg.price),
         rng=stage_rng(seed, "conjoint"),
         progress=progress and method == "hb",
-        se=se,
-        numeric=conjoint_numeric(settings),
+        se=chosen(se, cfg.se),
+        numeric=conjoint_numeric(settings.config),
         **hb,
     )
     from wtp.sample import flag_small_samples
 
-    result = flag_small_samples(result, "conjoint", min_n(settings, "conjoint"))
+    result = flag_small_samples(result, "conjoint", min_n(settings.config, "conjoint"))
     tables = simulator_tables(result, products, rng=stage_rng(seed, "simulator"))
     inputs = {file.name: _sha256(file)}
     if scenario is not None:
@@ -813,37 +906,35 @@ def segments_command(
     from wtp.report import provenance
     from wtp.report.segments import write_outputs
     from wtp.segments import cohorts, parse_grow, score_segments, score_settings, what_if
-    from wtp.study import settings_only
 
-    folder, settings = settings_only(study)
+    settings = study_settings(study)
     meta = study_meta(settings)
-    if customers is None and folder is not None:
+    if customers is None and settings.folder is not None:
         # resolve the customers file exactly as load_study does
-        from wtp.study import data_path, load_settings
+        from wtp.study import data_path
 
-        customers = data_path(folder, "customers", load_settings(study)[2])
+        customers = data_path(settings.folder, "customers", settings.config)
     from wtp.study import input_layout
 
-    layout = file_layout(settings, "segments", columns, header_row, header_rows)
+    layout = file_layout(settings.raw, "segments", columns, header_row, header_rows)
     segs = validate_segments(read_table(file), need_arpa_churn=customers is None, layout=layout)
     cust = (
         validate_customers(
             read_table(customers),
             segments=segs["segment"].tolist(),
-            layout=input_layout(settings, "customers"),
+            layout=input_layout(settings.raw, "customers"),
         )
         if customers is not None
         else None
     )
     growth = parse_grow(grow or [], segs["segment"].tolist())
-    as_of = settings.get("study", {}).get("as_of")
-    export_date = settings.get("study", {}).get("export_date")
+    as_of, export_date = settings.config.study.as_of, settings.config.study.export_date
     cohort_result = (
         cohorts(cust, period=meta["period"], as_of=as_of, export_date=export_date)
         if cust is not None
         else None
     )
-    scoring = score_settings(settings.get("segments"))
+    scoring = score_settings(settings.config.segments)
     scores = score_segments(
         segs, period=meta["period"], as_of=as_of, cohort_result=cohort_result, **scoring
     )
@@ -914,16 +1005,15 @@ def explore_command(
     from wtp.io import atomic_output_dir, read_table
     from wtp.report import provenance
     from wtp.report.explore import write_outputs
-    from wtp.study import settings_only
 
-    _folder, settings = settings_only(study)
+    settings = study_settings(study)
     meta = study_meta(settings)
-    mapping = {**settings.get("columns", {}).get("customers", {}), **parse_columns(columns)}
+    mapping = {**settings.config.columns.customers, **parse_columns(columns)}
     base = prepare_customers(
         read_table(customers_file),
         columns=mapping,
         period=meta["period"],
-        as_of=settings.get("study", {}).get("as_of"),
+        as_of=settings.config.study.as_of,
     )
     result = explore(base, split_by(by), pairs=pairs, choose=choose, min_customers=min_customers)
     with atomic_output_dir(out) as tmp:
@@ -949,9 +1039,7 @@ def run_command(
         ),
     ] = None,
     seed: SeedOpt = 0,
-    fast: Annotated[
-        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
-    ] = False,
+    fast: FastOpt = False,
 ) -> None:
     """Run every stage the study's files allow and write the price-book proposal."""
     run_pipeline(study_dir, out if out is not None else default_run_out(study_dir), seed, fast)
@@ -990,9 +1078,7 @@ def run_pipeline(study_dir: Path, out: Path, seed: int, fast: bool) -> None:
 def demo_command(
     out: OutOpt = Path("reports/demo"),
     seed: SeedOpt = 0,
-    fast: Annotated[
-        bool, typer.Option("--fast", help="Fewer draws and replicates, for a first look.")
-    ] = False,
+    fast: FastOpt = False,
 ) -> None:
     """Run the whole pipeline on the demo study shipped with wtp."""
     from wtp.pipeline import demo_study_path
@@ -1099,12 +1185,10 @@ def design_maxdiff_command(
     from wtp.maxdiff import design_balance, design_maxdiff
     from wtp.randomness import stage_rng
     from wtp.report.maxdiff import write_design_outputs
-    from wtp.study import settings_only
 
     codes = None
     if study is not None:
-        _folder, settings = settings_only(study)
-        labelled = [str(c) for c in settings.get("maxdiff", {}).get("items", {})]
+        labelled = list(study_settings(study).config.maxdiff.items)
         if labelled:
             codes = labelled
             items = len(codes)
@@ -1154,11 +1238,11 @@ def design_conjoint_command(
     from wtp.conjoint import conjoint_levels, conjoint_prices, design_conjoint, evaluate_design
     from wtp.io import atomic_output_dir, write_csv
     from wtp.randomness import stage_rng
-    from wtp.study import read_settings
 
-    folder, settings = read_settings(study_dir)
-    attributes = conjoint_levels(settings, source=str(folder / "study.toml"), required=True)
-    prices = conjoint_prices(settings, source=str(folder / "study.toml"))
+    settings = study_settings(study_dir)
+    source = str(settings.folder / "study.toml")
+    attributes = conjoint_levels(settings.config, source=source, required=True)
+    prices = conjoint_prices(settings.config, source=source)
     design = design_conjoint(
         attributes,
         prices,

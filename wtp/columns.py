@@ -39,7 +39,7 @@ its column's rule is reported, and the problems of one column are one line with 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +80,10 @@ KIND_COLUMNS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("mrr", "trial_start", "converted"),
     ),
 }
+# a conjoint file's columns that are not attributes (``row``: the 1-based file row validation adds)
+CONJOINT_NON_ATTRIBUTES = frozenset(
+    (*KIND_COLUMNS["conjoint"][0], *KIND_COLUMNS["conjoint"][1], "row")
+)
 
 # the names survey tools and public data sets give the identifier column
 ID_ALIASES = {
@@ -132,13 +136,18 @@ class InputLayout:
     currency: str | None = None
 
 
-def parse_column_map(text: str | None, *, option: str = "--columns") -> dict[str, object]:
-    """``"respondent_id=Response ID,cheap=bargain"`` → a dict; ``attributes=A|B|C`` → a list."""
+def parse_column_map(
+    text: str | Sequence[str] | None, *, option: str = "--columns"
+) -> dict[str, object]:
+    """``"respondent_id=Response ID,cheap=bargain"`` → a dict; ``attributes=A|B|C`` → a list.
+
+    Several such texts (an option given more than once) make one map."""
     if not text:
         return {}
     out: dict[str, object] = {}
     problems = []
-    for part in text.split(","):
+    parts = [p for chunk in ([text] if isinstance(text, str) else text) for p in chunk.split(",")]
+    for part in parts:
         if not part.strip():
             continue
         key, sep, value = part.partition("=")
@@ -161,6 +170,53 @@ def parse_column_map(text: str | None, *, option: str = "--columns") -> dict[str
         )
     if problems:
         raise InputError(problems)
+    return out
+
+
+def compact_name(name: object) -> str:
+    """A header as a free-form map matches it: case, spaces, ``_`` and ``-`` all ignored
+    (``CustOrgID`` = ``cust_org_id``). Looser than the contract columns' rule, which keeps word
+    breaks, because profile columns have no contract name to anchor them."""
+    return re.sub(r"[\s_\-]+", "", str(name).strip().lower())
+
+
+def apply_column_map(
+    frame: pd.DataFrame, columns: Mapping[str, str] | None, *, source: str
+) -> pd.DataFrame:
+    """Rename a file's columns by a free-form map (``name → the file's header``), for files whose
+    columns are not all contract columns (customers.csv with profile columns, in
+    :mod:`wtp.explore`); the input is not modified.
+
+    A header matches by :func:`compact_name`. A file column that a mapped name would shadow is
+    dropped (the map says which one is meant).
+    """
+    if not columns:
+        return frame
+    by_name: dict[str, str] = {}
+    for c in frame.columns:
+        by_name.setdefault(compact_name(c), c)
+    rename: dict[str, str] = {}
+    problems = []
+    header = [str(c) for c in frame.columns]
+    for name, wanted in columns.items():
+        found = by_name.get(compact_name(wanted))
+        if found is None:
+            problems.append(
+                Problem(
+                    source,
+                    1,
+                    wanted,
+                    f"a column '{wanted}' for {name} in the header ({', '.join(header)})"
+                    + suggestion(str(wanted), header),
+                )
+            )
+            continue
+        rename[found] = name
+    if problems:
+        raise InputError(problems)
+    shadowed = [c for c in frame.columns if c not in rename and c in set(rename.values())]
+    out = frame.drop(columns=shadowed).rename(columns=rename)
+    out.attrs.update(frame.attrs)
     return out
 
 

@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from wtp.columns import apply_column_map, compact_name, parse_column_map
 from wtp.errors import InputError, Problem
 from wtp.schema import ALL, RESERVED
 from wtp.segments import LIFETIME_CAP, MONTH_DAYS, _km, _loglog_ci, _step, period_days
@@ -120,77 +121,10 @@ MAX_SCORE = 300.0
 # 1. Reading: a column map, validation, invoice lines collapsed into customers
 
 
-def _norm(name: str) -> str:
-    """Header matching ignores case, surrounding spaces and ``_``/``-``/space (contract §5)."""
-    return re.sub(r"[\s_\-]+", "", str(name).strip().lower())
-
-
 def parse_columns(spec: str | Sequence[str] | None, *, source: str = "--columns") -> dict[str, str]:
-    """``"customer_id=CustOrgID,start_date=ValidFrom"`` → ``{"customer_id": "CustOrgID", ...}``."""
-    if not spec:
-        return {}
-    parts = [spec] if isinstance(spec, str) else list(spec)
-    out: dict[str, str] = {}
-    problems = []
-    for chunk in parts:
-        for pair in str(chunk).split(","):
-            if not pair.strip():
-                continue
-            name, sep, column = pair.partition("=")
-            if not sep or not name.strip() or not column.strip():
-                problems.append(
-                    Problem(
-                        source,
-                        None,
-                        None,
-                        "NAME=FILE_COLUMN pairs, e.g. 'customer_id=Cust ID'",
-                        pair,
-                    )
-                )
-                continue
-            out[name.strip()] = column.strip()
-    if problems:
-        raise InputError(problems)
-    return out
-
-
-def apply_column_map(
-    frame: pd.DataFrame, columns: Mapping[str, str] | None, *, source: str
-) -> pd.DataFrame:
-    """Rename the file's columns to the names the analysis uses; the input is not modified.
-
-    ``columns`` maps a name (a contract column such as ``customer_id``, or any profile name)
-    to the file's header, matched ignoring case, spaces and ``_``/``-``. A file column that a
-    mapped name would shadow is dropped (the map says which one is meant).
-    """
-    if not columns:
-        return frame
-    by_norm: dict[str, str] = {}
-    for c in frame.columns:
-        by_norm.setdefault(_norm(c), c)
-    rename: dict[str, str] = {}
-    problems = []
-    for name, header in columns.items():
-        found = by_norm.get(_norm(header))
-        if found is None:
-            close = difflib.get_close_matches(str(header), [str(c) for c in frame.columns], n=3)
-            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            problems.append(
-                Problem(
-                    source,
-                    1,
-                    header,
-                    f"a column '{header}' for {name} in the header ({', '.join(map(str, frame.columns))}){hint}",
-                )
-            )
-            continue
-        rename[found] = name
-    if problems:
-        raise InputError(problems)
-    shadowed = [c for c in frame.columns if c not in rename and c in set(rename.values())]
-    out = frame.drop(columns=shadowed).rename(columns=rename)
-    out.attrs.update(frame.attrs)
-    return out
+    """``"customer_id=CustOrgID,start_date=ValidFrom"`` → ``{"customer_id": "CustOrgID", ...}``
+    (:func:`wtp.columns.parse_column_map`)."""
+    return {k: str(v) for k, v in parse_column_map(spec, option=source).items()}
 
 
 @dataclass(frozen=True)
@@ -709,9 +643,9 @@ def candidate_dimensions(
     if by:
         problems = []
         chosen = []
-        lookup = {_norm(c): c for c in columns}
+        lookup = {compact_name(c): c for c in columns}
         for b in by:
-            c = lookup.get(_norm(b))
+            c = lookup.get(compact_name(b))
             if c is None:
                 close = difflib.get_close_matches(str(b), columns, n=3)
                 problems.append(
@@ -1276,8 +1210,8 @@ def _chosen_dimension(table: pd.DataFrame, choose: str | None) -> str:
     """The dimension written as segments.csv: ``choose`` (matched loosely) or the top one."""
     if choose is None:
         return str(table["dimension"].iloc[0])
-    names = {_norm(n): n for n in table["dimension"]}
-    if _norm(choose) not in names:
+    names = {compact_name(n): n for n in table["dimension"]}
+    if compact_name(choose) not in names:
         close = difflib.get_close_matches(choose, list(table["dimension"]), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError(
@@ -1289,7 +1223,7 @@ def _chosen_dimension(table: pd.DataFrame, choose: str | None) -> str:
                 choose,
             )
         )
-    return names[_norm(choose)]
+    return names[compact_name(choose)]
 
 
 def _hypotheses(table: pd.DataFrame, evident: np.ndarray, max_hypotheses: int) -> np.ndarray:

@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wtp.columns import RULE_WORDS, InputLayout, apply_layout, missing_columns, parse_numbers
+from wtp.columns import (
+    CONJOINT_NON_ATTRIBUTES,
+    RULE_WORDS,
+    InputLayout,
+    apply_layout,
+    missing_columns,
+    parse_numbers,
+)
 from wtp.errors import MAX_EXAMPLES, InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
 from wtp.schema import segment_key
@@ -794,18 +801,9 @@ def validate_conjoint(
     frame = apply_layout(frame, "conjoint", layout, name)
     _nonempty(frame, col)
     _require_columns(frame, ["respondent_id", "task", "alt", "price", "chosen"], col)
-    reserved = {
-        "respondent_id",
-        "task",
-        "alt",
-        "price",
-        "chosen",
-        "none",
-        "segment",
-        "weight",
-        "row",
-    }
-    attributes = frame.attrs.get("attributes") or [c for c in frame.columns if c not in reserved]
+    attributes = frame.attrs.get("attributes") or [
+        c for c in frame.columns if c not in CONJOINT_NON_ATTRIBUTES
+    ]
     out = pd.DataFrame(
         {
             "respondent_id": _key(frame, "respondent_id", col),

@@ -128,11 +128,14 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
 
     from wtp.segments import cohorts, score_segments, score_settings, trend
 
+    cfg = study.config
     cohort_result = None
     if study.customers is not None:
-        export_date = study.settings.get("study", {}).get("export_date")
         cohort_result = cohorts(
-            study.customers, period=study.period, as_of=study.as_of, export_date=export_date
+            study.customers,
+            period=study.period,
+            as_of=study.as_of,
+            export_date=cfg.study.export_date,
         )
         for message in cohort_result.warnings:
             say(f"segments: {message}")
@@ -141,7 +144,7 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
         period=study.period,
         as_of=study.as_of,
         cohort_result=cohort_result,
-        **score_settings(study.settings.get("segments")),
+        **score_settings(cfg.segments),
     )
     if study.customers is not None:
         scores = replace(
@@ -153,13 +156,14 @@ def _stage_segments(study: Study, rng: Generator, fast: bool, results: dict, say
 def _stage_maxdiff(study: Study, rng: Generator, fast: bool, results: dict, say: Progress):
     from wtp.hb import sampler_settings, unconverged_advice
     from wtp.maxdiff import estimate_maxdiff
+    from wtp.settings import sampler_keys
 
     # a first look (--fast) uses the aggregate logit: seconds instead of a sampler run
     cfg = _config(study, fast).maxdiff
     method = cfg.method
     # the sampler's own defaults (sample until converged, checks from 200 draws per chain) apply
     # unless study.toml sets a key
-    hb = sampler_settings(study.settings.get("maxdiff", {}), "study.toml [maxdiff]")
+    hb = sampler_settings(sampler_keys(cfg), "study.toml [maxdiff]")
     hb.pop("save_posterior", None)
     result = estimate_maxdiff(
         study.maxdiff,
@@ -205,33 +209,35 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
     from wtp.conjoint import conjoint_levels, conjoint_numeric, estimate_conjoint
     from wtp.hb import sampler_settings
     from wtp.sample import flag_small_samples
+    from wtp.settings import sampler_keys
 
-    settings = study.settings.get("conjoint", {})
+    cfg = _config(study, fast).conjoint
     # the aggregate MNL by default: individual (HB) part-worths avoid its heterogeneity bias, but
     # the sampler does not yet converge on every study (the demo's population scales stayed at
     # R-hat 1.6 after 1,600 draws per chain), and a price book must not rest on an unsettled
     # posterior; [conjoint] method = "hb" asks for it
-    method = settings.get("method", "mnl")
+    method = cfg.method
     if say is not None:
         say(
             f"conjoint: {'aggregate MNL' if method == 'mnl' else 'hierarchical Bayes (individual part-worths)'}"
             + (" (--fast)" if fast and method == "mnl" else "")
         )
-    hb = sampler_settings(settings, "study.toml [conjoint]")
+    hb = sampler_settings(sampler_keys(cfg), "study.toml [conjoint]")
     hb.pop("save_posterior", None)
     result = estimate_conjoint(
         study.conjoint,
-        levels=conjoint_levels(study.settings) or None,
+        levels=conjoint_levels(study.config) or None,
         method=method,
-        numeric=conjoint_numeric(study.settings),
-        coding=settings.get("coding", "dummy"),
-        price=settings.get("price", "linear"),
+        numeric=conjoint_numeric(study.config),
+        coding=cfg.coding,
+        price=cfg.price,
         rng=rng,
-        se=settings.get("se", "cluster"),
+        se=cfg.se,
         progress=_reporter(say) if method == "hb" else False,
         **hb,
     )
-    why = conjoint_method_reason(method, fast=fast, chosen="method" in settings)
+    chosen = "method" in study.settings.get("conjoint", {})  # set in study.toml, not defaulted
+    why = conjoint_method_reason(method, fast=fast, chosen=chosen)
     result = dataclasses.replace(result, method_reason=why)
     return flag_small_samples(result, "conjoint", study.sample.threshold("conjoint"))
 
@@ -424,7 +430,7 @@ def write_study(run: StudyRun, out: Path) -> list[Path]:
             seed=run.seed,
             inputs=inputs,
             turf_result=run.results.get("turf"),
-            save_posterior=bool(run.study.settings.get("maxdiff", {}).get("save_posterior", False)),
+            save_posterior=run.study.config.maxdiff.save_posterior,
         )
         written.append(out / "maxdiff")
     if run.conjoint is not None:

@@ -26,7 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-DEFAULT_MIN_N = 30
+from wtp.settings import Sample
+
+DEFAULT_MIN_N = Sample.min_n  # study.toml [sample] min_n: the schema owns the default
 DEFAULT_MIN_N_HB_MAXDIFF = 50
 INSTRUMENTS = ("vw", "maxdiff", "conjoint")
 FLAG = "small_sample"
@@ -40,6 +42,11 @@ class SampleSettings:
     min_n_vw: int | None = None
     min_n_maxdiff: int | None = None
     min_n_conjoint: int | None = None
+
+    @classmethod
+    def from_settings(cls, section) -> SampleSettings:
+        """From the typed ``[sample]`` section (:class:`wtp.settings.Sample`)."""
+        return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(cls)})
 
     def threshold(self, instrument: str, method: str | None = None) -> int:
         """The minimum n for ``instrument`` (``vw``, ``maxdiff``, ``conjoint``) and its method."""

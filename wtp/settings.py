@@ -22,8 +22,8 @@ Errors name study.toml and the dotted key (``maxdiff.draws``); an unknown key or
 the closest known one (``difflib``), in its own section or another.
 
 >>> s = parse_settings({"maxdiff": {"draws": 2000}})
->>> s.maxdiff.draws, s.maxdiff.tune
-(2000, 300)
+>>> s.maxdiff.draws, s.maxdiff.method, s.maxdiff.tune is None  # None: the sampler's default
+(2000, 'hb', True)
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ __all__ = [
     "setting",
     "SECTIONS",
     "known_keys",
+    "as_settings",
+    "sampler_keys",
 ]
 
 _FAST = "wtp_fast"
@@ -173,9 +175,11 @@ class MaxDiff:
     """``[maxdiff]``: estimation method and sampler settings, item labels, TURF."""
 
     method: Literal["hb", "logit", "counts"] = setting("hb", fast="logit")
-    draws: int = setting(1000, min=1, help="HB: kept draws per chain")
-    tune: int = setting(300, min=0, help="HB: warm-up iterations per chain")
-    chains: int = setting(4, min=1)
+    # sampler keys: None leaves the default to wtp.hb.fit_hb, which owns them (it samples until
+    # converged, so a fixed draw count here would be a second, contradicting default)
+    draws: int | None = setting(min=1, help="HB: kept draws per chain at the first check")
+    tune: int | None = setting(min=0, help="HB: warm-up iterations per chain")
+    chains: int | None = setting(min=1)
     target_accept: float | None = setting(above=0, max=0.999)
     time_budget: float | None = setting(above=0, help="HB: seconds the sampler may take")
     until_converged: bool | None = setting(help="HB: keep sampling until converged (issue 12)")
@@ -195,9 +199,10 @@ class Conjoint:
     )
     coding: Literal["dummy", "effects"] = setting("dummy")
     price: Literal["linear", "partworth"] = setting("linear")
-    draws: int = setting(1000, fast=300, min=1)
-    tune: int = setting(1000, fast=300, min=0)
-    chains: int = setting(4, min=1)
+    # sampler keys: None leaves the default to wtp.hb.fit_hb (see [maxdiff])
+    draws: int | None = setting(min=1, help="HB: kept draws per chain at the first check")
+    tune: int | None = setting(min=0, help="HB: warm-up iterations per chain")
+    chains: int | None = setting(min=1)
     target_accept: float | None = setting(above=0, max=0.999)
     time_budget: float | None = setting(above=0)
     until_converged: bool | None = setting()
@@ -301,6 +306,26 @@ class StudySettings:
         """Smallest segment size for an instrument (``vw``, ``maxdiff``, ``conjoint``)."""
         own = getattr(self.sample, f"min_n_{instrument}", None)
         return int(own if own is not None else self.sample.min_n)
+
+
+def as_settings(
+    settings: StudySettings | Mapping[str, Any] | None, *, source: str = "study.toml"
+) -> StudySettings:
+    """The typed settings, from themselves or from a parsed study.toml (validated here), so that
+    helpers taking either read one schema and its defaults."""
+    if isinstance(settings, StudySettings):
+        return settings
+    return parse_settings(settings or {}, source=source)
+
+
+def sampler_keys(section: MaxDiff | Conjoint) -> dict[str, Any]:
+    """The sampler keys a study sets in ``[maxdiff]`` or ``[conjoint]`` (unset ones are left
+    out, so :func:`wtp.hb.sampler_settings` applies the sampler's own defaults)."""
+    keys = ("draws", "tune", "chains", "target_accept", "time_budget", "until_converged")
+    out = {k: getattr(section, k) for k in keys if getattr(section, k) is not None}
+    if section.save_posterior:
+        out["save_posterior"] = True
+    return out
 
 
 def known_keys() -> dict[str, list[str]]:

@@ -37,7 +37,7 @@ from wtp.io import (
 )
 from wtp.sample import SampleSettings
 from wtp.schema import segment_order, sort_by_segment
-from wtp.settings import StudySettings, parse_settings
+from wtp.settings import StudySettings, as_settings, parse_settings
 
 INSTRUMENTS = ("van_westendorp", "maxdiff", "conjoint", "segments", "customers")
 DEFAULT_FILES = {
@@ -48,8 +48,6 @@ DEFAULT_FILES = {
     "segments": "segments.csv",
     "customers": "customers.csv",
 }
-# other spellings analysts use for the same sections
-_ALIASES = {"vw": "van_westendorp", "cbc": "conjoint"}
 # [data] key → the file kind of [columns.<kind>] and [input.<kind>]
 FILE_KINDS = {
     "respondents": "respondents",
@@ -59,7 +57,6 @@ FILE_KINDS = {
     "segments": "segments",
     "customers": "customers",
 }
-SAMPLE_KEYS = ("min_n", "min_n_vw", "min_n_maxdiff", "min_n_conjoint")
 INPUT_KEYS = ("header_row", "header_rows")
 
 
@@ -93,7 +90,7 @@ class Study:
     @property
     def sample(self) -> SampleSettings:
         """Minimum respondents per segment and instrument, from ``[sample]``."""
-        return sample_settings(self.settings)
+        return SampleSettings.from_settings(self.config.sample)
 
     @property
     def missing(self) -> list[str]:
@@ -110,13 +107,12 @@ class Study:
     @property
     def item_labels(self) -> dict[str, str]:
         """MaxDiff item code → label from ``[maxdiff.items]`` (codes without a label map to themselves)."""
-        labels = dict(self.settings.get("maxdiff", {}).get("items", {}))
-        return {str(k): str(v) for k, v in labels.items()}
+        return {str(k): str(v) for k, v in self.config.maxdiff.items.items()}
 
     @property
     def attribute_levels(self) -> dict[str, list[str]]:
         """Conjoint attribute → ordered levels from ``[conjoint.attributes]`` (first = reference)."""
-        attrs = self.settings.get("conjoint", {}).get("attributes", {})
+        attrs = self.config.conjoint.attributes
         return {str(k): [str(x) for x in v] for k, v in attrs.items() if k != "price"}
 
     def checksums(self) -> dict[str, str]:
@@ -350,36 +346,10 @@ def input_layout(
 
 
 def sample_settings(settings: dict[str, Any], source: str = "study.toml") -> SampleSettings:
-    """``[sample]``: ``min_n`` (default 30) and per instrument ``min_n_vw``, ``min_n_maxdiff``
-    (default 50 for hierarchical Bayes), ``min_n_conjoint`` — whole numbers from 1."""
-    raw = settings.get("sample", {})
-    if not isinstance(raw, dict):
-        raise InputError(
-            Problem(source, None, "sample", "a table with " + ", ".join(SAMPLE_KEYS), raw)
-        )
-    problems, values = [], {}
-    for key, value in raw.items():
-        if key not in SAMPLE_KEYS:
-            problems.append(
-                Problem(
-                    source,
-                    None,
-                    f"sample.{key}",
-                    "one of " + ", ".join(SAMPLE_KEYS) + suggestion(key, SAMPLE_KEYS),
-                    key,
-                )
-            )
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(
-                Problem(
-                    source, None, f"sample.{key}", "a whole number of respondents, 1 or more", value
-                )
-            )
-        else:
-            values[key] = value
-    if problems:
-        raise InputError(problems)
-    return SampleSettings(**values)
+    """``[sample]``: ``min_n`` and per instrument ``min_n_vw``, ``min_n_maxdiff`` (default 50 for
+    hierarchical Bayes), ``min_n_conjoint``, read through the schema (:class:`wtp.settings.Sample`
+    holds the defaults)."""
+    return SampleSettings.from_settings(as_settings(settings, source=source).sample)
 
 
 def check_segment_join(
@@ -465,11 +435,11 @@ def _no_segments_problem(name: str, key: str, known: list[str], seg_file: str) -
 
 
 def _check_item_labels(
-    settings: dict[str, Any], maxdiff: pd.DataFrame | None, source: str
+    config: StudySettings, maxdiff: pd.DataFrame | None, source: str
 ) -> list[Problem]:
     """A ``[maxdiff.items]`` code missing from the data while a close unlabelled code is there
     is a typo: it would leave one item without its label and one label without its item."""
-    labels = [str(k) for k in settings.get("maxdiff", {}).get("items", {})]
+    labels = [str(k) for k in config.maxdiff.items]
     if maxdiff is None or not labels:
         return []
     seen = [str(x) for x in pd.unique(maxdiff["item"].dropna())]
@@ -498,19 +468,7 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     folder, settings, config = load_settings(path)
     toml_name = str(folder / "study.toml")
     problems: list[Problem] = []
-    # a misspelt file key would silently drop an instrument from the study
-    known_data = [*DEFAULT_FILES, *_ALIASES, "allow_outside"]
-    for key in settings.get("data", {}):
-        if key not in known_data:
-            problems.append(
-                Problem(
-                    toml_name,
-                    None,
-                    f"data.{key}",
-                    "one of " + ", ".join(known_data) + suggestion(key, known_data),
-                    key,
-                )
-            )
+    # a misspelt [data] key was refused by the schema (wtp.settings) in load_settings
     files: dict[str, Path] = {}
     for key in DEFAULT_FILES:
         try:
@@ -535,7 +493,6 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     try:
         for key in DEFAULT_FILES:
             layouts[key] = input_layout(settings, FILE_KINDS[key], source=toml_name)
-        sample_settings(settings, toml_name)
     except InputError as exc:
         raise InputError(exc.problems) from None
     if "respondents" in files:
@@ -578,7 +535,7 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
-    problems.extend(_check_item_labels(settings, frames.get("maxdiff"), toml_name))
+    problems.extend(_check_item_labels(config, frames.get("maxdiff"), toml_name))
     if problems:
         raise InputError(problems)
 

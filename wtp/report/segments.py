@@ -273,28 +273,15 @@ def trend_context(trend_result, segment: str | None = None) -> dict[str, Any] | 
         if segment is None
         else trend_result.flags[trend_result.flags["segment"] == segment]
     )
+    from wtp.segments import TREND_COLUMNS
+
     latest = rows.groupby("segment", sort=False).tail(6)
     return {
         "every": trend_result.every,
         "test": trend_result.test,
         "chart": trend_chart(trend_result, None if segment is None else [segment]),
         "flags": records(flags),
-        "rows": records(
-            latest[
-                [
-                    "segment",
-                    "period_start",
-                    "customers_start",
-                    "new",
-                    "churned",
-                    "churn_rate",
-                    "arpa",
-                    "mrr",
-                    "complete",
-                    "flag",
-                ]
-            ]
-        ),
+        "rows": records(latest[[*TREND_COLUMNS, "complete", "flag"]]),
     }
 
 
