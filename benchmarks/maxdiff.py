@@ -295,7 +295,7 @@ def main(argv=None) -> int:
     )
     for r in d["sampling"]:
         print(
-            f"    check round {r['round']} at {r['draws_per_chain']} draws/chain ({r['elapsed_s']:.0f} s): {r['stopped_because']}; {r['limiting'] or 'all checks pass'}"
+            f"    check round {r['round']} at {r['draws_per_chain']} draws/chain ({r['elapsed_s']:.0f} s; check {r.get('check_s', 0):.1f} s, reading draws {r.get('read_s', 0):.1f} s): {r['stopped_because']}; {r['limiting'] or 'all checks pass'}"
         )
     print(
         f"  sampler: {d['mean_leapfrog_steps']:.1f} leapfrog steps per draw, step size {d['mean_step_size']:.3f}, {d['divergences']} divergences"

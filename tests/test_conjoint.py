@@ -1295,13 +1295,21 @@ def test_run_says_which_conjoint_model_priced_and_why(tmp_path):
     run = run_study(tmp_path, fast=True)
     assert run.conjoint.method == "mnl" and "--fast" in run.conjoint.method_reason
     assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
-    # without --fast the default is still the MNL (HB does not yet converge on every study); the
-    # reason names the HB alternative and why it is not the default
+    # without --fast the default is hierarchical Bayes; an unconverged sampler falls back to the
+    # MNL and says why
     slow = run_study(tmp_path, fast=False)
-    assert slow.conjoint.method == "mnl"
-    assert 'method = "hb"' in slow.conjoint.method_reason
-    assert "not the default" in conjoint_method_reason("mnl", fast=False, chosen=False)
+    assert slow.conjoint.method == "hb", slow.conjoint.method_reason
+    assert "hierarchical Bayes" in slow.conjoint.method_reason
     assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
+    fallback = conjoint_method_reason("hb", fast=False, chosen=False, unsettled="R-hat 1.2")
+    assert "did not converge" in fallback and "R-hat 1.2" in fallback
+    (tmp_path / "study.toml").write_text(
+        '[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n'
+        "[conjoint]\ntime_budget = 0.001\nuntil_converged = true\n"
+    )
+    starved = run_study(tmp_path, fast=False)
+    assert starved.conjoint.method == "mnl"
+    assert "did not converge" in starved.conjoint.method_reason
     from wtp.report.conjoint import _methods
 
     assert run.conjoint.method_reason in _methods(run.conjoint)

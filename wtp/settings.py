@@ -195,7 +195,9 @@ class Conjoint:
     """``[conjoint]``: estimation settings, attribute levels in order, tested prices."""
 
     method: Literal["mnl", "hb"] = setting(
-        "mnl", help="wtp run: aggregate MNL; hb for individual part-worths (check convergence)"
+        "hb",
+        fast="mnl",
+        help="wtp run: hb (individual part-worths; the MNL when HB does not converge) or mnl",
     )
     coding: Literal["dummy", "effects"] = setting("dummy")
     price: Literal["linear", "partworth"] = setting("linear")

@@ -262,12 +262,11 @@ def estimate_maxdiff(
         from wtp.hb import fit_hb
 
         data, Q = maxdiff_choice_data(md, segment_means=segment_means)
-        kept: dict = {}
 
         def share_check(beta):
-            # segment shares are what the report leads with, so they are checked too
-            kept["shares"], kept["utils"], kept["names"] = _share_draws(md, beta, Q)
-            return {"share": kept["shares"]}
+            # segment shares are what the report leads with, so they are checked too (the
+            # sampler calls this on each batch of new draws)
+            return {"share": _share_draws(md, beta, Q)[0]}
 
         hb_result = fit_hb(
             data,
@@ -284,7 +283,7 @@ def estimate_maxdiff(
             time_budget=time_budget,
             until_converged=until_converged,
         )
-        scores = _hb_scores(md, kept["shares"], kept["utils"], kept["names"])
+        scores = _hb_scores(md, *_share_draws(md, hb_result.beta_draws[None], Q))
         beta_mean = hb_result.beta_mean()
         U = beta_mean @ Q.T
         individual = pd.DataFrame(
