@@ -621,6 +621,7 @@ def test_hb_through_wtp_hb_plumbing():
         draws=150,
         tune=150,
         chains=2,
+        until_converged=False,  # exactly 2 × 150 draws
         rng=np.random.default_rng(1),
     )
     assert res.method == "hb" and res.individual.draws.shape == (80, 300, res.coding.n_parameters)
