@@ -91,6 +91,44 @@ def test_take_up_too_cheap_exclude_hand_checked():
     assert shares[0] == pytest.approx([0.0, 0.5])
 
 
+def test_too_cheap_doubts_of_those_who_take_each_tier_hand_checked():
+    from wtp.pricing.build import credibility
+    from wtp.pricing.scenarios import Book
+
+    v = _three_people(too_cheap=np.array([46.0, 50.0, 10.0]))
+    book = Book("single", "all", ("Starter", "Pro"), MEMBER, PRICES, {})
+    # A takes Starter at 45 but calls anything under 46 too cheap; B takes Pro at 70, whose
+    # too-cheap price is 50 × 140/100 = 70 (not above it)
+    assert credibility(book, v) == pytest.approx([1.0, 0.0])
+    assert np.isnan(credibility(book, _three_people())).all()  # no too-cheap answers
+
+
+def test_calibration_carries_the_uncertainty_of_the_observed_conversion():
+    from wtp.pricing.inputs import Volumes
+    from wtp.pricing.scenarios import calibrate
+    from wtp.pricing.settings import PricingSettings
+
+    n, d = 200, 4000
+    base = np.where(np.arange(n) % 2 == 0, 100.0, -np.inf)[:, None] * np.ones((1, d))
+    v = SegmentValues(
+        segment="s", respondent_id=np.arange(n).astype(str), weight=np.ones(n), base=base,
+        boot=np.ones((d, n)), features=(), feature_values=np.zeros((n, 0)), described=np.zeros(0, dtype=bool),
+        reference=np.full(n, 100.0),
+    )  # fmt: skip
+    table = pd.DataFrame(
+        {"prospects": 1000.0, "arpa": 50.0, "conversion": 0.2, "trials": 400.0, "seats": 1.0},
+        index=pd.Index(["s"], name="segment"),
+    )
+    settings = PricingSettings(draws=d)
+    # the survey says half would buy today's product at 50 in every draw: k_d = c_d / 0.5, with
+    # c_d ~ Beta(80.5, 320.5), sd √(0.2 · 0.8 / 400) = 0.02
+    f = calibrate({"s": v}, Volumes(table, "t"), settings, np.random.default_rng(1)).factor["s"]
+    assert f.mean() == pytest.approx(0.4, abs=0.005)
+    assert f.std() == pytest.approx(0.04, rel=0.1)
+    exact = calibrate({"s": v}, Volumes(table.drop(columns="trials"), "t"), settings, None)
+    assert np.allclose(exact.factor["s"], 0.4) and "taken as exact" in exact.table["note"].iloc[0]
+
+
 def test_reservation_draws_invert_the_stated_curve():
     u = np.array([[0.1, 0.4, 0.6]])
     r = reservation_draws([10.0], [20.0], [30.0], [0.5], [0.3], u)
@@ -254,6 +292,9 @@ def test_contract_tables(world, tmp_path):
     cal = pb.calibration
     assert (cal["factor"] < 1).all()  # stated intent overstates buying in this world
     assert pb.too_cheap_check["available"] and pb.too_cheap_check["other"] == "exclude"
+    # the terminal (attention lines) states the verdict under the other setting too
+    assert any("too_cheap = 'ignore' was used; with 'exclude'" in x for x in pb.warnings + pb.notes)
+    assert cal["note"].str.contains("trials: drawn from its posterior").all()
 
 
 def test_small_segment_is_offered_the_single_book(world):
