@@ -85,7 +85,7 @@ def test_take_up_too_cheap_exclude_hand_checked():
     v = _three_people(too_cheap=np.array([46.0, 50.0, 10.0]))
     tc = v.thresholds(MEMBER)
     # a package's too-cheap price scales with its value: B's Pro threshold 50 × 140/100 = 70
-    assert tc[1] == pytest.approx([50.0, 70.0])
+    assert tc[1, 0] == pytest.approx([50.0, 70.0])  # respondent × draw × package
     shares = take_up(v.base, v.extra(MEMBER), PRICES, v.boot, too_cheap=tc)
     # A finds Starter at 45 too cheap (46) and Pro too dear → nothing; B still takes Pro at 70
     assert shares[0] == pytest.approx([0.0, 0.5])

@@ -593,12 +593,12 @@ def credibility(book: Book, v: SegmentValues) -> np.ndarray:
         return out
     member, prices = book.membership[priced], book.prices[priced]
     pick = choices(v.base, v.extra(member), prices, shock=v.shocks(len(prices)))  # N × D
-    doubt = prices[None, :] < v.thresholds(member)  # N × K
+    doubt = prices[None, None, :] < v.thresholds(member)  # N × D × K
     w = v.boot.T  # N × D
     k = np.arange(len(prices))
     takes = (pick[:, :, None] == k) * w[:, :, None]  # N × D × K
     den = takes.sum(axis=(0, 1))
-    num = (takes * doubt[:, None, :]).sum(axis=(0, 1))
+    num = (takes * doubt).sum(axis=(0, 1))
     out[priced] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     return out
 
