@@ -293,6 +293,8 @@ def conjoint_feature_map(
             notes.append(
                 f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored."
             )
+    from wtp.conjoint import ABSENCE_LEVELS
+
     by_slug = {_slug(a): a for a, lv in levels.items() if len(lv) == 2}
     for code in items:
         if code in out:
@@ -300,7 +302,11 @@ def conjoint_feature_map(
         for name in (code, labels.get(code, "")):
             a = by_slug.get(_slug(name))
             if a:
-                out[code] = (a, levels[a][1])
+                # "has it": the level that does not mean absence, whatever order study.toml
+                # gives (a reference of "yes" must not turn the feature's value into lacking it)
+                lv = levels[a]
+                absent = [x for x in lv if str(x).strip().lower() in ABSENCE_LEVELS]
+                out[code] = (a, lv[0] if absent == [lv[1]] else lv[1])
                 break
     return out, notes
 
@@ -325,7 +331,10 @@ def conjoint_money(
     for f in feats:
         a, lv = mapping[f]
         rows = c.level_rows(a)
-        deltas.append(rows[c.levels[a].index(lv)] - rows[0])
+        has = c.levels[a].index(lv)
+        # has − lacks: against the other level of a two-level attribute, else the reference
+        lacks = 1 - has if len(c.levels[a]) == 2 else 0
+        deltas.append(rows[has] - rows[lacks])
     D = np.array(deltas)  # F × P
     slope_row = c.price_slope_row()
     ind = conjoint.individual
