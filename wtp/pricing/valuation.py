@@ -293,7 +293,7 @@ def conjoint_feature_map(
             notes.append(
                 f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored."
             )
-    from wtp.conjoint import ABSENCE_LEVELS
+    from wtp.conjoint.data import ABSENCE_LEVELS
 
     by_slug = {_slug(a): a for a, lv in levels.items() if len(lv) == 2}
     for code in items:
