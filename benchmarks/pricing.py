@@ -1,7 +1,7 @@
 """Price books: speed of the take-up simulator and the joint search, and recovery on tier worlds.
 
-Run: ``python benchmarks/pricing.py`` (prints two tables; ``--seeds 3`` for more worlds,
-``--speed-only`` for the first table).
+Run: ``python benchmarks/pricing.py`` (prints three tables; ``--seeds 3`` for more worlds,
+``--coverage-seeds 8`` for the coverage table, ``--speed-only`` for the first table).
 
 1. Speed: 4 segments × 3 tiers × 2,000 respondents × 500 draws — pricing four own books and the
    single book jointly (search on the first ``search_draws`` draws), then the take-up of both
@@ -11,6 +11,9 @@ Run: ``python benchmarks/pricing.py`` (prints two tables; ``--seeds 3`` for more
    same packages at their true best ordered prices, the predicted against the true uplift of
    multiple over single, and whether the 90% revenue intervals cover the truth. Rows for the
    default ``too_cheap = "ignore"`` and for the setting that matches the world.
+3. Coverage: the same runs (``too_cheap`` matching the world) over more seeds, without the
+   search for the best prices: how often the 90% intervals of total and per-segment revenue
+   cover the truth, and the worst relative error of the predicted uplift.
 """
 
 from __future__ import annotations
@@ -134,9 +137,46 @@ def recovery(seeds: int = 2, n: int = 600) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def coverage(seeds: int = 8, n: int = 600) -> pd.DataFrame:
+    from wtp.pipeline import run_study
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    rows = []
+    for process in ANSWER_PROCESSES:
+        setting = "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"
+        for seed in range(seeds):
+            with tempfile.TemporaryDirectory() as tmp:
+                w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
+                toml = (
+                    (w.folder / "study.toml")
+                    .read_text(encoding="utf-8")
+                    .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                )
+                (w.folder / "study.toml").write_text(toml, encoding="utf-8")
+                run = run_study(w.folder, seed=seed, fast=True)
+                rows.append(w.judge(run.price_books, best=False).assign(world=process, seed=seed))
+    j = pd.concat(rows, ignore_index=True)
+    j["error"] = j["predicted"] / j["true_revenue"] - 1
+    j["uplift_error"] = j["uplift_predicted"] / j["uplift_true"] - 1
+    out = []
+    for world, g in j.groupby("world", sort=False):
+        tot, seg = g[g["segment"] == "total"], g[g["segment"] != "total"]
+        out.append({
+            "world": world, "seeds": seeds, "totals_covered": tot["covered"].mean(), "segments_covered": seg["covered"].mean(),
+            "mean_error_totals": tot["error"].mean(), "worst_uplift_error": tot["uplift_error"].abs().max(),
+        })  # fmt: skip
+    tot, seg = j[j["segment"] == "total"], j[j["segment"] != "total"]
+    out.append({
+        "world": "all", "seeds": seeds, "totals_covered": tot["covered"].mean(), "segments_covered": seg["covered"].mean(),
+        "mean_error_totals": tot["error"].mean(), "worst_uplift_error": tot["uplift_error"].abs().max(),
+    })  # fmt: skip
+    return pd.DataFrame(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--coverage-seeds", type=int, default=8)
     parser.add_argument("--speed-only", action="store_true")
     args = parser.parse_args()
     pd.set_option("display.width", 200)
@@ -153,6 +193,10 @@ def main() -> None:
         cover = table[["covered_multiple", "covered_single"]].to_numpy().mean()
         print(
             f"\ncoverage of the 90% total-revenue intervals: {cover:.0%} ({table.shape[0] * 2} intervals); per segment: {table['covered_segments'].mean():.0%}"
+        )
+        print()
+        print(
+            coverage(args.coverage_seeds).to_string(index=False, float_format=lambda x: f"{x:.3f}")
         )
 
 

@@ -28,6 +28,7 @@ from wtp.pricing.scenarios import (
     price_book,
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
+from wtp.pricing.simulator import choices
 from wtp.pricing.simulator_inputs import simulator_inputs
 from wtp.pricing.valuation import SegmentValues, value_segments
 
@@ -96,10 +97,11 @@ def build_price_books(
     log.notes += list(vols.notes)
     own = _step_sample_size(values, vols, settings, log)
     packages = _step_single_packages(packages, values, own, settings, labels)
-    cal = calibrate(values, vols, settings)
+    cal = calibrate(values, vols, settings, rng)
     books = _step_price(packages, values, own, vols, cal, items, settings, rng, log)
     tables = _step_scenarios(books, values, own, vols, cal, settings)
     check = _step_too_cheap_check(books, values, own, vols, cal, settings, tables)
+    _step_too_cheap_notes(books, values, own, settings, check, log)
     _step_missing(vw, maxdiff, conjoint, segments, vols, values, log)
     comparison = tables["comparison"]
     period = str(getattr(study, "period", None) or "period")
@@ -579,6 +581,57 @@ def _step_too_cheap_check(books, values, own, vols, cal, settings: PricingSettin
         "revenue_single_other": float(rs), "revenue_multiple_other": float(rm), "uplift_other": float((rm - rs) / rs) if rs > 0 else float("nan"),
         "changes": verdict != verdict_other,
     }  # fmt: skip
+
+
+def credibility(book: Book, v: SegmentValues) -> np.ndarray:
+    """Per tier of ``book``: of segment ``v``'s respondents who take it (under ``ignore``,
+    weighted over draws), the share whose own "too cheap" answer — scaled by the package's value,
+    as ``exclude`` reads it — lies above its price. NaN where unpriced, untaken or unanswered."""
+    out = np.full(len(book.prices), np.nan)
+    priced = np.isfinite(book.prices)
+    if v.too_cheap is None or not priced.any():
+        return out
+    member, prices = book.membership[priced], book.prices[priced]
+    pick = choices(v.base, v.extra(member), prices, shock=v.shocks(len(prices)))  # N × D
+    doubt = prices[None, None, :] < v.thresholds(member)  # N × D × K
+    w = v.boot.T  # N × D
+    k = np.arange(len(prices))
+    takes = (pick[:, :, None] == k) * w[:, :, None]  # N × D × K
+    den = takes.sum(axis=(0, 1))
+    num = (takes * doubt).sum(axis=(0, 1))
+    out[priced] = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return out
+
+
+def _step_too_cheap_notes(books, values, own, settings: PricingSettings, check, log: _Log) -> None:
+    """Say the verdict under the other ``too_cheap`` setting on the terminal, and, under
+    ``ignore``, name every price that most of a segment it is offered to calls too cheap: the
+    book rests on those respondents buying anyway (nothing is repriced: ``ignore`` means it)."""
+    if check.get("available"):
+        line = (
+            f"too_cheap = {check['setting']!r} was used; with {check['other']!r} the verdict "
+            + (
+                f"changes to {check['verdict_other']} ({check['uplift_other']:+.1%})."
+                if check["changes"]
+                else f"stays {check['verdict']} ({check['uplift_other']:+.1%})."
+            )
+        )
+        (log.warnings if check["changes"] else log.notes).append(line)
+    if settings.too_cheap != "ignore":
+        return
+    for s, v in values.items():
+        offered = [books[("single", ALL)]] if ("single", ALL) in books else []
+        if own.get(s) and ("multiple", s) in books:
+            offered.append(books[("multiple", s)])
+        for book in offered:
+            share = credibility(book, v)
+            for t, p, q in zip(book.tiers, book.prices, share, strict=True):
+                if np.isfinite(q) and q > 0.5:
+                    who = "Single book" if book.scenario == "single" else f"{s}'s book"
+                    log.warnings.append(
+                        f"{who}: {t} at {p:,.2f} is below what {q:.0%} of the {s} respondents who take it call too cheap for it; "
+                        "with too_cheap = 'ignore' they are assumed to buy anyway (if doubts about quality stop them, see the verdict under 'exclude')."
+                    )
 
 
 # --------------------------------------------------------------------------------------------

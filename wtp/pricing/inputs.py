@@ -8,6 +8,8 @@ prospects           ``market_size`` if given, else ``customers`` (segments.csv);
 customers, arpa     today's customers and revenue per account (the baseline book)
 conversion          today's trial → paid conversion (``conversions / trials`` or
                     ``conversion_rate``), for calibration
+trials, conversions the counts behind it, where segments.csv has them (the calibration draws
+                    the observed conversion from its Beta posterior)
 seats               ``seats_per_account`` (prices are then per seat), else 1
 churn_rate, margin  for LTV
 =================== ============================================================================
@@ -79,6 +81,8 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
             t, c = _column(m, "trials", segs), _column(m, "conversions", segs)
             conv = np.where(t > 0, c / np.where(t > 0, t, 1), np.nan)
         out["conversion"] = conv
+        out["trials"] = _column(m, "trials", segs)
+        out["conversions"] = _column(m, "conversions", segs)
         out["churn_rate"] = _column(m, "churn_rate", segs)
         out["gross_margin"] = _column(m, "gross_margin", segs)
         seats = _column(m, "seats_per_account", segs)
@@ -110,7 +114,15 @@ def volumes(segments, segs: list[str], mix: pd.Series | None) -> Volumes:
         mix = mix.reindex(segs).fillna(0.0)
         out["prospects"] = (mix / mix.sum()).to_numpy()
     out["prospects_source"] = "survey mix"
-    for c in ("customers", "arpa", "conversion", "churn_rate", "gross_margin"):
+    for c in (
+        "customers",
+        "arpa",
+        "conversion",
+        "trials",
+        "conversions",
+        "churn_rate",
+        "gross_margin",
+    ):
         out[c] = np.nan
     out["seats"] = 1.0
     return Volumes(

@@ -117,7 +117,12 @@ class Agents:
             v = v + shock[:, :d_use, :k] - shock[:, :d_use, k : k + 1]
         w = np.asarray(weights_n, dtype=float)
         w = np.repeat(scale * w / w.sum() / d_use, d_use)
-        tc = None if too_cheap is None else np.repeat(too_cheap, d_use, axis=0)
+        if too_cheap is None:
+            tc = None
+        elif too_cheap.ndim == 3:  # N × D × K: a threshold per draw
+            tc = too_cheap[:, :d_use, :].reshape(n * d_use, k)
+        else:
+            tc = np.repeat(too_cheap, d_use, axis=0)
         values = v.reshape(n * d_use, k)
         keep = np.isfinite(values).any(axis=1) & (w > 0)
         return cls(values[keep], w[keep], None if tc is None else tc[keep])

@@ -7,9 +7,12 @@ books                   a book = its tiers' cumulative feature sets (K × F); a 
                         only features without a money value is not priced (no bridge)
 calibration             per segment with today's conversion c and ARPA a: the simulated share
                         taking today's product (what the Van Westendorp question showed) at a,
-                        q; factor ``k = c / q`` multiplies every take-up share of the segment
-                        (per draw, so the interval carries it); without them ``k = 1``
-                        (stated intent) and the result says so
+                        q_d in draw d; factor ``k_d = c_d / q_d`` multiplies every take-up share
+                        of the segment. c_d is drawn from the observed conversion's posterior,
+                        ``Beta(c·n + ½, (1 − c)·n + ½)`` with n = ``trials`` (Jeffreys prior),
+                        so the interval carries the uncertainty of both sides of the ratio
+                        (without trial counts c_d = c and the table says so); without c and a
+                        ``k = 1`` (stated intent) and the result says so
 pricing                 each book's prices maximise Σ_segments prospects · k · Σ_k share_k ·
                         price_k (:mod:`wtp.pricing.optimiser`); the single book over every
                         segment at once, each segment choosing among its packages
@@ -219,10 +222,25 @@ class Calibration:
     table: pd.DataFrame
 
 
+def observed_draws(
+    conversion: float, trials: float, draws: int, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Draws of today's conversion: its Beta posterior given ``trials`` (Jeffreys prior), or the
+    number itself when there are no counts (or no generator)."""
+    if rng is None or not (np.isfinite(trials) and trials > 0):
+        return np.full(draws, conversion)
+    c = min(max(conversion, 0.0), 1.0)
+    return rng.beta(c * trials + 0.5, (1 - c) * trials + 0.5, size=draws)
+
+
 def calibrate(
-    values: dict[str, SegmentValues], volumes: Volumes, settings: PricingSettings
+    values: dict[str, SegmentValues],
+    volumes: Volumes,
+    settings: PricingSettings,
+    rng: np.random.Generator | None = None,
 ) -> Calibration:
-    """Take-up factor per segment so that today's price reproduces today's conversion."""
+    """Take-up factor per segment so that today's price reproduces today's conversion (per draw;
+    with ``rng`` and trial counts the observed conversion is drawn from its posterior)."""
     rows, factor = [], {}
     for s, v in values.items():
         d = v.base.shape[1]
@@ -257,15 +275,22 @@ def calibrate(
                     f"nobody in the survey would buy today's product at today's price {price:,.2f}: not calibrated"
                 )
             else:
-                f = np.where(q > 0, obs / np.where(q > 0, q, 1.0), obs / q.mean())
+                trials = volumes.get(s, "trials")
+                c = observed_draws(obs, trials, d, rng)
+                f = np.where(q > 0, c / np.where(q > 0, q, 1.0), c / q.mean())
                 factor[s] = f
                 row.update(
                     factor=float(obs / q.mean()),
                     lower=float(np.quantile(f, 0.05)),
                     upper=float(np.quantile(f, 0.95)),
                 )
+                counted = (
+                    f" (of {trials:,.0f} trials: drawn from its posterior)"
+                    if rng is not None and np.isfinite(trials) and trials > 0
+                    else " (no trial counts: taken as exact)"
+                )
                 row["note"] = (
-                    f"today's product at today's price {price:,.2f}: survey says {q.mean():.1%}, segments.csv says {obs:.1%}; every take-up share × {obs / q.mean():.3g}"
+                    f"today's product at today's price {price:,.2f}: survey says {q.mean():.1%}, segments.csv says {obs:.1%}{counted}; every take-up share × {obs / q.mean():.3g}"
                 )
         rows.append(row)
     cols = [

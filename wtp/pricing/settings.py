@@ -10,7 +10,9 @@ key                       default                      meaning
 ``[packages] conjoint``   none                         ``code = "Attribute=Level"``: the MaxDiff
                                                        feature a conjoint level stands for
 ``[pricing] too_cheap``   ``"ignore"``                 ``"exclude"``: nobody buys below their own
-                                                       "too cheap" answer (the NMS convention)
+                                                       "too cheap" answer (the NMS convention);
+                                                       between it and their "cheap" answer the
+                                                       threshold is uncertain (drawn per draw)
 ``[pricing]               ``"core"``                   what the Van Westendorp question showed:
 vw_describes``                                         ``core`` (no MaxDiff feature), ``entry``
                                                        (the entry package) or ``full`` (every

@@ -16,8 +16,8 @@ array            shape             meaning
 ``prices``       K                 the book's prices; NaN: package not offered
 ``weights``      D × N             respondent weights per draw (survey weight × bootstrap
                                    weight); normalised within each draw
-``too_cheap``    N × K (optional)  a package priced below it is not taken (``too_cheap =
-                                   "exclude"``)
+``too_cheap``    N × D × K         a package priced below it is not taken in that draw
+                 (optional)        (``too_cheap = "exclude"``; N × K: the same in every draw)
 ``shock``        N × D × (K + 1)   money-valued choice noise for each package and, last, for
                  (optional)        not buying (conjoint-based values)
 ================ ================= ===============================================================
@@ -52,10 +52,11 @@ def surplus(
     )
     if shock is not None:
         s = s + (shock[:, :, :k] - shock[:, :, k : k + 1])
-    blocked = np.broadcast_to(~offered[None, :], (base.shape[0], k))
+    blocked = np.broadcast_to(~offered[None, None, :], s.shape)
     if too_cheap is not None:
-        blocked = blocked | (np.where(offered, prices, np.inf)[None, :] < too_cheap)
-    return np.where(blocked[:, None, :], -np.inf, s)
+        tc = too_cheap if too_cheap.ndim == 3 else too_cheap[:, None, :]
+        blocked = blocked | (np.where(offered, prices, np.inf)[None, None, :] < tc)
+    return np.where(blocked, -np.inf, s)
 
 
 def choices(

@@ -49,11 +49,12 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.pricing.valuation import package_thresholds
 
 Rule = Literal["first-choice", "share-of-preference", "rfc"]
 RULES: tuple[str, ...] = ("first-choice", "share-of-preference", "rfc")
 FORMAT = "wtp-simulator-inputs"
-VERSION = 1
+VERSION = 2  # 2: too_cheap holds a quality threshold per draw (N × D)
 MAX_BYTES = 4_200_000  # the arrays' share of the 5 MB page budget (base64 included)
 SCENARIO_FILE_COLUMNS = ["scenario", "segment", "package", "feature", "price"]
 
@@ -73,7 +74,7 @@ class SimulatorSegment:
     prospects: float
     seats: float
     own_book: bool
-    too_cheap: np.ndarray | None = None  # N
+    too_cheap: np.ndarray | None = None  # N × D quality thresholds of the described product
     shock: np.ndarray | None = None  # N × D × (T + 1)
     scale: np.ndarray | None = None  # N conjoint price scale 1/−β_price (money)
     tested: tuple[float, float, str] | None = None  # low, high, what tested them
@@ -88,12 +89,9 @@ class SimulatorSegment:
         return self.feature_values @ m.T
 
     def thresholds(self, membership: np.ndarray) -> np.ndarray | None:
-        if self.too_cheap is None:
-            return None
-        extra = self.extra(membership)
-        ref = self.reference[:, None]
-        ratio = np.where(ref > 0, (ref + extra) / np.where(ref > 0, ref, 1.0), 1.0)
-        return self.too_cheap[:, None] * np.maximum(ratio, 0.0)
+        return package_thresholds(
+            self.too_cheap, self.reference, self.extra(membership), self.base.shape[1]
+        )
 
     def shocks(self, k: int) -> np.ndarray | None:
         if self.shock is None:
@@ -225,7 +223,7 @@ class SimulatorInputs:
                 name=s["name"], base=dec(s["base"], (n, d)), boot=dec(s["boot"], (d, n)), feature_values=dec(s["feature_values"], (n, f)),
                 valued=np.array(s["valued"], dtype=bool), described=np.array(s["described"], dtype=bool), reference=dec(s["reference"], (n,)),
                 factor=np.array(s["factor"], dtype=float), prospects=_unnum(s["prospects"]), seats=_unnum(s["seats"]), own_book=bool(s["own_book"]),
-                too_cheap=dec(s["too_cheap"], (n,)), shock=dec(s["shock"], (n, d, s["shock_width"] or 0)), scale=dec(s["scale"], (n,)),
+                too_cheap=dec(s["too_cheap"], (n, d)), shock=dec(s["shock"], (n, d, s["shock_width"] or 0)), scale=dec(s["scale"], (n,)),
                 tested=None if t is None else (float(t["low"]), float(t["high"]), str(t["source"])), source=s.get("source", ""),
             ))  # fmt: skip
         books = tuple(
@@ -312,6 +310,12 @@ def _price_scale(v, conjoint) -> np.ndarray | None:
     return np.where(ok, out, float(np.sum(w[ok] * out[ok]) / np.sum(w[ok])))
 
 
+def _per_draw(x: np.ndarray, d: int) -> np.ndarray:
+    """N × d: the first d draws of an N × D array, or an N array repeated."""
+    x = np.asarray(x, dtype=float)
+    return np.repeat(x[:, None], d, axis=1) if x.ndim == 1 else x[:, :d]
+
+
 def _thin(per_draw_bytes: float, fixed_bytes: float, draws: int) -> tuple[str, int]:
     """float64 with every draw if it fits, else float32 and as many draws as fit."""
     if fixed_bytes * 8 + per_draw_bytes * 8 * draws <= MAX_BYTES * 3 / 4:
@@ -328,7 +332,15 @@ def simulator_inputs(
     which segments have their own book, volumes and calibration)."""
     vs = [v for s, v in values.items() if np.isfinite(vols.get(s, "prospects"))]
     d_total = min((v.base.shape[1] for v in vs), default=0)
-    per_draw = sum(v.n * (2 + (v.shock.shape[2] if v.shock is not None else 0)) for v in vs)
+    per_draw = sum(
+        v.n
+        * (
+            2
+            + (v.shock.shape[2] if v.shock is not None else 0)
+            + (v.too_cheap is not None)  # a quality threshold per draw
+        )
+        for v in vs
+    )
     fixed = sum(v.n * (len(v.features) + 3) for v in vs)
     dtype, d = _thin(per_draw, fixed, d_total)
     segs = []
@@ -339,7 +351,7 @@ def simulator_inputs(
             name=s, base=v.base[:, :d], boot=v.boot[:d], feature_values=fv, valued=np.isfinite(v.feature_values).any(axis=0),
             described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.factor[s], dtype=float)[:d],
             prospects=float(vols.get(s, "prospects", 0.0)), seats=float(vols.get(s, "seats", 1.0)), own_book=bool(own.get(s)) and ("multiple", s) in books,
-            too_cheap=None if v.too_cheap is None else np.asarray(v.too_cheap, dtype=float), shock=None if v.shock is None else v.shock[:, :d],
+            too_cheap=None if v.too_cheap is None else _per_draw(v.too_cheap, d), shock=None if v.shock is None else v.shock[:, :d],
             scale=_price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source,
         ))  # fmt: skip
     specs = tuple(

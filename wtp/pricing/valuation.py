@@ -42,6 +42,13 @@ no anchor                no money value: tiers that add such features are not pr
                          result says why
 ======================== =========================================================================
 
+Too cheap (``[pricing] too_cheap = "exclude"``): a respondent's quality threshold lies between
+their "too cheap" answer (below it they doubt the product) and their "cheap" one (there it is a
+bargain), as their reservation value lies between "expensive" and "too expensive"; draw d takes
+``T_id = too_cheap_i + v_id · (cheap_i − too_cheap_i)``, v_id uniform on [0, 1], so no
+ladder rests on the exact point of a bracket the answers leave open. A package's threshold
+scales with its value (``T_id · (reference_i + extra_ik) / reference_i``).
+
 Uncertainty: draw d also reweights respondents by a Bayesian bootstrap (``Exp(1)`` weights
 times the survey weight), so intervals carry sampling error as well as each respondent's own
 stated uncertainty and, with HB, the posterior.
@@ -68,7 +75,7 @@ class SegmentValues:
     feature_values: np.ndarray  # N × F (NaN: no money value)
     described: np.ndarray  # F bool: in the product ``base`` describes
     reference: np.ndarray  # N: point value of the described product (scales too-cheap doubts)
-    too_cheap: np.ndarray | None = None  # N: own too-cheap answer
+    too_cheap: np.ndarray | None = None  # N × D (or N): quality threshold of the described product
     shock: np.ndarray | None = None  # N × D × (T + 1) money-valued choice noise, none last
     source: str = ""
     feature_source: dict[str, str] = field(default_factory=dict)
@@ -83,18 +90,29 @@ class SegmentValues:
         return np.nan_to_num(self.feature_values, nan=0.0) @ m.T
 
     def thresholds(self, membership: np.ndarray) -> np.ndarray | None:
-        """N × K too-cheap price of each package: the answer scaled by the package's value."""
-        if self.too_cheap is None:
-            return None
-        extra = self.extra(membership)
-        ref = self.reference[:, None]
-        ratio = np.where(ref > 0, (ref + extra) / np.where(ref > 0, ref, 1.0), 1.0)
-        return self.too_cheap[:, None] * np.maximum(ratio, 0.0)
+        """N × D × K too-cheap price of each package: the threshold scaled by its value."""
+        return package_thresholds(
+            self.too_cheap, self.reference, self.extra(membership), self.base.shape[1]
+        )
 
     def shocks(self, k: int) -> np.ndarray | None:
         if self.shock is None:
             return None
         return np.concatenate([self.shock[:, :, :k], self.shock[:, :, -1:]], axis=2)
+
+
+def package_thresholds(
+    too_cheap: np.ndarray | None, reference: np.ndarray, extra: np.ndarray, draws: int
+) -> np.ndarray | None:
+    """N × D × K: each draw's quality threshold (N × D, or N for one per respondent) times each
+    package's value over the described product's (``reference``)."""
+    if too_cheap is None:
+        return None
+    tc = np.asarray(too_cheap, dtype=float)
+    tc = np.broadcast_to(tc[:, None], (len(tc), draws)) if tc.ndim == 1 else tc
+    ref = reference[:, None]
+    ratio = np.where(ref > 0, (ref + extra) / np.where(ref > 0, ref, 1.0), 1.0)
+    return tc[:, :, None] * np.maximum(ratio, 0.0)[:, None, :]
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,12 +184,16 @@ def vw_base(
     )
     ex = kept["expensive"].to_numpy(dtype=float)
     te = kept["too_expensive"].to_numpy(dtype=float)
+    tc = kept["too_cheap"].to_numpy(dtype=float)
+    ch = kept["cheap"].to_numpy(dtype=float)
+    bracket = np.where(np.isfinite(ch) & (ch > tc), ch - tc, 0.0)
+    threshold = tc[:, None] + rng.random((n, draws)) * bracket[:, None]
     return {
         "respondent_id": kept["respondent_id"].astype(str).to_numpy(),
         "weight": kept["weight"].astype(float).to_numpy(),
         "base": base,
         "reference": np.sqrt(ex * te),
-        "too_cheap": kept["too_cheap"].to_numpy(dtype=float),
+        "too_cheap": threshold,
         "source": source,
     }
 
@@ -271,6 +293,8 @@ def conjoint_feature_map(
             notes.append(
                 f"[packages] conjoint maps {code} to {spec}, which is not a tested attribute level; ignored."
             )
+    from wtp.conjoint.data import ABSENCE_LEVELS
+
     by_slug = {_slug(a): a for a, lv in levels.items() if len(lv) == 2}
     for code in items:
         if code in out:
@@ -278,7 +302,11 @@ def conjoint_feature_map(
         for name in (code, labels.get(code, "")):
             a = by_slug.get(_slug(name))
             if a:
-                out[code] = (a, levels[a][1])
+                # "has it": the level that does not mean absence, whatever order study.toml
+                # gives (a reference of "yes" must not turn the feature's value into lacking it)
+                lv = levels[a]
+                absent = [x for x in lv if str(x).strip().lower() in ABSENCE_LEVELS]
+                out[code] = (a, lv[0] if absent == [lv[1]] else lv[1])
                 break
     return out, notes
 
@@ -303,7 +331,10 @@ def conjoint_money(
     for f in feats:
         a, lv = mapping[f]
         rows = c.level_rows(a)
-        deltas.append(rows[c.levels[a].index(lv)] - rows[0])
+        has = c.levels[a].index(lv)
+        # has − lacks: against the other level of a two-level attribute, else the reference
+        lacks = 1 - has if len(c.levels[a]) == 2 else 0
+        deltas.append(rows[has] - rows[lacks])
     D = np.array(deltas)  # F × P
     slope_row = c.price_slope_row()
     ind = conjoint.individual

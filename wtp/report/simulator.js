@@ -108,13 +108,14 @@
       for (f = 0; f < F; f++) s += seg.fv[i * F + f] * coef[j][f];
       extra[i * K + j] = s;
     }
-    var blocked = null;
+    // too cheap: the quality threshold of respondent i in draw d (tooCheap, N × D) scaled by
+    // the package's value; ratio[i, j] is that scale
+    var ratio = null;
     if (DATA.too_cheap === "exclude" && seg.tooCheap) {
-      blocked = new Uint8Array(N * K);
+      ratio = new Float64Array(N * K);
       for (i = 0; i < N; i++) for (j = 0; j < K; j++) {
         var ref = seg.reference[i];
-        var ratio = ref > 0 ? (ref + extra[i * K + j]) / ref : 1;
-        blocked[i * K + j] = prices[j] < seg.tooCheap[i] * Math.max(ratio, 0) ? 1 : 0;
+        ratio[i * K + j] = Math.max(ref > 0 ? (ref + extra[i * K + j]) / ref : 1, 0);
       }
     }
     var useShock = seg.shock && (rule === "first-choice" || rule === "rfc");
@@ -132,7 +133,7 @@
         if (rule === "share-of-preference") {
           var sc = seg.scale[i], m = 0, ex = new Array(K), tot = 0;
           for (j = 0; j < K; j++) {
-            var v = blocked && blocked[i * K + j] ? -Infinity : ((b + extra[i * K + j]) - prices[j]) / sc;
+            var v = ratio && prices[j] < seg.tooCheap[i * D + d] * ratio[i * K + j] ? -Infinity : ((b + extra[i * K + j]) - prices[j]) / sc;
             ex[j] = v; if (v > m) m = v;
           }
           for (j = 0; j < K; j++) { ex[j] = Math.exp(ex[j] - m); tot += ex[j]; }
@@ -142,7 +143,7 @@
         }
         var best = -1, top = -Infinity;
         for (j = 0; j < K; j++) {
-          if (blocked && blocked[i * K + j]) continue;
+          if (ratio && prices[j] < seg.tooCheap[i * D + d] * ratio[i * K + j]) continue;
           var x = (b + extra[i * K + j]) - prices[j];
           if (useShock) {
             var o = (i * D + d) * seg.shockWidth;
