@@ -1298,15 +1298,17 @@ def test_run_says_which_conjoint_model_priced_and_why(tmp_path):
     assert "--fast" in (run.conjoint.method_reason or "") and run.conjoint.se_type == "cluster"
     # without --fast the default is hierarchical Bayes; an unconverged sampler falls back to the
     # MNL and says why
-    slow = run_study(tmp_path, fast=False)
-    assert slow.conjoint.method == "hb", slow.conjoint.method_reason
-    assert "hierarchical Bayes" in slow.conjoint.method_reason
+    from wtp.settings import parse_settings
+
+    assert parse_settings({}).conjoint.method == "hb"
+    assert parse_settings({}, fast=True).conjoint.method == "mnl"
+    assert "hierarchical Bayes" in conjoint_method_reason("hb", fast=False, chosen=False)
     assert "study.toml" in conjoint_method_reason("mnl", fast=False, chosen=True)
     fallback = conjoint_method_reason("hb", fast=False, chosen=False, unsettled="R-hat 1.2")
     assert "did not converge" in fallback and "R-hat 1.2" in fallback
     (tmp_path / "study.toml").write_text(
         '[study]\nname = "cj"\n[data]\nconjoint = "conjoint.csv"\n'
-        "[conjoint]\ntime_budget = 0.001\nuntil_converged = true\n"
+        "[conjoint]\ndraws = 10\ntune = 10\nuntil_converged = false\n"
     )
     starved = run_study(tmp_path, fast=False)
     assert starved.conjoint.method == "mnl"
