@@ -212,10 +212,10 @@ def default(section: str, key: str):
     return f.default
 
 
-def study_option(flag: str, section: str, key: str, help: str, **kw):
+def study_option(flag: str, section: str, key: str, help: str, otherwise=None, **kw):
     """An option that, left out, takes the study's ``[section] key``, else the schema's default
-    (:func:`default`); ``--help`` says which."""
-    value = default(section, key)
+    (:func:`default`) or ``otherwise`` where the command differs; ``--help`` says which."""
+    value = default(section, key) if otherwise is None else otherwise
     shown = str(value).lower() if isinstance(value, bool) else value
     return typer.Option(
         flag, help=f"{help}; default: the study's {section}.{key} (study.toml), else {shown}.", **kw
@@ -742,6 +742,7 @@ def conjoint_command(
             "conjoint",
             "method",
             "mnl (aggregate logit per segment) or hb (hierarchical Bayes)",
+            otherwise="mnl",
         ),
     ] = None,
     coding: Annotated[
@@ -783,7 +784,9 @@ def conjoint_command(
 
     settings = study_settings(study)
     cfg = settings.config.conjoint
-    method = chosen(method, cfg.method)
+    # the study's method when study.toml sets one; else the aggregate MNL, which answers in
+    # seconds (the schema's default, hb, is what `wtp run` prices from)
+    method = chosen(method, cfg.method if "method" in settings.raw.get("conjoint", {}) else "mnl")
     answers = load_answers(
         file,
         validate_conjoint,
