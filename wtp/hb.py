@@ -260,38 +260,57 @@ def _factorised_loglik_numpy(W, flat, avail, flat_chosen, resp):
     return np.asarray(ll), g.reshape(R, U)
 
 
-def _loglik_op():
-    """Build the PyTensor Op lazily so importing this module stays light."""
-    global _LOGLIK_OP
-    if _LOGLIK_OP is not None:
-        return _LOGLIK_OP
+def _fused_loglik_class(name: str, doc: str, numpy_fn):
+    """A PyTensor Op class for a fused log-likelihood: the first input is the parameter matrix,
+    the rest are data; the outputs are the log-likelihood and its gradient in the first input
+    (``L_op`` reuses that output). ``numpy_fn`` is the reference implementation (``perform``);
+    the numba kernel is registered separately."""
     import pytensor.tensor as pt
     from pytensor.gradient import disconnected_type
     from pytensor.graph.basic import Apply
     from pytensor.graph.op import Op
 
-    class FactorisedLogLik(Op):
+    def make_node(self, *args):
+        inputs = [pt.as_tensor_variable(x) for x in args]
+        return Apply(self, inputs, [pt.dscalar(), inputs[0].type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0], outputs[1][0] = numpy_fn(*inputs)
+
+    def connection_pattern(self, node):
+        return [[True, True]] + [[False, False]] * (len(node.inputs) - 1)
+
+    def L_op(self, inputs, outputs, output_grads):
+        return [output_grads[0] * outputs[1]] + [disconnected_type() for _ in inputs[1:]]
+
+    return type(
+        name,
+        (Op,),
+        {
+            "__doc__": doc,
+            "__module__": __name__,
+            "__props__": (),
+            "make_node": make_node,
+            "perform": perform,
+            "connection_pattern": connection_pattern,
+            "L_op": L_op,
+        },
+    )
+
+
+def _loglik_op():
+    """Build the PyTensor Op lazily so importing this module stays light."""
+    global _LOGLIK_OP
+    if _LOGLIK_OP is not None:
+        return _LOGLIK_OP
+    FactorisedLogLik = _fused_loglik_class(
+        "FactorisedLogLik",
         """Log-likelihood of choices whose utilities are gathered from W = β D' (respondent ×
         distinct design row). One pass: one exp per entry of W, one log per choice, and the
         gradient in W as a second output (used by ``L_op``), so the graph stays small and
-        the numba kernel avoids the many temporaries of the elementwise version."""
-
-        __props__ = ()
-
-        def make_node(self, W, flat, avail, flat_chosen, resp):
-            inputs = [pt.as_tensor_variable(x) for x in (W, flat, avail, flat_chosen, resp)]
-            return Apply(self, inputs, [pt.dscalar(), inputs[0].type()])
-
-        def perform(self, node, inputs, outputs):
-            ll, g = _factorised_loglik_numpy(*inputs)
-            outputs[0][0] = ll
-            outputs[1][0] = g
-
-        def connection_pattern(self, node):
-            return [[True, True]] + [[False, False]] * 4
-
-        def L_op(self, inputs, outputs, output_grads):
-            return [output_grads[0] * outputs[1]] + [disconnected_type() for _ in inputs[1:]]
+        the numba kernel avoids the many temporaries of the elementwise version.""",
+        _factorised_loglik_numpy,
+    )
 
     try:
         from pytensor.link.numba.dispatch.basic import (
@@ -388,28 +407,11 @@ def _dense_loglik_op():
     global _DENSE_LOGLIK_OP
     if _DENSE_LOGLIK_OP is not None:
         return _DENSE_LOGLIK_OP
-    import pytensor.tensor as pt
-    from pytensor.gradient import disconnected_type
-    from pytensor.graph.basic import Apply
-    from pytensor.graph.op import Op
-
-    class DenseLogLik(Op):
-        __props__ = ()
-
-        def make_node(self, beta, idx, val, avail, chosen, resp):
-            inputs = [pt.as_tensor_variable(x) for x in (beta, idx, val, avail, chosen, resp)]
-            return Apply(self, inputs, [pt.dscalar(), inputs[0].type()])
-
-        def perform(self, node, inputs, outputs):
-            ll, g = _dense_loglik_numpy(*inputs)
-            outputs[0][0] = ll
-            outputs[1][0] = g
-
-        def connection_pattern(self, node):
-            return [[True, True]] + [[False, False]] * 5
-
-        def L_op(self, inputs, outputs, output_grads):
-            return [output_grads[0] * outputs[1]] + [disconnected_type() for _ in inputs[1:]]
+    DenseLogLik = _fused_loglik_class(
+        "DenseLogLik",
+        "Log-likelihood of choices over sparse design rows, and its gradient in β.",
+        _dense_loglik_numpy,
+    )
 
     try:
         from pytensor.link.numba.dispatch.basic import (
