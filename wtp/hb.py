@@ -377,13 +377,7 @@ def _sparse_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _dense_loglik_numpy(beta, idx, val, avail, chosen, resp):
     """Σ_n [x_n,chosen·β_r − log Σ_available exp(x_na·β_r)] and its gradient in β (R × P);
     design rows as in :func:`_sparse_rows`."""
-    B = beta[resp]  # N × P
-    V = (
-        val
-        * np.take_along_axis(B[:, None, :], idx.reshape(len(B), -1)[:, None, :], axis=2).reshape(
-            idx.shape
-        )
-    ).sum(axis=2)
+    V = (val * beta[resp[:, None, None], idx]).sum(axis=2)  # N × A utilities
     V = np.where(avail > 0, V, -np.inf)
     m = V.max(axis=1)
     E = np.exp(V - m[:, None])
@@ -666,7 +660,7 @@ def rank_diagnostics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return rhat, ess_bulk, np.minimum(*tails)
 
 
-def _arviz_extremes(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
+def _extremes(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
     """Max R-hat, min bulk ESS and min tail ESS per variable (rank-normalised; chain × draw
     × ... arrays)."""
     rh, eb, et = {}, {}, {}
@@ -753,7 +747,7 @@ def convergence_diagnostics(
         pop["corr"] = draws.corr[..., lower[0], lower[1]]
     for name, arr in {**(draws.extra or {}), **(extra or {})}.items():
         pop[name] = np.asarray(arr)
-    rh, eb, et = _arviz_extremes(pop)
+    rh, eb, et = _extremes(pop)
     n_resp = draws.beta.shape[2]
     if individual_sample == 0:
         chosen = np.arange(0)
