@@ -129,6 +129,30 @@ def test_calibration_carries_the_uncertainty_of_the_observed_conversion():
     assert np.allclose(exact.factor["s"], 0.4) and "taken as exact" in exact.table["note"].iloc[0]
 
 
+def test_calibration_prices_what_the_van_westendorp_question_showed():
+    """Under vw_describes = "entry" today's product is the entry package the question showed:
+    its features' money values are part of the reservation value, not taken away from it."""
+    from wtp.pricing.inputs import Volumes
+    from wtp.pricing.scenarios import calibrate
+    from wtp.pricing.settings import PricingSettings
+
+    n, d = 200, 50
+    base = np.where(np.arange(n) % 2 == 0, 100.0, -np.inf)[:, None] * np.ones((1, d))
+    v = SegmentValues(
+        segment="s", respondent_id=np.arange(n).astype(str), weight=np.ones(n), base=base,
+        boot=np.ones((d, n)), features=("api",), feature_values=np.full((n, 1), 60.0),
+        described=np.array([True]), reference=np.full(n, 100.0),
+    )  # fmt: skip
+    table = pd.DataFrame(
+        {"prospects": 1000.0, "arpa": 50.0, "conversion": 0.2, "seats": 1.0},
+        index=pd.Index(["s"], name="segment"),
+    )
+    cal = calibrate({"s": v}, Volumes(table, "t"), PricingSettings(draws=d), None)
+    # half buy the described product (100 ≥ 50); without api it would be worth 40 < 50 to all
+    assert cal.table["predicted_conversion"].iloc[0] == pytest.approx(0.5)
+    assert np.allclose(cal.factor["s"], 0.4)
+
+
 def test_feature_value_is_has_minus_lacks_whatever_the_reference():
     """study.toml may list "yes" first (the reference): SSO is still worth β_yes − β_no."""
     from types import SimpleNamespace

@@ -264,7 +264,9 @@ def calibrate(
                 "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
             )
         else:
-            today = np.zeros((1, len(v.features)), dtype=bool)
+            # today's product is what the Van Westendorp question showed (vw_describes): under
+            # "entry" or "full" that includes features, whose money values must not be taken away
+            today = v.described[None, :].copy()
             tc = v.thresholds(today) if settings.too_cheap == "exclude" else None
             q = take_up(
                 v.base, v.extra(today), np.array([price]), v.boot, too_cheap=tc, shock=v.shocks(1)
