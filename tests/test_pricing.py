@@ -341,6 +341,12 @@ def test_contract_tables(world, tmp_path):
     # the terminal (attention lines) states the verdict under the other setting too
     assert any("too_cheap = 'ignore' was used; with 'exclude'" in x for x in pb.warnings + pb.notes)
     assert cal["note"].str.contains("trials: drawn from its posterior").all()
+    # today's product at today's price on the scenarios' basis: prospects × conversion × ARPA
+    # (calibrated, so up to the posterior draws of the observed conversion)
+    seg = scen[scen.segment != "total"].merge(cal, on="segment")
+    expected = seg["prospects"] * seg["observed_conversion"] * seg["today_price"]
+    assert np.allclose(seg["today_revenue"], expected, rtol=0.05)
+    assert np.allclose(seg["change_vs_today"], seg["revenue"] / seg["today_revenue"] - 1)
 
 
 def test_small_segment_is_offered_the_single_book(world):

@@ -441,6 +441,12 @@ def _step_scenarios(
             customers = prospects * float(conv.mean())
             revenue = float(o.revenue.mean())
             baseline = vols.get(s, "customers") * vols.get(s, "arpa")
+            today_rev = (
+                prospects
+                * seats
+                * float(np.mean(cal.today.get(s, np.nan)))
+                * (vols.get(s, "arpa") / seats)
+            )
             churn, margin = vols.get(s, "churn_rate"), vols.get(s, "gross_margin", 1.0)
             life = (60.0 if churn == 0 else 1.0 / churn) if np.isfinite(churn) else np.nan
             ltv = (
@@ -453,11 +459,13 @@ def _step_scenarios(
                 if scenario == "single" or own.get(s)
                 else f"under [sample] min_n = {settings.min_n}: offered the single book"
             )
+            note = "; ".join(x for x in (note, _basis_note(s, vols, cal)) if x)
             scen.append({
                 "scenario": scenario, "segment": s, "price_book": ALL if scenario == "single" or not own.get(s) else s,
                 "customers": customers, "conversion": float(conv.mean()), "revenue": revenue, "revenue_lower": rlo, "revenue_upper": rhi,
                 "prospects": prospects, "entry_price": float(book.prices[0]), "calibration": float(np.mean(cal.factor[s])),
-                "baseline_revenue": baseline, "ltv": ltv, "lifetime_value": customers * ltv, "note": note,
+                "baseline_revenue": baseline, "today_revenue": today_rev, "change_vs_today": revenue / today_rev - 1 if today_rev > 0 else np.nan,
+                "ltv": ltv, "lifetime_value": customers * ltv, "note": note,
             })  # fmt: skip
             tot = o.revenue.copy() if tot is None else tot + o.revenue
         if tot is not None:
@@ -468,10 +476,12 @@ def _step_scenarios(
             rlo, rhi = interval(tot, lvl)
             lifetime = sum(r["lifetime_value"] for r in rows)
             base = sum(r["baseline_revenue"] for r in rows)
+            today = sum(r["today_revenue"] for r in rows)
             scen.append({
                 "scenario": scenario, "segment": TOTAL, "price_book": ALL if scenario == "single" else "per segment", "customers": C,
                 "conversion": C / V if V else np.nan, "revenue": float(tot.mean()), "revenue_lower": rlo, "revenue_upper": rhi, "prospects": V,
-                "entry_price": np.nan, "calibration": np.nan, "baseline_revenue": base, "ltv": lifetime / C if C else np.nan, "lifetime_value": lifetime, "note": "",
+                "entry_price": np.nan, "calibration": np.nan, "baseline_revenue": base,
+                "today_revenue": today, "change_vs_today": float(tot.mean()) / today - 1 if today > 0 else np.nan, "ltv": lifetime / C if C else np.nan, "lifetime_value": lifetime, "note": "",
             })  # fmt: skip
     scenarios = pd.DataFrame(scen, columns=SCENARIO_COLUMNS)
     take_up = pd.DataFrame(take, columns=TAKE_UP_COLUMNS)
@@ -482,6 +492,23 @@ def _step_scenarios(
         "comparison": comparison,
         "arbitrage": _arbitrage(books, values, own, vols, cal, settings, outcomes),
     }
+
+
+def _basis_note(segment: str, vols: Volumes, cal: Calibration) -> str:
+    """Say so when the scenarios' prospects at today's conversion are not today's customers
+    (market_size counts prospects who never trial): revenue is then read as change vs today."""
+    share = cal.today.get(segment)
+    customers = vols.get(segment, "customers")
+    if share is None or not np.all(np.isfinite(share)) or not customers > 0:
+        return ""
+    prospects = vols.get(segment, "prospects", 0.0)
+    model = prospects * float(np.mean(share))
+    if 2 / 3 <= model / customers <= 1.5:
+        return ""
+    return (
+        f"at today's price the scenarios' basis counts {model:,.0f} customers ({prospects:,.0f} prospects × {float(np.mean(share)):.1%}) "
+        f"against {customers:,.0f} today: read revenue as change_vs_today"
+    )
 
 
 def _comparison(scenarios: pd.DataFrame, outcomes, draws_total, values) -> pd.DataFrame:
@@ -517,7 +544,8 @@ def _comparison(scenarios: pd.DataFrame, outcomes, draws_total, values) -> pd.Da
             "customers_change": b["customers"] - a["customers"], "revenue_single": a["revenue"], "revenue_multiple": b["revenue"],
             "revenue_single_lower": a["revenue_lower"], "revenue_single_upper": a["revenue_upper"], "revenue_multiple_lower": b["revenue_lower"], "revenue_multiple_upper": b["revenue_upper"],
             "revenue_change": d_rev, "revenue_change_pct": d_rev / a["revenue"] if a["revenue"] else np.nan,
-            "p_multiple_better": float(np.mean(dm > ds + 1e-9)), "baseline_revenue": a["baseline_revenue"],
+            "p_multiple_better": float(np.mean(dm > ds + 1e-9)), "baseline_revenue": a["baseline_revenue"], "today_revenue": a["today_revenue"],
+            "change_single_vs_today": a["change_vs_today"], "change_multiple_vs_today": b["change_vs_today"],
             "customers_gain": bool(d_price < -1e-9) if seg != TOTAL else None, "revenue_gain": bool(d_rev > 1e-9), "who": who,
         })  # fmt: skip
     return pd.DataFrame(rows)

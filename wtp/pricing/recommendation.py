@@ -55,13 +55,21 @@ def recommend(
             f"({gain:+.1%}, more in {p_better:.0%} of the draws), under the {settings.min_gain:.0%} that would pay for the fences separate books need."
         )
     base = tot.get("baseline_revenue", np.nan)
+    today = tot.get("today_revenue", np.nan)
     if np.isfinite(base) and base > 0:
-        best = max(tot["revenue_single"], tot["revenue_multiple"])
-        if "market_size" in vols.source:
-            # scenarios count every prospect in market_size, today's book only today's customers
+        multiple = gain >= settings.min_gain and len(segs) > 1
+        best = tot["revenue_multiple"] if multiple else tot["revenue_single"]
+        change = best / today - 1 if np.isfinite(today) and today > 0 else np.nan
+        if np.isfinite(change) and not 2 / 3 <= today / base <= 1.5:
+            # prospects (market_size) at today's conversion are not today's customers: the
+            # scenarios' level is another market's, their change against today's book is not
             text.append(
-                f"Today's book earns {_fmt(base)} {per} from today's customers (customers × ARPA); the scenarios count every prospect in "
-                f"market_size at the calibrated conversion, so compare them with each other, not with today's revenue."
+                f"Today's book earns {_fmt(base)} {per} (customers × ARPA). The scenarios count every prospect at the calibrated take-up, where today's product at today's price "
+                f"earns {_fmt(today)}: against that, the recommended book changes revenue by {change:+.1%}, about {_fmt(base * (1 + change))} {per} applied to today's business."
+            )
+        elif np.isfinite(change):
+            text.append(
+                f"Today's book earns {_fmt(base)} {per} (customers × ARPA); the recommended one {change:+.1%} against today's product at today's price on the same basis."
             )
         else:
             text.append(

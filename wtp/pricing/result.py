@@ -47,7 +47,7 @@ TAKE_UP_COLUMNS = [
 ]
 SCENARIO_COLUMNS = [
     "scenario", "segment", "price_book", "customers", "conversion", "revenue", "revenue_lower", "revenue_upper",
-    "prospects", "entry_price", "calibration", "baseline_revenue", "ltv", "lifetime_value", "note",
+    "prospects", "entry_price", "calibration", "baseline_revenue", "today_revenue", "change_vs_today", "ltv", "lifetime_value", "note",
 ]  # fmt: skip
 
 
@@ -71,7 +71,11 @@ class PriceBookResult:
         take_up.csv: per scenario × segment × package ``share`` (0–1, calibrated) with its 90%
         interval, ``customers``, ``revenue`` and its interval.
     scenarios
-        scenarios.csv: per scenario × segment and ``total``.
+        scenarios.csv: per scenario × segment and ``total``; besides the contract's columns
+        ``baseline_revenue`` (today's customers × ARPA), ``today_revenue`` (today's product at
+        today's price on the scenarios' own basis: prospects × calibrated take-up × ARPA) and
+        ``change_vs_today`` (revenue ÷ today_revenue − 1: what to apply to today's revenue when
+        prospects at today's conversion are not today's customers, which the note says).
     comparison
         pricing/comparison.csv: per segment and total, both scenarios, the change,
         ``p_multiple_better`` and who gains or loses.

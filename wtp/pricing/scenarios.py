@@ -26,7 +26,7 @@ scenarios               ``multiple``: each segment its own book (a segment under
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -220,6 +220,9 @@ def evaluate(
 class Calibration:
     factor: dict[str, np.ndarray]  # segment → D
     table: pd.DataFrame
+    # segment → D: calibrated share taking today's product at today's price (NaN without ARPA);
+    # prospects × seats × this × today's price is today's book on the scenarios' own basis
+    today: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def observed_draws(
@@ -241,9 +244,10 @@ def calibrate(
 ) -> Calibration:
     """Take-up factor per segment so that today's price reproduces today's conversion (per draw;
     with ``rng`` and trial counts the observed conversion is drawn from its posterior)."""
-    rows, factor = [], {}
+    rows, factor, today_share = [], {}, {}
     for s, v in values.items():
         d = v.base.shape[1]
+        today_share[s] = np.full(d, np.nan)
         obs = volumes.get(s, "conversion")
         arpa = volumes.get(s, "arpa")
         price = arpa / volumes.get(s, "seats", 1.0)
@@ -257,13 +261,8 @@ def calibrate(
             "upper": 1.0,
         }
         factor[s] = np.ones(d)
-        if not settings.calibrate:
-            row["note"] = "calibration switched off ([pricing] calibrate = false): stated intent"
-        elif not (np.isfinite(obs) and np.isfinite(price) and price > 0):
-            row["note"] = (
-                "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
-            )
-        else:
+        q = np.full(d, np.nan)
+        if np.isfinite(price) and price > 0:
             # today's product is what the Van Westendorp question showed (vw_describes): under
             # "entry" or "full" that includes features, whose money values must not be taken away
             today = v.described[None, :].copy()
@@ -271,6 +270,14 @@ def calibrate(
             q = take_up(
                 v.base, v.extra(today), np.array([price]), v.boot, too_cheap=tc, shock=v.shocks(1)
             )[:, 0]
+            today_share[s] = q
+        if not settings.calibrate:
+            row["note"] = "calibration switched off ([pricing] calibrate = false): stated intent"
+        elif not (np.isfinite(obs) and np.isfinite(price) and price > 0):
+            row["note"] = (
+                "no conversion or ARPA in segments.csv: take-up is stated intent, not calibrated (it usually overstates buying)"
+            )
+        else:
             row["predicted_conversion"] = float(q.mean())
             if q.mean() <= 0:
                 row["note"] = (
@@ -281,6 +288,7 @@ def calibrate(
                 c = observed_draws(obs, trials, d, rng)
                 f = np.where(q > 0, c / np.where(q > 0, q, 1.0), c / q.mean())
                 factor[s] = f
+                today_share[s] = np.minimum(q * f, 1.0)
                 row.update(
                     factor=float(obs / q.mean()),
                     lower=float(np.quantile(f, 0.05)),
@@ -305,7 +313,7 @@ def calibrate(
         "upper",
         "note",
     ]
-    return Calibration(factor, pd.DataFrame(rows, columns=cols))
+    return Calibration(factor, pd.DataFrame(rows, columns=cols), today_share)
 
 
 def interval(x: np.ndarray, level: float) -> tuple[float, float]:
