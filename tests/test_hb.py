@@ -438,3 +438,14 @@ def test_dense_loglik_kernel_equals_numpy_and_finite_differences():
     bumped[2, 1] += eps
     fd = (_dense_loglik_numpy(bumped, idx, val, avail, chosen, resp)[0] - ll) / eps
     assert fd == pytest.approx(g[2, 1], abs=1e-4)
+
+
+def test_default_chains_follow_the_cores(monkeypatch):
+    # one chain per core, at least 2 (R-hat compares chains), at most 4
+    import os
+
+    from wtp.hb import default_chains
+
+    for cores, expected in [(1, 2), (2, 2), (3, 3), (16, 4), (None, 2)]:
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert default_chains() == expected

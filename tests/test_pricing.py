@@ -153,6 +153,47 @@ def test_calibration_prices_what_the_van_westendorp_question_showed():
     assert np.allclose(cal.factor["s"], 0.4)
 
 
+def test_bridge_power_from_two_anchors_hand_checked():
+    """Money = 2 · share^1.5 on both anchors: the bridge finds power 1.5 and scale 2; with one
+    anchor it takes money proportional to the share (it cannot tell the power), and anchors of
+    nearly equal share do not identify a power either."""
+    from wtp.pricing.valuation import bridge
+
+    items = ["sso", "api", "dashboards"]
+    shares = {"s": np.array([[10.0, 40.0, 50.0], [10.0, 40.0, 50.0]])}
+    money = {"s": 2.0 * shares["s"][:, :2] ** 1.5}
+    w = {"s": np.ones(2)}
+    two = bridge(shares, money, w, items, ["sso", "api"])
+    assert two.power == pytest.approx(1.5)
+    assert two.per_point["s"] == pytest.approx(2.0)
+    assert two.money("s", np.array([50.0])) == pytest.approx(2.0 * 50**1.5)
+    one = bridge(shares, {"s": money["s"][:, :1]}, w, items, ["sso"])
+    assert one.power == 1.0 and one.per_point["s"] == pytest.approx(2.0 * 10**0.5)
+    flat = {"s": np.array([[30.0, 31.0, 39.0]] * 2)}
+    same = bridge(flat, {"s": 2.0 * flat["s"][:, :2] ** 1.5}, w, items, ["sso", "api"])
+    assert same.power == 1.0
+    # pooled over segments, each at its own level; an anchor worth little barely counts
+    shares["t"] = shares["s"].copy()
+    money["t"] = 7.0 * shares["t"][:, :2] ** 1.5
+    w["t"] = np.ones(2)
+    pooled = bridge(shares, money, w, items, ["sso", "api"])
+    assert pooled.power == pytest.approx(1.5) and pooled.per_point["t"] == pytest.approx(7.0)
+
+
+def test_features_cannot_outweigh_the_whole_product_under_full():
+    from wtp.pricing.valuation import _coherent
+
+    fv = np.array([[30.0, 90.0], [10.0, 10.0]])
+    ref = np.array([60.0, 100.0])
+    capped, warning = _coherent("s", fv, ref, ["a", "b"], {"a", "b"})
+    assert capped == pytest.approx(np.array([[15.0, 45.0], [10.0, 10.0]]))
+    assert "50% of respondents" in warning
+    # under "core" nothing bounds them, but 4× the product is flagged
+    same, warning = _coherent("s", fv * 4, ref / 2, ["a", "b"], set())
+    assert same == pytest.approx(fv * 4) and "Check [pricing] vw_describes" in warning
+    assert _coherent("s", fv, ref, ["a", "b"], set())[1] == ""
+
+
 def test_feature_value_is_has_minus_lacks_whatever_the_reference():
     """study.toml may list "yes" first (the reference): SSO is still worth β_yes − β_no."""
     from types import SimpleNamespace
@@ -570,7 +611,7 @@ def test_individual_utilities_and_posterior_draws_feed_the_values(world):
     valued = pb.packages.dropna(subset=["money_value"])
     assert (valued["money_value"] >= 0).all() and (valued["money_value"] > 0).any()
     assert pb.packages["money_source"].str.contains("per respondent").any()
-    assert pb.packages["money_source"].str.contains(r"each respondent's MaxDiff share \(HB\)").any()
+    assert pb.packages["money_source"].str.contains(r"each respondent.s MaxDiff share \(HB\)").any()
     books = pb.price_books.dropna(subset=["price"])
     assert (
         books.groupby(["scenario", "segment"])["price"]

@@ -1245,6 +1245,9 @@ class AnswerProcess:
     too_expensive: float = 0.25
     too_cheap_effect: bool = True
     noise: float = 0.10  # Gumbel scale of choices, as a share of the core value
+    # MaxDiff utilities = this × log money: under 1, answers noisier than the money at stake
+    # (shares ∝ money^scale), so a bridge that takes money ∝ share undervalues the top features
+    maxdiff_scale: float = 1.0
 
 
 ANSWER_PROCESSES = {
@@ -1253,6 +1256,14 @@ ANSWER_PROCESSES = {
     ),
     "expensive-above": AnswerProcess(
         "expensive-above", expensive=0.12, too_expensive=0.45, too_cheap_effect=False, noise=0.25
+    ),
+    "noisy-maxdiff": AnswerProcess(
+        "noisy-maxdiff",
+        expensive=0.0,
+        too_expensive=0.35,
+        too_cheap_effect=False,
+        noise=0.15,
+        maxdiff_scale=0.5,
     ),
 }
 
@@ -1556,8 +1567,8 @@ def simulate_tier_world(
     R, lognormal around it), a true propensity to buy and a stated one (``overstatement`` ×), and
     a quality threshold (too cheap ≈ 0.5 R). Van Westendorp answers sit at the ``process``'s
     offsets from R; NMS likelihoods are the stated propensity × the logit probability of buying
-    the core at the price; MaxDiff utilities are the log money values (best-worst with Gumbel
-    noise); conjoint choices (SSO, API, price, none) maximise ``(R + features − price)/noise +
+    the core at the price; MaxDiff utilities are the log money values times the process's
+    ``maxdiff_scale`` (best-worst with Gumbel noise); conjoint choices (SSO, API, price, none) maximise ``(R + features − price)/noise +
     Gumbel``. segments.csv reports today's conversion: the true take-up of the core product at
     today's price (``arpa``). A separate population of ``population`` people per segment judges
     any book by its true revenue.
@@ -1625,7 +1636,7 @@ def simulate_tier_world(
         design=md_design,
         respondent_ids=ids,
         segment_index=seg,
-        utilities=np.log(np.maximum(P.money, 1e-6)),
+        utilities=proc.maxdiff_scale * np.log(np.maximum(P.money, 1e-6)),
     )
     lo = min(s.median_value for s in specs) * 0.5
     hi = max(s.median_value for s in specs) * 1.8

@@ -284,12 +284,13 @@ def _step_values(
             "The Van Westendorp result came without its answers (study.vw): respondents' own values cannot be read; Van Westendorp is not used for take-up."
         )
         vw = None
-    values, notes = value_segments(
+    values, notes, warnings = value_segments(
         segs, features=items, described=described, vw=vw, vw_answers=vw_answers, conjoint=conjoint,
         conjoint_answers=getattr(study, "conjoint", None), maxdiff=maxdiff, labels=labels,
         explicit_map=settings.conjoint_features, n_packages=len(settings.tiers), draws=settings.draws, rng=rng,
     )  # fmt: skip
     log.notes += notes
+    log.warnings += warnings
     return values
 
 

@@ -32,12 +32,15 @@ feature is …             money value
 a conjoint level         ``max(0, β_has − β_lacks) / −β_price`` (HB: posterior means per
                          respondent; MNL: the segment's); a respondent who would rather not
                          have it ignores it (free disposal), hence the floor at 0
-a MaxDiff item only      the bridge: ``λ_s · share_ik``, the respondent's probability-scaled
-                         MaxDiff share (0–100) times the segment's money per share point,
-                         ``λ_s = Σ_anchors mean money value / Σ_anchors mean share`` over the
-                         features that are both MaxDiff items and conjoint levels (pooled over
-                         segments when a segment's anchors carry no value). Shares are positive,
-                         so money values are never negative
+a MaxDiff item only      the bridge: ``K_s · share_ik ^ g``, the respondent's probability-
+                         scaled MaxDiff share (0–100; HB, else the segment's) to a power g,
+                         anchored on the features that are both MaxDiff items and conjoint
+                         levels. One anchor: g = 1 (money proportional to the share). Two or
+                         more: g is the slope of log mean money on log mean share over the
+                         anchors, pooled over segments (each segment's level removed; weights
+                         ∝ money², so anchors worth little barely count), held to [1/3, 3].
+                         ``K_s = Σ_anchors mean money / Σ_anchors mean share^g`` (pooled
+                         over segments when a segment's anchors carry no value). Never negative
 no anchor                no money value: tiers that add such features are not priced, and the
                          result says why
 ======================== =========================================================================
@@ -397,11 +400,32 @@ def maxdiff_shares(
 
 @dataclass(frozen=True)
 class Bridge:
-    """Money per MaxDiff share point, per segment, and the anchors it rests on."""
+    """Money of a MaxDiff item per segment, ``K_s · share ** power``, and what it rests on."""
 
-    per_point: dict[str, float]
+    per_point: dict[str, float]  # K_s
     anchors: tuple[str, ...]
     note: str
+    power: float = 1.0  # 1: money proportional to the probability-scaled share
+
+    def money(self, segment: str, shares: np.ndarray) -> np.ndarray:
+        return self.per_point[segment] * shares**self.power
+
+
+#: anchors whose log mean shares spread less than this do not identify the power
+MIN_ANCHOR_SPREAD = 0.25
+#: the estimated power is held to this range (beyond it one anchor's noise would decide)
+POWER_RANGE = (1 / 3, 3.0)
+
+
+def _power(x: np.ndarray, y: np.ndarray, v: np.ndarray | None = None) -> float:
+    """Weighted least-squares slope of y on x (NaN when x hardly spreads); x and y already have
+    each segment's weighted level removed."""
+    v = np.ones_like(x) if v is None else v
+    ok = np.isfinite(x) & np.isfinite(y) & (v > 0)
+    x, y, v = x[ok], y[ok], v[ok]
+    if len(x) < 2 or np.ptp(x) < MIN_ANCHOR_SPREAD:
+        return np.nan
+    return float(np.clip((v * x) @ y / ((v * x) @ x), *POWER_RANGE))
 
 
 def bridge(
@@ -411,31 +435,66 @@ def bridge(
     items: list[str],
     anchors: list[str],
 ) -> Bridge:
-    """``λ_s = Σ_anchors mean money / Σ_anchors mean share`` per segment, pooled where a
-    segment's own anchors carry no value."""
+    """Money of a feature from its probability-scaled MaxDiff share, anchored on the features
+    that are also conjoint levels: ``K_s · share ** power``.
+
+    One anchor (or anchors of nearly equal share) cannot tell how shares scale with money: money
+    is taken as proportional to the share (power 1, the dollars-per-share-point convention) and
+    the note says so. Two or more: the power is the slope of log mean money on log mean share
+    over the anchors, pooled over segments (each segment's level removed: how shares scale with
+    money is the questionnaire's — its answer noise, the shares' saturation — not the
+    segment's), weighted by money² within a segment as a fit in money would be, so an anchor
+    worth little, whose log a little noise throws far, barely counts; held to [1/3, 3].
+    ``K_s = Σ_anchors mean money / Σ_anchors mean share^power``, pooled over segments where a
+    segment's anchors carry no value."""
     if not anchors:
         return Bridge(
             {}, (), "no MaxDiff item is also a conjoint level: no bridge from preferences to money"
         )
     col = [items.index(a) for a in anchors]
+    xs, ys, vs = [], [], []
+    for s in shares:
+        w = weights[s] / weights[s].sum()
+        m = w @ np.nan_to_num(money[s], nan=0.0)  # A: mean money of each anchor
+        sh = w @ shares[s][:, col]
+        ok = (m > 0) & (sh > 0)
+        if ok.sum() >= 2:
+            v = np.where(ok, m, 0.0) ** 2 / (m[ok] ** 2).sum()
+            x = np.log(np.where(ok, sh, 1.0))
+            y = np.log(np.where(ok, m, 1.0))
+            xs.append(np.where(ok, x - v @ x, np.nan))
+            ys.append(np.where(ok, y - v @ y, np.nan))
+            vs.append(v)
+    g = (
+        _power(np.concatenate(xs), np.concatenate(ys), np.concatenate(vs))
+        if xs and len(anchors) > 1
+        else np.nan
+    )
+    power = g if np.isfinite(g) else 1.0
     per, num_all, den_all = {}, 0.0, 0.0
     for s in shares:
         w = weights[s] / weights[s].sum()
-        m = np.nansum(w @ np.nan_to_num(money[s], nan=0.0))
-        d = float(w @ shares[s][:, col].sum(axis=1))
+        m = float(np.nansum(w @ np.nan_to_num(money[s], nan=0.0)))
+        d = float(w @ (shares[s][:, col] ** power).sum(axis=1))
         per[s] = m / d if d > 0 and m > 0 else np.nan
         num_all += m
         den_all += d
-    pooled = num_all / den_all if den_all > 0 and num_all > 0 else np.nan
+    fallback = num_all / den_all if den_all > 0 and num_all > 0 else np.nan
     for s in per:
         if not np.isfinite(per[s]):
-            per[s] = pooled
+            per[s] = fallback
+    if np.isfinite(g):
+        how = f"money ∝ share^{g:.2f}, the power from how money rises with share over the anchors"
+    elif len(anchors) > 1:
+        how = "money proportional to the share (the anchors' shares hardly differ, so they cannot tell how shares scale with money)"
+    else:
+        how = "money proportional to the share (one anchor cannot tell how shares scale with money: a second feature shared with the conjoint would)"
     note = (
-        "money per MaxDiff share point anchored on "
+        "MaxDiff shares anchored on "
         + ", ".join(anchors)
-        + " (features that are both MaxDiff items and conjoint levels)"
+        + f" (features that are both MaxDiff items and conjoint levels): {how}"
     )
-    return Bridge(per, tuple(anchors), note)
+    return Bridge(per, tuple(anchors), note, power)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,8 +528,10 @@ def value_segments(
     draws: int = 200,
     rng: np.random.Generator,
 ) -> tuple[dict[str, SegmentValues], list[str]]:
-    """One :class:`SegmentValues` per segment that has a valuation, and notes on how."""
+    """One :class:`SegmentValues` per segment that has a valuation, notes on how, and warnings
+    where the instruments disagree."""
     notes: list[str] = []
+    warnings: list[str] = []
     labels = labels or {}
     mapping, mnotes = conjoint_feature_map(conjoint, features, labels, explicit_map or {})
     notes += mnotes
@@ -527,9 +588,11 @@ def value_segments(
                 fv[:, j] = money[s][:, mapped.index(f)]
                 fsrc[f] = sources[s][f]
             elif s in shares and np.isfinite(lam):
-                fv[:, j] = lam * shares[s][:, j]
+                fv[:, j] = br.money(s, shares[s][:, j])
                 fsrc[f] = (
                     f"MaxDiff bridge: {lam:,.3g} per share point × {sources[s].get(f, 'share')}"
+                    if br.power == 1.0
+                    else f"MaxDiff bridge: {lam:,.3g} × share^{br.power:.2f}, with {sources[s].get(f, 'share')}"
                 )
             else:
                 fsrc[f] = "no money value (no bridge from MaxDiff to money)"
@@ -549,6 +612,9 @@ def value_segments(
             notes.append(
                 f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities)."
             )
+        fv, warning = _coherent(s, fv, ref, features, described.get(s, set()))
+        if warning:
+            warnings.append(warning)
         boot = rng.exponential(size=(draws, n)) * w[None, :]
         out[s] = SegmentValues(
             segment=s,
@@ -565,4 +631,41 @@ def value_segments(
             source=b["source"],
             feature_source=fsrc,
         )
-    return out, notes
+    return out, notes, warnings
+
+
+#: features worth more than this × what the Van Westendorp question showed call for a check
+INCOHERENT_RATIO = 3.0
+
+
+def _coherent(
+    segment: str, fv: np.ndarray, ref: np.ndarray, features: list[str], described: set[str]
+) -> tuple[np.ndarray, str]:
+    """Money values that the reservation value can hold, and a warning where it cannot.
+
+    Under ``vw_describes = "full"`` the question showed every feature, so a respondent's
+    features cannot be worth more together than that product: they are scaled down to it.
+    Otherwise features add to what was shown and nothing bounds them, but features worth many
+    times the product point to an anchor or a ``vw_describes`` that does not fit the study."""
+    total = np.nansum(fv, axis=1)
+    ok = np.isfinite(ref) & (ref > 0) & (total > 0)
+    if not ok.any() or not len(features):
+        return fv, ""
+    if set(features) <= described:
+        over = ok & (total > ref)
+        if not over.any():
+            return fv, ""
+        scale = np.where(over, ref / np.where(over, total, 1.0), 1.0)
+        return fv * scale[:, None], (
+            f"{segment}: for {over.mean():.0%} of respondents the features' money values add up to more than the product with every feature "
+            "they valued in the Van Westendorp question (vw_describes = 'full'); they are scaled down to it, since features cannot be worth "
+            "more than the product that has them. Check the MaxDiff → money anchor."
+        )
+    ratio = float(np.median(total[ok] / ref[ok]))
+    if ratio <= INCOHERENT_RATIO:
+        return fv, ""
+    return fv, (
+        f"{segment}: the money values of the features add up to {ratio:.1f}× the value of what the Van Westendorp question showed "
+        "(median respondent), so tiers are priced far above it. Check [pricing] vw_describes (did the question show the product with "
+        "these features?) and the MaxDiff → money anchor before using these prices."
+    )
