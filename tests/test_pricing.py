@@ -469,20 +469,32 @@ def _short(reason: str):
             "expensive-below",
             0,
             marks=_short(
-                "books 96.4% (own) and 97.9% (single) of the best, but predicted uplift +39% against a true +28% (+37%, outside ±25%)"
+                "own books measured 94.9% of the best; predicted uplift +40% against a true +26%"
             ),
         ),
         ("expensive-below", 1),
+        ("expensive-below", 2),
         pytest.param(
-            "expensive-below", 2, marks=_short("single book measured 94.9% of the best; target 95%")
-        ),
-        pytest.param(
-            "expensive-below", 3, marks=_short("single book measured 94.6% of the best; target 95%")
+            "expensive-below", 3, marks=_short("single book measured 93.4% of the best; target 95%")
         ),
         ("expensive-above", 0),
         ("expensive-above", 1),
         ("expensive-above", 2),
-        ("expensive-above", 3),
+        pytest.param(
+            "expensive-above",
+            3,
+            marks=_short("predicted uplift +28% against a true +51% (−44%, outside ±25%)"),
+        ),
+        ("noisy-maxdiff", 0),
+        ("noisy-maxdiff", 1),
+        ("noisy-maxdiff", 2),
+        pytest.param(
+            "noisy-maxdiff",
+            3,
+            marks=_short(
+                "own books measured 94.7% of the best; predicted uplift +40% against a true +54%"
+            ),
+        ),
     ],
 )
 def test_recovery_across_worlds(tmp_path, process, seed):
@@ -517,12 +529,12 @@ def _tier_run(tmp_path, process, seed):
 
 @pytest.mark.slow
 def test_interval_coverage_and_uplift_across_worlds(tmp_path):
-    """Over both answer processes × 4 seeds, judged by each world's truth: how often the 90%
-    revenue intervals cover the true revenue of the proposed books (printed; the floor is what
-    an honest report can promise: the intervals carry sampling, stated-answer and calibration
-    uncertainty, not the model's misfit to a world — measured 47% of totals, 75% of segments
-    over 8 seeds in benchmarks/pricing.py), and how often the predicted uplift of multiple over
-    single is within ±25% of the true one."""
+    """Over the three answer processes × 4 seeds, judged by each world's truth: how often the
+    90% revenue intervals cover the true revenue of the proposed books (printed; the floor is
+    what an honest report can promise: the intervals carry sampling, stated-answer and
+    calibration uncertainty, not the model's misfit to a world — measured 50% of totals, 78% of
+    segments here), and how often the predicted uplift of multiple over single is within ±25%
+    of the true one."""
     from wtp.simulate import ANSWER_PROCESSES
 
     rows = []
@@ -545,7 +557,7 @@ def test_interval_coverage_and_uplift_across_worlds(tmp_path):
     up = totals.drop_duplicates(["world", "seed"])
     within = (up["uplift_predicted"] - up["uplift_true"]).abs() <= 0.25 * up["uplift_true"].abs()
     print(f"predicted uplift within ±25% of the true one: {within.sum()} of {len(within)}")
-    assert within.mean() >= 0.75  # measured 7 of 8 (too-cheap world, seed 0: +39% against +28%)
+    assert within.mean() >= 0.75  # measured 9 of 12 (one miss per world, at seeds 0 or 3)
 
 
 def test_vw_describes_sets_what_the_reservation_value_covers(world):

@@ -38,6 +38,7 @@ class _Log:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     missing: list[dict] = field(default_factory=list)
+    disagree: list[str] = field(default_factory=list)  # segments whose instruments disagree
 
 
 def build_price_books(
@@ -105,7 +106,9 @@ def build_price_books(
     _step_missing(vw, maxdiff, conjoint, segments, vols, values, log)
     comparison = tables["comparison"]
     period = str(getattr(study, "period", None) or "period")
-    text = recommend(comparison, tables["scenarios"], books, own, vols, check, settings, period)
+    text = recommend(
+        comparison, tables["scenarios"], books, own, vols, check, settings, period, log.disagree
+    )
     import wtp
 
     return PriceBookResult(
@@ -290,7 +293,8 @@ def _step_values(
         explicit_map=settings.conjoint_features, n_packages=len(settings.tiers), draws=settings.draws, rng=rng,
     )  # fmt: skip
     log.notes += notes
-    log.warnings += warnings
+    log.warnings += list(warnings.values())
+    log.disagree = list(warnings)
     return values
 
 

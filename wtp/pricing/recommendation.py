@@ -27,6 +27,7 @@ def recommend(
     check: dict,
     settings: PricingSettings,
     period: str = "period",
+    disagree: list[str] | None = None,
 ) -> str:
     if comparison.empty or not (comparison["segment"] == TOTAL).any():
         return "No price book can be recommended: nothing puts a money value on the packages (no Van Westendorp and no conjoint), or no segment has a volume."
@@ -75,6 +76,11 @@ def recommend(
             text.append(
                 f"Today's book earns {_fmt(base)} {per} (customers × ARPA); the recommended one {best / base - 1:+.1%}."
             )
+    if disagree:
+        text.append(
+            f"Caution: in {', '.join(disagree)} the features' money values do not fit the value of what the Van Westendorp question showed "
+            "(see the pricing warnings): check [pricing] vw_describes and the MaxDiff → money anchor before using the tier prices."
+        )
     small = [s for s, o in own.items() if not o]
     if small:
         text.append(

@@ -531,7 +531,7 @@ def value_segments(
     """One :class:`SegmentValues` per segment that has a valuation, notes on how, and warnings
     where the instruments disagree."""
     notes: list[str] = []
-    warnings: list[str] = []
+    warnings: dict[str, str] = {}  # segment → where its instruments disagree
     labels = labels or {}
     mapping, mnotes = conjoint_feature_map(conjoint, features, labels, explicit_map or {})
     notes += mnotes
@@ -614,7 +614,7 @@ def value_segments(
             )
         fv, warning = _coherent(s, fv, ref, features, described.get(s, set()))
         if warning:
-            warnings.append(warning)
+            warnings[s] = warning
         boot = rng.exponential(size=(draws, n)) * w[None, :]
         out[s] = SegmentValues(
             segment=s,
@@ -662,7 +662,7 @@ def _coherent(
             "more than the product that has them. Check the MaxDiff → money anchor."
         )
     ratio = float(np.median(total[ok] / ref[ok]))
-    if ratio <= INCOHERENT_RATIO:
+    if round(ratio, 1) <= INCOHERENT_RATIO:  # as the warning prints it
         return fv, ""
     return fv, (
         f"{segment}: the money values of the features add up to {ratio:.1f}× the value of what the Van Westendorp question showed "
