@@ -449,3 +449,93 @@ def test_default_chains_follow_the_cores(monkeypatch):
     for cores, expected in [(1, 2), (2, 2), (3, 3), (16, 4), (None, 2)]:
         monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
         assert default_chains() == expected
+
+
+def test_hierarchical_kernel_equals_numpy_the_old_graph_and_finite_differences():
+    """The fused factorised likelihood (β built inside, numba) equals its numpy reference,
+    the per-respondent log-likelihood at β = μ_g + z Lᵀ, and finite differences in μ, L, z."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    from wtp.hb import _hier_loglik_numpy, _hier_loglik_op
+
+    d = _maxdiff_like()
+    lay = _layout(d)
+    rng = np.random.default_rng(4)
+    P = d.n_params
+    mu = rng.normal(size=(d.n_groups, P))
+    chol = np.tril(rng.normal(size=(P, P)))
+    z = rng.normal(size=(d.n_respondents, P))
+    data = (d.group, lay.rows, lay.alts, lay.alt_chosen, lay.start)
+    ll, gmu, gL, gz = _hier_loglik_numpy(mu, chol, z, *data)
+    beta = mu[d.group] + z @ chol.T
+    assert float(ll) == pytest.approx(respondent_loglik(d, beta).sum(), rel=1e-12)
+    M, C, Z = pt.dmatrix(), pt.dmatrix(), pt.dmatrix()
+    out = _hier_loglik_op()(M, C, Z, *data)[0]
+    f = pytensor.function([M, C, Z], [out, *pytensor.grad(out, [M, C, Z])], mode="NUMBA")
+    got = f(mu, chol, z)
+    assert float(got[0]) == pytest.approx(float(ll), rel=1e-12)
+    for a, b in zip(got[1:], (gmu, gL, gz), strict=True):
+        assert np.abs(a - b).max() < 1e-10
+    eps = 1e-6
+    for which, idx, g in ((0, (0, 1), gmu), (1, (2, 1), gL), (2, (3, 2), gz)):
+        args = [mu.copy(), chol.copy(), z.copy()]
+        args[which][idx] += eps
+        fd = (float(_hier_loglik_numpy(*args, *data)[0]) - float(ll)) / eps
+        assert fd == pytest.approx(g[idx], abs=1e-4)
+
+
+def test_hierarchical_kernel_survives_extreme_utilities():
+    # the choice sums are multiplied before one log per respondent: far-apart utilities
+    # (a product that would underflow) must still give the exact log-likelihood
+    import pytensor
+    import pytensor.tensor as pt
+
+    from wtp.hb import _hier_loglik_numpy, _hier_loglik_op
+
+    d = _maxdiff_like(n_resp=3)
+    lay = _layout(d)
+    P = d.n_params
+    mu = np.zeros((d.n_groups, P))
+    mu[0, 0] = 60.0  # item 1 far above the rest: choices among the others have tiny sums
+    chol = np.eye(P) * 0.1
+    z = np.zeros((d.n_respondents, P))
+    data = (d.group, lay.rows, lay.alts, lay.alt_chosen, lay.start)
+    M, C, Z = pt.dmatrix(), pt.dmatrix(), pt.dmatrix()
+    f = pytensor.function([M, C, Z], _hier_loglik_op()(M, C, Z, *data)[0], mode="NUMBA")
+    ref = respondent_loglik(d, mu[d.group] + z @ chol.T).sum()
+    assert np.isfinite(ref) and float(f(mu, chol, z)) == pytest.approx(ref, rel=1e-10)
+    assert float(_hier_loglik_numpy(mu, chol, z, *data)[0]) == pytest.approx(ref, rel=1e-10)
+
+
+def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
+    """Checks read new draws from a zarr store (incrementally); the in-memory Arrow trace is
+    the fallback. Both give identical draws, and the store's folder is removed afterwards."""
+    import os
+
+    import wtp.hb as hb
+
+    d = _maxdiff_like(n_resp=12)
+    kw = {
+        "draws": 40,
+        "tune": 60,
+        "chains": 2,
+        "rng": 5,
+        "progress": False,
+        "until_converged": False,
+    }
+    made = []
+    real = hb._zarr_store_dir
+
+    def tracked():
+        folder = real()
+        made.append(folder)
+        return folder
+
+    monkeypatch.setattr(hb, "_zarr_store_dir", tracked)
+    a = fit_hb(d, **kw)
+    assert made and made[0] is not None and not os.path.exists(made[0])
+    monkeypatch.setattr(hb, "_zarr_store_dir", lambda: None)
+    b = fit_hb(d, **kw)
+    assert np.array_equal(a.beta_draws, b.beta_draws)
+    assert np.array_equal(a.idata.posterior["sd"].to_numpy(), b.idata.posterior["sd"].to_numpy())
