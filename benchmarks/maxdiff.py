@@ -193,7 +193,9 @@ def main(argv=None) -> int:
         help="draws per chain at the first convergence check (default: wtp's)",
     )
     ap.add_argument("--tune", type=int, default=None, help="warm-up per chain (default: wtp's)")
-    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument(
+        "--chains", type=int, default=None, help="chains (default: wtp's, one per core, 2 to 4)"
+    )
     ap.add_argument(
         "--low-rank", action="store_true", help="nutpie's low-rank modified mass matrix"
     )
@@ -242,6 +244,7 @@ def main(argv=None) -> int:
     )
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     hb = {
         k: v
         for k, v in {
@@ -264,6 +267,7 @@ def main(argv=None) -> int:
         **hb,
     )
     wtp_wall = time.perf_counter() - t0
+    wtp_cpu = time.process_time() - cpu0
     d = res.diagnostics
     Q = _contrast_basis(md.n_items)
     beta = (
@@ -285,13 +289,17 @@ def main(argv=None) -> int:
     print()
     print("wtp hierarchical Bayes (PyMC model, nutpie sampler)")
     print(
-        f"  settings: {args.chains} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}"
+        f"  settings: {d['chains']} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}"
     )
     print(f"  load average before the run: {load_before}")
     checks_s = sum(r.get("check_s", 0.0) for r in d["sampling"])
+    read_s = sum(r.get("read_s", 0.0) for r in d["sampling"])
     print(
         f"  time: total {wtp_wall:.1f} s = build {d['build_s']:.1f} + compile {d['compile_s']:.1f} + sampling with checks {d['sample_s']:.1f}"
-        f" (of which {checks_s:.1f} s convergence checks) + shares, respondent fit and the rest {wtp_wall - d['build_s'] - d['compile_s'] - d['sample_s']:.1f}"
+        f" (of which {checks_s:.1f} s convergence checks, {read_s:.1f} s of them reading draws) + shares, respondent fit and the rest {wtp_wall - d['build_s'] - d['compile_s'] - d['sample_s']:.1f}"
+    )
+    print(
+        f"  CPU time (all threads): {wtp_cpu:.1f} s over {wtp_wall:.1f} s wall ({wtp_cpu / wtp_wall:.2f} cores busy on average)"
     )
     for r in d["sampling"]:
         print(
@@ -351,6 +359,11 @@ def main(argv=None) -> int:
         print(line)
 
     row("end-to-end time (s)", wtp_wall, theirs["wall_s"] if theirs else None, "{:.1f}", ratio=True)
+    row("  of which compile (s)", d["compile_s"], fmt="{:.1f}")
+    row("  of which sampling + checks (s)", d["sample_s"], fmt="{:.1f}")
+    row("  of which checks (s)", checks_s, fmt="{:.1f}")
+    row("wtp CPU time, all threads (s)", wtp_cpu, fmt="{:.1f}")
+    row("chains x draws per chain", f"{d['chains']} x {d['draws_per_chain']}", fmt="{}")
     row(
         "sampler time (s)", d["sample_s"], theirs["fit_s"] if theirs else None, "{:.1f}", ratio=True
     )

@@ -178,7 +178,8 @@ TuneOpt = Annotated[
     ),
 ]
 ChainsOpt = Annotated[
-    int | None, typer.Option("--chains", help="HB: chains, run in parallel (default 4).")
+    int | None,
+    typer.Option("--chains", help="HB: chains, run in parallel (default: one per core, 2 to 4)."),
 ]
 TimeBudgetOpt = Annotated[
     float | None,

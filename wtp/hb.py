@@ -666,10 +666,10 @@ def build_model(data: ChoiceData, priors: HBPriors | None = None, layout: str | 
             store_in_trace=True,
         )
         z = pm.Normal("z", 0.0, 1.0, dims=("respondent", "param"))
+        # the factorised likelihood builds β inside its fused Op; there this Deterministic is
+        # only for PyMC's sampler and is not part of the log density nutpie evaluates
         beta = pm.Deterministic("beta", mu[group] + z @ chol.T, dims=("respondent", "param"))
         if lay.factorised:
-            # β is built inside the fused likelihood (the Deterministic above is for PyMC's
-            # sampler and is not part of the log density nutpie evaluates)
             loglik = _hier_loglik_op()(
                 mu,
                 chol,
@@ -681,6 +681,8 @@ def build_model(data: ChoiceData, priors: HBPriors | None = None, layout: str | 
                 pm.Data("choice_start", lay.start),
             )[0]
         else:
+            # a fused version with β built inside (as for the factorised layout) measured no
+            # faster here: 0.38 against 0.37 ms per evaluation on the chocolate CBC
             idx, val = _sparse_rows(np.asarray(data.X, dtype=float))
             loglik = _dense_loglik_op()(
                 beta,
@@ -1206,7 +1208,7 @@ def fit_hb(
     *,
     draws: int = 200,
     tune: int = 300,
-    chains: int = 4,
+    chains: int | None = None,
     cores: int | None = None,
     rng: np.random.Generator | int | None = None,
     priors: HBPriors | None = None,
@@ -1252,8 +1254,13 @@ def fit_hb(
         the draws kept).
     tune : int, default 300
         Warm-up iterations per chain in the first round (nutpie adapts quickly).
-    chains : int, default 4
+    chains : int, optional
         Chains, run in parallel on ``cores`` cores (default: all available, at most ``chains``).
+        Default: one per core, at least 2 and at most 4 (:func:`default_chains`, PyMC's rule).
+        More chains than cores run in turns and each pays its own warm-up: on the 2-core
+        benchmark machine 4 chains took 134 s of CPU to converge against 99 s for 2 (the
+        same thresholds passed). Fewer chains make R-hat less sensitive to a chain stuck in
+        another mode; pass ``chains=4`` for that extra safety on a small machine.
     rng : numpy.random.Generator or int, optional
         Seeds the sampler.
     priors : HBPriors, optional
@@ -1291,6 +1298,7 @@ def fit_hb(
     from wtp.progress import Reporter, heartbeat, quiet
 
     t_start = time.perf_counter()
+    chains = default_chains() if chains is None else chains
     reporter = progress if isinstance(progress, Reporter) else (Reporter() if progress else quiet())
     priors = priors or HBPriors()
     seed = _seed(rng)
@@ -1437,6 +1445,14 @@ def fit_hb(
         sampler=used,
         settings=settings,
     )
+
+
+def default_chains() -> int:
+    """Chains when none are asked for: one per core, at least 2 (R-hat compares chains) and
+    at most 4 (PyMC's default rule)."""
+    import os
+
+    return max(2, min(4, os.cpu_count() or 1))
 
 
 def _draws_cap(data: ChoiceData, chains: int, draws: int) -> int:
