@@ -1570,7 +1570,8 @@ def _start_nutpie(
 
 
 class _KeptDraws:
-    """Kept draws of every chain, read from nutpie's Arrow trace as sampling goes on.
+    """Kept draws of every chain, read from nutpie's trace as sampling goes on (the zarr
+    store of :func:`_start_nutpie`, or its in-memory Arrow trace where no store was made).
 
     Each convergence check converts only the draws since the previous one, rebuilds β =
     μ_g + z·Lᵀ for them (β is not stored by the sampler: it would double the trace) and
