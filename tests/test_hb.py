@@ -539,14 +539,3 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
     b = fit_hb(d, **kw)
     assert np.array_equal(a.beta_draws, b.beta_draws)
     assert np.array_equal(a.idata.posterior["sd"].to_numpy(), b.idata.posterior["sd"].to_numpy())
-
-
-def test_default_chains_follow_the_cores(monkeypatch):
-    # one chain per core, at least 2 (R-hat compares chains), at most 4
-    import os
-
-    from wtp.hb import default_chains
-
-    for cores, expected in [(1, 2), (2, 2), (3, 3), (16, 4), (None, 2)]:
-        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
-        assert default_chains() == expected
