@@ -630,3 +630,18 @@ def test_individual_utilities_and_posterior_draws_feed_the_values(world):
         .apply(lambda p: (np.diff(p.to_numpy()) > 0).all())
         .all()
     )
+
+
+def test_excel_price_book_is_byte_identical_across_runs(world, tmp_path, monkeypatch):
+    """openpyxl stamps zip entries and dcterms:modified with the clock; with SOURCE_DATE_EPOCH
+    the same result must give the same bytes (zip times have a 2-second resolution)."""
+    import time
+
+    from wtp.report.workbook import write_price_book_workbook
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1780000000")
+    _, run = world
+    first = write_price_book_workbook(run.price_books, tmp_path / "a.xlsx").read_bytes()
+    time.sleep(2.1)
+    second = write_price_book_workbook(run.price_books, tmp_path / "b.xlsx").read_bytes()
+    assert first == second

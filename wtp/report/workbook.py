@@ -23,8 +23,10 @@ evaluate it, even after the cell is edited. The CSV tables stay exact.
 
 from __future__ import annotations
 
+import io
 import math
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -245,10 +247,36 @@ def write_price_book_workbook(
     from wtp.report import generated_at
 
     # the workbook's own dates follow SOURCE_DATE_EPOCH like the HTML's
-    wb.properties.created = wb.properties.modified = generated_at().replace(tzinfo=None)
+    when = generated_at().replace(tzinfo=None)
+    wb.properties.created = wb.properties.modified = when
     path = Path(path)
-    wb.save(path)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    path.write_bytes(_reproducible_zip(buffer.getvalue(), when))
     return path
+
+
+def _reproducible_zip(data: bytes, when) -> bytes:
+    """The saved workbook with every zip entry dated ``when`` and ``dcterms:modified`` set to it:
+    openpyxl stamps both with the clock at save time, so the same run would differ byte-wise."""
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            body = src.read(item)
+            if item.filename == "docProps/core.xml":
+                body = re.sub(
+                    rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                    rb"\g<1>" + stamp.encode() + rb"\g<2>",
+                    body,
+                )
+            info = zipfile.ZipInfo(
+                item.filename, date_time=max(when.timetuple()[:6], (1980, 1, 1, 0, 0, 0))
+            )
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = item.external_attr
+            dst.writestr(info, body)
+    return out.getvalue()
 
 
 __all__ = ["write_price_book_workbook", "write_frame", "money_format", "SCENARIO_SHEETS"]
