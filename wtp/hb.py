@@ -1731,49 +1731,15 @@ def _idata(draws: _Draws, data: ChoiceData):
     )
 
 
-def _run_rounds(
-    compiled,
-    diagnose,
-    *,
-    extra_diagnostics=None,
-    reporter,
-    tune,
-    draws,
-    chains,
-    cores,
-    seed,
-    target_accept,
-    until_converged,
-    deadline,
-    max_rounds,
-    draws_cap,
-    sampler_kwargs,
-    data,
-):
-    """Rounds of nutpie sampling with convergence checks (the table in :func:`fit_hb`)."""
+def _run_rounds(compiled, diagnose, **settings):
+    """Rounds of nutpie sampling with convergence checks (the table in :func:`fit_hb`; the
+    settings are :func:`_sample_rounds`'s); the zarr trace folders made on the way are removed
+    however the run ends."""
     import shutil
 
     stores: list[str] = []
     try:
-        return _sample_rounds(
-            compiled,
-            diagnose,
-            stores,
-            extra_diagnostics=extra_diagnostics,
-            reporter=reporter,
-            tune=tune,
-            draws=draws,
-            chains=chains,
-            cores=cores,
-            seed=seed,
-            target_accept=target_accept,
-            until_converged=until_converged,
-            deadline=deadline,
-            max_rounds=max_rounds,
-            draws_cap=draws_cap,
-            sampler_kwargs=sampler_kwargs,
-            data=data,
-        )
+        return _sample_rounds(compiled, diagnose, stores, **settings)
     finally:
         for folder in stores:
             shutil.rmtree(folder, ignore_errors=True)
