@@ -539,3 +539,20 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
     b = fit_hb(d, **kw)
     assert np.array_equal(a.beta_draws, b.beta_draws)
     assert np.array_equal(a.idata.posterior["sd"].to_numpy(), b.idata.posterior["sd"].to_numpy())
+
+
+def test_trace_folders_of_killed_runs_are_removed_once_stale(tmp_path):
+    """A run killed while sampling leaves its zarr trace; a later run removes ours once older
+    than a day, and leaves fresh ones (a run in progress) and other folders alone."""
+    import os
+
+    from wtp.hb import STALE_TRACE_S, _remove_stale_traces
+
+    old, fresh, other = (tmp_path / n for n in ("wtp-hb-trace-a", "wtp-hb-trace-b", "keep-me"))
+    for folder in (old, fresh, other):
+        (folder / "chunk").mkdir(parents=True)
+    now = 2_000_000_000.0
+    for folder, age in ((old, STALE_TRACE_S + 60), (fresh, 60), (other, STALE_TRACE_S + 60)):
+        os.utime(folder, (now - age, now - age))
+    assert _remove_stale_traces(str(tmp_path), now=now) == 1
+    assert not old.exists() and fresh.exists() and other.exists()

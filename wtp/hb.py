@@ -1503,6 +1503,31 @@ class _Tracker:
         return sum(kept if cap is None else (min(cap, k) for k in kept))
 
 
+#: trace folders left by a run that was killed are removed by a later run once this old
+STALE_TRACE_S = 24 * 3600.0
+_TRACE_PREFIX = "wtp-hb-trace-"
+
+
+def _remove_stale_traces(root: str | None = None, now: float | None = None) -> int:
+    """Remove our own trace folders older than :data:`STALE_TRACE_S` (a run's time budget is
+    minutes, so none of them can still be in use); returns how many went."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    now = time.time() if now is None else now
+    gone = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(_TRACE_PREFIX + "*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > STALE_TRACE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone += 1
+        except OSError:
+            continue
+    return gone
+
+
 def _zarr_store_dir() -> str | None:
     """A fresh temporary folder for nutpie's zarr trace, or None where none can be made (the
     sampler then keeps its trace in memory and checks read it through ``inspect``)."""
@@ -1511,7 +1536,8 @@ def _zarr_store_dir() -> str | None:
     try:
         import zarr  # noqa: F401
 
-        return tempfile.mkdtemp(prefix="wtp-hb-trace-")
+        _remove_stale_traces()
+        return tempfile.mkdtemp(prefix=_TRACE_PREFIX)
     except (ImportError, OSError):
         return None
 
