@@ -178,6 +178,11 @@ def test_bridge_power_from_two_anchors_hand_checked():
     w["t"] = np.ones(2)
     pooled = bridge(shares, money, w, items, ["sso", "api"])
     assert pooled.power == pytest.approx(1.5) and pooled.per_point["t"] == pytest.approx(7.0)
+    one_segment = {"s": shares["s"]}
+    steep = bridge(
+        one_segment, {"s": 2.0 * shares["s"][:, :2] ** 5}, {"s": w["s"]}, items, ["sso", "api"]
+    )
+    assert steep.power == 3.0 and "held at the bound 3" in steep.note
 
 
 def test_features_cannot_outweigh_the_whole_product_under_full():

@@ -485,6 +485,10 @@ def bridge(
             per[s] = fallback
     if np.isfinite(g):
         how = f"money ∝ share^{g:.2f}, the power from how money rises with share over the anchors"
+        if g in POWER_RANGE:
+            how += (
+                f" (held at the bound {g:.2g}: the anchors would have it further out; check them)"
+            )
     elif len(anchors) > 1:
         how = "money proportional to the share (the anchors' shares hardly differ, so they cannot tell how shares scale with money)"
     else:
