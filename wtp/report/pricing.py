@@ -59,6 +59,8 @@ def write_outputs(result, folder: str | Path, *, extras: str | None = "pricing")
 
 def comparison_chart(result, currency: str = ""):
     """Revenue per segment with one book and with one per segment, with 90% intervals."""
+    from matplotlib.ticker import FuncFormatter
+
     c = result.comparison
     c = c[c["segment"] != "total"]
     fig, ax = new_figure(7.2, 0.55 * max(len(c), 2) + 1.2)
@@ -86,6 +88,8 @@ def comparison_chart(result, currency: str = ""):
         )
     ax.set_yticks(y, c["segment"].astype(str).tolist())
     ax.invert_yaxis()
+    # 1,250,000 rather than 1.25 with a "1e6" in the corner, which readers miss
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:,.0f}"))
     ax.set_xlabel(
         f"Revenue per period ({currency}), 90% intervals"
         if currency
