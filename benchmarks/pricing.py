@@ -116,13 +116,9 @@ def recovery(seeds: int = 2, n: int = 600) -> pd.DataFrame:
                 ["ignore", "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"]
             ):
                 with tempfile.TemporaryDirectory() as tmp:
-                    w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
-                    toml = (
-                        (w.folder / "study.toml")
-                        .read_text(encoding="utf-8")
-                        .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                    w = simulate_tier_world(
+                        Path(tmp), process=process, n_respondents=n, seed=seed, too_cheap=setting
                     )
-                    (w.folder / "study.toml").write_text(toml, encoding="utf-8")
                     run = run_study(w.folder, seed=seed, fast=True)
                     j = w.judge(run.price_books).set_index(["scenario", "segment"])
                     m, s = j.loc[("multiple", "total")], j.loc[("single", "total")]
@@ -146,13 +142,9 @@ def coverage(seeds: int = 8, n: int = 600) -> pd.DataFrame:
         setting = "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"
         for seed in range(seeds):
             with tempfile.TemporaryDirectory() as tmp:
-                w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
-                toml = (
-                    (w.folder / "study.toml")
-                    .read_text(encoding="utf-8")
-                    .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+                w = simulate_tier_world(
+                    Path(tmp), process=process, n_respondents=n, seed=seed, too_cheap=setting
                 )
-                (w.folder / "study.toml").write_text(toml, encoding="utf-8")
                 run = run_study(w.folder, seed=seed, fast=True)
                 rows.append(w.judge(run.price_books, best=False).assign(world=process, seed=seed))
     j = pd.concat(rows, ignore_index=True)

@@ -519,16 +519,12 @@ def test_recovery_across_worlds(tmp_path, process, seed):
 def _tier_run(tmp_path, process, seed):
     """A tier world and ``wtp run --fast`` on it, ``too_cheap`` set to match the world."""
     from wtp.pipeline import run_study
-    from wtp.simulate import simulate_tier_world
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
 
-    w = simulate_tier_world(tmp_path, process=process, n_respondents=600, seed=seed)
-    setting = "exclude" if w.process.too_cheap_effect else "ignore"
-    toml = (
-        (w.folder / "study.toml")
-        .read_text(encoding="utf-8")
-        .replace("[pricing]\n", f'[pricing]\ntoo_cheap = "{setting}"\n')
+    setting = "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"
+    w = simulate_tier_world(
+        tmp_path, process=process, n_respondents=600, seed=seed, too_cheap=setting
     )
-    (w.folder / "study.toml").write_text(toml, encoding="utf-8")
     return w, run_study(w.folder, seed=seed, fast=True)
 
 

@@ -1560,6 +1560,7 @@ def simulate_tier_world(
     maxdiff_tasks: int = 8,
     conjoint_tasks: int = 8,
     draws: int = 100,
+    too_cheap: str | None = None,
 ) -> SimulatedTierWorld:
     """Write a study whose every answer comes from per-respondent tier truth.
 
@@ -1571,7 +1572,8 @@ def simulate_tier_world(
     ``maxdiff_scale`` (best-worst with Gumbel noise); conjoint choices (SSO, API, price, none) maximise ``(R + features − price)/noise +
     Gumbel``. segments.csv reports today's conversion: the true take-up of the core product at
     today's price (``arpa``). A separate population of ``population`` people per segment judges
-    any book by its true revenue.
+    any book by its true revenue. ``too_cheap`` writes ``[pricing] too_cheap`` (the analyst's
+    setting; ``None`` leaves the default).
     """
     proc = ANSWER_PROCESSES[process] if isinstance(process, str) else process
     rng = np.random.default_rng(seed)
@@ -1674,6 +1676,7 @@ def simulate_tier_world(
     cj.to_csv(folder / "conjoint.csv", index=False)
     pd.DataFrame(rows).to_csv(folder / "segments.csv", index=False)
     items = "\n".join(f'{k} = "{DEMO_ITEMS[k]}"' for k in TIER_FEATURES)
+    too_cheap_line = f'too_cheap = "{too_cheap}"\n' if too_cheap else ""
     (folder / "study.toml").write_text(
         f"""[study]
 name = "Tier world ({proc.name}, seed {seed})"
@@ -1695,7 +1698,7 @@ segments       = "segments.csv"
 tiers = ["Starter", "Pro", "Enterprise"]
 
 [pricing]
-draws = {draws}
+{too_cheap_line}draws = {draws}
 """,
         encoding="utf-8",
     )
