@@ -26,6 +26,7 @@ from wtp.pricing.scenarios import (
     interval,
     membership,
     price_book,
+    same_basis,
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
@@ -508,7 +509,7 @@ def _basis_note(segment: str, vols: Volumes, cal: Calibration) -> str:
         return ""
     prospects = vols.get(segment, "prospects", 0.0)
     model = prospects * float(np.mean(share))
-    if 2 / 3 <= model / customers <= 1.5:
+    if same_basis(model, customers):
         return ""
     return (
         f"at today's price the scenarios' basis counts {model:,.0f} customers ({prospects:,.0f} prospects × {float(np.mean(share)):.1%}) "

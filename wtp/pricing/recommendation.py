@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.pricing.inputs import Volumes
+from wtp.pricing.scenarios import same_basis
 from wtp.pricing.settings import ALL, TOTAL, PricingSettings
 
 
@@ -61,7 +62,7 @@ def recommend(
         multiple = gain >= settings.min_gain and len(segs) > 1
         best = tot["revenue_multiple"] if multiple else tot["revenue_single"]
         change = best / today - 1 if np.isfinite(today) and today > 0 else np.nan
-        if np.isfinite(change) and not 2 / 3 <= today / base <= 1.5:
+        if np.isfinite(change) and not same_basis(today, base):
             # prospects (market_size) at today's conversion are not today's customers: the
             # scenarios' level is another market's, their change against today's book is not
             text.append(

@@ -225,6 +225,13 @@ class Calibration:
     today: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def same_basis(model: float, today: float) -> bool:
+    """Whether the scenarios' basis (prospects at today's conversion, or their revenue at today's
+    price) is today's business (customers, or customers × ARPA) within a factor of 1.5: when it
+    is not, scenarios are read as the change against today, not as today's revenue."""
+    return 2 / 3 <= model / today <= 1.5
+
+
 def observed_draws(
     conversion: float, trials: float, draws: int, rng: np.random.Generator | None
 ) -> np.ndarray:
