@@ -417,10 +417,9 @@ MIN_ANCHOR_SPREAD = 0.25
 POWER_RANGE = (1 / 3, 3.0)
 
 
-def _power(x: np.ndarray, y: np.ndarray, v: np.ndarray | None = None) -> float:
+def _power(x: np.ndarray, y: np.ndarray, v: np.ndarray) -> float:
     """Weighted least-squares slope of y on x (NaN when x hardly spreads); x and y already have
     each segment's weighted level removed."""
-    v = np.ones_like(x) if v is None else v
     ok = np.isfinite(x) & np.isfinite(y) & (v > 0)
     x, y, v = x[ok], y[ok], v[ok]
     if len(x) < 2 or np.ptp(x) < MIN_ANCHOR_SPREAD:
