@@ -1268,6 +1268,136 @@ ANSWER_PROCESSES = {
 }
 
 
+# the demo's people: "expensive" near their reservation value, no real too-cheap effect, MaxDiff
+# answers a little noisier than the money at stake
+DEMO_PROCESS = AnswerProcess(
+    "demo",
+    expensive=-0.05,
+    too_expensive=0.30,
+    too_cheap_effect=False,
+    noise=0.15,
+    maxdiff_scale=0.8,
+)
+
+# The demo's market: four segments valuing the fourteen demo items, one truth behind every
+# answer (the earlier demo drew each instrument on its own, so its features and its product
+# disagreed on money by 3–10×). Values sit near today's ARPA; volumes follow DEMO_SEGMENTS.
+DEMO_FEATURES = tuple(DEMO_ITEMS)
+DEMO_TIER_SEGMENTS = (
+    TierSegment(
+        "Startups",
+        0.30,
+        39.0,
+        {
+            "integrations": 0.30,
+            "ai_insights": 0.25,
+            "dashboards": 0.20,
+            "api": 0.12,
+            "exports": 0.10,
+            "mobile_app": 0.08,
+            "priority_support": 0.05,
+            "data_retention": 0.05,
+            "custom_roles": 0.04,
+            "sandbox": 0.03,
+            "sla": 0.03,
+            "sso": 0.02,
+            "white_label": 0.02,
+            "audit_log": 0.01,
+        },
+        sigma=0.40,
+        propensity=0.24,
+        market_size=60000,
+        customers=1800,
+        arpa=35.1,
+    ),
+    TierSegment(
+        "SMB",
+        0.30,
+        79.0,
+        {
+            "dashboards": 0.25,
+            "integrations": 0.22,
+            "exports": 0.20,
+            "ai_insights": 0.15,
+            "mobile_app": 0.12,
+            "api": 0.12,
+            "custom_roles": 0.12,
+            "priority_support": 0.10,
+            "data_retention": 0.08,
+            "sso": 0.08,
+            "sla": 0.06,
+            "white_label": 0.05,
+            "sandbox": 0.04,
+            "audit_log": 0.04,
+        },
+        propensity=0.32,
+        market_size=35000,
+        customers=2400,
+        arpa=71.1,
+    ),
+    TierSegment(
+        "Mid-market",
+        0.25,
+        149.0,
+        {
+            "sso": 0.30,
+            "custom_roles": 0.25,
+            "api": 0.22,
+            "integrations": 0.18,
+            "dashboards": 0.15,
+            "sla": 0.15,
+            "sandbox": 0.12,
+            "audit_log": 0.12,
+            "priority_support": 0.12,
+            "data_retention": 0.10,
+            "exports": 0.10,
+            "ai_insights": 0.10,
+            "white_label": 0.06,
+            "mobile_app": 0.05,
+        },
+        sigma=0.32,
+        propensity=0.40,
+        market_size=9000,
+        customers=900,
+        arpa=134.1,
+    ),
+    TierSegment(
+        "Enterprise",
+        0.15,
+        299.0,
+        {
+            "sso": 0.50,
+            "audit_log": 0.40,
+            "sla": 0.38,
+            "custom_roles": 0.25,
+            "priority_support": 0.25,
+            "api": 0.20,
+            "data_retention": 0.18,
+            "sandbox": 0.12,
+            "white_label": 0.10,
+            "integrations": 0.10,
+            "dashboards": 0.08,
+            "exports": 0.06,
+            "ai_insights": 0.06,
+            "mobile_app": 0.03,
+        },
+        sigma=0.30,
+        propensity=0.50,
+        market_size=2500,
+        customers=220,
+        arpa=269.1,
+    ),
+)
+# what each demo conjoint level is worth: (feature, fraction of its money) or (None, fraction of
+# the core value); the first level of each attribute is worth nothing
+DEMO_WORTH = {
+    "Support": {"Chat": ("priority_support", 0.4), "Phone 24/7": ("priority_support", 1.0)},
+    "SSO": {"Included": ("sso", 1.0)},
+    "Users": {"25 users": (None, 0.15), "Unlimited": (None, 0.30)},
+    "History": {"1 year": ("data_retention", 0.5), "Unlimited": ("data_retention", 1.0)},
+}
+
+
 @dataclass(frozen=True)
 class TierPeople:
     """Per person: core value R, feature money values M (n × F), true propensity, quality
@@ -1282,15 +1412,15 @@ class TierPeople:
 
 
 def _tier_people(
-    spec: TierSegment, n: int, process: AnswerProcess, rng: np.random.Generator
+    spec: TierSegment,
+    n: int,
+    process: AnswerProcess,
+    rng: np.random.Generator,
+    features: tuple[str, ...] = TIER_FEATURES,
 ) -> TierPeople:
     R = spec.median_value * np.exp(spec.sigma * rng.standard_normal(n))
-    ratio = np.array([spec.feature_ratio.get(f, 0.0) for f in TIER_FEATURES])
-    M = (
-        R[:, None]
-        * ratio[None, :]
-        * np.exp(0.4 * rng.standard_normal((n, len(TIER_FEATURES))) - 0.08)
-    )
+    ratio = np.array([spec.feature_ratio.get(f, 0.0) for f in features])
+    M = R[:, None] * ratio[None, :] * np.exp(0.4 * rng.standard_normal((n, len(features))) - 0.08)
     a = 6.0
     pi = rng.beta(a * spec.propensity, a * (1 - spec.propensity), n)
     stated = np.clip(pi * spec.overstatement, 0, 1)
@@ -1327,6 +1457,7 @@ class SimulatedTierWorld:
     segments: tuple[TierSegment, ...]
     population: dict[str, TierPeople]
     respondents: dict[str, TierPeople]
+    features: tuple[str, ...] = TIER_FEATURES  # the columns of every TierPeople.money
 
     def take_up(self, segment: str, membership: np.ndarray, prices: np.ndarray) -> np.ndarray:
         return tier_take_up(
@@ -1405,9 +1536,9 @@ class SimulatedTierWorld:
 
         def member(book):
             cols = [
-                list(book.features).index(f) if f in book.features else -1 for f in TIER_FEATURES
+                list(book.features).index(f) if f in book.features else -1 for f in self.features
             ]
-            m = np.zeros((len(book.tiers), len(TIER_FEATURES)))
+            m = np.zeros((len(book.tiers), len(self.features)))
             for j, c in enumerate(cols):
                 if c >= 0:
                     m[:, j] = book.membership[:, c]
@@ -1493,12 +1624,25 @@ def _tier_nms(people: TierPeople, price: np.ndarray, rng: np.random.Generator) -
 
 
 def _tier_conjoint(
-    people: TierPeople, ids: np.ndarray, prices: list[float], n_tasks: int, rng: np.random.Generator
+    people: TierPeople,
+    ids: np.ndarray,
+    prices: list[float],
+    n_tasks: int,
+    rng: np.random.Generator,
+    *,
+    features: tuple[str, ...] = TIER_FEATURES,
+    attributes: dict[str, list[str]] = TIER_ATTRIBUTES,
+    worth: dict[str, dict[str, tuple[str | None, float]]] | None = None,
+    n_alts: int = 2,
 ) -> pd.DataFrame:
+    """Choices among ``n_alts`` profiles and none: a profile is worth the core value plus, per
+    attribute level, ``fraction`` × a feature's money (``worth[attr][level] = (feature,
+    fraction)``) or × the core value (feature ``None``); levels not listed are worth nothing."""
     from wtp.conjoint import design_conjoint
 
+    worth = worth if worth is not None else {a: {"yes": (_TIER_MAP[a], 1.0)} for a in attributes}
     design = design_conjoint(
-        TIER_ATTRIBUTES, prices, n_tasks=n_tasks, n_alts=2, n_versions=8, none=False, rng=rng
+        attributes, prices, n_tasks=n_tasks, n_alts=n_alts, n_versions=8, none=False, rng=rng
     )
     if "none" in design.columns:
         design = design[design["none"].fillna(0).astype(int) == 0].drop(columns="none")
@@ -1506,16 +1650,19 @@ def _tier_conjoint(
     versions = design["version"].unique()
     T = design.groupby("version")["task"].nunique().iloc[0]
     A = design.groupby(["version", "task"]).size().iloc[0]
-    col = [TIER_FEATURES.index(_TIER_MAP[a]) for a in TIER_ATTRIBUTES]
-    has = (
-        np.column_stack([(design[a].to_numpy() == "yes") for a in TIER_ATTRIBUTES])
-        .astype(float)
-        .reshape(len(versions), T, A, len(col))
-    )
+    # per profile: the multiple of the core value (column 0) and of each feature's money
+    W = np.zeros((len(design), len(features) + 1))
+    for a, levels in worth.items():
+        shown = design[a].to_numpy()
+        for level, (feature, fraction) in levels.items():
+            W[shown == level, 0 if feature is None else 1 + features.index(feature)] += fraction
+    W = W.reshape(len(versions), T, A, -1)
     P = design["price"].to_numpy(dtype=float).reshape(len(versions), T, A)
     n = len(ids)
     v_of = np.arange(n) % len(versions)
-    value = people.value[:, None, None] + np.einsum("ntaf,nf->nta", has[v_of], people.money[:, col])
+    value = people.value[:, None, None] + np.einsum(
+        "ntaf,nf->nta", W[v_of], np.column_stack([people.value, people.money])
+    )
     util = (value - P[v_of]) / people.noise[:, None, None]
     util = np.concatenate([util, np.zeros((n, T, 1))], axis=2) + rng.gumbel(size=(n, T, A + 1))
     choice = np.argmax(util, axis=2)  # n × T
@@ -1543,10 +1690,111 @@ def _tier_conjoint(
         key=lambda c: c.map(order) if c.name == "respondent_id" else c,
         kind="stable",
     ).reset_index(drop=True)
-    for a in TIER_ATTRIBUTES:
+    for a in attributes:
         out[a] = out[a].where(out["none"] == 0, None)
     out["price"] = out["price"].where(out["none"] == 0, None)
-    return out[["respondent_id", "task", "alt", *TIER_ATTRIBUTES, "price", "none", "chosen"]]
+    return out[["respondent_id", "task", "alt", *attributes, "price", "none", "chosen"]]
+
+
+@dataclass(frozen=True)
+class _TierAnswers:
+    """Every survey answer of a tier world, and the truth behind it."""
+
+    ids: np.ndarray
+    segment: np.ndarray  # each respondent's segment name
+    people: dict[str, TierPeople]  # respondents per segment
+    population: dict[str, TierPeople]  # a large population per segment, to judge books by
+    vw: pd.DataFrame
+    maxdiff: pd.DataFrame
+    conjoint: pd.DataFrame
+    conversion: dict[str, float]  # true take-up of the core product at today's price (arpa)
+
+
+def _tier_answers(
+    specs: list[TierSegment],
+    proc: AnswerProcess,
+    rng: np.random.Generator,
+    *,
+    n: int,
+    seed: int,
+    population: int,
+    features: tuple[str, ...],
+    maxdiff_design,  # rng → the MaxDiff design (version, task, position, item)
+    maxdiff_per_task: int,
+    conjoint_prices: list[float],
+    conjoint_tasks: int,
+    attributes: dict[str, list[str]],
+    worth: dict[str, dict[str, tuple[str | None, float]]] | None,
+    conjoint_alts: int,
+) -> _TierAnswers:
+    seg = _assign_segments(n, specs, rng)
+    ids = _ids(n)
+    people = {
+        s.name: _tier_people(s, int((seg == i).sum()), proc, rng, features)
+        for i, s in enumerate(specs)
+    }
+    pop = {
+        s.name: _tier_people(s, population, proc, np.random.default_rng([seed, 7, i]), features)
+        for i, s in enumerate(specs)
+    }
+    # stack respondents in id order
+    fields_ = ("value", "money", "propensity", "stated", "too_cheap", "noise")
+    order = np.concatenate([np.flatnonzero(seg == i) for i in range(len(specs))])
+    stacked = TierPeople(
+        *(np.concatenate([getattr(people[s.name], f) for s in specs]) for f in fields_)
+    )
+    inv = np.empty(n, dtype=int)
+    inv[order] = np.arange(n)
+    P = TierPeople(*(getattr(stacked, f)[inv] for f in fields_))
+    names = np.array([s.name for s in specs], dtype=object)[seg]
+    vw = _tier_vw(P, proc, rng)
+    vw_frame = pd.DataFrame(
+        {
+            "respondent_id": ids,
+            "too_cheap": vw[:, 0],
+            "cheap": vw[:, 1],
+            "expensive": vw[:, 2],
+            "too_expensive": vw[:, 3],
+        }
+    )
+    vw_frame["buy_cheap"] = _tier_nms(P, vw[:, 1], rng)
+    vw_frame["buy_expensive"] = _tier_nms(P, vw[:, 2], rng)
+    md = simulate_maxdiff(
+        n,
+        n_items=len(features),
+        per_task=maxdiff_per_task,
+        segments=specs,
+        seed=rng,
+        design=maxdiff_design(rng),
+        respondent_ids=ids,
+        segment_index=seg,
+        utilities=proc.maxdiff_scale * np.log(np.maximum(P.money, 1e-6)),
+    )
+    cj = _tier_conjoint(
+        P,
+        ids,
+        conjoint_prices,
+        conjoint_tasks,
+        rng,
+        features=features,
+        attributes=attributes,
+        worth=worth,
+        n_alts=conjoint_alts,
+    )
+    conversion = {
+        s.name: float(
+            tier_take_up(
+                pop[s.name],
+                np.zeros((1, len(features))),
+                np.array([s.arpa if s.arpa is not None else s.median_value]),
+                proc.too_cheap_effect,
+            )[0]
+        )
+        for s in specs
+    }
+    return _TierAnswers(
+        ids, names, people, pop, vw_frame, md.answers.drop(columns="segment"), cj, conversion
+    )
 
 
 def simulate_tier_world(
@@ -1580,100 +1828,57 @@ def simulate_tier_world(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = list(segments)
-    seg = _assign_segments(n_respondents, specs, rng)
-    ids = _ids(n_respondents)
-    n = n_respondents
-    people = {
-        s.name: _tier_people(s, int((seg == i).sum()), proc, rng) for i, s in enumerate(specs)
-    }
-    pop = {
-        s.name: _tier_people(s, population, proc, np.random.default_rng([seed, 7, i]))
-        for i, s in enumerate(specs)
-    }
-    # stack respondents in id order
-    order = np.concatenate([np.flatnonzero(seg == i) for i in range(len(specs))])
-    stacked = TierPeople(
-        *(
-            np.concatenate([getattr(people[s.name], f) for s in specs])
-            for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")
-        )
-    )
-    inv = np.empty(n, dtype=int)
-    inv[order] = np.arange(n)
-    P = TierPeople(
-        *(
-            getattr(stacked, f)[inv]
-            for f in ("value", "money", "propensity", "stated", "too_cheap", "noise")
-        )
-    )
-    names = np.array([s.name for s in specs], dtype=object)[seg]
-    vw = _tier_vw(P, proc, rng)
-    vw_frame = pd.DataFrame(
-        {
-            "respondent_id": ids,
-            "too_cheap": vw[:, 0],
-            "cheap": vw[:, 1],
-            "expensive": vw[:, 2],
-            "too_expensive": vw[:, 3],
-        }
-    )
-    vw_frame["buy_cheap"] = _tier_nms(P, vw[:, 1], rng)
-    vw_frame["buy_expensive"] = _tier_nms(P, vw[:, 2], rng)
-    # a random design is enough here (the design module's search is what takes time)
-    picks = np.argsort(rng.random((6 * maxdiff_tasks, len(TIER_FEATURES))), axis=1)[:, :4]
-    md_design = pd.DataFrame(
-        {
-            "version": np.repeat(np.arange(1, 7), maxdiff_tasks * 4),
-            "task": np.tile(np.repeat(np.arange(1, maxdiff_tasks + 1), 4), 6),
-            "position": np.tile(np.arange(1, 5), 6 * maxdiff_tasks),
-            "item": np.array(TIER_FEATURES, dtype=object)[picks.reshape(-1)],
-        }
-    )
-    md = simulate_maxdiff(
-        n,
-        n_items=len(TIER_FEATURES),
-        per_task=4,
-        segments=specs,
-        seed=rng,
-        design=md_design,
-        respondent_ids=ids,
-        segment_index=seg,
-        utilities=proc.maxdiff_scale * np.log(np.maximum(P.money, 1e-6)),
-    )
-    lo = min(s.median_value for s in specs) * 0.5
-    hi = max(s.median_value for s in specs) * 1.8
-    prices = [float(round(p)) for p in np.geomspace(lo, hi, 6)]
-    cj = _tier_conjoint(P, ids, prices, conjoint_tasks, rng)
-    rows = []
-    for s in specs:
-        arpa = s.arpa if s.arpa is not None else s.median_value
-        conv = float(
-            tier_take_up(
-                pop[s.name],
-                np.zeros((1, len(TIER_FEATURES))),
-                np.array([arpa]),
-                proc.too_cheap_effect,
-            )[0]
-        )
-        rows.append(
+    F = len(TIER_FEATURES)
+
+    def random_design(rng):  # a random design is enough here (the design search takes time)
+        picks = np.argsort(rng.random((6 * maxdiff_tasks, F)), axis=1)[:, :4]
+        return pd.DataFrame(
             {
-                "segment": s.name,
-                "customers": s.customers,
-                "arpa": arpa,
-                "churn_rate": 0.03,
-                "cac": 100.0,
-                "trials": 10000,
-                "conversions": round(10000 * conv),
-                "gross_margin": 0.8,
-                "market_size": s.market_size,
+                "version": np.repeat(np.arange(1, 7), maxdiff_tasks * 4),
+                "task": np.tile(np.repeat(np.arange(1, maxdiff_tasks + 1), 4), 6),
+                "position": np.tile(np.arange(1, 5), 6 * maxdiff_tasks),
+                "item": np.array(TIER_FEATURES, dtype=object)[picks.reshape(-1)],
             }
         )
-    pd.DataFrame({"respondent_id": ids, "segment": names, "weight": 1.0}).to_csv(
+
+    lo = min(s.median_value for s in specs) * 0.5
+    hi = max(s.median_value for s in specs) * 1.8
+    a = _tier_answers(
+        specs,
+        proc,
+        rng,
+        n=n_respondents,
+        seed=seed,
+        population=population,
+        features=TIER_FEATURES,
+        maxdiff_design=random_design,
+        maxdiff_per_task=4,
+        conjoint_prices=[float(round(p)) for p in np.geomspace(lo, hi, 6)],
+        conjoint_tasks=conjoint_tasks,
+        attributes=TIER_ATTRIBUTES,
+        worth=None,
+        conjoint_alts=2,
+    )
+    rows = [
+        {
+            "segment": s.name,
+            "customers": s.customers,
+            "arpa": s.arpa if s.arpa is not None else s.median_value,
+            "churn_rate": 0.03,
+            "cac": 100.0,
+            "trials": 10000,
+            "conversions": round(10000 * a.conversion[s.name]),
+            "gross_margin": 0.8,
+            "market_size": s.market_size,
+        }
+        for s in specs
+    ]
+    pd.DataFrame({"respondent_id": a.ids, "segment": a.segment, "weight": 1.0}).to_csv(
         folder / "respondents.csv", index=False
     )
-    vw_frame.to_csv(folder / "vw.csv", index=False)
-    md.answers.drop(columns="segment").to_csv(folder / "maxdiff.csv", index=False)
-    cj.to_csv(folder / "conjoint.csv", index=False)
+    a.vw.to_csv(folder / "vw.csv", index=False)
+    a.maxdiff.to_csv(folder / "maxdiff.csv", index=False)
+    a.conjoint.to_csv(folder / "conjoint.csv", index=False)
     pd.DataFrame(rows).to_csv(folder / "segments.csv", index=False)
     items = "\n".join(f'{k} = "{DEMO_ITEMS[k]}"' for k in TIER_FEATURES)
     too_cheap_line = f'too_cheap = "{too_cheap}"\n' if too_cheap else ""
@@ -1702,4 +1907,118 @@ tiers = ["Starter", "Pro", "Enterprise"]
 """,
         encoding="utf-8",
     )
-    return SimulatedTierWorld(folder, proc, tuple(specs), pop, people)
+    return SimulatedTierWorld(folder, proc, tuple(specs), a.population, a.people)
+
+
+def simulate_demo_study(
+    folder: str | Path,
+    *,
+    n_respondents: int = 600,
+    seed: int = 20260,
+    population: int = 20000,
+    process: str | AnswerProcess = DEMO_PROCESS,
+) -> SimulatedTierWorld:
+    """Write the demo study (``wtp demo``; ``surveys/demo`` in the repository) and return the
+    world behind it, so its price books can be judged by the truth like any tier world's.
+
+    Four segments value the fourteen demo items (``DEMO_TIER_SEGMENTS``). One truth per
+    respondent drives every answer: Van Westendorp and NMS around the core value, MaxDiff from
+    the log money values, and a conjoint whose levels are worth what ``DEMO_WORTH`` says (support,
+    SSO and history are features the MaxDiff also asks about; users is not). Customers,
+    post-stratification weights and segments.csv follow ``DEMO_SEGMENTS``; today's conversion in
+    segments.csv is the true take-up of the core product at today's ARPA.
+    """
+    from wtp.maxdiff import design_maxdiff
+
+    proc = ANSWER_PROCESSES[process] if isinstance(process, str) else process
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    specs = list(DEMO_TIER_SEGMENTS)
+    lo = min(s.median_value for s in specs) * 0.6
+    hi = max(s.median_value for s in specs) * 1.6
+    a = _tier_answers(
+        specs,
+        proc,
+        rng,
+        n=n_respondents,
+        seed=seed,
+        population=population,
+        features=DEMO_FEATURES,
+        maxdiff_design=lambda r: design_maxdiff(
+            len(DEMO_FEATURES), 5, 10, 12, items=list(DEMO_FEATURES), rng=r
+        ),
+        maxdiff_per_task=5,
+        conjoint_prices=[float(round(p)) for p in np.geomspace(lo, hi, 6)],
+        conjoint_tasks=10,
+        attributes=DEMO_ATTRIBUTES,
+        worth=DEMO_WORTH,
+        conjoint_alts=3,
+    )
+    cu = simulate_customers(DEMO_SEGMENTS, seed=rng)
+    segments = cu.segments.copy()
+    segments["conversions"] = [
+        round(t * a.conversion[s])
+        for s, t in zip(segments["segment"], segments["trials"], strict=True)
+    ]
+    # post-stratification weights: respondents answer in proportion to the sample plan, the
+    # weight brings each segment back to its share of the customer base
+    base = {s.name: s.customers for s in DEMO_SEGMENTS}
+    total = sum(base.values())
+    have = pd.Series(a.segment).value_counts() / n_respondents
+    resp = pd.DataFrame({"respondent_id": a.ids, "segment": a.segment})
+    resp["weight"] = [round(base[s] / total / have[s], 4) for s in a.segment]
+    resp["company_size"] = rng.choice(
+        ["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents
+    )
+    resp.to_csv(folder / "respondents.csv", index=False)
+    a.vw.to_csv(folder / "vw.csv", index=False)
+    a.maxdiff.to_csv(folder / "maxdiff.csv", index=False)
+    a.conjoint.to_csv(folder / "conjoint.csv", index=False)
+    segments.to_csv(folder / "segments.csv", index=False)
+    cu.customers.to_csv(folder / "customers.csv", index=False)
+    items = "\n".join(f'{k} = "{v}"' for k, v in DEMO_ITEMS.items())
+    attrs = "\n".join(
+        f"{k} = [{', '.join(f'{chr(34)}{x}{chr(34)}' for x in lv)}]"
+        for k, lv in DEMO_ATTRIBUTES.items()
+    )
+    prices = sorted({p for p in a.conjoint["price"].dropna().astype(float)})
+    (folder / "study.toml").write_text(
+        f'''[study]
+name = "Acme Analytics pricing 2026"
+currency = "USD"
+price_unit = "per account per month"
+period = "month"
+as_of = "{cu.as_of.date()}"
+
+[data]
+respondents    = "respondents.csv"
+van_westendorp = "vw.csv"
+maxdiff        = "maxdiff.csv"
+conjoint       = "conjoint.csv"
+segments       = "segments.csv"
+customers      = "customers.csv"
+
+[maxdiff.items]
+{items}
+
+[conjoint]
+prices = [{", ".join(f"{p:g}" for p in prices)}]
+
+[conjoint.attributes]
+{attrs}
+
+[packages]
+tiers = ["Starter", "Pro", "Enterprise"]
+# features pinned to a tier (code = tier) and the most features a tier may add
+pins = {{ sso = "Enterprise", audit_log = "Enterprise" }}
+max_features_per_tier = 5
+# MaxDiff items the conjoint also tested (SSO is matched by name): they anchor the MaxDiff
+# preferences in money
+conjoint = {{ priority_support = "Support=Phone 24/7", data_retention = "History=Unlimited" }}
+''',
+        encoding="utf-8",
+    )
+    return SimulatedTierWorld(
+        folder, proc, tuple(specs), a.population, a.people, features=DEMO_FEATURES
+    )
