@@ -177,12 +177,43 @@ def test_bridge_power_from_two_anchors_hand_checked():
     money["t"] = 7.0 * shares["t"][:, :2] ** 1.5
     w["t"] = np.ones(2)
     pooled = bridge(shares, money, w, items, ["sso", "api"])
-    assert pooled.power == pytest.approx(1.5) and pooled.per_point["t"] == pytest.approx(7.0)
+    # t's own scale 7 leans on the pooled 4.5 by how much preference its anchors hold (depth
+    # 10^1.5 + 40^1.5 against one anchor of average share, (100/3)^1.5)
+    depth, average = 10**1.5 + 40**1.5, (100 / 3) ** 1.5
+    trust = depth**2 / (depth**2 + average**2)
+    assert pooled.power == pytest.approx(1.5)
+    assert pooled.per_point["t"] == pytest.approx(trust * 7.0 + (1 - trust) * 4.5)
+    assert pooled.own_weight["t"] == pytest.approx(trust) and trust > 0.6
     one_segment = {"s": shares["s"]}
     steep = bridge(
         one_segment, {"s": 2.0 * shares["s"][:, :2] ** 5}, {"s": w["s"]}, items, ["sso", "api"]
     )
     assert steep.power == 3.0 and "held at the bound 3" in steep.note
+
+
+def test_bridge_without_own_anchor_value_takes_the_pooled_scale_at_its_price_level():
+    """A segment whose anchors the conjoint values at nothing (a low-price segment that hardly
+    cares for them) gets the other segments' money per share point scaled to its own price
+    level: 10 × the pooled 0.025 = 0.25, where the pooled scale at the pooled level (2.5) would
+    value its top feature at ten times as much."""
+    from wtp.pricing.valuation import bridge
+
+    items = ["sso", "api", "dashboards"]
+    shares = {s: np.array([[10.0, 40.0, 50.0]]) for s in ("low", "high")}
+    money = {"high": 5.0 * shares["high"][:, :2] ** 1.5, "low": np.zeros((1, 2))}
+    w = {"low": np.ones(1), "high": np.ones(1)}
+    br = bridge(shares, money, w, items, ["sso", "api"], {"low": 10.0, "high": 100.0})
+    assert br.power == pytest.approx(1.5)  # from the segment whose anchors carry value
+    depth, average = 10**1.5 + 40**1.5, (100 / 3) ** 1.5
+    pooled = 5.0 * depth / 100.0 / (2 * depth)  # money per price level per share^1.5
+    assert pooled == pytest.approx(0.025)
+    assert br.per_point["low"] == pytest.approx(10.0 * pooled) and br.own_weight["low"] == 0
+    trust = depth**2 / (depth**2 + average**2)
+    assert br.per_point["high"] == pytest.approx(100.0 * (trust * 0.05 + (1 - trust) * pooled))
+    assert "low: the anchors carry little" in br.note and "own price level" in br.note
+    # without price levels every segment is at level 1 (the old pooled fallback)
+    flat = bridge(shares, money, w, items, ["sso", "api"])
+    assert flat.per_point["low"] == pytest.approx(2.5)
 
 
 def test_features_cannot_outweigh_the_whole_product_under_full():

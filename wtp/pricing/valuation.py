@@ -406,6 +406,7 @@ class Bridge:
     anchors: tuple[str, ...]
     note: str
     power: float = 1.0  # 1: money proportional to the probability-scaled share
+    own_weight: dict[str, float] = field(default_factory=dict)  # of the segment's own anchors
 
     def money(self, segment: str, shares: np.ndarray) -> np.ndarray:
         return self.per_point[segment] * shares**self.power
@@ -433,6 +434,7 @@ def bridge(
     weights: dict[str, np.ndarray],
     items: list[str],
     anchors: list[str],
+    levels: dict[str, float] | None = None,
 ) -> Bridge:
     """Money of a feature from its probability-scaled MaxDiff share, anchored on the features
     that are also conjoint levels: ``K_s · share ** power``.
@@ -444,8 +446,14 @@ def bridge(
     money is the questionnaire's — its answer noise, the shares' saturation — not the
     segment's), weighted by money² within a segment as a fit in money would be, so an anchor
     worth little, whose log a little noise throws far, barely counts; held to [1/3, 3].
-    ``K_s = Σ_anchors mean money / Σ_anchors mean share^power``, pooled over segments where a
-    segment's anchors carry no value."""
+    The scale is measured in units of each segment's price level ``levels[s]`` (the median
+    value of what the Van Westendorp question showed; 1 without it): the segment's own
+    ``Σ_anchors mean money / Σ_anchors mean share^power`` (its anchors' *depth*), and the pooled
+    ``Σ_s own money / Σ_s depth``. ``K_s = level_s · (t·own + (1 − t)·pooled)`` with
+    ``t = depth² / (depth² + a²)``, ``a`` = one anchor of average share: anchors a segment hardly
+    values (depth ≪ a) extrapolate badly to the items it does value, so its scale leans on the
+    pooled one at its own price level (before, a pooled scale at the pooled price level valued a
+    low-price segment's top features at 10× the truth)."""
     if not anchors:
         return Bridge(
             {}, (), "no MaxDiff item is also a conjoint level: no bridge from preferences to money"
@@ -470,18 +478,30 @@ def bridge(
         else np.nan
     )
     power = g if np.isfinite(g) else 1.0
-    per, num_all, den_all = {}, 0.0, 0.0
+    levels = {s: (levels or {}).get(s, 1.0) for s in shares}
+    own, depth = {}, {}
     for s in shares:
         w = weights[s] / weights[s].sum()
         m = float(np.nansum(w @ np.nan_to_num(money[s], nan=0.0)))
-        d = float(w @ (shares[s][:, col] ** power).sum(axis=1))
-        per[s] = m / d if d > 0 and m > 0 else np.nan
-        num_all += m
-        den_all += d
-    fallback = num_all / den_all if den_all > 0 and num_all > 0 else np.nan
-    for s in per:
-        if not np.isfinite(per[s]):
-            per[s] = fallback
+        depth[s] = float(w @ (shares[s][:, col] ** power).sum(axis=1))
+        own[s] = m / levels[s]  # anchor money in units of the segment's price level
+    # money per price level per share^power, pooled over segments
+    total_depth = sum(depth.values())
+    pooled = sum(own.values()) / total_depth if total_depth > 0 else np.nan
+    # one anchor of average share, in share^power: a segment whose anchors hold much less
+    # share than that (items it hardly values) says little about the money of the items it
+    # does value, so its scale leans on the pooled one (precision ∝ depth²)
+    average = float(np.mean([np.mean(x) for x in shares.values()])) ** power
+    per, weight = {}, {}
+    for s in shares:
+        d = depth[s]
+        mine = own[s] / d if d > 0 and own[s] > 0 else np.nan
+        if not np.isfinite(pooled) or pooled <= 0:
+            per[s] = mine * levels[s]
+            continue
+        trust = d**2 / (d**2 + average**2) if np.isfinite(mine) else 0.0
+        per[s] = levels[s] * (trust * (mine if np.isfinite(mine) else 0.0) + (1 - trust) * pooled)
+        weight[s] = trust
     if np.isfinite(g):
         how = f"money ∝ share^{g:.2f}, the power from how money rises with share over the anchors"
         if g in POWER_RANGE:
@@ -497,7 +517,16 @@ def bridge(
         + ", ".join(anchors)
         + f" (features that are both MaxDiff items and conjoint levels): {how}"
     )
-    return Bridge(per, tuple(anchors), note, power)
+    leaning = [s for s in per if weight.get(s, 1.0) < 0.5 and np.isfinite(per[s])]
+    if leaning:
+        note += (
+            f". {', '.join(leaning)}: the anchors carry little of "
+            + ("its" if len(leaning) == 1 else "their")
+            + " preference or value, so the money scale leans on the other segments', at "
+            + ("its" if len(leaning) == 1 else "each one's")
+            + " own price level"
+        )
+    return Bridge(per, tuple(anchors), note, power, weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,6 +542,14 @@ def _fill_mean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     den = (have * w[:, None]).sum(axis=0)
     mean = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
     return np.where(have, x, mean[None, :])
+
+
+def _price_level(reference) -> float:
+    """A segment's price level: the median value of what the Van Westendorp question showed
+    (NaN where no respondent has one)."""
+    ref = np.asarray(reference, dtype=float)
+    ref = ref[np.isfinite(ref) & (ref > 0)]
+    return float(np.median(ref)) if len(ref) else np.nan
 
 
 def value_segments(
@@ -563,6 +600,7 @@ def value_segments(
             for f in features:
                 sources[s].setdefault(f, how)
         weights[s] = w
+    levels = {s: _price_level(bases[s]["reference"]) for s in shares}
     br = (
         bridge(
             shares,
@@ -570,6 +608,8 @@ def value_segments(
             weights,
             features,
             [f for f in mapped if f in features],
+            # price levels only where every segment has one (mixed units would skew the pool)
+            levels if all(np.isfinite(x) for x in levels.values()) else None,
         )
         if shares
         else Bridge({}, (), "no MaxDiff")
@@ -610,7 +650,7 @@ def value_segments(
         if not individual and np.isfinite(ref).any() and (ref > 0).any():
             # segment-level money values: scaled by the respondent's own price level (someone
             # who would pay twice as much for the product pays twice as much for its features)
-            typical = float(np.nanmedian(ref[ref > 0]))
+            typical = _price_level(ref)
             fv = fv * np.where(ref > 0, ref / typical, 1.0)[:, None]
             notes.append(
                 f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities)."
