@@ -84,3 +84,24 @@ def test_study_folder_loads_and_joins_segments(tmp_path):
     assert study.item_labels["sso"] == "Single sign-on (SAML)"
     assert list(study.attribute_levels) == ["Support", "SSO", "Users", "History"]
     assert sim.revenue_optimal_prices.revenue_optimal_price.is_monotonic_increasing
+
+
+def test_the_shipped_demo_is_the_demo_world(tmp_path):
+    """wtp/data/demo is exactly what simulate_demo_study writes (so its truth is known), and
+    its answers share that truth: each segment's median "expensive" answer sits near its true
+    core value, and today's conversion in segments.csv is the true take-up at today's ARPA."""
+    from wtp.pipeline import demo_study_path
+    from wtp.simulate import DEMO_TIER_SEGMENTS, simulate_demo_study
+
+    w = simulate_demo_study(tmp_path / "demo")
+    shipped = demo_study_path()
+    for name in ("study.toml", "vw.csv", "maxdiff.csv", "conjoint.csv", "respondents.csv",
+                 "segments.csv", "customers.csv"):  # fmt: skip
+        assert (shipped / name).read_bytes() == (w.folder / name).read_bytes(), name
+    vw = pd.read_csv(shipped / "vw.csv").merge(pd.read_csv(shipped / "respondents.csv"))
+    expensive = vw.groupby("segment")["expensive"].median()
+    for s in DEMO_TIER_SEGMENTS:
+        true = float(np.median(w.respondents[s.name].value))
+        assert expensive[s.name] == pytest.approx(true, rel=0.15), s.name
+    seg = pd.read_csv(shipped / "segments.csv").set_index("segment")
+    assert (seg["conversions"] / seg["trials"]).between(0.05, 0.5).all()

@@ -297,6 +297,17 @@ def _round_prices(x: np.ndarray, median: float, rng: np.random.Generator) -> np.
     return np.maximum(r, 0.0)
 
 
+def _misread(answers: np.ndarray, share: float, rng: np.random.Generator) -> None:
+    """People who misread a question swap two neighbouring answers (in place)."""
+    bad = rng.random(len(answers)) < share
+    if bad.any():
+        j = rng.integers(0, 3, size=bad.sum())
+        rows = np.flatnonzero(bad)
+        a = answers[rows, j].copy()
+        answers[rows, j] = answers[rows, j + 1]
+        answers[rows, j + 1] = a
+
+
 def simulate_vw(
     n_respondents: int = 1000,
     segments=None,
@@ -336,14 +347,7 @@ def simulate_vw(
     if round_prices:
         answers = _round_prices(answers, med[:, None], rng)
         answers = np.sort(answers, axis=1)
-    bad = rng.random(n) < inconsistent_share
-    if bad.any():
-        # people who misread a question swap two neighbouring answers
-        j = rng.integers(0, 3, size=bad.sum())
-        rows = np.flatnonzero(bad)
-        a = answers[rows, j].copy()
-        answers[rows, j] = answers[rows, j + 1]
-        answers[rows, j + 1] = a
+    _misread(answers, inconsistent_share, rng)
     ids = _ids(n) if respondent_ids is None else np.asarray(respondent_ids, dtype=object)
     frame = pd.DataFrame(
         {
@@ -1955,6 +1959,11 @@ def simulate_demo_study(
         worth=DEMO_WORTH,
         conjoint_alts=3,
     )
+    # as in real exports, a few respondents answer out of order (wtp excludes and reports them)
+    cols = ["too_cheap", "cheap", "expensive", "too_expensive"]
+    answers = a.vw[cols].to_numpy(copy=True)
+    _misread(answers, 0.03, rng)
+    a.vw[cols] = answers
     cu = simulate_customers(DEMO_SEGMENTS, seed=rng)
     segments = cu.segments.copy()
     segments["conversions"] = [
