@@ -1038,6 +1038,81 @@ class SimulatedStudy:
     revenue_optimal_prices: pd.DataFrame  # segment, revenue_optimal_price
 
 
+def _respondents_frame(
+    ids: np.ndarray,
+    segment: np.ndarray,
+    customers: dict[str, int],
+    rng: np.random.Generator,
+    weights: bool = True,
+) -> pd.DataFrame:
+    """respondents.csv: each respondent's segment, a post-stratification weight (respondents
+    answer in proportion to the sample plan; the weight brings each segment back to its share of
+    the customer base) and a company size."""
+    resp = pd.DataFrame({"respondent_id": ids, "segment": segment})
+    if weights:
+        total = float(sum(customers.values()))
+        have = resp["segment"].value_counts() / len(resp)
+        target = {s: customers[s] / total / have[s] for s in have.index}
+        resp["weight"] = np.round(resp["segment"].map(target).to_numpy(dtype=float), 4)
+    resp["company_size"] = rng.choice(
+        ["1-10", "11-50", "51-200", "201-1000", "1000+"], size=len(resp)
+    )
+    return resp
+
+
+def _write_study_toml(
+    folder: Path,
+    *,
+    name: str,
+    as_of,
+    labels: dict[str, str],
+    attributes: dict[str, list],
+    prices: list[float],
+    pins: list[str],
+    extra: str = "",
+) -> None:
+    """study.toml of a simulated study with every instrument and customers."""
+    items = "\n".join(f'{k} = "{v}"' for k, v in labels.items())
+    attrs = "\n".join(
+        f"{a} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in lv)}]"
+        for a, lv in attributes.items()
+    )
+    pinned = ", ".join(f'{c} = "Enterprise"' for c in pins)
+    (folder / "study.toml").write_text(
+        f'''[study]
+name = "{name}"
+currency = "USD"
+price_unit = "per account per month"
+period = "month"
+as_of = "{as_of}"
+
+[data]
+respondents    = "respondents.csv"
+van_westendorp = "vw.csv"
+maxdiff        = "maxdiff.csv"
+conjoint       = "conjoint.csv"
+segments       = "segments.csv"
+customers      = "customers.csv"
+
+[maxdiff.items]
+{items}
+
+[conjoint]
+prices = [{", ".join(f"{p:g}" for p in prices)}]
+
+[conjoint.attributes]
+{attrs}
+
+[packages]
+tiers = ["Starter", "Pro", "Enterprise"]
+# features pinned to a tier (code = tier) and the most features a tier may add
+pins = {{ {pinned} }}
+max_features_per_tier = 5
+{extra}''',
+        encoding="utf-8",
+    )
+
+
 def simulate_study(
     folder: str | Path,
     *,
@@ -1092,16 +1167,12 @@ def simulate_study(
         segment_index=seg,
     )
     cu = simulate_customers(specs, n_per_segment=customers_per_segment, seed=rng)
-    resp = pd.DataFrame({"respondent_id": ids, "segment": [specs[i].name for i in seg]})
-    if weights:
-        # post-stratification weights: respondents answer in proportion to the sample plan,
-        # the weight brings each segment back to its share of the customer base
-        base = np.array([s.customers for s in specs], dtype=float)
-        target = base / base.sum()
-        have = np.bincount(seg, minlength=len(specs)) / n_respondents
-        resp["weight"] = np.round((target / have)[seg], 4)
-    resp["company_size"] = rng.choice(
-        ["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents
+    resp = _respondents_frame(
+        ids,
+        np.array([specs[i].name for i in seg], dtype=object),
+        {s.name: s.customers for s in specs},
+        rng,
+        weights,
     )
     resp.to_csv(folder / "respondents.csv", index=False)
     vw.answers.drop(columns="segment").to_csv(folder / "vw.csv", index=False)
@@ -1109,45 +1180,14 @@ def simulate_study(
     cj.answers.drop(columns="segment").to_csv(folder / "conjoint.csv", index=False)
     cu.segments.to_csv(folder / "segments.csv", index=False)
     cu.customers.to_csv(folder / "customers.csv", index=False)
-    items = "\n".join(f'{k} = "{v}"' for k, v in md.labels.items())
-    attrs = "\n".join(
-        f"{a} = [{', '.join(repr(x).replace(chr(39), chr(34)) for x in lv)}]"
-        for a, lv in cj.attributes.items()
-    )
-    prices = ", ".join(f"{p:g}" for p in cj.prices)
-    tiers_hint = '"sso", "audit_log"' if any(s.name == "Enterprise" for s in specs) else ""
-    (folder / "study.toml").write_text(
-        f'''[study]
-name = "{name}"
-currency = "USD"
-price_unit = "per account per month"
-period = "month"
-as_of = "{cu.as_of.date()}"
-
-[data]
-respondents    = "respondents.csv"
-van_westendorp = "vw.csv"
-maxdiff        = "maxdiff.csv"
-conjoint       = "conjoint.csv"
-segments       = "segments.csv"
-customers      = "customers.csv"
-
-[maxdiff.items]
-{items}
-
-[conjoint]
-prices = [{prices}]
-
-[conjoint.attributes]
-{attrs}
-
-[packages]
-tiers = ["Starter", "Pro", "Enterprise"]
-# features pinned to a tier (code = tier) and the most features a tier may add
-pins = {{ {", ".join(f"{c} = {chr(34)}Enterprise{chr(34)}" for c in tiers_hint.replace(chr(34), "").split(", ") if c)} }}
-max_features_per_tier = 5
-''',
-        encoding="utf-8",
+    _write_study_toml(
+        folder,
+        name=name,
+        as_of=cu.as_of.date(),
+        labels=md.labels,
+        attributes=cj.attributes,
+        prices=cj.prices,
+        pins=["sso", "audit_log"] if any(s.name == "Enterprise" for s in specs) else [],
     )
     opt = vw.optimal_prices[["segment", "revenue_optimal_price"]]
     return SimulatedStudy(folder, vw, md, cj, cu, opt)
@@ -1970,63 +2010,25 @@ def simulate_demo_study(
         round(t * a.conversion[s])
         for s, t in zip(segments["segment"], segments["trials"], strict=True)
     ]
-    # post-stratification weights: respondents answer in proportion to the sample plan, the
-    # weight brings each segment back to its share of the customer base
-    base = {s.name: s.customers for s in DEMO_SEGMENTS}
-    total = sum(base.values())
-    have = pd.Series(a.segment).value_counts() / n_respondents
-    resp = pd.DataFrame({"respondent_id": a.ids, "segment": a.segment})
-    resp["weight"] = [round(base[s] / total / have[s], 4) for s in a.segment]
-    resp["company_size"] = rng.choice(
-        ["1-10", "11-50", "51-200", "201-1000", "1000+"], size=n_respondents
-    )
+    resp = _respondents_frame(a.ids, a.segment, {s.name: s.customers for s in DEMO_SEGMENTS}, rng)
     resp.to_csv(folder / "respondents.csv", index=False)
     a.vw.to_csv(folder / "vw.csv", index=False)
     a.maxdiff.to_csv(folder / "maxdiff.csv", index=False)
     a.conjoint.to_csv(folder / "conjoint.csv", index=False)
     segments.to_csv(folder / "segments.csv", index=False)
     cu.customers.to_csv(folder / "customers.csv", index=False)
-    items = "\n".join(f'{k} = "{v}"' for k, v in DEMO_ITEMS.items())
-    attrs = "\n".join(
-        f"{k} = [{', '.join(f'{chr(34)}{x}{chr(34)}' for x in lv)}]"
-        for k, lv in DEMO_ATTRIBUTES.items()
-    )
-    prices = sorted({p for p in a.conjoint["price"].dropna().astype(float)})
-    (folder / "study.toml").write_text(
-        f'''[study]
-name = "Acme Analytics pricing 2026"
-currency = "USD"
-price_unit = "per account per month"
-period = "month"
-as_of = "{cu.as_of.date()}"
-
-[data]
-respondents    = "respondents.csv"
-van_westendorp = "vw.csv"
-maxdiff        = "maxdiff.csv"
-conjoint       = "conjoint.csv"
-segments       = "segments.csv"
-customers      = "customers.csv"
-
-[maxdiff.items]
-{items}
-
-[conjoint]
-prices = [{", ".join(f"{p:g}" for p in prices)}]
-
-[conjoint.attributes]
-{attrs}
-
-[packages]
-tiers = ["Starter", "Pro", "Enterprise"]
-# features pinned to a tier (code = tier) and the most features a tier may add
-pins = {{ sso = "Enterprise", audit_log = "Enterprise" }}
-max_features_per_tier = 5
-# MaxDiff items the conjoint also tested (SSO is matched by name): they anchor the MaxDiff
+    _write_study_toml(
+        folder,
+        name="Acme Analytics pricing 2026",
+        as_of=cu.as_of.date(),
+        labels=DEMO_ITEMS,
+        attributes=DEMO_ATTRIBUTES,
+        prices=sorted({float(p) for p in a.conjoint["price"].dropna()}),
+        pins=["sso", "audit_log"],
+        extra="""# MaxDiff items the conjoint also tested (SSO is matched by name): they anchor the MaxDiff
 # preferences in money
-conjoint = {{ priority_support = "Support=Phone 24/7", data_retention = "History=Unlimited" }}
-''',
-        encoding="utf-8",
+conjoint = { priority_support = "Support=Phone 24/7", data_retention = "History=Unlimited" }
+""",
     )
     return SimulatedTierWorld(
         folder, proc, tuple(specs), a.population, a.people, features=DEMO_FEATURES
