@@ -536,14 +536,11 @@ def bridge(
     )
     leaning = [s for s in per if trust[s] < 0.5 and np.isfinite(per[s])]
     if leaning:
+        whose, who = ("its", "it takes") if len(leaning) == 1 else ("each one's", "each takes")
         note += (
-            f". {', '.join(leaning)}: the conjoint values the anchors at nothing or at a few percent of "
-            + ("its" if len(leaning) == 1 else "each one's")
-            + " price level, too little to measure a money scale, so "
-            + ("its" if len(leaning) == 1 else "theirs")
-            + " is the other segments' at "
-            + ("its" if len(leaning) == 1 else "each one's")
-            + " own price level"
+            f". {', '.join(leaning)}: the conjoint values the anchors at nothing or at a few "
+            f"percent of {whose} price level, too little to measure a money scale; {who} the "
+            "other segments' scale at its own price level"
         )
     return Bridge(per, tuple(anchors), note, power, trust)
 
