@@ -314,8 +314,21 @@ def load_answers(
             err=True,
         )
     answers = attach_segments(validator(read_table(file), layout=layout), resp)
-    # the study's segment order, as wtp run meets it (segments.csv is not read here)
-    return sort_by_segment(answers, segment_order(None, resp, [answers]))
+    # the study's segment order, as wtp run meets it: segments.csv's, else respondents.csv's
+    segments = None
+    if settings.folder is not None:
+        from wtp.io import validate_segments
+        from wtp.study import data_path
+
+        seg_path = data_path(settings.folder, "segments", settings.config)
+        if seg_path is not None:
+            segments = validate_segments(
+                read_table(seg_path),
+                source=str(seg_path),
+                need_arpa_churn=False,
+                layout=input_layout(settings.raw, "segments"),
+            )
+    return sort_by_segment(answers, segment_order(segments, resp, [answers]))
 
 
 class Study(NamedTuple):
