@@ -45,7 +45,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -1306,14 +1305,9 @@ def fit_hb(
         cores = max(1, min(chains, os.cpu_count() or 1))
     use_nutpie = sampler == "nutpie" or (sampler == "auto" and has_nutpie())
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        # PyTensor's C backend (unused here) complains about BLAS on pip installs
-        warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-        model = build_model(data, priors, layout)
-    timings["build_s"] = time.perf_counter() - t0
-    # beta is rebuilt from (mu, chol, z) as draws are read: storing it would double the trace
-    var_names = ["mu", "pop", "pop_stds", "pop_corr"]
+    # nutpie samples the hand-written density (wtp.hb_density); the PyMC model is built only
+    # for PyMC's sampler
+    timings["build_s"] = 0.0
     diag_rng = np.random.default_rng(seed)
     individual_rng_state = diag_rng.bit_generator.state
 
@@ -1347,12 +1341,8 @@ def fit_hb(
         reporter.message(
             f"hierarchical Bayes: {data.n_respondents} respondents, {data.n_params} parameters each; compiling the model"
         )
-        with (
-            warnings.catch_warnings(),
-            heartbeat("compiling the model (numba; cached for later runs)", reporter.message),
-        ):
-            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
-            compiled = _compiled(model, data, priors, layout, var_names)
+        with heartbeat("loading the model (numba; compiled once, then cached)", reporter.message):
+            compiled = _compiled(data, priors, layout)
         timings["compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         deadline = None if time_budget is None else t_start + float(time_budget)
@@ -1383,6 +1373,14 @@ def fit_hb(
     else:
         import pymc as pm
 
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            # PyTensor's C backend (unused here) complains about BLAS on pip installs
+            warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+            model = build_model(data, priors, layout)
+        timings["build_s"] = time.perf_counter() - t0
+        # beta is rebuilt from (mu, chol, z) as draws are read: storing it would double the trace
+        var_names = ["mu", "pop", "pop_stds", "pop_corr"]
         t0 = time.perf_counter()
         reporter.message(
             f"hierarchical Bayes (PyMC sampler): {chains} chains x {draws} draws after {tune} warm-up"
@@ -1605,8 +1603,7 @@ class _KeptDraws:
     whole trace to ArviZ at every check cost most of a long run's time before."""
 
     # "pop" is PyMC's packed lower triangle of the Cholesky factor (np.tril_indices order)
-    _SHAPES = {"mu": "gp", "pop": "t", "pop_stds": "p", "pop_corr": "pp", "z": "rp"}
-    _NAMES = {"pop_stds": "sd", "pop_corr": "corr"}
+    _SHAPES = {"mu": "gp", "pop": "t", "z": "rp"}
 
     def __init__(self, data: ChoiceData, chains: int, extra_fn=None):
         self.data = data
@@ -1703,8 +1700,12 @@ class _KeptDraws:
             beta = arr["mu"][:, :, self.data.group, :] + np.matmul(
                 arr["z"], np.swapaxes(chol, -1, -2)
             )
-            for name in ("mu", "pop_stds", "pop_corr"):
-                self._append(self._NAMES.get(name, name), arr[name])
+            # Σ = L Lᵀ: σ_i = ‖L_i·‖ and Ω = D⁻¹ Σ D⁻¹ (PyMC's pop_stds and pop_corr)
+            sd = np.sqrt(np.sum(chol**2, axis=-1))
+            cov = np.matmul(chol, np.swapaxes(chol, -1, -2))
+            self._append("mu", arr["mu"])
+            self._append("sd", sd)
+            self._append("corr", cov / (sd[..., :, None] * sd[..., None, :]))
             self._append("beta", beta)
             for name, v in st_cols.items():
                 self._append(name, v)
@@ -1934,38 +1935,53 @@ def _record(rnd, tune, ta, n, diag, elapsed, why) -> dict:
     }
 
 
-_COMPILED: OrderedDict = OrderedDict()
-_COMPILED_MAX = 4
+def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
+    """nutpie's model over the hand-written log density of :mod:`wtp.hb_density`.
 
-
-def _compiled(model, data: ChoiceData, priors: HBPriors, layout: str | None, var_names: list[str]):
-    """nutpie's compiled model, reused within the process for data of the same shapes.
-
-    Compilation (numba, about 10 s even with PyTensor's on-disk cache) dominates small fits;
-    the data are shared variables, so a compiled model can take new values of the same
-    shapes through ``with_data``.
+    nutpie's own PyMC compilation (``compile_pymc_model``) compiled a numba wrapper around
+    PyTensor's function in every process: 12.8 s of a 52 s benchmark run, 8 s of it that
+    wrapper, which numba cannot cache. The density's C callbacks are compiled once and loaded
+    from numba's cache afterwards (about 1 s with the import). The trace stores μ, the packed
+    Cholesky factor and z; σ, the correlations and β are derived as draws are read
+    (:class:`_KeptDraws`).
     """
-    import nutpie
+    from nutpie.compile_pymc import CompiledPyMCModel
 
-    shared = {v.name: v.get_value() for v in model.data_vars}
-    key = (
-        priors,
-        layout,
-        tuple(var_names),
-        data.n_params,
-        data.max_alts,
-        data.n_groups,
-        data.n_respondents,
-        tuple(sorted((name, value.shape, str(value.dtype)) for name, value in shared.items())),
+    from wtp import hb_density
+
+    dens = hb_density.make_density(data, _layout(data, layout), priors)
+    g, p, r = data.n_groups, data.n_params, data.n_respondents
+    t = p * (p + 1) // 2
+    names = ["mu", "pop", "z"]
+    shapes = [(g, p), (t,), (r, p)]
+    sizes = [g * p, t, r * p]
+    ends = np.cumsum(sizes)
+    slices = [slice(int(e - n), int(e)) for e, n in zip(ends, sizes, strict=True)]
+    diagonal = g * p + np.cumsum(np.arange(1, p + 1)) - 1
+    log_scale = math.log(priors.sd_scale)
+
+    def initial_point(seed) -> np.ndarray:
+        # PyMC's default for nutpie: the support point (0; scales at the prior's centre)
+        # jittered by U(-1, 1) on the unconstrained scale
+        x = np.random.default_rng(int(seed)).uniform(-1.0, 1.0, dens.n_dim)
+        x[diagonal] += log_scale
+        return x
+
+    return CompiledPyMCModel(
+        dims={},
+        _n_dim=dens.n_dim,
+        _coords={},
+        _shapes=dict(zip(names, shapes, strict=True)),
+        compiled_logp_func=hb_density._logp_cfunc,
+        compiled_expand_func=hb_density._expand_cfunc,
+        initial_point_func=initial_point,
+        shared_data={"density": dens},
+        user_data=dens.meta,
+        n_expanded=dens.n_dim,
+        shape_info=(names, slices, shapes),
+        logp_func=None,
+        expand_func=None,
     )
-    if key in _COMPILED:
-        _COMPILED.move_to_end(key)
-        return _COMPILED[key].with_data(**shared)
-    compiled = nutpie.compile_pymc_model(model, var_names=var_names)
-    _COMPILED[key] = compiled
-    while len(_COMPILED) > _COMPILED_MAX:
-        _COMPILED.popitem(last=False)
-    return compiled
 
 
 def _tidy(idata, data: ChoiceData):

@@ -1,0 +1,414 @@
+"""The log density of :mod:`wtp.hb`'s model written out for nutpie, compiled once and cached.
+
+nutpie's PyMC path compiles PyTensor's logp + gradient to numba and then wraps it in a numba
+C callback that refers to run-time objects, so the wrapper (about 8 s on the benchmark study)
+is compiled again in every process. Here the log density and its gradient are plain numba
+functions (``cache=True``) behind C callbacks of nutpie's signature that read the data through
+a table of addresses (``user_data``), so a new process loads them from numba's cache.
+
+The unconstrained point ``x`` is ``[μ (G × P), y (P(P+1)/2), z (R × P)]``, with ``y`` the
+lower triangle of the Cholesky factor in ``np.tril_indices`` order and its diagonal on the log
+scale (PyMC's ``CholeskyCovPacked`` transform). With ``L_ii = exp(y_ii)``, ``L_ij = y_ij``,
+``σ_i = ‖L_i·‖`` and ``c_i = 2η − 2 + P − i`` the terms are (constants dropped):
+
+=============== ===========================================================================
+term            log density
+=============== ===========================================================================
+means           Σ_gp −μ_gp² / (2 mu_sd²)
+scales          Σ_i (α − 1) log σ_i − β σ_i  (Gamma(α, β));  or −σ_i² / (2 sd_scale²)
+LKJ + Jacobian  Σ_i c_i (y_ii − log σ_i) − i log σ_i + y_ii   (PyMC's LKJCholeskyCov logp)
+z               Σ_rp −z_rp² / 2
+choices         Σ_n x_n,chosen·β_r − log Σ_available exp(x_na·β_r),  β_r = μ_g(r) + L z_r
+=============== ===========================================================================
+
+It equals PyMC's ``model.logp()`` of :func:`wtp.hb.build_model` up to a constant, with the
+same gradient (tests/test_hb_density.py, to 1e-8). The likelihood loops are those of the
+fused PyTensor Ops in :mod:`wtp.hb` (factorised layout: one ``exp`` per distinct design row
+per respondent; dense layout: sparse design rows).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+__all__ = ["Density", "make_density", "logp_and_grad"]
+
+# error_model="numpy": a point far out in warm-up (σ underflowing to 0) gives inf/nan, which
+# the callback reports to nutpie (a rejected step), instead of an exception C cannot pass on
+# the address table (int64) the C callbacks read: sizes, then data addresses
+_N_DIM, _R, _P, _G, _LAYOUT, _SD_PRIOR, _A, _K, _N, _U = range(10)
+_F_PTR, _GROUP_PTR, _D0, _D1, _D2, _D3, _D4 = range(10, 17)
+_META_LEN = 17
+FACTORISED, DENSE = 0, 1
+GAMMA, HALFNORMAL = 0, 1
+_LOGP_SIG = types.int64(
+    types.uint64,
+    types.CPointer(types.double),
+    types.CPointer(types.double),
+    types.CPointer(types.double),
+    types.voidptr,
+)
+_EXPAND_SIG = types.int64(
+    types.uint64,
+    types.uint64,
+    types.CPointer(types.double),
+    types.CPointer(types.double),
+    types.voidptr,
+)
+
+
+@intrinsic
+def _as_void_pointer(typingctx, src):
+    """An integer address as a void pointer (for ``numba.carray``)."""
+    from numba.core import cgutils
+
+    def codegen(cgctx, builder, sig, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(src), codegen
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _floats(addr, n):
+    return nb.carray(_as_void_pointer(addr), (n,), np.float64)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _ints(addr, n):
+    return nb.carray(_as_void_pointer(addr), (n,), np.int64)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chol(y, P):
+    L = np.zeros((P, P))
+    k = 0
+    for i in range(P):
+        for j in range(i):
+            L[i, j] = y[k]
+            k += 1
+        L[i, i] = np.exp(y[k])
+        k += 1
+    return L
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _population(x, out, G, P, R, mu_sd):
+    """The normal terms (μ and z); their gradient is written to ``out``."""
+    lp = 0.0
+    gp = G * P
+    inv_var = 1.0 / (mu_sd * mu_sd)
+    for m in range(gp):
+        lp -= 0.5 * x[m] * x[m] * inv_var
+        out[m] = -x[m] * inv_var
+    T = P * (P + 1) // 2
+    off = gp + T
+    for m in range(off, off + R * P):
+        lp -= 0.5 * x[m] * x[m]
+        out[m] = -x[m]
+    return lp
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chol_terms(y, L, gL, gy, P, sd_prior, sd_scale, eta):
+    """LKJCholeskyCov's log density (with the log-diagonal Jacobian) and the gradient in y,
+    adding the likelihood's gradient in L (``gL``, lower triangle)."""
+    alpha = 2.0
+    beta = 2.0 / sd_scale
+    lp = 0.0
+    k = 0
+    for i in range(P):
+        ss = 0.0
+        for j in range(i + 1):
+            ss += L[i, j] * L[i, j]
+        sd = np.sqrt(ss)
+        s = np.log(sd)
+        c = 2.0 * eta - 2.0 + P - i
+        kd = k + i
+        lp += c * (y[kd] - s) - i * s + y[kd]
+        if sd_prior == GAMMA:
+            lp += (alpha - 1.0) * s - beta * sd
+            ds = -c - i + (alpha - 1.0) - beta * sd
+        else:
+            lp -= 0.5 * ss / (sd_scale * sd_scale)
+            ds = -c - i - ss / (sd_scale * sd_scale)
+        for j in range(i):
+            gy[k + j] = ds * L[i, j] / ss + gL[i, j]
+        gy[kd] = c + 1.0 + ds * L[i, i] * L[i, i] / ss + gL[i, i] * L[i, i]
+        k += i + 1
+    return lp
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz):
+    """The factorised likelihood (see wtp.hb._hier_loglik_op); gradients added to gmu, gL, gz
+    (gz is overwritten)."""
+    R, P = z.shape
+    U = rows.shape[0]
+    A = alts.shape[1]
+    b = np.empty(P)
+    gb = np.empty(P)
+    W = np.empty(U)
+    E = np.empty(U + 1)
+    gW = np.empty(U + 1)
+    E[U] = 0.0
+    ll = 0.0
+    for r in range(R):
+        g = group[r]
+        for i in range(P):
+            t = mu[g, i]
+            for j in range(i + 1):
+                t += L[i, j] * z[r, j]
+            b[i] = t
+        mx = -np.inf
+        for u in range(U):
+            t = 0.0
+            for i in range(P):
+                t += rows[u, i] * b[i]
+            W[u] = t
+            if t > mx:
+                mx = t
+        for u in range(U):
+            E[u] = np.exp(W[u] - mx)
+            gW[u] = 0.0
+        gW[U] = 0.0
+        prod = 1.0
+        for c in range(start[r], start[r + 1]):
+            s = 0.0
+            for a in range(A):
+                s += E[alts[c, a]]
+            j = alt_chosen[c]
+            ll += W[j] - mx
+            prod *= s
+            if prod < 1e-250:
+                ll -= np.log(prod)
+                prod = 1.0
+            gW[j] += 1.0
+            inv = 1.0 / s
+            for a in range(A):
+                k = alts[c, a]
+                gW[k] -= E[k] * inv
+        ll -= np.log(prod)
+        for i in range(P):
+            gb[i] = 0.0
+        for u in range(U):
+            w = gW[u]
+            if w != 0.0:
+                for i in range(P):
+                    gb[i] += rows[u, i] * w
+        for i in range(P):
+            gmu[g, i] += gb[i]
+            gz[r, i] = 0.0
+        for i in range(P):
+            for j in range(i + 1):
+                gz[r, j] += L[i, j] * gb[i]
+                gL[i, j] += gb[i] * z[r, j]
+    return ll
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz):
+    """The dense likelihood over sparse design rows (see wtp.hb._dense_loglik_op), β built
+    first; gradients added to gmu and gL, gz overwritten."""
+    R, P = z.shape
+    N, A, K = idx.shape
+    beta = np.empty((R, P))
+    for r in range(R):
+        g = group[r]
+        for i in range(P):
+            t = mu[g, i]
+            for j in range(i + 1):
+                t += L[i, j] * z[r, j]
+            beta[r, i] = t
+    gb = np.zeros((R, P))
+    v = np.empty(A)
+    ll = 0.0
+    for c in range(N):
+        r = resp[c]
+        mx = -np.inf
+        for a in range(A):
+            if avail[c, a] > 0:
+                t = 0.0
+                for k in range(K):
+                    t += val[c, a, k] * beta[r, idx[c, a, k]]
+                v[a] = t
+                if t > mx:
+                    mx = t
+        s = 0.0
+        for a in range(A):
+            if avail[c, a] > 0:
+                v[a] = np.exp(v[a] - mx)
+                s += v[a]
+            else:
+                v[a] = 0.0
+        j = chosen[c]
+        ll += np.log(v[j] / s)
+        inv = 1.0 / s
+        for a in range(A):
+            w = (1.0 if a == j else 0.0) - v[a] * inv
+            if w != 0.0:
+                for k in range(K):
+                    gb[r, idx[c, a, k]] += w * val[c, a, k]
+    for r in range(R):
+        g = group[r]
+        for i in range(P):
+            gmu[g, i] += gb[r, i]
+            gz[r, i] = 0.0
+        for i in range(P):
+            for j in range(i + 1):
+                gz[r, j] += L[i, j] * gb[r, i]
+                gL[i, j] += gb[r, i] * z[r, j]
+    return ll
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _logp_grad(x, out, meta):
+    """log density at ``x`` (constants dropped); its gradient into ``out``."""
+    R, P, G = meta[_R], meta[_P], meta[_G]
+    fl = _floats(meta[_F_PTR], 3)
+    mu_sd, sd_scale, eta = fl[0], fl[1], fl[2]
+    gp = G * P
+    T = P * (P + 1) // 2
+    lp = _population(x, out, G, P, R, mu_sd)
+    mu = x[:gp].copy().reshape((G, P))
+    y = x[gp : gp + T].copy()
+    z = x[gp + T :].copy().reshape((R, P))
+    L = _chol(y, P)
+    gmu = np.zeros((G, P))
+    gL = np.zeros((P, P))
+    gz = np.empty((R, P))
+    group = _ints(meta[_GROUP_PTR], R)
+    A, N = meta[_A], meta[_N]
+    if meta[_LAYOUT] == FACTORISED:
+        U = meta[_U]
+        rows = _floats(meta[_D0], U * P).reshape((U, P))
+        alts = _ints(meta[_D1], N * A).reshape((N, A))
+        alt_chosen = _ints(meta[_D2], N)
+        start = _ints(meta[_D3], R + 1)
+        lp += _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz)
+    else:
+        K = meta[_K]
+        idx = _ints(meta[_D0], N * A * K).reshape((N, A, K))
+        val = _floats(meta[_D1], N * A * K).reshape((N, A, K))
+        avail = _floats(meta[_D2], N * A).reshape((N, A))
+        chosen = _ints(meta[_D3], N)
+        resp = _ints(meta[_D4], N)
+        lp += _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz)
+    gy = np.empty(T)
+    lp += _chol_terms(y, L, gL, gy, P, meta[_SD_PRIOR], sd_scale, eta)
+    gmuf = gmu.ravel()
+    for m in range(gp):
+        out[m] += gmuf[m]
+    for m in range(T):
+        out[gp + m] = gy[m]
+    gzf = gz.ravel()
+    for m in range(R * P):
+        out[gp + T + m] += gzf[m]
+    return lp
+
+
+@nb.cfunc(_LOGP_SIG, cache=True, error_model="numpy")
+def _logp_cfunc(dim, x_, out_, logp_, user_data_):
+    meta = nb.carray(user_data_, (_META_LEN,), np.int64)
+    if dim != meta[_N_DIM]:
+        return -1
+    x = nb.carray(x_, (dim,))
+    out = nb.carray(out_, (dim,))
+    logp = nb.carray(logp_, (1,))
+    value = _logp_grad(x, out, meta)
+    logp[0] = value
+    for i in range(dim):
+        if not np.isfinite(out[i]):
+            return 3
+    if not np.isfinite(value):
+        return 4
+    return 0
+
+
+@nb.cfunc(_EXPAND_SIG, cache=True, error_model="numpy")
+def _expand_cfunc(dim, expanded, x_, out_, user_data_):
+    """The stored draw: μ, the packed Cholesky factor (diagonal back from the log scale), z."""
+    meta = nb.carray(user_data_, (_META_LEN,), np.int64)
+    if dim != meta[_N_DIM] or expanded != dim:
+        return -1
+    x = nb.carray(x_, (dim,))
+    out = nb.carray(out_, (dim,))
+    P = meta[_P]
+    gp = meta[_G] * P
+    for m in range(dim):
+        out[m] = x[m]
+    k = gp
+    for i in range(P):
+        out[k + i] = np.exp(x[k + i])
+        k += i + 1
+    return 0
+
+
+class Density:
+    """The data of one fit laid out for the C callbacks, kept alive with their address table.
+
+    ``meta`` is the table (int64) nutpie hands to the callbacks as ``user_data``; the arrays it
+    points at are held in ``arrays``."""
+
+    def __init__(self, meta: np.ndarray, arrays: list[np.ndarray], n_dim: int):
+        self.meta = meta
+        self.arrays = arrays
+        self.n_dim = n_dim
+
+    def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=float)
+        out = np.empty_like(x)
+        return float(_logp_grad(x, out, self.meta)), out
+
+
+def make_density(data, layout, priors) -> Density:
+    """The address table for ``data`` (a :class:`wtp.hb.ChoiceData`) in ``layout`` (a
+    :class:`wtp.hb._Layout`) with ``priors`` (:class:`wtp.hb.HBPriors`)."""
+    R, P, G = data.n_respondents, data.n_params, data.n_groups
+    n_dim = G * P + P * (P + 1) // 2 + R * P
+    if priors.sd_prior not in ("gamma", "halfnormal"):
+        raise ValueError(f"unknown sd_prior {priors.sd_prior!r}")
+
+    def keep(a, dtype):
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    floats = keep([priors.mu_sd, priors.sd_scale, priors.lkj_eta], np.float64)
+    group = keep(data.group, np.int64)
+    meta = np.zeros(_META_LEN, dtype=np.int64)
+    meta[[_N_DIM, _R, _P, _G]] = n_dim, R, P, G
+    meta[_SD_PRIOR] = GAMMA if priors.sd_prior == "gamma" else HALFNORMAL
+    if layout.factorised:
+        arrays = [
+            keep(layout.rows, np.float64),
+            keep(layout.alts, np.int64),
+            keep(layout.alt_chosen, np.int64),
+            keep(layout.start, np.int64),
+        ]
+        meta[_LAYOUT] = FACTORISED
+        meta[_U] = arrays[0].shape[0]
+        meta[_N], meta[_A] = arrays[1].shape
+    else:
+        from wtp.hb import _sparse_rows
+
+        idx, val = _sparse_rows(np.asarray(data.X, dtype=float))
+        arrays = [
+            keep(idx, np.int64),
+            keep(val, np.float64),
+            keep(data.available, np.float64),
+            keep(data.chosen, np.int64),
+            keep(data.respondent, np.int64),
+        ]
+        meta[_LAYOUT] = DENSE
+        meta[_N], meta[_A], meta[_K] = idx.shape
+    meta[_F_PTR] = floats.ctypes.data
+    meta[_GROUP_PTR] = group.ctypes.data
+    for slot, a in zip((_D0, _D1, _D2, _D3, _D4), arrays, strict=False):
+        meta[slot] = a.ctypes.data
+    return Density(meta, [floats, group, *arrays], n_dim)
+
+
+def logp_and_grad(density: Density, x: np.ndarray) -> tuple[float, np.ndarray]:
+    """The log density (constants dropped) and its gradient at ``x`` (for tests and checks)."""
+    return density.logp_and_grad(x)
