@@ -142,11 +142,16 @@ def _chol_terms(y, L, gL, gy, P, sd_prior, sd_scale, eta):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz):
+def _hier_loglik(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz):
     """The factorised likelihood (see wtp.hb._hier_loglik_op); gradients added to gmu, gL, gz
-    (gz is overwritten)."""
+    (gz is overwritten).
+
+    Rows ``K ..`` are mirrors: row ``K + m`` is ``−rows[mirror[m]]`` (MaxDiff's worst picks
+    are its best picks negated), so its utility is the negated one and its ``exp`` a
+    division, ``exp(−w − mx) = exp(−2 mx) / exp(w − mx)``: half the dot products and exps."""
     R, P = z.shape
-    U = rows.shape[0]
+    K = rows.shape[0]
+    U = K + mirror.shape[0]
     A = alts.shape[1]
     b = np.empty(P)
     gb = np.empty(P)
@@ -163,17 +168,30 @@ def _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz):
                 t += L[i, j] * z[r, j]
             b[i] = t
         mx = -np.inf
-        for u in range(U):
+        for u in range(K):
             t = 0.0
             for i in range(P):
                 t += rows[u, i] * b[i]
             W[u] = t
             if t > mx:
                 mx = t
-        for u in range(U):
+        for m in range(U - K):
+            t = -W[mirror[m]]
+            W[K + m] = t
+            if t > mx:
+                mx = t
+        for u in range(K):
             E[u] = np.exp(W[u] - mx)
+        scale = np.exp(-2.0 * mx)
+        # far out in warm-up exp(−2 mx) over- or underflows: then the exps themselves
+        exact = mx > 300.0 or mx < -300.0
+        for m in range(U - K):
+            if exact:
+                E[K + m] = np.exp(W[K + m] - mx)
+            else:
+                E[K + m] = scale / E[mirror[m]]
+        for u in range(U + 1):
             gW[u] = 0.0
-        gW[U] = 0.0
         prod = 1.0
         for c in range(start[r], start[r + 1]):
             s = 0.0
@@ -191,9 +209,11 @@ def _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz):
                 k = alts[c, a]
                 gW[k] -= E[k] * inv
         ll -= np.log(prod)
+        for m in range(U - K):
+            gW[mirror[m]] -= gW[K + m]
         for i in range(P):
             gb[i] = 0.0
-        for u in range(U):
+        for u in range(K):
             w = gW[u]
             if w != 0.0:
                 for i in range(P):
@@ -282,12 +302,13 @@ def _logp_grad(x, out, meta):
     group = _ints(meta[_GROUP_PTR], R)
     A, N = meta[_A], meta[_N]
     if meta[_LAYOUT] == FACTORISED:
-        U = meta[_U]
-        rows = _floats(meta[_D0], U * P).reshape((U, P))
+        U, K = meta[_U], meta[_K]
+        rows = _floats(meta[_D0], K * P).reshape((K, P))
         alts = _ints(meta[_D1], N * A).reshape((N, A))
         alt_chosen = _ints(meta[_D2], N)
         start = _ints(meta[_D3], R + 1)
-        lp += _hier_loglik(mu, L, z, group, rows, alts, alt_chosen, start, gmu, gL, gz)
+        mirror = _ints(meta[_D4], U - K)
+        lp += _hier_loglik(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz)
     else:
         K = meta[_K]
         idx = _ints(meta[_D0], N * A * K).reshape((N, A, K))
@@ -346,6 +367,69 @@ def _expand_cfunc(dim, expanded, x_, out_, user_data_):
     return 0
 
 
+@nb.njit(cache=True, error_model="numpy")
+def geyer_tau(rho):
+    """Integrated autocorrelation time of each row of ``rho`` (V × lags) by Geyer's initial
+    positive and monotone sequences, step for step as ArviZ's ``_ess`` (used by
+    :func:`wtp.hb.rank_diagnostics`; here because it is a numba loop)."""
+    v, n = rho.shape
+    tau = np.empty(v)
+    r = np.empty(n)
+    for j in range(v):
+        for t in range(n):
+            r[t] = 0.0
+        r[0] = 1.0
+        even = 1.0
+        odd = rho[j, 1]
+        r[1] = odd
+        t = 1
+        while t < n - 3 and even + odd > 0.0:
+            even = rho[j, t + 1]
+            odd = rho[j, t + 2]
+            if even + odd >= 0:
+                r[t + 1] = even
+                r[t + 2] = odd
+            t += 2
+        max_t = t - 2
+        if even > 0:
+            r[max_t + 1] = even
+        t = 1
+        while t <= max_t - 2:
+            if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
+                r[t + 1] = (r[t - 1] + r[t]) / 2.0
+                r[t + 2] = r[t + 1]
+            t += 2
+        total = 0.0
+        for t in range(max_t + 1):
+            total += r[t]
+        if max_t + 1 < n:
+            total = 2.0 * total + r[max_t + 1]
+        else:
+            total = 2.0 * total
+        tau[j] = -1.0 + total
+    return tau
+
+
+def _mirrored(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows reordered as (rows without a mirror or first of a ± pair: K × P),
+    ``mirror`` (for each later row, the index of the row it negates) and the new index of
+    every old row. A zero row is its own negation and is kept among the first K."""
+    key = {tuple(r): u for u, r in enumerate(rows)}
+    first, second = [], []
+    for u, r in enumerate(rows):
+        v = key.get(tuple(-r))
+        if v is None or v == u or u < v:
+            first.append(u)
+        else:
+            second.append(u)
+    position = {u: k for k, u in enumerate(first)}
+    order = np.array(first + second, dtype=np.int64)
+    new_index = np.empty(len(rows), dtype=np.int64)
+    new_index[order] = np.arange(len(rows))
+    mirror = np.array([position[key[tuple(-rows[u])]] for u in second], dtype=np.int64)
+    return rows[first], mirror, new_index
+
+
 class Density:
     """The data of one fit laid out for the C callbacks, kept alive with their address table.
 
@@ -380,14 +464,19 @@ def make_density(data, layout, priors) -> Density:
     meta[[_N_DIM, _R, _P, _G]] = n_dim, R, P, G
     meta[_SD_PRIOR] = GAMMA if priors.sd_prior == "gamma" else HALFNORMAL
     if layout.factorised:
+        rows, mirror, new_index = _mirrored(layout.rows)
+        # the unavailable slot (index U) stays last
+        new_index = np.append(new_index, len(layout.rows))
         arrays = [
-            keep(layout.rows, np.float64),
-            keep(layout.alts, np.int64),
-            keep(layout.alt_chosen, np.int64),
+            keep(rows, np.float64),
+            keep(new_index[layout.alts], np.int64),
+            keep(new_index[layout.alt_chosen], np.int64),
             keep(layout.start, np.int64),
+            keep(mirror, np.int64),
         ]
         meta[_LAYOUT] = FACTORISED
-        meta[_U] = arrays[0].shape[0]
+        meta[_U] = len(layout.rows)
+        meta[_K] = len(rows)
         meta[_N], meta[_A] = arrays[1].shape
     else:
         from wtp.hb import _sparse_rows
