@@ -512,6 +512,7 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
     """Checks read new draws from a zarr store (incrementally); the in-memory Arrow trace is
     the fallback. Both give identical draws, and the store's folder is removed afterwards."""
     import os
+    import threading
 
     import wtp.hb as hb
 
@@ -534,6 +535,10 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
 
     monkeypatch.setattr(hb, "_zarr_store_dir", tracked)
     a = fit_hb(d, **kw)
+    # the folder is removed beside the rest of the run
+    for thread in threading.enumerate():
+        if thread.name == "wtp-hb-trace-cleanup":
+            thread.join()
     assert made and made[0] is not None and not os.path.exists(made[0])
     monkeypatch.setattr(hb, "_zarr_store_dir", lambda: None)
     b = fit_hb(d, **kw)
