@@ -236,10 +236,10 @@ def test_fit_hb_pymc_fallback():
 # sampling until converged, progress, settings
 
 
-def test_checkpoints_grow_by_half_to_the_cap():
+def test_checkpoints_grow_by_a_quarter_to_the_cap():
     from wtp.hb import _checkpoints
 
-    assert _checkpoints(200, 1000) == [200, 300, 450, 700, 1000]
+    assert _checkpoints(200, 1000) == [200, 250, 350, 450, 600, 750, 950, 1000]
     assert _checkpoints(150, 150) == [150]
 
 
@@ -561,3 +561,16 @@ def test_trace_folders_of_killed_runs_are_removed_once_stale(tmp_path):
         os.utime(folder, (now - age, now - age))
     assert _remove_stale_traces(str(tmp_path), now=now) == 1
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_average_ranks_equal_scipy_with_ties():
+    from scipy import stats
+
+    from wtp.hb import _average_ranks
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(5, 200))
+    rows[1, ::3] = rows[1, 0]  # a repeated draw, as NUTS makes now and then
+    rows[2] = np.round(rows[2])
+    rows[3] = 1.0  # constant
+    assert np.array_equal(_average_ranks(rows), stats.rankdata(rows, axis=1, method="average"))
