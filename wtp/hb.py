@@ -1951,6 +1951,10 @@ def _record(rnd, tune, ta, n, diag, elapsed, why) -> dict:
     }
 
 
+#: coordinates nutpie samples the population covariance in (wtp.hb_density.make_density)
+PARAMETERISATION = "scales"
+
+
 def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
     """nutpie's model over the hand-written log density of :mod:`wtp.hb_density`.
 
@@ -1965,7 +1969,9 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
 
     from wtp import hb_density
 
-    dens = hb_density.make_density(data, _layout(data, layout), priors)
+    dens = hb_density.make_density(
+        data, _layout(data, layout), priors, parameterisation=PARAMETERISATION
+    )
     g, p, r = data.n_groups, data.n_params, data.n_respondents
     t = p * (p + 1) // 2
     names = ["mu", "pop", "z"]
@@ -1973,7 +1979,10 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
     sizes = [g * p, t, r * p]
     ends = np.cumsum(sizes)
     slices = [slice(int(e - n), int(e)) for e, n in zip(ends, sizes, strict=True)]
-    diagonal = g * p + np.cumsum(np.arange(1, p + 1)) - 1
+    if PARAMETERISATION == "scales":
+        diagonal = g * p + np.arange(p)  # log σ
+    else:
+        diagonal = g * p + np.cumsum(np.arange(1, p + 1)) - 1
     log_scale = math.log(priors.sd_scale)
 
     def initial_point(seed) -> np.ndarray:

@@ -40,9 +40,10 @@ __all__ = ["Density", "make_density", "logp_and_grad"]
 # the callback reports to nutpie (a rejected step), instead of an exception C cannot pass on
 # the address table (int64) the C callbacks read: sizes, then data addresses
 _N_DIM, _R, _P, _G, _LAYOUT, _SD_PRIOR, _A, _K, _N, _U = range(10)
-_F_PTR, _GROUP_PTR, _D0, _D1, _D2, _D3, _D4 = range(10, 17)
-_META_LEN = 17
+_F_PTR, _GROUP_PTR, _D0, _D1, _D2, _D3, _D4, _PARAM = range(10, 18)
+_META_LEN = 18
 FACTORISED, DENSE = 0, 1
+PACKED, SCALES = 0, 1
 GAMMA, HALFNORMAL = 0, 1
 _LOGP_SIG = types.int64(
     types.uint64,
@@ -138,6 +139,82 @@ def _chol_terms(y, L, gL, gy, P, sd_prior, sd_scale, eta):
             gy[k + j] = ds * L[i, j] / ss + gL[i, j]
         gy[kd] = c + 1.0 + ds * L[i, i] * L[i, i] / ss + gL[i, i] * L[i, i]
         k += i + 1
+    return lp
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _log_cosh(u):
+    a = abs(u)
+    return a + np.log1p(np.exp(-2.0 * a)) - np.log(2.0)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _scaled_corr_chol(s, u, P):
+    """``L = diag(σ) C``, σ = exp(s), C the Cholesky factor of the correlation matrix from
+    unconstrained partial correlations u (Stan's ``cholesky_corr_constrain``, row by row:
+    C_ij = tanh(u_ij) √rem_j, rem_{j+1} = rem_j / cosh²(u_ij), C_ii = √rem_i); returns L, C."""
+    C = np.zeros((P, P))
+    C[0, 0] = 1.0
+    k = 0
+    for i in range(1, P):
+        rem = 1.0
+        for j in range(i):
+            C[i, j] = np.tanh(u[k]) * np.sqrt(rem)
+            ch = np.cosh(u[k])
+            rem /= ch * ch
+            k += 1
+        C[i, i] = np.sqrt(rem)
+    L = np.zeros((P, P))
+    for i in range(P):
+        sig = np.exp(s[i])
+        for j in range(i + 1):
+            L[i, j] = sig * C[i, j]
+    return L, C
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _scaled_corr_terms(s, u, C, gL, gs, gu, P, sd_prior, sd_scale, eta):
+    """Scale priors (with the log Jacobian s) and LKJ(η) on C with the Jacobian of the
+    partial correlations, and the gradient in s and u (adding the likelihood's gL).
+
+    With ℓ_ik = log(1 − tanh² u_ik) = −2 log cosh u_ik, log C_ii = ½ Σ_k ℓ_ik, so LKJ's
+    (P − i − 1 + 2η − 2) log C_ii and Stan's Jacobian Σ_j ½ log rem_j + Σ_k ℓ_ik add up to
+    Σ_k a_ik ℓ_ik with a_ik = ½ c_i + ½ (i − 1 − k) + 1."""
+    alpha = 2.0
+    beta = 2.0 / sd_scale
+    lp = 0.0
+    for i in range(P):
+        sig = np.exp(s[i])
+        t = 0.0
+        for j in range(i + 1):
+            t += gL[i, j] * C[i, j]
+        if sd_prior == GAMMA:
+            lp += alpha * s[i] - beta * sig
+            gs[i] = alpha - beta * sig + sig * t
+        else:
+            lp += s[i] - 0.5 * sig * sig / (sd_scale * sd_scale)
+            gs[i] = 1.0 - sig * sig / (sd_scale * sd_scale) + sig * t
+    root = np.empty(P)
+    k = 0
+    for i in range(1, P):
+        c = P - i - 1 + 2.0 * eta - 2.0
+        sig = np.exp(s[i])
+        rem = 1.0
+        for m in range(i):
+            root[m] = np.sqrt(rem)
+            ch = np.cosh(u[k + m])
+            rem /= ch * ch
+        # d/du_im of Σ_j gC_ij C_ij: gC_im (1 − w²) √rem_m − w Σ_{j>m} gC_ij C_ij
+        tail = gL[i, i] * sig * C[i, i]
+        for m in range(i - 1, -1, -1):
+            uu = u[k + m]
+            w = np.tanh(uu)
+            a = 0.5 * c + 0.5 * (i - 1 - m) + 1.0
+            lp -= 2.0 * a * _log_cosh(uu)
+            g = gL[i, m] * sig
+            gu[k + m] = g * (1.0 - w * w) * root[m] - w * tail - 2.0 * a * w
+            tail += g * C[i, m]
+        k += i
     return lp
 
 
@@ -295,7 +372,12 @@ def _logp_grad(x, out, meta):
     mu = x[:gp].copy().reshape((G, P))
     y = x[gp : gp + T].copy()
     z = x[gp + T :].copy().reshape((R, P))
-    L = _chol(y, P)
+    scales = meta[_PARAM] == SCALES
+    if scales:
+        L, C = _scaled_corr_chol(y[:P], y[P:], P)
+    else:
+        L = _chol(y, P)
+        C = L
     gmu = np.zeros((G, P))
     gL = np.zeros((P, P))
     gz = np.empty((R, P))
@@ -318,7 +400,14 @@ def _logp_grad(x, out, meta):
         resp = _ints(meta[_D4], N)
         lp += _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz)
     gy = np.empty(T)
-    lp += _chol_terms(y, L, gL, gy, P, meta[_SD_PRIOR], sd_scale, eta)
+    if scales:
+        gs = np.empty(P)
+        gu = np.empty(T - P)
+        lp += _scaled_corr_terms(y[:P], y[P:], C, gL, gs, gu, P, meta[_SD_PRIOR], sd_scale, eta)
+        gy[:P] = gs
+        gy[P:] = gu
+    else:
+        lp += _chol_terms(y, L, gL, gy, P, meta[_SD_PRIOR], sd_scale, eta)
     gmuf = gmu.ravel()
     for m in range(gp):
         out[m] += gmuf[m]
@@ -361,6 +450,14 @@ def _expand_cfunc(dim, expanded, x_, out_, user_data_):
     for m in range(dim):
         out[m] = x[m]
     k = gp
+    if meta[_PARAM] == SCALES:
+        T = P * (P + 1) // 2
+        L, _ = _scaled_corr_chol(x[gp : gp + P].copy(), x[gp + P : gp + T].copy(), P)
+        for i in range(P):
+            for j in range(i + 1):
+                out[k] = L[i, j]
+                k += 1
+        return 0
     for i in range(P):
         out[k + i] = np.exp(x[k + i])
         k += i + 1
@@ -447,9 +544,15 @@ class Density:
         return float(_logp_grad(x, out, self.meta)), out
 
 
-def make_density(data, layout, priors) -> Density:
+def make_density(data, layout, priors, parameterisation: str = "scales") -> Density:
     """The address table for ``data`` (a :class:`wtp.hb.ChoiceData`) in ``layout`` (a
-    :class:`wtp.hb._Layout`) with ``priors`` (:class:`wtp.hb.HBPriors`)."""
+    :class:`wtp.hb._Layout`) with ``priors`` (:class:`wtp.hb.HBPriors`).
+
+    ``parameterisation``: ``"packed"`` is PyMC's (the Cholesky factor of the covariance,
+    diagonal on the log scale); ``"scales"`` samples log σ and the correlations' unconstrained
+    partial correlations (the same prior; see the module docstring)."""
+    if parameterisation not in ("packed", "scales"):
+        raise ValueError(f"unknown parameterisation {parameterisation!r}")
     R, P, G = data.n_respondents, data.n_params, data.n_groups
     n_dim = G * P + P * (P + 1) // 2 + R * P
     if priors.sd_prior not in ("gamma", "halfnormal"):
@@ -463,6 +566,7 @@ def make_density(data, layout, priors) -> Density:
     meta = np.zeros(_META_LEN, dtype=np.int64)
     meta[[_N_DIM, _R, _P, _G]] = n_dim, R, P, G
     meta[_SD_PRIOR] = GAMMA if priors.sd_prior == "gamma" else HALFNORMAL
+    meta[_PARAM] = SCALES if parameterisation == "scales" else PACKED
     if layout.factorised:
         rows, mirror, new_index = _mirrored(layout.rows)
         # the unavailable slot (index U) stays last
