@@ -574,3 +574,30 @@ def test_average_ranks_equal_scipy_with_ties():
     rows[2] = np.round(rows[2])
     rows[3] = 1.0  # constant
     assert np.array_equal(_average_ranks(rows), stats.rankdata(rows, axis=1, method="average"))
+
+
+def test_screened_check_stops_at_the_bulk_rhat():
+    from wtp.hb import RHAT_MAX, _checks, rank_diagnostics
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 300, 6))
+    x[1, :, 2] += 0.5  # a chain apart: R-hat far above the threshold
+    rhat, ess_b, ess_t = rank_diagnostics(x, stop_above=RHAT_MAX)
+    assert rhat[2] > RHAT_MAX and np.isnan(ess_b).all() and np.isnan(ess_t).all()
+    full = rank_diagnostics(x)
+    assert rhat[2] <= full[0][2] and not np.isnan(full[1]).any()
+    # a passing set is computed in full
+    ok = rank_diagnostics(rng.normal(size=(2, 300, 6)), stop_above=1.5)
+    assert not np.isnan(ok[1]).any()
+    d = {
+        "max_rhat": 1.0,
+        "min_ess_bulk": 1000.0,
+        "min_ess_tail": 1000.0,
+        "worst_parameter": "mu",
+        "individual_checked": 6,
+        "individual_screened": True,
+        "individual_max_rhat": float(rhat.max()),
+        "divergences": 0,
+    }
+    failing = [name for name, _, passes in _checks(d) if not passes]
+    assert failing == ["individual R-hat", "individual ESS"]

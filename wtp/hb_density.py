@@ -6,25 +6,36 @@ is compiled again in every process. Here the log density and its gradient are pl
 functions (``cache=True``) behind C callbacks of nutpie's signature that read the data through
 a table of addresses (``user_data``), so a new process loads them from numba's cache.
 
-The unconstrained point ``x`` is ``[μ (G × P), y (P(P+1)/2), z (R × P)]``, with ``y`` the
-lower triangle of the Cholesky factor in ``np.tril_indices`` order and its diagonal on the log
-scale (PyMC's ``CholeskyCovPacked`` transform). With ``L_ii = exp(y_ii)``, ``L_ij = y_ij``,
-``σ_i = ‖L_i·‖`` and ``c_i = 2η − 2 + P − i`` the terms are (constants dropped):
+The unconstrained point ``x`` is ``[μ (G × P), y (P(P+1)/2), z (R × P)]``; ``y`` holds the
+population covariance Σ = L Lᵀ, L = diag(σ) C, in one of two coordinates (the same prior,
+Gamma or half-normal σ and LKJ(η) correlations; ``c_i = 2η − 2 + P − i``):
+
+* ``packed`` (PyMC's ``CholeskyCovPacked``): the lower triangle of L in ``np.tril_indices``
+  order, diagonal on the log scale; ``σ_i = ‖L_i·‖``.
+* ``scales`` (the default): ``s = log σ`` (P), then the correlations' partial correlations
+  ``tanh(u_ij)`` unconstrained (Stan's ``cholesky_corr_constrain``): C_ij = tanh(u_ij) √rem_j,
+  rem_{j+1} = rem_j / cosh² u_ij, C_ii = √rem_i. On the chocolate CBC the scales mixed faster
+  (see :data:`wtp.hb.PARAMETERISATION`).
+
+Terms (constants dropped):
 
 =============== ===========================================================================
 term            log density
 =============== ===========================================================================
 means           Σ_gp −μ_gp² / (2 mu_sd²)
 scales          Σ_i (α − 1) log σ_i − β σ_i  (Gamma(α, β));  or −σ_i² / (2 sd_scale²)
-LKJ + Jacobian  Σ_i c_i (y_ii − log σ_i) − i log σ_i + y_ii   (PyMC's LKJCholeskyCov logp)
+LKJ + Jacobian  packed: Σ_i c_i (y_ii − log σ_i) − i log σ_i + y_ii  (PyMC's logp);
+                scales: Σ_i s_i + Σ_{i>k} a_ik log(1 − tanh² u_ik),
+                a_ik = ½ (c_i − 1) + ½ (i − 1 − k) + 1  (Stan's LKJ Cholesky + Jacobian)
 z               Σ_rp −z_rp² / 2
 choices         Σ_n x_n,chosen·β_r − log Σ_available exp(x_na·β_r),  β_r = μ_g(r) + L z_r
 =============== ===========================================================================
 
-It equals PyMC's ``model.logp()`` of :func:`wtp.hb.build_model` up to a constant, with the
-same gradient (tests/test_hb_density.py, to 1e-8). The likelihood loops are those of the
-fused PyTensor Ops in :mod:`wtp.hb` (factorised layout: one ``exp`` per distinct design row
-per respondent; dense layout: sparse design rows).
+``packed`` equals PyMC's ``model.logp()`` of :func:`wtp.hb.build_model` up to a constant,
+with the same gradient; ``scales`` equals it carried over to its coordinates (plus the log
+Jacobian of the map), tests/test_hb_density.py, to 1e-8. The likelihood loops are those of
+the fused PyTensor Ops in :mod:`wtp.hb` (factorised layout: one ``exp`` per distinct design
+row per respondent, a mirrored row's ``exp`` a division; dense layout: sparse design rows).
 """
 
 from __future__ import annotations
@@ -179,7 +190,7 @@ def _scaled_corr_terms(s, u, C, gL, gs, gu, P, sd_prior, sd_scale, eta):
 
     With ℓ_ik = log(1 − tanh² u_ik) = −2 log cosh u_ik, log C_ii = ½ Σ_k ℓ_ik, so LKJ's
     (P − i − 1 + 2η − 2) log C_ii and Stan's Jacobian Σ_j ½ log rem_j + Σ_k ℓ_ik add up to
-    Σ_k a_ik ℓ_ik with a_ik = ½ c_i + ½ (i − 1 − k) + 1."""
+    Σ_k a_ik ℓ_ik with a_ik = ½ c + ½ (i − 1 − k) + 1, c = P − i − 1 + 2η − 2."""
     alpha = 2.0
     beta = 2.0 / sd_scale
     lp = 0.0
@@ -462,6 +473,26 @@ def _expand_cfunc(dim, expanded, x_, out_, user_data_):
         out[k + i] = np.exp(x[k + i])
         k += i + 1
     return 0
+
+
+@nb.njit(cache=True)
+def average_ranks(rows, order):
+    """Ranks 1..n of each row of ``rows`` given its ``argsort``, tied values sharing their
+    average rank (for :func:`wtp.hb._average_ranks`; a numba loop, as :func:`geyer_tau`)."""
+    v, n = rows.shape
+    out = np.empty((v, n))
+    for r in range(v):
+        i = 0
+        while i < n:
+            x = rows[r, order[r, i]]
+            j = i
+            while j + 1 < n and rows[r, order[r, j + 1]] == x:
+                j += 1
+            avg = 0.5 * (i + j) + 1.0
+            for k in range(i, j + 1):
+                out[r, order[r, k]] = avg
+            i = j + 1
+    return out
 
 
 @nb.njit(cache=True, error_model="numpy")
