@@ -1,8 +1,8 @@
-"""MaxDiff hierarchical Bayes: wtp (PyMC + nutpie) against R bayesm's rhierMnlRwMixture.
+"""MaxDiff hierarchical Bayes: wtp (nutpie on its own log density) against R bayesm's rhierMnlRwMixture.
 
 A simulated world (wtp.simulate.simulate_maxdiff: 750 respondents, 12 items, 10 tasks of 4,
 10 design versions, 3 segments) is estimated end to end by ``wtp.maxdiff.estimate_maxdiff``
-(data preparation, model build, numba compilation, sampling, ArviZ diagnostics, shares) and,
+(data preparation, loading the numba-compiled log density, sampling, diagnostics, shares) and,
 when ``Rscript`` with bayesm is available, by ``bayesm::rhierMnlRwMixture`` (R = 20000,
 keep = 10) on the same answers in the same run. Both get the segments (wtp: segment-specific
 population means; bayesm: centred segment dummies as Z). Printed side by side: wall time,
@@ -12,7 +12,7 @@ true individual utilities and segment shares.
 Usage::
 
     python benchmarks/maxdiff.py                 # warm numba cache (second and later runs)
-    python benchmarks/maxdiff.py --cold          # fresh PyTensor/numba cache: first-run cost
+    python benchmarks/maxdiff.py --cold          # fresh numba cache: first-run cost
     python benchmarks/maxdiff.py --no-r          # wtp only
 
 bayesm cannot express "worst among the items left after the best": every choice set needs the
@@ -230,6 +230,8 @@ def main(argv=None) -> int:
     if args.cold:
         cold_dir = tempfile.mkdtemp(prefix="wtp-cold-")
         os.environ["PYTENSOR_FLAGS"] = f"base_compiledir={cold_dir}"
+        # wtp.hb_density's numba functions (what nutpie samples) are cached by numba
+        os.environ["NUMBA_CACHE_DIR"] = cold_dir
 
     import numpy as np
 
@@ -287,7 +289,7 @@ def main(argv=None) -> int:
         full_s = time.perf_counter() - t1
 
     print()
-    print("wtp hierarchical Bayes (PyMC model, nutpie sampler)")
+    print("wtp hierarchical Bayes (log density of wtp.hb_density, nutpie sampler)")
     print(
         f"  settings: {d['chains']} chains, sampled until converged: {d['draws_per_chain']} draws per chain, {len(d['sampling'])} checks, {d['sampling'][-1]['round']} round(s), {os.cpu_count()} cores, numba cache {'cold' if args.cold else 'warm'}"
     )
