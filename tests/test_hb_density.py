@@ -152,3 +152,15 @@ def test_scales_parameterisation_is_pymc_model_in_other_coordinates(make, layout
         offsets.append(v - float(v0))
         np.testing.assert_allclose(g, g0, rtol=1e-8, atol=1e-8 * np.abs(g0).max())
     assert np.ptp(offsets) < 1e-8 * max(1.0, abs(float(v0)))
+
+
+def test_beta_draws_equal_numpy():
+    from wtp.hb_density import beta_draws
+
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=(2, 5, 3, 4))
+    chol = np.tril(rng.normal(size=(2, 5, 4, 4)))
+    z = rng.normal(size=(2, 5, 7, 4))
+    group = rng.integers(0, 3, 7)
+    expected = mu[:, :, group, :] + np.matmul(z, np.swapaxes(chol, -1, -2))
+    np.testing.assert_allclose(beta_draws(mu, chol, z, group), expected, rtol=1e-12, atol=1e-12)

@@ -1721,6 +1721,8 @@ class _KeptDraws:
 
     def read(self, bg, upto: int) -> _Draws:
         """Read kept draws ``self.n .. upto`` of every chain; the draws so far."""
+        from wtp.hb_density import beta_draws
+
         k = upto - self.n
         if k > 0:
             if getattr(bg, "_zarr_dir", None):
@@ -1731,8 +1733,11 @@ class _KeptDraws:
             p = self.data.n_params
             chol = np.zeros((self.chains, k, p, p))
             chol[..., *np.tril_indices(p)] = arr["pop"]
-            beta = arr["mu"][:, :, self.data.group, :] + np.matmul(
-                arr["z"], np.swapaxes(chol, -1, -2)
+            beta = beta_draws(
+                np.ascontiguousarray(arr["mu"], dtype=float),
+                chol,
+                np.ascontiguousarray(arr["z"], dtype=float),
+                np.ascontiguousarray(self.data.group, dtype=np.int64),
             )
             # Σ = L Lᵀ: σ_i = ‖L_i·‖ and Ω = D⁻¹ Σ D⁻¹ (PyMC's pop_stds and pop_corr)
             sd = np.sqrt(np.sum(chol**2, axis=-1))
