@@ -586,6 +586,11 @@ def test_screened_check_stops_at_the_bulk_rhat():
     assert rhat[2] > RHAT_MAX and np.isnan(ess_b).all() and np.isnan(ess_t).all()
     full = rank_diagnostics(x)
     assert rhat[2] <= full[0][2] and not np.isnan(full[1]).any()
+    # a chain whose spread differs fails on the folded R-hat: ESS skipped as well
+    y = rng.normal(size=(2, 300, 6))
+    y[1, :, 4] *= 2.0
+    rhat_y, ess_y, _ = rank_diagnostics(y, stop_above=RHAT_MAX)
+    assert np.isnan(ess_y).all() and rhat_y[4] == rank_diagnostics(y)[0][4] > RHAT_MAX
     # a passing set is computed in full
     ok = rank_diagnostics(rng.normal(size=(2, 300, 6)), stop_above=1.5)
     assert not np.isnan(ok[1]).any()

@@ -792,7 +792,8 @@ def rank_diagnostics(
 
     With ``stop_above``, the bulk R-hat (a third of the work) is computed first and, when its
     maximum exceeds ``stop_above``, returned alone with NaN for the rest: R-hat is the larger
-    of bulk and folded, so the check has failed whatever the rest would say.
+    of bulk and folded, so the check has failed whatever the rest would say. Likewise the
+    R-hat with the folded draws, before the ESS (half of the work).
     """
     x = np.asarray(x, dtype=float)
     split = _split_chains(x)
@@ -803,6 +804,9 @@ def rank_diagnostics(
         return rhat_bulk, nan, nan.copy()
     folded = np.abs(split - np.median(split.reshape(-1, x.shape[2]), axis=0))
     rhat = np.maximum(rhat_bulk, _rhat_of(_z_scale(folded)))
+    if stop_above is not None and np.nanmax(rhat, initial=-np.inf) > stop_above:
+        nan = np.full(rhat.shape, np.nan)
+        return rhat, nan, nan.copy()
     ess_bulk = _ess_of(z_split)
     flat = x.reshape(-1, x.shape[2])
     tails = [
