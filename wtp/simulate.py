@@ -1231,6 +1231,11 @@ class TierSegment:
     customers: int = 1000
     arpa: float | None = None  # today's price of the core product (default: the median value)
 
+    @property
+    def today_arpa(self) -> float:
+        """Today's price of the core product: ``arpa``, else the median value."""
+        return self.arpa if self.arpa is not None else self.median_value
+
 
 TIER_SEGMENTS = (
     TierSegment(
@@ -1814,7 +1819,7 @@ def _tier_answers(
             tier_take_up(
                 pop[s.name],
                 np.zeros((1, len(features))),
-                np.array([s.arpa if s.arpa is not None else s.median_value]),
+                np.array([s.today_arpa]),
                 proc.too_cheap_effect,
             )[0]
         )
@@ -1891,7 +1896,7 @@ def simulate_tier_world(
         {
             "segment": s.name,
             "customers": s.customers,
-            "arpa": s.arpa if s.arpa is not None else s.median_value,
+            "arpa": s.today_arpa,
             "churn_rate": 0.03,
             "cac": 100.0,
             "trials": 10000,
