@@ -428,70 +428,18 @@ def _hier_loglik_op():
 
         @register_funcify_default_op_cache_key(HierLogLik)
         def _numba_hier_loglik(op, node, **kwargs):
+            from wtp.hb_density import hier_choices
+
             @numba_njit
             def hier_loglik(mu, chol, z, group, rows, alts, alt_chosen, start):
-                R, P = z.shape
-                U = rows.shape[0]
-                A = alts.shape[1]
+                P = z.shape[1]
                 gmu = np.zeros(mu.shape)
                 gL = np.zeros((P, P))
-                gz = np.empty((R, P))
-                b = np.empty(P)
-                gb = np.empty(P)
-                W = np.empty(U)
-                E = np.empty(U + 1)
-                gW = np.empty(U + 1)
-                E[U] = 0.0
-                ll = 0.0
-                for r in range(R):
-                    g = group[r]
-                    for i in range(P):
-                        t = mu[g, i]
-                        for j in range(i + 1):
-                            t += chol[i, j] * z[r, j]
-                        b[i] = t
-                    mx = -np.inf
-                    for u in range(U):
-                        t = 0.0
-                        for i in range(P):
-                            t += rows[u, i] * b[i]
-                        W[u] = t
-                        if t > mx:
-                            mx = t
-                    for u in range(U):
-                        E[u] = np.exp(W[u] - mx)
-                        gW[u] = 0.0
-                    gW[U] = 0.0
-                    prod = 1.0
-                    for c in range(start[r], start[r + 1]):
-                        s = 0.0
-                        for a in range(A):
-                            s += E[alts[c, a]]
-                        j = alt_chosen[c]
-                        ll += W[j] - mx
-                        prod *= s
-                        if prod < 1e-250:
-                            ll -= np.log(prod)
-                            prod = 1.0
-                        gW[j] += 1.0
-                        inv = 1.0 / s
-                        for a in range(A):
-                            k = alts[c, a]
-                            gW[k] -= E[k] * inv
-                    ll -= np.log(prod)
-                    for i in range(P):
-                        gb[i] = 0.0
-                    for u in range(U):
-                        w = gW[u]
-                        for i in range(P):
-                            gb[i] += rows[u, i] * w
-                    for i in range(P):
-                        gmu[g, i] += gb[i]
-                        gz[r, i] = 0.0
-                    for i in range(P):
-                        for j in range(i + 1):
-                            gz[r, j] += chol[i, j] * gb[i]
-                            gL[i, j] += gb[i] * z[r, j]
+                gz = np.empty(z.shape)
+                no_mirror = np.zeros(0, dtype=np.int64)
+                ll = hier_choices(
+                    mu, chol, z, group, rows, no_mirror, alts, alt_chosen, start, gmu, gL, gz
+                )
                 return np.asarray(ll), gmu, gL, gz
 
             return hier_loglik
@@ -560,39 +508,12 @@ def _dense_loglik_op():
 
         @register_funcify_default_op_cache_key(DenseLogLik)
         def _numba_dense_loglik(op, node, **kwargs):
+            from wtp.hb_density import dense_choices
+
             @numba_njit
             def dense_loglik(beta, idx, val, avail, chosen, resp):
-                R, P = beta.shape
-                N, A, K = idx.shape
-                g = np.zeros((R, P))
-                v = np.empty(A)
-                ll = 0.0
-                for c in range(N):
-                    r = resp[c]
-                    mx = -np.inf
-                    for a in range(A):
-                        if avail[c, a] > 0:
-                            t = 0.0
-                            for k in range(K):
-                                t += val[c, a, k] * beta[r, idx[c, a, k]]
-                            v[a] = t
-                            if t > mx:
-                                mx = t
-                    s = 0.0
-                    for a in range(A):
-                        if avail[c, a] > 0:
-                            v[a] = np.exp(v[a] - mx)
-                            s += v[a]
-                        else:
-                            v[a] = 0.0
-                    j = chosen[c]
-                    ll += np.log(v[j] / s)
-                    inv = 1.0 / s
-                    for a in range(A):
-                        w = (1.0 if a == j else 0.0) - v[a] * inv
-                        if w != 0.0:
-                            for k in range(K):
-                                g[r, idx[c, a, k]] += w * val[c, a, k]
+                g = np.zeros(beta.shape)
+                ll = dense_choices(beta, idx, val, avail, chosen, resp, g)
                 return np.asarray(ll), g
 
             return dense_loglik

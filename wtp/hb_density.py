@@ -33,9 +33,10 @@ choices         Σ_n x_n,chosen·β_r − log Σ_available exp(x_na·β_r),  β_
 
 ``packed`` equals PyMC's ``model.logp()`` of :func:`wtp.hb.build_model` up to a constant,
 with the same gradient; ``scales`` equals it carried over to its coordinates (plus the log
-Jacobian of the map), tests/test_hb_density.py, to 1e-8. The likelihood loops are those of
-the fused PyTensor Ops in :mod:`wtp.hb` (factorised layout: one ``exp`` per distinct design
-row per respondent, a mirrored row's ``exp`` a division; dense layout: sparse design rows).
+Jacobian of the map), tests/test_hb_density.py, to 1e-8. The likelihood loops
+(:func:`hier_choices`, :func:`dense_choices`; factorised layout: one ``exp`` per distinct design
+row per respondent, a mirrored row's ``exp`` a division; dense layout: sparse design rows) are
+also the kernels of the fused PyTensor Ops in :mod:`wtp.hb`, which PyMC's own sampler uses.
 """
 
 from __future__ import annotations
@@ -230,9 +231,10 @@ def _scaled_corr_terms(s, u, C, gL, gs, gu, P, sd_prior, sd_scale, eta):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _hier_loglik(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz):
-    """The factorised likelihood (see wtp.hb._hier_loglik_op); gradients added to gmu, gL, gz
-    (gz is overwritten).
+def hier_choices(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz):
+    """The factorised likelihood, β = μ + Lz built per respondent; gradients added to gmu, gL,
+    gz (gz is overwritten). Also the kernel of :func:`wtp.hb._hier_loglik_op` (PyMC's sampler,
+    no mirrors).
 
     Rows ``K ..`` are mirrors: row ``K + m`` is ``−rows[mirror[m]]`` (MaxDiff's worst picks
     are its best picks negated), so its utility is the negated one and its ``exp`` a
@@ -317,20 +319,10 @@ def _hier_loglik(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz):
-    """The dense likelihood over sparse design rows (see wtp.hb._dense_loglik_op), β built
-    first; gradients added to gmu and gL, gz overwritten."""
-    R, P = z.shape
+def dense_choices(beta, idx, val, avail, chosen, resp, gb):
+    """Log-likelihood of choices over sparse design rows given β (R × P); its gradient in β
+    added to ``gb``. Also the kernel of :func:`wtp.hb._dense_loglik_op` (PyMC's sampler)."""
     N, A, K = idx.shape
-    beta = np.empty((R, P))
-    for r in range(R):
-        g = group[r]
-        for i in range(P):
-            t = mu[g, i]
-            for j in range(i + 1):
-                t += L[i, j] * z[r, j]
-            beta[r, i] = t
-    gb = np.zeros((R, P))
     v = np.empty(A)
     ll = 0.0
     for c in range(N):
@@ -359,6 +351,24 @@ def _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz):
             if w != 0.0:
                 for k in range(K):
                     gb[r, idx[c, a, k]] += w * val[c, a, k]
+    return ll
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _dense_loglik(mu, L, z, group, idx, val, avail, chosen, resp, gmu, gL, gz):
+    """The dense likelihood over sparse design rows (:func:`dense_choices`), β built first;
+    gradients added to gmu and gL, gz overwritten."""
+    R, P = z.shape
+    beta = np.empty((R, P))
+    for r in range(R):
+        g = group[r]
+        for i in range(P):
+            t = mu[g, i]
+            for j in range(i + 1):
+                t += L[i, j] * z[r, j]
+            beta[r, i] = t
+    gb = np.zeros((R, P))
+    ll = dense_choices(beta, idx, val, avail, chosen, resp, gb)
     for r in range(R):
         g = group[r]
         for i in range(P):
@@ -401,7 +411,7 @@ def _logp_grad(x, out, meta):
         alt_chosen = _ints(meta[_D2], N)
         start = _ints(meta[_D3], R + 1)
         mirror = _ints(meta[_D4], U - K)
-        lp += _hier_loglik(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz)
+        lp += hier_choices(mu, L, z, group, rows, mirror, alts, alt_chosen, start, gmu, gL, gz)
     else:
         K = meta[_K]
         idx = _ints(meta[_D0], N * A * K).reshape((N, A, K))
