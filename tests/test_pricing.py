@@ -153,6 +153,45 @@ def test_calibration_prices_what_the_van_westendorp_question_showed():
     assert np.allclose(cal.factor["s"], 0.4)
 
 
+def test_instrument_spread_hand_checked():
+    """Van Westendorp: 10 of 200 respondents buy the one-tier book at 50; the conjoint alone: 5
+    of them. Its forecast is half the revenue, so each draw's take-up is multiplied by
+    exp(log 2 · z_d) / mean(exp(log 2 · z)) (z the generator's first normals): the forecast's
+    mean is kept, the intervals widen, and the analyst is warned."""
+    from wtp.pricing.inputs import Volumes
+    from wtp.pricing.scenarios import Book, calibrate, evaluate, instrument_spread
+    from wtp.pricing.settings import PricingSettings
+
+    n, d = 200, 500
+
+    def values(base):
+        return SegmentValues(
+            segment="s", respondent_id=np.arange(n).astype(str), weight=np.ones(n), base=base * np.ones((1, d)),
+            boot=np.ones((d, n)), features=(), feature_values=np.zeros((n, 0)), described=np.zeros(0, dtype=bool),
+            reference=np.full(n, 100.0), source="Van Westendorp + NMS",
+        )  # fmt: skip
+
+    vw = values(np.where(np.arange(n) % 20 == 0, 100.0, -np.inf)[:, None])
+    cj = values(np.where(np.arange(n) % 40 == 0, 100.0, -np.inf)[:, None])
+    book = Book("multiple", "s", ("Basic",), np.zeros((1, 0), dtype=bool), np.array([50.0]), {})
+    table = pd.DataFrame({"prospects": 1000.0, "seats": 1.0}, index=pd.Index(["s"], name="segment"))
+    vols, settings = Volumes(table, "t"), PricingSettings(draws=d)
+    cal = calibrate({"s": vw}, vols, settings, None)  # no conversion: stated intent, factor 1
+    out, warnings = instrument_spread(
+        {"s": vw}, {"s": cj}, {"s": book}, vols, cal, settings, np.random.default_rng(3)
+    )
+    m = np.exp(np.log(2) * np.random.default_rng(3).standard_normal(d))
+    assert np.allclose(out.draws("s"), m / m.mean())
+    assert out.table["instrument_ratio"].iloc[0] == pytest.approx(0.5)
+    assert out.table["instrument_spread"].iloc[0] == pytest.approx(np.log(2))
+    assert "0.5× the revenue" in warnings[0]
+    revenue = evaluate(book, vw, vols, out.draws("s"), settings).revenue
+    assert revenue.mean() == pytest.approx(1000 * 0.05 * 50)  # the forecast keeps its mean
+    lo, hi = np.quantile(revenue, [0.05, 0.95])
+    assert hi / lo == pytest.approx(np.exp(2 * 1.645 * np.log(2)), rel=0.2)
+    assert np.array_equal(cal.draws("s"), cal.factor["s"])  # no second instrument: unchanged
+
+
 def test_bridge_power_from_two_anchors_hand_checked():
     """Money = 2 · share^1.5 on both anchors: the bridge finds power 1.5 and scale 2; with one
     anchor it takes money proportional to the share (it cannot tell the power), and anchors of

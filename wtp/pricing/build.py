@@ -23,6 +23,7 @@ from wtp.pricing.scenarios import (
     Outcome,
     calibrate,
     evaluate,
+    instrument_spread,
     interval,
     membership,
     price_book,
@@ -31,7 +32,7 @@ from wtp.pricing.scenarios import (
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
 from wtp.pricing.simulator_inputs import simulator_inputs
-from wtp.pricing.valuation import SegmentValues, value_segments
+from wtp.pricing.valuation import SegmentValues, second_opinion, value_segments
 
 
 @dataclass
@@ -101,6 +102,9 @@ def build_price_books(
     packages = _step_single_packages(packages, values, own, settings, labels)
     cal = calibrate(values, vols, settings, rng)
     books = _step_price(packages, values, own, vols, cal, items, settings, rng, log)
+    cal = _step_instrument_spread(
+        books, values, own, vols, cal, conjoint, study, settings, rng, log
+    )
     tables = _step_scenarios(books, values, own, vols, cal, settings)
     check = _step_too_cheap_check(books, values, own, vols, cal, settings, tables)
     _step_too_cheap_notes(books, values, own, settings, check, log)
@@ -377,6 +381,29 @@ def _step_price(
     return books
 
 
+def _step_instrument_spread(
+    books, values, own, vols, cal, conjoint, study, settings: PricingSettings, rng, log: _Log
+) -> Calibration:
+    """Widen the revenue intervals by how far the conjoint alone and the Van Westendorp answers
+    disagree on each segment's revenue (:func:`wtp.pricing.scenarios.instrument_spread`)."""
+    answers = getattr(study, "conjoint", None)
+    second = {
+        s: alt
+        for s, v in values.items()
+        if (alt := second_opinion(v, conjoint, answers, len(settings.tiers), rng)) is not None
+    }
+    offered = {s: _offered(books, s, own) for s in values}
+    cal, warnings = instrument_spread(values, second, offered, vols, cal, settings, rng)
+    log.warnings += warnings
+    if second:
+        log.notes.append(
+            "Revenue intervals carry the disagreement of the two instruments: each segment's take-up draws × a mean-one "
+            "lognormal whose log-sd is the log ratio of the conjoint's and the Van Westendorp answers' revenue forecasts "
+            "for its book (calibration.csv, instrument_spread), the same normal draw for every segment."
+        )
+    return cal
+
+
 # --------------------------------------------------------------------------------------------
 # 4. Scenarios
 
@@ -397,10 +424,10 @@ def _outcomes(
         if not np.isfinite(vols.get(s, "prospects")):
             continue
         out[("single", s)] = evaluate(
-            books[("single", ALL)], v, vols, cal.factor[s], settings, too_cheap
+            books[("single", ALL)], v, vols, cal.draws(s), settings, too_cheap
         )
         out[("multiple", s)] = evaluate(
-            _offered(books, s, own), v, vols, cal.factor[s], settings, too_cheap
+            _offered(books, s, own), v, vols, cal.draws(s), settings, too_cheap
         )
     return out
 

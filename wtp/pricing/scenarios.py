@@ -16,6 +16,10 @@ calibration             per segment with today's conversion c and ARPA a: the si
 pricing                 each book's prices maximise Σ_segments prospects · k · Σ_k share_k ·
                         price_k (:mod:`wtp.pricing.optimiser`); the single book over every
                         segment at once, each segment choosing among its packages
+instrument spread       where the conjoint could value a segment too, both instruments forecast
+                        its book's revenue (each calibrated); every draw's take-up × a mean-one
+                        lognormal with log-sd = |log ratio| of the two forecasts, one normal per
+                        draw for all segments (:func:`instrument_spread`)
 scenarios               ``multiple``: each segment its own book (a segment under ``[sample]
                         min_n`` is offered the single book); ``single``: one book for all.
                         Revenue per draw = prospects × seats × Σ share × price; intervals are
@@ -223,6 +227,14 @@ class Calibration:
     # segment → D: calibrated share taking today's product at today's price (NaN without ARPA);
     # prospects × seats × this × today's price is today's book on the scenarios' own basis
     today: dict[str, np.ndarray] = field(default_factory=dict)
+    # segment → D: mean-one multiplier carrying how far the instruments' revenue forecasts
+    # disagree (:func:`instrument_spread`); none for a segment only one instrument values
+    spread: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def draws(self, segment: str) -> np.ndarray:
+        """Per draw: the calibration factor times the instruments' spread."""
+        m = self.spread.get(segment)
+        return self.factor[segment] if m is None else self.factor[segment] * m
 
 
 def same_basis(model: float, today: float) -> bool:
@@ -318,9 +330,67 @@ def calibrate(
         "factor",
         "lower",
         "upper",
+        "instrument_ratio",  # the conjoint's revenue forecast ÷ the Van Westendorp's
+        "instrument_spread",  # |log| of it: the log-sd the intervals carry
         "note",
     ]
     return Calibration(factor, pd.DataFrame(rows, columns=cols), today_share)
+
+
+#: instruments whose revenue forecasts for a segment differ by more than this factor get a warning
+SPREAD_WARNING = 1.5
+
+
+def instrument_spread(
+    values: dict[str, SegmentValues],
+    second: dict[str, SegmentValues],
+    offered: dict[str, Book],
+    volumes: Volumes,
+    cal: Calibration,
+    settings: PricingSettings,
+    rng: np.random.Generator,
+) -> tuple[Calibration, list[str]]:
+    """Carry the disagreement of two instruments into the revenue intervals.
+
+    Where a segment is valued by Van Westendorp (``values``) and could be by the conjoint alone
+    (``second``: its reference product, the same feature money values), both are calibrated the
+    same way and both forecast the revenue of the book the segment is offered. Their log ratio
+    ``g_s`` measures what neither forecast's own draws carry: how a stated answer maps onto
+    buying. It enters as a mean-one lognormal multiplier ``exp(g_s·z_d) / mean_d exp(g_s·z_d)``
+    of each draw's take-up, ``z_d`` one standard normal per draw shared by every segment (the
+    instruments' bias is a study's, not a segment's): forecasts keep their mean, the 90% interval
+    widens by about ±1.6 g_s on the log scale, and multiple and single move together in each draw,
+    so ``p_multiple_better`` still compares like with like. Books are priced before this and do
+    not change.
+
+    Measured on the tier worlds (3 answer processes, `--fast`): the truth lay between the two
+    forecasts in most segments; the Van Westendorp forecast alone was off by −26% to +25%, the
+    conjoint's by −74% to +55%."""
+    if not second:
+        return cal, []
+    d = min(v.base.shape[1] for v in values.values())
+    z = rng.standard_normal(d)
+    sec_cal = calibrate(second, volumes, settings, rng)
+    spread, notes = dict(cal.spread), []
+    table = cal.table.copy()
+    for s, alt in second.items():
+        book = offered.get(s)
+        if book is None or not np.isfinite(volumes.get(s, "prospects")):
+            continue
+        a = evaluate(book, values[s], volumes, cal.factor[s], settings).revenue.mean()
+        b = evaluate(book, alt, volumes, sec_cal.factor[s], settings).revenue.mean()
+        if not (a > 0 and b > 0):
+            continue
+        g = abs(float(np.log(b / a)))
+        m = np.exp(g * z[: values[s].base.shape[1]])
+        spread[s] = m / m.mean()
+        table.loc[table["segment"] == s, ["instrument_ratio", "instrument_spread"]] = [b / a, g]
+        if max(a, b) / min(a, b) > SPREAD_WARNING:
+            notes.append(
+                f"{s}: the conjoint alone forecasts {b / a:.2g}× the revenue that the Van Westendorp answers do for the same book "
+                f"(both calibrated to today's conversion): the stated answers disagree about buying, and the revenue interval carries it."
+            )
+    return Calibration(cal.factor, table, cal.today, spread), notes
 
 
 def interval(x: np.ndarray, level: float) -> tuple[float, float]:

@@ -349,7 +349,7 @@ def simulator_inputs(
         fv = np.nan_to_num(v.feature_values, nan=0.0)
         segs.append(SimulatorSegment(
             name=s, base=v.base[:, :d], boot=v.boot[:d], feature_values=fv, valued=np.isfinite(v.feature_values).any(axis=0),
-            described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.factor[s], dtype=float)[:d],
+            described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.draws(s), dtype=float)[:d],
             prospects=float(vols.get(s, "prospects", 0.0)), seats=float(vols.get(s, "seats", 1.0)), own_book=bool(own.get(s)) and ("multiple", s) in books,
             too_cheap=None if v.too_cheap is None else _per_draw(v.too_cheap, d), shock=None if v.shock is None else v.shock[:, :d],
             scale=_price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source,

@@ -549,15 +549,19 @@ def bridge(
 # Every segment
 
 
+def _column_means(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted mean of each column over its finite entries (NaN where none)."""
+    have = np.isfinite(x)
+    num = (np.where(have, x, 0.0) * w[:, None]).sum(axis=0)
+    den = (have * w[:, None]).sum(axis=0)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
 def _fill_mean(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Missing rows (respondents an instrument did not ask) get the weighted mean of the rest."""
     if x.size == 0:
         return x
-    have = np.isfinite(x)
-    num = (np.where(have, x, 0.0) * w[:, None]).sum(axis=0)
-    den = (have * w[:, None]).sum(axis=0)
-    mean = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-    return np.where(have, x, mean[None, :])
+    return np.where(np.isfinite(x), x, _column_means(x, w)[None, :])
 
 
 def _price_level(reference) -> float:
@@ -691,6 +695,43 @@ def value_segments(
             feature_source=fsrc,
         )
     return out, notes, warnings
+
+
+def second_opinion(
+    v: SegmentValues, conjoint, answers: pd.DataFrame | None, n_packages: int, rng
+) -> SegmentValues | None:
+    """The same segment valued by the conjoint alone: its reference product's money value per
+    respondent and draw, with the segment's feature money values (matched by respondent, the
+    segment's mean for anyone else). ``None`` unless ``v`` rests on Van Westendorp answers and
+    the conjoint can value a product (a none option)."""
+    if conjoint is None or not v.source.startswith("Van Westendorp"):
+        return None
+    d = v.base.shape[1]
+    b = conjoint_base(conjoint, answers, v.segment, d, n_packages, rng)
+    if b is None:
+        return None
+    ids = np.asarray(b["respondent_id"]).astype(str)
+    w = np.asarray(b["weight"], dtype=float)
+    pos = pd.Index(np.asarray(v.respondent_id).astype(str)).get_indexer(ids)
+    fv = np.full((len(ids), len(v.features)), np.nan)
+    fv[pos >= 0] = v.feature_values[pos[pos >= 0]]
+    if (pos < 0).any():
+        fv[pos < 0] = _column_means(v.feature_values, np.asarray(v.weight, dtype=float))
+    return SegmentValues(
+        segment=v.segment,
+        respondent_id=ids,
+        weight=w,
+        base=b["base"],
+        boot=rng.exponential(size=(d, len(ids))) * w[None, :],
+        features=v.features,
+        feature_values=fv,
+        described=v.described,
+        reference=np.asarray(b["reference"], dtype=float),
+        too_cheap=None,
+        shock=b["shock"],
+        source=b["source"],
+        feature_source=v.feature_source,
+    )
 
 
 #: features worth more than this × what the Van Westendorp question showed call for a check
