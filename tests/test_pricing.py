@@ -156,8 +156,8 @@ def test_calibration_prices_what_the_van_westendorp_question_showed():
 def test_instrument_spread_hand_checked():
     """Van Westendorp: 10 of 200 respondents buy the one-tier book at 50; the conjoint alone: 5
     of them. Its forecast is half the revenue, so each draw's take-up is multiplied by
-    exp(log 2 · z_d) / mean(exp(log 2 · z)) (z the generator's first normals): the forecast's
-    mean is kept, the intervals widen, and the analyst is warned."""
+    exp(τ z_d) / mean(exp(τ z)), τ = log 2 / √2 (z the generator's first normals): the
+    forecast's mean is kept, the intervals widen, and the analyst is warned."""
     from wtp.pricing.inputs import Volumes
     from wtp.pricing.scenarios import Book, calibrate, evaluate, instrument_spread
     from wtp.pricing.settings import PricingSettings
@@ -180,15 +180,16 @@ def test_instrument_spread_hand_checked():
     out, warnings = instrument_spread(
         {"s": vw}, {"s": cj}, {"s": book}, vols, cal, settings, np.random.default_rng(3)
     )
-    m = np.exp(np.log(2) * np.random.default_rng(3).standard_normal(d))
+    tau = np.log(2) / np.sqrt(2)  # the ratio is the difference of two equal, independent errors
+    m = np.exp(tau * np.random.default_rng(3).standard_normal(d))
     assert np.allclose(out.draws("s"), m / m.mean())
     assert out.table["instrument_ratio"].iloc[0] == pytest.approx(0.5)
-    assert out.table["instrument_spread"].iloc[0] == pytest.approx(np.log(2))
+    assert out.table["instrument_spread"].iloc[0] == pytest.approx(tau)
     assert "0.5× the revenue" in warnings[0]
     revenue = evaluate(book, vw, vols, out.draws("s"), settings).revenue
     assert revenue.mean() == pytest.approx(1000 * 0.05 * 50)  # the forecast keeps its mean
     lo, hi = np.quantile(revenue, [0.05, 0.95])
-    assert hi / lo == pytest.approx(np.exp(2 * 1.645 * np.log(2)), rel=0.2)
+    assert hi / lo == pytest.approx(np.exp(2 * 1.645 * tau), rel=0.2)
     assert np.array_equal(cal.draws("s"), cal.factor["s"])  # no second instrument: unchanged
 
 
@@ -642,11 +643,12 @@ def _tier_run(tmp_path, process, seed):
 @pytest.mark.slow
 def test_interval_coverage_and_uplift_across_worlds(tmp_path):
     """Over the three answer processes × 4 seeds, judged by each world's truth: how often the
-    90% revenue intervals cover the true revenue of the proposed books (printed; the floor is
-    what an honest report can promise: the intervals carry sampling, stated-answer and
-    calibration uncertainty, not the model's misfit to a world — measured 54% of totals, 83% of
-    segments here), and how often the predicted uplift of multiple over single is within ±25%
-    of the true one."""
+    90% revenue intervals cover the true revenue of the proposed books, and how often the
+    predicted uplift of multiple over single is within ±25% of the true one. The intervals
+    carry sampling, stated-answer and calibration uncertainty and how far the conjoint and the
+    Van Westendorp answers disagree about buying; before the last they covered 54% of totals and
+    83% of segments here (the model's misfit to a world was not in them), with it every one of
+    the 15 cases' totals and segments (3 × 5 seeds)."""
     from wtp.simulate import ANSWER_PROCESSES
 
     rows = []
@@ -664,8 +666,8 @@ def test_interval_coverage_and_uplift_across_worlds(tmp_path):
     print(
         f"coverage of 90% intervals: totals {totals['covered'].mean():.0%} of {len(totals)}, segments {segments['covered'].mean():.0%} of {len(segments)}"
     )
-    assert totals["covered"].mean() >= 0.4
-    assert segments["covered"].mean() >= 0.5
+    assert totals["covered"].mean() >= 0.8
+    assert segments["covered"].mean() >= 0.8
     up = totals.drop_duplicates(["world", "seed"])
     within = (up["uplift_predicted"] - up["uplift_true"]).abs() <= 0.25 * up["uplift_true"].abs()
     print(f"predicted uplift within ±25% of the true one: {within.sum()} of {len(within)}")

@@ -398,7 +398,7 @@ def _step_instrument_spread(
     if second:
         log.notes.append(
             "Revenue intervals carry the disagreement of the two instruments: each segment's take-up draws × a mean-one "
-            "lognormal whose log-sd is the log ratio of the conjoint's and the Van Westendorp answers' revenue forecasts "
+            "lognormal whose log-sd is |log ratio| / √2 of the conjoint's and the Van Westendorp answers' revenue forecasts "
             "for its book (calibration.csv, instrument_spread), the same normal draw for every segment."
         )
     return cal
