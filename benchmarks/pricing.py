@@ -80,7 +80,7 @@ def speed(n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3) 
     c3 = time.process_time()
     rows.append(
         {
-            "step": f"optimise {n_segments} own books ({tiers} tiers, {n:,} respondents, {settings.search_draws} search draws)",
+            "step": f"optimise {n_segments} own books ({tiers} tiers, {n:,} respondents, {settings.search_draws_for(n)} search draws)",
             "seconds": t1 - t0,
             "cpu_seconds": c1 - c0,
         }

@@ -157,7 +157,10 @@ def price_book(
         return Book(scenario, name, tuple(tiers), member, prices, why, features=features)
     sub = member[keep]
     agents = Agents.stack(
-        [segment_agents(v, sub, scale, settings, settings.search_draws) for v, scale in parts]
+        [
+            segment_agents(v, sub, scale, settings, settings.search_draws_for(v.n))
+            for v, scale in parts
+        ]
     )
     grid = search_grid(agents)
     if len(grid) == 0:
