@@ -659,6 +659,113 @@ def geyer_tau(rho):
     return tau
 
 
+@nb.njit(cache=True, error_model="numpy")
+def _lag_rho(xc, lag, mean_var, var_plus):
+    """ArviZ's ``ρ_t = 1 − (W − mean_c acov_c(t)) / var⁺`` at one lag (for :func:`lag_tau`)."""
+    C, D = xc.shape
+    a = 0.0
+    for c in range(C):
+        s = 0.0
+        for i in range(D - lag):
+            s += xc[c, i] * xc[c, i + lag]
+        a += s / D
+    return 1.0 - (mean_var - a / C) / var_plus
+
+
+@nb.njit(cache=True, error_model="numpy")
+def lag_tau(x, max_lag):
+    """:func:`geyer_tau` of each variable of ``x`` (V × chains × draws), with the
+    autocorrelations computed lag by lag only as far as Geyer's initial positive sequence
+    reads them: ``ρ_t = 1 − (W − mean_c acov_c(t)) / var⁺`` with ``acov_c(t) = Σ_i x̃_ci
+    x̃_c,i+t / D`` (x̃ centred per chain), ``W = mean_c acov_c(0) · D / (D − 1)`` and ``var⁺ = W
+    (D − 1) / D`` + the variance of the chain means (ArviZ's ``_ess``, which computes every
+    lag by FFT). Draws that mix well need a handful of lags. A variable whose sequence needs
+    more than ``max_lag`` lags is left to the FFT: ``done`` False. Returns (tau, done)."""
+    V, C, D = x.shape
+    tau = np.full(V, np.nan)
+    done = np.zeros(V, dtype=np.bool_)
+    if D < 4 or max_lag < 3:
+        return tau, done
+    xc = np.empty((C, D))
+    means = np.empty(C)
+    rho = np.empty(max_lag + 1)
+    r = np.empty(max_lag + 1)
+    for v in range(V):
+        for c in range(C):
+            m = 0.0
+            for i in range(D):
+                m += x[v, c, i]
+            m /= D
+            means[c] = m
+            for i in range(D):
+                xc[c, i] = x[v, c, i] - m
+        acov0 = 0.0
+        for c in range(C):
+            s = 0.0
+            for i in range(D):
+                s += xc[c, i] * xc[c, i]
+            acov0 += s / D
+        mean_var = acov0 / C * D / (D - 1.0)
+        var_plus = mean_var * (D - 1.0) / D
+        if C > 1:
+            grand = 0.0
+            for c in range(C):
+                grand += means[c]
+            grand /= C
+            between = 0.0
+            for c in range(C):
+                between += (means[c] - grand) ** 2
+            var_plus += between / (C - 1.0)
+        # Geyer's initial positive and monotone sequences, step for step as geyer_tau
+        rho[1] = _lag_rho(xc, 1, mean_var, var_plus)
+        if np.isnan(rho[1]):  # a non-finite draw (ArviZ: NaN), or a constant (the caller's)
+            done[v] = True
+            continue
+        known = 2  # rho[1 .. known - 1] computed (rho[0] is 1 by construction)
+        for k in range(max_lag + 1):
+            r[k] = 0.0
+        r[0] = 1.0
+        even = 1.0
+        odd = rho[1]
+        r[1] = odd
+        t = 1
+        ok = True
+        while t < D - 3 and even + odd > 0.0:
+            if t + 2 > max_lag:
+                ok = False
+                break
+            while known <= t + 2:
+                rho[known] = _lag_rho(xc, known, mean_var, var_plus)
+                known += 1
+            even = rho[t + 1]
+            odd = rho[t + 2]
+            if even + odd >= 0:
+                r[t + 1] = even
+                r[t + 2] = odd
+            t += 2
+        if not ok:
+            continue
+        max_t = t - 2
+        if even > 0:
+            r[max_t + 1] = even
+        t = 1
+        while t <= max_t - 2:
+            if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
+                r[t + 1] = (r[t - 1] + r[t]) / 2.0
+                r[t + 2] = r[t + 1]
+            t += 2
+        total = 0.0
+        for t in range(max_t + 1):
+            total += r[t]
+        if max_t + 1 < D:
+            total = 2.0 * total + r[max_t + 1]
+        else:
+            total = 2.0 * total
+        tau[v] = -1.0 + total
+        done[v] = True
+    return tau, done
+
+
 def _mirrored(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct rows reordered as (rows without a mirror or first of a ± pair: K × P),
     ``mirror`` (for each later row, the index of the row it negates) and the new index of
