@@ -709,8 +709,8 @@ def _ess_of(x: np.ndarray) -> np.ndarray:
     The autocorrelations are computed lag by lag as far as Geyer's sequence reads them
     (:func:`wtp.hb_density.lag_tau`; a few lags for draws that mix well), and by FFT over
     all lags, as ArviZ, for variables that need more than :data:`MAX_DIRECT_LAGS`. The
-    same formulas: equal to ArviZ's to rounding (tested to 1e-10), at a third of the
-    FFT's cost on the benchmark study's checks."""
+    same formulas: equal to ArviZ's to rounding (tested to 1e-10), at half the FFT's cost
+    on the benchmark study's checks (where most variables need under ten lags)."""
     from wtp.hb_density import lag_tau
 
     c, d, v = x.shape
