@@ -1541,15 +1541,18 @@ def _remove_stale_traces(root: str | None = None, now: float | None = None) -> i
 
 def _zarr_store_dir() -> str | None:
     """A fresh temporary folder for nutpie's zarr trace, or None where none can be made (the
-    sampler then keeps its trace in memory and checks read it through ``inspect``)."""
+    sampler then keeps its trace in memory and checks read it through ``inspect``). zarr is
+    only looked for here: importing it (0.15 s) waits for the first check, beside the sampler,
+    instead of holding up its start."""
+    import importlib.util
     import tempfile
 
+    if importlib.util.find_spec("zarr") is None:
+        return None
     try:
-        import zarr  # noqa: F401
-
         _remove_stale_traces()
         return tempfile.mkdtemp(prefix=_TRACE_PREFIX)
-    except (ImportError, OSError):
+    except OSError:
         return None
 
 
