@@ -1298,8 +1298,12 @@ def fit_hb(
     seed = _seed(rng)
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    # importing nutpie imports ArviZ and with it matplotlib and scipy.stats (nutpie.sample
+    # imports arviz at the top; arviz 0.23 imports its plots): about 1.4 s of every run,
+    # which no submodule import avoids (each runs nutpie/__init__.py)
     use_nutpie = sampler == "nutpie" or (sampler == "auto" and has_nutpie())
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"import_s": time.perf_counter() - t0}
     # nutpie samples the hand-written density (wtp.hb_density); the PyMC model is built only
     # for PyMC's sampler
     timings["build_s"] = 0.0
