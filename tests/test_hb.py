@@ -563,17 +563,44 @@ def test_trace_folders_of_killed_runs_are_removed_once_stale(tmp_path):
     assert not old.exists() and fresh.exists() and other.exists()
 
 
-def test_average_ranks_equal_scipy_with_ties():
-    from scipy import stats
+def test_rank_normal_scores_equal_scipy_with_ties():
+    """Scores from the table of every average rank equal ndtri of scipy's average ranks,
+    bit for bit, with repeated draws, rounded draws and a constant; the sorted rows too."""
+    from scipy import special, stats
 
-    from wtp.hb import _average_ranks
+    from wtp.hb import _z_scale
 
     rng = np.random.default_rng(0)
-    rows = rng.normal(size=(5, 200))
-    rows[1, ::3] = rows[1, 0]  # a repeated draw, as NUTS makes now and then
-    rows[2] = np.round(rows[2])
-    rows[3] = 1.0  # constant
-    assert np.array_equal(_average_ranks(rows), stats.rankdata(rows, axis=1, method="average"))
+    x = rng.normal(size=(2, 100, 5))
+    x[:, ::3, 1] = x[0, 0, 1]  # a repeated draw, as NUTS makes now and then
+    x[..., 2] = np.round(x[..., 2])
+    x[..., 3] = 1.0  # constant
+    rows = x.reshape(200, 5).T
+    rank = stats.rankdata(rows, axis=1, method="average")
+    expected = special.ndtri((rank.T - 0.375) / (200 + 0.25)).reshape(x.shape)
+    scores, ordered = _z_scale(x)
+    assert np.array_equal(scores, expected)
+    assert np.array_equal(ordered, np.sort(rows, axis=1))
+
+
+def test_map_individual_newton_terms_equal_numpy():
+    """The numba gradient and Hessian of the Newton steps equal numpy's scatter-add version."""
+    from wtp.hb_density import mnl_gradient_hessian
+
+    for d in (_conjoint_like(n_resp=12, n_choices=9)[0], _maxdiff_like()):
+        beta = np.random.default_rng(4).normal(size=(d.n_respondents, d.n_params))
+        V = np.where(d.available, np.einsum("nap,np->na", d.X, beta[d.respondent]), -np.inf)
+        p = np.exp(V - V.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        xp = np.einsum("nap,na->np", d.X, p)
+        grad = np.zeros_like(beta)
+        np.add.at(grad, d.respondent, d.X[np.arange(d.n_choices), d.chosen] - xp)
+        hc = np.einsum("nap,na,naq->npq", d.X, p, d.X) - xp[:, :, None] * xp[:, None, :]
+        H = np.zeros((d.n_respondents, d.n_params, d.n_params))
+        np.add.at(H, d.respondent, hc)
+        g, h = mnl_gradient_hessian(d.X, d.available, d.chosen, d.respondent, beta)
+        np.testing.assert_allclose(g, grad, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(h, H, rtol=1e-12, atol=1e-12)
 
 
 def test_screened_check_stops_at_the_bulk_rhat():

@@ -164,3 +164,36 @@ def test_beta_draws_equal_numpy():
     group = rng.integers(0, 3, 7)
     expected = mu[:, :, group, :] + np.matmul(z, np.swapaxes(chol, -1, -2))
     np.testing.assert_allclose(beta_draws(mu, chol, z, group), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_beta_draws_into_a_window_of_a_buffer():
+    from wtp.hb_density import beta_draws, beta_draws_into
+
+    rng = np.random.default_rng(3)
+    mu = rng.normal(size=(2, 5, 3, 4))
+    chol = np.tril(rng.normal(size=(2, 5, 4, 4)))
+    z = rng.normal(size=(2, 5, 7, 4))
+    group = rng.integers(0, 3, 7)
+    buf = np.full((2, 9, 7, 4), np.nan)
+    beta_draws_into(mu, chol, z, group, buf[:, 2:7])
+    assert np.array_equal(buf[:, 2:7], beta_draws(mu, chol, z, group))
+    assert np.isnan(buf[:, :2]).all() and np.isnan(buf[:, 7:]).all()
+
+
+def test_weighted_shares_equal_numpy():
+    """Segment shares per draw equal numpy's probability-scaled shares, averaged with the
+    segment weights (hand formula: 100 p / Σp with p = 1 / (1 + (k − 1) e^(−u)))."""
+    from wtp.hb_density import weighted_shares
+
+    rng = np.random.default_rng(5)
+    U = rng.normal(scale=2.0, size=(6, 9, 5))
+    M = np.zeros((3, 9))
+    M[0, :4] = 1 / 4
+    M[1, 4:] = rng.random(5)
+    M[1] /= M[1].sum()
+    M[2] = 1 / 9
+    u = U - U.mean(axis=-1, keepdims=True)
+    p = 1.0 / (1.0 + 3 * np.exp(-u))
+    shares = 100.0 * p / p.sum(axis=-1, keepdims=True)
+    expected = np.einsum("gr,srk->sgk", M, shares)
+    np.testing.assert_allclose(weighted_shares(U, M, 4), expected, rtol=1e-13, atol=1e-12)

@@ -346,6 +346,23 @@ def test_hb_shares_average_individual_shares(tiny_hb):
     assert np.corrcoef(s["share"], of_mean)[0, 1] > 0.98
 
 
+def test_hb_shares_are_the_checked_share_draws(tiny_hb):
+    """The reported shares reuse the share draws the convergence checks computed, and those
+    equal numpy's probability shares of the reported individual draws."""
+    from wtp.maxdiff import prepare_maxdiff_data
+    from wtp.maxdiff.design import _contrast_basis
+
+    sim, res = tiny_hb
+    kept = res.hb.extra_draws["share"]
+    assert kept.shape == (2, 150, 4, 8)  # chain × draw × (3 segments + all) × item
+    md = prepare_maxdiff_data(sim.answers)
+    u = res.hb.beta_draws @ _contrast_basis(md.n_items).T
+    mean_all = probability_shares(u, md.k).mean(axis=1).mean(axis=0)
+    np.testing.assert_allclose(kept[:, :, -1].mean(axis=(0, 1)), mean_all, rtol=1e-10)
+    s = res.item_scores[res.item_scores["segment"] == "all"].set_index("item").loc[md.items]
+    np.testing.assert_allclose(s["share"], mean_all, rtol=1e-10)
+
+
 def test_hb_posterior_saved(tiny_hb, tmp_path):
     _, res = tiny_hb
     res.save_posterior(tmp_path / "p.nc")

@@ -639,25 +639,29 @@ def _split_chains(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]], axis=0)
 
 
-def _average_ranks(rows: np.ndarray) -> np.ndarray:
-    """Ranks 1..n along each row, tied values sharing their average rank (scipy's
-    ``rankdata(method="average")``, which cost twice as much). NUTS repeats a draw now and
-    then (the trajectory's starting point can be chosen again), so ties do occur."""
-    from wtp.hb_density import average_ranks
-
-    return average_ranks(rows, np.argsort(rows, axis=1))
-
-
-def _z_scale(x: np.ndarray) -> np.ndarray:
-    """Rank-normalise each variable over all its draws (Blom's offset 3/8, as ArviZ)."""
+def _blom_table(n: int) -> np.ndarray:
+    """The rank-normal score of every average rank 1, 1.5, …, n among ``n`` draws (entry
+    ``2·rank − 2``): ``Φ⁻¹((rank − 3/8) / (n + 1/4))``, Blom's offset as ArviZ. Ties share
+    their average rank (NUTS repeats a draw now and then), so half ranks occur. The same
+    arithmetic on the same ranks as scoring every draw: the scores are identical, and
+    ``ndtri`` runs 2n times instead of once per draw and variable (60 ms per check of 100
+    respondents' utilities)."""
     from scipy import special
+
+    # ndtri is norm.ppf without scipy.stats' argument checks
+    return special.ndtri((np.arange(2, 2 * n + 1) / 2.0 - 0.375) / (n + 0.25))
+
+
+def _z_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rank-normalise each variable over all its draws (Blom's offset 3/8, as ArviZ); returns
+    the scores (shape of ``x``) and every variable's draws sorted (V × all draws)."""
+    from wtp.hb_density import normal_scores
 
     c, d, v = x.shape
     # ranks along contiguous rows: sorting down a column of a (draws × V) array is 3× slower
     rows = np.ascontiguousarray(x.reshape(c * d, v).T)
-    rank = _average_ranks(rows)
-    # ndtri is norm.ppf without scipy.stats' argument checks (a third of this function's time)
-    return special.ndtri((rank.T - 0.375) / (c * d + 0.25)).reshape(x.shape)
+    scores, ordered = normal_scores(rows, np.argsort(rows, axis=1), _blom_table(c * d))
+    return scores.reshape(x.shape), ordered
 
 
 def _rhat_of(x: np.ndarray) -> np.ndarray:
@@ -677,8 +681,13 @@ def _geyer_tau(rho: np.ndarray) -> np.ndarray:
     return geyer_tau(np.ascontiguousarray(np.asarray(rho, dtype=float).T))
 
 
-def _ess_of(x: np.ndarray) -> np.ndarray:
-    """ArviZ's ``_ess`` for every variable of a (C, D, V) array at once (FFT autocovariance)."""
+#: lags computed one by one before a variable's autocorrelations go to the FFT
+MAX_DIRECT_LAGS = 48
+
+
+def _fft_tau(x: np.ndarray) -> np.ndarray:
+    """Autocorrelation time of every variable of a (C, D, V) array from all lags by FFT
+    (ArviZ's ``_autocov``), for draws whose Geyer sequence runs past the direct lags."""
     from scipy.fft import next_fast_len
 
     c, d, v = x.shape
@@ -691,12 +700,29 @@ def _ess_of(x: np.ndarray) -> np.ndarray:
         var_plus = var_plus + np.var(x.mean(axis=1), axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
-    tau = _geyer_tau(rho)
+    return _geyer_tau(rho)
+
+
+def _ess_of(x: np.ndarray) -> np.ndarray:
+    """ArviZ's ``_ess`` for every variable of a (C, D, V) array at once.
+
+    The autocorrelations are computed lag by lag as far as Geyer's sequence reads them
+    (:func:`wtp.hb_density.lag_tau`; a few lags for draws that mix well), and by FFT over
+    all lags, as ArviZ, for variables that need more than :data:`MAX_DIRECT_LAGS`. The
+    same formulas: equal to ArviZ's to rounding (tested to 1e-10), at half the FFT's cost
+    on the benchmark study's checks (where most variables need under ten lags)."""
+    from wtp.hb_density import lag_tau
+
+    c, d, v = x.shape
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau, done = lag_tau(np.ascontiguousarray(np.moveaxis(x, 2, 0)), MAX_DIRECT_LAGS)
+        if not done.all():
+            tau[~done] = _fft_tau(x[:, :, ~done])
     n = c * d
     ess = n / np.maximum(tau, 1.0 / np.log10(n))
     constant = (x.max(axis=(0, 1)) - x.min(axis=(0, 1))) < np.finfo(float).resolution
     ess[constant] = n
-    ess[np.isnan(rho).any(axis=0) & ~constant] = np.nan
+    ess[np.isnan(tau) & ~constant] = np.nan
     return ess
 
 
@@ -718,40 +744,51 @@ def rank_diagnostics(
     """
     x = np.asarray(x, dtype=float)
     split = _split_chains(x)
-    z_split = _z_scale(split)  # once: rank-normalising is most of the cost
+    z_split, ordered = _z_scale(split)  # once: rank-normalising is most of the cost
     rhat_bulk = _rhat_of(z_split)
     if stop_above is not None and np.nanmax(rhat_bulk, initial=-np.inf) > stop_above:
         nan = np.full(rhat_bulk.shape, np.nan)
         return rhat_bulk, nan, nan.copy()
-    folded = np.abs(split - np.median(split.reshape(-1, x.shape[2]), axis=0))
-    rhat = np.maximum(rhat_bulk, _rhat_of(_z_scale(folded)))
+    # median and quantiles depend only on the values, so the sorted split draws give the
+    # same numbers (a partition of sorted rows is cheap)
+    folded = np.abs(split - np.median(ordered, axis=1))
+    rhat = np.maximum(rhat_bulk, _rhat_of(_z_scale(folded)[0]))
     if stop_above is not None and np.nanmax(rhat, initial=-np.inf) > stop_above:
         nan = np.full(rhat.shape, np.nan)
         return rhat, nan, nan.copy()
     ess_bulk = _ess_of(z_split)
-    flat = x.reshape(-1, x.shape[2])
-    tails = [
-        _ess_of(_split_chains((x <= np.quantile(flat, q, axis=0)).astype(float)))
-        for q in (0.05, 0.95)
-    ]
+    if x.shape[1] % 2 == 0:  # the split halves hold every draw
+        cuts = np.quantile(ordered, (0.05, 0.95), axis=1)
+    else:
+        cuts = np.quantile(x.reshape(-1, x.shape[2]), (0.05, 0.95), axis=0)
+    tails = [_ess_of(_split_chains((x <= cut).astype(float))) for cut in cuts]
     return rhat, ess_bulk, np.minimum(*tails)
 
 
 def _extremes(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
     """Max R-hat, min bulk ESS and min tail ESS per variable (rank-normalised; chain × draw
-    × ... arrays)."""
-    rh, eb, et = {}, {}, {}
+    × ... arrays). All variables go through :func:`rank_diagnostics` at once (every statistic
+    is per variable; one call per name cost most of a population check in fixed overhead)."""
+    flat = {}
     for name, a in arrays.items():
         a = np.asarray(a, dtype=float)
         if a.size == 0 or a.ndim < 2:
             continue
-        r, b, t = rank_diagnostics(a.reshape(a.shape[0], a.shape[1], -1))
-        if r.size:
-            rh[name], eb[name], et[name] = (
-                float(np.nanmax(r)),
-                float(np.nanmin(b)),
-                float(np.nanmin(t)),
-            )
+        flat[name] = a.reshape(a.shape[0], a.shape[1], -1)
+    flat = {name: a for name, a in flat.items() if a.shape[2]}
+    if not flat:
+        return {}, {}, {}
+    r, b, t = rank_diagnostics(np.concatenate(list(flat.values()), axis=2))
+    rh, eb, et = {}, {}, {}
+    start = 0
+    for name, a in flat.items():
+        part = slice(start, start + a.shape[2])
+        start = part.stop
+        rh[name], eb[name], et[name] = (
+            float(np.nanmax(r[part])),
+            float(np.nanmin(b[part])),
+            float(np.nanmin(t[part])),
+        )
     return rh, eb, et
 
 
@@ -797,6 +834,7 @@ def convergence_diagnostics(
     rng: np.random.Generator | None = None,
     extra: dict[str, np.ndarray] | None = None,
     screen: bool = False,
+    population: tuple[dict, dict, dict] | None = None,
 ) -> dict[str, Any]:
     """Convergence checks computed by ArviZ (rank-normalised split R-hat, bulk and tail ESS).
 
@@ -820,17 +858,23 @@ def convergence_diagnostics(
     first and, when it fails, the individual ESS is not computed (``individual_screened``;
     its values are NaN). On the benchmark study that saved most of each failing check, which
     runs beside the sampler on the same cores.
+
+    ``population``: the ``rhat_by_variable``, ``ess_bulk_by_variable`` and
+    ``ess_tail_by_variable`` of an earlier call on the same draws, reused.
     """
 
     draws = idata if isinstance(idata, _Draws) else _Draws.from_idata(idata)
-    pop = {"mu": draws.mu, "sd": draws.sd}
-    p = draws.sd.shape[-1]
-    lower = np.tril_indices(p, -1)
-    if len(lower[0]):
-        pop["corr"] = draws.corr[..., lower[0], lower[1]]
-    for name, arr in {**(draws.extra or {}), **(extra or {})}.items():
-        pop[name] = np.asarray(arr)
-    rh, eb, et = _extremes(pop)
+    if population is None:
+        pop = {"mu": draws.mu, "sd": draws.sd}
+        p = draws.sd.shape[-1]
+        lower = np.tril_indices(p, -1)
+        if len(lower[0]):
+            pop["corr"] = draws.corr[..., lower[0], lower[1]]
+        for name, arr in {**(draws.extra or {}), **(extra or {})}.items():
+            pop[name] = np.asarray(arr)
+        rh, eb, et = _extremes(pop)
+    else:
+        rh, eb, et = (dict(v) for v in population)
     n_resp = draws.beta.shape[2]
     if individual_sample == 0:
         chosen = np.arange(0)
@@ -964,6 +1008,9 @@ class HBResult:
         From :func:`convergence_diagnostics`, plus the sampler and timings.
     timings : dict
         Seconds spent building, compiling, sampling and diagnosing.
+    extra_draws : dict
+        The ``extra_diagnostics`` quantities (chain × draw × ...) of the kept draws, as the
+        convergence checks computed them (so a caller need not compute them again).
     """
 
     idata: Any
@@ -974,6 +1021,7 @@ class HBResult:
     priors: HBPriors
     sampler: str
     settings: dict[str, Any] = field(default_factory=dict)
+    extra_draws: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
@@ -1250,8 +1298,12 @@ def fit_hb(
     seed = _seed(rng)
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
+    t0 = time.perf_counter()
+    # importing nutpie imports ArviZ and with it matplotlib and scipy.stats (nutpie.sample
+    # imports arviz at the top; arviz 0.23 imports its plots): about 1.4 s of every run,
+    # which no submodule import avoids (each runs nutpie/__init__.py)
     use_nutpie = sampler == "nutpie" or (sampler == "auto" and has_nutpie())
-    timings: dict[str, float] = {}
+    timings: dict[str, float] = {"import_s": time.perf_counter() - t0}
     # nutpie samples the hand-written density (wtp.hb_density); the PyMC model is built only
     # for PyMC's sampler
     timings["build_s"] = 0.0
@@ -1270,8 +1322,19 @@ def fit_hb(
                 and d["min_ess_tail"] >= ESS_MIN
             ):
                 return d
+            population = (
+                d["rhat_by_variable"],
+                d["ess_bulk_by_variable"],
+                d["ess_tail_by_variable"],
+            )
+        else:
+            population = None
         return convergence_diagnostics(
-            draws, individual_sample=individual_sample, rng=diag_rng, screen=interim
+            draws,
+            individual_sample=individual_sample,
+            rng=diag_rng,
+            screen=interim,
+            population=population,
         )
 
     settings = {
@@ -1297,7 +1360,7 @@ def fit_hb(
         deadline = None if time_budget is None else t_start + float(time_budget)
         # every chain in its own thread, even on fewer cores: the convergence checks need all
         # chains to advance together (nutpie would otherwise run the later ones afterwards)
-        idata, diagnostics, beta, history = _run_rounds(
+        idata, diagnostics, beta, extra, history = _run_rounds(
             compiled,
             diagnose,
             extra_diagnostics=extra_diagnostics,
@@ -1355,7 +1418,7 @@ def fit_hb(
         if extra_diagnostics is not None:
             draws_.extra = extra_diagnostics(draws_.beta)
         diagnostics = diagnose(draws_)
-        beta = draws_.beta
+        beta, extra = draws_.beta, draws_.extra
         history = [
             {
                 "round": 1,
@@ -1391,6 +1454,7 @@ def fit_hb(
         priors=priors,
         sampler=used,
         settings=settings,
+        extra_draws=dict(extra or {}),
     )
 
 
@@ -1420,6 +1484,12 @@ def _checkpoints(first: int, cap: int) -> list[int]:
         points.append(min(cap, int(math.ceil(points[-1] * 1.25 / 50.0) * 50)))
     return points
 
+
+#: how often nutpie reports the chains' draws (ms) and the driver looks at them (s): a check
+#: starts on average half of each after its draws exist, and the last check's wait is part of
+#: the run's time (250 ms and 0.2 s cost the benchmark study 0.2 s on average)
+PROGRESS_MS = 100
+POLL_S = 0.05
 
 _PROGRESS_TEMPLATE = (
     "{% for chain in chains %}{{ chain.finished_draws }}:{{ chain.divergences }};{% endfor %}"
@@ -1481,15 +1551,18 @@ def _remove_stale_traces(root: str | None = None, now: float | None = None) -> i
 
 def _zarr_store_dir() -> str | None:
     """A fresh temporary folder for nutpie's zarr trace, or None where none can be made (the
-    sampler then keeps its trace in memory and checks read it through ``inspect``)."""
+    sampler then keeps its trace in memory and checks read it through ``inspect``). zarr is
+    only looked for here: importing it (0.15 s) waits for the first check, beside the sampler,
+    instead of holding up its start."""
+    import importlib.util
     import tempfile
 
+    if importlib.util.find_spec("zarr") is None:
+        return None
     try:
-        import zarr  # noqa: F401
-
         _remove_stale_traces()
         return tempfile.mkdtemp(prefix=_TRACE_PREFIX)
-    except (ImportError, OSError):
+    except OSError:
         return None
 
 
@@ -1539,7 +1612,7 @@ def _start_nutpie(
     if store_dir is not None:
         bg._zarr_store = _lib.store.LocalStore(store_dir)
         bg._store = _lib.PyStorage.zarr(bg._zarr_store)
-    progress = _lib.ProgressType.template_callback(250, _PROGRESS_TEMPLATE, cores, tracker)
+    progress = _lib.ProgressType.template_callback(PROGRESS_MS, _PROGRESS_TEMPLATE, cores, tracker)
     bg._sampler = compiled._make_sampler(
         settings, np.zeros(compiled.n_dim), cores, progress, bg._store
     )
@@ -1571,22 +1644,26 @@ class _KeptDraws:
         sizes = {"g": data.n_groups, "p": p, "r": data.n_respondents, "t": p * (p + 1) // 2}
         self.shapes = {k: tuple(sizes[c] for c in v) for k, v in self._SHAPES.items()}
 
-    def _append(self, name: str, chunk: np.ndarray) -> None:
-        k = chunk.shape[1]
+    def _slots(self, name: str, k: int, shape: tuple, dtype) -> np.ndarray:
+        """The buffer of ``name`` (chain × draw × ``shape``) for draws ``self.n .. self.n + k``
+        to be written into."""
         buf = self.buf.get(name)
         if buf is None or buf.shape[1] < self.n + k:
             grown = np.empty(
                 (
-                    chunk.shape[0],
+                    self.chains,
                     max(self.n + k, self.capacity, 2 * (0 if buf is None else buf.shape[1])),
-                )
-                + chunk.shape[2:],
-                dtype=chunk.dtype,
+                    *shape,
+                ),
+                dtype=dtype,
             )
             if buf is not None:
                 grown[:, : self.n] = buf[:, : self.n]
             self.buf[name] = buf = grown
-        buf[:, self.n : self.n + k] = chunk
+        return buf[:, self.n : self.n + k]
+
+    def _append(self, name: str, chunk: np.ndarray) -> None:
+        self._slots(name, chunk.shape[1], chunk.shape[2:], chunk.dtype)[...] = chunk
 
     def _trace(self, bg, upto: int, wait_s: float = 30.0):
         """nutpie's per-chain Arrow batches once every chain has ``upto`` kept draws stored
@@ -1646,7 +1723,7 @@ class _KeptDraws:
 
     def read(self, bg, upto: int) -> _Draws:
         """Read kept draws ``self.n .. upto`` of every chain; the draws so far."""
-        from wtp.hb_density import beta_draws
+        from wtp.hb_density import beta_draws_into
 
         k = upto - self.n
         if k > 0:
@@ -1658,11 +1735,14 @@ class _KeptDraws:
             p = self.data.n_params
             chol = np.zeros((self.chains, k, p, p))
             chol[..., *np.tril_indices(p)] = arr["pop"]
-            beta = beta_draws(
+            z = np.ascontiguousarray(arr["z"], dtype=float)
+            beta = self._slots("beta", k, z.shape[2:], float)
+            beta_draws_into(
                 np.ascontiguousarray(arr["mu"], dtype=float),
                 chol,
-                np.ascontiguousarray(arr["z"], dtype=float),
+                z,
                 np.ascontiguousarray(self.data.group, dtype=np.int64),
+                beta,
             )
             # Σ = L Lᵀ: σ_i = ‖L_i·‖ and Ω = D⁻¹ Σ D⁻¹ (PyMC's pop_stds and pop_corr)
             sd = np.sqrt(np.sum(chol**2, axis=-1))
@@ -1670,7 +1750,6 @@ class _KeptDraws:
             self._append("mu", arr["mu"])
             self._append("sd", sd)
             self._append("corr", cov / (sd[..., :, None] * sd[..., None, :]))
-            self._append("beta", beta)
             for name, v in st_cols.items():
                 self._append(name, v)
             if self.extra_fn is not None:
@@ -1827,7 +1906,7 @@ def _sample_rounds(
                 if deadline is not None and now > deadline and best is not None:
                     out_of_time = True
                     break
-                time.sleep(0.2)
+                time.sleep(POLL_S)
             if out_of_time:
                 outcome = "time"
                 history[-1]["stopped_because"] = "time budget spent"
@@ -1880,7 +1959,7 @@ def _sample_rounds(
     draws_so_far, diag = best
     if not diag["individual_checked"] or diag["individual_screened"]:
         diag = diagnose(draws_so_far)  # the reported draws get the full diagnostics
-    return _idata(draws_so_far, data), diag, draws_so_far.beta, history
+    return _idata(draws_so_far, data), diag, draws_so_far.beta, draws_so_far.extra, history
 
 
 def _record(rnd, tune, ta, n, diag, elapsed, why) -> dict:
@@ -2035,26 +2114,19 @@ def map_individual(
     score simulated random respondents the way hierarchical Bayes would, to set a fit
     threshold. ``mu`` has shape (P,) or (R, P). Returns (R, P).
     """
+    from wtp.hb_density import mnl_gradient_hessian
+
     R, P = data.n_respondents, data.n_params
     mu = np.broadcast_to(np.asarray(mu, dtype=float), (R, P))
     prec = np.linalg.inv(np.asarray(cov, dtype=float))
     beta = mu.copy()
-    X, av = data.X, data.available
-    n = data.n_choices
+    X = np.ascontiguousarray(data.X, dtype=float)
+    available = np.ascontiguousarray(data.available)
+    chosen = np.ascontiguousarray(data.chosen, dtype=np.int64)
+    respondent = np.ascontiguousarray(data.respondent, dtype=np.int64)
     for _ in range(iterations):
-        V = np.einsum("nap,np->na", X, beta[data.respondent])
-        V = np.where(av, V, -np.inf)
-        V -= V.max(axis=1, keepdims=True)
-        p = np.exp(V)
-        p /= p.sum(axis=1, keepdims=True)
-        xp = np.einsum("nap,na->np", X, p)
-        resid = X[np.arange(n), data.chosen] - xp
-        grad = np.zeros((R, P))
-        np.add.at(grad, data.respondent, resid)
+        grad, H = mnl_gradient_hessian(X, available, chosen, respondent, beta)
         grad -= (beta - mu) @ prec
-        hc = np.einsum("nap,na,naq->npq", X, p, X) - xp[:, :, None] * xp[:, None, :]
-        H = np.zeros((R, P, P))
-        np.add.at(H, data.respondent, hc)
         H += prec
         step = np.linalg.solve(H, grad[..., None])[..., 0]
         beta = beta + step

@@ -486,12 +486,12 @@ def _expand_cfunc(dim, expanded, x_, out_, user_data_):
 
 
 @nb.njit(cache=True)
-def beta_draws(mu, chol, z, group):
+def beta_draws_into(mu, chol, z, group, out):
     """β = μ_g(r) + L z_r for every draw: ``mu`` (C, D, G, P), ``chol`` (C, D, P, P) lower,
-    ``z`` (C, D, R, P) → (C, D, R, P). numpy's batched matmul of many 11 × 11 factors took
-    0.4 s per 250 draws of the benchmark study (for :class:`wtp.hb._KeptDraws`)."""
+    ``z`` (C, D, R, P), written into ``out`` (C, D, R, P; e.g. the next draws' slots of
+    :class:`wtp.hb._KeptDraws`' buffer, which saves a temporary and a copy). numpy's
+    batched matmul of many 11 × 11 factors took 0.4 s per 250 draws of the benchmark study."""
     C, D, R, P = z.shape
-    out = np.empty((C, D, R, P))
     for c in range(C):
         for d in range(D):
             for r in range(R):
@@ -501,15 +501,106 @@ def beta_draws(mu, chol, z, group):
                     for j in range(i + 1):
                         t += chol[c, d, i, j] * z[c, d, r, j]
                     out[c, d, r, i] = t
+
+
+def beta_draws(mu, chol, z, group):
+    """:func:`beta_draws_into` a new array."""
+    out = np.empty(z.shape)
+    beta_draws_into(mu, chol, z, group, out)
     return out
 
 
+@nb.njit(cache=True, error_model="numpy")
+def weighted_shares(U, M, k):
+    """Probability-scaled shares (0–100) of every draw's respondents, averaged with weights:
+    item utilities ``U`` (S, R, K), weights ``M`` (G × R), ``k`` items per task → (S, G, K).
+    Per respondent, with ``u`` centred, ``p = 1 / (1 + (k − 1) e^{−u})`` and ``share = 100 p /
+    Σ p`` (:func:`wtp.maxdiff.probability_shares`), then ``M @ share``. One pass per
+    respondent: numpy's version (five temporaries of draws × R × K) cost 0.9 s per run of the
+    benchmark study's convergence checks, this one 0.2 s."""
+    S, R, K = U.shape
+    G = M.shape[0]
+    out = np.zeros((S, G, K))
+    p = np.empty(K)
+    for s in range(S):
+        for r in range(R):
+            mean = 0.0
+            for j in range(K):
+                mean += U[s, r, j]
+            mean /= K
+            total = 0.0
+            for j in range(K):
+                p[j] = 1.0 / (1.0 + (k - 1) * np.exp(-(U[s, r, j] - mean)))
+                total += p[j]
+            scale = 100.0 / total
+            for g in range(G):
+                w = M[g, r]
+                if w != 0.0:
+                    w *= scale
+                    for j in range(K):
+                        out[s, g, j] += w * p[j]
+    return out
+
+
+@nb.njit(cache=True, error_model="numpy")
+def mnl_gradient_hessian(X, available, chosen, respondent, beta):
+    """Per respondent, the gradient and the negated Hessian of the MNL log-likelihood at
+    ``beta`` (R × P): ``Σ_n x_n,chosen − x̄_n`` and ``Σ_n Σ_a p_na x_na x_naᵀ − x̄_n x̄_nᵀ``
+    with ``x̄_n = Σ_a p_na x_na`` (for :func:`wtp.hb.map_individual`'s Newton steps; numpy's
+    ``add.at`` scatter and three-operand einsum cost 0.7 s per benchmark run)."""
+    N, A, P = X.shape
+    R = beta.shape[0]
+    grad = np.zeros((R, P))
+    H = np.zeros((R, P, P))
+    v = np.empty(A)
+    xbar = np.empty(P)
+    for n in range(N):
+        r = respondent[n]
+        m = -np.inf
+        for a in range(A):
+            if available[n, a]:
+                t = 0.0
+                for i in range(P):
+                    t += X[n, a, i] * beta[r, i]
+                v[a] = t
+                if t > m:
+                    m = t
+        total = 0.0
+        for a in range(A):
+            if available[n, a]:
+                v[a] = np.exp(v[a] - m)
+                total += v[a]
+            else:
+                v[a] = 0.0
+        for i in range(P):
+            xbar[i] = 0.0
+        for a in range(A):
+            if v[a] != 0.0:
+                w = v[a] / total
+                for i in range(P):
+                    xi = w * X[n, a, i]
+                    xbar[i] += xi
+                    for j in range(P):
+                        H[r, i, j] += xi * X[n, a, j]
+        c = chosen[n]
+        for i in range(P):
+            grad[r, i] += X[n, c, i] - xbar[i]
+            for j in range(P):
+                H[r, i, j] -= xbar[i] * xbar[j]
+    return grad, H
+
+
 @nb.njit(cache=True)
-def average_ranks(rows, order):
-    """Ranks 1..n of each row of ``rows`` given its ``argsort``, tied values sharing their
-    average rank (for :func:`wtp.hb._average_ranks`; a numba loop, as :func:`geyer_tau`)."""
+def normal_scores(rows, order, table):
+    """Rank-normal scores of each row of ``rows`` (V × n) given its ``argsort``: tied values
+    share their average rank ``(i + j) / 2 + 1`` (positions i..j in sorted order), whose
+    score is ``table[i + j]`` (:func:`wtp.hb._blom_table`: the normal quantile of every
+    possible average rank, computed once instead of once per draw). Returns the scores as
+    n × V and the sorted rows (V × n; their median and quantiles need no further sort).
+    For :func:`wtp.hb._z_scale`; a numba loop, as :func:`geyer_tau`."""
     v, n = rows.shape
-    out = np.empty((v, n))
+    scores = np.empty((n, v))
+    ordered = np.empty((v, n))
     for r in range(v):
         i = 0
         while i < n:
@@ -517,11 +608,12 @@ def average_ranks(rows, order):
             j = i
             while j + 1 < n and rows[r, order[r, j + 1]] == x:
                 j += 1
-            avg = 0.5 * (i + j) + 1.0
+            z = table[i + j]
             for k in range(i, j + 1):
-                out[r, order[r, k]] = avg
+                scores[order[r, k], r] = z
+                ordered[r, k] = x
             i = j + 1
-    return out
+    return scores, ordered
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -565,6 +657,113 @@ def geyer_tau(rho):
             total = 2.0 * total
         tau[j] = -1.0 + total
     return tau
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _lag_rho(xc, lag, mean_var, var_plus):
+    """ArviZ's ``ρ_t = 1 − (W − mean_c acov_c(t)) / var⁺`` at one lag (for :func:`lag_tau`)."""
+    C, D = xc.shape
+    a = 0.0
+    for c in range(C):
+        s = 0.0
+        for i in range(D - lag):
+            s += xc[c, i] * xc[c, i + lag]
+        a += s / D
+    return 1.0 - (mean_var - a / C) / var_plus
+
+
+@nb.njit(cache=True, error_model="numpy")
+def lag_tau(x, max_lag):
+    """:func:`geyer_tau` of each variable of ``x`` (V × chains × draws), with the
+    autocorrelations computed lag by lag only as far as Geyer's initial positive sequence
+    reads them: ``ρ_t = 1 − (W − mean_c acov_c(t)) / var⁺`` with ``acov_c(t) = Σ_i x̃_ci
+    x̃_c,i+t / D`` (x̃ centred per chain), ``W = mean_c acov_c(0) · D / (D − 1)`` and ``var⁺ = W
+    (D − 1) / D`` + the variance of the chain means (ArviZ's ``_ess``, which computes every
+    lag by FFT). Draws that mix well need a handful of lags. A variable whose sequence needs
+    more than ``max_lag`` lags is left to the FFT: ``done`` False. Returns (tau, done)."""
+    V, C, D = x.shape
+    tau = np.full(V, np.nan)
+    done = np.zeros(V, dtype=np.bool_)
+    if D < 4 or max_lag < 3:
+        return tau, done
+    xc = np.empty((C, D))
+    means = np.empty(C)
+    rho = np.empty(max_lag + 1)
+    r = np.empty(max_lag + 1)
+    for v in range(V):
+        for c in range(C):
+            m = 0.0
+            for i in range(D):
+                m += x[v, c, i]
+            m /= D
+            means[c] = m
+            for i in range(D):
+                xc[c, i] = x[v, c, i] - m
+        acov0 = 0.0
+        for c in range(C):
+            s = 0.0
+            for i in range(D):
+                s += xc[c, i] * xc[c, i]
+            acov0 += s / D
+        mean_var = acov0 / C * D / (D - 1.0)
+        var_plus = mean_var * (D - 1.0) / D
+        if C > 1:
+            grand = 0.0
+            for c in range(C):
+                grand += means[c]
+            grand /= C
+            between = 0.0
+            for c in range(C):
+                between += (means[c] - grand) ** 2
+            var_plus += between / (C - 1.0)
+        # Geyer's initial positive and monotone sequences, step for step as geyer_tau
+        rho[1] = _lag_rho(xc, 1, mean_var, var_plus)
+        if np.isnan(rho[1]):  # a non-finite draw (ArviZ: NaN), or a constant (the caller's)
+            done[v] = True
+            continue
+        known = 2  # rho[1 .. known - 1] computed (rho[0] is 1 by construction)
+        for k in range(max_lag + 1):
+            r[k] = 0.0
+        r[0] = 1.0
+        even = 1.0
+        odd = rho[1]
+        r[1] = odd
+        t = 1
+        ok = True
+        while t < D - 3 and even + odd > 0.0:
+            if t + 2 > max_lag:
+                ok = False
+                break
+            while known <= t + 2:
+                rho[known] = _lag_rho(xc, known, mean_var, var_plus)
+                known += 1
+            even = rho[t + 1]
+            odd = rho[t + 2]
+            if even + odd >= 0:
+                r[t + 1] = even
+                r[t + 2] = odd
+            t += 2
+        if not ok:
+            continue
+        max_t = t - 2
+        if even > 0:
+            r[max_t + 1] = even
+        t = 1
+        while t <= max_t - 2:
+            if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
+                r[t + 1] = (r[t - 1] + r[t]) / 2.0
+                r[t + 2] = r[t + 1]
+            t += 2
+        total = 0.0
+        for t in range(max_t + 1):
+            total += r[t]
+        if max_t + 1 < D:
+            total = 2.0 * total + r[max_t + 1]
+        else:
+            total = 2.0 * total
+        tau[v] = -1.0 + total
+        done[v] = True
+    return tau, done
 
 
 def _mirrored(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

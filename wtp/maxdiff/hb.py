@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wtp.maxdiff.data import MaxDiffData, _bw_choices, _segment_rows, probability_shares
+from wtp.maxdiff.data import MaxDiffData, _bw_choices, _segment_rows
 from wtp.maxdiff.design import _contrast_basis
 from wtp.schema import ALL
 
@@ -52,21 +52,40 @@ def _segment_weights(md: MaxDiffData) -> tuple[list[str], np.ndarray]:
     return [name for name, _ in rows], M
 
 
-def _share_draws(md: MaxDiffData, beta: np.ndarray, Q: np.ndarray, chunk: int = 100):
+def _segment_share_draws(md: MaxDiffData, beta: np.ndarray, Q: np.ndarray, chunk: int = 100):
+    """Segment shares per posterior draw: per draw, per respondent, then the weighted mean over
+    the segment. ``beta`` is (chain, draw, R, P); returns (chain, draw, segment, item)."""
+    from wtp.hb_density import weighted_shares
+
+    _, M = _segment_weights(md)
+    C, D = beta.shape[:2]
+    shares = np.empty((C, D, len(M), md.n_items))
+    # chain by chain: ``beta`` may be a window of the sampler's buffer (not contiguous)
+    for c in range(C):
+        for start in range(0, D, chunk):
+            u = beta[c, start : start + chunk] @ Q.T
+            shares[c, start : start + chunk] = weighted_shares(u, M, md.k)
+    return shares
+
+
+def _segment_utility_draws(md: MaxDiffData, beta: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """Segment mean utilities per posterior draw, (chain, draw, segment, item): linear in β,
+    so the weighted mean is taken before the item basis (M β Qᵀ)."""
+    _, M = _segment_weights(md)
+    return np.matmul(M, beta) @ Q.T
+
+
+def _share_draws(
+    md: MaxDiffData, beta: np.ndarray, Q: np.ndarray, shares: np.ndarray | None = None
+):
     """Segment utilities and shares per posterior draw: per draw, per respondent, then the
     weighted mean over the segment. ``beta`` is (chain, draw, R, P); returns two arrays
-    (chain, draw, segment, item) and the segment names."""
-    names, M = _segment_weights(md)
-    C, D = beta.shape[:2]
-    flat = beta.reshape(C * D, *beta.shape[2:])
-    shares = np.empty((C * D, len(names), md.n_items))
-    utils = np.empty_like(shares)
-    for start in range(0, C * D, chunk):
-        u = flat[start : start + chunk] @ Q.T  # draws × R × K
-        shares[start : start + chunk] = np.einsum("gr,srk->sgk", M, probability_shares(u, md.k))
-        utils[start : start + chunk] = np.einsum("gr,srk->sgk", M, u)
-    shape = (C, D, len(names), md.n_items)
-    return shares.reshape(shape), utils.reshape(shape), names
+    (chain, draw, segment, item) and the segment names. ``shares``: the share draws already
+    computed for these draws (the sampler's convergence checks keep them), reused."""
+    names, _ = _segment_weights(md)
+    if shares is None:
+        shares = _segment_share_draws(md, beta, Q)
+    return shares, _segment_utility_draws(md, beta, Q), names
 
 
 def _hb_scores(

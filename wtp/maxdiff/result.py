@@ -12,7 +12,7 @@ from wtp.errors import InputError, Problem
 from wtp.maxdiff.counts import _respondent_counts, counts_scores
 from wtp.maxdiff.data import MaxDiffData, _segment_rows, prepare_maxdiff_data, probability_shares
 from wtp.maxdiff.fit import _fit_frame, _honest_respondents, _loglik_items, _random_respondents
-from wtp.maxdiff.hb import _hb_scores, _share_draws, maxdiff_choice_data
+from wtp.maxdiff.hb import _hb_scores, _segment_share_draws, _share_draws, maxdiff_choice_data
 from wtp.maxdiff.logit import fit_logit
 from wtp.schema import ALL
 
@@ -266,7 +266,7 @@ def estimate_maxdiff(
         def share_check(beta):
             # segment shares are what the report leads with, so they are checked too (the
             # sampler calls this on each batch of new draws)
-            return {"share": _share_draws(md, beta, Q)[0]}
+            return {"share": _segment_share_draws(md, beta, Q)}
 
         hb_result = fit_hb(
             data,
@@ -283,7 +283,11 @@ def estimate_maxdiff(
             time_budget=time_budget,
             until_converged=until_converged,
         )
-        scores = _hb_scores(md, *_share_draws(md, hb_result.beta_draws[None], Q))
+        # the share draws the convergence checks computed are the reported draws' shares
+        scores = _hb_scores(
+            md,
+            *_share_draws(md, hb_result.beta_draws[None], Q, hb_result.extra_draws.get("share")),
+        )
         beta_mean = hb_result.beta_mean()
         U = beta_mean @ Q.T
         individual = pd.DataFrame(
