@@ -639,24 +639,32 @@ def geyer_tau(rho):
                 r[t + 1] = even
                 r[t + 2] = odd
             t += 2
-        max_t = t - 2
-        if even > 0:
-            r[max_t + 1] = even
-        t = 1
-        while t <= max_t - 2:
-            if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
-                r[t + 1] = (r[t - 1] + r[t]) / 2.0
-                r[t + 2] = r[t + 1]
-            t += 2
-        total = 0.0
-        for t in range(max_t + 1):
-            total += r[t]
-        if max_t + 1 < n:
-            total = 2.0 * total + r[max_t + 1]
-        else:
-            total = 2.0 * total
-        tau[j] = -1.0 + total
+        tau[j] = _geyer_tau(r, t, even, n)
     return tau
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _geyer_tau(r, t, even, n):
+    """τ = −1 + 2 Σ ρ from the autocorrelations ``r`` kept while Geyer's pairs stayed positive
+    (``t`` where the pair sum turned negative, ``even`` the last even-lag value read): his
+    initial monotone sequence, then the sum ArviZ takes (``n`` draws per chain)."""
+    max_t = t - 2
+    if even > 0:
+        r[max_t + 1] = even
+    t = 1
+    while t <= max_t - 2:
+        if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
+            r[t + 1] = (r[t - 1] + r[t]) / 2.0
+            r[t + 2] = r[t + 1]
+        t += 2
+    total = 0.0
+    for t in range(max_t + 1):
+        total += r[t]
+    if max_t + 1 < n:
+        total = 2.0 * total + r[max_t + 1]
+    else:
+        total = 2.0 * total
+    return -1.0 + total
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -745,23 +753,7 @@ def lag_tau(x, max_lag):
             t += 2
         if not ok:
             continue
-        max_t = t - 2
-        if even > 0:
-            r[max_t + 1] = even
-        t = 1
-        while t <= max_t - 2:
-            if r[t + 1] + r[t + 2] > r[t - 1] + r[t]:
-                r[t + 1] = (r[t - 1] + r[t]) / 2.0
-                r[t + 2] = r[t + 1]
-            t += 2
-        total = 0.0
-        for t in range(max_t + 1):
-            total += r[t]
-        if max_t + 1 < D:
-            total = 2.0 * total + r[max_t + 1]
-        else:
-            total = 2.0 * total
-        tau[v] = -1.0 + total
+        tau[v] = _geyer_tau(r, t, even, D)
         done[v] = True
     return tau, done
 
