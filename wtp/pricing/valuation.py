@@ -146,6 +146,11 @@ def _vw_frame(vw, answers: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
+#: how a segment's values from Van Westendorp answers begin their ``source`` (the second
+#: opinion of the conjoint is asked for those only)
+VW_SOURCE = "Van Westendorp"
+
+
 def reservation_draws(
     cheap, expensive, too_expensive, p_cheap, p_expensive, u, at_too_expensive: float = 0.0
 ) -> np.ndarray:
@@ -177,10 +182,12 @@ def vw_base(
         # a respondent who skipped a likelihood gets the segment's mean answer
         pc = np.where(np.isfinite(pc), pc, np.nanmean(pc) if np.isfinite(pc).any() else 1.0)
         pe = np.where(np.isfinite(pe), pe, np.nanmean(pe) if np.isfinite(pe).any() else 1.0)
-        source = "Van Westendorp + NMS"
+        source = f"{VW_SOURCE} + NMS"
     else:
         pc = pe = np.ones(n)
-        source = "Van Westendorp without NMS (everyone buys below their reservation price: an upper bound)"
+        source = (
+            f"{VW_SOURCE} without NMS (everyone buys below their reservation price: an upper bound)"
+        )
     at_te = float(getattr(vw.settings, "nms_too_expensive", 0.0))
     base = reservation_draws(
         kept["cheap"], kept["expensive"], kept["too_expensive"], pc, pe, u, at_te
@@ -704,7 +711,7 @@ def second_opinion(
     respondent and draw, with the segment's feature money values (matched by respondent, the
     segment's mean for anyone else). ``None`` unless ``v`` rests on Van Westendorp answers and
     the conjoint can value a product (a none option)."""
-    if conjoint is None or not v.source.startswith("Van Westendorp"):
+    if conjoint is None or not v.source.startswith(VW_SOURCE):
         return None
     d = v.base.shape[1]
     b = conjoint_base(conjoint, answers, v.segment, d, n_packages, rng)
