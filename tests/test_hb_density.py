@@ -154,14 +154,19 @@ def test_scales_parameterisation_is_pymc_model_in_other_coordinates(make, layout
     assert np.ptp(offsets) < 1e-8 * max(1.0, abs(float(v0)))
 
 
-def test_beta_draws_equal_numpy():
-    from wtp.hb_density import beta_draws
-
-    rng = np.random.default_rng(2)
+def _population_draws(seed):
+    """μ (chains × draws × groups × P), Cholesky factors, z for 7 respondents and their groups."""
+    rng = np.random.default_rng(seed)
     mu = rng.normal(size=(2, 5, 3, 4))
     chol = np.tril(rng.normal(size=(2, 5, 4, 4)))
     z = rng.normal(size=(2, 5, 7, 4))
-    group = rng.integers(0, 3, 7)
+    return mu, chol, z, rng.integers(0, 3, 7)
+
+
+def test_beta_draws_equal_numpy():
+    from wtp.hb_density import beta_draws
+
+    mu, chol, z, group = _population_draws(2)
     expected = mu[:, :, group, :] + np.matmul(z, np.swapaxes(chol, -1, -2))
     np.testing.assert_allclose(beta_draws(mu, chol, z, group), expected, rtol=1e-12, atol=1e-12)
 
@@ -169,11 +174,7 @@ def test_beta_draws_equal_numpy():
 def test_beta_draws_into_a_window_of_a_buffer():
     from wtp.hb_density import beta_draws, beta_draws_into
 
-    rng = np.random.default_rng(3)
-    mu = rng.normal(size=(2, 5, 3, 4))
-    chol = np.tril(rng.normal(size=(2, 5, 4, 4)))
-    z = rng.normal(size=(2, 5, 7, 4))
-    group = rng.integers(0, 3, 7)
+    mu, chol, z, group = _population_draws(3)
     buf = np.full((2, 9, 7, 4), np.nan)
     beta_draws_into(mu, chol, z, group, buf[:, 2:7])
     assert np.array_equal(buf[:, 2:7], beta_draws(mu, chol, z, group))
