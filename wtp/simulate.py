@@ -1567,17 +1567,6 @@ class SimulatedTierWorld:
         books = {(b.scenario, b.name): b for b in result.books}
         sc = result.scenarios.set_index(["scenario", "segment"])
 
-        def member(book):
-            cols = [
-                list(book.features).index(f) if f in book.features else -1 for f in self.features
-            ]
-            m = np.zeros((len(book.tiers), len(self.features)))
-            for j, c in enumerate(cols):
-                if c >= 0:
-                    m[:, j] = book.membership[:, c]
-            ok = np.isfinite(book.prices)
-            return m[ok], book.prices[ok]
-
         totals = {}
         for scenario in ("multiple", "single"):
             got = best_sum = 0.0
@@ -1587,7 +1576,7 @@ class SimulatedTierWorld:
                     books.get((scenario, g[0] if scenario == "multiple" else "all"))
                     or books[("single", "all")]
                 )
-                m, p = member(book)
+                m, p = self._priced(book)
                 if not len(p):
                     continue
                 r = self.revenue(g, m, p)
@@ -1630,6 +1619,46 @@ class SimulatedTierWorld:
         out["uplift_true"] = tm / ts - 1
         out["uplift_predicted"] = pm / ps - 1
         return out
+
+    def _priced(self, book) -> tuple[np.ndarray, np.ndarray]:
+        """A book's priced tiers as this world's feature membership (K × F) and prices (K)."""
+        cols = [list(book.features).index(f) if f in book.features else -1 for f in self.features]
+        m = np.zeros((len(book.tiers), len(self.features)))
+        for j, c in enumerate(cols):
+            if c >= 0:
+                m[:, j] = book.membership[:, c]
+        ok = np.isfinite(book.prices)
+        return m[ok], book.prices[ok]
+
+    def judge_take_up(self, result) -> pd.DataFrame:
+        """Each segment's predicted take-up of each tier of the book it is offered (take_up.csv)
+        against the true take-up of that tier: where a revenue forecast goes wrong, this says
+        whether it is how many buy or which tier they take."""
+        rows = []
+        books = {(b.scenario, b.name): b for b in result.books}
+        tu = result.take_up.set_index(["scenario", "segment", "package"])
+        for scenario, seg in dict.fromkeys(
+            zip(tu.index.get_level_values(0), tu.index.get_level_values(1), strict=True)
+        ):
+            if seg not in {s.name for s in self.segments}:
+                continue
+            # a segment without a book of its own is offered the single book in both scenarios
+            book = books.get((scenario, seg)) or books[("single", "all")]
+            m, p = self._priced(book)
+            true = self.take_up(seg, m, p)
+            tiers = [t for t, q in zip(book.tiers, book.prices, strict=True) if np.isfinite(q)]
+            for k, t in enumerate(tiers):
+                rows.append(
+                    {
+                        "scenario": scenario,
+                        "segment": seg,
+                        "package": t,
+                        "price": p[k],
+                        "predicted_share": float(tu.loc[(scenario, seg, t), "share"]),
+                        "true_share": float(true[k]),
+                    }
+                )
+        return pd.DataFrame(rows)
 
 
 def _tier_vw(people: TierPeople, process: AnswerProcess, rng: np.random.Generator) -> np.ndarray:
