@@ -272,6 +272,20 @@ def test_run_with_only_some_instruments_says_what_was_missing(tmp_path, study):
     assert set(sc.scenario) == {"single", "multiple"}
     index = (out / "index.html").read_text()
     assert "no maxdiff file in the study" in index
+    # without respondents.csv there are no segments: every key of the tables is still one row
+    (part / "respondents.csv").unlink()
+    (part / "study.toml").write_text(
+        '[study]\nname = "Only VW"\ncurrency = "EUR"\n[data]\nvan_westendorp = "vw.csv"\n'
+    )
+    res = runner.invoke(app, ["run", str(part), "--out", str(tmp_path / "one"), "--fast"])
+    assert res.exit_code == 0, res.output
+    for name, key in (
+        ("price_books.csv", ["scenario", "segment", "package"]),
+        ("take_up.csv", ["scenario", "segment", "package"]),
+        ("scenarios.csv", ["scenario", "segment"]),
+    ):
+        table = pd.read_csv(tmp_path / "one" / name)
+        assert len(table) and not table.duplicated(key).any(), name
 
 
 def test_design_commands_write_a_report_and_segments_take_respondents(tmp_path, study):

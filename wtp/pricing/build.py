@@ -870,8 +870,10 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
     single = books[("single", ALL)]
     emit(single, ALL)
     # the single book repeated per segment (contract §5 allows it): each segment's range and value
+    # (a study without segments has only ``all``, whose single rows are already there)
     for s in values:
-        emit(single, s)
+        if s != ALL:
+            emit(single, s)
     for s in values:
         if ("multiple", s) in books:
             emit(books[("multiple", s)], s)
