@@ -1,7 +1,8 @@
 """Price books: speed of the take-up simulator and the joint search, and recovery on tier worlds.
 
 Run: ``python benchmarks/pricing.py`` (prints three tables; ``--seeds 3`` for more worlds,
-``--coverage-seeds 8`` for the coverage table, ``--speed-only`` for the first table).
+``--coverage-seeds 8`` for the coverage table, ``--speed-only`` for the first table,
+``--exhaustive`` for the fourth, which takes minutes per world).
 
 1. Speed: 4 segments × 3 tiers × 2,000 respondents × 500 draws — pricing four own books and the
    single book jointly (search on the first ``search_draws`` draws), then the take-up of both
@@ -14,6 +15,10 @@ Run: ``python benchmarks/pricing.py`` (prints three tables; ``--seeds 3`` for mo
 3. Coverage: the same runs (``too_cheap`` matching the world) over more seeds, without the
    search for the best prices: how often the 90% intervals of total and per-segment revenue
    cover the truth, and the worst relative error of the predicted uplift.
+4. Search against exhaustive search (``--exhaustive``): every book the joint search priced in a
+   tier world's ``wtp run --fast`` (the agents and nice-price lattice it searched), priced again
+   by trying every ordered ladder on the full lattice; the revenue gap between the two is how
+   near the search came to the best ladder.
 """
 
 from __future__ import annotations
@@ -165,11 +170,58 @@ def coverage(seeds: int = 8, n: int = 600) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def exhaustive(seeds: int = 1, n: int = 600, single: bool = True) -> pd.DataFrame:
+    import wtp.pricing.build as build
+    import wtp.pricing.scenarios as scenarios
+    from wtp.pipeline import run_study
+    from wtp.pricing.optimiser import brute_force
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    searched, book = [], []
+    search, price_book = scenarios.optimise_ladder, build.price_book
+
+    def named(scenario, name, *args, **kw):  # which book the next search prices
+        book[:] = [scenario, name]
+        return price_book(scenario, name, *args, **kw)
+
+    def recorded(agents, grid, **kw):  # keep what each book's search saw, to search it again
+        found = search(agents, grid, **kw)
+        searched.append((*book, agents, grid, kw.get("min_step", 1.15), found))
+        return found
+
+    rows = []
+    build.price_book, scenarios.optimise_ladder = named, recorded
+    try:
+        for process in ANSWER_PROCESSES:
+            for seed in range(seeds):
+                searched.clear()
+                with tempfile.TemporaryDirectory() as tmp:
+                    w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
+                    run_study(w.folder, seed=seed, fast=True)
+                for scenario, name, agents, grid, min_step, found in searched:
+                    if scenario == "single" and not single:
+                        continue
+                    t0 = time.perf_counter()
+                    best = brute_force(agents, grid, min_step=min_step)
+                    rows.append({
+                        "world": process, "seed": seed, "book": name, "tiers": agents.values.shape[1],
+                        "agents": len(agents.weights), "lattice": len(grid), "ladders_searched": found.n_evaluated,
+                        "ladders_all": best.n_evaluated, "gap": 1 - found.revenue / best.revenue,
+                        "exhaustive_s": time.perf_counter() - t0,
+                    })  # fmt: skip
+                    print(rows[-1], flush=True)
+    finally:
+        build.price_book, scenarios.optimise_ladder = price_book, search
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--coverage-seeds", type=int, default=8)
     parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--exhaustive", action="store_true")
+    parser.add_argument("--exhaustive-seeds", type=int, default=1)
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
@@ -189,6 +241,13 @@ def main() -> None:
         print()
         print(
             coverage(args.coverage_seeds).to_string(index=False, float_format=lambda x: f"{x:.3f}")
+        )
+    if args.exhaustive:
+        table = exhaustive(args.exhaustive_seeds)
+        print()
+        print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+        print(
+            f"\nbooks whose search found the exhaustive best revenue (gap < 1e-9): {(table['gap'] < 1e-9).sum()} of {len(table)}; worst gap {table['gap'].max():.2%}"
         )
 
 
