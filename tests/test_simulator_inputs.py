@@ -135,6 +135,77 @@ def test_scenario_file_round_trip_and_errors(tmp_path, run_dir):
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
 
 
+def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
+    import dataclasses
+
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    books = proposal_books(inputs)
+    rows = book_rows(books, inputs.features)
+    # only the single book, names typed loosely, its prices raised, and an add-on listed
+    single = rows[rows["scenario"] == "single"].copy()
+    single["scenario"] = "Single"
+    single["segment"] = " ALL "
+    single["package"] = single["package"].str.lower()
+    single["price"] = single["price"] * 1.5
+    addon = pd.DataFrame(
+        [
+            {
+                "scenario": "single",
+                "segment": "all",
+                "package": "Add-on",
+                "feature": inputs.features[-1],
+                "price": 9.0,
+            }
+        ]
+    )
+    lowest = single[single["feature"] != inputs.features[-1]]
+    pd.concat([lowest, addon]).to_csv(tmp_path / "single.csv", index=False)
+    res = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(run_dir),
+            "--book",
+            str(tmp_path / "single.csv"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    sc = pd.read_csv(tmp_path / "o" / "scenarios.csv")
+    tu = pd.read_csv(tmp_path / "o" / "take_up.csv")
+    assert set(sc["scenario"]) == {"single"} and set(tu["scenario"]) == {"single"}
+    want = books[("single", "all")].prices * 1.5
+    got = tu[tu["segment"] == inputs.segments[0].name]["price"].to_numpy(float)
+    np.testing.assert_allclose(got, want[np.isfinite(want)])
+    per_segment = sc[sc["segment"] != "total"]
+    assert per_segment["note"].str.contains("add-ons listed, not simulated").all()
+    html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
+    assert "Books from single.csv" in html and "Balance report" not in html
+    assert f"seed {inputs.seed}" in html and "Take-up per package" in html
+
+    # a segment the run offered the single book (under min_n) is simulated on the file's own book
+    small = inputs.segments[0]
+    narrowed = dataclasses.replace(
+        inputs,
+        segments=(dataclasses.replace(small, own_book=False), *inputs.segments[1:]),
+        books=tuple(b for b in inputs.books if (b.scenario, b.name) != ("multiple", small.name)),
+    )
+    own = rows[(rows["scenario"] == "multiple") & (rows["segment"] == small.name)].copy()
+    own["price"] = own["price"] * 2
+    own.to_csv(tmp_path / "own.csv", index=False)
+    sim = simulate_books(narrowed, read_book_file(tmp_path / "own.csv", narrowed))
+    assert set(sim.scenarios["scenario"]) == {"multiple"}
+    mine = sim.take_up[sim.take_up["segment"] == small.name]
+    np.testing.assert_allclose(
+        mine["price"].to_numpy(float), own.drop_duplicates("package")["price"]
+    )
+    note = sim.scenarios.set_index("segment").loc[small.name, "note"]
+    assert "single book ([sample] min_n)" in note
+    others = sim.scenarios[~sim.scenarios["segment"].isin([small.name, "total"])]
+    assert others["note"].str.contains("the proposed book").all()
+
+
 # --------------------------------------------------------------------------------------------
 # the run's record
 

@@ -1158,27 +1158,9 @@ def simulate_command(
         write_csv(result.take_up, tmp / "take_up.csv")
         write_csv(result.scenarios, tmp / "scenarios.csv")
         write_csv(result.guardrails, tmp / "guardrails.csv")
-        from wtp.report import provenance, render
+        from wtp.report.pricing import write_simulation_report
 
-        summary = result.summary()
-        rows = [
-            {k: (f"{v:,.2f}" if isinstance(v, float) else v) for k, v in r.items()}
-            for r in summary.to_dict("records")
-        ]
-        text = (
-            "\n".join(result.guardrails["note"])
-            or "Every price lies within the prices the survey tested."
-        )
-        render(
-            "design.html.j2",
-            tmp / "report.html",
-            title="Price-book simulation",
-            lead=f"Books from {book.name}; rule {result.rule}; {result.draws} draws.",
-            columns=list(summary.columns),
-            rows=rows,
-            text=text,
-            provenance=provenance(seed),
-        )
+        write_simulation_report(result, tmp, origin=str(source))
     echo_table(result.summary())
     for note in result.guardrails["note"]:
         typer.echo(f"  outside what was tested: {note}", err=True)

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.pricing.settings import ADD_ON
 from wtp.pricing.valuation import package_thresholds
 
 Rule = Literal["first-choice", "share-of-preference", "rfc"]
@@ -108,6 +109,10 @@ class BookSpec:
     tiers: tuple[str, ...]
     membership: np.ndarray  # K × F bool
     prices: np.ndarray  # K, NaN: not offered
+    # where the book comes from: "" for the run's proposal, else the scenario file's name
+    source: str = ""
+    # add-ons the file lists (feature → price): sold on top of a package, not simulated
+    add_ons: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -596,8 +601,10 @@ def proposal_books(inputs: SimulatorInputs) -> dict[tuple[str, str], BookSpec]:
 
 def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str, str], BookSpec]:
     """Books in a scenario file (``scenario, segment, package, feature, price``; each feature at
-    the lowest tier that has it, as packages.csv). Books the file does not name stay as
-    proposed."""
+    the lowest tier that has it, as packages.csv; scenario, segment and package names match after
+    trimming and case-folding). Within a scenario the file names, a segment whose book it does
+    not give keeps the proposed one (:func:`simulate_books` says so); ``package = add-on`` rows
+    are read and listed, not simulated."""
     from difflib import get_close_matches
 
     from wtp.io import read_table
@@ -628,6 +635,14 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
     tiers = list(inputs.tiers)
     feats = list(inputs.features)
     by_book: dict[tuple[str, str], dict[str, Any]] = {}
+    # names as the analyst typed them: trimmed and case-folded, as every other match (§5)
+    fold = {
+        "scenario": {k.casefold(): k for k in known},
+        "single": {"all": "all"},
+        "multiple": {x.casefold(): x for x in segments},
+        "package": {t.casefold(): t for t in [*tiers, ADD_ON]}
+        | {"add-ons": ADD_ON, "addon": ADD_ON},
+    }
 
     def close(x, options):
         m = get_close_matches(str(x), [str(o) for o in options], n=1)
@@ -636,6 +651,10 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
     for i, r in enumerate(f.itertuples(index=False)):
         row = i + offset
         sc, seg, pk, ft, pr = (("" if pd.isna(x) else str(x).strip()) for x in r)
+        sc = fold["scenario"].get(sc.casefold(), sc)
+        if sc in known:
+            seg = fold[sc].get(seg.casefold(), seg)
+        pk = fold["package"].get(pk.casefold(), pk)
         if sc not in known:
             problems.append(
                 Problem(src, row, "scenario", "single or multiple" + close(sc, known), sc)
@@ -652,13 +671,13 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
                 )
             )
             continue
-        if pk not in tiers:
+        if pk not in tiers and pk != ADD_ON:
             problems.append(
                 Problem(
                     src,
                     row,
                     "package",
-                    "one of the study's tiers " + ", ".join(tiers) + close(pk, tiers),
+                    f"one of the study's tiers {', '.join(tiers)} or '{ADD_ON}'" + close(pk, tiers),
                     pk,
                 )
             )
@@ -682,7 +701,24 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
         if np.isfinite(price) and price < 0 or np.isinf(price):
             problems.append(Problem(src, row, "price", "a price of 0 or more", pr))
             continue
-        b = by_book.setdefault((sc, seg), {"prices": {}, "lowest": {}})
+        b = by_book.setdefault((sc, seg), {"prices": {}, "lowest": {}, "add_ons": {}})
+        if pk == ADD_ON:
+            if not ft:
+                problems.append(Problem(src, row, "feature", "the feature sold as an add-on", ""))
+            elif ft in b["lowest"] or ft in b["add_ons"]:
+                where = b["lowest"].get(ft, ADD_ON)
+                problems.append(
+                    Problem(
+                        src,
+                        row,
+                        "feature",
+                        f"each feature once per book ({ft} is already in {where})",
+                        ft,
+                    )
+                )
+            else:
+                b["add_ons"][ft] = price
+            continue
         if pk in b["prices"] and not (
             np.isnan(price) and np.isnan(b["prices"][pk]) or price == b["prices"][pk]
         ):
@@ -698,7 +734,7 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
             continue
         b["prices"][pk] = price
         if ft:
-            if ft in b["lowest"]:
+            if ft in b["lowest"] or ft in b["add_ons"]:
                 problems.append(
                     Problem(
                         src,
@@ -714,6 +750,19 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
         raise InputError(problems)
     if not by_book:
         raise InputError(Problem(src, None, None, "at least one book row", "no rows"))
+    for (sc, seg), b in by_book.items():
+        if not b["prices"]:
+            problems.append(
+                Problem(
+                    src,
+                    None,
+                    "package",
+                    f"at least one tier for the {sc} book of {seg}",
+                    "add-ons only",
+                )
+            )
+    if problems:
+        raise InputError(problems)
     out = proposal_books(inputs)
     for (sc, seg), b in by_book.items():
         have = [t for t in tiers if t in b["prices"]]
@@ -721,7 +770,13 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
         for ft, pk in b["lowest"].items():
             member[have.index(pk) :, feats.index(ft)] = True
         out[(sc, seg)] = BookSpec(
-            sc, seg, tuple(have), member, np.array([b["prices"][t] for t in have], dtype=float)
+            sc,
+            seg,
+            tuple(have),
+            member,
+            np.array([b["prices"][t] for t in have], dtype=float),
+            source=path.name,
+            add_ons=tuple(b["add_ons"].items()),
         )
     return out
 
@@ -739,6 +794,9 @@ class SimulationResult:
     guardrails: pd.DataFrame
     rule: str
     draws: int
+    seed: int | None = None  # the seed the take-up draws used (the run's unless given)
+    sources: tuple[str, ...] = ()  # the scenario files the books came from
+    meta: dict[str, Any] = field(default_factory=dict)  # the study's name, currency, period
 
     def summary(self) -> pd.DataFrame:
         return self.scenarios[
@@ -761,9 +819,25 @@ class SimulationResult:
 def offered(
     books: dict[tuple[str, str], BookSpec], seg: SimulatorSegment, scenario: str
 ) -> BookSpec | None:
-    if scenario == "multiple" and seg.own_book and ("multiple", seg.name) in books:
+    """The book a segment is offered: its own under ``multiple`` when there is one (the run's, or
+    one a scenario file gives it — also to a segment the run offered the single book), else the
+    single book."""
+    if scenario == "multiple" and ("multiple", seg.name) in books:
         return books[("multiple", seg.name)]
     return books.get(("single", "all"))
+
+
+def _book_note(book: BookSpec, seg: SimulatorSegment, scenario: str, named: bool) -> str:
+    """What a scenarios.csv row's book is, when a scenario file is involved."""
+    notes = []
+    if named and not book.source:
+        notes.append("the proposed book: the scenario file gives none for this segment")
+    if scenario == "multiple" and book.scenario == "multiple" and not seg.own_book:
+        notes.append("the run offered this segment the single book ([sample] min_n)")
+    if book.add_ons:
+        listed = ", ".join(f"{f} at {p:g}" for f, p in book.add_ons)
+        notes.append(f"add-ons listed, not simulated (take-up covers packages): {listed}")
+    return "; ".join(notes)
 
 
 def simulate_books(
@@ -783,7 +857,9 @@ def simulate_books(
     marks = guardrails(inputs, books)
     take, scen = [], []
     lvl = inputs.level
-    for scenario in ("single", "multiple"):
+    # with a scenario file: the scenarios it names (contract §4: "for the book in FILE")
+    named = {b.scenario for b in books.values() if b.source}
+    for scenario in [x for x in ("single", "multiple") if not named or x in named]:
         tot = None
         for index, seg in enumerate(inputs.segments):
             book = offered(books, seg, scenario)
@@ -813,10 +889,13 @@ def simulate_books(
                 )
             conv = o.shares.sum(axis=1)
             rlo, rhi = _interval(o.revenue, lvl)
-            m = marks[(marks["scenario"] == scenario) & (marks["book"] == book.name)]
+            m = marks[(marks["scenario"] == book.scenario) & (marks["book"] == book.name)]
+            note = "; ".join(
+                [*m["note"], *filter(None, [_book_note(book, seg, scenario, bool(named))])]
+            )
             scen.append({"scenario": scenario, "segment": seg.name, "price_book": book.name, "customers": seg.prospects * float(conv.mean()), "conversion": float(conv.mean()), "revenue": float(o.revenue.mean()),
                          "revenue_lower": rlo, "revenue_upper": rhi, "prospects": seg.prospects, "entry_price": float(book.prices[0]) if len(book.prices) else np.nan, "calibration": float(np.mean(seg.factor)),
-                         "note": "; ".join(m["note"])})  # fmt: skip
+                         "note": note})  # fmt: skip
             tot = o.revenue.copy() if tot is None else tot + o.revenue
         if tot is not None:
             rows = [r for r in scen if r["scenario"] == scenario]
@@ -850,6 +929,9 @@ def simulate_books(
         marks,
         rule,
         inputs.draws,
+        seed,
+        tuple(sorted({b.source for b in books.values() if b.source})),
+        dict(inputs.meta),
     )
 
 

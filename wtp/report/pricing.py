@@ -293,3 +293,28 @@ __all__ = [
     "take_up_chart",
     "write_outputs",
 ]
+
+
+def write_simulation_report(result, folder: str | Path, *, origin: str) -> Path:
+    """report.html of ``wtp simulate``: the scenarios and each package's take-up of the books in
+    a scenario file (:class:`~wtp.pricing.simulator_inputs.SimulationResult`), and the prices
+    that lie outside what the survey tested."""
+    meta = result.meta or {}
+    notes = []
+    if meta.get("name"):
+        notes.append(f"Study: {meta['name']}.")
+    return render(
+        "simulate.html.j2",
+        Path(folder) / "report.html",
+        sources=", ".join(result.sources) or "the run's proposal",
+        origin=origin,
+        rule=result.rule,
+        draws=result.draws,
+        seed=result.seed,
+        period=meta.get("period") or "period",
+        notes=notes,
+        scenarios=records(result.scenarios),
+        take_up=records(result.take_up),
+        outside=[n for n in result.guardrails["note"] if n],
+        provenance=provenance(result.seed),
+    )
