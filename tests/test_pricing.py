@@ -533,6 +533,21 @@ def test_small_segment_is_offered_the_single_book(world):
     assert any(small in w and "min_n" in w for w in pb.warnings)
 
 
+def test_a_conjoint_without_none_says_why_nothing_is_priced():
+    from types import SimpleNamespace
+
+    from wtp.pricing.scenarios import NOTHING_VALUED, _priceable, unvalued_reason
+
+    without = SimpleNamespace(coding=SimpleNamespace(none=False))
+    why = unvalued_reason(None, without)
+    assert "no 'none' option" in why and "Van Westendorp" in why
+    assert unvalued_reason(None, None) == NOTHING_VALUED
+    assert unvalued_reason(None, SimpleNamespace(coding=SimpleNamespace(none=True))) == ""
+    assert unvalued_reason(object(), without) == ""  # the Van Westendorp values the product
+    keep, unpriced = _priceable([], ["Starter", "Pro"], np.zeros((2, 1), bool), why)
+    assert keep == [] and unpriced == {"Starter": why, "Pro": why}
+
+
 @pytest.mark.parametrize("only", ["vw", "maxdiff", "conjoint"])
 def test_a_study_with_one_instrument_still_gets_books(world, only):
     _, run = world

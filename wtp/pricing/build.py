@@ -28,6 +28,7 @@ from wtp.pricing.scenarios import (
     membership,
     price_book,
     same_basis,
+    unvalued_reason,
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
@@ -101,7 +102,8 @@ def build_price_books(
     own = _step_sample_size(values, vols, settings, log)
     packages = _step_single_packages(packages, values, own, settings, labels)
     cal = calibrate(values, vols, settings, rng)
-    books = _step_price(packages, values, own, vols, cal, items, settings, rng, log)
+    unvalued = unvalued_reason(vw, conjoint)
+    books = _step_price(packages, values, own, vols, cal, items, settings, rng, log, unvalued)
     cal = _step_instrument_spread(
         books, values, own, vols, cal, conjoint, study, settings, rng, log
     )
@@ -112,7 +114,16 @@ def build_price_books(
     comparison = tables["comparison"]
     period = str(getattr(study, "period", None) or "period")
     text = recommend(
-        comparison, tables["scenarios"], books, own, vols, check, settings, period, log.disagree
+        comparison,
+        tables["scenarios"],
+        books,
+        own,
+        vols,
+        check,
+        settings,
+        period,
+        log.disagree,
+        unvalued,
     )
     import wtp
 
@@ -352,6 +363,7 @@ def _step_price(
     settings: PricingSettings,
     rng,
     log: _Log,
+    unvalued: str = "",
 ) -> dict[tuple[str, str], Book]:
     tiers = list(settings.tiers)
     books: dict[tuple[str, str], Book] = {}
@@ -367,11 +379,11 @@ def _step_price(
             continue
         have, member = membership(packages, s, tiers, items)
         books[("multiple", s)] = price_book(
-            "multiple", s, have, member, [part(s)], settings, rng, tuple(items)
+            "multiple", s, have, member, [part(s)], settings, rng, tuple(items), unvalued
         )
     have, member = membership(packages, ALL, tiers, items)
     books[("single", ALL)] = price_book(
-        "single", ALL, have, member, [part(s) for s in scope], settings, rng, tuple(items)
+        "single", ALL, have, member, [part(s) for s in scope], settings, rng, tuple(items), unvalued
     )
     for b in books.values():
         for t, why in b.unpriced.items():
@@ -706,8 +718,8 @@ def _step_missing(vw, maxdiff, conjoint, segments, vols: Volumes, values, log: _
                 "input": "van_westendorp",
                 "status": "missing",
                 "effect": "Values of the product from the conjoint alone (its reference product against not buying)."
-                if conjoint is not None
-                else "No value of the product at all.",
+                if not unvalued_reason(vw, conjoint)
+                else f"No value of the product at all: {unvalued_reason(vw, conjoint)}.",
             }
         )
     elif not vw.has_nms:
@@ -726,16 +738,16 @@ def _step_missing(vw, maxdiff, conjoint, segments, vols: Volumes, values, log: _
                 "effect": "No money value for features: no bridge from MaxDiff to money, so tiers above the entry package are not priced.",
             }
         )
-    if vw is None and conjoint is None:
+    if unvalued_reason(vw, conjoint):
         log.missing.append(
             {
                 "input": "prices",
                 "status": "not produced",
-                "effect": "Neither Van Westendorp nor a conjoint: nothing is priced; packages only.",
+                "effect": f"Nothing is priced; packages only ({unvalued_reason(vw, conjoint)}).",
             }
         )
         log.warnings.append(
-            "No Van Westendorp and no conjoint: packages are drafted but nothing is priced."
+            f"Packages are drafted but nothing is priced: {unvalued_reason(vw, conjoint)}."
         )
     if segments is None:
         log.missing.append(

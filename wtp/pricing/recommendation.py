@@ -29,8 +29,11 @@ def recommend(
     settings: PricingSettings,
     period: str = "period",
     disagree: list[str] | None = None,
+    unvalued: str = "",
 ) -> str:
     if comparison.empty or not (comparison["segment"] == TOTAL).any():
+        if unvalued:
+            return f"No price book can be recommended: {unvalued}."
         return "No price book can be recommended: nothing puts a money value on the packages (no Van Westendorp and no conjoint), or no segment has a volume."
     tot = comparison[comparison["segment"] == TOTAL].iloc[0]
     per = "per prospect" if vols.per_prospect else f"per {period}"

@@ -73,15 +73,31 @@ def membership(
     return have, np.array(rows, dtype=bool).reshape(len(have), len(features))
 
 
+#: why nothing is priced when no instrument values the product (see :func:`unvalued_reason`)
+NOTHING_VALUED = "no Van Westendorp and no conjoint: nothing puts a money value on any package"
+
+
+def unvalued_reason(vw, conjoint) -> str:
+    """Why no instrument values the product, in the analyst's words ("" when one does)."""
+    if vw is not None:
+        return ""
+    if conjoint is None:
+        return NOTHING_VALUED
+    if not getattr(getattr(conjoint, "coding", None), "none", True):
+        return (
+            "no Van Westendorp, and the conjoint has no 'none' option: it values levels against "
+            "each other, not the product against buying nothing, so nothing says who would buy "
+            "at a price (add a none alternative to the conjoint, or a Van Westendorp question)"
+        )
+    return ""
+
+
 def _priceable(
-    values: list[SegmentValues], tiers: list[str], member: np.ndarray
+    values: list[SegmentValues], tiers: list[str], member: np.ndarray, unvalued: str = ""
 ) -> tuple[list[int], dict[str, str]]:
     """Tiers whose added features all have a money value somewhere in the book's respondents."""
     if not values:
-        return [], {
-            t: "no Van Westendorp and no conjoint: nothing puts a money value on any package"
-            for t in tiers
-        }
+        return [], dict.fromkeys(tiers, unvalued or NOTHING_VALUED)
     known = np.zeros(member.shape[1], dtype=bool)
     for v in values:
         known |= np.isfinite(v.feature_values).any(axis=0)
@@ -149,9 +165,11 @@ def price_book(
     settings: PricingSettings,
     rng: np.random.Generator,
     features: tuple[str, ...] = (),
+    unvalued: str = "",
 ) -> Book:
-    """Jointly priced book for the segments in ``parts`` (values, prospects × calibration)."""
-    keep, why = _priceable([v for v, _ in parts], tiers, member)
+    """Jointly priced book for the segments in ``parts`` (values, prospects × calibration);
+    ``unvalued``: why nothing values the product, when nothing does."""
+    keep, why = _priceable([v for v, _ in parts], tiers, member, unvalued)
     prices = np.full(len(tiers), np.nan)
     if not keep or not parts:
         return Book(scenario, name, tuple(tiers), member, prices, why, features=features)
