@@ -342,6 +342,23 @@ def test_joint_search_matches_brute_force_on_the_lattice(seed):
     assert ladder_revenue(agents, found.prices[None, :])[0] == pytest.approx(found.revenue)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 4, 8, 10])
+def test_joint_search_moves_a_ladder_held_by_the_minimum_step(seed):
+    # tiers a few percent apart in value: the best ladder sits on the minimum step, where moves
+    # of one tier or of a few lattice steps stopped 0.2–1% short (seeds 0–2, 4, 8 and 10 before)
+    rng = np.random.default_rng(seed)
+    n = 600
+    base = np.exp(np.log(30) + 0.35 * rng.standard_normal((n, 4)))
+    base[rng.random((n, 4)) < 0.5] = -np.inf
+    extra = np.cumsum(np.abs(rng.normal(4, 2, (n, 3))), axis=1)
+    agents = Agents.from_arrays(base, extra, np.ones(n))
+    grid = lattice(10, 120)
+    found = optimise_ladder(agents, grid, min_step=1.15, rng=np.random.default_rng(seed))
+    exact = brute_force(agents, grid, min_step=1.15)
+    assert found.revenue == pytest.approx(exact.revenue, rel=1e-9)
+    assert (found.prices[1:] < found.prices[:-1] * 1.2).any()  # a step is (near) the minimum
+
+
 # --------------------------------------------------------------------------------------------
 # Settings
 
