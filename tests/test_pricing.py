@@ -325,6 +325,14 @@ def test_reservation_draws_invert_the_stated_curve():
 # The joint search
 
 
+def _searched_and_exhaustive(agents, grid, rng):
+    """The joint search's ladder and the exhaustive one, which must earn the same."""
+    found = optimise_ladder(agents, grid, min_step=1.15, rng=rng)
+    exact = brute_force(agents, grid, min_step=1.15)
+    assert found.revenue == pytest.approx(exact.revenue, rel=1e-9)
+    return found, exact
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_joint_search_matches_brute_force_on_the_lattice(seed):
     rng = np.random.default_rng(seed)
@@ -333,10 +341,7 @@ def test_joint_search_matches_brute_force_on_the_lattice(seed):
     base[rng.random((n, 4)) < 0.4] = -np.inf
     extra = np.cumsum(np.abs(rng.normal(15, 10, (n, 3))), axis=1)
     agents = Agents.from_arrays(base, extra, rng.uniform(0.5, 2, n))
-    grid = lattice(20, 160)
-    found = optimise_ladder(agents, grid, min_step=1.15, rng=rng)
-    exact = brute_force(agents, grid, min_step=1.15)
-    assert found.revenue == pytest.approx(exact.revenue, rel=1e-9)
+    found, exact = _searched_and_exhaustive(agents, lattice(20, 160), rng)
     assert (found.prices[1:] >= found.prices[:-1] * 1.15 - 1e-9).all()
     assert found.n_evaluated < exact.n_evaluated / 10
     assert ladder_revenue(agents, found.prices[None, :])[0] == pytest.approx(found.revenue)
@@ -352,10 +357,7 @@ def test_joint_search_moves_a_ladder_held_by_the_minimum_step(seed):
     base[rng.random((n, 4)) < 0.5] = -np.inf
     extra = np.cumsum(np.abs(rng.normal(4, 2, (n, 3))), axis=1)
     agents = Agents.from_arrays(base, extra, np.ones(n))
-    grid = lattice(10, 120)
-    found = optimise_ladder(agents, grid, min_step=1.15, rng=np.random.default_rng(seed))
-    exact = brute_force(agents, grid, min_step=1.15)
-    assert found.revenue == pytest.approx(exact.revenue, rel=1e-9)
+    found, _ = _searched_and_exhaustive(agents, lattice(10, 120), np.random.default_rng(seed))
     assert (found.prices[1:] < found.prices[:-1] * 1.2).any()  # a step is (near) the minimum
 
 

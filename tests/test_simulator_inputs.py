@@ -35,6 +35,11 @@ from wtp.pricing.simulator_inputs import (
 runner = CliRunner()
 
 
+def _simulate(source, book, out):
+    """``wtp simulate SOURCE --book BOOK --out OUT``."""
+    return runner.invoke(app, ["simulate", str(source), "--book", str(book), "--out", str(out)])
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     from wtp.simulate import simulate_study
@@ -121,17 +126,7 @@ def test_scenario_file_round_trip_and_errors(tmp_path, run_dir):
     msg = e.value.message()
     assert "row 2" in msg and "did you mean 'single'" in msg
     assert "row 3" in msg and "row 4" in msg and "'cheap'" in msg
-    res = runner.invoke(
-        app,
-        [
-            "simulate",
-            str(run_dir),
-            "--book",
-            str(tmp_path / "bad.csv"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    res = _simulate(run_dir, tmp_path / "bad.csv", tmp_path / "o")
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
 
 
@@ -160,17 +155,7 @@ def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
     )
     lowest = single[single["feature"] != inputs.features[-1]]
     pd.concat([lowest, addon]).to_csv(tmp_path / "single.csv", index=False)
-    res = runner.invoke(
-        app,
-        [
-            "simulate",
-            str(run_dir),
-            "--book",
-            str(tmp_path / "single.csv"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    res = _simulate(run_dir, tmp_path / "single.csv", tmp_path / "o")
     assert res.exit_code == 0, res.output
     sc = pd.read_csv(tmp_path / "o" / "scenarios.csv")
     tu = pd.read_csv(tmp_path / "o" / "take_up.csv")
@@ -232,17 +217,7 @@ def test_proposal_reproduces_the_pricing_stage(run_dir):
 def test_cli_on_a_run_and_on_a_study_agree(run_dir, tmp_path):
     inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
     book_rows(proposal_books(inputs), inputs.features).to_csv(tmp_path / "book.csv", index=False)
-    res = runner.invoke(
-        app,
-        [
-            "simulate",
-            str(run_dir),
-            "--book",
-            str(tmp_path / "book.csv"),
-            "--out",
-            str(tmp_path / "a"),
-        ],
-    )
+    res = _simulate(run_dir, tmp_path / "book.csv", tmp_path / "a")
     assert res.exit_code == 0, res.output
     a = pd.read_csv(tmp_path / "a" / "scenarios.csv")
     assert (tmp_path / "a" / "take_up.csv").exists() and (tmp_path / "a" / "report.html").exists()
@@ -282,17 +257,7 @@ def test_price_beyond_the_tested_range_is_marked_with_how_far(run_dir, tmp_path)
     assert row["outside"] == pytest.approx(3 * hi / row["tested_high"] - 1)
     assert "above the highest price tested" in row["note"]
     book_rows(books, inputs.features).to_csv(tmp_path / "book.csv", index=False)
-    res = runner.invoke(
-        app,
-        [
-            "simulate",
-            str(run_dir),
-            "--book",
-            str(tmp_path / "book.csv"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    res = _simulate(run_dir, tmp_path / "book.csv", tmp_path / "o")
     assert res.exit_code == 0 and "above the highest price tested" in res.output
     s = pd.read_csv(tmp_path / "o" / "scenarios.csv")
     assert (
@@ -439,17 +404,7 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
     finally:
         driver.quit()
 
-    res = runner.invoke(
-        app,
-        [
-            "simulate",
-            str(run_dir),
-            "--book",
-            str(tmp_path / "scenario.csv"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-    )
+    res = _simulate(run_dir, tmp_path / "scenario.csv", tmp_path / "o")
     assert res.exit_code == 0, res.output
     assert "above the highest price tested" in res.output
     cli = pd.read_csv(tmp_path / "o" / "scenarios.csv").set_index(["scenario", "segment"])[
