@@ -552,6 +552,32 @@ def test_small_segment_is_offered_the_single_book(world):
     assert any(small in w and "min_n" in w for w in pb.warnings)
 
 
+def test_tiers_nobody_takes_are_named():
+    from wtp.pricing.build import _Log, _step_idle_tiers
+
+    take_up = pd.DataFrame(
+        {
+            "scenario": ["single"] * 4 + ["multiple"] * 2,
+            "segment": ["A", "A", "B", "B", "A", "A"],
+            "package": ["Starter", "Pro", "Starter", "Pro", "Starter", "Pro"],
+            "price": [10.0, 30.0, 10.0, 30.0, 12.0, 20.0],
+            # single: Pro is taken by 0.5% of A's buyers and 20% of B's; multiple: A's Starter idle
+            "share": [0.199, 0.001, 0.2, 0.05, 0.001, 0.3],
+        }
+    )
+    scenarios = pd.DataFrame(
+        {
+            "scenario": ["single", "single", "single", "multiple", "multiple"],
+            "segment": ["A", "B", "total", "A", "total"],
+            "price_book": ["all", "all", "all", "A", "per segment"],
+        }
+    )
+    log = _Log()
+    _step_idle_tiers(take_up, scenarios, log)
+    assert len(log.warnings) == 1  # Pro serves B in the single book
+    assert log.warnings[0].startswith("The A book: Starter (12.00) is taken by under 1%")
+
+
 def test_a_conjoint_without_none_says_why_nothing_is_priced():
     from types import SimpleNamespace
 

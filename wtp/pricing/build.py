@@ -108,6 +108,7 @@ def build_price_books(
         books, values, own, vols, cal, conjoint, study, settings, rng, log
     )
     tables = _step_scenarios(books, values, own, vols, cal, settings)
+    _step_idle_tiers(tables["take_up"], tables["scenarios"], log)
     check = _step_too_cheap_check(books, values, own, vols, cal, settings, tables)
     _step_too_cheap_notes(books, values, own, settings, check, log)
     _step_missing(vw, maxdiff, conjoint, segments, vols, values, log)
@@ -442,6 +443,40 @@ def _outcomes(
             _offered(books, s, own), v, vols, cal.draws(s), settings, too_cheap
         )
     return out
+
+
+#: a priced tier taken by less than this share of a book's buyers, in every segment offered it,
+#: neither earns nor steers anyone (take-up is first choice): the analyst is told
+IDLE_TIER = 0.01
+
+
+def _step_idle_tiers(take_up: pd.DataFrame, scenarios: pd.DataFrame, log: _Log) -> None:
+    """Name the priced tiers that nobody offered the book takes (contract §5: each package
+    resonates with the segments it serves)."""
+    offered = scenarios.loc[scenarios["segment"] != TOTAL, ["scenario", "segment", "price_book"]]
+    priced = take_up[np.isfinite(take_up["price"].to_numpy(float))].merge(
+        offered, on=["scenario", "segment"]
+    )
+    if priced.empty:
+        return
+    for (scenario, book), g in priced.groupby(["scenario", "price_book"], sort=False):
+        if scenario == "multiple" and book == ALL:
+            continue  # small segments offered the single book: judged with it under single
+        buyers = g.groupby("segment", sort=False)["share"].transform("sum")
+        mix = g["share"] / buyers.where(buyers > 0)
+        idle = mix.groupby(g["package"], sort=False).max()
+        idle = idle.index[(idle.fillna(0) < IDLE_TIER).to_numpy()]
+        if not len(idle):
+            continue
+        price = g.groupby("package", sort=False)["price"].first()
+        tiers = " and ".join(f"{t} ({price[t]:,.2f})" for t in idle)
+        where = "The single book" if book == ALL else f"The {book} book"
+        log.warnings.append(
+            f"{where}: {tiers} {'is' if len(idle) == 1 else 'are'} taken by under {IDLE_TIER:.0%} of the buyers in every "
+            "segment offered it: at such a price a tier neither earns nor moves anyone to another (take-up is each "
+            "respondent's best package), so any price high enough gives the same forecast. Drop it, merge its features "
+            "into a neighbour, or price it where a segment takes it."
+        )
 
 
 def _step_scenarios(
