@@ -353,3 +353,28 @@ def test_run_study_api_summary(study):
         s.set_index("stage").loc["turf", "status"] == "not run"
     )  # --fast MaxDiff has no individual utilities
     assert set(run.price_books.scenarios.scenario) == {"single", "multiple"}
+
+
+def test_vw_refuses_a_respondents_segment_all_in_another_case(tmp_path):
+    """`All` in respondents.csv used to give rows `All` and `all`; it is the reserved name."""
+    from wtp.pipeline import demo_study_path
+
+    demo = demo_study_path()
+    resp = pd.read_csv(demo / "respondents.csv")
+    resp.loc[:2, "segment"] = "All"
+    resp.to_csv(tmp_path / "resp.csv", index=False)
+    out = tmp_path / "vw"
+    res = runner.invoke(
+        app,
+        [
+            "vw",
+            str(demo / "vw.csv"),
+            "--respondents",
+            str(tmp_path / "resp.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "resp.csv" in res.output and "row 2, column 'segment'" in res.output
+    assert "'All'" in res.output and not out.exists()

@@ -68,7 +68,7 @@ from scipy import stats
 
 from wtp.columns import apply_column_map, compact_name, parse_column_map
 from wtp.errors import InputError, Problem
-from wtp.schema import ALL, RESERVED
+from wtp.schema import ALL, RESERVED, segment_key
 from wtp.segments import LIFETIME_CAP, MONTH_DAYS, _km, _loglog_ci, _step, period_days
 
 __all__ = [
@@ -600,10 +600,14 @@ def _column_dimension(
         kind = "column"
     if len(order) < 2:
         return f"fewer than two groups with {min_customers}+ customers"
+
     # 'all' and 'total' are the study's reserved names (wtp.schema): a group may not be one
-    rename = {r: f"{r} ({column})" for r in RESERVED}
-    labels = np.array([rename.get(v, v) for v in labels], dtype=object)
-    order = [rename.get(g, g) for g in order]
+    # in any case, as names are matched after trimming and case-folding ('All' is 'all')
+    def rename(v):
+        return f"{v} ({column})" if isinstance(v, str) and segment_key(v) in RESERVED else v
+
+    labels = np.array([rename(v) for v in labels], dtype=object)
+    order = [rename(g) for g in order]
     return Dimension(column, kind, labels, order, rule)
 
 
