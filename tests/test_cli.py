@@ -378,3 +378,47 @@ def test_vw_refuses_a_respondents_segment_all_in_another_case(tmp_path):
     assert res.exit_code == 2, res.output
     assert "resp.csv" in res.output and "row 2, column 'segment'" in res.output
     assert "'All'" in res.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "file", "old", "new", "key", "close"),
+    [
+        (
+            "conjoint",
+            "conjoint.csv",
+            "Support = ",
+            "Suport = ",
+            "conjoint.attributes.Suport",
+            "Support",
+        ),
+        ("maxdiff", "maxdiff.csv", "sso = ", "ssoo = ", "maxdiff.items.ssoo", "sso"),
+    ],
+)
+def test_a_misspelt_study_name_is_refused_by_run_and_single_file_commands_alike(
+    tmp_path, command, file, old, new, key, close
+):
+    """A `[conjoint.attributes]` name that is no column (or a `[maxdiff.items]` code that is no
+    item) was silently ignored by the single-file command (and, for attributes, by run): the level
+    order changed without a word. Both now exit 2 naming the key and the closest name."""
+    import shutil
+
+    from wtp.errors import InputError
+    from wtp.pipeline import demo_study_path
+    from wtp.study import load_study
+
+    folder = tmp_path / "study"
+    shutil.copytree(demo_study_path(), folder)
+    toml = folder / "study.toml"
+    text = toml.read_text()
+    assert f"\n{old}" in text
+    toml.write_text(text.replace(f"\n{old}", f"\n{new}", 1))
+    out = tmp_path / "out"
+    extra = ["--method", "counts"] if command == "maxdiff" else []
+    res = runner.invoke(
+        app, [command, str(folder / file), "--study", str(folder), "--out", str(out), *extra]
+    )
+    assert res.exit_code == 2, res.output
+    assert f"column '{key}'" in res.output and f"did you mean '{close}'" in res.output
+    assert not out.exists()
+    with pytest.raises(InputError, match=re.escape(key) + ".*did you mean"):
+        load_study(folder)

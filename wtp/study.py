@@ -459,6 +459,43 @@ def _check_item_labels(
     ]
 
 
+def _check_attributes(
+    config: StudySettings, conjoint: pd.DataFrame | None, source: str
+) -> list[Problem]:
+    """A ``[conjoint.attributes]`` name that is no attribute column of the conjoint file would be
+    ignored, silently changing that attribute's level order: an error with the closest column."""
+    named = [str(k) for k in config.conjoint.attributes if k != "price"]
+    if conjoint is None or not named:
+        return []
+    columns = [str(c) for c in conjoint.attrs.get("attributes", ())]
+    file = str(conjoint.attrs.get("source", "conjoint.csv"))
+    return [
+        Problem(
+            source,
+            None,
+            f"conjoint.attributes.{a}",
+            f"an attribute column of {file} ({', '.join(columns) or 'none'})"
+            + suggestion(a, columns),
+            a,
+        )
+        for a in named
+        if a not in columns
+    ]
+
+
+def check_settings_against_data(
+    config: StudySettings,
+    source: str,
+    *,
+    maxdiff: pd.DataFrame | None = None,
+    conjoint: pd.DataFrame | None = None,
+) -> list[Problem]:
+    """The study's names of things in the data (``[maxdiff.items]`` codes, ``[conjoint.attributes]``
+    names) checked against the validated files: ``wtp run`` and the single-file commands with
+    ``--study`` both call this, so a study resolves the same way in each."""
+    return _check_item_labels(config, maxdiff, source) + _check_attributes(config, conjoint, source)
+
+
 def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     """Read ``study.toml`` and every input file it names (or the contract's default file names).
 
@@ -535,7 +572,11 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
-    problems.extend(_check_item_labels(config, frames.get("maxdiff"), toml_name))
+    problems.extend(
+        check_settings_against_data(
+            config, toml_name, maxdiff=frames.get("maxdiff"), conjoint=frames.get("conjoint")
+        )
+    )
     if problems:
         raise InputError(problems)
 
