@@ -422,3 +422,28 @@ def test_a_misspelt_study_name_is_refused_by_run_and_single_file_commands_alike(
     assert not out.exists()
     with pytest.raises(InputError, match=re.escape(key) + ".*did you mean"):
         load_study(folder)
+
+
+@pytest.mark.parametrize("files", [(), ("respondents.csv",), ("customers.csv",)])
+def test_run_on_a_study_with_no_instrument_exits_2_and_writes_nothing(tmp_path, study, files):
+    """A study.toml with only `[study] name` (or only respondents / customers) gave exit 0 and a
+    complete-looking result set computed from nothing; it is bad input now. A study with one
+    instrument still runs (the test above)."""
+    import shutil
+
+    part = tmp_path / "part"
+    part.mkdir()
+    data = "".join(f'{f.split(".")[0]} = "{f}"\n' for f in files)
+    for f in files:
+        shutil.copy(study / f, part / f)
+    (part / "study.toml").write_text(
+        '[study]\nname = "Nothing"\n' + ("[data]\n" + data if data else "")
+    )
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(part), "--out", str(out), "--fast"])
+    assert res.exit_code == 2, res.output
+    assert (
+        "study.toml, column 'data': expected at least one of van_westendorp (vw.csv)" in res.output
+    )
+    assert ("found 'no data files'" if not files else f"found 'only {files[0]}'") in res.output
+    assert not out.exists()
