@@ -1061,3 +1061,24 @@ def test_run_without_as_of_warns_in_terminal_and_overview(tmp_path):
     write_study(run, tmp_path / "out")
     assert "as_of not set" in (tmp_path / "out" / "index.html").read_text()
     assert "as_of not set" in (tmp_path / "out" / "segments" / "report.html").read_text()
+
+
+def test_grow_matches_segment_names_after_trimming_and_case_folding(tmp_path):
+    """`--grow smb=10%` was exit 2 although every other segment match forgives case and
+    surrounding spaces (contract §5); it grows SMB, spelled as segments.csv spells it."""
+    assert parse_grow(["smb=10%"], ["SMB", "Startups"]) == {"SMB": pytest.approx(0.10)}
+    assert parse_grow([" startups =5%"], ["SMB", "Startups"]) == {"Startups": pytest.approx(0.05)}
+    # only case and spaces are forgiven, with the closest name offered
+    with pytest.raises(InputError, match="did you mean 'Startups'"):
+        parse_grow(["Startup=5%"], ["SMB", "Startups"])
+    res, out = _bad(tmp_path, OK_SEGMENTS, "--grow", "smb=10%")
+    assert res.exit_code == 0, res.output
+    wi = pd.read_csv(out / "what_if.csv").set_index("metric")
+    # SMB 100 customers × 1.10 + Startups 80
+    assert wi.loc["customers", "before"] == 180 and wi.loc["customers", "after"] == pytest.approx(
+        190
+    )
+    # the API takes the same spellings from a mapping
+    segs = segments_frame(tmp_path, OK_SEGMENTS)
+    r = what_if(segs, {"smb": 0.10})
+    assert r.table.set_index("metric").loc["customers", "after"] == pytest.approx(190)
