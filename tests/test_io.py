@@ -430,3 +430,23 @@ def test_a_file_whose_only_segment_is_all_in_any_case_has_no_segments(tmp_path):
     assert resp.segment.tolist() == ["all", "all"]
     plain = validate_vw(read_table(write(tmp_path, "vw.csv", VW)))
     assert attach_segments(plain, resp).segment.tolist() == ["all", "all"]
+
+
+def test_a_missing_data_file_offers_the_closest_file_in_the_folder(tmp_path):
+    """`van_westendorp = "vww.csv"` beside a vw.csv: exit 2 naming study.toml and the key, and
+    now "did you mean 'vw.csv'?"; a missing FILE of a single-file command likewise."""
+    write(tmp_path, "vw.csv", VW)
+    (tmp_path / "study.toml").write_text('[study]\nname="x"\n[data]\nvan_westendorp="vww.csv"\n')
+    with pytest.raises(InputError) as err:
+        load_study(tmp_path)
+    text = str(err.value)
+    assert "column 'data.van_westendorp'" in text and "did you mean 'vw.csv'?" in text
+    assert "found 'vww.csv'" in text
+    with pytest.raises(
+        InputError, match=r"vww.csv: expected an existing file \(did you mean 'vw.csv'\?\)"
+    ):
+        read_table(tmp_path / "vww.csv")
+    # nothing close: no guess
+    with pytest.raises(InputError) as err:
+        read_table(tmp_path / "answers.csv")
+    assert "did you mean" not in str(err.value)

@@ -128,6 +128,15 @@ def _sniff_csv(sample: str) -> tuple[str, str]:
     return delimiter, decimal
 
 
+def nearby_file(path: Path) -> str:
+    """ " (did you mean 'vw.csv'?)" for a missing file whose folder holds a close name."""
+    try:
+        names = [p.name for p in Path(path).parent.iterdir() if p.is_file()]
+    except OSError:
+        return ""
+    return suggestion(Path(path).name, names)
+
+
 def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFrame:
     """Read one input file into a raw DataFrame.
 
@@ -138,7 +147,9 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     path = Path(path)
     label = name or path.name
     if not path.exists():
-        raise InputError(Problem(str(path), None, None, "an existing file", "no such file"))
+        raise InputError(
+            Problem(str(path), None, None, "an existing file" + nearby_file(path), "no such file")
+        )
     if not path.is_file():
         # a device (/dev/zero), FIFO or folder would be read until memory runs out, or fail oddly
         what = "a folder" if path.is_dir() else "a device, pipe or socket"

@@ -27,6 +27,7 @@ from wtp.io import (
     Problem,
     attach_segments,
     match_segments,
+    nearby_file,
     read_table,
     validate_conjoint,
     validate_customers,
@@ -220,7 +221,7 @@ def data_path(
         st = os.stat(real)
     except OSError:
         raise InputError(
-            Problem(source, None, f"data.{key}", "a file that exists", value)
+            Problem(source, None, f"data.{key}", "a file that exists" + nearby_file(path), value)
         ) from None
     if not stat.S_ISREG(st.st_mode):
         what = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
