@@ -447,3 +447,35 @@ def test_run_on_a_study_with_no_instrument_exits_2_and_writes_nothing(tmp_path, 
     )
     assert ("found 'no data files'" if not files else f"found 'only {files[0]}'") in res.output
     assert not out.exists()
+
+
+def test_a_level_missing_from_the_study_counts_every_row_that_holds_it(tmp_path):
+    """Every row with one bad level used to count as one problem ("3 problems" for thousands
+    of rows); the count is now the rows (contract: the true count of problems)."""
+    import shutil
+
+    from wtp.pipeline import demo_study_path
+
+    folder = tmp_path / "study"
+    shutil.copytree(demo_study_path(), folder)
+    cj = pd.read_csv(folder / "conjoint.csv", dtype=str, keep_default_na=False)
+    cj["Support"] = cj["Support"].replace("Phone 24/7", "Phone")
+    cj.to_csv(folder / "conjoint.csv", index=False)
+    n = int((cj["Support"] == "Phone").sum())
+    assert n > 1000
+    res = runner.invoke(
+        app,
+        [
+            "conjoint",
+            str(folder / "conjoint.csv"),
+            "--study",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    first = int(cj.index[cj["Support"] == "Phone"][0]) + 2  # header is row 1
+    assert f"conjoint.csv, {n:,} rows, column 'Support'" in res.output
+    assert f"row {first}: 'Phone'" in res.output and "did you mean 'Phone 24/7'" in res.output
+    assert f"{n:,} problems in all" in res.output
