@@ -380,3 +380,11 @@ def test_explore_and_segments_report_the_same_churn_for_the_same_customers(tmp_p
     gone = c["end_date"].notna() & (c["end_date"] <= as_of)
     months = ((c["end_date"].where(gone, as_of) - c["start_date"]).dt.days / MONTH_DAYS).sum()
     assert seg["SMB"] == pytest.approx(1 - math.exp(-gone.sum() / months), rel=1e-9)
+
+
+def test_a_group_named_all_in_any_case_is_renamed_so_segments_csv_stays_valid():
+    """A profile value `All` would be written to segments.csv as a segment `All`, which wtp
+    segments refuses (the reserved name in any case); it is renamed like `all`."""
+    small = SMALL.assign(plan=["All", "All", "Pro", "Pro", "Pro", "All", "Pro", "Pro"])
+    r = explore(prepare_customers(small, as_of="2026-03-01"), ["plan"], min_customers=1)
+    assert set(r.groups["group"]) == {"All (plan)", "Pro"}
