@@ -353,3 +353,129 @@ def test_run_study_api_summary(study):
         s.set_index("stage").loc["turf", "status"] == "not run"
     )  # --fast MaxDiff has no individual utilities
     assert set(run.price_books.scenarios.scenario) == {"single", "multiple"}
+
+
+def test_vw_refuses_a_respondents_segment_all_in_another_case(tmp_path):
+    """`All` in respondents.csv used to give rows `All` and `all`; it is the reserved name."""
+    from wtp.pipeline import demo_study_path
+
+    demo = demo_study_path()
+    resp = pd.read_csv(demo / "respondents.csv")
+    resp.loc[:2, "segment"] = "All"
+    resp.to_csv(tmp_path / "resp.csv", index=False)
+    out = tmp_path / "vw"
+    res = runner.invoke(
+        app,
+        [
+            "vw",
+            str(demo / "vw.csv"),
+            "--respondents",
+            str(tmp_path / "resp.csv"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "resp.csv" in res.output and "row 2, column 'segment'" in res.output
+    assert "'All'" in res.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "file", "old", "new", "key", "close"),
+    [
+        (
+            "conjoint",
+            "conjoint.csv",
+            "Support = ",
+            "Suport = ",
+            "conjoint.attributes.Suport",
+            "Support",
+        ),
+        ("maxdiff", "maxdiff.csv", "sso = ", "ssoo = ", "maxdiff.items.ssoo", "sso"),
+    ],
+)
+def test_a_misspelt_study_name_is_refused_by_run_and_single_file_commands_alike(
+    tmp_path, command, file, old, new, key, close
+):
+    """A `[conjoint.attributes]` name that is no column (or a `[maxdiff.items]` code that is no
+    item) was silently ignored by the single-file command (and, for attributes, by run): the level
+    order changed without a word. Both now exit 2 naming the key and the closest name."""
+    import shutil
+
+    from wtp.errors import InputError
+    from wtp.pipeline import demo_study_path
+    from wtp.study import load_study
+
+    folder = tmp_path / "study"
+    shutil.copytree(demo_study_path(), folder)
+    toml = folder / "study.toml"
+    text = toml.read_text()
+    assert f"\n{old}" in text
+    toml.write_text(text.replace(f"\n{old}", f"\n{new}", 1))
+    out = tmp_path / "out"
+    extra = ["--method", "counts"] if command == "maxdiff" else []
+    res = runner.invoke(
+        app, [command, str(folder / file), "--study", str(folder), "--out", str(out), *extra]
+    )
+    assert res.exit_code == 2, res.output
+    assert f"column '{key}'" in res.output and f"did you mean '{close}'" in res.output
+    assert not out.exists()
+    with pytest.raises(InputError, match=re.escape(key) + ".*did you mean"):
+        load_study(folder)
+
+
+@pytest.mark.parametrize("files", [(), ("respondents.csv",), ("customers.csv",)])
+def test_run_on_a_study_with_no_instrument_exits_2_and_writes_nothing(tmp_path, study, files):
+    """A study.toml with only `[study] name` (or only respondents / customers) gave exit 0 and a
+    complete-looking result set computed from nothing; it is bad input now. A study with one
+    instrument still runs (the test above)."""
+    import shutil
+
+    part = tmp_path / "part"
+    part.mkdir()
+    data = "".join(f'{f.split(".")[0]} = "{f}"\n' for f in files)
+    for f in files:
+        shutil.copy(study / f, part / f)
+    (part / "study.toml").write_text(
+        '[study]\nname = "Nothing"\n' + ("[data]\n" + data if data else "")
+    )
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["run", str(part), "--out", str(out), "--fast"])
+    assert res.exit_code == 2, res.output
+    assert (
+        "study.toml, column 'data': expected at least one of van_westendorp (vw.csv)" in res.output
+    )
+    assert ("found 'no data files'" if not files else f"found 'only {files[0]}'") in res.output
+    assert not out.exists()
+
+
+def test_a_level_missing_from_the_study_counts_every_row_that_holds_it(tmp_path):
+    """Every row with one bad level used to count as one problem ("3 problems" for thousands
+    of rows); the count is now the rows (contract: the true count of problems)."""
+    import shutil
+
+    from wtp.pipeline import demo_study_path
+
+    folder = tmp_path / "study"
+    shutil.copytree(demo_study_path(), folder)
+    cj = pd.read_csv(folder / "conjoint.csv", dtype=str, keep_default_na=False)
+    cj["Support"] = cj["Support"].replace("Phone 24/7", "Phone")
+    cj.to_csv(folder / "conjoint.csv", index=False)
+    n = int((cj["Support"] == "Phone").sum())
+    assert n > 1000
+    res = runner.invoke(
+        app,
+        [
+            "conjoint",
+            str(folder / "conjoint.csv"),
+            "--study",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    first = int(cj.index[cj["Support"] == "Phone"][0]) + 2  # header is row 1
+    assert f"conjoint.csv, {n:,} rows, column 'Support'" in res.output
+    assert f"row {first}: 'Phone'" in res.output and "did you mean 'Phone 24/7'" in res.output
+    assert f"{n:,} problems in all" in res.output

@@ -509,7 +509,8 @@ def test_typo_in_a_level_or_an_item_code_names_the_closest(tmp_path):
     levels[attribute] = [levels[attribute][0] + "s", *levels[attribute][1:]]
     with pytest.raises(
         InputError,
-        match=rf"did you mean '{levels[attribute][0]}'.*found '{levels[attribute][0][:-1]}'",
+        # every row that holds the level is counted: "found e.g. row 3: 'Email'; ..."
+        match=rf"did you mean '{levels[attribute][0]}'.*found e.g. row \d+: '{levels[attribute][0][:-1]}'",
     ):
         estimate_conjoint(answers, levels=levels)
 

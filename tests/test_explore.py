@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +61,23 @@ def test_group_performance_by_hand():
     g = r.groups.set_index("group")
     # conversion: S 2 of 4 trialers, L 3 of 4
     assert g.loc["S", "conversion"] == 0.5 and g.loc["L", "conversion"] == 0.75
-    # one year horizon; S: one of two leaves at ~3 months → S(12) = 1/2; churn = 1 − 0.5^(1/12)
+    # one year horizon; S: one of two leaves at ~3 months → S(12) = 1/2
     assert r.horizon == pytest.approx(12.0)
     assert g.loc["S", "retention"] == pytest.approx(0.5)
-    assert g.loc["S", "churn_rate"] == pytest.approx(1 - 0.5 ** (1 / 12))
-    assert g.loc["L", "churn_rate"] == pytest.approx(1 - (2 / 3) ** (1 / 12))
+    # churn: the share lost per period as wtp segments defines it, 1 − exp(−churned / exposure)
+    # S: c0 91 days (2025-01-01 to 2025-04-02, left), c1 424 days (to as_of 2026-03-01)
+    # L: c2 182 days (left), c3 and c4 424 days each; one churn in each group
+    for grp, days in (("S", 91 + 424), ("L", 182 + 424 + 424)):
+        lam = 1 / (days / MONTH_DAYS)
+        assert g.loc[grp, "churned"] == 1 and g.loc[grp, "exposure"] == pytest.approx(1 / lam)
+        assert g.loc[grp, "hazard"] == pytest.approx(lam)
+        assert g.loc[grp, "churn_rate"] == pytest.approx(1 - math.exp(-lam))
     assert (
         g.loc["S", "churn_rate_lower"] < g.loc["S", "churn_rate"] < g.loc["S", "churn_rate_upper"]
     )
     # ARPA: active accounts only (S: 20; L: 40, 60)
     assert g.loc["S", "arpa"] == 20 and g.loc["L", "arpa"] == 50
-    assert g.loc["L", "ltv"] == pytest.approx(50 / (1 - (2 / 3) ** (1 / 12)))
+    assert g.loc["L", "ltv"] == pytest.approx(50 / g.loc["L", "churn_rate"])
     assert g.loc["S", "customers"] == 2 and g.loc["S", "share"] == pytest.approx(0.4)
     # the written segments.csv: active accounts, trials and conversions
     seg = r.segments_table().set_index("segment")
@@ -327,3 +334,57 @@ def test_explore_output_runs_as_a_study(tmp_path):
     scores = pd.read_csv(tmp_path / "run" / "segments" / "segment_scores.csv")
     assert set(scores["segment"]) == set(sim.segments["segment"])
     assert (tmp_path / "run" / "segments" / "trend.csv").exists()
+
+
+def test_explore_and_segments_report_the_same_churn_for_the_same_customers(tmp_path):
+    """One definition of churn_rate (wtp.segments.churn_from_exposure): the demo's customers.csv
+    gave SMB 0.02841 in wtp explore (12-month Kaplan–Meier) and 0.02978 in wtp segments
+    (churned / exposure, not a share). Both now give 1 − exp(−churned / exposure)."""
+    from wtp.pipeline import demo_study_path
+
+    demo = demo_study_path()
+    res = runner.invoke(
+        app,
+        [
+            "explore",
+            str(demo / "customers.csv"),
+            "--by",
+            "segment",
+            "--study",
+            str(demo),
+            "--out",
+            str(tmp_path / "ex"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        [
+            "segments",
+            str(demo / "segments.csv"),
+            "--study",
+            str(demo),
+            "--out",
+            str(tmp_path / "seg"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    ex = pd.read_csv(tmp_path / "ex" / "hypotheses.csv").set_index("group")["churn_rate"]
+    seg = pd.read_csv(tmp_path / "seg" / "cohort_summary.csv").set_index("segment")["churn_rate"]
+    for name in ("Startups", "SMB", "Mid-market", "Enterprise"):
+        assert ex[name] == pytest.approx(seg[name], rel=1e-9), name
+    # SMB independently: churn events and customer-months up to as_of (2026-06-30)
+    c = pd.read_csv(demo / "customers.csv", parse_dates=["start_date", "end_date"])
+    c = c[c["segment"] == "SMB"]
+    as_of = pd.Timestamp("2026-06-30")
+    gone = c["end_date"].notna() & (c["end_date"] <= as_of)
+    months = ((c["end_date"].where(gone, as_of) - c["start_date"]).dt.days / MONTH_DAYS).sum()
+    assert seg["SMB"] == pytest.approx(1 - math.exp(-gone.sum() / months), rel=1e-9)
+
+
+def test_a_group_named_all_in_any_case_is_renamed_so_segments_csv_stays_valid():
+    """A profile value `All` would be written to segments.csv as a segment `All`, which wtp
+    segments refuses (the reserved name in any case); it is renamed like `all`."""
+    small = SMALL.assign(plan=["All", "All", "Pro", "Pro", "Pro", "All", "Pro", "Pro"])
+    r = explore(prepare_customers(small, as_of="2026-03-01"), ["plan"], min_customers=1)
+    assert set(r.groups["group"]) == {"All (plan)", "Pro"}

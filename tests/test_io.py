@@ -187,11 +187,13 @@ def test_segment_join_must_agree_and_all_is_reserved(tmp_path):
     )
     with pytest.raises(InputError, match="row 3, column 'respondent_id'"):
         attach_segments(plain, missing)
-    reserved = validate_respondents(
-        read_table(write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,all\nr2,SMB\n"))
-    )
-    with pytest.raises(InputError, match="reserved"):
-        attach_segments(plain, reserved)
+    # the reserved name is refused where it is written: in the respondents file
+    with pytest.raises(InputError, match="respondents.csv, row 2, column 'segment'.*reserved"):
+        validate_respondents(
+            read_table(
+                write(tmp_path, "respondents.csv", "respondent_id,segment\nr1,all\nr2,SMB\n")
+            )
+        )
 
 
 def test_study_reports_problems_of_every_file_together(tmp_path):
@@ -375,3 +377,76 @@ def test_output_folder_rules(tmp_path):
     # --out must be a folder
     with pytest.raises(InputError, match="existing file"), atomic_output_dir(src):
         pass
+
+
+@pytest.mark.parametrize("spelling", ["all", "All", " ALL "])
+def test_reserved_all_is_refused_in_any_case_in_the_file_that_holds_it(tmp_path, spelling):
+    """Contract §5: `all` is reserved and names match after trimming and case-folding, so `All`
+    is `all`; the error names the respondents file (where the value is), its rows and the value."""
+    resp = write(
+        tmp_path,
+        "resp.csv",
+        f"respondent_id,segment\nr1,{spelling}\nr2,SMB\nr3,{spelling}\n",
+    )
+    with pytest.raises(InputError) as err:
+        validate_respondents(read_table(resp))
+    text = str(err.value)
+    assert "resp.csv, row 2, column 'segment'" in text and "resp.csv, row 4" in text
+    assert f"found {spelling.strip()!r}" in text and "vw.csv" not in text
+    assert len(err.value.problems) == 2
+    # in an instrument's own segment column: the instrument file, once per respondent
+    own = validate_vw(
+        read_table(
+            write(
+                tmp_path,
+                "vw.csv",
+                "respondent_id,too_cheap,cheap,expensive,too_expensive,segment\n"
+                f"r1,5,10,20,30,{spelling}\nr2,10,15,25,40,SMB\n",
+            )
+        )
+    )
+    with pytest.raises(InputError, match=r"vw.csv, row 2, column 'segment'.*reserved"):
+        attach_segments(own)
+    # segments.csv and customers.csv
+    seg = write(
+        tmp_path, "segments.csv", f"segment,customers,arpa,churn_rate,cac\n{spelling},10,5,0.1,9\n"
+    )
+    with pytest.raises(InputError, match=r"segments.csv, row 2, column 'segment'.*reserved"):
+        validate_segments(read_table(seg))
+    cust = write(
+        tmp_path,
+        "customers.csv",
+        f"customer_id,segment,start_date,end_date\nc1,{spelling},2024-01-01,\n",
+    )
+    with pytest.raises(InputError, match=r"customers.csv, row 2, column 'segment'.*reserved"):
+        validate_customers(read_table(cust))
+
+
+def test_a_file_whose_only_segment_is_all_in_any_case_has_no_segments(tmp_path):
+    """Every row `All` means "no segments": one segment spelled `all`, never `All` beside `all`."""
+    resp = validate_respondents(
+        read_table(write(tmp_path, "resp.csv", "respondent_id,segment\nr1,All\nr2, ALL\n"))
+    )
+    assert resp.segment.tolist() == ["all", "all"]
+    plain = validate_vw(read_table(write(tmp_path, "vw.csv", VW)))
+    assert attach_segments(plain, resp).segment.tolist() == ["all", "all"]
+
+
+def test_a_missing_data_file_offers_the_closest_file_in_the_folder(tmp_path):
+    """`van_westendorp = "vww.csv"` beside a vw.csv: exit 2 naming study.toml and the key, and
+    now "did you mean 'vw.csv'?"; a missing FILE of a single-file command likewise."""
+    write(tmp_path, "vw.csv", VW)
+    (tmp_path / "study.toml").write_text('[study]\nname="x"\n[data]\nvan_westendorp="vww.csv"\n')
+    with pytest.raises(InputError) as err:
+        load_study(tmp_path)
+    text = str(err.value)
+    assert "column 'data.van_westendorp'" in text and "did you mean 'vw.csv'?" in text
+    assert "found 'vww.csv'" in text
+    with pytest.raises(
+        InputError, match=r"vww.csv: expected an existing file \(did you mean 'vw.csv'\?\)"
+    ):
+        read_table(tmp_path / "vww.csv")
+    # nothing close: no guess
+    with pytest.raises(InputError) as err:
+        read_table(tmp_path / "answers.csv")
+    assert "did you mean" not in str(err.value)

@@ -425,15 +425,18 @@ def test_cohorts_by_hand(hand_customers):
     assert s.loc[10.0, "revenue_survival"] == pytest.approx(50 / 60)
     assert s.loc[20.0, "revenue_survival"] == pytest.approx(20 / 60)
     imp = r.implied.set_index("segment")
-    # churn = customers lost / customer-periods at risk: 2 / (10 + 365 + 20) days
+    # hazard = customers lost / customer-periods at risk: 2 / (10 + 365 + 20) days; churn_rate,
+    # the share lost per period, = 1 − exp(−hazard), and its interval maps the same way
     assert imp.loc["A", "churned"] == 2 and imp.loc["A", "exposure"] == pytest.approx(395)
-    assert imp.loc["A", "churn_rate"] == pytest.approx(2 / 395)
-    assert imp.loc["A", "churn_lower"] == pytest.approx(0.2422 / 395, rel=1e-3)  # χ²(0.025, 4) / 2
-    assert imp.loc["A", "churn_upper"] == pytest.approx(7.2247 / 395, rel=1e-3)  # χ²(0.975, 6) / 2
+    assert imp.loc["A", "hazard"] == pytest.approx(2 / 395)
+    assert imp.loc["A", "churn_rate"] == pytest.approx(1 - math.exp(-2 / 395))
+    # χ²(0.025, 4) / 2 and χ²(0.975, 6) / 2
+    assert imp.loc["A", "churn_lower"] == pytest.approx(1 - math.exp(-0.2422 / 395), rel=1e-3)
+    assert imp.loc["A", "churn_upper"] == pytest.approx(1 - math.exp(-7.2247 / 395), rel=1e-3)
     assert imp.loc["A", "median_lifetime"] == pytest.approx(20)
     # ARPA: mean mrr of accounts active at as_of (c2), per day; LTV = ARPA / churn
     assert imp.loc["A", "arpa"] == pytest.approx(20 / MONTH_DAYS)
-    assert imp.loc["A", "ltv"] == pytest.approx(20 / MONTH_DAYS / (2 / 395))
+    assert imp.loc["A", "ltv"] == pytest.approx(20 / MONTH_DAYS / (1 - math.exp(-2 / 395)))
     # B: c4 ends after as_of, so it is still a customer: no churn → LTV capped and flagged
     assert imp.loc["B", "churned"] == 0 and imp.loc["B", "churn_rate"] == 0
     assert imp.loc["B", "ltv_capped"] and imp.loc["B", "ltv"] == pytest.approx(
@@ -467,7 +470,9 @@ def test_cohorts_defaults_and_months(hand_customers):
     assert r.as_of == pd.Timestamp("2025-03-01") and r.excluded.empty
     imp = r.implied.set_index("segment")
     exposure_days = 10 + (pd.Timestamp("2025-03-01") - pd.Timestamp("2024-01-01")).days + 20
-    assert imp.loc["A", "churn_rate"] == pytest.approx(2 / (exposure_days / MONTH_DAYS))
+    assert imp.loc["A", "churn_rate"] == pytest.approx(
+        1 - math.exp(-2 / (exposure_days / MONTH_DAYS))
+    )
     assert imp.loc["B", "churned"] == 1  # c4 ends on as_of: a churn
     assert imp.loc["A", "arpa"] == pytest.approx(20)  # mrr is already monthly
     assert r.summary().columns[0] == "segment" and r.to_frame().equals(r.survival)
@@ -490,7 +495,7 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
         segs, hand_customers, period="day", as_of="2024-12-31", cohort_result=early
     ).set_index("segment")
     assert (
-        m.loc["A", "churn_rate"] == pytest.approx(2 / 395)
+        m.loc["A", "churn_rate"] == pytest.approx(1 - math.exp(-2 / 395))
         and m.loc["A", "churn_source"] == "customers.csv"
     )
     assert (
@@ -500,7 +505,7 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
     # segments.csv wins where it has the number
     assert m.loc["B", "arpa"] == 55 and m.loc["B", "arpa_source"] == "segments.csv"
     assert m.loc["B", "ltv_capped"]
-    assert m.loc["A", "churn_rate_cohort"] == pytest.approx(2 / 395)
+    assert m.loc["A", "churn_rate_cohort"] == pytest.approx(1 - math.exp(-2 / 395))
     # a segment customers.csv cannot estimate is an input error naming the cell
     segs2 = segments_frame(
         tmp_path, "segment,customers,cac\nA,3,100\nB,1,100\nC,5,100", need_arpa_churn=False
@@ -520,10 +525,11 @@ def test_cohorts_supply_missing_churn_and_arpa(tmp_path, hand_customers):
 
 def test_periods(hand_customers):
     r = cohorts(hand_customers, period="year", as_of="2024-12-31", late_starts="exclude")
-    # churn per year = churned / customer-years at risk
-    assert r.implied.set_index("segment").loc["A", "churn_rate"] == pytest.approx(
-        2 / (395 / 365.25)
-    )
+    # hazard per year = churned / customer-years at risk = 1.85, not a share; churn per year,
+    # the share lost in a year, = 1 − exp(−1.85) = 0.84
+    imp = r.implied.set_index("segment")
+    assert imp.loc["A", "hazard"] == pytest.approx(2 / (395 / 365.25))
+    assert imp.loc["A", "churn_rate"] == pytest.approx(1 - math.exp(-2 / (395 / 365.25)))
     assert period_days("monthly") == MONTH_DAYS and period_days("quarter") == pytest.approx(
         365.25 / 4
     )
@@ -642,7 +648,8 @@ def test_real_invoices_cohorts(invoices):
     stop = end.where(churned, data_end)
     months = ((stop - valid["start_date"]).dt.days / MONTH_DAYS).to_numpy()
     assert imp.loc["all", "churned"] == churned.sum() == 243
-    assert imp.loc["all", "churn_rate"] == pytest.approx(churned.sum() / months.sum())
+    assert imp.loc["all", "hazard"] == pytest.approx(churned.sum() / months.sum())
+    assert imp.loc["all", "churn_rate"] == pytest.approx(-math.expm1(-churned.sum() / months.sum()))
     # statsmodels' Kaplan–Meier agrees with an independent product-limit computation
     for seg in ("all", "Australia", "United States"):
         mask = np.ones(len(valid), bool) if seg == "all" else (valid["segment"] == seg).to_numpy()
@@ -961,8 +968,9 @@ def test_as_of_default_warns_and_true_as_of_restores_churn(tmp_path):
     stop = cust["end_date"].fillna(pd.Timestamp("2026-06-30"))
     exposure = ((stop - start).dt.days / MONTH_DAYS).sum()
     a_true = true.implied.set_index("segment").loc["A"]
+    assert a_true["hazard"] == pytest.approx(cust["end_date"].notna().sum() / exposure, rel=1e-12)
     assert a_true["churn_rate"] == pytest.approx(
-        cust["end_date"].notna().sum() / exposure, rel=1e-12
+        -math.expm1(-cust["end_date"].notna().sum() / exposure), rel=1e-12
     )
     a_guess = guessed.implied.set_index("segment").loc["A"]
     assert a_guess["churn_rate"] > 1.1 * a_true["churn_rate"]  # the silent default overstated churn
@@ -1053,3 +1061,24 @@ def test_run_without_as_of_warns_in_terminal_and_overview(tmp_path):
     write_study(run, tmp_path / "out")
     assert "as_of not set" in (tmp_path / "out" / "index.html").read_text()
     assert "as_of not set" in (tmp_path / "out" / "segments" / "report.html").read_text()
+
+
+def test_grow_matches_segment_names_after_trimming_and_case_folding(tmp_path):
+    """`--grow smb=10%` was exit 2 although every other segment match forgives case and
+    surrounding spaces (contract §5); it grows SMB, spelled as segments.csv spells it."""
+    assert parse_grow(["smb=10%"], ["SMB", "Startups"]) == {"SMB": pytest.approx(0.10)}
+    assert parse_grow([" startups =5%"], ["SMB", "Startups"]) == {"Startups": pytest.approx(0.05)}
+    # only case and spaces are forgiven, with the closest name offered
+    with pytest.raises(InputError, match="did you mean 'Startups'"):
+        parse_grow(["Startup=5%"], ["SMB", "Startups"])
+    res, out = _bad(tmp_path, OK_SEGMENTS, "--grow", "smb=10%")
+    assert res.exit_code == 0, res.output
+    wi = pd.read_csv(out / "what_if.csv").set_index("metric")
+    # SMB 100 customers × 1.10 + Startups 80
+    assert wi.loc["customers", "before"] == 180 and wi.loc["customers", "after"] == pytest.approx(
+        190
+    )
+    # the API takes the same spellings from a mapping
+    segs = segments_frame(tmp_path, OK_SEGMENTS)
+    r = what_if(segs, {"smb": 0.10})
+    assert r.table.set_index("metric").loc["customers", "after"] == pytest.approx(190)

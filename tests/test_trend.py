@@ -31,7 +31,12 @@ def test_trend_by_hand():
     assert t["customers_start"].tolist() == [0, 1, 2, 2]
     assert t["new"].tolist() == [1, 1, 1, 0]
     assert t["churned"].tolist() == [0, 0, 1, 1]
-    assert t.loc["2025-02-01", "churn_rate"] == 0.5 and np.isnan(t.loc["2024-12-01", "churn_rate"])
+    # churn_rate is the share of the customers there on the first day gone by the end: C joins
+    # and leaves in February (churned, but never in February's starting base: rate 0 of 2);
+    # in March A leaves, 1 of the 2 there on 1 March
+    assert t["lost"].tolist() == [0, 0, 0, 1]
+    assert t.loc["2025-02-01", "churn_rate"] == 0.0 and t.loc["2025-03-01", "churn_rate"] == 0.5
+    assert np.isnan(t.loc["2024-12-01", "churn_rate"])
     # February: A and B all 28 days, C 1–20 February (the end date is its last day)
     assert t.loc["2025-02-01", "exposure"] == pytest.approx((28 + 28 + 20) / MONTH_DAYS)
     assert t.loc["2025-02-01", "arpa"] == pytest.approx(15.0) and t.loc["2025-02-01", "mrr"] == 30.0
@@ -40,8 +45,33 @@ def test_trend_by_hand():
         0,
         2,
     ]
+    # the first quarter of 2025: only B was there on 1 January; A and C joined and left in it
+    assert q["customers_start"].tolist() == [0, 1] and q["lost"].tolist() == [0, 0]
+    assert q["churn_rate"].iloc[1] == 0.0
     with pytest.raises(InputError, match="every"):
         trend(HAND, every="fortnight")
+
+
+def test_trend_churn_rate_is_the_share_of_the_starting_customers_lost():
+    """The audit's case: Startups, the quarter from 2023-10-01 in the demo base. 143 customers
+    there on 1 October; 34 end dates fall in the quarter, but 14 of them belong to customers who
+    joined in it, so 20 of the 143 left: 20/143 = 13.99% (the old rate, 34/143 = 23.8%, mixed
+    the two bases)."""
+    from wtp.io import read_table, validate_customers
+    from wtp.pipeline import demo_study_path
+
+    cust = validate_customers(read_table(demo_study_path() / "customers.csv"))
+    t = trend(cust, every="quarter", as_of="2026-06-30").table
+    row = t[(t["segment"] == "Startups") & (t["period_start"] == "2023-10-01")].iloc[0]
+    assert (row["customers_start"], row["churned"], row["lost"]) == (143, 34, 20)
+    assert row["churn_rate"] == pytest.approx(20 / 143)
+    # independently: of the Startups customers who started before 1 October 2023 and were still
+    # there on it, those whose end date is in October–December 2023
+    s = cust[cust["segment"] == "Startups"]
+    q0, q1 = pd.Timestamp("2023-10-01"), pd.Timestamp("2024-01-01")
+    base = s[(s["start_date"] < q0) & ~(s["end_date"] < q0)]
+    gone = base[(base["end_date"] >= q0) & (base["end_date"] < q1)]
+    assert (len(base), len(gone)) == (143, 20)
 
 
 def test_exact_rate_test_by_hand():

@@ -314,6 +314,18 @@ def load_answers(
             err=True,
         )
     answers = attach_segments(validator(read_table(file), layout=layout), resp)
+    if settings.folder is not None:
+        # the study's item codes and attribute names checked as wtp run checks them
+        from wtp.study import check_settings_against_data
+
+        problems = check_settings_against_data(
+            settings.config,
+            str(settings.folder / "study.toml"),
+            maxdiff=answers if kind == "maxdiff" else None,
+            conjoint=answers if kind == "conjoint" else None,
+        )
+        if problems:
+            raise InputError(problems)
     # the study's segment order, as wtp run meets it: segments.csv's, else respondents.csv's
     segments = None
     if settings.folder is not None:

@@ -30,12 +30,15 @@ conversion      converted trialers / trialers (trialer: ``trial_start`` or ``con
 S(t)            Kaplan–Meier survival of the group's paying customers (statsmodels
                 ``SurvfuncRight``), time in periods since start, censored at ``as_of``;
                 interval on log(−log S)
-churn_rate      1 − S(H)^(1/H): the average share lost per period over the first H periods
+churn_rate      1 − exp(−hazard): the share lost per period, with the exact Poisson
+                interval of the hazard mapped the same way — the one definition ``wtp
+                segments`` and ``wtp run`` use too (:func:`wtp.segments.churn_from_exposure`),
+                so the same customers give the same churn in every command
+hazard          churned / customer-periods at risk
+retention       S(H), the Kaplan–Meier share still customers H periods after their start
                 (H = one year, or the base's 90th percentile follow-up when shorter);
-                interval from S(H)'s interval (no churn by H: the exact bound for 0
-                losses among those followed to H)
-hazard          churned / customer-periods at risk (the constant-hazard estimate wtp
-                segments uses), for comparison
+                interval on log(−log S) (no churn by H: the exact bound for 0 losses among
+                those followed to H)
 arpa            mean ``mrr`` of active accounts at ``as_of``, per period; t interval
 ltv             arpa / churn_rate (revenue; churn 0 → capped at 60 periods);
                 lower = arpa_lower / churn_upper, upper = arpa_upper / churn_lower
@@ -68,8 +71,16 @@ from scipy import stats
 
 from wtp.columns import apply_column_map, compact_name, parse_column_map
 from wtp.errors import InputError, Problem
-from wtp.schema import ALL, RESERVED
-from wtp.segments import LIFETIME_CAP, MONTH_DAYS, _km, _loglog_ci, _step, period_days
+from wtp.schema import ALL, RESERVED, segment_key
+from wtp.segments import (
+    LIFETIME_CAP,
+    MONTH_DAYS,
+    _km,
+    _loglog_ci,
+    _step,
+    churn_from_exposure,
+    period_days,
+)
 
 __all__ = [
     "CONTRACT_COLUMNS",
@@ -600,10 +611,14 @@ def _column_dimension(
         kind = "column"
     if len(order) < 2:
         return f"fewer than two groups with {min_customers}+ customers"
+
     # 'all' and 'total' are the study's reserved names (wtp.schema): a group may not be one
-    rename = {r: f"{r} ({column})" for r in RESERVED}
-    labels = np.array([rename.get(v, v) for v in labels], dtype=object)
-    order = [rename.get(g, g) for g in order]
+    # in any case, as names are matched after trimming and case-folding ('All' is 'all')
+    def rename(v):
+        return f"{v} ({column})" if isinstance(v, str) and segment_key(v) in RESERVED else v
+
+    labels = np.array([rename(v) for v in labels], dtype=object)
+    order = [rename(g) for g in order]
     return Dimension(column, kind, labels, order, rule)
 
 
@@ -772,11 +787,9 @@ def group_performance(
         sh, s_lo, s_hi, curve = (
             _km_at(t[mp], e[mp], horizon, z) if n else (float("nan"),) * 3 + ((np.array([]),) * 5,)
         )
-        churn = 1 - sh ** (1 / horizon) if n else float("nan")
-        churn_lo = 1 - s_hi ** (1 / horizon) if n else float("nan")
-        churn_hi = 1 - s_lo ** (1 / horizon) if n else float("nan")
         exposure = float(t[mp].sum())
         churned = int(e[mp].sum())
+        churn, churn_lo, churn_hi, hazard = churn_from_exposure(churned, exposure, alpha)
         ma = mrr[m & active]
         ma = ma[np.isfinite(ma)]
         if len(ma) >= 2:
@@ -798,7 +811,7 @@ def group_performance(
                 "arpa": arpa, "arpa_lower": a_lo, "arpa_upper": a_hi,
                 "ltv": ltv, "ltv_lower": ltv_lo, "ltv_upper": ltv_hi,
                 "active": int((m & active).sum()), "churned": churned, "exposure": exposure,
-                "hazard": churned / exposure if exposure > 0 else float("nan"),
+                "hazard": hazard,
                 "retention": sh, "retention_lower": s_lo, "retention_upper": s_hi,
                 "trials": trials, "conversions": wins,
                 "cac": float(np.nanmean(cust.loc[mp, "cac"])) if n and cust.loc[mp, "cac"].notna().any() else float("nan"),

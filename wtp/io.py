@@ -37,7 +37,7 @@ from wtp.columns import (
 )
 from wtp.errors import MAX_EXAMPLES, InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
-from wtp.schema import segment_key
+from wtp.schema import is_all, segment_key
 
 MAX_MAGNITUDE = 1e12
 
@@ -128,6 +128,15 @@ def _sniff_csv(sample: str) -> tuple[str, str]:
     return delimiter, decimal
 
 
+def nearby_file(path: Path) -> str:
+    """ " (did you mean 'vw.csv'?)" for a missing file whose folder holds a close name."""
+    try:
+        names = [p.name for p in Path(path).parent.iterdir() if p.is_file()]
+    except OSError:
+        return ""
+    return suggestion(Path(path).name, names)
+
+
 def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFrame:
     """Read one input file into a raw DataFrame.
 
@@ -138,7 +147,9 @@ def read_table(path: str | os.PathLike, *, name: str | None = None) -> pd.DataFr
     path = Path(path)
     label = name or path.name
     if not path.exists():
-        raise InputError(Problem(str(path), None, None, "an existing file", "no such file"))
+        raise InputError(
+            Problem(str(path), None, None, "an existing file" + nearby_file(path), "no such file")
+        )
     if not path.is_file():
         # a device (/dev/zero), FIFO or folder would be read until memory runs out, or fail oddly
         what = "a folder" if path.is_dir() else "a device, pipe or socket"
@@ -502,6 +513,28 @@ def _segment(frame: pd.DataFrame, col: _Collector) -> pd.Series | None:
     if "segment" not in frame.columns:
         return None
     return _key(frame, "segment", col)
+
+
+_RESERVED_EXPECTED = (
+    f"a segment name other than '{RESERVED_SEGMENT}' in any case (reserved for the total)"
+)
+
+
+def _reserved_segments(
+    segment: pd.Series, rows: np.ndarray, col: _Collector, *, alone_ok: bool
+) -> pd.Series:
+    """Rows whose segment is the reserved ``all`` in any spelling (contract §5: names match
+    after trimming and case-folding) are a problem of ``col``'s file. With ``alone_ok``, a file
+    in which every row says ``all`` means "no segments" and is spelled ``all``."""
+    reserved = segment.map(is_all).astype(bool)
+    if not reserved.any():
+        return segment
+    if alone_ok and bool(reserved[segment.notna()].all()):
+        return segment.where(~reserved, RESERVED_SEGMENT)
+    col.add_rows(
+        rows[reserved.to_numpy()], "segment", _RESERVED_EXPECTED, segment[reserved].tolist()
+    )
+    return segment
 
 
 def _rows(frame: pd.DataFrame) -> np.ndarray:
@@ -966,13 +999,7 @@ def validate_segments(
     col.add_rows(
         rows[dup.to_numpy()], "segment", "one row per segment", out["segment"][dup].tolist()
     )
-    reserved = out["segment"] == RESERVED_SEGMENT
-    col.add_rows(
-        rows[reserved.to_numpy()],
-        "segment",
-        f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
-        [RESERVED_SEGMENT] * int(reserved.sum()),
-    )
+    _reserved_segments(out["segment"], rows, col, alone_ok=False)
     extra = [c for c in frame.columns if c not in out.columns]
     for c in extra:
         out[c] = frame[c].to_numpy()
@@ -1040,13 +1067,7 @@ def validate_customers(
     for c, dates in _activity_dates(frame).items():
         out[c] = dates  # e.g. a last invoice date: evidence of how long the base was observed
     _check_unique(frame, out["customer_id"], "customer_id", col, what="customer")
-    reserved = out["segment"] == RESERVED_SEGMENT
-    col.add_rows(
-        rows[reserved.to_numpy()],
-        "segment",
-        f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
-        [RESERVED_SEGMENT] * int(reserved.sum()),
-    )
+    _reserved_segments(out["segment"], rows, col, alone_ok=False)
     if segments is not None:
         known = list(segments)
         spelled, unknown_names = match_segments(out["segment"].dropna().unique(), known)
@@ -1154,7 +1175,10 @@ def validate_respondents(
     _require_columns(frame, ["respondent_id", "segment"], col)
     out = frame.copy()
     out["respondent_id"] = _key(frame, "respondent_id", col)
-    out["segment"] = _key(frame, "segment", col)
+    # a reserved name is reported here, in the file that holds it, not in every instrument
+    out["segment"] = _reserved_segments(
+        _key(frame, "segment", col), _rows(frame), col, alone_ok=True
+    )
     w = _positive_weight(frame, col)
     if w is not None:
         out["weight"] = w
@@ -1174,6 +1198,7 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
     """
     name = str(answers.attrs.get("source", "input"))
     col = _Collector(name)
+    own_segments = "segment" in answers.columns
     out = answers.copy()
     out.attrs.update(answers.attrs)
     if respondents is not None:
@@ -1215,15 +1240,12 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
                 out["weight"] = jw
     if "segment" not in out.columns:
         out["segment"] = RESERVED_SEGMENT
-    segs = set(out["segment"].dropna().unique())
-    if RESERVED_SEGMENT in segs and len(segs) > 1:
-        bad = out["segment"] == RESERVED_SEGMENT
-        col.add_rows(
-            out["row"][bad & ~out.duplicated("respondent_id")],
-            "segment",
-            f"a segment name other than '{RESERVED_SEGMENT}' (reserved for the total)",
-            [RESERVED_SEGMENT] * int(bad.sum()),
-        )
+    elif own_segments:
+        # the file's own segment column (a joined one was checked in the respondents file)
+        first = ~out.duplicated("respondent_id")
+        _reserved_segments(out["segment"][first], out["row"][first].to_numpy(), col, alone_ok=True)
+        reserved = out["segment"].map(is_all).astype(bool)
+        out["segment"] = out["segment"].where(~reserved, RESERVED_SEGMENT)
     if "weight" not in out.columns:
         out["weight"] = 1.0
     col.raise_if_any()

@@ -330,6 +330,7 @@ def run_study(
     if not isinstance(study, Study):
         say("reading and validating the study")
         study = load_study(study)
+    _require_data(study)
     results: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     timings: dict[str, float] = {}
@@ -363,6 +364,35 @@ def run_study(
         generators=generators,
     )
     return replace(run, attention=_attention(run))
+
+
+def _require_data(study: Study) -> None:
+    """A study with none of the files a stage runs on would give a result set computed from
+    nothing that looks complete: bad input (exit 2), before anything is written. A study with
+    some of them runs on what is there (contract §1)."""
+    needed = list(dict.fromkeys(needs for _name, needs, _fn in STAGES if needs))
+    if any(getattr(study, needs, None) is not None for needs in needed):
+        return
+    from wtp.errors import InputError, Problem
+    from wtp.study import DEFAULT_FILES
+
+    keys = {"vw": "van_westendorp"}
+    wanted = ", ".join(f"{keys.get(n, n)} ({DEFAULT_FILES[keys.get(n, n)]})" for n in needed)
+    found = (
+        "only " + ", ".join(Path(p).name for p in study.files.values())
+        if study.files
+        else "no data files"
+    )
+    raise InputError(
+        Problem(
+            str(study.folder / "study.toml"),
+            None,
+            "data",
+            f"at least one of {wanted} named in [data] or present in the study folder; "
+            "customers.csv alone is for wtp explore",
+            found,
+        )
+    )
 
 
 def _attention(run: StudyRun) -> list[str]:

@@ -46,6 +46,15 @@ def segment_key(name) -> str:
     return str(name).strip().casefold()
 
 
+def is_all(name) -> bool:
+    """Whether a segment name is the reserved ``all`` in any spelling (``All``, `` ALL ``)."""
+    return (
+        name is not None
+        and not (isinstance(name, float) and name != name)
+        and segment_key(name) == ALL
+    )
+
+
 def first_seen(names: Iterable) -> list[str]:
     """Distinct names in order of first appearance, the reserved ones (``all``, ``total``) last.
 

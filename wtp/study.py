@@ -27,6 +27,7 @@ from wtp.io import (
     Problem,
     attach_segments,
     match_segments,
+    nearby_file,
     read_table,
     validate_conjoint,
     validate_customers,
@@ -220,7 +221,7 @@ def data_path(
         st = os.stat(real)
     except OSError:
         raise InputError(
-            Problem(source, None, f"data.{key}", "a file that exists", value)
+            Problem(source, None, f"data.{key}", "a file that exists" + nearby_file(path), value)
         ) from None
     if not stat.S_ISREG(st.st_mode):
         what = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
@@ -459,6 +460,43 @@ def _check_item_labels(
     ]
 
 
+def _check_attributes(
+    config: StudySettings, conjoint: pd.DataFrame | None, source: str
+) -> list[Problem]:
+    """A ``[conjoint.attributes]`` name that is no attribute column of the conjoint file would be
+    ignored, silently changing that attribute's level order: an error with the closest column."""
+    named = [str(k) for k in config.conjoint.attributes if k != "price"]
+    if conjoint is None or not named:
+        return []
+    columns = [str(c) for c in conjoint.attrs.get("attributes", ())]
+    file = str(conjoint.attrs.get("source", "conjoint.csv"))
+    return [
+        Problem(
+            source,
+            None,
+            f"conjoint.attributes.{a}",
+            f"an attribute column of {file} ({', '.join(columns) or 'none'})"
+            + suggestion(a, columns),
+            a,
+        )
+        for a in named
+        if a not in columns
+    ]
+
+
+def check_settings_against_data(
+    config: StudySettings,
+    source: str,
+    *,
+    maxdiff: pd.DataFrame | None = None,
+    conjoint: pd.DataFrame | None = None,
+) -> list[Problem]:
+    """The study's names of things in the data (``[maxdiff.items]`` codes, ``[conjoint.attributes]``
+    names) checked against the validated files: ``wtp run`` and the single-file commands with
+    ``--study`` both call this, so a study resolves the same way in each."""
+    return _check_item_labels(config, maxdiff, source) + _check_attributes(config, conjoint, source)
+
+
 def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     """Read ``study.toml`` and every input file it names (or the contract's default file names).
 
@@ -535,7 +573,11 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
     frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
-    problems.extend(_check_item_labels(config, frames.get("maxdiff"), toml_name))
+    problems.extend(
+        check_settings_against_data(
+            config, toml_name, maxdiff=frames.get("maxdiff"), conjoint=frames.get("conjoint")
+        )
+    )
     if problems:
         raise InputError(problems)
 

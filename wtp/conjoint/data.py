@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from wtp.columns import CONJOINT_NON_ATTRIBUTES
-from wtp.errors import InputError, Problem, suggestion
+from wtp.errors import MAX_EXAMPLES, InputError, Problem, suggestion
 from wtp.schema import ALL as RESERVED_SEGMENT
 
 # ----------------------------------------------------------------------------------------------
@@ -340,16 +340,21 @@ def _resolve_levels(
         else:
             unknown = sorted(set(seen) - set(given))
             for level in unknown:
-                r = real.loc[real[a].astype(str) == level, "row"].iloc[0]
+                # one line per level, counting every row that holds it (the true problem count)
+                rows = sorted(real.loc[real[a].astype(str) == level, "row"].astype(int).tolist())
                 problems.append(
                     Problem(
                         source,
-                        int(r),
+                        rows[0],
                         a,
                         "one of the levels in study.toml: "
                         + ", ".join(given)
                         + suggestion(level, given),
                         level,
+                        count=len(rows),
+                        examples=tuple((r, level) for r in rows[:MAX_EXAMPLES])
+                        if len(rows) > 1
+                        else (),
                     )
                 )
             order = [x for x in given if x in set(seen)]

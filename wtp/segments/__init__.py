@@ -22,8 +22,10 @@ metric             definition
 ================== ==========================================================================
 share              customers / customers of all segments
 conversion_rate    conversions / trials (or ``conversion_rate`` from segments.csv)
-churn_rate         share lost per period (segments.csv), or from customers.csv: churned
-                   customers / customer-periods at risk (the constant-hazard estimate)
+churn_rate         share lost per period (segments.csv), or from customers.csv:
+                   1 − exp(−churned / customer-periods at risk), the share of the customers
+                   at a period's start gone by its end under that constant hazard
+                   (:func:`churn_from_exposure`, shared with ``wtp explore``)
 arpa               revenue per account per period (segments.csv), or from customers.csv: the
                    mean ``mrr`` of accounts active at ``as_of``, converted to the period
 gross_margin       segments.csv; missing → 1 and flagged (``margin_assumed``)
@@ -50,6 +52,7 @@ from wtp.segments.common import (
     METRIC_AXIS,
     PERIOD_DAYS,
     AsOf,
+    churn_from_exposure,
     period_days,
     resolve_as_of,
 )
@@ -85,5 +88,6 @@ __all__ = [
     "what_if",
     "parse_grow",
     "period_days",
+    "churn_from_exposure",
     "score_settings",
 ]

@@ -91,6 +91,36 @@ METRIC_LABELS = {
 # Small helpers
 
 
+def churn_from_exposure(
+    churned: int, exposure: float, alpha: float = 0.05
+) -> tuple[float, float, float, float]:
+    """The churn rate customers.csv implies, for every command that reports one (``wtp
+    segments``, ``wtp run``, ``wtp explore``): (churn_rate, lower, upper, hazard).
+
+    ============ ===============================================================================
+    hazard       λ = churned / exposure: churn events per customer-period at risk (exposure:
+                 the periods each customer was observed, start to end date or ``as_of``)
+    churn_rate   1 − exp(−λ): the contract's "share lost per period" — of the customers there
+                 at a period's start, the share gone by its end under the constant hazard λ
+                 (trend.csv reports the same share period by period, counted directly)
+    interval     the exact Poisson interval of λ (χ² quantiles), mapped the same way
+    ============ ===============================================================================
+
+    Every customer's whole follow-up counts, with no horizon to choose; with no exposure all
+    four are NaN.
+    """
+    from scipy import stats
+
+    if not exposure > 0:
+        nan = float("nan")
+        return nan, nan, nan, nan
+    hazard = churned / exposure
+    lo = stats.chi2.ppf(alpha / 2, 2 * churned) / (2 * exposure) if churned > 0 else 0.0
+    hi = stats.chi2.ppf(1 - alpha / 2, 2 * churned + 2) / (2 * exposure)
+    share = -np.expm1(-np.array([hazard, lo, hi], dtype=float))
+    return float(share[0]), float(share[1]), float(share[2]), float(hazard)
+
+
 def period_days(period: str = "month") -> float:
     """Length of a study period in days (``day``, ``week``, ``month``, ``quarter``, ``year``)."""
     key = str(period).strip().lower()

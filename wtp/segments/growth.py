@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wtp.errors import InputError, Problem
-from wtp.io import RESERVED_SEGMENT
+from wtp.errors import InputError, Problem, suggestion
+from wtp.io import RESERVED_SEGMENT, match_segments
 from wtp.segments.common import _div, _weighted_mean
 from wtp.segments.metrics import segment_metrics
 from wtp.segments.scoring import SegmentScores
@@ -91,17 +91,25 @@ def parse_grow(
         if value <= -1:
             problems.append(Problem(source, None, None, "growth above -100%", spec))
             continue
-        if known is not None and seg not in known:
-            problems.append(
-                Problem(
-                    source,
-                    None,
-                    "segment",
-                    "a segment in segments.csv (" + ", ".join(map(str, known)) + ")",
-                    seg,
+        if known is not None:
+            # matched as every segment name is: after trimming and case-folding (contract §5),
+            # and spelled as segments.csv spells it
+            spelled, unknown = match_segments([seg], known)
+            if unknown:
+                problems.append(
+                    Problem(
+                        source,
+                        None,
+                        "segment",
+                        "a segment in segments.csv ("
+                        + ", ".join(map(str, known))
+                        + ")"
+                        + suggestion(seg, known),
+                        seg,
+                    )
                 )
-            )
-            continue
+                continue
+            seg = spelled[seg]
         out[seg] = out.get(seg, 0.0) + value if seg in out else value
     if problems:
         raise InputError(problems)
@@ -150,21 +158,25 @@ def what_if(
     if isinstance(grow, Mapping):
         growth = {}
         problems = []
+        spelled, _unknown = match_segments(list(grow), names)
         for seg, g in grow.items():
-            if seg not in names:
+            if seg not in spelled:
                 problems.append(
                     Problem(
                         "grow",
                         None,
                         "segment",
-                        "a segment in segments.csv (" + ", ".join(map(str, names)) + ")",
+                        "a segment in segments.csv ("
+                        + ", ".join(map(str, names))
+                        + ")"
+                        + suggestion(str(seg), names),
                         seg,
                     )
                 )
             elif not (isinstance(g, int | float) and math.isfinite(g) and g > -1):
                 problems.append(Problem("grow", None, str(seg), "growth above -1 (0.10 = +10%)", g))
             else:
-                growth[seg] = float(g)
+                growth[spelled[seg]] = growth.get(spelled[seg], 0.0) + float(g)
         if problems:
             raise InputError(problems)
     else:

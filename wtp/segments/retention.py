@@ -19,6 +19,7 @@ from wtp.segments.common import (
     _ensure_customers,
     _mean,
     as_of_message,
+    churn_from_exposure,
     period_days,
     resolve_as_of,
 )
@@ -51,8 +52,10 @@ class CohortResult:
         first ``time`` periods (area under the revenue-weighted survival curve) and the revenue
         per acquired customer that implies (``arpa_acquired × expected_lifetime``).
     implied : DataFrame
-        Per segment: ``customers, churned, exposure`` (customer-periods at risk), ``churn_rate``
-        = churned / exposure with an exact Poisson interval ``churn_lower, churn_upper``,
+        Per segment: ``customers, churned, exposure`` (customer-periods at risk), ``hazard`` =
+        churned / exposure and ``churn_rate`` = 1 − exp(−hazard), the share lost per period
+        (:func:`wtp.segments.common.churn_from_exposure`, the one definition every command
+        uses), with an exact Poisson interval ``churn_lower, churn_upper``,
         ``retention_1y`` (Kaplan–Meier one year after start), ``median_lifetime`` (the first
         time the curve is strictly below 0.5 — statsmodels' and SAS's convention; where the curve
         sits exactly at 0.5, lifelines takes the first time it reaches 0.5 and R's survival the
@@ -330,28 +333,18 @@ def cohorts(
 
         churned = int(e.sum())
         exposure = float(t.sum())
-        hazard = churned / exposure if exposure > 0 else float("nan")
-        lo = (
-            stats.chi2.ppf(alpha / 2, 2 * churned) / (2 * exposure)
-            if churned > 0 and exposure > 0
-            else 0.0
-        )
-        hi = (
-            stats.chi2.ppf(1 - alpha / 2, 2 * churned + 2) / (2 * exposure)
-            if exposure > 0
-            else float("nan")
-        )
+        churn, lo, hi, hazard = churn_from_exposure(churned, exposure, alpha)
         active = ~e
         # ARPA now: the accounts active at as_of (all accounts when none is left)
         arpa = (
             _mean(m_raw[active] if np.isfinite(m_raw[active]).any() else m_raw) * days / MONTH_DAYS
         )
-        capped = hazard == 0
+        capped = churn == 0
         ltv = (
             arpa * LIFETIME_CAP
             if capped
-            else arpa / hazard
-            if hazard and np.isfinite(hazard)
+            else arpa / churn
+            if churn and np.isfinite(churn)
             else float("nan")
         )
         median = float(fit.quantile(0.5)) if fit is not None else float("nan")
@@ -363,9 +356,10 @@ def cohorts(
                 "churned": churned,
                 "active": int(active.sum()),
                 "exposure": exposure,
-                "churn_rate": hazard,
+                "churn_rate": churn,
                 "churn_lower": lo,
                 "churn_upper": hi,
+                "hazard": hazard,
                 "retention_1y": ret_1y,
                 "median_lifetime": median,
                 "mean_follow_up": float(t.mean()) if len(t) else float("nan"),

@@ -43,7 +43,7 @@ class TrendResult:
     ----------
     table : DataFrame
         ``trend.csv``: ``segment, period_start, customers_start, new, churned, churn_rate,
-        arpa, mrr`` (contract §5), then ``period_end, complete, exposure, hazard,
+        arpa, mrr`` (contract §5), then ``lost, period_end, complete, exposure, hazard,
         baseline_hazard, rate_ratio, p_value, p_adjusted, flag``. Segment ``all`` pools every
         customer (not tested).
     flags : DataFrame
@@ -87,7 +87,11 @@ def trend(
     customers_start  customers on the period's first day (started before it, not yet gone)
     new              customers starting in the period
     churned          customers whose end date falls in the period (on or before as_of)
-    churn_rate       churned / customers_start (share lost in the row's period)
+    churn_rate       lost / customers_start: of the customers there on the period's first
+                     day, the share gone by its end (contract: "share lost per period"; a
+                     customer who joins and leaves within the period is in ``churned`` but
+                     not in the rate, whose base never held them)
+    lost             of customers_start, those whose end date falls in the period
     arpa             mean ``mrr`` of customers_start, per study period
     mrr              Σ ``mrr`` of customers_start (monthly)
     exposure         customer-periods (study periods) lived in the period
@@ -146,6 +150,7 @@ def trend(
     at_start = (start[:, None] < p0[None, :]) & (leave[:, None] > p0[None, :])
     new = (start[:, None] >= p0[None, :]) & (start[:, None] < p1[None, :])
     churned = gone[:, None] & (end[:, None] >= p0[None, :]) & (end[:, None] < p1[None, :])
+    lost = at_start & churned
     lo = np.maximum(start[:, None], p0[None, :])
     hi = np.minimum(leave[:, None], np.minimum(p1, stop_cap)[None, :])
     exposure = np.clip((hi - lo) / np.timedelta64(1, "D"), 0, None) / days
@@ -170,9 +175,10 @@ def trend(
                     "customers_start": n_start,
                     "new": new[mask].sum(axis=0),
                     "churned": churned[mask].sum(axis=0),
-                    "churn_rate": _div(churned[mask].sum(axis=0), n_start),
+                    "churn_rate": _div(lost[mask].sum(axis=0), n_start),
                     "arpa": _div(mrr_sum, n_pay) * days / MONTH_DAYS,
                     "mrr": np.where(n_pay > 0, mrr_sum, np.nan),
+                    "lost": lost[mask].sum(axis=0),
                     "period_end": (periods + 1).start_time.strftime("%Y-%m-%d"),
                     "complete": p1 <= stop_cap,
                     "exposure": exposure[mask].sum(axis=0),
