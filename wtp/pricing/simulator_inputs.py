@@ -835,7 +835,9 @@ def _book_note(book: BookSpec, seg: SimulatorSegment, scenario: str, named: bool
     if scenario == "multiple" and book.scenario == "multiple" and not seg.own_book:
         notes.append("the run offered this segment the single book ([sample] min_n)")
     if book.add_ons:
-        listed = ", ".join(f"{f} at {p:g}" for f, p in book.add_ons)
+        listed = ", ".join(
+            f"{f} at {p:g}" if np.isfinite(p) else f"{f} (no price)" for f, p in book.add_ons
+        )
         notes.append(f"add-ons listed, not simulated (take-up covers packages): {listed}")
     return "; ".join(notes)
 
