@@ -479,3 +479,21 @@ def test_a_level_missing_from_the_study_counts_every_row_that_holds_it(tmp_path)
     assert f"conjoint.csv, {n:,} rows, column 'Support'" in res.output
     assert f"row {first}: 'Phone'" in res.output and "did you mean 'Phone 24/7'" in res.output
     assert f"{n:,} problems in all" in res.output
+
+
+def test_a_bad_respondents_file_is_reported_once_not_through_every_instrument(tmp_path):
+    """With respondents.csv refused, the instruments have no segments to join: that is not
+    reported again for each of them (it used to add three 'no segment column' problems)."""
+    import shutil
+
+    from wtp.pipeline import demo_study_path
+
+    study = tmp_path / "study"
+    shutil.copytree(demo_study_path(), study)
+    resp = pd.read_csv(study / "respondents.csv")
+    resp.loc[:2, "segment"] = "All"
+    resp.to_csv(study / "respondents.csv", index=False)
+    res = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "o"), "--fast"])
+    assert res.exit_code == 2, res.output
+    assert "3 problems in all" in res.output and "no segment column" not in res.output
+    assert not (tmp_path / "o").exists()

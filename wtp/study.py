@@ -570,7 +570,12 @@ def load_study(path: str | Path, *, nms_scale: str | None = None) -> Study:
                 read_table(files["customers"]), segments=seg_names, layout=layouts["customers"]
             ),
         )
-    frames, join_problems, unpriced = check_segment_join(frames, files)
+    if "respondents" in files and frames["respondents"] is None:
+        # respondents.csv itself is bad (reported above): without it the instruments have no
+        # segments, and saying so for each of them would only repeat its problems
+        join_problems, unpriced = [], ()
+    else:
+        frames, join_problems, unpriced = check_segment_join(frames, files)
     respondents = frames["respondents"]  # its segment names now spelled as in segments.csv
     problems.extend(join_problems)
     problems.extend(
