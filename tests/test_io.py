@@ -178,6 +178,10 @@ def test_segment_join_must_agree_and_all_is_reserved(tmp_path):
     )
     with pytest.raises(InputError, match="respondents file says SMB"):
         attach_segments(answers, resp)
+    # the same names up to case and spaces agree; the respondents file's spelling is kept
+    loose = answers.assign(segment=[" smb", "SMB "])
+    loose.attrs.update(answers.attrs)
+    assert attach_segments(loose, resp).segment.tolist() == ["SMB", "SMB"]
     plain = validate_vw(read_table(write(tmp_path, "vw.csv", VW)))
     joined = attach_segments(plain, resp)
     assert joined.segment.tolist() == ["SMB", "SMB"] and joined.weight.tolist() == [1.5, 1.0]

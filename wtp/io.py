@@ -1214,7 +1214,11 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
         )
         joined = out["respondent_id"].map(lookup["segment"])
         if "segment" in out.columns:
-            clash = known & (joined != out["segment"]) & first
+            # names agree after trimming and case-folding, as every segment match (contract §5)
+            def folded(x):
+                return x.astype("string").str.strip().str.casefold()
+
+            clash = known & (folded(joined) != folded(out["segment"])).fillna(True) & first
             col.add_rows(
                 out["row"][clash],
                 "segment",
@@ -1224,6 +1228,7 @@ def attach_segments(answers: pd.DataFrame, respondents: pd.DataFrame | None = No
                     for a, b in zip(out["segment"][clash], joined[clash], strict=True)
                 ],
             )
+            out["segment"] = out["segment"].where(~known, joined)  # the respondents file's spelling
         else:
             out["segment"] = joined
         if "weight" in lookup.columns:
