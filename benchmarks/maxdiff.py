@@ -200,6 +200,16 @@ def main(argv=None) -> int:
         "--low-rank", action="store_true", help="nutpie's low-rank modified mass matrix"
     )
     ap.add_argument(
+        "--target-accept", type=float, default=None, help="NUTS target acceptance (default: wtp's)"
+    )
+    ap.add_argument(
+        "--nutpie",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a nutpie setting (e.g. mass_matrix_switch_freq=60), repeatable",
+    )
+    ap.add_argument(
         "--time-budget",
         type=float,
         default=None,
@@ -253,13 +263,19 @@ def main(argv=None) -> int:
             "draws": args.draws,
             "tune": args.tune,
             "time_budget": args.time_budget,
+            "target_accept": args.target_accept,
         }.items()
         if v is not None
     }
-    if args.low_rank:
+    if args.low_rank or args.nutpie:
+        import json
+
         import wtp.hb
 
-        wtp.hb.DEFAULT_SAMPLER_KWARGS = {"low_rank_modified_mass_matrix": True}
+        wtp.hb.DEFAULT_SAMPLER_KWARGS = {
+            **({"low_rank_modified_mass_matrix": True} if args.low_rank else {}),
+            **{k: json.loads(v) for k, v in (a.split("=", 1) for a in args.nutpie)},
+        }
     res = estimate_maxdiff(
         sim.answers,
         method="hb",
@@ -309,6 +325,11 @@ def main(argv=None) -> int:
         )
     print(
         f"  sampler: {d['mean_leapfrog_steps']:.1f} leapfrog steps per draw, step size {d['mean_step_size']:.3f}, {d['divergences']} divergences"
+    )
+    warm = sum(r.get("warmup_leapfrog_steps") or 0 for r in d["sampling"])
+    kept_steps = sum(r.get("kept_leapfrog_steps") or 0 for r in d["sampling"])
+    print(
+        f"  gradient evaluations (all chains, rounds): warm-up {warm:,}, kept draws {kept_steps:,}, total {warm + kept_steps:,}"
     )
     for name, v in d["by_variable"].items():
         print(

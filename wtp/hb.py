@@ -1942,6 +1942,9 @@ def _sample_rounds(
                     else ("divergent" if diag["divergences"] else "cap")
                 )
                 break
+        if history and history[-1]["round"] == rnd:
+            history[-1]["warmup_leapfrog_steps"] = _warmup_steps(bg)
+            history[-1]["kept_leapfrog_steps"] = int(np.sum(kept.draws().n_steps))
         bg.cancel()
         if outcome in ("done", "time"):
             break
@@ -1960,6 +1963,22 @@ def _sample_rounds(
     if not diag["individual_checked"] or diag["individual_screened"]:
         diag = diagnose(draws_so_far)  # the reported draws get the full diagnostics
     return _idata(draws_so_far, data), diag, draws_so_far.beta, draws_so_far.extra, history
+
+
+def _warmup_steps(bg) -> int | None:
+    """Leapfrog steps (gradient evaluations) the chains spent warming up, from the zarr trace
+    (nutpie writes warm-up statistics there whether or not they are asked for); None without
+    a store."""
+    if not getattr(bg, "_zarr_dir", None):
+        return None
+    import zarr
+
+    bg._sampler.flush()
+    group = zarr.open_group(bg._zarr_dir, mode="r")
+    try:
+        return int(np.sum(group["warmup_sample_stats"]["n_steps"][:]))
+    except KeyError:
+        return None
 
 
 def _record(rnd, tune, ta, n, diag, elapsed, why) -> dict:
