@@ -528,8 +528,8 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
     made = []
     real = hb._zarr_store_dir
 
-    def tracked():
-        folder = real()
+    def tracked(*args):
+        folder = real(*args)
         made.append(folder)
         return folder
 
@@ -540,7 +540,7 @@ def test_zarr_trace_reads_the_same_draws_as_the_in_memory_trace(monkeypatch):
         if thread.name == "wtp-hb-trace-cleanup":
             thread.join()
     assert made and made[0] is not None and not os.path.exists(made[0])
-    monkeypatch.setattr(hb, "_zarr_store_dir", lambda: None)
+    monkeypatch.setattr(hb, "_zarr_store_dir", lambda *args: None)
     b = fit_hb(d, **kw)
     assert np.array_equal(a.beta_draws, b.beta_draws)
     assert np.array_equal(a.idata.posterior["sd"].to_numpy(), b.idata.posterior["sd"].to_numpy())
@@ -561,6 +561,25 @@ def test_trace_folders_of_killed_runs_are_removed_once_stale(tmp_path):
         os.utime(folder, (now - age, now - age))
     assert _remove_stale_traces(str(tmp_path), now=now) == 1
     assert not old.exists() and fresh.exists() and other.exists()
+
+
+def test_trace_folders_of_processes_that_have_gone_are_removed(tmp_path):
+    """A fresh folder named after a process that has ended goes; one of this process stays."""
+    import os
+    import subprocess
+    import sys
+
+    from wtp.hb import _remove_stale_traces
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = tmp_path / f"wtp-hb-trace-{int(ended.stdout)}-x1"
+    mine = tmp_path / f"wtp-hb-trace-{os.getpid()}-x2"
+    for folder in (dead, mine):
+        (folder / "chunk").mkdir(parents=True)
+    assert _remove_stale_traces(str(tmp_path)) == 1
+    assert not dead.exists() and mine.exists()
 
 
 def test_rank_normal_scores_equal_scipy_with_ties():

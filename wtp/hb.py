@@ -727,7 +727,7 @@ def _ess_of(x: np.ndarray) -> np.ndarray:
 
 
 def rank_diagnostics(
-    x: np.ndarray, stop_above: float | None = None
+    x: np.ndarray, stop_above: float | None = None, workers: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rank-normalised split R-hat, bulk ESS and tail ESS of every variable of ``x``
     (chain × draw × V), equal to ArviZ's ``rhat``/``ess(method="bulk"|"tail")``.
@@ -741,28 +741,67 @@ def rank_diagnostics(
     maximum exceeds ``stop_above``, returned alone with NaN for the rest: R-hat is the larger
     of bulk and folded, so the check has failed whatever the rest would say. Likewise the
     R-hat with the folded draws, before the ESS (half of the work).
+
+    ``workers`` > 1 splits the variables into that many blocks computed in threads (numpy's
+    sorts and the numba kernels release the GIL); every statistic is per variable, so the
+    numbers are the same.
     """
     x = np.asarray(x, dtype=float)
-    split = _split_chains(x)
-    z_split, ordered = _z_scale(split)  # once: rank-normalising is most of the cost
-    rhat_bulk = _rhat_of(z_split)
-    if stop_above is not None and np.nanmax(rhat_bulk, initial=-np.inf) > stop_above:
-        nan = np.full(rhat_bulk.shape, np.nan)
-        return rhat_bulk, nan, nan.copy()
-    # median and quantiles depend only on the values, so the sorted split draws give the
-    # same numbers (a partition of sorted rows is cheap)
-    folded = np.abs(split - np.median(ordered, axis=1))
-    rhat = np.maximum(rhat_bulk, _rhat_of(_z_scale(folded)[0]))
-    if stop_above is not None and np.nanmax(rhat, initial=-np.inf) > stop_above:
-        nan = np.full(rhat.shape, np.nan)
-        return rhat, nan, nan.copy()
-    ess_bulk = _ess_of(z_split)
-    if x.shape[1] % 2 == 0:  # the split halves hold every draw
-        cuts = np.quantile(ordered, (0.05, 0.95), axis=1)
-    else:
-        cuts = np.quantile(x.reshape(-1, x.shape[2]), (0.05, 0.95), axis=0)
-    tails = [_ess_of(_split_chains((x <= cut).astype(float))) for cut in cuts]
-    return rhat, ess_bulk, np.minimum(*tails)
+    v = x.shape[2]
+    n_blocks = workers if 1 < workers and 2 * workers <= v else 1
+    blocks = [_RankBlock(b) for b in np.array_split(x, n_blocks, axis=2)]
+
+    def run(stage: str) -> np.ndarray:
+        if n_blocks == 1:
+            return getattr(blocks[0], stage)()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_blocks, thread_name_prefix="wtp-hb-check") as pool:
+            return np.concatenate(list(pool.map(lambda b: getattr(b, stage)(), blocks)))
+
+    def stop(rhat: np.ndarray) -> bool:
+        return stop_above is not None and np.nanmax(rhat, initial=-np.inf) > stop_above
+
+    rhat = run("bulk_rhat")
+    if not stop(rhat):
+        rhat = run("rhat")
+        if not stop(rhat):
+            ess = run("ess")
+            return rhat, ess[:, 0], ess[:, 1]
+    nan = np.full(v, np.nan)
+    return rhat, nan, nan.copy()
+
+
+class _RankBlock:
+    """The steps of :func:`rank_diagnostics` for one block of variables (C × D × V), each
+    reusing the one before: bulk R-hat, R-hat (with the folded draws), then bulk and tail ESS
+    (V × 2)."""
+
+    def __init__(self, x: np.ndarray):
+        self.x = x
+
+    def bulk_rhat(self) -> np.ndarray:
+        self.split = _split_chains(self.x)
+        # once: rank-normalising is most of the cost
+        self.z_split, self.ordered = _z_scale(self.split)
+        self.rhat_bulk = _rhat_of(self.z_split)
+        return self.rhat_bulk
+
+    def rhat(self) -> np.ndarray:
+        # median and quantiles depend only on the values, so the sorted split draws give the
+        # same numbers (a partition of sorted rows is cheap)
+        folded = np.abs(self.split - np.median(self.ordered, axis=1))
+        return np.maximum(self.rhat_bulk, _rhat_of(_z_scale(folded)[0]))
+
+    def ess(self) -> np.ndarray:
+        x = self.x
+        ess_bulk = _ess_of(self.z_split)
+        if x.shape[1] % 2 == 0:  # the split halves hold every draw
+            cuts = np.quantile(self.ordered, (0.05, 0.95), axis=1)
+        else:
+            cuts = np.quantile(x.reshape(-1, x.shape[2]), (0.05, 0.95), axis=0)
+        tails = [_ess_of(_split_chains((x <= cut).astype(float))) for cut in cuts]
+        return np.stack([ess_bulk, np.minimum(*tails)], axis=1)
 
 
 def _extremes(arrays: dict[str, np.ndarray]) -> tuple[dict, dict, dict]:
@@ -1524,14 +1563,34 @@ class _Tracker:
         return sum(kept if cap is None else (min(cap, k) for k in kept))
 
 
-#: trace folders left by a run that was killed are removed by a later run once this old
+#: trace folders left by a run that was killed are removed by a later run once this old (or
+#: as soon as the process named in the folder has gone)
 STALE_TRACE_S = 24 * 3600.0
 _TRACE_PREFIX = "wtp-hb-trace-"
+#: memory-backed folder preferred for the trace (see :func:`_zarr_store_dir`)
+SHM_DIR = "/dev/shm"
+
+
+def _process_gone(name: str) -> bool:
+    """Whether the folder name ``wtp-hb-trace-<pid>-…`` names a process that no longer runs."""
+    import os
+
+    pid = name[len(_TRACE_PREFIX) :].split("-", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process, or no way to ask: keep the folder
+        return False
+    return False
 
 
 def _remove_stale_traces(root: str | None = None, now: float | None = None) -> int:
     """Remove our own trace folders older than :data:`STALE_TRACE_S` (a run's time budget is
-    minutes, so none of them can still be in use); returns how many went."""
+    minutes, so none of them can still be in use) or left by a process that has gone; returns
+    how many went."""
     import shutil
     import tempfile
     import time
@@ -1541,7 +1600,9 @@ def _remove_stale_traces(root: str | None = None, now: float | None = None) -> i
     gone = 0
     for folder in Path(root or tempfile.gettempdir()).glob(_TRACE_PREFIX + "*"):
         try:
-            if folder.is_dir() and now - folder.stat().st_mtime > STALE_TRACE_S:
+            if folder.is_dir() and (
+                now - folder.stat().st_mtime > STALE_TRACE_S or _process_gone(folder.name)
+            ):
                 shutil.rmtree(folder, ignore_errors=True)
                 gone += 1
         except OSError:
@@ -1549,19 +1610,41 @@ def _remove_stale_traces(root: str | None = None, now: float | None = None) -> i
     return gone
 
 
-def _zarr_store_dir() -> str | None:
-    """A fresh temporary folder for nutpie's zarr trace, or None where none can be made (the
-    sampler then keeps its trace in memory and checks read it through ``inspect``). zarr is
-    only looked for here: importing it (0.15 s) waits for the first check, beside the sampler,
-    instead of holding up its start."""
+def _trace_root(expected_bytes: int) -> str | None:
+    """:data:`SHM_DIR` where it exists with room for twice ``expected_bytes``, else None (the
+    system's temporary folder). nutpie writes about 3 × n_dim doubles per draw (the draw, its
+    gradient and the unconstrained draw, whatever its settings say: 545 MB on the benchmark
+    study); on the disk that cost 0.8 s of system time per 1,800 draws plus the kernel's
+    write-back beside the sampler, in memory 0.2 s."""
+    import os
+    import shutil
+
+    try:
+        if os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK):
+            if shutil.disk_usage(SHM_DIR).free > 2 * expected_bytes:
+                return SHM_DIR
+    except OSError:
+        pass
+    return None
+
+
+def _zarr_store_dir(expected_bytes: int = 0) -> str | None:
+    """A fresh folder for nutpie's zarr trace (in memory where there is room, see
+    :func:`_trace_root`), or None where none can be made (the sampler then keeps its trace in
+    memory and checks read it through ``inspect``). zarr is only looked for here: importing
+    it (0.15 s) waits for the first check, beside the sampler, instead of holding up its
+    start."""
     import importlib.util
+    import os
     import tempfile
 
     if importlib.util.find_spec("zarr") is None:
         return None
+    root = _trace_root(expected_bytes)
     try:
-        _remove_stale_traces()
-        return tempfile.mkdtemp(prefix=_TRACE_PREFIX)
+        for folder in {root, None}:
+            _remove_stale_traces(folder)
+        return tempfile.mkdtemp(prefix=f"{_TRACE_PREFIX}{os.getpid()}-", dir=root)
     except OSError:
         return None
 
@@ -1852,7 +1935,8 @@ def _sample_rounds(
     for rnd in range(1, max_rounds + 1):
         tracker = _Tracker(chains, round_tune)
         kept = _KeptDraws(data, chains, extra_diagnostics, capacity=cap)
-        store_dir = _zarr_store_dir()
+        # the draw, its gradient and the unconstrained draw, as doubles (see _trace_root)
+        store_dir = _zarr_store_dir(24 * compiled.n_dim * chains * (round_tune + cap))
         if store_dir is not None:
             stores.append(store_dir)
         bg = _start_nutpie(

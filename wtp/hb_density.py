@@ -630,7 +630,7 @@ def mnl_gradient_hessian(X, available, chosen, respondent, beta):
     return grad, H
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def normal_scores(rows, order, table):
     """Rank-normal scores of each row of ``rows`` (V × n) given its ``argsort``: tied values
     share their average rank ``(i + j) / 2 + 1`` (positions i..j in sorted order), whose
@@ -656,7 +656,7 @@ def normal_scores(rows, order, table):
     return scores, ordered
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", nogil=True)
 def geyer_tau(rho):
     """Integrated autocorrelation time of each row of ``rho`` (V × lags) by Geyer's initial
     positive and monotone sequences, step for step as ArviZ's ``_ess`` (used by
@@ -720,7 +720,7 @@ def _lag_rho(xc, lag, mean_var, var_plus):
     return 1.0 - (mean_var - a / C) / var_plus
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", nogil=True)
 def lag_tau(x, max_lag):
     """:func:`geyer_tau` of each variable of ``x`` (V × chains × draws), with the
     autocorrelations computed lag by lag only as far as Geyer's initial positive sequence
