@@ -1680,6 +1680,8 @@ def _start_nutpie(
     settings.num_draws = draws
     settings.num_chains = chains
     settings.target_accept = target_accept
+    # μ and z are read from the unconstrained draw (the stored draw is the covariance's factor)
+    settings.store_unconstrained = True
     for name, value in sampler_kwargs.items():
         if name != "low_rank_modified_mass_matrix":
             setattr(settings, name, value)
@@ -1774,15 +1776,26 @@ class _KeptDraws:
 
         k = upto - self.n
         draws, stats, tunes = self._trace(bg, upto)
-        cols: dict[str, list] = {name: [] for name in (*self.shapes, *self._STATS)}
+        cols: dict[str, list] = {name: [] for name in ("pop", "unconstrained", *self._STATS)}
         for d, st, t in zip(draws, stats, tunes, strict=True):
             d, st = d.slice(t + self.n, k), st.slice(t + self.n, k)
-            for name, shape in self.shapes.items():
-                flat = pa.array(d.column(name)).flatten().to_numpy()
-                cols[name].append(flat.reshape((k, *shape)))
+            cols["pop"].append(pa.array(d.column("pop")).flatten().to_numpy().reshape(k, -1))
+            flat = pa.array(st.column("unconstrained_draw")).flatten().to_numpy()
+            cols["unconstrained"].append(flat.reshape(k, -1))
             for name in self._STATS:
                 cols[name].append(pa.array(st.column(name)).to_numpy(zero_copy_only=False))
-        return {name: np.stack(v) for name, v in cols.items()}
+        out = {name: np.stack(v) for name, v in cols.items()}
+        return self._unpack(out.pop("unconstrained"), out)
+
+    def _unpack(self, x: np.ndarray, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """μ and z out of unconstrained draws ``x`` (chain × draw × n_dim: μ, the covariance's
+        coordinates, z), added to ``out``."""
+        c, k = x.shape[:2]
+        gp = int(np.prod(self.shapes["mu"]))
+        t = self.shapes["pop"][0]
+        out["mu"] = x[..., :gp].reshape(c, k, *self.shapes["mu"])
+        out["z"] = x[..., gp + t :].reshape(c, k, *self.shapes["z"])
+        return out
 
     def _from_zarr(self, bg, upto: int, wait_s: float = 30.0) -> dict[str, np.ndarray]:
         """Draws ``self.n .. upto`` from the zarr store: only these chunks are read. nutpie
@@ -1795,11 +1808,12 @@ class _KeptDraws:
             bg._sampler.flush()
             group = zarr.open_group(bg._zarr_dir, mode="r")
             window = slice(self.n, upto)
-            out = {name: group["posterior"][name][:, window] for name in self.shapes}
+            out = {"pop": group["posterior"]["pop"][:, window]}
             for name in self._STATS:
                 out[name] = group["sample_stats"][name][:, window]
-            if (out["n_steps"] > 0).all() and not np.isnan(out["mu"]).any():
-                return out
+            x = group["sample_stats"]["unconstrained_draw"][:, window]
+            if (out["n_steps"] > 0).all() and not np.isnan(x).any():
+                return self._unpack(x, out)
             if time.perf_counter() > t_end:
                 raise RuntimeError("the sampler's trace lags its progress report")
             time.sleep(0.1)
@@ -2097,9 +2111,9 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
     nutpie's own PyMC compilation (``compile_pymc_model``) compiled a numba wrapper around
     PyTensor's function in every process: 12.8 s of a 52 s benchmark run, 8 s of it that
     wrapper, which numba cannot cache. The density's C callbacks are compiled once and loaded
-    from numba's cache afterwards (about 1 s with the import). The trace stores μ, the packed
-    Cholesky factor and z; σ, the correlations and β are derived as draws are read
-    (:class:`_KeptDraws`).
+    from numba's cache afterwards (about 1 s with the import). The trace stores the packed
+    Cholesky factor as the draw and the unconstrained draw (μ, the covariance's coordinates,
+    z) beside it; σ, the correlations and β are derived as draws are read (:class:`_KeptDraws`).
     """
     from nutpie.compile_pymc import CompiledPyMCModel
 
@@ -2108,13 +2122,10 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
     dens = hb_density.make_density(
         data, _layout(data, layout), priors, parameterisation=PARAMETERISATION
     )
-    g, p, r = data.n_groups, data.n_params, data.n_respondents
+    g, p = data.n_groups, data.n_params
     t = p * (p + 1) // 2
-    names = ["mu", "pop", "z"]
-    shapes = [(g, p), (t,), (r, p)]
-    sizes = [g * p, t, r * p]
-    ends = np.cumsum(sizes)
-    slices = [slice(int(e - n), int(e)) for e, n in zip(ends, sizes, strict=True)]
+    # the stored draw is the packed factor alone (wtp.hb_density._expand_cfunc)
+    names, shapes, slices = ["pop"], [(t,)], [slice(0, t)]
     if PARAMETERISATION == "scales":
         diagonal = g * p + np.arange(p)  # log σ
     else:
@@ -2138,7 +2149,7 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
         initial_point_func=initial_point,
         shared_data={"density": dens},
         user_data=dens.meta,
-        n_expanded=dens.n_dim,
+        n_expanded=t,
         shape_info=(names, slices, shapes),
         logp_func=None,
         expand_func=None,
