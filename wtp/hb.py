@@ -874,6 +874,7 @@ def convergence_diagnostics(
     extra: dict[str, np.ndarray] | None = None,
     screen: bool = False,
     population: tuple[dict, dict, dict] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Convergence checks computed by ArviZ (rank-normalised split R-hat, bulk and tail ESS).
 
@@ -900,6 +901,9 @@ def convergence_diagnostics(
 
     ``population``: the ``rhat_by_variable``, ``ess_bulk_by_variable`` and
     ``ess_tail_by_variable`` of an earlier call on the same draws, reused.
+
+    ``workers``: threads for the individual diagnostics (:func:`rank_diagnostics`; the same
+    numbers).
     """
 
     draws = idata if isinstance(idata, _Draws) else _Draws.from_idata(idata)
@@ -925,7 +929,9 @@ def convergence_diagnostics(
     if len(chosen):
         ind = draws.beta[:, :, chosen]
         ind_rhat, ind_ess_b, ind_ess_t = rank_diagnostics(
-            ind.reshape(*ind.shape[:2], -1), stop_above=RHAT_MAX if screen else None
+            ind.reshape(*ind.shape[:2], -1),
+            stop_above=RHAT_MAX if screen else None,
+            workers=workers,
         )
     else:  # skipped (an interim check whose population set has not passed yet)
         ind_rhat = ind_ess_b = ind_ess_t = np.array([])
@@ -1349,7 +1355,9 @@ def fit_hb(
     diag_rng = np.random.default_rng(seed)
     individual_rng_state = diag_rng.bit_generator.state
 
-    def diagnose(draws: _Draws, interim: bool = False) -> dict:
+    def diagnose(draws: _Draws, interim: bool = False, before_individual=None) -> dict:
+        """``before_individual()``, when given, is called before the individual diagnostics
+        and returns the threads they may use (the sampler pauses for them)."""
         # the same respondents at every check
         diag_rng.bit_generator.state = individual_rng_state
         if interim:
@@ -1368,12 +1376,14 @@ def fit_hb(
             )
         else:
             population = None
+        workers = before_individual() if before_individual is not None else 1
         return convergence_diagnostics(
             draws,
             individual_sample=individual_sample,
             rng=diag_rng,
             screen=interim,
             population=population,
+            workers=workers,
         )
 
     settings = {
@@ -1523,6 +1533,9 @@ def _checkpoints(first: int, cap: int) -> list[int]:
         points.append(min(cap, int(math.ceil(points[-1] * 1.25 / 50.0) * 50)))
     return points
 
+
+#: threads for the individual diagnostics of a check, run while the chains pause
+CHECK_WORKERS = 2
 
 #: how often nutpie reports the chains' draws (ms) and the driver looks at them (s): a check
 #: starts on average half of each after its draws exist, and the last check's wait is part of
@@ -2013,7 +2026,18 @@ def _sample_rounds(
             draws_so_far = kept.read(bg, n)
             t_read = time.perf_counter() - t_check
             last = n >= cap or not until_converged
-            diag = diagnose(draws_so_far, interim=not last)
+            paused = []
+
+            def pause(bg=bg, paused=paused):
+                # the individual diagnostics come once the population has passed, so this
+                # check may be the last: the chains wait (their draws do not depend on when
+                # they run) and the check has every core, instead of sharing them with draws
+                # that are thrown away if it passes
+                bg._sampler.pause()
+                paused.append(True)
+                return CHECK_WORKERS
+
+            diag = diagnose(draws_so_far, interim=not last, before_individual=pause)
             best = (draws_so_far, diag)
             elapsed = time.perf_counter() - t0
             if diag["converged"]:
@@ -2033,6 +2057,8 @@ def _sample_rounds(
                 f"  check at {n} draws per chain ({elapsed:.0f} s): "
                 + ("converged" if diag["converged"] else f"not yet ({diag['limiting']})")
             )
+            if why == "continuing" and paused:
+                bg._sampler.resume()
             if why != "continuing":
                 outcome = (
                     "done"
