@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     checks_s = sum(r.get("check_s", 0.0) for r in d["sampling"])
     read_s = sum(r.get("read_s", 0.0) for r in d["sampling"])
     print(
-        f"  time: total {wtp_wall:.1f} s = import nutpie (with ArviZ) {d.get('import_s', 0.0):.1f} + build {d['build_s']:.1f} + compile {d['compile_s']:.1f} + sampling with checks {d['sample_s']:.1f}"
+        f"  time: total {wtp_wall:.1f} s = import nutpie's core {d.get('import_s', 0.0):.1f} + build {d['build_s']:.1f} + compile {d['compile_s']:.1f} + sampling with checks {d['sample_s']:.1f}"
         f" (of which {checks_s:.1f} s convergence checks, {read_s:.1f} s of them reading draws) + shares, respondent fit and the rest {wtp_wall - d.get('import_s', 0.0) - d['build_s'] - d['compile_s'] - d['sample_s']:.1f}"
     )
     print(

@@ -622,11 +622,70 @@ def build_model(data: ChoiceData, priors: HBPriors | None = None, layout: str | 
 
 
 def has_nutpie() -> bool:
-    try:
-        import nutpie  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether nutpie is installed (looked for, not imported: see :func:`_nutpie_lib`)."""
+    import importlib.util
+
+    return importlib.util.find_spec("nutpie") is not None
+
+
+def _nutpie_lib():
+    """nutpie's compiled core, ``nutpie._lib``, loaded without running the package's
+    ``__init__``, which imports ``nutpie.sample`` and with it ArviZ, matplotlib and
+    scipy.stats: 1.35 s on the 2-core benchmark machine before sampling could start. wtp
+    drives the core itself (:func:`_start_nutpie`, :class:`_NutpieModel`), and ArviZ is
+    imported beside the sampler (:func:`_import_beside_sampler`). The module is registered
+    as ``nutpie._lib``, so a later ``import nutpie`` uses the same one. Where nutpie is
+    imported already, or the file is not where nutpie 0.16 keeps it, nutpie's own import."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+
+    loaded = sys.modules.get("nutpie._lib")
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.find_spec("nutpie") if "nutpie" not in sys.modules else None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(folder, "_lib" + suffix)
+            if not os.path.isfile(path):
+                continue
+            lib_spec = importlib.util.spec_from_file_location("nutpie._lib", path)
+            module = importlib.util.module_from_spec(lib_spec)
+            sys.modules["nutpie._lib"] = module
+            try:
+                lib_spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop("nutpie._lib", None)
+                raise
+            return module
+    from nutpie import _lib
+
+    return _lib
+
+
+def _import_beside_sampler(names=("zarr", "arviz")):
+    """Import ``names`` in a thread while the chains warm up (the checks read the trace with
+    zarr; the result is built with ArviZ): the main thread only waits then, and an import
+    that is still running when the main thread needs the module is waited for by Python's
+    import lock."""
+    import importlib
+    import sys
+    import threading
+
+    def run():
+        for name in names:
+            if name not in sys.modules:
+                try:
+                    importlib.import_module(name)
+                except Exception:  # the main thread's own import reports it
+                    return
+
+    if all(name in sys.modules for name in names):
+        return None
+    thread = threading.Thread(target=run, name="wtp-hb-imports", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------------------------
@@ -1344,10 +1403,11 @@ def fit_hb(
     if cores is None:
         cores = max(1, min(chains, os.cpu_count() or 1))
     t0 = time.perf_counter()
-    # importing nutpie imports ArviZ and with it matplotlib and scipy.stats (nutpie.sample
-    # imports arviz at the top; arviz 0.23 imports its plots): about 1.4 s of every run,
-    # which no submodule import avoids (each runs nutpie/__init__.py)
     use_nutpie = sampler == "nutpie" or (sampler == "auto" and has_nutpie())
+    if use_nutpie:
+        # nutpie's core alone: importing the package imports ArviZ, matplotlib and
+        # scipy.stats (1.35 s), which now happens beside the sampler (_import_beside_sampler)
+        _nutpie_lib()
     timings: dict[str, float] = {"import_s": time.perf_counter() - t0}
     # nutpie samples the hand-written density (wtp.hb_density); the PyMC model is built only
     # for PyMC's sampler
@@ -1677,16 +1737,14 @@ def _start_nutpie(
 ):
     """nutpie's background sampler with a progress callback instead of its terminal bar.
 
-    ``nutpie.sample`` offers a callback only inside notebooks, so the background sampler is
-    assembled here from the same parts (nutpie 0.16); ``inspect`` and ``abort`` are nutpie's.
+    ``nutpie.sample`` offers a callback only inside notebooks, so the sampler is assembled
+    here from nutpie 0.16's core (:func:`_nutpie_lib`); ``inspect`` and ``abort`` are its.
     With ``store_dir`` the trace goes to a zarr store in that folder (chunks of 16 draws per
     chain), from which each convergence check reads only the draws it has not seen:
     nutpie's in-memory trace can only be read by copying all of it (``inspect``), which cost
     1.6 s of CPU per check at 450 kept draws on the benchmark study and grew with every check.
     """
-    from nutpie import _lib
-    from nutpie.sample import _BackgroundSampler
-
+    _lib = _nutpie_lib()
     low_rank = bool(sampler_kwargs.get("low_rank_modified_mass_matrix", False))
     settings = (_lib.PyNutsSettings.LowRank if low_rank else _lib.PyNutsSettings.Diag)(seed)
     settings.num_tune = tune
@@ -1698,23 +1756,33 @@ def _start_nutpie(
     for name, value in sampler_kwargs.items():
         if name != "low_rank_modified_mass_matrix":
             setattr(settings, name, value)
-    bg = _BackgroundSampler.__new__(_BackgroundSampler)
-    bg._settings = settings
-    bg._compiled_model = compiled
-    bg._save_warmup = False
-    bg._return_raw_trace = False
-    bg._html = None
-    bg._zarr_store = None
-    bg._store = _lib.PyStorage.arrow()
-    bg._zarr_dir = store_dir
+    zarr_store = None
+    store = _lib.PyStorage.arrow()
     if store_dir is not None:
-        bg._zarr_store = _lib.store.LocalStore(store_dir)
-        bg._store = _lib.PyStorage.zarr(bg._zarr_store)
+        zarr_store = _lib.store.LocalStore(store_dir)
+        store = _lib.PyStorage.zarr(zarr_store)
     progress = _lib.ProgressType.template_callback(PROGRESS_MS, _PROGRESS_TEMPLATE, cores, tracker)
-    bg._sampler = compiled._make_sampler(
-        settings, np.zeros(compiled.n_dim), cores, progress, bg._store
-    )
-    return bg
+    sampler = _lib.PySampler.from_pymc(settings, cores, compiled.make_model(_lib), progress, store)
+    return _NutpieRun(sampler, store_dir, zarr_store)
+
+
+class _NutpieRun:
+    """One round's nutpie sampler (``nutpie.sample._BackgroundSampler``'s part of it that wtp
+    uses): the Rust sampler, its trace folder and the store object kept alive beside it."""
+
+    def __init__(self, sampler, zarr_dir: str | None, zarr_store=None):
+        self._sampler = sampler
+        self._zarr_dir = zarr_dir
+        self._zarr_store = zarr_store
+
+    def cancel(self) -> None:
+        """Stop sampling and drop the trace."""
+        self._sampler.abort()
+
+    def __del__(self):
+        sampler = getattr(self, "_sampler", None)
+        if sampler is not None and not sampler.is_empty(ignore_error=True):
+            self.cancel()
 
 
 class _KeptDraws:
@@ -1978,6 +2046,8 @@ def _sample_rounds(
             tracker=tracker,
             store_dir=store_dir,
         )
+        if rnd == 1:
+            _import_beside_sampler()
         reporter.message(
             f"sampling round {rnd}: {chains} chains, {round_tune} warm-up iterations, "
             f"target acceptance {round_ta:.2f}; convergence checked from {draws} draws per chain"
@@ -2141,8 +2211,6 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
     Cholesky factor as the draw and the unconstrained draw (μ, the covariance's coordinates,
     z) beside it; σ, the correlations and β are derived as draws are read (:class:`_KeptDraws`).
     """
-    from nutpie.compile_pymc import CompiledPyMCModel
-
     from wtp import hb_density
 
     dens = hb_density.make_density(
@@ -2165,21 +2233,52 @@ def _compiled(data: ChoiceData, priors: HBPriors, layout: str | None):
         x[diagonal] += log_scale
         return x
 
-    return CompiledPyMCModel(
-        dims={},
-        _n_dim=dens.n_dim,
-        _coords={},
-        _shapes=dict(zip(names, shapes, strict=True)),
-        compiled_logp_func=hb_density._logp_cfunc,
-        compiled_expand_func=hb_density._expand_cfunc,
-        initial_point_func=initial_point,
-        shared_data={"density": dens},
-        user_data=dens.meta,
+    return _NutpieModel(
+        density=dens,
+        n_dim=dens.n_dim,
         n_expanded=t,
         shape_info=(names, slices, shapes),
-        logp_func=None,
-        expand_func=None,
+        initial_point=initial_point,
     )
+
+
+@dataclass(frozen=True)
+class _NutpieModel:
+    """What nutpie's core samples: the C callbacks of :mod:`wtp.hb_density` over ``density``'s
+    address table, the stored draw's layout and the initial point (the parts of nutpie's
+    ``CompiledPyMCModel`` that sampling reads, without importing ``nutpie.compile_pymc``)."""
+
+    density: Any
+    n_dim: int
+    n_expanded: int
+    shape_info: tuple
+    initial_point: Any
+
+    def make_model(self, lib):
+        """nutpie's model object (``CompiledPyMCModel._make_model`` of nutpie 0.16)."""
+        from wtp import hb_density
+
+        user_data = self.density.meta.ctypes.data
+        expand = lib.ExpandFunc(
+            self.n_dim, self.n_expanded, hb_density._expand_cfunc.address, user_data, self
+        )
+        logp = lib.LogpFunc(hb_density._logp_cfunc.address, user_data, self)
+        names, _, shapes = self.shape_info
+        # new_variables adds the default dimensions ("pop_dim_0") to dim_sizes, which the
+        # model then needs: one dict for both, as nutpie
+        dim_sizes: dict[str, int] = {}
+        variables = lib.PyVariable.new_variables(
+            names, ["float64"] * len(names), shapes, dim_sizes, {}
+        )
+
+        def make_adapter(*args, **kwargs):  # only for nutpie's normalising-flow adaptation
+            from nutpie.transform_adapter import make_transform_adapter
+
+            return make_transform_adapter()(*args, **kwargs, logp_fn=None)
+
+        return lib.PyMcModel(
+            logp, expand, variables, self.n_dim, dim_sizes, {}, self.initial_point, make_adapter
+        )
 
 
 def _tidy(idata, data: ChoiceData):
