@@ -388,3 +388,35 @@ def test_a_group_named_all_in_any_case_is_renamed_so_segments_csv_stays_valid():
     small = SMALL.assign(plan=["All", "All", "Pro", "Pro", "Pro", "All", "Pro", "Pro"])
     r = explore(prepare_customers(small, as_of="2026-03-01"), ["plan"], min_customers=1)
     assert set(r.groups["group"]) == {"All (plan)", "Pro"}
+
+
+def test_record_numbers_are_not_dimensions():
+    """A record number (InvoiceLineID on a real export) was banded and ranked first: numbered in
+    order of entry, it sorts customers by tenure, which 'separates' retention. Named like an
+    identifier, or whole numbers nearly one per customer, it is skipped unless asked for."""
+    from wtp.explore import _looks_like_an_identifier
+
+    sim = simulate_customer_base(seed=1)
+    customers = sim.customers.copy()
+    ids = customers["customer_id"].drop_duplicates()
+    number = pd.Series(np.arange(len(ids)) * 7 + 1000, index=ids.to_numpy())
+    customers["InvoiceLineID"] = customers["customer_id"].map(number)
+    customers["entry_no"] = customers["customer_id"].map(number + 3)
+    base = prepare_customers(customers, as_of=sim.as_of)
+    r = explore(base)
+    assert {"InvoiceLineID", "entry_no"} <= set(r.skipped)
+    assert "identifier" in r.skipped["InvoiceLineID"]
+    assert r.dimensions["dimension"].iloc[0] == "company_size"  # the world's true dimension
+    asked = explore(base, ["InvoiceLineID"])
+    assert list(asked.dimensions["dimension"]) == ["InvoiceLineID"]
+    # by hand: names and values
+    many = pd.Series(np.arange(100.0))
+    few = pd.Series(np.arange(100.0) % 10)
+    assert _looks_like_an_identifier("customer_id", few, 10)
+    assert _looks_like_an_identifier("Invoice ID", few, 10)
+    assert _looks_like_an_identifier("InvoiceLineID", few, 10)
+    assert not _looks_like_an_identifier("paid", few, 10)
+    assert not _looks_like_an_identifier("valid", few, 10)
+    assert _looks_like_an_identifier("row", many, 100)  # whole numbers, one per customer
+    assert not _looks_like_an_identifier("mrr", many + 0.5, 100)  # a measure, not a number
+    assert not _looks_like_an_identifier("seats", few, 10)

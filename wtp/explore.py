@@ -566,9 +566,10 @@ def _pool_small(
 
 
 def _column_dimension(
-    base: CustomerBase, column: str, min_customers: int, n_bands: int
+    base: CustomerBase, column: str, min_customers: int, n_bands: int, asked: bool = False
 ) -> Dimension | str:
-    """A column's groups, or the reason it is not a dimension."""
+    """A column's groups, or the reason it is not a dimension (``asked``: named with --by, so a
+    column that looks like an identifier is used anyway)."""
     cust = base.customers
     raw = cust[column]
     counted = cust["paying"].to_numpy()
@@ -581,6 +582,12 @@ def _column_dimension(
     distinct = raw.dropna().nunique()
     if distinct < 2:
         return "one value only"
+    if is_numeric and not asked and _looks_like_an_identifier(column, numeric, distinct):
+        return (
+            f"{distinct:,} distinct numbers named like an identifier, or nearly one per customer: "
+            "a record number, whose bands would only sort customers by when they were entered "
+            "(give it with --by to use it anyway)"
+        )
     if is_numeric and distinct > 6:
         labels, order, cuts = analyst_bands(numeric, n_bands)
         rule = (
@@ -620,6 +627,22 @@ def _column_dimension(
     labels = np.array([rename(v) for v in labels], dtype=object)
     order = [rename(g) for g in order]
     return Dimension(column, kind, labels, order, rule)
+
+
+#: a column name that says "identifier": ``id``, ``customer_id``, ``Invoice ID``; and camel case
+#: ``InvoiceLineID`` (not words that end in "id", such as ``paid`` or ``valid``)
+IDENTIFIER_NAME = re.compile(r"(?:^|[\s_.\-])id$", re.IGNORECASE)
+IDENTIFIER_CAMEL = re.compile(r"[a-z0-9]ID$")
+
+
+def _looks_like_an_identifier(column: str, numeric: pd.Series, distinct: int) -> bool:
+    """A numeric column that is a record number rather than a measure: named like an identifier,
+    or whole numbers nearly all different (19 in 20 or more of the customers)."""
+    name = str(column).strip()
+    named = bool(IDENTIFIER_NAME.search(name) or IDENTIFIER_CAMEL.search(name))
+    x = numeric.dropna().to_numpy(dtype=float)
+    whole = bool(len(x)) and bool(np.all(np.isclose(x, np.round(x))))
+    return named or (whole and len(x) >= 50 and distinct >= 0.95 * len(x))
 
 
 def _at_risk_dimension(base: CustomerBase, column: str) -> Dimension | None:
@@ -684,7 +707,7 @@ def candidate_dimensions(
     dims: list[Dimension] = []
     skipped: dict[str, str] = {}
     for c in columns:
-        d = _column_dimension(base, c, min_customers, n_bands)
+        d = _column_dimension(base, c, min_customers, n_bands, asked=bool(by))
         if isinstance(d, str):
             skipped[c] = d
             continue
