@@ -457,8 +457,6 @@ def _step_idle_tiers(take_up: pd.DataFrame, scenarios: pd.DataFrame, log: _Log) 
     priced = take_up[np.isfinite(take_up["price"].to_numpy(float))].merge(
         offered, on=["scenario", "segment"]
     )
-    if priced.empty:
-        return
     for (scenario, book), g in priced.groupby(["scenario", "price_book"], sort=False):
         if scenario == "multiple" and book == ALL:
             continue  # small segments offered the single book: judged with it under single
@@ -747,14 +745,15 @@ def _step_too_cheap_notes(books, values, own, settings: PricingSettings, check, 
 
 
 def _step_missing(vw, maxdiff, conjoint, segments, vols: Volumes, values, log: _Log) -> None:
+    unvalued = unvalued_reason(vw, conjoint)
     if vw is None:
         log.missing.append(
             {
                 "input": "van_westendorp",
                 "status": "missing",
                 "effect": "Values of the product from the conjoint alone (its reference product against not buying)."
-                if not unvalued_reason(vw, conjoint)
-                else f"No value of the product at all: {unvalued_reason(vw, conjoint)}.",
+                if not unvalued
+                else f"No value of the product at all: {unvalued}.",
             }
         )
     elif not vw.has_nms:
@@ -773,17 +772,15 @@ def _step_missing(vw, maxdiff, conjoint, segments, vols: Volumes, values, log: _
                 "effect": "No money value for features: no bridge from MaxDiff to money, so tiers above the entry package are not priced.",
             }
         )
-    if unvalued_reason(vw, conjoint):
+    if unvalued:
         log.missing.append(
             {
                 "input": "prices",
                 "status": "not produced",
-                "effect": f"Nothing is priced; packages only ({unvalued_reason(vw, conjoint)}).",
+                "effect": f"Nothing is priced; packages only ({unvalued}).",
             }
         )
-        log.warnings.append(
-            f"Packages are drafted but nothing is priced: {unvalued_reason(vw, conjoint)}."
-        )
+        log.warnings.append(f"Packages are drafted but nothing is priced: {unvalued}.")
     if segments is None:
         log.missing.append(
             {

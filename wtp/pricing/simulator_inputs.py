@@ -746,10 +746,6 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
                 )
                 continue
             b["lowest"][ft] = pk
-    if problems:
-        raise InputError(problems)
-    if not by_book:
-        raise InputError(Problem(src, None, None, "at least one book row", "no rows"))
     for (sc, seg), b in by_book.items():
         if not b["prices"]:
             problems.append(
@@ -763,6 +759,8 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
             )
     if problems:
         raise InputError(problems)
+    if not by_book:
+        raise InputError(Problem(src, None, None, "at least one book row", "no rows"))
     out = proposal_books(inputs)
     for (sc, seg), b in by_book.items():
         have = [t for t in tiers if t in b["prices"]]
