@@ -752,17 +752,15 @@ def test_vw_describes_sets_what_the_reservation_value_covers(world):
     assert (value["full"] < value["core"]).all()
 
 
-def test_individual_utilities_and_posterior_draws_feed_the_values(world):
-    """HB paths: conjoint posterior draws per respondent (without Van Westendorp they value the
-    product) and individual MaxDiff utilities (each respondent's own shares in the bridge)."""
+def _hb_like(run, rng, maxdiff_noise: float = 0.3):
+    """The fast run's conjoint and MaxDiff as HB results would hold them: posterior draws per
+    respondent around the segment's coefficients, individual MaxDiff utilities."""
     import dataclasses
 
     from wtp.conjoint import IndividualDraws
 
-    _, run = world
     cj, md = run.conjoint, run.maxdiff
     resp = run.study.conjoint.drop_duplicates("respondent_id")
-    rng = np.random.default_rng(5)
     seg = resp["segment"].astype(str).to_numpy()
     beta = np.array([cj.betas[s] for s in seg])  # respondents × parameters
     draws = beta[:, None, :] + 0.02 * np.abs(beta[:, None, :]) * rng.standard_normal(
@@ -778,10 +776,68 @@ def test_individual_utilities_and_posterior_draws_feed_the_values(world):
     ind = run.study.maxdiff.drop_duplicates("respondent_id")[["respondent_id", "segment"]].merge(
         sc[["segment", "item", "utility"]], on="segment"
     )
-    ind["utility"] += 0.3 * rng.standard_normal(len(ind))
+    ind["utility"] += maxdiff_noise * rng.standard_normal(len(ind))
     md_hb = dataclasses.replace(
         md, individual_utilities=ind[["respondent_id", "segment", "item", "utility"]]
     )
+    return hb, md_hb
+
+
+def test_own_price_level_hand_checked():
+    from wtp.pricing.valuation import at_own_price_level
+
+    money = np.array([[10.0, 4.0], [10.0, np.nan], [10.0, 4.0]])
+    ref = np.array([50.0, 150.0, np.nan])  # the third has no price level: keeps its value
+    w = np.array([3.0, 1.0, 1.0])
+    # weighted mean price level (50·3 + 150)/4 = 75: scales 2/3 and 2
+    # feature 1: 6.667, 20, 10 → weighted sum 50 (was 50): kept as is
+    # feature 2: 2.667, NaN, 4 → weighted sum 12 against 16 before: × 4/3
+    got = at_own_price_level(money, ref, w)
+    np.testing.assert_allclose(got[:, 0], [20 / 3, 20, 10])
+    np.testing.assert_allclose(got[[0, 2], 1], [32 / 9, 16 / 3])
+    assert np.isnan(got[1, 1])
+    np.testing.assert_allclose(np.nansum(got * w[:, None], axis=0), [50, 16])
+
+
+def test_maxdiff_money_takes_each_respondents_own_price_level(world):
+    """A MaxDiff share carries no money scale: with individual utilities, a bridged feature's
+    money follows the respondent's own price level; a feature valued from the respondent's own
+    part-worths keeps its value (their price coefficient sets its scale)."""
+    from wtp.pricing.valuation import value_segments
+
+    _, run = world
+    hb, md_hb = _hb_like(run, np.random.default_rng(5), maxdiff_noise=0.0)
+    features = list(md_hb.item_scores["item"].unique())
+    values, notes, _ = value_segments(
+        ["Enterprise"],
+        features=features,
+        described={},
+        vw=run.vw,
+        vw_answers=run.study.vw,
+        conjoint=hb,
+        conjoint_answers=run.study.conjoint,
+        maxdiff=md_hb,
+        draws=10,
+        rng=np.random.default_rng(0),
+    )
+    v = values["Enterprise"]
+    bridged = [j for j, f in enumerate(features) if v.feature_source[f].startswith("MaxDiff")]
+    own = [j for j, f in enumerate(features) if "per respondent" in v.feature_source[f]]
+    assert bridged and own
+    ok = np.isfinite(v.reference) & (v.reference > 0)
+    for j in bridged:  # every respondent has the segment's shares: money ∝ price level
+        ratio = v.feature_values[ok, j] / v.reference[ok]
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+    for j in own:  # the HB part-worths' own values, not tied to the Van Westendorp answers
+        assert abs(np.corrcoef(v.feature_values[ok, j], v.reference[ok])[0, 1]) < 0.5
+    assert any("own price level" in n for n in notes)
+
+
+def test_individual_utilities_and_posterior_draws_feed_the_values(world):
+    """HB paths: conjoint posterior draws per respondent (without Van Westendorp they value the
+    product) and individual MaxDiff utilities (each respondent's own shares in the bridge)."""
+    _, run = world
+    hb, md_hb = _hb_like(run, np.random.default_rng(5))
     pb = build_price_books(
         vw=None,
         maxdiff=md_hb,

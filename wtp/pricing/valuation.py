@@ -45,6 +45,18 @@ no anchor                no money value: tiers that add such features are not pr
                          result says why
 ======================== =========================================================================
 
+Each respondent's money scale: a MaxDiff share says how much a feature matters against the
+others, not in money, and a segment-level (MNL) value is everyone's; both are scaled by the
+respondent's own price level, ``reference_i / mean reference`` (the value of what the Van
+Westendorp question showed), keeping each feature's segment mean
+(:func:`at_own_price_level`): someone who would pay twice as much for the product pays twice
+as much for its features. Only a feature valued from the respondent's own HB part-worths keeps
+its value, since their own price coefficient already sets its scale. Measured on the tier worlds
+(default HB run, 3 answer processes × 2 seeds, judged by the worlds' truth): without this scale
+the HB money values of MaxDiff features spread 0.15–0.5× as widely as the truth, tier take-up
+was too all-or-nothing, the single book's revenue was over-predicted by up to 44% and own books
+reached 95% of their best revenue in 1 of 6; with it, 6 of 6.
+
 Too cheap (``[pricing] too_cheap = "exclude"``): a respondent's quality threshold lies between
 their "too cheap" answer (below it they doubt the product) and their "cheap" one (there it is a
 bargain), as their reservation value lies between "expensive" and "too expensive"; draw d takes
@@ -579,6 +591,22 @@ def _price_level(reference) -> float:
     return float(np.median(ref)) if len(ref) else np.nan
 
 
+def at_own_price_level(money: np.ndarray, reference: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Money values (N × F) scaled by each respondent's own price level (the value of what the
+    Van Westendorp question showed, against the segment's weighted mean), keeping each
+    feature's weighted mean; a respondent without a price level keeps the value."""
+    ref = np.asarray(reference, dtype=float)
+    w = np.asarray(weight, dtype=float)
+    has = np.isfinite(ref) & (ref > 0)
+    r = np.where(has, ref / (np.sum(w[has] * ref[has]) / np.sum(w[has])), 1.0)
+    x = money * r[:, None]
+    ok = np.isfinite(money)
+    wm = np.where(ok, w[:, None], 0.0)
+    before = np.nansum(money * wm, axis=0)
+    after = np.nansum(x * wm, axis=0)
+    return x * np.where(after > 0, before / np.where(after > 0, after, 1.0), 1.0)[None, :]
+
+
 def value_segments(
     segments: list[str],
     *,
@@ -667,20 +695,25 @@ def value_segments(
             else:
                 fsrc[f] = "no money value (no bridge from MaxDiff to money)"
         w = b["weight"]
-        individual = (
-            maxdiff is not None
-            and len(getattr(maxdiff, "individual_utilities", []))
-            and conjoint is not None
-            and conjoint.individual is not None
-        )
         ref = np.asarray(b["reference"], dtype=float)
-        if not individual and np.isfinite(ref).any() and (ref > 0).any():
-            # segment-level money values: scaled by the respondent's own price level (someone
-            # who would pay twice as much for the product pays twice as much for its features)
-            typical = _price_level(ref)
-            fv = fv * np.where(ref > 0, ref / typical, 1.0)[:, None]
+        # a respondent's own part-worths carry their own money scale (their price coefficient);
+        # a MaxDiff share is relative and a segment's value is everyone's, so those carry none
+        own_scale = np.array(
+            [f in mapped and conjoint.individual is not None for f in features], dtype=bool
+        )
+        scaled = ~own_scale & np.isfinite(fv).any(axis=0)
+        if scaled.any() and np.isfinite(ref).any() and (ref > 0).any():
+            fv[:, scaled] = at_own_price_level(fv[:, scaled], ref, w)
             notes.append(
-                f"{s}: feature money values are the segment's, scaled by each respondent's own price level (no individual MaxDiff and conjoint utilities)."
+                f"{s}: money values of {', '.join(f for f, x in zip(features, scaled, strict=True) if x)} scaled by each respondent's own price level "
+                "(someone who would pay twice as much for the product pays twice as much for its features; the segment's mean is kept): "
+                "a MaxDiff share says how much a feature matters relative to the others, not in money"
+                + (
+                    ""
+                    if conjoint is not None and conjoint.individual is not None
+                    else ", and the conjoint's values are the segment's"
+                )
+                + "."
             )
         fv, warning = _coherent(s, fv, ref, features, described.get(s, set()))
         if warning:
