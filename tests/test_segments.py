@@ -564,10 +564,11 @@ def test_survival_recovers_known_hazard(simulated):
     imp = r.implied.set_index("segment")
     for seg, h in simulated.churn_rate.items():
         est, lo, hi = imp.loc[seg, ["churn_rate", "churn_lower", "churn_upper"]]
+        share = -math.expm1(-h)  # churn_rate is the share lost per month, 1 − e^(−hazard)
         se = est / math.sqrt(imp.loc[seg, "churned"])
         # constant-hazard estimate within 3 standard errors and 12% of the truth
-        assert abs(est - h) < 3 * se and est == pytest.approx(h, rel=0.12), seg
-        assert lo < h < hi, seg
+        assert abs(est - share) < 3 * se and est == pytest.approx(share, rel=0.12), seg
+        assert lo < share < hi, seg
         # Kaplan–Meier after 12 and 24 months against exp(-h t), within 3 of its own se
         s = r.survival[r.survival["segment"] == seg]
         for t in (12, 24):
@@ -585,7 +586,7 @@ def test_metrics_from_simulated_cohorts(simulated):
     s = score_segments(segs, simulated.customers, as_of=simulated.as_of)
     m = s.metrics.set_index("segment")
     for seg, h in simulated.churn_rate.items():
-        assert m.loc[seg, "churn_rate"] == pytest.approx(h, rel=0.15)
+        assert m.loc[seg, "churn_rate"] == pytest.approx(-math.expm1(-h), rel=0.15)
         assert m.loc[seg, "churn_source"] == "customers.csv"
     assert s.cohorts is not None and s.scores["rank"].min() == 1
 

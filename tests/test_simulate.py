@@ -75,6 +75,15 @@ def test_customers_churn_at_the_stated_hazard():
         assert hazard[seg] == pytest.approx(h, rel=0.08)
 
 
+def test_segments_csv_churn_rate_is_the_share_lost_per_period():
+    from wtp.simulate import DEMO_SEGMENTS, simulate_segments
+
+    seg = simulate_segments().set_index("segment")
+    for spec in DEMO_SEGMENTS:  # a hazard h loses 1 − e^(−h) of the customers in a period
+        assert seg.loc[spec.name, "churn_rate"] == pytest.approx(1 - np.exp(-spec.churn_rate))
+        assert seg.loc[spec.name, "churn_rate"] < spec.churn_rate
+
+
 def test_study_folder_loads_and_joins_segments(tmp_path):
     sim = simulate_study(tmp_path / "s", n_respondents=120, seed=1, customers_per_segment=30)
     study = load_study(sim.folder)
