@@ -216,7 +216,7 @@ def test_run_with_a_broken_file_exits_2_and_leaves_no_result(tmp_path, study):
     broken = tmp_path / "broken"
     shutil.copytree(study, broken)
     text = (broken / "segments.csv").read_text().splitlines()
-    text[2] = text[2].replace(",0.03,", ",1.3,")
+    text[2] = text[2].replace(",0.0296,", ",1.3,")
     (broken / "segments.csv").write_text("\n".join(text) + "\n")
     out = tmp_path / "out"
     res = runner.invoke(app, ["run", str(broken), "--out", str(out)])

@@ -820,8 +820,9 @@ def simulate_segments(segments=None) -> pd.DataFrame:
             "segment": [s.name for s in specs],
             "customers": [s.customers for s in specs],
             "arpa": [s.today_arpa for s in specs],
-            # the contract's churn_rate is the share lost per period: 1 − e^(−hazard)
-            "churn_rate": [float(-np.expm1(-s.churn_rate)) for s in specs],
+            # the contract's churn_rate is the share lost per period: 1 − e^(−hazard), to
+            # four places as a customer file would give it
+            "churn_rate": [round(float(-np.expm1(-s.churn_rate)), 4) for s in specs],
             "cac": [s.cac for s in specs],
             "trials": [s.trials for s in specs],
             "conversions": [round(s.trials * s.conversion_rate) for s in specs],
