@@ -1170,13 +1170,14 @@ def simulate_command(
         write_csv(result.take_up, tmp / "take_up.csv")
         write_csv(result.scenarios, tmp / "scenarios.csv")
         write_csv(result.guardrails, tmp / "guardrails.csv")
+        write_csv(result.add_ons, tmp / "add_ons.csv")
         from wtp.report.pricing import write_simulation_report
 
         write_simulation_report(result, tmp, origin=str(source))
     echo_table(result.summary())
     for note in result.guardrails["note"]:
         typer.echo(f"  outside what was tested: {note}", err=True)
-    typer.echo(f"wrote {out}/take_up.csv, scenarios.csv, guardrails.csv, report.html")
+    typer.echo(f"wrote {out}/take_up.csv, scenarios.csv, guardrails.csv, add_ons.csv, report.html")
 
 
 @design_app.command("maxdiff")

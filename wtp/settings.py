@@ -264,6 +264,9 @@ class Pricing:
     calibrate: bool | None = setting(help="scale take-up to today's conversion")
     min_gain: float | None = setting(min=0, help="revenue gain that justifies separate books")
     level: float | None = setting(above=0, max=0.999, help="interval level")
+    add_on_noise: Literal["conjoint", "none"] = setting(
+        "conjoint", help="add-on buying noise: the conjoint's price scale, or none"
+    )
 
 
 SECTIONS: dict[str, type] = {

@@ -1622,6 +1622,86 @@ class SimulatedTierWorld:
         out["uplift_predicted"] = pm / ps - 1
         return out
 
+    def add_on_revenue(
+        self,
+        segments: list[str],
+        membership: np.ndarray,
+        prices: np.ndarray,
+        feature: str,
+        price: float | np.ndarray,
+    ) -> float | np.ndarray:
+        """True revenue per period of ``feature`` sold as an add-on at ``price`` on top of a book
+        (``membership`` in this world's features, its tiers' ``prices``) offered to ``segments``
+        (:func:`add_on_take_up`)."""
+        spec = {s.name: s for s in self.segments}
+        j = list(self.features).index(feature)
+        return sum(
+            spec[s].market_size
+            * add_on_take_up(
+                self.population[s], membership, prices, j, price, self.process.too_cheap_effect
+            )
+            * np.asarray(price, dtype=float)
+            for s in segments
+        )
+
+    def best_add_on_price(
+        self, segments: list[str], membership: np.ndarray, prices: np.ndarray, feature: str
+    ) -> tuple[float, float]:
+        """The add-on's true revenue-optimal price and revenue, tiers held: a log grid up to the
+        highest money value + 12 noise scales, then a bounded 1-D search around its best point
+        (not nice prices)."""
+        from scipy.optimize import minimize_scalar
+
+        j = list(self.features).index(feature)
+        # choice noise sells above the money value: search up to where nobody is left
+        hi = max(
+            float(np.max(self.population[s].money[:, j] + 12 * self.population[s].noise))
+            for s in segments
+        )
+        grid = np.geomspace(hi / 2000, hi, 600)
+        rev = self.add_on_revenue(segments, membership, prices, feature, grid)
+        i = int(np.argmax(rev))
+        res = minimize_scalar(
+            lambda p: -float(self.add_on_revenue(segments, membership, prices, feature, p)),
+            bounds=(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]),
+            method="bounded",
+            options={"xatol": 1e-6 * hi},
+        )
+        if -res.fun > rev[i]:
+            return float(res.x), float(-res.fun)
+        return float(grid[i]), float(rev[i])
+
+    def judge_add_ons(self, result) -> pd.DataFrame:
+        """Each priced add-on of the proposed books judged by this world's truth: true revenue at
+        the tool's price against the true best price for it (the same tiers at the same prices),
+        and the tool's forecast (pricing/add_ons.csv summed over the book's segments)."""
+        rows = []
+        names = [s.name for s in self.segments]
+        books = {(b.scenario, b.name): b for b in result.books}
+        ao = result.add_ons
+        for scenario in ("multiple", "single"):
+            groups = [[s] for s in names] if scenario == "multiple" else [names]
+            for g in groups:
+                book = (
+                    books.get((scenario, g[0] if scenario == "multiple" else "all"))
+                    or books[("single", "all")]
+                )
+                m, p = self._priced(book)
+                for f, price in getattr(book, "add_ons", ()):
+                    if not np.isfinite(price) or f not in self.features:
+                        continue
+                    r = float(self.add_on_revenue(g, m, p, f, price))
+                    bp, rb = self.best_add_on_price(g, m, p, f)
+                    pred = ao[
+                        (ao["scenario"] == scenario) & ao["segment"].isin(g) & (ao["feature"] == f)
+                    ]["revenue"].sum()
+                    rows.append({
+                        "scenario": scenario, "book": book.name if scenario == "single" else g[0], "feature": f, "price": price,
+                        "best_price": bp, "true_revenue": r, "true_best": rb, "ratio": r / rb if rb > 0 else np.nan, "predicted": float(pred),
+                    })  # fmt: skip
+        cols = ["scenario", "book", "feature", "price", "best_price", "true_revenue", "true_best", "ratio", "predicted"]  # fmt: skip
+        return pd.DataFrame(rows, columns=cols)
+
     def _priced(self, book) -> tuple[np.ndarray, np.ndarray]:
         """A book's priced tiers as this world's feature membership (K × F) and prices (K)."""
         cols = [list(book.features).index(f) if f in book.features else -1 for f in self.features]
@@ -1661,6 +1741,45 @@ class SimulatedTierWorld:
                     }
                 )
         return pd.DataFrame(rows)
+
+
+def tier_choice(
+    people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool
+) -> np.ndarray:
+    """n × K: each person's true probability of taking each package (propensity × the logit of
+    :func:`tier_take_up`, whose mean over people this is)."""
+    member = np.asarray(membership, dtype=float)
+    prices = np.asarray(prices, dtype=float)
+    V = people.value[:, None] + people.money @ member.T
+    z = (V - prices[None, :]) / people.noise[:, None]
+    if too_cheap_effect:
+        z = np.where(
+            prices[None, :] < people.too_cheap[:, None] * V / people.value[:, None], -np.inf, z
+        )
+    top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
+    e = np.exp(z - top)
+    return people.propensity[:, None] * e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
+
+
+def add_on_take_up(
+    people: TierPeople,
+    membership: np.ndarray,
+    prices: np.ndarray,
+    j: int,
+    price: float | np.ndarray,
+    too_cheap_effect: bool,
+) -> np.ndarray:
+    """True share buying feature j as an add-on at ``price`` (scalar or array): a person who
+    takes a package lacking j buys it when ``M_ij − price + ε ≥ 0``, ε logistic of the person's
+    choice-noise scale (the difference of two Gumbel errors, as their tier choice has); the
+    package they take does not depend on the add-on."""
+    lacks = ~np.asarray(membership, dtype=bool)[:, j]
+    able = tier_choice(people, membership, prices, too_cheap_effect)[:, lacks].sum(axis=1)
+    p = np.atleast_1d(np.asarray(price, dtype=float))
+    z = (people.money[:, j][:, None] - p[None, :]) / people.noise[:, None]
+    buy = 0.5 * (1 + np.tanh(z / 2))  # the logistic, without overflow
+    out = able @ buy / len(able)
+    return out if np.ndim(price) else out[0]
 
 
 def _tier_vw(people: TierPeople, process: AnswerProcess, rng: np.random.Generator) -> np.ndarray:

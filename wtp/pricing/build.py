@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from wtp.pricing.add_ons import evaluate_add_ons, price_add_ons, segment_buyers
 from wtp.pricing.inputs import Volumes, survey_mix, volumes
 from wtp.pricing.packages import draft_packages, draft_single_book
 from wtp.pricing.recommendation import recommend
 from wtp.pricing.result import (
+    ADD_ON_COLUMNS,
     PACKAGES_COLUMNS,
     PRICE_BOOK_COLUMNS,
     SCENARIO_COLUMNS,
@@ -32,7 +34,7 @@ from wtp.pricing.scenarios import (
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
-from wtp.pricing.simulator_inputs import simulator_inputs
+from wtp.pricing.simulator_inputs import price_scale, simulator_inputs
 from wtp.pricing.valuation import SegmentValues, second_opinion, value_segments
 
 
@@ -107,7 +109,10 @@ def build_price_books(
     cal = _step_instrument_spread(
         books, values, own, vols, cal, conjoint, study, settings, rng, log
     )
+    noise = {s: price_scale(v, conjoint) for s, v in values.items()}
+    books = _step_add_ons(books, packages, values, own, vols, cal, settings, log, noise)
     tables = _step_scenarios(books, values, own, vols, cal, settings)
+    tables.update(_step_add_on_take_up(books, values, own, vols, cal, settings, tables, noise))
     _step_idle_tiers(tables["take_up"], tables["scenarios"], log)
     check = _step_too_cheap_check(books, values, own, vols, cal, settings, tables)
     _step_too_cheap_notes(books, values, own, settings, check, log)
@@ -132,6 +137,7 @@ def build_price_books(
         packages=_packages_table(packages, values, own, settings),
         price_books=_price_book_table(books, values, own, vw, settings),
         take_up=tables["take_up"],
+        add_ons=tables["add_ons"],
         scenarios=tables["scenarios"],
         comparison=comparison,
         calibration=cal.table,
@@ -415,6 +421,79 @@ def _step_instrument_spread(
             "for its book (calibration.csv, instrument_spread), the same normal draw for every segment."
         )
     return cal
+
+
+def _buyers(book: Book, s: str, values, vols: Volumes, cal: Calibration, settings, noise=None):
+    return segment_buyers(
+        book,
+        values[s],
+        cal.draws(s),
+        vols.get(s, "prospects", 0.0) * vols.get(s, "seats", 1.0),
+        settings.too_cheap,
+        noise.get(s) if noise is not None and settings.add_on_noise == "conjoint" else None,
+    )
+
+
+def _step_add_ons(
+    books, packages, values, own, vols: Volumes, cal: Calibration, settings, log: _Log, noise
+) -> dict[tuple[str, str], Book]:
+    """Price each book's add-ons (packages.csv ``package = add-on``) on top of its priced tiers,
+    for the segments the book serves (:mod:`wtp.pricing.add_ons`)."""
+    scope = [s for s in values if np.isfinite(vols.get(s, "prospects"))]
+    out = {}
+    for key, b in books.items():
+        pk = packages[(packages["segment"] == b.name) & (packages["package"] == ADD_ON)]
+        feats = [f for f in dict.fromkeys(pk["feature"].astype(str)) if f in b.features]
+        segs = scope if b.scenario == "single" else [b.name]
+        if not feats or not segs:
+            out[key] = b
+            continue
+        out[key] = price_add_ons(
+            b, feats, [_buyers(b, s, values, vols, cal, settings, noise) for s in segs]
+        )
+        who = "Single book" if b.scenario == "single" else b.name
+        for f, why in out[key].add_on_unpriced.items():
+            log.warnings.append(f"{who}: the add-on {f} has no price — {why}.")
+    return out
+
+
+def _step_add_on_take_up(
+    books, values, own, vols: Volumes, cal: Calibration, settings, tables, noise
+) -> dict[str, pd.DataFrame]:
+    """pricing/add_ons.csv (per scenario × segment × add-on of the book it is offered) and
+    scenarios.csv's ``add_on_revenue`` (+ its interval): add-ons apart from ``revenue``, which
+    stays the tiers' (a customer takes one package; an add-on rides on it)."""
+    lvl = settings.level
+    rows, per = [], {}
+    for scenario in ("single", "multiple"):
+        for s in values:
+            if not np.isfinite(vols.get(s, "prospects")):
+                continue
+            book = books[("single", ALL)] if scenario == "single" else _offered(books, s, own)
+            o = evaluate_add_ons(book, _buyers(book, s, values, vols, cal, settings, noise))
+            per[(scenario, s)] = o.revenue.sum(axis=1)
+            prospects = vols.get(s, "prospects", 0.0)
+            for a, f in enumerate(o.features):
+                rlo, rhi = interval(o.revenue[:, a], lvl)
+                rows.append({
+                    "scenario": scenario, "segment": s, "price_book": book.name, "feature": f, "price": o.prices[a],
+                    "share": float(o.shares[:, a].mean()), "customers": prospects * float(o.shares[:, a].mean()),
+                    "revenue": float(o.revenue[:, a].mean()), "revenue_lower": rlo, "revenue_upper": rhi,
+                    "note": book.add_on_unpriced.get(f, ""),
+                })  # fmt: skip
+    sc = tables["scenarios"].copy()
+    cols = ["add_on_revenue", "add_on_revenue_lower", "add_on_revenue_upper"]
+    for c in cols:
+        sc[c] = np.nan
+    for i, r in sc.iterrows():
+        if r["segment"] == TOTAL:
+            d = [x for (scn, _), x in per.items() if scn == r["scenario"]]
+            x = np.sum(d, axis=0) if d else None
+        else:
+            x = per.get((r["scenario"], r["segment"]))
+        if x is not None:
+            sc.loc[i, cols] = [float(np.mean(x)), *interval(x, lvl)]
+    return {"scenarios": sc, "add_ons": pd.DataFrame(rows, columns=ADD_ON_COLUMNS)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -903,6 +982,7 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
                     "scenario": book.scenario,
                     "segment": segment,
                     "package": t,
+                    "feature": "",
                     "price": p,
                     "step_ratio": step,
                     "value": value,
@@ -910,6 +990,7 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
                     "note": note,
                 }
             )
+        rows.extend(_add_on_rows(book, segment, vs, note_all))
 
     single = books[("single", ALL)]
     emit(single, ALL)
@@ -922,15 +1003,27 @@ def _price_book_table(books, values, own, vw, settings: PricingSettings) -> pd.D
         if ("multiple", s) in books:
             emit(books[("multiple", s)], s)
         else:
-            b = single
             emit(
-                Book(
-                    "multiple", s, b.tiers, b.membership, b.prices, b.unpriced, features=b.features
-                ),
+                replace(single, scenario="multiple", name=s, search_note="", n_evaluated=0),
                 s,
                 f"offered the single book: under [sample] min_n = {settings.min_n}",
             )
     return pd.DataFrame(rows, columns=PRICE_BOOK_COLUMNS)
+
+
+def _add_on_rows(book: Book, segment: str, vs: list[SegmentValues], note_all: str) -> list[dict]:
+    """price_books.csv rows of a book's add-ons: ``value`` is the median money value of the
+    feature among the book's respondents who have one."""
+    rows = []
+    for f, p in book.add_ons:
+        j = list(book.features).index(f)
+        col = np.concatenate([v.feature_values[:, j] for v in vs]) if vs else np.array([])
+        note = "; ".join(x for x in (book.add_on_unpriced.get(f, ""), note_all) if x)
+        rows.append({
+            "scenario": book.scenario, "segment": segment, "package": ADD_ON, "feature": f, "price": p, "step_ratio": np.nan,
+            "value": float(np.nanmedian(col)) if np.isfinite(col).any() else np.nan, "in_range": True, "note": note,
+        })  # fmt: skip
+    return rows
 
 
 def _valuation_table(values, own, segs, settings: PricingSettings) -> pd.DataFrame:

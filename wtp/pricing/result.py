@@ -26,6 +26,7 @@ PRICE_BOOK_COLUMNS = [
     "scenario",
     "segment",
     "package",
+    "feature",  # the add-on's feature; empty for a tier
     "price",
     "step_ratio",
     "value",
@@ -48,6 +49,12 @@ TAKE_UP_COLUMNS = [
 SCENARIO_COLUMNS = [
     "scenario", "segment", "price_book", "customers", "conversion", "revenue", "revenue_lower", "revenue_upper",
     "prospects", "entry_price", "calibration", "baseline_revenue", "today_revenue", "change_vs_today", "ltv", "lifetime_value", "note",
+    "add_on_revenue", "add_on_revenue_lower", "add_on_revenue_upper",
+]  # fmt: skip
+#: pricing/add_ons.csv: per scenario × segment × add-on of the book the segment is offered
+ADD_ON_COLUMNS = [
+    "scenario", "segment", "price_book", "feature", "price", "share", "customers", "revenue", "revenue_lower",
+    "revenue_upper", "note",
 ]  # fmt: skip
 
 
@@ -63,7 +70,8 @@ class PriceBookResult:
         money_value`` (the segment's mean money value of the feature, per period) ``,
         money_source, reason``. The single book's rows carry segment ``all``.
     price_books
-        price_books.csv: ``scenario, segment, package, price`` plus ``step_ratio``, ``value``
+        price_books.csv: ``scenario, segment, package, price`` plus ``feature`` (an add-on's,
+        with ``package='add-on'``; empty for tiers), ``step_ratio``, ``value``
         (mean value of the package to the book's respondents), ``in_range`` and ``note`` (why a
         price is missing or outside the acceptable range; a small segment offered the single
         book).
@@ -76,6 +84,12 @@ class PriceBookResult:
         today's price on the scenarios' own basis: prospects × calibrated take-up × ARPA) and
         ``change_vs_today`` (revenue ÷ today_revenue − 1: what to apply to today's revenue when
         prospects at today's conversion are not today's customers, which the note says).
+        ``add_on_revenue`` (+ ``_lower, _upper``): the add-ons' revenue, apart from ``revenue``
+        (the packages', as the contract defines it).
+    add_ons
+        pricing/add_ons.csv: per scenario × segment × add-on of the book the segment is offered,
+        ``price``, ``share`` of the segment's prospects buying it, ``customers``, ``revenue`` and
+        its interval (:mod:`wtp.pricing.add_ons`).
     comparison
         pricing/comparison.csv: per segment and total, both scenarios, the change,
         ``p_multiple_better`` and who gains or loses.
@@ -113,6 +127,7 @@ class PriceBookResult:
     books: tuple = ()
     provenance: dict[str, Any] = field(default_factory=dict)
     simulator: Any = None  # SimulatorInputs: what simulator.html and `wtp simulate` recompute from
+    add_ons: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=ADD_ON_COLUMNS))
 
     @property
     def has_prices(self) -> bool:

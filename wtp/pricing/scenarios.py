@@ -55,6 +55,10 @@ class Book:
     search_note: str = ""
     n_evaluated: int = 0
     features: tuple[str, ...] = ()  # the columns of ``membership``
+    # add-ons priced on top of the tiers (:mod:`wtp.pricing.add_ons`): (feature, price; NaN: none)
+    add_ons: tuple[tuple[str, float], ...] = ()
+    add_on_unpriced: dict[str, str] = field(default_factory=dict)  # feature → why no price
+    add_on_evaluated: int = 0  # lattice prices the add-on search evaluated
 
 
 def membership(

@@ -28,6 +28,10 @@ vw_describes``                                         ``core`` (no MaxDiff feat
 search_draws``            respondent-draws per         use all ``draws``)
                           segment, 32 to ``draws``
 ``[pricing] level``       0.90                         interval level of take-up and revenue
+``[pricing]               ``"conjoint"``               who buys an add-on: ``conjoint`` — money
+add_on_noise``                                         value + logistic noise of the respondent's
+                                                       conjoint price scale ≥ price; ``none`` (or
+                                                       no conjoint) — money value ≥ price
 ``[sample] min_n``        30                           a segment under it gets no book of its own
 ========================= ============================ ==========================================
 """
@@ -56,6 +60,7 @@ MIN_SEARCH_DRAWS = 32
 
 TooCheap = Literal["ignore", "exclude"]
 VwDescribes = Literal["core", "entry", "full"]
+AddOnNoise = Literal["conjoint", "none"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class PricingSettings:
     min_gain: float = 0.05
     min_n: int = 30
     level: float = 0.90
+    add_on_noise: AddOnNoise = "conjoint"
 
     def cap(self, tier: str) -> int | None:
         return self.caps.get(tier)
@@ -117,7 +123,11 @@ class PricingSettings:
 
 _KNOWN = {f.name for f in fields(PricingSettings)} - {"tiers", "pins", "caps", "conjoint_features"}
 _PACKAGE_KEYS = {"tiers", "pins", "max_features_per_tier", "caps", "conjoint", "step", "options"}
-_CHOICES = {"too_cheap": ("ignore", "exclude"), "vw_describes": ("core", "entry", "full")}
+_CHOICES = {
+    "too_cheap": ("ignore", "exclude"),
+    "vw_describes": ("core", "entry", "full"),
+    "add_on_noise": ("conjoint", "none"),
+}
 
 
 def resolve_settings(

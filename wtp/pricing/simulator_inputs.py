@@ -111,7 +111,7 @@ class BookSpec:
     prices: np.ndarray  # K, NaN: not offered
     # where the book comes from: "" for the run's proposal, else the scenario file's name
     source: str = ""
-    # add-ons the file lists (feature → price): sold on top of a package, not simulated
+    # add-ons (feature, price; NaN: not offered): sold on top of a package (:mod:`wtp.pricing.add_ons`)
     add_ons: tuple[tuple[str, float], ...] = ()
 
 
@@ -131,6 +131,7 @@ class SimulatorInputs:
     dtype: str  # 'f8' or 'f4'
     seed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    add_on_noise: str = "conjoint"  # [pricing] add_on_noise
 
     def book(self, scenario: str, name: str) -> BookSpec | None:
         return next((b for b in self.books if b.scenario == scenario and b.name == name), None)
@@ -188,13 +189,14 @@ class SimulatorInputs:
                 "tiers": list(b.tiers),
                 "membership": b.membership.astype(bool).tolist(),
                 "prices": [_num(p) for p in b.prices],
+                "add_ons": [[f, _num(p)] for f, p in b.add_ons],
             }
             for b in self.books
         ]
         return {
             "format": FORMAT, "version": VERSION, "features": list(self.features), "labels": dict(self.labels), "tiers": list(self.tiers),
             "too_cheap": self.too_cheap, "level": self.level, "draws": self.draws, "draws_total": self.draws_total, "dtype": self.dtype,
-            "seed": self.seed, "meta": self.meta, "segments": segs, "books": books,
+            "seed": self.seed, "meta": self.meta, "segments": segs, "books": books, "add_on_noise": self.add_on_noise,
         }  # fmt: skip
 
     @classmethod
@@ -238,13 +240,14 @@ class SimulatorInputs:
                 tuple(b["tiers"]),
                 np.array(b["membership"], dtype=bool).reshape(len(b["tiers"]), f),
                 np.array([_unnum(p) for p in b["prices"]], dtype=float),
+                add_ons=tuple((str(f), _unnum(p)) for f, p in b.get("add_ons", [])),
             )
             for b in data["books"]
         )
         return cls(
             features=tuple(data["features"]), labels=dict(data["labels"]), tiers=tuple(data["tiers"]), segments=tuple(segs), books=books,
             too_cheap=data["too_cheap"], level=float(data["level"]), draws=d, draws_total=int(data["draws_total"]), dtype=data["dtype"],
-            seed=int(data.get("seed", 0)), meta=dict(data.get("meta", {})),
+            seed=int(data.get("seed", 0)), meta=dict(data.get("meta", {})), add_on_noise=str(data.get("add_on_noise", "conjoint")),
         )  # fmt: skip
 
 
@@ -315,6 +318,10 @@ def _price_scale(v, conjoint) -> np.ndarray | None:
     return np.where(ok, out, float(np.sum(w[ok] * out[ok]) / np.sum(w[ok])))
 
 
+#: public name: the add-ons' buying noise (:mod:`wtp.pricing.add_ons`) uses the same scale
+price_scale = _price_scale
+
+
 def _per_draw(x: np.ndarray, d: int) -> np.ndarray:
     """N × d: the first d draws of an N × D array, or an N array repeated."""
     x = np.asarray(x, dtype=float)
@@ -366,6 +373,7 @@ def simulator_inputs(
             tuple(b.tiers),
             np.asarray(b.membership, dtype=bool),
             np.asarray(b.prices, dtype=float),
+            add_ons=tuple(getattr(b, "add_ons", ())),
         )
         for b in books.values()
     )
@@ -393,6 +401,7 @@ def simulator_inputs(
         dtype,
         seed,
         meta,
+        settings.add_on_noise,
     )
 
 
@@ -496,6 +505,76 @@ def evaluate_book(
     sh = np.where(total > 1, sh / np.where(total > 0, total, 1), sh)
     full[:, priced] = sh
     return Outcome(full, seg.prospects * seg.seats * (sh @ prices))
+
+
+# --------------------------------------------------------------------------------------------
+# Add-ons (:mod:`wtp.pricing.add_ons` on the simulator's arrays)
+
+
+def _taken(
+    seg: SimulatorSegment,
+    book: BookSpec,
+    too_cheap: str,
+    rule: str,
+    seed: int,
+    index: int,
+    width: int,
+) -> np.ndarray:
+    """N × D × K probability that each respondent takes each tier of ``book`` under ``rule``:
+    per respondent what :func:`_shares` sums over respondents."""
+    from wtp.pricing.add_ons import first_choice
+    from wtp.pricing.simulator import choices, surplus
+
+    priced = np.isfinite(book.prices)
+    n, d = seg.base.shape
+    out = np.zeros((n, d, len(book.prices)))
+    if not priced.any():
+        return out
+    member, prices = book.membership[priced], book.prices[priced]
+    k = len(prices)
+    tc = seg.thresholds(member) if too_cheap == "exclude" else None
+    extra = seg.extra(member)
+    if rule == "share-of-preference":
+        s = surplus(seg.base, extra, prices, too_cheap=tc) / seg.scale[:, None, None]
+        m = np.maximum(np.max(s, axis=2, initial=0.0), 0.0)
+        m = np.where(np.isfinite(m), m, 0.0)
+        e = np.exp(s - m[..., None])
+        out[:, :, priced] = e / (np.exp(-m) + e.sum(axis=2))[..., None]
+        return out
+    shock = seg.shocks(k)
+    if rule == "rfc" and seg.shock is None:
+        g = rfc_gumbel(seed, index, seg.n, d, width)
+        shock = np.concatenate([g[:, :, :k], g[:, :, -1:]], axis=2) * seg.scale[:, None, None]
+    return first_choice(choices(seg.base, extra, prices, too_cheap=tc, shock=shock), priced)
+
+
+def evaluate_add_ons(
+    seg: SimulatorSegment,
+    book: BookSpec,
+    features: tuple[str, ...],
+    too_cheap: str,
+    rule: str = "first-choice",
+    seed: int = 0,
+    index: int = 0,
+    width: int | None = None,
+    noise: str = "conjoint",
+):
+    """Calibrated take-up and revenue draws of ``book``'s add-ons
+    (:class:`~wtp.pricing.add_ons.AddOnOutcome`), as the pricing stage computes them."""
+    from wtp.pricing.add_ons import Buyers, calibrated_weights
+    from wtp.pricing.add_ons import evaluate_add_ons as evaluate
+
+    width = len(book.prices) + 1 if width is None else width
+    taken = _taken(seg, book, too_cheap, rule, seed, index, width)
+    money = np.where(seg.valued[None, :], seg.feature_values, np.nan)
+    b = Buyers(
+        taken,
+        calibrated_weights(seg.boot, taken, seg.factor),
+        money,
+        seg.prospects * seg.seats,
+        seg.scale if noise == "conjoint" else None,
+    )
+    return evaluate(book, b, features)
 
 
 def _interval(x: np.ndarray, level: float) -> tuple[float, float]:
@@ -604,7 +683,8 @@ def read_book_file(path: str | Path, inputs: SimulatorInputs) -> dict[tuple[str,
     the lowest tier that has it, as packages.csv; scenario, segment and package names match after
     trimming and case-folding). Within a scenario the file names, a segment whose book it does
     not give keeps the proposed one (:func:`simulate_books` says so); ``package = add-on`` rows
-    are read and listed, not simulated."""
+    are add-ons (:mod:`wtp.pricing.add_ons`), simulated on top of the book's tiers; an empty
+    price means not offered, for an add-on as for a tier."""
     from difflib import get_close_matches
 
     from wtp.io import read_table
@@ -795,6 +875,7 @@ class SimulationResult:
     seed: int | None = None  # the seed the take-up draws used (the run's unless given)
     sources: tuple[str, ...] = ()  # the scenario files the books came from
     meta: dict[str, Any] = field(default_factory=dict)  # the study's name, currency, period
+    add_ons: pd.DataFrame | None = None  # pricing/add_ons.csv's layout (ADD_ON_COLUMNS)
 
     def summary(self) -> pd.DataFrame:
         return self.scenarios[
@@ -832,11 +913,9 @@ def _book_note(book: BookSpec, seg: SimulatorSegment, scenario: str, named: bool
         notes.append("the proposed book: the scenario file gives none for this segment")
     if scenario == "multiple" and book.scenario == "multiple" and not seg.own_book:
         notes.append("the run offered this segment the single book ([sample] min_n)")
-    if book.add_ons:
-        listed = ", ".join(
-            f"{f} at {p:g}" if np.isfinite(p) else f"{f} (no price)" for f, p in book.add_ons
-        )
-        notes.append(f"add-ons listed, not simulated (take-up covers packages): {listed}")
+    idle = [f for f, p in book.add_ons if not np.isfinite(p)]
+    if idle:
+        notes.append(f"add-ons without a price, not offered: {', '.join(idle)}")
     return "; ".join(notes)
 
 
@@ -848,19 +927,19 @@ def simulate_books(
     seed: int | None = None,
 ) -> SimulationResult:
     """take_up.csv and scenarios.csv (contract §5) of ``books`` (default: the proposal)."""
-    from wtp.pricing.result import SCENARIO_COLUMNS, TAKE_UP_COLUMNS
+    from wtp.pricing.result import ADD_ON_COLUMNS, SCENARIO_COLUMNS, TAKE_UP_COLUMNS
 
     if rule not in RULES:
         raise InputError(Problem("--rule", None, None, "one of " + ", ".join(RULES), rule))
     books = proposal_books(inputs) if books is None else books
     seed = inputs.seed if seed is None else seed
     marks = guardrails(inputs, books)
-    take, scen = [], []
+    take, scen, extras = [], [], []
     lvl = inputs.level
     # with a scenario file: the scenarios it names (contract §4: "for the book in FILE")
     named = {b.scenario for b in books.values() if b.source}
     for scenario in [x for x in ("single", "multiple") if not named or x in named]:
-        tot = None
+        tot = add_tot = None
         for index, seg in enumerate(inputs.segments):
             book = offered(books, seg, scenario)
             if book is None or not np.isfinite(seg.prospects):
@@ -887,6 +966,12 @@ def simulate_books(
                         "revenue_upper": rhi,
                     }
                 )
+            ao = evaluate_add_ons(
+                seg, book, inputs.features, inputs.too_cheap, rule, seed, index, len(inputs.tiers) + 1, inputs.add_on_noise
+            )  # fmt: skip
+            extras += _add_on_rows(scenario, seg, book, ao, lvl)
+            add_rev = ao.revenue.sum(axis=1)
+            add_tot = add_rev.copy() if add_tot is None else add_tot + add_rev
             conv = o.shares.sum(axis=1)
             rlo, rhi = _interval(o.revenue, lvl)
             m = marks[(marks["scenario"] == book.scenario) & (marks["book"] == book.name)]
@@ -895,7 +980,7 @@ def simulate_books(
             )
             scen.append({"scenario": scenario, "segment": seg.name, "price_book": book.name, "customers": seg.prospects * float(conv.mean()), "conversion": float(conv.mean()), "revenue": float(o.revenue.mean()),
                          "revenue_lower": rlo, "revenue_upper": rhi, "prospects": seg.prospects, "entry_price": float(book.prices[0]) if len(book.prices) else np.nan, "calibration": float(np.mean(seg.factor)),
-                         "note": note})  # fmt: skip
+                         "note": note, **_add_on_revenue(add_rev, lvl)})  # fmt: skip
             tot = o.revenue.copy() if tot is None else tot + o.revenue
         if tot is not None:
             rows = [r for r in scen if r["scenario"] == scenario]
@@ -903,7 +988,8 @@ def simulate_books(
             c = sum(r["customers"] for r in rows)
             rlo, rhi = _interval(tot, lvl)
             scen.append({"scenario": scenario, "segment": "total", "price_book": "all" if scenario == "single" else "per segment", "customers": c, "conversion": c / v if v else np.nan,
-                         "revenue": float(tot.mean()), "revenue_lower": rlo, "revenue_upper": rhi, "prospects": v, "entry_price": np.nan, "calibration": np.nan, "note": ""})  # fmt: skip
+                         "revenue": float(tot.mean()), "revenue_lower": rlo, "revenue_upper": rhi, "prospects": v, "entry_price": np.nan, "calibration": np.nan, "note": "",
+                         **_add_on_revenue(add_tot, lvl)})  # fmt: skip
     scen_cols = [
         c
         for c in SCENARIO_COLUMNS
@@ -921,6 +1007,9 @@ def simulate_books(
             "entry_price",
             "calibration",
             "note",
+            "add_on_revenue",
+            "add_on_revenue_lower",
+            "add_on_revenue_upper",
         }
     ]
     return SimulationResult(
@@ -932,7 +1021,33 @@ def simulate_books(
         seed,
         tuple(sorted({b.source for b in books.values() if b.source})),
         dict(inputs.meta),
+        pd.DataFrame(extras, columns=ADD_ON_COLUMNS),
     )
+
+
+def _add_on_revenue(revenue: np.ndarray, level: float) -> dict[str, float]:
+    lo, hi = _interval(revenue, level)
+    return {
+        "add_on_revenue": float(revenue.mean()),
+        "add_on_revenue_lower": lo,
+        "add_on_revenue_upper": hi,
+    }
+
+
+def _add_on_rows(
+    scenario: str, seg: SimulatorSegment, book: BookSpec, ao, level: float
+) -> list[dict]:
+    """pricing/add_ons.csv rows of one segment offered ``book``."""
+    rows = []
+    for a, f in enumerate(ao.features):
+        lo, hi = _interval(ao.revenue[:, a], level)
+        share = float(ao.shares[:, a].mean())
+        rows.append({
+            "scenario": scenario, "segment": seg.name, "price_book": book.name, "feature": f, "price": ao.prices[a], "share": share,
+            "customers": seg.prospects * share, "revenue": float(ao.revenue[:, a].mean()), "revenue_lower": lo, "revenue_upper": hi,
+            "note": "" if np.isfinite(ao.prices[a]) else "no price: not offered",
+        })  # fmt: skip
+    return rows
 
 
 def book_rows(books: dict[tuple[str, str], BookSpec], features: tuple[str, ...]) -> pd.DataFrame:
@@ -955,6 +1070,10 @@ def book_rows(books: dict[tuple[str, str], BookSpec], features: tuple[str, ...])
                         "price": b.prices[k],
                     }
                 )
+        rows += [
+            {"scenario": sc, "segment": name, "package": ADD_ON, "feature": f, "price": p}
+            for f, p in b.add_ons
+        ]
     return pd.DataFrame(rows, columns=SCENARIO_FILE_COLUMNS)
 
 
@@ -965,6 +1084,7 @@ __all__ = [
     "SimulatorInputs",
     "SimulatorSegment",
     "book_rows",
+    "evaluate_add_ons",
     "evaluate_book",
     "guardrails",
     "outside_note",

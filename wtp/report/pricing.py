@@ -31,14 +31,15 @@ import numpy as np
 from wtp.report import PALETTE, new_figure, provenance, records, render, slug, svg
 
 TABLES = ("packages", "price_books", "take_up", "scenarios")
-EXTRAS = ("comparison", "calibration", "valuation", "search", "arbitrage", "missing")
+EXTRAS = ("comparison", "calibration", "valuation", "search", "arbitrage", "missing", "add_ons")
 
 
 def write_outputs(result, folder: str | Path, *, extras: str | None = "pricing") -> list[Path]:
     """The contract tables (``packages.csv``, ``price_books.csv``, ``take_up.csv``,
     ``scenarios.csv``) in ``folder``; the supporting ones (``comparison.csv`` with
     ``p_multiple_better``, ``calibration.csv``, ``valuation.csv``, ``search.csv``,
-    ``arbitrage.csv``, ``missing.csv``, ``too_cheap.json``) in ``folder/extras``."""
+    ``arbitrage.csv``, ``missing.csv``, ``add_ons.csv``, ``too_cheap.json``) in
+    ``folder/extras``."""
     from wtp.io import write_csv
 
     folder = Path(folder)
