@@ -474,11 +474,13 @@ def test_contract_tables(world, tmp_path):
         "all",
         *run.price_books.segments,
     }
+    assert not books.duplicated(["scenario", "segment", "package", "feature"]).any()
     single = books[books.scenario == "single"].pivot(
-        index="package", columns="segment", values="price"
+        index=["package", "feature"], columns="segment", values="price"
     )
     assert (single.nunique(axis=1) == 1).all()  # one book: the same prices in every segment's rows
-    for (sc, seg), g in books.dropna(subset=["price"]).groupby(["scenario", "segment"]):
+    tiers = books[books["package"] != "add-on"]
+    for (sc, seg), g in tiers.dropna(subset=["price"]).groupby(["scenario", "segment"]):
         assert (np.diff(g["price"].to_numpy()) > 0).all(), (sc, seg)
     packages = pd.read_csv(tmp_path / "packages.csv")
     assert {"scenario", "segment", "package", "feature"} <= set(packages.columns)
@@ -854,6 +856,7 @@ def test_individual_utilities_and_posterior_draws_feed_the_values(world):
     assert pb.packages["money_source"].str.contains("per respondent").any()
     assert pb.packages["money_source"].str.contains(r"each respondent.s MaxDiff share \(HB\)").any()
     books = pb.price_books.dropna(subset=["price"])
+    books = books[books["package"] != "add-on"]
     assert (
         books.groupby(["scenario", "segment"])["price"]
         .apply(lambda p: (np.diff(p.to_numpy()) > 0).all())

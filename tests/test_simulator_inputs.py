@@ -163,8 +163,23 @@ def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
     want = books[("single", "all")].prices * 1.5
     got = tu[tu["segment"] == inputs.segments[0].name]["price"].to_numpy(float)
     np.testing.assert_allclose(got, want[np.isfinite(want)])
-    per_segment = sc[sc["segment"] != "total"]
-    assert per_segment["note"].str.contains("add-ons listed, not simulated").all()
+    # the add-on is simulated on top of the file's tiers (pricing/add_ons.csv's layout)
+    assert sc["add_on_revenue"].notna().all()
+    ao = pd.read_csv(tmp_path / "o" / "add_ons.csv")
+    listed = dict(books[("single", "all")].add_ons) | {inputs.features[-1]: 9.0 / 1.5}
+    assert set(ao["feature"]) == set(listed)
+    assert len(ao) == len(inputs.segments) * len(listed)
+    for r in ao.itertuples():
+        assert r.price == pytest.approx(listed[r.feature] * 1.5)
+    per_segment = sc[sc["segment"] != "total"].set_index("segment")
+    np.testing.assert_allclose(
+        per_segment["add_on_revenue"],
+        ao.groupby("segment")["revenue"].sum().loc[per_segment.index],
+    )
+    assert sc.loc[sc["segment"] == "total", "add_on_revenue"].iloc[0] == pytest.approx(
+        ao["revenue"].sum()
+    )
+    assert not per_segment["note"].astype(str).str.contains("not simulated").any()
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "Books from single.csv" in html and "Balance report" not in html
     assert f"seed {inputs.seed}" in html and "Take-up per package" in html
@@ -183,7 +198,8 @@ def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
     assert set(sim.scenarios["scenario"]) == {"multiple"}
     mine = sim.take_up[sim.take_up["segment"] == small.name]
     np.testing.assert_allclose(
-        mine["price"].to_numpy(float), own.drop_duplicates("package")["price"]
+        mine["price"].to_numpy(float),
+        own[own["package"] != "add-on"].drop_duplicates("package")["price"],
     )
     note = sim.scenarios.set_index("segment").loc[small.name, "note"]
     assert "single book ([sample] min_n)" in note
@@ -211,6 +227,20 @@ def test_proposal_reproduces_the_pricing_stage(run_dir):
             np.testing.assert_allclose(
                 got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-9
             )
+    # add-ons too: the same respondents, draws, calibration and buying noise
+    want = pd.read_csv(run_dir / "pricing" / "add_ons.csv").set_index(
+        ["scenario", "segment", "feature"]
+    )
+    assert len(want) and want["revenue"].gt(0).any()
+    got = sim.add_ons.set_index(["scenario", "segment", "feature"]).reindex(want.index)
+    for col in ("price", "share", "customers", "revenue", "revenue_lower", "revenue_upper"):
+        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-9)
+    sc = pd.read_csv(run_dir / "scenarios.csv").set_index(["scenario", "segment"])
+    np.testing.assert_allclose(
+        sim.scenarios.set_index(["scenario", "segment"]).loc[sc.index, "add_on_revenue"],
+        sc["add_on_revenue"],
+        rtol=1e-9,
+    )
     assert sim.guardrails.empty or "above" not in " ".join(sim.guardrails["note"])
 
 
