@@ -261,3 +261,31 @@ def test_world_truth_of_add_ons_agrees_with_tier_take_up(world):
     starter = tier_choice(people, member, prices, True)[:, 0]
     assert add_on_take_up(people, member, prices, 1, 1e9, True) == pytest.approx(0.0)
     assert add_on_take_up(people, member, prices, 1, -1e9, True) == pytest.approx(starter.mean())
+
+
+def test_report_and_workbook_show_add_on_prices_and_take_up(world):
+    from openpyxl import load_workbook
+
+    from wtp.report import slug
+
+    _, out = world
+    books = pd.read_csv(out / "price_books.csv", keep_default_na=False, na_values=[""])
+    ao = pd.read_csv(out / "pricing" / "add_ons.csv")
+    add = books[(books["package"] == "add-on") & (books["scenario"] == "multiple")]
+    r = add.iloc[0]
+    page = (out / f"segment-{slug(r['segment'])}.html").read_text(encoding="utf-8")
+    assert "<h3>Add-ons</h3>" in page
+    mine = ao[(ao["scenario"] == "multiple") & (ao["segment"] == r["segment"])]
+    for a in mine.itertuples():
+        assert f"{a.revenue:,.0f}" in page or f"{a.revenue:,.2f}" in page
+    assert f"{r['price']:,.2f}" in page or f"{r['price']:,.0f}" in page
+    ws = load_workbook(out / "price_book.xlsx")["One book per segment"]
+    header = [c.value for c in ws[1]]
+    rows = [
+        dict(zip(header, (c.value for c in row), strict=True)) for row in ws.iter_rows(min_row=2)
+    ]
+    sold = [x for x in rows if x["Package"] == "add-on"]
+    assert len(sold) == len(add)
+    got = {(x["Segment"], x["Feature"]): x["Revenue"] for x in sold}
+    for a in ao[ao["scenario"] == "multiple"].itertuples():
+        assert got[(a.segment, a.feature)] == pytest.approx(a.revenue)

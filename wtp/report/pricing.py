@@ -154,6 +154,24 @@ def _tier_blocks(result, book: str, scenario: str) -> list[dict[str, Any]]:
     return blocks
 
 
+def _add_ons(result, book: str, scenario: str) -> list[dict[str, Any]]:
+    """packages.csv's add-on rows of a book, each with its price from price_books.csv."""
+    pk = result.packages
+    rows = records(pk[(pk["segment"] == book) & (pk["package"] == "add-on")])
+    pb = result.price_books
+    if "feature" in pb.columns:
+        pb = pb[
+            (pb["scenario"] == scenario) & (pb["segment"] == book) & (pb["package"] == "add-on")
+        ]
+        price = dict(zip(pb["feature"].astype(str), pb["price"].astype(float), strict=True))
+    else:
+        price = {}
+    for r in rows:
+        p = price.get(str(r["feature"]), float("nan"))
+        r["price"] = float(p) if np.isfinite(p) else None
+    return rows
+
+
 def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
     pk = result.packages
     own = pk[pk["segment"] == s]
@@ -171,7 +189,10 @@ def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
         "packages": _tier_blocks(result, s, "multiple")
         if len(own)
         else _tier_blocks(result, "all", "single"),
-        "add_ons": records(pk[(pk["segment"] == book) & (pk["package"] == "add-on")]),
+        "add_ons": _add_ons(result, book, scenario),
+        "add_on_take_up": records(result.add_ons[result.add_ons["segment"] == s])
+        if len(getattr(result, "add_ons", ()))
+        else [],
         "has_features": bool((pk.loc[pk["segment"] == book, "feature"].astype(str) != "").any()),
         "scenario_name": scenario,
         "scenario": {
@@ -205,6 +226,8 @@ def section_context(
     )
     tiers = list(result.settings.tiers)
     pb = result.price_books
+    pk = result.packages
+    labels = dict(zip(pk["feature"].astype(str), pk["label"].astype(str), strict=True))
     book_rows = []
     for t in tiers:
         row = pb[pb["package"] == t]
@@ -218,6 +241,17 @@ def section_context(
             "prices": {s: (float(m.loc[s, "price"]) if s in m.index and np.isfinite(m.loc[s, "price"]) else None) for s in result.segments},
             "in_range": {s: (bool(m.loc[s, "in_range"]) if s in m.index else True) for s in result.segments},
         })  # fmt: skip
+    if "feature" in pb.columns:
+        for f in dict.fromkeys(pb.loc[pb["package"] == "add-on", "feature"].astype(str)):
+            row = pb[(pb["package"] == "add-on") & (pb["feature"].astype(str) == f)]
+            m = row[row["scenario"] == "multiple"].set_index("segment")
+            sg = row[(row["scenario"] == "single") & (row["segment"] == "all")]["price"]
+            book_rows.append({
+                "package": f"add-on: {labels.get(f, f)}", "add_on": True,
+                "single": float(sg.iloc[0]) if len(sg) and np.isfinite(sg.iloc[0]) else None,
+                "prices": {s: (float(m.loc[s, "price"]) if s in m.index and np.isfinite(m.loc[s, "price"]) else None) for s in result.segments},
+                "in_range": dict.fromkeys(result.segments, True),
+            })  # fmt: skip
     totals = {}
     cmp_ = result.comparison
     if len(cmp_) and (cmp_["segment"] == "total").any():
@@ -251,11 +285,7 @@ def section_context(
         "segments": [_segment_block(result, s, charts) for s in segs],
         "single_book": {
             "packages": _tier_blocks(result, "all", "single"),
-            "add_ons": records(
-                result.packages[
-                    (result.packages["segment"] == "all") & (result.packages["package"] == "add-on")
-                ]
-            ),
+            "add_ons": _add_ons(result, "all", "single"),
             "has_features": bool(
                 (
                     result.packages.loc[result.packages["segment"] == "all", "feature"].astype(str)

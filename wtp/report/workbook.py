@@ -5,8 +5,8 @@ sheet                  rows
 =====================  =========================================================================
 Summary                ``scenarios.csv``: per scenario and segment (and ``total``) customers,
                        conversion, revenue
-one per scenario       that scenario's price books (``segment, package, price`` …) with the
-                       take-up of each package when the result has it
+one per scenario       that scenario's price books (``segment, package, feature, price`` …)
+                       with the take-up of each package and add-on when the result has it
 Packages               which feature sits in which package, and why
 Notes                  the price-book notes and warnings, one per row
 =====================  =========================================================================
@@ -217,7 +217,23 @@ def _scenario_table(price_books, scenario: str) -> pd.DataFrame:
             ]
         )
         rows = rows.merge(extra, on=["segment", "package"], how="left")
-    return rows.reset_index(drop=True)
+    return _with_add_on_take_up(rows, getattr(price_books, "add_ons", None), scenario)
+
+
+def _with_add_on_take_up(rows: pd.DataFrame, add_ons, scenario: str) -> pd.DataFrame:
+    """The add-on rows' take-up (pricing/add_ons.csv) in the columns the packages' fill."""
+    if not isinstance(add_ons, pd.DataFrame) or not len(add_ons) or "feature" not in rows.columns:
+        return rows.reset_index(drop=True)
+    a = add_ons[add_ons["scenario"] == scenario].set_index(["segment", "feature"])
+    rows = rows.reset_index(drop=True)
+    is_add_on = rows["package"] == "add-on"
+    keys = pd.MultiIndex.from_arrays([rows["segment"], rows["feature"].astype(str)])
+    for c in ("share", "customers", "revenue", "revenue_lower", "revenue_upper"):
+        if c not in a.columns:
+            continue
+        got = a[c].reindex(keys).to_numpy(dtype=float)
+        rows[c] = np.where(is_add_on, got, rows[c] if c in rows.columns else np.nan)
+    return rows
 
 
 def write_price_book_workbook(
