@@ -130,6 +130,43 @@ def test_scenario_file_round_trip_and_errors(tmp_path, run_dir):
     assert res.exit_code == 2 and not (tmp_path / "o").exists()
 
 
+def test_add_on_rows_round_trip_and_an_empty_price_is_not_offered(tmp_path, run_dir):
+    inputs = read_inputs(run_dir / "pricing" / "simulator_inputs.json")
+    books = proposal_books(inputs)
+    single = books[("single", "all")]
+    assert single.add_ons  # the proposal's add-ons travel in the record and the scenario file
+    rows = book_rows(books, inputs.features)
+    rows.to_csv(tmp_path / "book.csv", index=False)
+    again = read_book_file(tmp_path / "book.csv", inputs)
+    for k, b in books.items():
+        assert [f for f, _ in again[k].add_ons] == [f for f, _ in b.add_ons]
+        assert np.allclose(
+            [p for _, p in again[k].add_ons], [p for _, p in b.add_ons], equal_nan=True
+        )
+    # an add-on row without a price: not offered (as a tier's empty price), said in the note
+    f0 = single.add_ons[0][0]
+    blank = rows.astype(object)
+    blank.loc[(blank["package"] == "add-on") & (blank["feature"] == f0), "price"] = ""
+    blank.to_csv(tmp_path / "blank.csv", index=False)
+    res = _simulate(run_dir, tmp_path / "blank.csv", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    ao = pd.read_csv(tmp_path / "o" / "add_ons.csv")
+    off = ao[(ao["feature"] == f0) & (ao["price_book"] == "all")]
+    assert len(off) and off["price"].isna().all() and (off["revenue"] == 0).all()
+    sc = pd.read_csv(tmp_path / "o" / "scenarios.csv", keep_default_na=False)
+    assert sc["note"].str.contains(f"add-ons without a price, not offered: {f0}").any()
+    # a feature both in a tier and sold as an add-on: exit 2 naming the file, row and column
+    twice = pd.concat(
+        [rows, rows[rows["feature"] != ""].head(1).assign(package="add-on", price=5.0)]
+    )
+    twice.to_csv(tmp_path / "twice.csv", index=False)
+    res = _simulate(run_dir, tmp_path / "twice.csv", tmp_path / "t")
+    assert (
+        res.exit_code == 2 and "twice.csv" in res.output and f"row {len(twice) + 1}" in res.output
+    )
+    assert "feature" in res.output
+
+
 def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
     import dataclasses
 
