@@ -529,3 +529,70 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
         <= 0.5 + 1e-9 * rfc
     )
     assert Path(tmp_path / "o" / "guardrails.csv").read_text().count("above the highest") >= 1
+
+
+def _chrome():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium or not shutil.which("chromedriver"):
+        pytest.skip("headless Chromium not installed")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"):
+        opts.add_argument(arg)
+    opts.binary_location = chromium
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+@pytest.mark.browser
+def test_page_add_ons_match_the_pricing_stage_and_the_cli(run_dir, tmp_path):
+    """The page's add-on arithmetic against Python: the proposal's add-on revenue per segment as
+    pricing/add_ons.csv has it, and an edited add-on price as `wtp simulate` computes it."""
+    from selenium.webdriver.support.ui import Select
+
+    want = pd.read_csv(run_dir / "pricing" / "add_ons.csv")
+    sc = pd.read_csv(run_dir / "scenarios.csv").set_index(["scenario", "segment"])
+    single = want[want["scenario"] == "single"]
+    assert len(single) and single["revenue"].gt(0).any()
+    driver = _chrome()
+
+    def number(el):
+        return float(el.text.replace(",", "").replace("−", "-"))
+
+    try:
+        driver.get((run_dir / "simulator.html").as_uri())
+        assert driver.execute_script("return document.body.getAttribute('data-ready')") == "1"
+        Select(driver.find_element("id", "book")).select_by_value("single:all")
+        for r in single.itertuples():
+            shown = driver.find_element(
+                "css selector", f'[data-addon="single:{r.segment}:{r.feature}"]'
+            )
+            assert abs(number(shown) - r.revenue) <= 0.5 + 1e-9 * r.revenue, r
+        for s in ("single", "multiple"):
+            total = number(driver.find_element("id", f"addon-total-{s}"))
+            assert abs(total - sc.loc[(s, "total"), "add_on_revenue"]) <= 0.5 + 1e-9 * total
+        # edit the first add-on's price, export the books, and let the CLI simulate them
+        f = single["feature"].iloc[0]
+        price = driver.find_element("id", f"addon-price-{f}")
+        new = round(float(price.get_attribute("value")) * 0.6 + 0.01, 2)
+        price.clear()
+        price.send_keys(str(new))
+        price.send_keys("\t")
+        edited = number(driver.find_element("id", "addon-total-single"))
+        assert abs(edited - sc.loc[("single", "total"), "add_on_revenue"]) > 0.5
+        driver.find_element("id", "export").click()
+        text = driver.find_element("id", "export-text").get_attribute("value")
+        assert f"single,all,add-on,{f},{new:g}" in text
+        (tmp_path / "scenario.csv").write_text(text, encoding="utf-8")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == [], errors
+    finally:
+        driver.quit()
+    res = _simulate(run_dir, tmp_path / "scenario.csv", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    cli = pd.read_csv(tmp_path / "o" / "scenarios.csv").set_index(["scenario", "segment"])
+    assert abs(cli.loc[("single", "total"), "add_on_revenue"] - edited) <= 0.5 + 1e-9 * edited
+    ao = pd.read_csv(tmp_path / "o" / "add_ons.csv")
+    assert (ao.loc[(ao["scenario"] == "single") & (ao["feature"] == f), "price"] == new).all()

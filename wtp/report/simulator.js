@@ -42,10 +42,15 @@
       for (var k = 0; k < b.tiers.length; k++) if (b.membership[k][f]) { lo = k; break; }
       lowest.push(lo);
     }
-    return { scenario: b.scenario, name: b.name, tiers: b.tiers.slice(), lowest: lowest, prices: b.prices.map(function (p) { return p === null ? NaN : p; }) };
+    return { scenario: b.scenario, name: b.name, tiers: b.tiers.slice(), lowest: lowest, prices: b.prices.map(function (p) { return p === null ? NaN : p; }), addOns: addOnsFromSpec(b) };
   }
 
-  function copyBook(b) { return { scenario: b.scenario, name: b.name, tiers: b.tiers.slice(), lowest: b.lowest.slice(), prices: b.prices.slice() }; }
+  function copyBook(b) { return { scenario: b.scenario, name: b.name, tiers: b.tiers.slice(), lowest: b.lowest.slice(), prices: b.prices.slice(), addOns: b.addOns.map(function (a) { return { f: a.f, price: a.price }; }) }; }
+
+  // add-ons of a book: [{f: feature index, price}] (NaN: not offered)
+  function addOnsFromSpec(b) {
+    return (b.add_ons || []).map(function (a) { return { f: DATA.features.indexOf(a[0]), price: a[1] === null ? NaN : a[1] }; }).filter(function (a) { return a.f >= 0; });
+  }
 
   var PROPOSAL = {};
   DATA.books.forEach(function (b) { PROPOSAL[key(b.scenario, b.name)] = fromSpec(b); });
@@ -93,7 +98,8 @@
     var idx = [];
     for (var k = 0; k < Kall; k++) if (isFinite(book.prices[k])) idx.push(k);
     var K = idx.length, N = seg.n;
-    if (K === 0) return { shares: shares, revenue: revenue, K: Kall, draws: draws };
+    var taken = new Float64Array(N * draws * K), wscale = new Float64Array(draws); // for add-ons
+    if (K === 0) return { shares: shares, revenue: revenue, K: Kall, draws: draws, idx: idx, taken: taken, wscale: wscale };
     var prices = idx.map(function (k) { return book.prices[k]; });
     // extra value of each package beyond the described product: N × K
     var coef = [];
@@ -138,7 +144,7 @@
           }
           for (j = 0; j < K; j++) { ex[j] = Math.exp(ex[j] - m); tot += ex[j]; }
           var den = Math.exp(-m) + tot;
-          for (j = 0; j < K; j++) sh[j] += w * (ex[j] / den);
+          for (j = 0; j < K; j++) { sh[j] += w * (ex[j] / den); taken[(i * draws + d) * K + j] = ex[j] / den; }
           continue;
         }
         var best = -1, top = -Infinity;
@@ -154,7 +160,7 @@
           }
           if (x > top) { top = x; best = j; }
         }
-        if (best >= 0 && top >= 0) sh[best] += w;
+        if (best >= 0 && top >= 0) { sh[best] += w; taken[(i * draws + d) * K + best] = 1; }
       }
       var sum = 0;
       for (j = 0; j < K; j++) { sh[j] = (sh[j] / wsum) * seg.factor[d]; sum += sh[j]; }
@@ -165,8 +171,9 @@
         rev += sh[j] * prices[j];
       }
       revenue[d] = seg.prospects * seg.seats * rev;
+      wscale[d] = (sum > 1 ? seg.factor[d] / sum : seg.factor[d]) / wsum;
     }
-    return { shares: shares, revenue: revenue, K: Kall, draws: draws };
+    return { shares: shares, revenue: revenue, K: Kall, draws: draws, idx: idx, taken: taken, wscale: wscale };
   }
 
   function mean(a) { var s = 0; for (var i = 0; i < a.length; i++) s += a[i]; return s / a.length; }
@@ -198,6 +205,7 @@
         var conv = new Float64Array(out.draws);
         for (var d = 0; d < out.draws; d++) for (var k = 0; k < out.K; k++) conv[d] += out.shares[d * out.K + k];
         var row = { segment: seg.name, book: book.name, tiers: tiers, conversion: mean(conv), customers: seg.prospects * mean(conv), revenue: mean(out.revenue), revenueInt: interval(out.revenue), prospects: seg.prospects };
+        addOnResults(seg, book, out, row);
         res[scenario].segments.push(row);
         V += seg.prospects; C += row.customers;
         if (tot === null) tot = Float64Array.from(out.revenue); else for (d = 0; d < tot.length; d++) tot[d] += out.revenue[d];
@@ -205,6 +213,50 @@
       if (tot) res[scenario].total = { segment: "total", customers: C, conversion: V ? C / V : NaN, revenue: mean(tot), revenueInt: interval(tot) };
     });
     return res;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Add-ons (wtp.pricing.add_ons): a respondent who takes a package lacking feature f buys f on
+  // top when m + σ·ε ≥ price, ε logistic, σ the conjoint price scale (add_on_noise = "conjoint");
+  // without σ when m ≥ price. Weighted and calibrated per draw as the package shares.
+
+  function offeredAddOns(book) { return book.addOns.filter(function (a) { return book.lowest[a.f] < 0; }); }
+
+  function buyProbability(seg, i, f, price) {
+    var m = seg.fv[i * F + f];
+    var s = DATA.add_on_noise === "conjoint" && seg.scale ? seg.scale[i] : NaN;
+    if (isFinite(s) && s > 0) return 0.5 * (1 + Math.tanh((m - price) / s / 2));
+    return m >= price ? 1 : 0;
+  }
+
+  function addOnShares(seg, book, out, f, price) { // D: share of the segment's prospects
+    var K = out.idx.length, N = seg.n, share = new Float64Array(out.draws);
+    if (!isFinite(price) || !seg.valued[f]) return share;
+    var lacks = out.idx.map(function (k) { return member(book, k, f) ? 0 : 1; });
+    var buy = new Float64Array(N);
+    for (var i = 0; i < N; i++) buy[i] = buyProbability(seg, i, f, price);
+    for (var d = 0; d < out.draws; d++) {
+      var s = 0;
+      for (i = 0; i < N; i++) {
+        var a = 0, o = (i * out.draws + d) * K;
+        for (var j = 0; j < K; j++) a += out.taken[o + j] * lacks[j];
+        if (a > 0) s += seg.boot[d * N + i] * a * buy[i];
+      }
+      share[d] = s * out.wscale[d];
+    }
+    return share;
+  }
+
+  function addOnResults(seg, book, out, row) {
+    var total = new Float64Array(out.draws);
+    row.addOns = offeredAddOns(book).map(function (a) {
+      var sh = addOnShares(seg, book, out, a.f, a.price);
+      var rev = sh.map(function (x) { return seg.prospects * seg.seats * x * (isFinite(a.price) ? a.price : 0); });
+      for (var d = 0; d < out.draws; d++) total[d] += rev[d];
+      return { feature: DATA.features[a.f], price: a.price, share: mean(sh), customers: seg.prospects * mean(sh), revenue: mean(rev), revenueInt: interval(rev) };
+    });
+    row.addOnRevenue = mean(total);
+    row.addOnRevenueInt = interval(total);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -344,6 +396,52 @@
       cell(tr, prop.lowest[f] >= 0 ? prop.tiers[prop.lowest[f]] : "not in the book");
       ui.features.appendChild(tr);
     })(f);
+    renderAddOnEditor(book, prop);
+  }
+
+  function renderAddOnEditor(book, prop) {
+    var table = document.getElementById("addons-editor");
+    if (!table) return;
+    clear(table);
+    var head = el("tr"); ["Add-on", "Price", "Proposed"].forEach(function (h) { head.appendChild(el("th", null, h)); });
+    table.appendChild(head);
+    book.addOns.forEach(function (a, n) {
+      var tr = el("tr");
+      cell(tr, label(a.f));
+      var td = el("td"), inp = el("input", { type: "number", min: "0", step: "any", id: "addon-price-" + DATA.features[a.f], "aria-label": "Price of the add-on " + label(a.f) });
+      inp.value = isFinite(a.price) ? String(a.price) : "";
+      inp.addEventListener("change", function () { var v = inp.value === "" ? NaN : Number(inp.value); a.price = v >= 0 ? v : NaN; update(); });
+      td.appendChild(inp); tr.appendChild(td);
+      var p = prop.addOns[n];
+      cell(tr, book.lowest[a.f] >= 0 ? "in " + book.tiers[book.lowest[a.f]] + ": not an add-on" : (p ? money(p.price, 2) : "–"));
+      table.appendChild(tr);
+    });
+    if (!book.addOns.length) { var none = el("tr"); cell(none, "This book has no add-ons."); table.appendChild(none); }
+  }
+
+  function renderAddOns(book, res) {
+    var node = document.getElementById("addons");
+    if (!node) return;
+    clear(node);
+    ["single", "multiple"].forEach(function (sc) {
+      var tot = 0;
+      res[sc].segments.forEach(function (r) { tot += r.addOnRevenue; });
+      node.appendChild(el("p", null, (sc === "single" ? "One book for all" : "One book per segment") + ": add-on revenue ")).appendChild(el("span", { id: "addon-total-" + sc }, money(tot)));
+    });
+    res[book.scenario].segments.forEach(function (row) {
+      if (row.book !== book.name || !row.addOns.length) return;
+      var t = el("table", { "class": "addons", "data-segment": row.segment });
+      var head = el("tr");
+      [row.segment + ": add-on", "Price", "Take-up", "Customers", "Revenue", "90% interval"].forEach(function (h) { head.appendChild(el("th", null, h)); });
+      t.appendChild(head);
+      row.addOns.forEach(function (x) {
+        var tr = el("tr");
+        cell(tr, label(DATA.features.indexOf(x.feature))); cell(tr, money(x.price, 2)); cell(tr, share(x.share)); cell(tr, money(x.customers));
+        cell(tr, money(x.revenue), { "data-addon": book.scenario + ":" + row.segment + ":" + x.feature }); cell(tr, money(x.revenueInt[0]) + " – " + money(x.revenueInt[1]));
+        t.appendChild(tr);
+      });
+      node.appendChild(t);
+    });
   }
 
   function renderMarks(book) {
@@ -478,6 +576,7 @@
         var added = DATA.features.filter(function (f, j) { return b.lowest[j] === k; });
         (added.length ? added : [""]).forEach(function (f) { lines.push([b.scenario, b.name, t, f, price].map(q).join(",")); });
       });
+      offeredAddOns(b).forEach(function (a) { lines.push([b.scenario, b.name, "add-on", DATA.features[a.f], isFinite(a.price) ? String(a.price) : ""].map(q).join(",")); });
     });
     return lines.join("\n") + "\n";
   }
@@ -489,6 +588,7 @@
     renderMarks(book);
     renderTakeUp(book, res, prop);
     renderTotals(res, prop);
+    renderAddOns(book, res);
     ui.exportText.value = exportRows();
     var ms = performance.now() - t0;
     ui.timing.textContent = "Recomputed in " + ms.toFixed(0) + " ms.";
