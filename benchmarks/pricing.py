@@ -15,6 +15,10 @@ Run: ``python benchmarks/pricing.py`` (prints three tables; ``--seeds 3`` for mo
 3. Coverage: the same runs (``too_cheap`` matching the world) over more seeds, without the
    search for the best prices: how often the 90% intervals of total and per-segment revenue
    cover the truth, and the worst relative error of the predicted uplift.
+5. Add-ons (``--add-ons``): each add-on the tool priced in the tier worlds (those drafted, and
+   ``sla`` pinned as one), its true revenue at the tool's price against its true best price with
+   the same tiers (:meth:`wtp.simulate.SimulatedTierWorld.judge_add_ons`), under
+   ``[pricing] add_on_noise = "conjoint"`` (the default) and ``"none"``.
 4. Search against exhaustive search (``--exhaustive``): every book the joint search priced in a
    tier world's ``wtp run --fast`` (the agents and nice-price lattice it searched), priced again
    by trying every ordered ladder on the full lattice; the revenue gap between the two is how
@@ -215,6 +219,35 @@ def exhaustive(seeds: int = 1, n: int = 600, single: bool = True) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
+def add_ons(seeds: int = 2, n: int = 600) -> pd.DataFrame:
+    from wtp.pipeline import run_study
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    rows = []
+    for process in ANSWER_PROCESSES:
+        for seed in range(1, seeds + 1):
+            with tempfile.TemporaryDirectory() as tmp:
+                w = simulate_tier_world(Path(tmp), process=process, n_respondents=n, seed=seed)
+                base = (w.folder / "study.toml").read_text()
+                for pins in ("", 'pins = { sla = "add-on" }\n'):
+                    for noise in ("conjoint", "none"):
+                        toml = base.replace("[packages]\n", "[packages]\n" + pins)
+                        toml = toml.replace("[pricing]\n", f'[pricing]\nadd_on_noise = "{noise}"\n')
+                        (w.folder / "study.toml").write_text(toml)
+                        run = run_study(w.folder, seed=seed, fast=True)
+                        j = w.judge_add_ons(run.price_books)
+                        rows.append(
+                            j.assign(world=process, seed=seed, pinned=bool(pins), noise=noise)
+                        )
+    j = pd.concat(rows, ignore_index=True)
+    j = j.drop_duplicates(["world", "seed", "noise", "scenario", "book", "feature"])
+    return (
+        j.groupby(["noise", "world"], sort=False)["ratio"]
+        .agg(["count", "min", "median", "mean"])
+        .reset_index()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
@@ -222,6 +255,7 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--exhaustive", action="store_true")
     parser.add_argument("--exhaustive-seeds", type=int, default=1)
+    parser.add_argument("--add-ons", action="store_true")
     args = parser.parse_args()
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
@@ -242,6 +276,9 @@ def main() -> None:
         print(
             coverage(args.coverage_seeds).to_string(index=False, float_format=lambda x: f"{x:.3f}")
         )
+    if args.add_ons:
+        print()
+        print(add_ons(args.seeds).to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     if args.exhaustive:
         table = exhaustive(args.exhaustive_seeds)
         print()
