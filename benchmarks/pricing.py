@@ -240,7 +240,6 @@ def add_ons(seeds: int = 2, n: int = 600) -> pd.DataFrame:
                             j.assign(world=process, seed=seed, pinned=bool(pins), noise=noise)
                         )
     j = pd.concat(rows, ignore_index=True)
-    j = j.drop_duplicates(["world", "seed", "noise", "scenario", "book", "feature"])
     return (
         j.groupby(["noise", "world"], sort=False)["ratio"]
         .agg(["count", "min", "median", "mean"])
