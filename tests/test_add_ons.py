@@ -289,3 +289,13 @@ def test_report_and_workbook_show_add_on_prices_and_take_up(world):
     got = {(x["Segment"], x["Feature"]): x["Revenue"] for x in sold}
     for a in ao[ao["scenario"] == "multiple"].itertuples():
         assert got[(a.segment, a.feature)] == pytest.approx(a.revenue)
+
+
+def test_add_on_noise_setting_is_checked():
+    from wtp.errors import InputError
+    from wtp.pricing import resolve_settings
+
+    assert resolve_settings(options={"add_on_noise": "none"}).add_on_noise == "none"
+    assert resolve_settings().add_on_noise == "conjoint"
+    with pytest.raises(InputError, match="add_on_noise"):
+        resolve_settings(options={"add_on_noise": "lots"})

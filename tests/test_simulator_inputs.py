@@ -220,6 +220,7 @@ def test_simulate_gives_the_books_in_the_file(tmp_path, run_dir):
     html = (tmp_path / "o" / "report.html").read_text(encoding="utf-8")
     assert "Books from single.csv" in html and "Balance report" not in html
     assert f"seed {inputs.seed}" in html and "Take-up per package" in html
+    assert '<h2 id="add-ons">Add-ons</h2>' in html and inputs.features[-1] in html
 
     # a segment the run offered the single book (under min_n) is simulated on the file's own book
     small = inputs.segments[0]

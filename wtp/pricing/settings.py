@@ -118,6 +118,15 @@ class PricingSettings:
             "Take-up is calibrated so that today's price reproduces today's conversion where segments.csv gives it."
             if self.calibrate
             else "Take-up is stated intent, not calibrated.",
+            "Add-ons are priced after the tiers, on the same lattice: someone who takes a package without the feature buys it on top when their money value of it"
+            + (
+                " plus logistic noise of their conjoint price scale"
+                if self.add_on_noise == "conjoint"
+                else ""
+            )
+            + " is at least its price ([pricing] add_on_noise = "
+            + repr(self.add_on_noise)
+            + "); add-ons do not change which package anyone takes.",
         ]
 
 

@@ -346,6 +346,7 @@ def write_simulation_report(result, folder: str | Path, *, origin: str) -> Path:
         notes=notes,
         scenarios=records(result.scenarios),
         take_up=records(result.take_up),
+        add_ons=records(result.add_ons) if result.add_ons is not None else [],
         outside=[n for n in result.guardrails["note"] if n],
         provenance=provenance(result.seed),
     )
