@@ -112,7 +112,7 @@ def build_price_books(
     noise = {s: price_scale(v, conjoint) for s, v in values.items()}
     books = _step_add_ons(books, packages, values, own, vols, cal, settings, log, noise)
     tables = _step_scenarios(books, values, own, vols, cal, settings)
-    tables.update(_step_add_on_take_up(books, values, own, vols, cal, settings, tables, noise))
+    tables.update(_step_add_on_take_up(books, values, own, vols, cal, settings, tables, noise, log))
     _step_idle_tiers(tables["take_up"], tables["scenarios"], log)
     check = _step_too_cheap_check(books, values, own, vols, cal, settings, tables)
     _step_too_cheap_notes(books, values, own, settings, check, log)
@@ -458,7 +458,7 @@ def _step_add_ons(
 
 
 def _step_add_on_take_up(
-    books, values, own, vols: Volumes, cal: Calibration, settings, tables, noise
+    books, values, own, vols: Volumes, cal: Calibration, settings, tables, noise, log: _Log
 ) -> dict[str, pd.DataFrame]:
     """pricing/add_ons.csv (per scenario × segment × add-on of the book it is offered) and
     scenarios.csv's ``add_on_revenue`` (+ its interval): add-ons apart from ``revenue``, which
@@ -483,6 +483,15 @@ def _step_add_on_take_up(
                 })  # fmt: skip
     sc = tables["scenarios"].copy()
     cols = ["add_on_revenue", "add_on_revenue_lower", "add_on_revenue_upper"]
+    if rows:
+        add = {
+            scn: sum(x.mean() for (k, _), x in per.items() if k == scn)
+            for scn in ("single", "multiple")
+        }
+        log.notes.append(
+            f"Add-ons earn {add['single']:,.2f} (single) and {add['multiple']:,.2f} (multiple) per period on top of the "
+            "packages' revenue (pricing/add_ons.csv; scenarios.csv add_on_revenue, apart from revenue)."
+        )
     for c in cols:
         sc[c] = np.nan
     for i, r in sc.iterrows():

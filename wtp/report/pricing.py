@@ -182,6 +182,7 @@ def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
     cal = result.calibration[result.calibration["segment"] == s]
     arb = result.arbitrage
     arb = arb[(arb["segment"] == s) | (arb["cheaper_segment"] == s)] if len(arb) else arb
+    labels = dict(zip(pk["feature"].astype(str), pk["label"].astype(str), strict=True))
     return {
         "name": s,
         "slug": slug(s),
@@ -190,7 +191,10 @@ def _segment_block(result, s: str, charts: bool) -> dict[str, Any]:
         if len(own)
         else _tier_blocks(result, "all", "single"),
         "add_ons": _add_ons(result, book, scenario),
-        "add_on_take_up": records(result.add_ons[result.add_ons["segment"] == s])
+        "add_on_take_up": [
+            {**r, "label": labels.get(str(r["feature"]), r["feature"])}
+            for r in records(result.add_ons[result.add_ons["segment"] == s])
+        ]
         if len(getattr(result, "add_ons", ()))
         else [],
         "has_features": bool((pk.loc[pk["segment"] == book, "feature"].astype(str) != "").any()),
