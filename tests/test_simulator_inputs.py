@@ -597,3 +597,102 @@ def test_page_add_ons_match_the_pricing_stage_and_the_cli(run_dir, tmp_path):
     assert abs(cli.loc[("single", "total"), "add_on_revenue"] - edited) <= 0.5 + 1e-9 * edited
     ao = pd.read_csv(tmp_path / "o" / "add_ons.csv")
     assert (ao.loc[(ao["scenario"] == "single") & (ao["feature"] == f), "price"] == new).all()
+
+
+# A DOM just big enough for simulator.js, so node can run the page's arithmetic where no browser is
+NODE_PAGE = r"""
+const fs = require("fs");
+const [script, data, book, feature, price] = process.argv.slice(2);
+const made = [];
+function node(tag) {
+  const e = { tag, attrs: {}, children: [], handlers: {}, textContent: "", className: "", style: {},
+    setAttribute(k, v) { this.attrs[k] = String(v); if (k === "id") this.id = String(v); },
+    getAttribute(k) { return this.attrs[k] === undefined ? null : this.attrs[k]; },
+    appendChild(c) { this.children.push(c); c.parent = this; return c; },
+    removeChild(c) { this.children = this.children.filter((x) => x !== c); return c; },
+    get firstChild() { return this.children[0] || null; },
+    addEventListener(t, f) { (this.handlers[t] = this.handlers[t] || []).push(f); },
+    fire(t) { (this.handlers[t] || []).forEach((f) => f()); },
+    click() {},
+    get value() { return this._value !== undefined ? this._value : (this.tag === "select" && this.children.length ? this.children[0].attrs.value : ""); },
+    set value(v) { this._value = String(v); } };
+  made.push(e);
+  return e;
+}
+const fixed = {};
+function byId(id) {
+  if (id === "wtp-data") return { textContent: fs.readFileSync(data, "utf8") };
+  const live = made.filter((e) => e.id === id);
+  if (live.length) return live[live.length - 1];
+  return fixed[id] || (fixed[id] = Object.assign(node(id === "book" || id === "rule" ? "select" : "div"), { id }));
+}
+global.document = { getElementById: byId, createElement: node, createElementNS: (ns, t) => node(t), body: node("body") };
+global.URL = { createObjectURL: () => "blob:" };
+global.Blob = function () {};
+new Function(fs.readFileSync(script, "utf8"))();
+const sel = byId("book");
+sel.value = book;
+sel.fire("change");
+function revenue() {
+  const out = {};
+  made.filter((e) => e.attrs["data-addon"]).forEach((e) => { out[e.attrs["data-addon"]] = e.textContent; });
+  return { cells: out, single: byId("addon-total-single").textContent, multiple: byId("addon-total-multiple").textContent };
+}
+const before = revenue();
+const inp = byId("addon-price-" + feature);
+inp.value = price;
+inp.fire("change");
+console.log(JSON.stringify({ before, after: revenue(), exported: byId("export-text").value }));
+process.exit(0);
+"""
+
+
+def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
+    """The page's add-on arithmetic run by node (no browser): the proposal's add-on revenue as
+    pricing/add_ons.csv has it, and an edited add-on price as `wtp simulate` computes it."""
+    import re
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not installed")
+    html = (run_dir / "simulator.html").read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json" id="wtp-data">(.*?)</script>', html, re.S)
+    script = re.search(r'<script id="wtp-simulator">(.*?)</script>', html, re.S)
+    (tmp_path / "data.json").write_text(data.group(1), encoding="utf-8")
+    (tmp_path / "page.js").write_text(script.group(1), encoding="utf-8")
+    (tmp_path / "run.js").write_text(NODE_PAGE, encoding="utf-8")
+    want = pd.read_csv(run_dir / "pricing" / "add_ons.csv")
+    single = want[want["scenario"] == "single"]
+    f = single["feature"].iloc[0]
+    price = round(float(single["price"].iloc[0]) * 0.6 + 0.01, 2)
+    out = subprocess.run(
+        [node, str(tmp_path / "run.js"), str(tmp_path / "page.js"), str(tmp_path / "data.json"), "single:all", f, str(price)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    got = json.loads(out.stdout)
+
+    def number(text):
+        return float(text.replace(",", "").replace("−", "-"))
+
+    for r in single.itertuples():
+        shown = number(got["before"]["cells"][f"single:{r.segment}:{r.feature}"])
+        assert abs(shown - r.revenue) <= 0.5 + 1e-9 * r.revenue, r
+    sc = pd.read_csv(run_dir / "scenarios.csv").set_index(["scenario", "segment"])
+    for s in ("single", "multiple"):
+        total = sc.loc[(s, "total"), "add_on_revenue"]
+        assert abs(number(got["before"][s]) - total) <= 0.5 + 1e-9 * total
+    assert f"single,all,add-on,{f},{price:g}" in got["exported"]
+    (tmp_path / "scenario.csv").write_text(got["exported"], encoding="utf-8")
+    res = _simulate(run_dir, tmp_path / "scenario.csv", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    ao = pd.read_csv(tmp_path / "o" / "add_ons.csv")
+    ao = ao[ao["scenario"] == "single"].set_index(["segment", "feature"])
+    for key, text in got["after"]["cells"].items():
+        scenario, seg, feat = key.split(":")
+        if scenario != "single":
+            continue  # cells of the book shown first, left over in the DOM stand-in
+        assert abs(number(text) - ao.loc[(seg, feat), "revenue"]) <= 0.5 + 1e-9 * number(text)
+    edited = number(got["after"]["single"])
+    assert abs(edited - number(got["before"]["single"])) > 0.5
+    assert abs(edited - ao["revenue"].sum()) <= 0.5 + 1e-9 * edited
