@@ -34,9 +34,9 @@ price                   the nice price (:func:`wtp.pricing.optimiser.lattice`) w
 
 Why the noise: in the tier worlds of :mod:`wtp.simulate` people choose with logit noise, and a
 feature worth little to everyone still sells to those whose noise favours it. Priced on money
-values alone (σ = 0), add-ons earned a median 40% of the true best add-on revenue (worst 9%;
+values alone (σ = 0), add-ons earned a median 38% of the true best add-on revenue (worst 7.5%;
 3 answer processes × 2 seeds, ``--fast``, 52 add-ons); with the conjoint's scale a median 96%
-(worst 63%). The
+(worst 62%). The
 segment logit's scale also carries the segment's unseen spread of values, so it overstates each
 person's noise (about 2× in those worlds) and the price leans high; HB gives a scale per
 respondent.
