@@ -1700,7 +1700,8 @@ class SimulatedTierWorld:
                         "best_price": bp, "true_revenue": r, "true_best": rb, "ratio": r / rb if rb > 0 else np.nan, "predicted": float(pred),
                     })  # fmt: skip
         cols = ["scenario", "book", "feature", "price", "best_price", "true_revenue", "true_best", "ratio", "predicted"]  # fmt: skip
-        return pd.DataFrame(rows, columns=cols)
+        out = pd.DataFrame(rows, columns=cols)
+        return out.astype(dict.fromkeys(cols[3:], float))
 
     def _priced(self, book) -> tuple[np.ndarray, np.ndarray]:
         """A book's priced tiers as this world's feature membership (K × F) and prices (K)."""
