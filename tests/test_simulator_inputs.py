@@ -428,10 +428,20 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
         for sc in ("single", "multiple"):
             assert shown(f"total-{sc}") == round(want[(sc, "total")])
             assert shown(f"proposal-total-{sc}") == round(want[(sc, "total")])
-        # edit the single book: its first tier's price far beyond what was tested, and a feature
-        # moved down to the first tier
+        # edit the single book: the price of its most-taken tier far beyond what was tested (a
+        # tier nobody takes would change nothing), and a feature moved down to the first tier
+        tiers = pd.read_csv(run_dir / "price_books.csv").query(
+            "scenario == 'single' and segment == 'all' and package != 'add-on'"
+        )["package"]
+        taken = (
+            pd.read_csv(run_dir / "take_up.csv")
+            .query("scenario == 'single'")
+            .groupby("package")["customers"]
+            .sum()
+        )
+        top = int(np.argmax(taken.reindex(tiers).fillna(0).to_numpy()))
         Select(driver.find_element("id", "book")).select_by_value("single:all")
-        price = driver.find_element("id", "price-0")
+        price = driver.find_element("id", f"price-{top}")
         old = float(price.get_attribute("value"))
         price.clear()
         price.send_keys(str(round(old * 12 + 0.5, 2)))
@@ -445,7 +455,7 @@ def test_page_matches_the_cli_after_edits_offline(run_dir, tmp_path):
         Select(moved).select_by_value("0")
         marks = [e.text for e in driver.find_elements("css selector", ".extrapolated")]
         assert any("above the highest price tested" in m for m in marks), marks
-        assert "outside" in driver.find_element("id", "mark-0").text
+        assert "outside" in driver.find_element("id", f"mark-{top}").text
         page = {sc: shown(f"total-{sc}") for sc in ("single", "multiple")}
         assert page["single"] != round(want[("single", "total")])
         segs = {
