@@ -1565,19 +1565,12 @@ class SimulatedTierWorld:
         ``ratio`` are then NaN).
         """
         rows = []
-        names = [s.name for s in self.segments]
-        books = {(b.scenario, b.name): b for b in result.books}
         sc = result.scenarios.set_index(["scenario", "segment"])
 
         totals = {}
         for scenario in ("multiple", "single"):
             got = best_sum = 0.0
-            groups = [[s] for s in names] if scenario == "multiple" else [names]
-            for g in groups:
-                book = (
-                    books.get((scenario, g[0] if scenario == "multiple" else "all"))
-                    or books[("single", "all")]
-                )
+            for g, book in self._offered(result, scenario):
                 m, p = self._priced(book)
                 if not len(p):
                     continue
@@ -1676,16 +1669,9 @@ class SimulatedTierWorld:
         the tool's price against the true best price for it (the same tiers at the same prices),
         and the tool's forecast (pricing/add_ons.csv summed over the book's segments)."""
         rows = []
-        names = [s.name for s in self.segments]
-        books = {(b.scenario, b.name): b for b in result.books}
         ao = result.add_ons
         for scenario in ("multiple", "single"):
-            groups = [[s] for s in names] if scenario == "multiple" else [names]
-            for g in groups:
-                book = (
-                    books.get((scenario, g[0] if scenario == "multiple" else "all"))
-                    or books[("single", "all")]
-                )
+            for g, book in self._offered(result, scenario):
                 m, p = self._priced(book)
                 for f, price in getattr(book, "add_ons", ()):
                     if not np.isfinite(price) or f not in self.features:
@@ -1702,6 +1688,17 @@ class SimulatedTierWorld:
         cols = ["scenario", "book", "feature", "price", "best_price", "true_revenue", "true_best", "ratio", "predicted"]  # fmt: skip
         out = pd.DataFrame(rows, columns=cols)
         return out.astype(dict.fromkeys(cols[3:], float))
+
+    def _offered(self, result, scenario: str):
+        """(segments, book) pairs of a scenario: each segment with its own book under
+        ``multiple`` (the single book where it has none), every segment together under
+        ``single``."""
+        names = [s.name for s in self.segments]
+        books = {(b.scenario, b.name): b for b in result.books}
+        groups = [[s] for s in names] if scenario == "multiple" else [names]
+        for g in groups:
+            own = books.get((scenario, g[0] if scenario == "multiple" else "all"))
+            yield g, own or books[("single", "all")]
 
     def _priced(self, book) -> tuple[np.ndarray, np.ndarray]:
         """A book's priced tiers as this world's feature membership (K × F) and prices (K)."""

@@ -442,7 +442,7 @@ def _shares(
     width: int,
 ) -> np.ndarray:
     """D × K uncalibrated take-up shares of the priced packages."""
-    from wtp.pricing.simulator import surplus, take_up
+    from wtp.pricing.simulator import take_up
 
     k = len(prices)
     tc = seg.thresholds(member) if too_cheap == "exclude" else None
@@ -461,17 +461,28 @@ def _shares(
         )
     w = seg.boot / seg.boot.sum(axis=1, keepdims=True)
     if rule == "rfc":
-        g = rfc_gumbel(
-            seed, index, seg.n, seg.base.shape[1], width
-        )  # columns: tiers by position, none last
-        shock = np.concatenate([g[:, :, :k], g[:, :, -1:]], axis=2) * seg.scale[:, None, None]
+        shock = _rfc_shock(seg, seed, index, width, k)
         return take_up(seg.base, extra, prices, seg.boot, too_cheap=tc, shock=shock)
-    s = surplus(seg.base, extra, prices, too_cheap=tc) / seg.scale[:, None, None]  # N × D × K
+    return np.einsum("dn,ndk->dk", w, _logit(seg, extra, prices, tc))
+
+
+def _rfc_shock(seg: SimulatorSegment, seed: int, index: int, width: int, k: int) -> np.ndarray:
+    """N × D × (k + 1) money-valued Gumbel errors of the RFC rule: columns are tiers by position,
+    none last, so a book's errors do not depend on how many tiers it prices."""
+    g = rfc_gumbel(seed, index, seg.n, seg.base.shape[1], width)
+    return np.concatenate([g[:, :, :k], g[:, :, -1:]], axis=2) * seg.scale[:, None, None]
+
+
+def _logit(seg: SimulatorSegment, extra, prices, tc) -> np.ndarray:
+    """N × D × K share-of-preference probabilities: logit over the surplus in units of each
+    respondent's conjoint price scale, not buying at 0."""
+    from wtp.pricing.simulator import surplus
+
+    s = surplus(seg.base, extra, prices, too_cheap=tc) / seg.scale[:, None, None]
     m = np.maximum(np.max(s, axis=2, initial=0.0), 0.0)
     m = np.where(np.isfinite(m), m, 0.0)
     e = np.exp(s - m[..., None])
-    p = e / (np.exp(-m) + e.sum(axis=2))[..., None]
-    return np.einsum("dn,ndk->dk", w, p)
+    return e / (np.exp(-m) + e.sum(axis=2))[..., None]
 
 
 @dataclass(frozen=True)
@@ -523,7 +534,7 @@ def _taken(
     """N × D × K probability that each respondent takes each tier of ``book`` under ``rule``:
     per respondent what :func:`_shares` sums over respondents."""
     from wtp.pricing.add_ons import first_choice
-    from wtp.pricing.simulator import choices, surplus
+    from wtp.pricing.simulator import choices
 
     priced = np.isfinite(book.prices)
     n, d = seg.base.shape
@@ -535,16 +546,11 @@ def _taken(
     tc = seg.thresholds(member) if too_cheap == "exclude" else None
     extra = seg.extra(member)
     if rule == "share-of-preference":
-        s = surplus(seg.base, extra, prices, too_cheap=tc) / seg.scale[:, None, None]
-        m = np.maximum(np.max(s, axis=2, initial=0.0), 0.0)
-        m = np.where(np.isfinite(m), m, 0.0)
-        e = np.exp(s - m[..., None])
-        out[:, :, priced] = e / (np.exp(-m) + e.sum(axis=2))[..., None]
+        out[:, :, priced] = _logit(seg, extra, prices, tc)
         return out
     shock = seg.shocks(k)
     if rule == "rfc" and seg.shock is None:
-        g = rfc_gumbel(seed, index, seg.n, d, width)
-        shock = np.concatenate([g[:, :, :k], g[:, :, -1:]], axis=2) * seg.scale[:, None, None]
+        shock = _rfc_shock(seg, seed, index, width, k)
     return first_choice(choices(seg.base, extra, prices, too_cheap=tc, shock=shock), priced)
 
 
