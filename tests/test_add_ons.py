@@ -275,6 +275,8 @@ def test_report_and_workbook_show_add_on_prices_and_take_up(world):
     r = add.iloc[0]
     page = (out / f"segment-{slug(r['segment'])}.html").read_text(encoding="utf-8")
     assert "<h3>Add-ons</h3>" in page
+    # add-ons are not shown as one more tier of the ladder
+    assert "<h3>add-on</h3>" not in page
     mine = ao[(ao["scenario"] == "multiple") & (ao["segment"] == r["segment"])]
     for a in mine.itertuples():
         assert f"{a.revenue:,.0f}" in page or f"{a.revenue:,.2f}" in page

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from wtp.pricing.settings import ADD_ON
 from wtp.report import PALETTE, new_figure, provenance, records, render, slug, svg
 
 TABLES = ("packages", "price_books", "take_up", "scenarios")
@@ -140,7 +141,8 @@ def take_up_chart(result, segment: str):
 
 def _tier_blocks(result, book: str, scenario: str) -> list[dict[str, Any]]:
     pb = result.price_books
-    pb = pb[(pb["segment"] == book) & (pb["scenario"] == scenario)]
+    # tiers only: add-ons (package = add-on, one row each) get their own block (_add_ons)
+    pb = pb[(pb["segment"] == book) & (pb["scenario"] == scenario) & (pb["package"] != ADD_ON)]
     pk = result.packages
     pk = pk[pk["segment"] == book]
     blocks = []
