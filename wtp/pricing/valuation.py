@@ -676,6 +676,7 @@ def value_segments(
             else "No bridge from MaxDiff preferences to money (no MaxDiff item is also a conjoint level): features the conjoint did not test have no money value, and tiers that add only such features are not priced."
         )
     out: dict[str, SegmentValues] = {}
+    rescaled: set[str] = set()  # features scaled by each respondent's own price level
     for s, b in bases.items():
         n = len(b["respondent_id"])
         fv = np.full((n, len(features)), np.nan)
@@ -704,17 +705,7 @@ def value_segments(
         scaled = ~own_scale & np.isfinite(fv).any(axis=0)
         if scaled.any() and np.isfinite(ref).any() and (ref > 0).any():
             fv[:, scaled] = at_own_price_level(fv[:, scaled], ref, w)
-            notes.append(
-                f"{s}: money values of {', '.join(f for f, x in zip(features, scaled, strict=True) if x)} scaled by each respondent's own price level "
-                "(someone who would pay twice as much for the product pays twice as much for its features; the segment's mean is kept): "
-                "a MaxDiff share says how much a feature matters relative to the others, not in money"
-                + (
-                    ""
-                    if conjoint is not None and conjoint.individual is not None
-                    else ", and the conjoint's values are the segment's"
-                )
-                + "."
-            )
+            rescaled.update(f for f, x in zip(features, scaled, strict=True) if x)
         fv, warning = _coherent(s, fv, ref, features, described.get(s, set()))
         if warning:
             warnings[s] = warning
@@ -733,6 +724,18 @@ def value_segments(
             shock=b.get("shock"),
             source=b["source"],
             feature_source=fsrc,
+        )
+    if rescaled:  # one note for the study: the rule is the same in every segment
+        notes.append(
+            f"Money values of {', '.join(f for f in features if f in rescaled)} are scaled by each respondent's own price level "
+            "(someone who would pay twice as much for the product pays twice as much for its features; each segment's mean is kept): "
+            "a MaxDiff share says how much a feature matters relative to the others, not in money"
+            + (
+                ""
+                if conjoint is not None and conjoint.individual is not None
+                else ", and the conjoint's values are the segment's"
+            )
+            + "."
         )
     return out, notes, warnings
 
