@@ -1463,15 +1463,16 @@ def _tier_people(
     return TierPeople(R, M, pi, stated, L, process.noise * R)
 
 
-def tier_take_up(
+def tier_choice(
     people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool
 ) -> np.ndarray:
-    """True expected share taking each package: propensity × logit choice among the packages
-    and not buying, with Gumbel noise of each person's scale; a package priced below the
-    person's too-cheap threshold (scaled by its value) is not taken when the effect is real."""
+    """n × K: each person's true probability of taking each package: propensity × logit choice
+    among the packages and not buying, with Gumbel noise of the person's scale; a package priced
+    below the person's too-cheap threshold (scaled by its value) is not taken when the effect is
+    real."""
     member = np.asarray(membership, dtype=float)
     prices = np.asarray(prices, dtype=float)
-    V = people.value[:, None] + people.money @ member.T  # n × K
+    V = people.value[:, None] + people.money @ member.T
     z = (V - prices[None, :]) / people.noise[:, None]
     if too_cheap_effect:
         z = np.where(
@@ -1479,8 +1480,14 @@ def tier_take_up(
         )
     top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
     e = np.exp(z - top)
-    p = e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
-    return (people.propensity[:, None] * p).mean(axis=0)
+    return people.propensity[:, None] * e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
+
+
+def tier_take_up(
+    people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool
+) -> np.ndarray:
+    """True expected share taking each package: :func:`tier_choice` averaged over people."""
+    return tier_choice(people, membership, prices, too_cheap_effect).mean(axis=0)
 
 
 @dataclass(frozen=True)
@@ -1739,24 +1746,6 @@ class SimulatedTierWorld:
                     }
                 )
         return pd.DataFrame(rows)
-
-
-def tier_choice(
-    people: TierPeople, membership: np.ndarray, prices: np.ndarray, too_cheap_effect: bool
-) -> np.ndarray:
-    """n × K: each person's true probability of taking each package (propensity × the logit of
-    :func:`tier_take_up`, whose mean over people this is)."""
-    member = np.asarray(membership, dtype=float)
-    prices = np.asarray(prices, dtype=float)
-    V = people.value[:, None] + people.money @ member.T
-    z = (V - prices[None, :]) / people.noise[:, None]
-    if too_cheap_effect:
-        z = np.where(
-            prices[None, :] < people.too_cheap[:, None] * V / people.value[:, None], -np.inf, z
-        )
-    top = np.maximum(z.max(axis=1, keepdims=True), 0.0)
-    e = np.exp(z - top)
-    return people.propensity[:, None] * e / (e.sum(axis=1, keepdims=True) + np.exp(-top))
 
 
 def add_on_take_up(
