@@ -1401,3 +1401,67 @@ def test_presence_read_first_is_still_not_the_reference():
     # study.toml's order still wins
     flipped = estimate_conjoint(_answers(frame), levels={"feature": ["yes", "no"]})
     assert flipped.attributes["feature"] == ["yes", "no"]
+
+
+# ----------------------------------------------------------------------------------------------
+# HB priors on each parameter's own scale
+
+
+def test_prior_units_are_the_largest_segment_mnl_magnitude_at_least_one():
+    from wtp.conjoint.estimate import _estimate_mnl, prior_units
+
+    sim = _small_sim(n=120, segments=2, seed=3)
+    data = prepare_choice_data(_answers(sim.answers), levels=sim.attributes)
+    units = prior_units(data)
+    betas, _, fits, _ = _estimate_mnl(data, "plain")
+    assert all(f["converged"] for f in fits)
+    mnl = np.array(list(betas.values()))
+    assert units == pytest.approx(np.maximum(1.0, np.abs(mnl).max(axis=0)))
+    price = list(data.coding.parameters).index("price")
+    # price per price / (highest tested price): a coefficient of order ten, not one
+    assert units[price] > 3
+
+
+def _low_value_world(folder, n):
+    from wtp.simulate import simulate_tier_world
+
+    w = simulate_tier_world(
+        folder, process="expensive-below", n_respondents=n, seed=1, draws=20, population=200
+    )
+    answers = attach_segments(
+        validate_conjoint(pd.read_csv(w.folder / "conjoint.csv")),
+        pd.read_csv(w.folder / "respondents.csv"),
+    )
+    return w, answers
+
+
+def _price_coefficient_ratios(res, world) -> dict[str, float]:
+    """Per segment: the median of each respondent's posterior mean price coefficient over the
+    world's true one (−1 / their noise in money)."""
+    ind, slope = res.individual, res.coding.price_slope_row()
+    out = {}
+    for seg, people in world.respondents.items():
+        mask = np.asarray(ind.segment).astype(str) == seg
+        est = ind.draws[mask].mean(axis=1) @ slope
+        out[seg] = float(np.median(est / (-1.0 / people.noise)))
+    return out
+
+
+def test_hb_price_coefficient_of_a_low_value_segment_is_not_shrunk(tmp_path, monkeypatch):
+    # Three segments whose values differ tenfold, priced on one wide grid: per price / (highest
+    # tested price) the low-value segment's coefficient is about −150 and differs by tens
+    # between people. With priors stated on the coding's unit (scales about 1) the HB shrank
+    # it to 0.3× the truth, which inflated that segment's money and choice noise threefold.
+    import wtp.conjoint.estimate as est
+
+    w, answers = _low_value_world(tmp_path / "w", 240)
+    fit = dict(method="hb", rng=np.random.default_rng(2), draws=150, tune=200, chains=2)
+    ratios = _price_coefficient_ratios(estimate_conjoint(answers, **fit), w)
+    assert 0.75 <= ratios["Startups"] <= 1.33 and 0.75 <= ratios["SMB"] <= 1.33, ratios
+    # the population covariance is common to the segments, so the high-value segment (60
+    # respondents here) borrows the low-value one's wide spread: 1.1–1.2× in 600-respondent
+    # worlds, more in this small one
+    assert 0.75 <= ratios["Enterprise"] <= 1.7, ratios
+    monkeypatch.setattr(est, "prior_units", lambda data: np.ones(data.coding.n_parameters))
+    shrunk = _price_coefficient_ratios(estimate_conjoint(answers, **fit), w)
+    assert shrunk["Startups"] < 0.5 and shrunk["SMB"] < 0.75, shrunk

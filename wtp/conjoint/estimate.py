@@ -521,8 +521,9 @@ def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sa
         RESERVED_SEGMENT
     ]
     group_index = pd.Index(groups).get_indexer(seg_resp)
+    units = prior_units(data)
     hb_data = hb.choice_data(
-        data.X,
+        data.X * units,
         data.available,
         data.chosen,
         data.respondent,
@@ -532,7 +533,7 @@ def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sa
         group_names=groups,
     )
     fit = hb.fit_hb(hb_data, rng=rng, progress=progress, **sampler)
-    beta = fit.beta_draws  # draws × respondents × P
+    beta = fit.beta_draws * units  # draws × respondents × P, back in the coding's units
     if beta.shape[0] > keep_draws:
         # evenly thinned: enough for intervals and RFC, and bounded memory for the simulator
         beta = beta[np.linspace(0, beta.shape[0] - 1, keep_draws).round().astype(int)]
@@ -546,6 +547,30 @@ def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sa
     if not d.get("converged", False):
         notes.append(hb.unconverged_advice(d))
     return (*tables[:-1], notes)
+
+
+def prior_units(data: ChoiceData) -> np.ndarray:
+    """Per parameter, the unit the HB's priors are stated in: the largest magnitude the
+    aggregate MNLs (each segment's and the pooled one, where converged) give it, at least 1
+    (the coding's unit).
+
+    The HB priors (:class:`wtp.hb.HBPriors`: means N(0, 3²), population scales about 1) suit
+    parameters of order 1, which dummy-coded levels are. A linear price coefficient is not:
+    per ``price / price_scale``, a segment worth a tenth of the highest tested price has a
+    coefficient of −30 or more, and a scale prior of about 1 held its spread between people
+    near 1 when it was tens. The HB then shrank every price coefficient toward the others and
+    toward zero (to 0.3–0.6× the truth in the low-value segments of the tier worlds), which
+    inflated their money values and their choice noise. Stating the priors in these units
+    (the design column × unit, the draws × unit back) is the same model with priors
+    N(0, (3·unit)²) on the means and scales of about one unit, wide enough for the data.
+    """
+    betas, _, fits, _ = _estimate_mnl(data, "plain")
+    # a segment whose MNL did not converge (a level always or never chosen) says nothing of scale
+    settled = [betas[f["segment"]] for f in fits if f["converged"]]
+    if not settled:
+        return np.ones(data.coding.n_parameters)
+    b = np.nan_to_num(np.abs(np.array(settled)), nan=0.0, posinf=0.0)
+    return np.maximum(1.0, b.max(axis=0))
 
 
 def _respondent_arrays(data: ChoiceData) -> tuple[np.ndarray, np.ndarray]:
