@@ -835,6 +835,76 @@ def test_maxdiff_money_takes_each_respondents_own_price_level(world):
     assert any("own price level" in n for n in notes)
 
 
+def test_tier_noise_hand_checked():
+    """Base 100; Starter (+0) at 80 and Pro (+30) at 100; noise scale 10. Starter's surplus 20
+    carries not buying's draw, so this person always buys; Pro's surplus 30 + 10 (g_pro −
+    g_starter) beats Starter's 20 when g_pro − g_starter > −1, a standard logistic: 1/(1 + e⁻¹)."""
+    from wtp.pricing.simulator import take_up
+    from wtp.pricing.valuation import tier_noise
+
+    d = 40_000
+    shock = tier_noise(np.array([10.0]), d, 2, np.random.default_rng(1))
+    assert shock.shape == (1, d, 3)
+    np.testing.assert_array_equal(shock[:, :, 0], shock[:, :, 2])  # entry shares none's draw
+    again = tier_noise(np.array([20.0]), d, 2, np.random.default_rng(1))
+    np.testing.assert_allclose(again, 2 * shock)  # the respondent's scale, in money
+    shares = take_up(
+        np.full((1, d), 100.0),
+        np.array([[0.0, 30.0]]),
+        np.array([80.0, 100.0]),
+        np.ones((d, 1)),
+        shock=shock,
+    )
+    assert shares.sum(axis=1) == pytest.approx(np.ones(d))  # nobody turned away by noise
+    assert shares[:, 1].mean() == pytest.approx(1 / (1 + np.exp(-1)), abs=0.01)
+    # without noise the same person always takes Pro (surplus 30 > 20)
+    sure = take_up(
+        np.full((1, d), 100.0), np.array([[0.0, 30.0]]), np.array([80.0, 100.0]), np.ones((d, 1))
+    )
+    assert sure[:, 1].mean() == 1.0
+
+
+def test_tier_choice_carries_each_respondents_hb_noise(world):
+    """With an HB conjoint, Van Westendorp values get noise between tiers of each respondent's
+    own price scale 1/−β_price; with the segment MNL (whose scale also carries how much people
+    differ) the choice stays by money alone."""
+    from wtp.pricing.valuation import price_scale, value_segments
+
+    _, run = world
+    hb, md_hb = _hb_like(run, np.random.default_rng(5))
+    features = list(md_hb.item_scores["item"].unique())
+    kw = dict(
+        features=features,
+        described={},
+        vw=run.vw,
+        vw_answers=run.study.vw,
+        conjoint_answers=run.study.conjoint,
+        maxdiff=md_hb,
+        n_packages=3,
+        draws=10,
+    )
+    values, notes, _ = value_segments(
+        ["Enterprise"], conjoint=hb, rng=np.random.default_rng(0), **kw
+    )
+    v = values["Enterprise"]
+    assert v.shock is not None and v.shock.shape == (v.n, 10, 4)
+    np.testing.assert_array_equal(v.shock[:, :, 0], v.shock[:, :, 3])
+    scale = price_scale(v, hb)
+    slope = hb.individual.draws.mean(axis=1) @ hb.coding.price_slope_row()
+    mine = pd.Series(-1 / slope, index=hb.individual.respondent_id)
+    asked = np.isin(v.respondent_id, hb.individual.respondent_id)
+    np.testing.assert_allclose(scale[asked], mine.loc[v.respondent_id[asked]].to_numpy())
+    # the noise in money is the scale times a standard Gumbel: its spread follows the scale
+    spread = v.shock[:, :, 1].std(axis=1) / scale
+    assert 0.6 < np.median(spread) < 1.8  # √(π²/6) ≈ 1.28 for a standard Gumbel
+    assert any("Gumbel noise of their own conjoint price scale" in n for n in notes)
+    plain, notes, _ = value_segments(
+        ["Enterprise"], conjoint=run.conjoint, rng=np.random.default_rng(0), **kw
+    )
+    assert plain["Enterprise"].shock is None
+    assert not any("Gumbel noise" in n for n in notes)
+
+
 def test_individual_utilities_and_posterior_draws_feed_the_values(world):
     """HB paths: conjoint posterior draws per respondent (without Van Westendorp they value the
     product) and individual MaxDiff utilities (each respondent's own shares in the bridge)."""

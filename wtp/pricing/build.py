@@ -34,8 +34,8 @@ from wtp.pricing.scenarios import (
 )
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
-from wtp.pricing.simulator_inputs import price_scale, simulator_inputs
-from wtp.pricing.valuation import SegmentValues, second_opinion, value_segments
+from wtp.pricing.simulator_inputs import simulator_inputs
+from wtp.pricing.valuation import SegmentValues, price_scale, second_opinion, value_segments
 
 
 @dataclass

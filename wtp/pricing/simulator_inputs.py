@@ -12,15 +12,16 @@ rule                take-up of package k by respondent i in draw d
 =================== ==========================================================================
 ``first-choice``    the contract's rule (:mod:`wtp.pricing.simulator`): the package with the
                     largest surplus ``s_idk = base + extra_k − price_k`` (+ the stored money
-                    shocks of conjoint-based values), if it is ≥ 0 — exactly the pricing stage
+                    shocks: of conjoint-based values, or the tier noise of Van Westendorp
+                    values with an HB conjoint), if it is ≥ 0 — exactly the pricing stage
 ``share-of-         logit over the surplus without shocks, in money: ``exp(s_k/σ_i) / (1 +
 preference``        Σ_j exp(s_j/σ_i))`` with ``σ_i = 1 / −β_price`` the respondent's conjoint
                     price scale (HB posterior mean; MNL: the segment's). Needs a conjoint
 ``rfc``             randomised first choice: first choice on ``s_idk + σ_i (g_idk − g_id0)``,
                     ``g`` standard Gumbel from a counter-based hash of (seed, segment,
                     respondent, draw, package), so the page draws the same errors; values that
-                    already come from the conjoint carry such errors, and RFC equals
-                    first-choice for them. Needs a conjoint
+                    already carry stored shocks (above) keep them, and RFC equals first-choice
+                    for them. Needs a conjoint
 =================== ==========================================================================
 
 Shares are then weighted by each draw's bootstrap × survey weights, multiplied by the draw's
@@ -50,7 +51,7 @@ import pandas as pd
 
 from wtp.errors import InputError, Problem
 from wtp.pricing.settings import ADD_ON
-from wtp.pricing.valuation import package_thresholds
+from wtp.pricing.valuation import package_thresholds, price_scale
 
 Rule = Literal["first-choice", "share-of-preference", "rfc"]
 RULES: tuple[str, ...] = ("first-choice", "share-of-preference", "rfc")
@@ -291,37 +292,6 @@ def _tested_range(v, vw, conjoint, study) -> tuple[float, float, str] | None:
     return None
 
 
-def _price_scale(v, conjoint) -> np.ndarray | None:
-    """Per respondent 1/−β_price (money per unit of utility) from the conjoint, segment mean
-    for respondents it did not ask; ``None`` without a conjoint."""
-    if conjoint is None:
-        return None
-    c = conjoint.coding
-    slope_row = c.price_slope_row()
-    ids = np.asarray(v.respondent_id).astype(str)
-    out = np.full(len(ids), np.nan)
-    ind = conjoint.individual
-    if ind is not None:
-        mask = np.asarray(ind.segment).astype(str) == v.segment
-        slope = ind.draws[mask].mean(axis=1) @ slope_row
-        scale = np.where(slope < 0, -1.0 / np.where(slope < 0, slope, -1.0), np.nan)
-        pos = pd.Index(np.asarray(ind.respondent_id)[mask].astype(str)).get_indexer(ids)
-        out[pos >= 0] = scale[pos[pos >= 0]]
-    elif v.segment in conjoint.betas:
-        slope = float(conjoint.betas[v.segment] @ slope_row)
-        if slope < 0:
-            out[:] = -1.0 / slope
-    if not np.isfinite(out).any():
-        return None
-    w = np.asarray(v.weight, dtype=float)
-    ok = np.isfinite(out)
-    return np.where(ok, out, float(np.sum(w[ok] * out[ok]) / np.sum(w[ok])))
-
-
-#: public name: the add-ons' buying noise (:mod:`wtp.pricing.add_ons`) uses the same scale
-price_scale = _price_scale
-
-
 def _per_draw(x: np.ndarray, d: int) -> np.ndarray:
     """N × d: the first d draws of an N × D array, or an N array repeated."""
     x = np.asarray(x, dtype=float)
@@ -364,7 +334,7 @@ def simulator_inputs(
             described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.draws(s), dtype=float)[:d],
             prospects=float(vols.get(s, "prospects", 0.0)), seats=float(vols.get(s, "seats", 1.0)), own_book=bool(own.get(s)) and ("multiple", s) in books,
             too_cheap=None if v.too_cheap is None else _per_draw(v.too_cheap, d), shock=None if v.shock is None else v.shock[:, :d],
-            scale=_price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source,
+            scale=price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source,
         ))  # fmt: skip
     specs = tuple(
         BookSpec(

@@ -64,6 +64,16 @@ bargain), as their reservation value lies between "expensive" and "too expensive
 ladder rests on the exact point of a bracket the answers leave open. A package's threshold
 scales with its value (``T_id · (reference_i + extra_ik) / reference_i``).
 
+Which tier (Van Westendorp values with an HB conjoint): money alone would send everyone to the
+tier with the largest surplus, all or nothing, when people choose among tiers as noisily as they
+chose among conjoint profiles. Each respondent's choice among the tiers carries Gumbel noise of
+their own conjoint price scale ``1/−β_price`` (:func:`tier_noise`), the entry package sharing
+not buying's draw, so whether they buy at all stays what their answers say. A segment MNL's scale
+also carries how much people differ (measured 2–3.5× each person's noise), so with it (``--fast``)
+the choice stays by money alone. Measured on 12 tier worlds (HB, 3 answer processes × 4 seeds):
+the tier mix's total variation distance from the truth fell from 0.24 to 0.065 and the predicted
+uplift of multiple over single came within ±25% of the true uplift in 12 of 12 (4 of 12 without).
+
 Uncertainty: draw d also reweights respondents by a Bayesian bootstrap (``Exp(1)`` weights
 times the survey weight), so intervals carry sampling error as well as each respondent's own
 stated uncertainty and, with HB, the posterior.
@@ -71,7 +81,7 @@ stated uncertainty and, with HB, the posterior.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -607,6 +617,47 @@ def at_own_price_level(money: np.ndarray, reference: np.ndarray, weight: np.ndar
     return x * np.where(after > 0, before / np.where(after > 0, after, 1.0), 1.0)[None, :]
 
 
+def price_scale(v, conjoint) -> np.ndarray | None:
+    """Per respondent of ``v`` (a :class:`SegmentValues`) 1/−β_price, the money one unit of
+    conjoint utility is worth, which is also the scale of their choice noise in money: their
+    own posterior mean (HB), or the segment's (MNL); the segment's weighted mean for respondents
+    the conjoint did not ask. ``None`` without a conjoint."""
+    if conjoint is None:
+        return None
+    c = conjoint.coding
+    slope_row = c.price_slope_row()
+    ids = np.asarray(v.respondent_id).astype(str)
+    out = np.full(len(ids), np.nan)
+    ind = conjoint.individual
+    if ind is not None:
+        mask = np.asarray(ind.segment).astype(str) == v.segment
+        slope = ind.draws[mask].mean(axis=1) @ slope_row
+        scale = np.where(slope < 0, -1.0 / np.where(slope < 0, slope, -1.0), np.nan)
+        pos = pd.Index(np.asarray(ind.respondent_id)[mask].astype(str)).get_indexer(ids)
+        out[pos >= 0] = scale[pos[pos >= 0]]
+    elif v.segment in conjoint.betas:
+        slope = float(conjoint.betas[v.segment] @ slope_row)
+        if slope < 0:
+            out[:] = -1.0 / slope
+    if not np.isfinite(out).any():
+        return None
+    w = np.asarray(v.weight, dtype=float)
+    ok = np.isfinite(out)
+    return np.where(ok, out, float(np.sum(w[ok] * out[ok]) / np.sum(w[ok])))
+
+
+def tier_noise(
+    scale: np.ndarray, draws: int, n_packages: int, rng: np.random.Generator
+) -> np.ndarray:
+    """N × D × (K + 1) money-valued choice noise, not buying last: Gumbel of each respondent's
+    scale, the entry package (index 0) sharing not buying's draw. Whether someone buys at all
+    stays what their Van Westendorp answers (and the calibration) say; which tier they take
+    varies as their conjoint choices did."""
+    g = rng.gumbel(size=(len(scale), draws, n_packages + 1))
+    g[:, :, n_packages] = g[:, :, 0]
+    return np.asarray(scale, dtype=float)[:, None, None] * g
+
+
 def value_segments(
     segments: list[str],
     *,
@@ -677,6 +728,7 @@ def value_segments(
         )
     out: dict[str, SegmentValues] = {}
     rescaled: set[str] = set()  # features scaled by each respondent's own price level
+    noisy = False  # tier choice carries each respondent's conjoint noise (HB)
     for s, b in bases.items():
         n = len(b["respondent_id"])
         fv = np.full((n, len(features)), np.nan)
@@ -710,7 +762,7 @@ def value_segments(
         if warning:
             warnings[s] = warning
         boot = rng.exponential(size=(draws, n)) * w[None, :]
-        out[s] = SegmentValues(
+        sv = SegmentValues(
             segment=s,
             respondent_id=b["respondent_id"],
             weight=w,
@@ -724,6 +776,18 @@ def value_segments(
             shock=b.get("shock"),
             source=b["source"],
             feature_source=fsrc,
+        )
+        if sv.shock is None and conjoint is not None and conjoint.individual is not None:
+            scale = price_scale(sv, conjoint)
+            if scale is not None:
+                sv = replace(sv, shock=tier_noise(scale, sv.base.shape[1], n_packages, rng))
+                noisy = True
+        out[s] = sv
+    if noisy:
+        notes.append(
+            "Which tier a buyer takes is not decided by money alone: each respondent's choice among the tiers carries "
+            "Gumbel noise of their own conjoint price scale (1/−β_price, HB), as their conjoint choices did; whether "
+            "they buy at all stays as their Van Westendorp answers say."
         )
     if rescaled:  # one note for the study: the rule is the same in every segment
         notes.append(
