@@ -843,11 +843,15 @@ def test_tier_noise_hand_checked():
     from wtp.pricing.valuation import tier_noise
 
     d = 40_000
-    shock = tier_noise(np.array([10.0]), d, 2, np.random.default_rng(1))
+    shock = tier_noise(np.array([10.0]), d, 2, seed=1)
     assert shock.shape == (1, d, 3)
     np.testing.assert_array_equal(shock[:, :, 0], shock[:, :, 2])  # entry shares none's draw
-    again = tier_noise(np.array([20.0]), d, 2, np.random.default_rng(1))
+    again = tier_noise(np.array([20.0]), d, 2, seed=1)
     np.testing.assert_allclose(again, 2 * shock)  # the respondent's scale, in money
+    # the first draws of a longer run are the same errors (the page keeps the first D')
+    longer = tier_noise(np.array([10.0]), 10, 2, seed=1, total_draws=d)
+    np.testing.assert_array_equal(longer, shock[:, :10])
+    assert not np.array_equal(tier_noise(np.array([10.0]), d, 2, seed=2), shock)
     shares = take_up(
         np.full((1, d), 100.0),
         np.array([[0.0, 30.0]]),
@@ -903,6 +907,59 @@ def test_tier_choice_carries_each_respondents_hb_noise(world):
     )
     assert plain["Enterprise"].shock is None
     assert not any("Gumbel noise" in n for n in notes)
+
+
+def test_tier_noise_travels_as_its_seed_and_the_page_redraws_it(world, tmp_path):
+    """The simulator record carries the seed of the tier noise, not the errors: read back (and
+    in the page's JavaScript, run by node) it redraws them exactly and reproduces the run."""
+    import json
+    import shutil
+    import subprocess
+    from importlib.resources import files
+
+    from wtp.pricing.simulator_inputs import SimulatorInputs, simulate_books
+
+    _, run = world
+    hb, md_hb = _hb_like(run, np.random.default_rng(5))
+    pb = build_price_books(
+        vw=run.vw,
+        maxdiff=md_hb,
+        conjoint=hb,
+        segments=run.segments,
+        study=run.study,
+        rng=np.random.default_rng(0),
+        draws=20,
+    )
+    rec = pb.simulator
+    assert rec.dtype == "f8" and rec.draws == rec.draws_total
+    data = rec.to_json()
+    assert all(s["noise_seed"] is not None and s["shock"] is None for s in data["segments"])
+    back = SimulatorInputs.from_json(json.loads(json.dumps(data)))
+    for a, b in zip(rec.segments, back.segments, strict=True):
+        np.testing.assert_array_equal(a.shock, b.shock)
+        np.testing.assert_array_equal(a.shock[:, :, 0], a.shock[:, :, -1])
+    sim = simulate_books(back)
+    want = pb.scenarios.set_index(["scenario", "segment"])
+    got = sim.scenarios.set_index(["scenario", "segment"]).reindex(want.index)
+    np.testing.assert_allclose(got["revenue"], want["revenue"], rtol=1e-9)
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not installed")
+    (tmp_path / "data.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "page.js").write_text(
+        files("wtp.report").joinpath("simulator.js").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    from test_simulator_inputs import NODE_PAGE
+
+    (tmp_path / "run.js").write_text(NODE_PAGE, encoding="utf-8")
+    out = subprocess.run(
+        [node, str(tmp_path / "run.js"), str(tmp_path / "page.js"), str(tmp_path / "data.json"), "single:all", "none", "1"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    shown = json.loads(out.stdout)["before"]["totals"]
+    for sc in ("single", "multiple"):
+        total = want.loc[(sc, "total"), "revenue"]
+        assert abs(float(shown[sc].replace(",", "")) - total) <= 0.5 + 1e-9 * total
 
 
 def test_individual_utilities_and_posterior_draws_feed_the_values(world):

@@ -646,7 +646,8 @@ sel.fire("change");
 function revenue() {
   const out = {};
   made.filter((e) => e.attrs["data-addon"]).forEach((e) => { out[e.attrs["data-addon"]] = e.textContent; });
-  return { cells: out, single: byId("addon-total-single").textContent, multiple: byId("addon-total-multiple").textContent };
+  return { cells: out, single: byId("addon-total-single").textContent, multiple: byId("addon-total-multiple").textContent,
+    totals: { single: byId("total-single").textContent, multiple: byId("total-multiple").textContent } };
 }
 const before = revenue();
 const inp = byId("addon-price-" + feature);

@@ -50,8 +50,9 @@ import numpy as np
 import pandas as pd
 
 from wtp.errors import InputError, Problem
+from wtp.pricing.noise import rfc_gumbel
 from wtp.pricing.settings import ADD_ON
-from wtp.pricing.valuation import package_thresholds, price_scale
+from wtp.pricing.valuation import package_thresholds, price_scale, tier_noise
 
 Rule = Literal["first-choice", "share-of-preference", "rfc"]
 RULES: tuple[str, ...] = ("first-choice", "share-of-preference", "rfc")
@@ -81,6 +82,8 @@ class SimulatorSegment:
     scale: np.ndarray | None = None  # N conjoint price scale 1/−β_price (money)
     tested: tuple[float, float, str] | None = None  # low, high, what tested them
     source: str = ""
+    # the shock is tier noise (wtp.pricing.valuation.tier_noise) of this seed: stored as the seed
+    noise_seed: int | None = None
 
     @property
     def n(self) -> int:
@@ -180,8 +183,8 @@ class SimulatorInputs:
                 "described": s.described.tolist(), "valued": s.valued.tolist(), "factor": [float(x) for x in s.factor],
                 "tested": None if s.tested is None else {"low": s.tested[0], "high": s.tested[1], "source": s.tested[2]},
                 "base": enc(s.base), "boot": enc(s.boot), "feature_values": enc(s.feature_values), "reference": enc(s.reference),
-                "too_cheap": enc(s.too_cheap), "shock": enc(s.shock), "shock_width": None if s.shock is None else int(s.shock.shape[2]),
-                "scale": enc(s.scale),
+                "too_cheap": enc(s.too_cheap), "shock": None if s.noise_seed is not None else enc(s.shock),
+                "shock_width": None if s.shock is None else int(s.shock.shape[2]), "noise_seed": s.noise_seed, "scale": enc(s.scale),
             })  # fmt: skip
         books = [
             {
@@ -227,11 +230,17 @@ class SimulatorInputs:
         for s in data["segments"]:
             n = int(s["n"])
             t = s.get("tested")
+            scale, seed, width = dec(s["scale"], (n,)), s.get("noise_seed"), s["shock_width"] or 0
+            shock = (
+                dec(s["shock"], (n, d, width))
+                if seed is None
+                else tier_noise(scale, d, width - 1, int(seed), int(data["draws_total"]))
+            )
             segs.append(SimulatorSegment(
                 name=s["name"], base=dec(s["base"], (n, d)), boot=dec(s["boot"], (d, n)), feature_values=dec(s["feature_values"], (n, f)),
                 valued=np.array(s["valued"], dtype=bool), described=np.array(s["described"], dtype=bool), reference=dec(s["reference"], (n,)),
                 factor=np.array(s["factor"], dtype=float), prospects=_unnum(s["prospects"]), seats=_unnum(s["seats"]), own_book=bool(s["own_book"]),
-                too_cheap=dec(s["too_cheap"], (n, d)), shock=dec(s["shock"], (n, d, s["shock_width"] or 0)), scale=dec(s["scale"], (n,)),
+                too_cheap=dec(s["too_cheap"], (n, d)), shock=shock, scale=scale, noise_seed=None if seed is None else int(seed),
                 tested=None if t is None else (float(t["low"]), float(t["high"]), str(t["source"])), source=s.get("source", ""),
             ))  # fmt: skip
         books = tuple(
@@ -318,7 +327,7 @@ def simulator_inputs(
         v.n
         * (
             2
-            + (v.shock.shape[2] if v.shock is not None else 0)
+            + (v.shock.shape[2] if v.shock is not None and v.noise_seed is None else 0)
             + (v.too_cheap is not None)  # a quality threshold per draw
         )
         for v in vs
@@ -334,7 +343,7 @@ def simulator_inputs(
             described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.draws(s), dtype=float)[:d],
             prospects=float(vols.get(s, "prospects", 0.0)), seats=float(vols.get(s, "seats", 1.0)), own_book=bool(own.get(s)) and ("multiple", s) in books,
             too_cheap=None if v.too_cheap is None else _per_draw(v.too_cheap, d), shock=None if v.shock is None else v.shock[:, :d],
-            scale=price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source,
+            scale=price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source, noise_seed=v.noise_seed,
         ))  # fmt: skip
     specs = tuple(
         BookSpec(
@@ -377,28 +386,6 @@ def simulator_inputs(
 
 # --------------------------------------------------------------------------------------------
 # Rules
-
-
-def _mix32(x: np.ndarray) -> np.ndarray:
-    """lowbias32 (C. Wellons): a 32-bit integer hash, the same in the page's JavaScript."""
-    x = x.astype(np.uint32)
-    x ^= x >> np.uint32(16)
-    x *= np.uint32(0x7FEB352D)
-    x ^= x >> np.uint32(15)
-    x *= np.uint32(0x846CA68B)
-    x ^= x >> np.uint32(16)
-    return x
-
-
-def rfc_gumbel(seed: int, segment_index: int, n: int, d: int, width: int) -> np.ndarray:
-    """N × D × width standard Gumbel errors from a counter hash of (seed, segment, i, d, k)."""
-    key = _mix32(
-        np.array([(seed * 0x9E3779B9 + segment_index * 0x85EBCA6B) & 0xFFFFFFFF], dtype=np.uint64)
-    )[0]
-    counter = np.arange(n * d * width, dtype=np.uint64) & np.uint64(0xFFFFFFFF)
-    h = _mix32(counter.astype(np.uint32) ^ key)
-    u = (h.astype(float) + 0.5) / 4294967296.0
-    return (-np.log(-np.log(u))).reshape(n, d, width)
 
 
 def _shares(

@@ -86,6 +86,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from wtp.pricing.noise import rfc_gumbel
+
 
 @dataclass(frozen=True)
 class SegmentValues:
@@ -102,6 +104,7 @@ class SegmentValues:
     reference: np.ndarray  # N: point value of the described product (scales too-cheap doubts)
     too_cheap: np.ndarray | None = None  # N × D (or N): quality threshold of the described product
     shock: np.ndarray | None = None  # N × D × (T + 1) money-valued choice noise, none last
+    noise_seed: int | None = None  # the shock is tier_noise(price_scale, …, noise_seed)
     source: str = ""
     feature_source: dict[str, str] = field(default_factory=dict)
 
@@ -647,15 +650,20 @@ def price_scale(v, conjoint) -> np.ndarray | None:
 
 
 def tier_noise(
-    scale: np.ndarray, draws: int, n_packages: int, rng: np.random.Generator
+    scale: np.ndarray, draws: int, n_packages: int, seed: int, total_draws: int | None = None
 ) -> np.ndarray:
     """N × D × (K + 1) money-valued choice noise, not buying last: Gumbel of each respondent's
     scale, the entry package (index 0) sharing not buying's draw. Whether someone buys at all
     stays what their Van Westendorp answers (and the calibration) say; which tier they take
-    varies as their conjoint choices did."""
-    g = rng.gumbel(size=(len(scale), draws, n_packages + 1))
+    varies as their conjoint choices did.
+
+    The errors come from the counter hash of :mod:`wtp.pricing.noise` keyed by ``seed``, over
+    ``total_draws`` draws (the first ``draws`` kept), so the offline page redraws them from the
+    seed instead of carrying them."""
+    scale = np.asarray(scale, dtype=float)
+    g = rfc_gumbel(seed, 0, len(scale), total_draws or draws, n_packages + 1)[:, :draws]
     g[:, :, n_packages] = g[:, :, 0]
-    return np.asarray(scale, dtype=float)[:, None, None] * g
+    return scale[:, None, None] * g
 
 
 def value_segments(
@@ -780,7 +788,9 @@ def value_segments(
         if sv.shock is None and conjoint is not None and conjoint.individual is not None:
             scale = price_scale(sv, conjoint)
             if scale is not None:
-                sv = replace(sv, shock=tier_noise(scale, sv.base.shape[1], n_packages, rng))
+                seed = int(rng.integers(2**31))
+                shock = tier_noise(scale, sv.base.shape[1], n_packages, seed)
+                sv = replace(sv, shock=shock, noise_seed=seed)
                 noisy = True
         out[s] = sv
     if noisy:

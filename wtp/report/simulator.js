@@ -21,12 +21,34 @@
     return DATA.dtype === "f8" ? new Float64Array(bytes.buffer) : new Float32Array(bytes.buffer);
   }
 
+  // noise between tiers (wtp.pricing.valuation.tier_noise), redrawn from its seed: the counter
+  // hash over every draw of the run (the first D kept), times each respondent's price scale,
+  // the entry package sharing not buying's error
+  function tierNoise(s, scale) {
+    var Wn = s.shock_width, K = Wn - 1, Dt = DATA.draws_total;
+    var keyv = mix32(Math.imul(s.noise_seed, 0x9e3779b9) >>> 0);
+    var out = new Float64Array(s.n * D * Wn);
+    for (var i = 0; i < s.n; i++) {
+      for (var d = 0; d < D; d++) {
+        var o = (i * D + d) * Wn;
+        for (var k = 0; k < K; k++) {
+          var u = (mix32((((i * Dt + d) * Wn + k) ^ keyv) >>> 0) + 0.5) / 4294967296;
+          out[o + k] = scale[i] * -Math.log(-Math.log(u));
+        }
+        out[o + K] = out[o];
+      }
+    }
+    return out;
+  }
+
   var SEGS = DATA.segments.map(function (s, index) {
+    var scale = decode(s.scale);
     return {
       index: index, name: s.name, n: s.n, prospects: s.prospects === null ? NaN : s.prospects, seats: s.seats === null ? 1 : s.seats,
       own: s.own_book, described: s.described, valued: s.valued, factor: s.factor, tested: s.tested, source: s.source,
       base: decode(s.base), boot: decode(s.boot), fv: decode(s.feature_values), reference: decode(s.reference),
-      tooCheap: decode(s.too_cheap), shock: decode(s.shock), shockWidth: s.shock_width || 0, scale: decode(s.scale), rfc: null
+      tooCheap: decode(s.too_cheap), shock: s.noise_seed === null || s.noise_seed === undefined ? decode(s.shock) : tierNoise(s, scale),
+      shockWidth: s.shock_width || 0, scale: scale, rfc: null
     };
   });
 
