@@ -669,6 +669,37 @@ def test_recovery_across_worlds(tmp_path, process, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("process", "seed"),
+    [
+        *[("expensive-below", s) for s in (1, 2, 3, 4)],
+        *[("expensive-above", s) for s in (1, 2, 3, 4)],
+        pytest.param(
+            "noisy-maxdiff", 1, marks=_short("own books measured 94.9% of the best; target 95%")
+        ),
+        *[("noisy-maxdiff", s) for s in (2, 3, 4)],
+    ],
+)
+def test_default_run_recovery_across_worlds(tmp_path, process, seed):
+    """The default run (hierarchical Bayes for MaxDiff and conjoint, so tier choice carries each
+    respondent's own noise), judged by each world's truth as in
+    :func:`test_recovery_across_worlds`; 2–4 minutes a world on 2 cores."""
+    from wtp.pipeline import run_study
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    setting = "exclude" if ANSWER_PROCESSES[process].too_cheap_effect else "ignore"
+    w = simulate_tier_world(
+        tmp_path, process=process, n_respondents=600, seed=seed, too_cheap=setting
+    )
+    judged = w.judge(run_study(w.folder, seed=seed).price_books).set_index(["scenario", "segment"])
+    print(process, seed, judged.to_string())
+    assert judged.loc[("multiple", "total"), "ratio"] >= 0.95
+    assert judged.loc[("single", "total"), "ratio"] >= 0.95
+    true_up, pred_up = judged["uplift_true"].iloc[0], judged["uplift_predicted"].iloc[0]
+    assert abs(pred_up - true_up) <= 0.25 * abs(true_up)
+
+
+@pytest.mark.slow
 def test_demo_world_books_by_its_truth(tmp_path):
     """The shipped demo's world (four segments, fourteen features, a multi-level conjoint, one
     truth) through ``wtp run --fast``, judged by that truth. Before the bridge scaled the pooled
@@ -783,6 +814,20 @@ def _hb_like(run, rng, maxdiff_noise: float = 0.3):
         md, individual_utilities=ind[["respondent_id", "segment", "item", "utility"]]
     )
     return hb, md_hb
+
+
+def _hb_books(run, vw):
+    """Price books on :func:`_hb_like` instruments (20 draws)."""
+    hb, md_hb = _hb_like(run, np.random.default_rng(5))
+    return build_price_books(
+        vw=vw,
+        maxdiff=md_hb,
+        conjoint=hb,
+        segments=run.segments,
+        study=run.study,
+        rng=np.random.default_rng(0),
+        draws=20,
+    )
 
 
 def test_own_price_level_hand_checked():
@@ -920,16 +965,7 @@ def test_tier_noise_travels_as_its_seed_and_the_page_redraws_it(world, tmp_path)
     from wtp.pricing.simulator_inputs import SimulatorInputs, simulate_books
 
     _, run = world
-    hb, md_hb = _hb_like(run, np.random.default_rng(5))
-    pb = build_price_books(
-        vw=run.vw,
-        maxdiff=md_hb,
-        conjoint=hb,
-        segments=run.segments,
-        study=run.study,
-        rng=np.random.default_rng(0),
-        draws=20,
-    )
+    pb = _hb_books(run, vw=run.vw)
     rec = pb.simulator
     assert rec.dtype == "f8" and rec.draws == rec.draws_total
     data = rec.to_json()
@@ -966,16 +1002,7 @@ def test_individual_utilities_and_posterior_draws_feed_the_values(world):
     """HB paths: conjoint posterior draws per respondent (without Van Westendorp they value the
     product) and individual MaxDiff utilities (each respondent's own shares in the bridge)."""
     _, run = world
-    hb, md_hb = _hb_like(run, np.random.default_rng(5))
-    pb = build_price_books(
-        vw=None,
-        maxdiff=md_hb,
-        conjoint=hb,
-        segments=run.segments,
-        study=run.study,
-        rng=np.random.default_rng(0),
-        draws=20,
-    )
+    pb = _hb_books(run, vw=None)
     assert pb.has_prices
     assert pb.valuation["source"].str.contains("HB posterior draws").all()
     valued = pb.packages.dropna(subset=["money_value"])
