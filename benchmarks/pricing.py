@@ -39,26 +39,42 @@ import pandas as pd
 from wtp.pricing.inputs import Volumes
 from wtp.pricing.scenarios import evaluate, price_book
 from wtp.pricing.settings import PricingSettings
-from wtp.pricing.valuation import SegmentValues
+from wtp.pricing.valuation import SegmentValues, tier_noise
 
 
 def _segment(
-    name: str, n: int, draws: int, features: int, scale: float, rng: np.random.Generator
+    name: str,
+    n: int,
+    draws: int,
+    features: int,
+    scale: float,
+    rng: np.random.Generator,
+    tiers: int = 3,
+    noisy: bool = False,
 ) -> SegmentValues:
     base = scale * np.exp(0.4 * rng.standard_normal((n, draws)))
     base[rng.random((n, draws)) < 0.5] = -np.inf
     fv = scale * np.abs(rng.normal(0.15, 0.1, (n, features)))
+    # the default (HB) run's shape: noise between tiers of each respondent's price scale
+    shock = tier_noise(np.full(n, 0.15 * scale), draws, tiers, seed=1) if noisy else None
     return SegmentValues(
         segment=name, respondent_id=np.arange(n).astype(str), weight=np.ones(n), base=base,
         boot=rng.exponential(size=(draws, n)), features=tuple(f"f{j}" for j in range(features)), feature_values=fv,
         described=np.zeros(features, dtype=bool), reference=np.full(n, scale), too_cheap=0.5 * scale * np.ones(n),
+        shock=shock,
     )  # fmt: skip
 
 
-def speed(n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3) -> pd.DataFrame:
+def speed(
+    n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3, noisy: bool = False
+) -> pd.DataFrame:
+    """The speed table; ``noisy``: with noise between tiers, as the default (HB) run has."""
     rng = np.random.default_rng(0)
     settings = PricingSettings(draws=draws)
-    values = [_segment(f"S{i + 1}", n, draws, 6, 30.0 * 2**i, rng) for i in range(n_segments)]
+    values = [
+        _segment(f"S{i + 1}", n, draws, 6, 30.0 * 2**i, rng, tiers, noisy)
+        for i in range(n_segments)
+    ]
     member = np.array([[j < 2 * (k + 1) for j in range(6)] for k in range(tiers)])
     vols = Volumes(
         pd.DataFrame(
@@ -259,6 +275,8 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(speed().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    print("\nwith noise between tiers (the default run's shape with an HB conjoint):")
+    print(speed(noisy=True).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if hasattr(os, "getloadavg"):
         print(
             f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (seconds = wall clock; cpu_seconds = this process)"
