@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -497,3 +498,19 @@ def test_a_bad_respondents_file_is_reported_once_not_through_every_instrument(tm
     assert res.exit_code == 2, res.output
     assert "3 problems in all" in res.output and "no segment column" not in res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_arviz_daily_notice_stays_out_of_the_terminal(tmp_path):
+    """ArviZ prints a refactor notice on its first import each day (in the middle of an HB
+    run's progress); the CLI filters that one warning."""
+    import subprocess
+
+    def stderr(code: str, home: str) -> str:
+        env = {**os.environ, "HOME": str(tmp_path / home), "XDG_CACHE_HOME": str(tmp_path / home)}
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        ).stderr
+
+    if "ArviZ is undergoing" not in stderr("import arviz", "plain"):
+        pytest.skip("this ArviZ prints no notice")
+    assert "ArviZ is undergoing" not in stderr("import wtp.cli, arviz", "cli")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -19,6 +20,10 @@ import typer
 
 from wtp.errors import InputError, printable
 from wtp.settings import SECTIONS, StudySettings
+
+# ArviZ 0.23 announces its coming refactor once a day on import, in the middle of an HB run's
+# progress lines; it is about ArviZ's API, not the analyst's study
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
 
 app = typer.Typer(
     name="wtp",
