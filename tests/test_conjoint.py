@@ -1422,6 +1422,28 @@ def test_prior_units_are_the_largest_segment_mnl_magnitude_at_least_one():
     assert units[price] > 3
 
 
+def test_prior_units_ignore_a_level_the_data_do_not_pin_down():
+    # segment 2 takes a Chat-support profile whenever one is shown: its MNL drifts to a large
+    # coefficient with a larger standard error, which must not widen that level's prior
+    sim = _small_sim(n=160, segments=2, seed=3)
+    a = sim.answers.copy()
+    seg2 = a["segment"] == sorted(a["segment"].unique())[1]
+    chat = a["Support"].eq("Chat")
+    task = ["respondent_id", "task"]
+    first_chat = a[chat & seg2].groupby(task).head(1).index
+    has_chat = a.assign(c=chat).groupby(task)["c"].transform("any")
+    a.loc[seg2 & has_chat, "chosen"] = 0
+    a.loc[first_chat, "chosen"] = 1
+    data = prepare_choice_data(_answers(a), levels=sim.attributes)
+    from wtp.conjoint.estimate import _estimate_mnl, prior_units
+
+    betas, covs, fits, _ = _estimate_mnl(data, "plain")
+    k = list(data.coding.parameters).index("Support=Chat")
+    seg = sorted(a["segment"].unique())[1]
+    assert abs(betas[seg][k]) > 5  # the drift
+    assert prior_units(data)[k] < 5
+
+
 def _low_value_world(folder, n):
     from wtp.simulate import simulate_tier_world
 

@@ -551,8 +551,8 @@ def _estimate_hb(data: ChoiceData, *, rng, progress=False, keep_draws=1000, **sa
 
 def prior_units(data: ChoiceData) -> np.ndarray:
     """Per parameter, the unit the HB's priors are stated in: the largest magnitude the
-    aggregate MNLs (each segment's and the pooled one, where converged) give it, at least 1
-    (the coding's unit).
+    aggregate MNLs (each segment's and the pooled one, where converged and at least two
+    standard errors from zero) give it, at least 1 (the coding's unit).
 
     The HB priors (:class:`wtp.hb.HBPriors`: means N(0, 3²), population scales about 1) suit
     parameters of order 1, which dummy-coded levels are. A linear price coefficient is not:
@@ -564,13 +564,19 @@ def prior_units(data: ChoiceData) -> np.ndarray:
     (the design column × unit, the draws × unit back) is the same model with priors
     N(0, (3·unit)²) on the means and scales of about one unit, wide enough for the data.
     """
-    betas, _, fits, _ = _estimate_mnl(data, "plain")
-    # a segment whose MNL did not converge (a level always or never chosen) says nothing of scale
-    settled = [betas[f["segment"]] for f in fits if f["converged"]]
-    if not settled:
-        return np.ones(data.coding.n_parameters)
-    b = np.nan_to_num(np.abs(np.array(settled)), nan=0.0, posinf=0.0)
-    return np.maximum(1.0, b.max(axis=0))
+    betas, covs, fits, _ = _estimate_mnl(data, "plain")
+    units = np.ones(data.coding.n_parameters)
+    for f in fits:
+        if not f["converged"]:  # a level always or never chosen: says nothing of scale
+            continue
+        b = np.asarray(betas[f["segment"]], dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.abs(b) / np.sqrt(np.diag(covs[f["segment"]]))
+        # only estimates the data pin down (|z| ≥ 2): a level chosen almost always drifts to a
+        # large coefficient with a larger standard error, and must not widen its prior
+        firm = np.isfinite(b) & np.isfinite(z) & (z >= 2.0)
+        units = np.where(firm, np.maximum(units, np.abs(b)), units)
+    return units
 
 
 def _respondent_arrays(data: ChoiceData) -> tuple[np.ndarray, np.ndarray]:
