@@ -707,3 +707,41 @@ def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
     edited = number(got["after"]["single"])
     assert abs(edited - number(got["before"]["single"])) > 0.5
     assert abs(edited - ao["revenue"].sum()) <= 0.5 + 1e-9 * edited
+
+
+def test_page_sweeps_each_add_on_price_in_node(run_dir, tmp_path):
+    """The page sweeps each offered add-on's price as it sweeps each tier's; at the proposed
+    price the add-on's revenue is pricing/add_ons.csv's (summed over the segments served)."""
+    import re
+    import subprocess
+
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node not installed")
+    html = (run_dir / "simulator.html").read_text(encoding="utf-8")
+    data = re.search(r'<script type="application/json" id="wtp-data">(.*?)</script>', html, re.S)
+    script = re.search(r'<script id="wtp-simulator">(.*?)</script>', html, re.S)
+    (tmp_path / "data.json").write_text(data.group(1), encoding="utf-8")
+    (tmp_path / "page.js").write_text(script.group(1), encoding="utf-8")
+    wait = NODE_PAGE[: NODE_PAGE.index("function revenue()")] + (
+        "const timer = setInterval(() => {\n"
+        "  const figs = made.filter((e) => e.attrs['data-addon-sweep']);\n"
+        "  const want = Number(process.argv[process.argv.length - 1]);\n"
+        "  if (figs.length < want) return;\n"
+        "  clearInterval(timer);\n"
+        "  console.log(JSON.stringify(figs.map((e) => [e.attrs['data-addon-sweep'], e.attrs['data-at-price']])));\n"
+        "  process.exit(0);\n"
+        "}, 20);\n"
+    )
+    (tmp_path / "run.js").write_text(wait, encoding="utf-8")
+    want = pd.read_csv(run_dir / "pricing" / "add_ons.csv")
+    single = want[want["scenario"] == "single"].groupby("feature")["revenue"].sum()
+    assert len(single)
+    out = subprocess.run(
+        [node, str(tmp_path / "run.js"), str(tmp_path / "page.js"), str(tmp_path / "data.json"), "single:all", "x", "1", str(len(single))],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    got = dict(json.loads(out.stdout))
+    assert set(got) == set(single.index)
+    for f, revenue in single.items():
+        assert abs(float(got[f]) - revenue) <= 1e-6 * max(revenue, 1.0), (f, got[f], revenue)

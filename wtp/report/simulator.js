@@ -522,10 +522,14 @@
     });
   }
 
+  // the segments offered `book`: in the single scenario every segment is offered the single book
+  function servedBy(book) {
+    return SEGS.filter(function (s) { return isFinite(s.prospects) && (book.scenario === "single" || s.name === book.name); });
+  }
+
   // revenue of the segments offered `book` as one tier's price moves, the others held
   function sweep(book, k, rule) {
-    // in the single scenario every segment is offered the single book
-    var segs = SEGS.filter(function (s) { return isFinite(s.prospects) && (book.scenario === "single" || s.name === book.name); });
+    var segs = servedBy(book);
     var n = segs.reduce(function (a, s) { return a + s.n; }, 0);
     var draws = Math.max(1, Math.min(D, Math.ceil(150000 / Math.max(n * book.tiers.length, 1))));
     var p0 = isFinite(book.prices[k]) ? book.prices[k] : PROPOSAL[key(book.scenario, book.name)].prices[k];
@@ -541,6 +545,23 @@
     var range = null;
     segs.forEach(function (s) { var t = testedRange(s, book, k); if (t) range = range ? [Math.min(range[0], t[0]), Math.max(range[1], t[1])] : t; });
     return { xs: xs, ys: ys, p0: p0, draws: draws, range: range };
+  }
+
+  // add-on revenue of the segments offered `book` as one add-on's price moves, the tiers and the
+  // other add-ons held: who takes which package does not depend on it, so it is found once
+  function addOnSweep(book, a, rule) {
+    var segs = servedBy(book);
+    var was = PROPOSAL[key(book.scenario, book.name)].addOns.filter(function (x) { return x.f === a.f; })[0];
+    var p0 = isFinite(a.price) ? a.price : (was ? was.price : NaN);
+    if (!isFinite(p0) || p0 <= 0) return null;
+    var outs = segs.map(function (s) { return evaluate(s, book, rule, DATA.seed, D); });
+    var xs = [], ys = [];
+    for (var j = 0; j <= 20; j++) {
+      var p = p0 * (0.4 + 1.2 * j / 20), r = 0;
+      segs.forEach(function (s, i) { r += s.prospects * s.seats * mean(addOnShares(s, book, outs[i], a.f, p)) * p; });
+      xs.push(p); ys.push(r);
+    }
+    return { xs: xs, ys: ys, p0: p0, draws: D, range: null };
   }
 
   function chart(data, title) {
@@ -572,15 +593,26 @@
   function renderSweeps(book, rule) {
     var token = ++sweepToken;
     clear(ui.sweeps);
-    var k = 0;
-    function next() { // one tier per tick, so editing stays responsive
-      if (token !== sweepToken || k >= book.tiers.length) return;
-      var s = sweep(book, k, rule);
-      var fig = el("figure", { "class": "sweep" });
-      if (s) {
-        fig.appendChild(chart(s, book.tiers[k] + ": revenue as its price moves"));
-        fig.appendChild(el("figcaption", null, "Other prices held; " + (s.draws < D ? "mean of the first " + s.draws + " draws" : "every draw") + "; shaded: tested prices; dashed: the price now."));
-      } else fig.appendChild(el("figcaption", null, book.tiers[k] + ": not priced"));
+    var k = 0, addOns = offeredAddOns(book), K = book.tiers.length;
+    function next() { // one tier or add-on per tick, so editing stays responsive
+      if (token !== sweepToken || k >= K + addOns.length) return;
+      var fig;
+      if (k < K) {
+        var s = sweep(book, k, rule);
+        fig = el("figure", { "class": "sweep" });
+        if (s) {
+          fig.appendChild(chart(s, book.tiers[k] + ": revenue as its price moves"));
+          fig.appendChild(el("figcaption", null, "Other prices held; " + (s.draws < D ? "mean of the first " + s.draws + " draws" : "every draw") + "; shaded: tested prices; dashed: the price now."));
+        } else fig.appendChild(el("figcaption", null, book.tiers[k] + ": not priced"));
+      } else {
+        var a = addOns[k - K], f = DATA.features[a.f], t = addOnSweep(book, a, rule);
+        fig = el("figure", { "class": "sweep", "data-addon-sweep": f });
+        if (t) {
+          fig.setAttribute("data-at-price", String(t.ys[10]));
+          fig.appendChild(chart(t, label(a.f) + " (add-on): its revenue as its price moves"));
+          fig.appendChild(el("figcaption", null, "Add-on revenue only; packages and other add-ons held; every draw; dashed: the price now."));
+        } else fig.appendChild(el("figcaption", null, label(a.f) + " (add-on): not priced"));
+      }
       ui.sweeps.appendChild(fig);
       k += 1;
       setTimeout(next, 0);
