@@ -609,8 +609,8 @@
         fig = el("figure", { "class": "sweep", "data-addon-sweep": f });
         if (t) {
           fig.setAttribute("data-at-price", String(t.ys[10]));
-          fig.appendChild(chart(t, label(a.f) + " (add-on): its revenue as its price moves"));
-          fig.appendChild(el("figcaption", null, "Add-on revenue only; packages and other add-ons held; every draw; dashed: the price now."));
+          fig.appendChild(chart(t, label(a.f) + " (add-on)"));
+          fig.appendChild(el("figcaption", null, "The add-on's revenue as its price moves; packages and other add-ons held; every draw; dashed: the price now."));
         } else fig.appendChild(el("figcaption", null, label(a.f) + " (add-on): not priced"));
       }
       ui.sweeps.appendChild(fig);

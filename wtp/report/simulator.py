@@ -49,7 +49,8 @@ def write_simulator(run, out: str | Path, *, pages: list | None = None) -> list[
         "simulator.html.j2", out / "simulator.html", meta=meta, pages=segment_pages(segment_names(run)) if pages is None else pages,
         data=_inline_json(inputs.to_json()), script=Markup(script.replace("</", "<\\/")),
         how={"respondents": sum(s.n for s in inputs.segments), "too_cheap": "a price below someone's quality threshold (their too-cheap answer, or up to their cheap one) stops them buying" if inputs.too_cheap == "exclude" else "ignored (a price below someone's too-cheap answer does not stop them buying)",
-             "add_on_noise": inputs.add_on_noise == "conjoint" and inputs.has_conjoint_scale},
+             "add_on_noise": inputs.add_on_noise == "conjoint" and inputs.has_conjoint_scale,
+             "tier_noise": any(seg.noise_seed is not None for seg in inputs.segments)},
         provenance=provenance(run.seed, run.study.checksums()),
     )  # fmt: skip
     return [path, html]
