@@ -658,11 +658,10 @@ process.exit(0);
 """
 
 
-def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
-    """The page's add-on arithmetic run by node (no browser): the proposal's add-on revenue as
-    pricing/add_ons.csv has it, and an edited add-on price as `wtp simulate` computes it."""
+def _page_for_node(run_dir, tmp_path) -> str:
+    """node's path, with the run's page data (data.json) and script (page.js) in tmp_path;
+    skips where node is not installed."""
     import re
-    import subprocess
 
     node = shutil.which("node")
     if not node:
@@ -672,6 +671,15 @@ def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
     script = re.search(r'<script id="wtp-simulator">(.*?)</script>', html, re.S)
     (tmp_path / "data.json").write_text(data.group(1), encoding="utf-8")
     (tmp_path / "page.js").write_text(script.group(1), encoding="utf-8")
+    return node
+
+
+def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
+    """The page's add-on arithmetic run by node (no browser): the proposal's add-on revenue as
+    pricing/add_ons.csv has it, and an edited add-on price as `wtp simulate` computes it."""
+    import subprocess
+
+    node = _page_for_node(run_dir, tmp_path)
     (tmp_path / "run.js").write_text(NODE_PAGE, encoding="utf-8")
     want = pd.read_csv(run_dir / "pricing" / "add_ons.csv")
     single = want[want["scenario"] == "single"]
@@ -712,17 +720,9 @@ def test_page_add_ons_in_node_match_python(run_dir, tmp_path):
 def test_page_sweeps_each_add_on_price_in_node(run_dir, tmp_path):
     """The page sweeps each offered add-on's price as it sweeps each tier's; at the proposed
     price the add-on's revenue is pricing/add_ons.csv's (summed over the segments served)."""
-    import re
     import subprocess
 
-    node = shutil.which("node")
-    if not node:
-        pytest.skip("node not installed")
-    html = (run_dir / "simulator.html").read_text(encoding="utf-8")
-    data = re.search(r'<script type="application/json" id="wtp-data">(.*?)</script>', html, re.S)
-    script = re.search(r'<script id="wtp-simulator">(.*?)</script>', html, re.S)
-    (tmp_path / "data.json").write_text(data.group(1), encoding="utf-8")
-    (tmp_path / "page.js").write_text(script.group(1), encoding="utf-8")
+    node = _page_for_node(run_dir, tmp_path)
     wait = NODE_PAGE[: NODE_PAGE.index("function revenue()")] + (
         "const timer = setInterval(() => {\n"
         "  const figs = made.filter((e) => e.attrs['data-addon-sweep']);\n"
