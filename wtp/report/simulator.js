@@ -26,15 +26,12 @@
   // the entry package sharing not buying's error
   function tierNoise(s, scale) {
     var Wn = s.shock_width, K = Wn - 1, Dt = DATA.draws_total;
-    var keyv = mix32(Math.imul(s.noise_seed, 0x9e3779b9) >>> 0);
+    var keyv = hashKey(s.noise_seed, 0);
     var out = new Float64Array(s.n * D * Wn);
     for (var i = 0; i < s.n; i++) {
       for (var d = 0; d < D; d++) {
         var o = (i * D + d) * Wn;
-        for (var k = 0; k < K; k++) {
-          var u = (mix32((((i * Dt + d) * Wn + k) ^ keyv) >>> 0) + 0.5) / 4294967296;
-          out[o + k] = scale[i] * -Math.log(-Math.log(u));
-        }
+        for (var k = 0; k < K; k++) out[o + k] = scale[i] * hashGumbel(keyv, (i * Dt + d) * Wn + k);
         out[o + K] = out[o];
       }
     }
@@ -98,15 +95,17 @@
     return x >>> 0;
   }
 
+  // wtp.pricing.noise.rfc_gumbel, one error at a time: the key of (seed, segment) and the
+  // standard Gumbel error at counter c
+  function hashKey(seed, index) { return mix32((Math.imul(seed, 0x9e3779b9) + Math.imul(index, 0x85ebca6b)) >>> 0); }
+  function hashGumbel(keyv, c) { return -Math.log(-Math.log((mix32((c ^ keyv) >>> 0) + 0.5) / 4294967296)); }
+
   function rfcErrors(seg, seed) {
     if (seg.rfc && seg.rfc.seed === seed) return seg.rfc.g;
-    var keyv = mix32((Math.imul(seed, 0x9e3779b9) + Math.imul(seg.index, 0x85ebca6b)) >>> 0);
+    var keyv = hashKey(seed, seg.index);
     var total = seg.n * D * W;
     var g = new Float64Array(total);
-    for (var c = 0; c < total; c++) {
-      var u = ((mix32((c ^ keyv) >>> 0)) + 0.5) / 4294967296;
-      g[c] = -Math.log(-Math.log(u));
-    }
+    for (var c = 0; c < total; c++) g[c] = hashGumbel(keyv, c);
     seg.rfc = { seed: seed, g: g };
     return g;
   }
