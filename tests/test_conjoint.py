@@ -440,6 +440,77 @@ def test_recovery_wtp_within_15_percent_and_importance_order():
 # Market simulator and demand curve
 
 
+def _level_world(noise_follows_level: bool, n=500, k=0.12, seed=3):
+    """Choices of a product with or without feature B against not buying, by people whose own
+    price level is lognormal around 50 (spread 0.5): in money, utility = 0.9·level (+ 0.3·level
+    with B) − price, with Gumbel noise of scale ``k``·level, or ``k``·50 for everyone."""
+    rng = np.random.default_rng(seed)
+    level = 50 * np.exp(0.5 * rng.standard_normal(n))
+    tasks, alts = 10, 2
+    feat = rng.integers(0, 2, (n, tasks, alts))
+    price = rng.choice([20.0, 35.0, 50.0, 70.0, 100.0], (n, tasks, alts))
+    value = level[:, None, None] * (0.9 + 0.3 * feat) - price
+    scale = k * (level if noise_follows_level else np.full(n, 50.0))
+    u = np.concatenate([value, np.zeros((n, tasks, 1))], axis=2) / scale[:, None, None]
+    chosen = np.argmax(u + rng.gumbel(size=u.shape), axis=2)
+    r, t, a = np.meshgrid(np.arange(n), np.arange(tasks), np.arange(alts + 1), indexing="ij")
+    is_none = a == alts
+    frame = pd.DataFrame(
+        {
+            "respondent_id": [f"r{i}" for i in r.ravel()],
+            "task": t.ravel() + 1,
+            "alt": a.ravel() + 1,
+            "feature": np.where(
+                is_none, None, np.where(np.pad(feat, ((0, 0), (0, 0), (0, 1))) == 1, "B", "A")
+            ).ravel(),
+            "price": np.where(is_none, np.nan, np.pad(price, ((0, 0), (0, 0), (0, 1)))).ravel(),
+            "none": is_none.ravel().astype(int),
+            "chosen": (a == chosen[:, :, None]).ravel().astype(int),
+        }
+    )
+    levels = pd.Series(level, index=[f"r{i}" for i in range(n)])
+    return _answers(frame), levels
+
+
+def test_level_noise_recovers_noise_that_follows_the_level():
+    """Where each person's noise is k × their price level, the MNL whose price coefficient
+    follows the levels recovers it (elasticity 1, scale k × the mean level); the plain MNL's
+    one coefficient, 1/−β, overstates it (it averages people who differ)."""
+    answers, levels = _level_world(True)
+    res = estimate_conjoint(answers, levels={"feature": ["A", "B"]}, price_levels=levels)
+    ln = res.level_noise["all"]
+    assert ln.mean_level == pytest.approx(np.exp(np.log(levels).mean()))
+    assert ln.elasticity == pytest.approx(1.0, abs=0.25)
+    assert ln.scale == pytest.approx(0.12 * ln.mean_level, rel=0.15)
+    assert np.median(np.abs(np.log(ln.at(levels) / (0.12 * levels)))) < 0.1
+    np.testing.assert_allclose(ln.at(levels), ln.scale * (levels / ln.mean_level) ** ln.elasticity)
+    assert ln.at([np.nan])[0] == ln.scale  # no level: the mean level's
+    plain = -1 / float(res.betas["all"] @ res.coding.price_slope_row())
+    assert plain > 1.3 * ln.scale
+    # levels of people who did not answer the conjoint are ignored; missing ones at the mean
+    more = pd.concat([levels.iloc[:-5], pd.Series([1e6], index=["nobody"])])
+    again = estimate_conjoint(answers, levels={"feature": ["A", "B"]}, price_levels=more)
+    assert again.level_noise["all"].scale == pytest.approx(ln.scale, rel=0.05)
+    # without levels the MNL has none (HB has its own per respondent)
+    assert estimate_conjoint(answers, levels={"feature": ["A", "B"]}).level_noise == {}
+
+
+def test_level_noise_is_flat_where_noise_does_not_follow_the_level():
+    """Where everyone's noise is the same (only their values follow the level), the
+    elasticity comes out near 0 and the scale is everyone's; with levels shuffled among the
+    people, too."""
+    answers, levels = _level_world(False)
+    res = estimate_conjoint(answers, levels={"feature": ["A", "B"]}, price_levels=levels)
+    ln = res.level_noise["all"]
+    assert abs(ln.elasticity) < 0.25
+    error = np.log(ln.at(levels) / (0.12 * 50))  # everyone's true noise is 0.12 × 50
+    assert np.median(np.abs(error)) < 0.1
+    answers, _ = _level_world(True)
+    shuffled = pd.Series(np.random.default_rng(1).permutation(levels.to_numpy()), levels.index)
+    res = estimate_conjoint(answers, levels={"feature": ["A", "B"]}, price_levels=shuffled)
+    assert abs(res.level_noise["all"].elasticity) < 0.25
+
+
 def test_simulate_market_hand_computed_logit_share():
     res = estimate_conjoint(_answers(_two_task_types()), levels={"feature": ["A", "B"]})
     products = pd.DataFrame({"product": ["a", "b"], "feature": ["A", "B"], "price": [10, 15]})

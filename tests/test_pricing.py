@@ -4,6 +4,7 @@ answer-generating processes disagree with the model."""
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -913,10 +914,11 @@ def test_tier_noise_hand_checked():
     assert sure[:, 1].mean() == 1.0
 
 
-def test_tier_choice_carries_each_respondents_hb_noise(world):
+def test_tier_choice_carries_each_respondents_own_noise(world):
     """With an HB conjoint, Van Westendorp values get noise between tiers of each respondent's
-    own price scale 1/−β_price; with the segment MNL (whose scale also carries how much people
-    differ) the choice stays by money alone."""
+    own price scale 1/−β_price; with the MNL, of the scale at their own price level; with the
+    plain segment MNL (whose scale also carries how much people differ) the choice stays by
+    money alone."""
     from wtp.pricing.valuation import price_scale, value_segments
 
     _, run = world
@@ -947,8 +949,21 @@ def test_tier_choice_carries_each_respondents_hb_noise(world):
     spread = v.shock[:, :, 1].std(axis=1) / scale
     assert 0.6 < np.median(spread) < 1.8  # √(π²/6) ≈ 1.28 for a standard Gumbel
     assert any("Gumbel noise of their own conjoint price scale" in n for n in notes)
-    plain, notes, _ = value_segments(
+    # the pipeline's MNL follows each respondent's Van Westendorp price level
+    ln = run.conjoint.level_noise["Enterprise"]
+    levelled, notes, _ = value_segments(
         ["Enterprise"], conjoint=run.conjoint, rng=np.random.default_rng(0), **kw
+    )
+    v = levelled["Enterprise"]
+    assert v.shock is not None and v.noise_seed is not None
+    np.testing.assert_allclose(price_scale(v, run.conjoint), ln.at(v.reference))
+    assert any("follows each respondent's own Van Westendorp price level" in n for n in notes)
+    # the segment MNL alone (whose scale also carries how much people differ): money alone
+    plain, notes, _ = value_segments(
+        ["Enterprise"],
+        conjoint=dataclasses.replace(run.conjoint, level_noise={}),
+        rng=np.random.default_rng(0),
+        **kw,
     )
     assert plain["Enterprise"].shock is None
     assert not any("Gumbel noise" in n for n in notes)

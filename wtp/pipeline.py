@@ -210,6 +210,7 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
     from wtp.hb import sampler_settings
     from wtp.sample import flag_small_samples
     from wtp.settings import sampler_keys
+    from wtp.vanwestendorp import respondent_price_levels
 
     cfg = _config(study, fast).conjoint
     # individual (HB) part-worths by default: the aggregate MNL's money values are biased when
@@ -224,6 +225,14 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
     hb = sampler_settings(sampler_keys(cfg), "study.toml [conjoint]")
     hb.pop("save_posterior", None)
 
+    # MNL: each respondent's prices against their own Van Westendorp price level give the
+    # noise of their choices in money, which the segment's one coefficient overstates
+    levels = (
+        respondent_price_levels(results["vw"], study.vw)
+        if results.get("vw") is not None and study.vw is not None
+        else None
+    )
+
     def estimate(how: str):
         return estimate_conjoint(
             study.conjoint,
@@ -235,6 +244,7 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
             rng=rng,
             se=cfg.se,
             progress=_reporter(say) if how == "hb" else False,
+            price_levels=levels,
             **(hb if how == "hb" else {}),
         )
 

@@ -657,6 +657,39 @@ def prepare_answers(
     return kept.loc[~drop].reset_index(drop=True), excluded.reset_index(drop=True)
 
 
+def kept_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> pd.DataFrame:
+    """The rows :func:`van_westendorp` analysed with ``settings`` (out-of-order answers
+    repaired or left out, ties as set), for later stages that work per respondent; a frame
+    without ``segment``/``weight``/``row`` gets ``all``, 1 and its file row."""
+    a = answers.copy()
+    if "segment" not in a.columns:
+        a["segment"] = ALL
+    if "weight" not in a.columns:
+        a["weight"] = 1.0
+    if "row" not in a.columns:
+        a["row"] = np.arange(len(a)) + 2
+    return prepare_answers(a, settings)[0]
+
+
+def price_level(expensive, too_expensive) -> np.ndarray:
+    """A respondent's own price level: the geometric mean of their "expensive" and "too
+    expensive" answers, the middle of the range where the product turns from a purchase to
+    think about into one out of the question (geometric, as prices are answered on a ratio
+    scale: 100 and 400 give 200)."""
+    return np.sqrt(np.asarray(expensive, dtype=float) * np.asarray(too_expensive, dtype=float))
+
+
+def respondent_price_levels(vw: VanWestendorpResult, answers: pd.DataFrame) -> pd.Series:
+    """:func:`price_level` of every respondent ``vw`` analysed, indexed by ``respondent_id``
+    (as text)."""
+    kept = kept_answers(answers, vw.settings)
+    return pd.Series(
+        price_level(kept["expensive"], kept["too_expensive"]),
+        index=pd.Index(kept["respondent_id"].astype(str), name="respondent_id"),
+        name="price_level",
+    )
+
+
 def van_westendorp(
     answers: pd.DataFrame,
     *,

@@ -111,7 +111,7 @@ class PricingSettings:
             f"Tiers: {' / '.join(self.tiers)} (cumulative). Most features a tier adds: {caps}.",
             f"Each respondent's value of a package = their Van Westendorp/NMS reservation value for what the question showed ({shown}; [pricing] vw_describes = {self.vw_describes!r}) "
             "± the money values of the features the package has beyond it; without Van Westendorp, their conjoint utility of the package against not buying, in money.",
-            "A respondent takes the package that leaves them the most value over its price (with an HB conjoint, that value carries choice noise of their own price scale between tiers), or none; shares are weighted means over respondents.",
+            "A respondent takes the package that leaves them the most value over its price (where the conjoint gives each respondent their own price scale, that value carries choice noise of that scale between tiers), or none; shares are weighted means over respondents.",
             f"Too cheap: {self.too_cheap!r} ({'a price below someone’s too-cheap answer does not stop them buying' if self.too_cheap == 'ignore' else 'nobody buys below their own too-cheap price'}).",
             f"Uncertainty: {self.draws} draws (posterior draws where the conjoint has them, a Bayesian bootstrap of respondents, and each respondent's stated purchase likelihood); intervals are {self.level:.0%}.",
             f"Tier prices are searched jointly on the nice-price lattice: each tier at least {self.min_step:g}× the tier below.",

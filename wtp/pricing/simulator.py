@@ -20,7 +20,8 @@ array            shape             meaning
                  (optional)        (``too_cheap = "exclude"``; N × K: the same in every draw)
 ``shock``        N × D × (K + 1)   money-valued choice noise for each package and, last, for
                  (optional)        not buying (conjoint-based values; with Van Westendorp values
-                                   and an HB conjoint, noise between tiers only)
+                                   and a conjoint scale per respondent, noise between
+                                   tiers only)
 ================ ================= ===============================================================
 
 Respondent i in draw d takes ``argmax_k (base + extra_k + shock_k − price_k)`` when that surplus

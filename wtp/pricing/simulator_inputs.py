@@ -13,7 +13,7 @@ rule                take-up of package k by respondent i in draw d
 ``first-choice``    the contract's rule (:mod:`wtp.pricing.simulator`): the package with the
                     largest surplus ``s_idk = base + extra_k − price_k`` (+ the stored money
                     shocks: of conjoint-based values, or the tier noise of Van Westendorp
-                    values with an HB conjoint), if it is ≥ 0 — exactly the pricing stage
+                    values with a conjoint scale per respondent), if it is ≥ 0 — exactly the pricing stage
 ``share-of-         logit over the surplus without shocks, in money: ``exp(s_k/σ_i) / (1 +
 preference``        Σ_j exp(s_j/σ_i))`` with ``σ_i = 1 / −β_price`` the respondent's conjoint
                     price scale (HB posterior mean; MNL: the segment's). Needs a conjoint

@@ -149,16 +149,9 @@ def package_thresholds(
 
 def _vw_frame(vw, answers: pd.DataFrame) -> pd.DataFrame:
     """The respondents the Van Westendorp result kept, with calibrated NMS probabilities."""
-    from wtp.vanwestendorp import nms_probabilities, prepare_answers
+    from wtp.vanwestendorp import kept_answers, nms_probabilities
 
-    a = answers.copy()
-    if "segment" not in a.columns:
-        a["segment"] = "all"
-    if "weight" not in a.columns:
-        a["weight"] = 1.0
-    if "row" not in a.columns:
-        a["row"] = np.arange(len(a)) + 2
-    kept, _ = prepare_answers(a, vw.settings)
+    kept = kept_answers(answers, vw.settings)
     if vw.has_nms and {"buy_cheap", "buy_expensive"} <= set(kept.columns):
         for c in ("buy_cheap", "buy_expensive"):
             kept[f"p_{c}"] = nms_probabilities(
@@ -195,6 +188,8 @@ def reservation_draws(
 def vw_base(
     vw, answers: pd.DataFrame, segment: str, draws: int, rng: np.random.Generator
 ) -> dict | None:
+    from wtp.vanwestendorp import price_level
+
     kept = _vw_frame(vw, answers)
     kept = kept[kept["segment"].astype(str) == segment]
     if kept.empty:
@@ -227,7 +222,7 @@ def vw_base(
         "respondent_id": kept["respondent_id"].astype(str).to_numpy(),
         "weight": kept["weight"].astype(float).to_numpy(),
         "base": base,
-        "reference": np.sqrt(ex * te),
+        "reference": price_level(ex, te),
         "too_cheap": threshold,
         "source": source,
     }
@@ -623,8 +618,10 @@ def at_own_price_level(money: np.ndarray, reference: np.ndarray, weight: np.ndar
 def price_scale(v, conjoint) -> np.ndarray | None:
     """Per respondent of ``v`` (a :class:`SegmentValues`) 1/−β_price, the money one unit of
     conjoint utility is worth, which is also the scale of their choice noise in money: their
-    own posterior mean (HB), or the segment's (MNL); the segment's weighted mean for respondents
-    the conjoint did not ask. ``None`` without a conjoint."""
+    own posterior mean (HB); with an MNL, the segment's ``level_noise`` at their own Van
+    Westendorp price level where the conjoint estimated it, else the segment's; the
+    segment's weighted mean for respondents the conjoint did not ask. ``None`` without a
+    conjoint."""
     if conjoint is None:
         return None
     c = conjoint.coding
@@ -638,6 +635,8 @@ def price_scale(v, conjoint) -> np.ndarray | None:
         scale = np.where(slope < 0, -1.0 / np.where(slope < 0, slope, -1.0), np.nan)
         pos = pd.Index(np.asarray(ind.respondent_id)[mask].astype(str)).get_indexer(ids)
         out[pos >= 0] = scale[pos[pos >= 0]]
+    elif v.segment in conjoint.level_noise and v.source.startswith(VW_SOURCE):
+        out[:] = conjoint.level_noise[v.segment].at(v.reference)
     elif v.segment in conjoint.betas:
         slope = float(conjoint.betas[v.segment] @ slope_row)
         if slope < 0:
@@ -647,6 +646,16 @@ def price_scale(v, conjoint) -> np.ndarray | None:
     w = np.asarray(v.weight, dtype=float)
     ok = np.isfinite(out)
     return np.where(ok, out, float(np.sum(w[ok] * out[ok]) / np.sum(w[ok])))
+
+
+def has_own_noise(conjoint, segment: str) -> bool:
+    """Does the conjoint give each respondent of ``segment`` their own choice noise: HB
+    part-worths, or an MNL with the respondents' price levels? The aggregate MNL's one
+    coefficient does not: it averages respondents who differ, and its noise, 2–3× too wide,
+    moved buyers between tiers far more than people do."""
+    return conjoint is not None and (
+        conjoint.individual is not None or segment in conjoint.level_noise
+    )
 
 
 def tier_noise(
@@ -736,7 +745,7 @@ def value_segments(
         )
     out: dict[str, SegmentValues] = {}
     rescaled: set[str] = set()  # features scaled by each respondent's own price level
-    noisy = False  # tier choice carries each respondent's conjoint noise (HB)
+    noisy = False  # tier choice carries each respondent's own conjoint noise
     for s, b in bases.items():
         n = len(b["respondent_id"])
         fv = np.full((n, len(features)), np.nan)
@@ -785,7 +794,7 @@ def value_segments(
             source=b["source"],
             feature_source=fsrc,
         )
-        if sv.shock is None and conjoint is not None and conjoint.individual is not None:
+        if sv.shock is None and has_own_noise(conjoint, s):
             scale = price_scale(sv, conjoint)
             if scale is not None:
                 seed = int(rng.integers(2**31))
@@ -796,8 +805,13 @@ def value_segments(
     if noisy:
         notes.append(
             "Which tier a buyer takes is not decided by money alone: each respondent's choice among the tiers carries "
-            "Gumbel noise of their own conjoint price scale (1/−β_price, HB), as their conjoint choices did; whether "
-            "they buy at all stays as their Van Westendorp answers say."
+            + (
+                "Gumbel noise of their own conjoint price scale (1/−β_price, HB), "
+                if conjoint.individual is not None
+                else "Gumbel noise of their own price scale (the conjoint MNL with a price coefficient that follows each "
+                "respondent's own Van Westendorp price level, conjoint/level_noise.csv), "
+            )
+            + "as their conjoint choices did; whether they buy at all stays as their Van Westendorp answers say."
         )
     if rescaled:  # one note for the study: the rule is the same in every segment
         notes.append(

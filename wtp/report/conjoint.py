@@ -292,7 +292,7 @@ def write_outputs(
     tables: SimulatorTables | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Write partworths.csv, importances.csv, wtp.csv, demand.csv, simulation.csv (with a
-    scenario), fit.csv, with HB individual_partworths.csv and diagnostics.json, and report.html
+    scenario), fit.csv, level_noise.csv where the MNL has it, with HB individual_partworths.csv and diagnostics.json, and report.html
     into ``folder``; returns the simulation and demand frames.
 
     ``tables`` (:func:`wtp.conjoint.simulator_tables`) are computed before writing: nothing here
@@ -306,6 +306,8 @@ def write_outputs(
     write_csv(result.importances, folder / "importances.csv")
     write_csv(result.wtp, folder / "wtp.csv")
     write_csv(result.summary(), folder / "fit.csv")
+    if result.level_noise:
+        write_csv(result.level_noise_frame(), folder / "level_noise.csv")
     if result.individual is not None:
         import json
 
