@@ -94,6 +94,10 @@ def test_contract_tables_exist(report):
         "revenue",
     ]
     assert (sc[sc.scenario == "single"].price_book == "all").all()
+    # --fast with Van Westendorp answers: the MNL's noise at each respondent's price level
+    noise = pd.read_csv(report / "conjoint" / "level_noise.csv")
+    assert list(noise.columns) == ["segment", "mean_level", "noise_scale", "elasticity"]
+    assert (noise["noise_scale"] > 0).all() and noise["segment"].iloc[-1] == "all"
 
 
 def test_data_strings_are_escaped(report):

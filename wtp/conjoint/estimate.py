@@ -533,7 +533,18 @@ def estimate_conjoint(
         se_type=se_type,
     )
     if method == "mnl" and price_levels is not None:
-        result = replace(result, level_noise=level_noise(data, price_levels))
+        noise = level_noise(data, price_levels)
+        if noise:
+            shown = "; ".join(
+                f"{s} {n.scale:,.3g} at {n.mean_level:,.4g}, elasticity {n.elasticity:.2f}"
+                for s, n in noise.items()
+            )
+            note = (
+                "Choice noise per respondent (the scale of tier choice in pricing): an MNL whose price coefficient "
+                "follows each respondent's Van Westendorp price level, noise = scale × (level / mean level)^elasticity "
+                f"(level_noise.csv): {shown}."
+            )
+            result = replace(result, level_noise=noise, notes=(*result.notes, note))
     return result
 
 
