@@ -68,7 +68,8 @@ def _segment(
 def speed(
     n_segments: int = 4, n: int = 2000, draws: int = 500, tiers: int = 3, noisy: bool = False
 ) -> pd.DataFrame:
-    """The speed table; ``noisy``: with noise between tiers, as the default (HB) run has."""
+    """The speed table; ``noisy``: with noise between tiers, as a run with a conjoint and Van
+    Westendorp answers has (HB, or ``--fast``'s MNL with price levels)."""
     rng = np.random.default_rng(0)
     settings = PricingSettings(draws=draws)
     values = [
@@ -275,7 +276,7 @@ def main() -> None:
     pd.set_option("display.width", 200)
     pd.set_option("display.max_columns", 20)
     print(speed().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
-    print("\nwith noise between tiers (the default run's shape with an HB conjoint):")
+    print("\nwith noise between tiers (a run's shape with a conjoint and Van Westendorp answers):")
     print(speed(noisy=True).to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if hasattr(os, "getloadavg"):
         print(

@@ -623,14 +623,14 @@ def _short(reason: str):
         pytest.param(
             "expensive-below",
             0,
-            marks=_short("predicted uplift +39.6% against a true +27.3% (+45%, outside ±25%)"),
+            marks=_short("predicted uplift +37.6% against a true +28.7% (+31%, outside ±25%)"),
         ),
         ("expensive-below", 1),
         pytest.param(
-            "expensive-below", 2, marks=_short("single book measured 91.8% of the best; target 95%")
+            "expensive-below", 2, marks=_short("single book measured 93.1% of the best; target 95%")
         ),
         pytest.param(
-            "expensive-below", 3, marks=_short("single book measured 93.4% of the best; target 95%")
+            "expensive-below", 3, marks=_short("single book measured 94.0% of the best; target 95%")
         ),
         ("expensive-below", 4),
         ("expensive-above", 0),
@@ -639,19 +639,13 @@ def _short(reason: str):
         pytest.param(
             "expensive-above",
             3,
-            marks=_short("predicted uplift +28.2% against a true +50.7% (−44%, outside ±25%)"),
+            marks=_short("predicted uplift +37.9% against a true +51.6% (−27%, outside ±25%)"),
         ),
         ("expensive-above", 4),
         ("noisy-maxdiff", 0),
         ("noisy-maxdiff", 1),
         ("noisy-maxdiff", 2),
-        pytest.param(
-            "noisy-maxdiff",
-            3,
-            marks=_short(
-                "own books measured 94.4% of the best; predicted uplift +40.2% against a true +54.3%"
-            ),
-        ),
+        ("noisy-maxdiff", 3),
         ("noisy-maxdiff", 4),
     ],
 )
@@ -706,7 +700,7 @@ def test_demo_world_books_by_its_truth(tmp_path):
     truth) through ``wtp run --fast``, judged by that truth. Before the bridge scaled the pooled
     money scale to each segment's price level, the Startups book was priced at 260 against a
     true value near 40 and earned 0.8% of its best (own books 78%, single 66% in all). Measured
-    now: own books 95.5%, single book 99.8%."""
+    now: own books 97.2%, single book 99.2%."""
     from wtp.pipeline import run_study
     from wtp.simulate import simulate_demo_study
 
@@ -738,8 +732,9 @@ def test_interval_coverage_and_uplift_across_worlds(tmp_path):
     predicted uplift of multiple over single is within ±25% of the true one. The intervals
     carry sampling, stated-answer and calibration uncertainty and how far the conjoint and the
     Van Westendorp answers disagree about buying; before the last they covered 54% of totals and
-    83% of segments here (the model's misfit to a world was not in them), with it every one of
-    the 15 cases' totals and segments (3 × 5 seeds)."""
+    83% of segments here (the model's misfit to a world was not in them); with it, and tier
+    noise at each respondent's Van Westendorp price level, 29 of the 15 cases' 30 totals and all
+    45 segments (3 × 5 seeds)."""
     from wtp.simulate import ANSWER_PROCESSES
 
     rows = []
@@ -762,7 +757,7 @@ def test_interval_coverage_and_uplift_across_worlds(tmp_path):
     up = totals.drop_duplicates(["world", "seed"])
     within = (up["uplift_predicted"] - up["uplift_true"]).abs() <= 0.25 * up["uplift_true"].abs()
     print(f"predicted uplift within ±25% of the true one: {within.sum()} of {len(within)}")
-    # measured 9 of 12 (misses: expensive-below seed 0, expensive-above 3, noisy-maxdiff 3);
+    # measured 10 of 12 (misses: expensive-below seed 0, expensive-above 3);
     # the issue's target is all of them — the README's scorecard says how far it is
     assert within.mean() >= 0.65
 
