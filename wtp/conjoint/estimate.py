@@ -356,6 +356,7 @@ def level_noise(data: ChoiceData, price_levels: pd.Series) -> dict[str, LevelNoi
     col = c.blocks["price"].start
     lv = pd.Series(price_levels, dtype=float)
     lv.index = lv.index.astype(str)
+    lv = lv[~lv.index.duplicated()]  # ids that read the same as text: the first
     level = lv.reindex(data.respondents.astype(str)).to_numpy()
     has = np.isfinite(level) & (level > 0)
     w_resp, seg_resp = _respondent_arrays(data)
