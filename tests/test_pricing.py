@@ -398,12 +398,23 @@ def world(tmp_path_factory):
 def test_books_hold_up_in_a_world_they_were_not_tuned_to(world):
     w, run = world
     pb = run.price_books
-    judged = w.judge(pb).set_index(["scenario", "segment"])
+    step = pb.settings.min_step
+    judged = w.judge(pb, min_step=step).set_index(["scenario", "segment"])
     # a small survey (360 respondents): the slow test holds the full worlds to 95%
     assert judged.loc[("multiple", "total"), "ratio"] >= 0.90
     assert judged.loc[("single", "total"), "ratio"] >= 0.90
     true_up, pred_up = judged["uplift_true"].iloc[0], judged["uplift_predicted"].iloc[0]
     assert abs(pred_up - true_up) <= 0.35 * abs(true_up)
+    # the best ladder that keeps the book's step earns at most the best of any ordered ladder,
+    # and at least the proposal (which keeps it)
+    at_step = judged["true_best_at_step"]
+    assert (at_step <= judged["true_best"] * (1 + 1e-9)).all()
+    assert (at_step >= judged["true_revenue"] * (1 - 1e-9)).all()
+    book = next(b for b in pb.books if b.scenario == "multiple")
+    m, p = w._priced(book)
+    prices, revenue = w.best_prices([book.name], m, p, step)
+    assert (np.diff(np.log(prices)) >= np.log(step) - 1e-9).all()
+    assert revenue == pytest.approx(w.revenue([book.name], m, prices))
 
 
 def test_take_up_judged_tier_by_tier(world):

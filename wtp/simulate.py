@@ -1519,13 +1519,18 @@ class SimulatedTierWorld:
         )
 
     def best_prices(
-        self, segments: list[str], membership: np.ndarray, start: np.ndarray
+        self,
+        segments: list[str],
+        membership: np.ndarray,
+        start: np.ndarray,
+        min_step: float = 1.0,
     ) -> tuple[np.ndarray, float]:
         """The same packages at their true revenue-optimal ordered prices: every ordered ladder
         on a coarse log grid over the packages' true values (the revenue landscape has several
         peaks, so a search from the proposed prices alone can stop on a lower one), then
         Nelder–Mead on the log first price and log steps from the two best coarse ladders and
-        from the proposed prices (not restricted to nice prices or to a minimum step)."""
+        from the proposed prices (not restricted to nice prices; each tier at least
+        ``min_step`` × the one below, 1 = any ordered ladder)."""
         import itertools
 
         from scipy.optimize import minimize
@@ -1533,11 +1538,13 @@ class SimulatedTierWorld:
         start = np.sort(np.asarray(start, dtype=float))
         member = np.asarray(membership, dtype=float)
 
-        def ladder(x):  # an ordered ladder: first price, then log steps ≥ 0
-            return np.exp(np.cumsum(np.r_[x[0], np.square(x[1:])]))
+        floor = float(np.log(min_step))
+
+        def ladder(x):  # an ordered ladder: first price, then log steps ≥ log(min_step)
+            return np.exp(np.cumsum(np.r_[x[0], floor + np.square(x[1:])]))
 
         def unladder(p):
-            return np.r_[np.log(p[0]), np.sqrt(np.maximum(np.diff(np.log(p)), 0.0))]
+            return np.r_[np.log(p[0]), np.sqrt(np.maximum(np.diff(np.log(p)) - floor, 0.0))]
 
         values = [
             self.population[s].value[:, None] + self.population[s].money @ member.T
@@ -1547,9 +1554,13 @@ class SimulatedTierWorld:
         hi = max(float(np.quantile(v[:, -1], 0.99)) for v in values)
         grid = np.geomspace(lo, hi, 14)
         coarse = np.array(list(itertools.combinations(grid, len(start)))).reshape(-1, len(start))
+        coarse = coarse[(np.diff(np.log(coarse), axis=1) >= floor - 1e-12).all(axis=1)]
         rough = np.array([self.revenue(segments, membership, p) for p in coarse])
         starts = [start, *coarse[np.argsort(-rough)[:2]]]
-        best_p, best_r = start, self.revenue(segments, membership, start)
+        best_p, best_r = (
+            ladder(unladder(start)),
+            self.revenue(segments, membership, ladder(unladder(start))),
+        )
         for s0 in starts:
             res = minimize(
                 lambda x: -self.revenue(segments, membership, ladder(x)),
@@ -1561,7 +1572,7 @@ class SimulatedTierWorld:
                 best_p, best_r = ladder(res.x), float(-res.fun)
         return best_p, best_r
 
-    def judge(self, result, *, best: bool = True) -> pd.DataFrame:
+    def judge(self, result, *, best: bool = True, min_step: float | None = None) -> pd.DataFrame:
         """Each proposed book judged by this world's truth, not by the tool's model.
 
         One row per scenario (``multiple``, ``single``) and a ``total`` for each: true revenue
@@ -1569,22 +1580,27 @@ class SimulatedTierWorld:
         ratio, the predicted revenue and its 90% interval, and whether the interval covers the
         truth. ``uplift_true`` / ``uplift_predicted`` compare multiple with single. ``best=False``
         skips the search for the best prices (seconds instead of a minute; ``true_best`` and
-        ``ratio`` are then NaN).
+        ``ratio`` are then NaN). ``min_step`` (e.g. the tool's ``[pricing] min_step``) adds
+        ``true_best_at_step`` and ``ratio_at_step``: the best of the ladders whose tiers keep
+        that step, the rule the proposal follows (a world whose packages add little is best
+        served with the tiers at one price, which no book with a step can be).
         """
         rows = []
         sc = result.scenarios.set_index(["scenario", "segment"])
 
         totals = {}
         for scenario in ("multiple", "single"):
-            got = best_sum = 0.0
+            got = best_sum = step_sum = 0.0
             for g, book in self._offered(result, scenario):
                 m, p = self._priced(book)
                 if not len(p):
                     continue
                 r = self.revenue(g, m, p)
                 rb = self.best_prices(g, m, p)[1] if best else np.nan
+                rs = self.best_prices(g, m, p, min_step)[1] if min_step else np.nan
                 got += r
                 best_sum += rb
+                step_sum += rs
                 if scenario == "multiple":
                     pred = sc.loc[(scenario, g[0])]
                     rows.append(
@@ -1594,6 +1610,8 @@ class SimulatedTierWorld:
                             "true_revenue": r,
                             "true_best": rb,
                             "ratio": r / rb if rb else np.nan,
+                            "true_best_at_step": rs,
+                            "ratio_at_step": r / rs,
                             "predicted": pred["revenue"],
                             "lower": pred["revenue_lower"],
                             "upper": pred["revenue_upper"],
@@ -1608,12 +1626,16 @@ class SimulatedTierWorld:
                     "true_revenue": got,
                     "true_best": best_sum,
                     "ratio": got / best_sum if best_sum else np.nan,
+                    "true_best_at_step": step_sum,
+                    "ratio_at_step": got / step_sum,
                     "predicted": pred["revenue"],
                     "lower": pred["revenue_lower"],
                     "upper": pred["revenue_upper"],
                 }
             )
         out = pd.DataFrame(rows)
+        if not min_step:
+            out = out.drop(columns=["true_best_at_step", "ratio_at_step"])
         out["covered"] = (out["lower"] <= out["true_revenue"]) & (
             out["true_revenue"] <= out["upper"]
         )
