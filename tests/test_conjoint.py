@@ -493,6 +493,11 @@ def test_level_noise_recovers_noise_that_follows_the_level():
     assert again.level_noise["all"].scale == pytest.approx(ln.scale, rel=0.05)
     # without levels the MNL has none (HB has its own per respondent)
     assert estimate_conjoint(answers, levels={"feature": ["A", "B"]}).level_noise == {}
+    # levels under other ids (two files naming the same people differently): a warning
+    other = pd.Series(levels.to_numpy(), index="x" + levels.index)
+    res = estimate_conjoint(answers, levels={"feature": ["A", "B"]}, price_levels=other)
+    assert res.level_noise == {}
+    assert any("no respondent_id in common" in w for w in res.warnings)
 
 
 def test_level_noise_is_flat_where_noise_does_not_follow_the_level():

@@ -433,6 +433,8 @@ def _attention(run: StudyRun) -> list[str]:
         from wtp.hb import unconverged_advice
 
         attention.append("Conjoint: " + unconverged_advice(cj.diagnostics.attrs.get("hb", {})))
+    if cj is not None:
+        attention.extend(f"Conjoint: {w}" for w in cj.warnings)
     seg = run.segments
     if seg is not None:
         attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))

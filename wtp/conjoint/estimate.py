@@ -546,6 +546,25 @@ def estimate_conjoint(
                 f"(level_noise.csv): {shown}."
             )
             result = replace(result, level_noise=noise, notes=(*result.notes, note))
+        else:
+            ids = pd.Index(price_levels.index.astype(str))
+            common = int(pd.Index(data.respondents.astype(str)).isin(ids).sum())
+            if common == 0:  # most likely two files that name the same people differently
+                result = replace(
+                    result,
+                    warnings=(
+                        *result.warnings,
+                        "No conjoint respondent has a Van Westendorp answer (no respondent_id in common): check that both "
+                        "files use the same respondent_id. Without their price levels, pricing chooses among tiers by money alone.",
+                    ),
+                )
+            else:
+                note = (
+                    f"Choice noise per respondent: none from the Van Westendorp price levels ({common} conjoint respondents "
+                    "have one, but no segment's price coefficient that follows them is negative and two standard errors "
+                    "from zero); pricing chooses among tiers by money alone."
+                )
+                result = replace(result, notes=(*result.notes, note))
     return result
 
 
