@@ -64,15 +64,18 @@ bargain), as their reservation value lies between "expensive" and "too expensive
 ladder rests on the exact point of a bracket the answers leave open. A package's threshold
 scales with its value (``T_id · (reference_i + extra_ik) / reference_i``).
 
-Which tier (Van Westendorp values with an HB conjoint): money alone would send everyone to the
-tier with the largest surplus, all or nothing, when people choose among tiers as noisily as they
-chose among conjoint profiles. Each respondent's choice among the tiers carries Gumbel noise of
-their own conjoint price scale ``1/−β_price`` (:func:`tier_noise`), the entry package sharing
-not buying's draw, so whether they buy at all stays what their answers say. A segment MNL's scale
-also carries how much people differ (measured 2–3.5× each person's noise), so with it (``--fast``)
-the choice stays by money alone. Measured on 12 tier worlds (HB, 3 answer processes × 4 seeds):
-the tier mix's total variation distance from the truth fell from 0.24 to 0.06 and the predicted
-uplift of multiple over single came within ±25% of the true uplift in 12 of 12 (4 of 12 without).
+Which tier (Van Westendorp values with a conjoint scale per respondent): money alone would send
+everyone to the tier with the largest surplus, all or nothing, when people choose among tiers as
+noisily as they chose among conjoint profiles. Each respondent's choice among the tiers carries
+Gumbel noise of their own price scale (:func:`tier_noise`), the entry package sharing not
+buying's draw, so whether they buy at all stays what their answers say: with HB their own
+``1/−β_price``; with the MNL (``--fast``) the segment's
+:class:`wtp.conjoint.estimate.LevelNoise` at their Van Westendorp price level. The plain segment
+MNL's one scale also carries how much people differ (measured 2–3.5× each person's noise), so
+without price levels the choice stays by money alone. Measured on 12 tier worlds (HB, 3 answer
+processes × 4 seeds): the tier mix's total variation distance from the truth fell from 0.24 to
+0.06 and the predicted uplift of multiple over single came within ±25% of the true uplift in 12
+of 12 (4 of 12 without); on 15 (``--fast``, seeds 0–4) from 0.28 to 0.08, and 13 of 15 (12).
 
 Uncertainty: draw d also reweights respondents by a Bayesian bootstrap (``Exp(1)`` weights
 times the survey weight), so intervals carry sampling error as well as each respondent's own
