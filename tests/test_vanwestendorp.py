@@ -365,3 +365,28 @@ def test_weighted_ties_are_found_despite_rounding():
         weighted.price_points[cols].to_numpy(), plain.price_points[cols].to_numpy()
     )
     assert weighted.price_points.opp.iloc[0] == 25.0
+
+
+def test_respondent_price_levels_hand_checked():
+    """A respondent's price level is √(expensive × too expensive), over the answers the result
+    analysed: 100 and 400 give 200; an out-of-order row is repaired first (sorted) or left out."""
+    from wtp.vanwestendorp import price_level, respondent_price_levels
+
+    assert price_level([100.0, 20.0], [400.0, 45.0]) == pytest.approx([200.0, 30.0])
+    answers = attach_segments(
+        validate_vw(
+            pd.DataFrame(
+                {
+                    "respondent_id": ["a", "b", "c"],
+                    "too_cheap": [10, 5, 10],
+                    "cheap": [20, 10, 20],
+                    "expensive": [100, 20, 400],  # c: expensive above too expensive
+                    "too_expensive": [400, 45, 100],
+                }
+            )
+        )
+    )
+    repaired = respondent_price_levels(van_westendorp(answers, inconsistent="repair"), answers)
+    assert repaired.to_dict() == pytest.approx({"a": 200.0, "b": 30.0, "c": 200.0})
+    excluded = respondent_price_levels(van_westendorp(answers), answers)
+    assert excluded.to_dict() == pytest.approx({"a": 200.0, "b": 30.0})
