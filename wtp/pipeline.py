@@ -7,6 +7,7 @@ stages' result objects; only ingest reads files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -233,7 +234,7 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
         else None
     )
 
-    def estimate(how: str):
+    def _estimate(how: str):
         return estimate_conjoint(
             study.conjoint,
             levels=conjoint_levels(study.config) or None,
@@ -247,6 +248,17 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
             price_levels=levels,
             **(hb if how == "hb" else {}),
         )
+
+    def estimate(how: str):
+        # the sampler reports its own progress; the MNL (and its price-level fits, one per
+        # segment, seconds for thousands of respondents) gets the stages' heartbeat
+        beat = (
+            heartbeat("conjoint MNL", say, every=8.0)
+            if how == "mnl" and say is not None
+            else contextlib.nullcontext()
+        )
+        with beat:
+            return _estimate(how)
 
     result = estimate(method)
     chosen = "method" in study.settings.get("conjoint", {})  # set in study.toml, not defaulted
