@@ -346,7 +346,8 @@ def level_noise(data: ChoiceData, price_levels: pd.Series) -> dict[str, LevelNoi
     Where noise does not follow the level ``θ`` comes out near 0 and everyone gets the same.
     Respondents without a level are taken at ``m``. Only linear price; a segment gets none
     where its coefficient is not negative and two standard errors from zero, or where fewer
-    than two of its respondents have a level.
+    than two of its respondents have a level; ``all`` only in a study without segments (the
+    pooled fit would take as long as all the others together, and pricing never reads it).
     """
     from scipy.optimize import minimize_scalar
 
@@ -362,7 +363,10 @@ def level_noise(data: ChoiceData, price_levels: pd.Series) -> dict[str, LevelNoi
     w_resp, seg_resp = _respondent_arrays(data)
     others = np.arange(c.n_parameters) != col
     out: dict[str, LevelNoise] = {}
-    for seg in _segment_order(data.segment):
+    segments = _segment_order(data.segment)
+    if len(segments) > 1:  # pricing values segments, and ``all`` only where it is the one
+        segments = [s for s in segments if s != RESERVED_SEGMENT]
+    for seg in segments:
         in_seg = np.ones(seg_resp.size, bool) if seg == RESERVED_SEGMENT else seg_resp == seg
         mine = in_seg & has
         if mine.sum() < 2:
