@@ -234,21 +234,6 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
         else None
     )
 
-    def _estimate(how: str):
-        return estimate_conjoint(
-            study.conjoint,
-            levels=conjoint_levels(study.config) or None,
-            method=how,
-            numeric=conjoint_numeric(study.config),
-            coding=cfg.coding,
-            price=cfg.price,
-            rng=rng,
-            se=cfg.se,
-            progress=_reporter(say) if how == "hb" else False,
-            price_levels=levels,
-            **(hb if how == "hb" else {}),
-        )
-
     def estimate(how: str):
         # the sampler reports its own progress; the MNL (and its price-level fits, one per
         # segment, seconds for thousands of respondents) gets the stages' heartbeat
@@ -258,7 +243,19 @@ def _stage_conjoint(study: Study, rng: Generator, fast: bool, results: dict, say
             else contextlib.nullcontext()
         )
         with beat:
-            return _estimate(how)
+            return estimate_conjoint(
+                study.conjoint,
+                levels=conjoint_levels(study.config) or None,
+                method=how,
+                numeric=conjoint_numeric(study.config),
+                coding=cfg.coding,
+                price=cfg.price,
+                rng=rng,
+                se=cfg.se,
+                progress=_reporter(say) if how == "hb" else False,
+                price_levels=levels,
+                **(hb if how == "hb" else {}),
+            )
 
     result = estimate(method)
     chosen = "method" in study.settings.get("conjoint", {})  # set in study.toml, not defaulted

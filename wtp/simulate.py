@@ -1557,10 +1557,8 @@ class SimulatedTierWorld:
         coarse = coarse[(np.diff(np.log(coarse), axis=1) >= floor - 1e-12).all(axis=1)]
         rough = np.array([self.revenue(segments, membership, p) for p in coarse])
         starts = [start, *coarse[np.argsort(-rough)[:2]]]
-        best_p, best_r = (
-            ladder(unladder(start)),
-            self.revenue(segments, membership, ladder(unladder(start))),
-        )
+        best_p = ladder(unladder(start))  # the proposal, held to the step
+        best_r = self.revenue(segments, membership, best_p)
         for s0 in starts:
             res = minimize(
                 lambda x: -self.revenue(segments, membership, ladder(x)),

@@ -661,6 +661,12 @@ def kept_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> pd.D
     """The rows :func:`van_westendorp` analysed with ``settings`` (out-of-order answers
     repaired or left out, ties as set), for later stages that work per respondent; a frame
     without ``segment``/``weight``/``row`` gets ``all``, 1 and its file row."""
+    return prepare_answers(_with_defaults(answers), settings)[0]
+
+
+def _with_defaults(answers: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``segment`` (``all``), ``weight`` (1) and ``row`` (the file row) where the
+    frame has none."""
     a = answers.copy()
     if "segment" not in a.columns:
         a["segment"] = ALL
@@ -668,7 +674,7 @@ def kept_answers(answers: pd.DataFrame, settings: VanWestendorpSettings) -> pd.D
         a["weight"] = 1.0
     if "row" not in a.columns:
         a["row"] = np.arange(len(a)) + 2
-    return prepare_answers(a, settings)[0]
+    return a
 
 
 def price_level(expensive, too_expensive) -> np.ndarray:
@@ -745,11 +751,7 @@ def van_westendorp(
         from wtp.io import attach_segments, validate_vw
 
         answers = attach_segments(validate_vw(answers))
-    answers = answers.copy()
-    if "segment" not in answers.columns:
-        answers["segment"] = ALL
-    if "weight" not in answers.columns:
-        answers["weight"] = 1.0
+    answers = _with_defaults(answers)  # validated, so ``row`` is the file's
     if bootstrap and not isinstance(rng, np.random.Generator):
         raise TypeError(
             f"bootstrap={bootstrap} needs rng=numpy.random.Generator, got {type(rng).__name__}"

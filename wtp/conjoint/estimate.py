@@ -400,6 +400,39 @@ def level_noise(data: ChoiceData, price_levels: pd.Series) -> dict[str, LevelNoi
     return out
 
 
+def _with_level_noise(
+    result: ConjointResult, data: ChoiceData, price_levels: pd.Series
+) -> ConjointResult:
+    """``result`` with :func:`level_noise` and a note on it, or a warning (no respondent in
+    common: two files naming the same people differently) or a note on why there is none."""
+    noise = level_noise(data, price_levels)
+    if noise:
+        shown = "; ".join(
+            f"{s} {n.scale:,.3g} at {n.mean_level:,.4g}, elasticity {n.elasticity:.2f}"
+            for s, n in noise.items()
+        )
+        note = (
+            "Choice noise per respondent (the scale of tier choice in pricing): an MNL whose price coefficient "
+            "follows each respondent's Van Westendorp price level, noise = scale × (level / mean level)^elasticity "
+            f"(level_noise.csv): {shown}."
+        )
+        return replace(result, level_noise=noise, notes=(*result.notes, note))
+    ids = pd.Index(price_levels.index.astype(str))
+    common = int(pd.Index(data.respondents.astype(str)).isin(ids).sum())
+    if common == 0:
+        warning = (
+            "No conjoint respondent has a Van Westendorp answer (no respondent_id in common): check that both "
+            "files use the same respondent_id. Without their price levels, pricing chooses among tiers by money alone."
+        )
+        return replace(result, warnings=(*result.warnings, warning))
+    note = (
+        f"Choice noise per respondent: none from the Van Westendorp price levels ({common} conjoint respondents "
+        "have one, but no segment's price coefficient that follows them is negative and two standard errors "
+        "from zero); pricing chooses among tiers by money alone."
+    )
+    return replace(result, notes=(*result.notes, note))
+
+
 def estimate_conjoint(
     answers: pd.DataFrame,
     *,
@@ -538,37 +571,7 @@ def estimate_conjoint(
         se_type=se_type,
     )
     if method == "mnl" and price_levels is not None:
-        noise = level_noise(data, price_levels)
-        if noise:
-            shown = "; ".join(
-                f"{s} {n.scale:,.3g} at {n.mean_level:,.4g}, elasticity {n.elasticity:.2f}"
-                for s, n in noise.items()
-            )
-            note = (
-                "Choice noise per respondent (the scale of tier choice in pricing): an MNL whose price coefficient "
-                "follows each respondent's Van Westendorp price level, noise = scale × (level / mean level)^elasticity "
-                f"(level_noise.csv): {shown}."
-            )
-            result = replace(result, level_noise=noise, notes=(*result.notes, note))
-        else:
-            ids = pd.Index(price_levels.index.astype(str))
-            common = int(pd.Index(data.respondents.astype(str)).isin(ids).sum())
-            if common == 0:  # most likely two files that name the same people differently
-                result = replace(
-                    result,
-                    warnings=(
-                        *result.warnings,
-                        "No conjoint respondent has a Van Westendorp answer (no respondent_id in common): check that both "
-                        "files use the same respondent_id. Without their price levels, pricing chooses among tiers by money alone.",
-                    ),
-                )
-            else:
-                note = (
-                    f"Choice noise per respondent: none from the Van Westendorp price levels ({common} conjoint respondents "
-                    "have one, but no segment's price coefficient that follows them is negative and two standard errors "
-                    "from zero); pricing chooses among tiers by money alone."
-                )
-                result = replace(result, notes=(*result.notes, note))
+        result = _with_level_noise(result, data, price_levels)
     return result
 
 

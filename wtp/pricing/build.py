@@ -35,7 +35,7 @@ from wtp.pricing.scenarios import (
 from wtp.pricing.settings import ADD_ON, ALL, TOTAL, PricingSettings, resolve_settings
 from wtp.pricing.simulator import choices
 from wtp.pricing.simulator_inputs import simulator_inputs
-from wtp.pricing.valuation import SegmentValues, price_scale, second_opinion, value_segments
+from wtp.pricing.valuation import SegmentValues, second_opinion, value_segments
 
 
 @dataclass
@@ -109,7 +109,7 @@ def build_price_books(
     cal = _step_instrument_spread(
         books, values, own, vols, cal, conjoint, study, settings, rng, log
     )
-    noise = {s: price_scale(v, conjoint) for s, v in values.items()}
+    noise = {s: v.scale for s, v in values.items()}
     books = _step_add_ons(books, packages, values, own, vols, cal, settings, log, noise)
     tables = _step_scenarios(books, values, own, vols, cal, settings)
     tables.update(_step_add_on_take_up(books, values, own, vols, cal, settings, tables, noise, log))

@@ -16,7 +16,8 @@ rule                take-up of package k by respondent i in draw d
                     values with a conjoint scale per respondent), if it is ≥ 0 — exactly the pricing stage
 ``share-of-         logit over the surplus without shocks, in money: ``exp(s_k/σ_i) / (1 +
 preference``        Σ_j exp(s_j/σ_i))`` with ``σ_i = 1 / −β_price`` the respondent's conjoint
-                    price scale (HB posterior mean; MNL: the segment's). Needs a conjoint
+                    price scale (HB posterior mean; MNL: the segment's, or its level noise at
+                    the respondent's Van Westendorp price level). Needs a conjoint
 ``rfc``             randomised first choice: first choice on ``s_idk + σ_i (g_idk − g_id0)``,
                     ``g`` standard Gumbel from a counter-based hash of (seed, segment,
                     respondent, draw, package), so the page draws the same errors; values that
@@ -52,7 +53,7 @@ import pandas as pd
 from wtp.errors import InputError, Problem
 from wtp.pricing.noise import rfc_gumbel
 from wtp.pricing.settings import ADD_ON
-from wtp.pricing.valuation import package_thresholds, price_scale, tier_noise
+from wtp.pricing.valuation import package_thresholds, tier_noise
 
 Rule = Literal["first-choice", "share-of-preference", "rfc"]
 RULES: tuple[str, ...] = ("first-choice", "share-of-preference", "rfc")
@@ -343,7 +344,7 @@ def simulator_inputs(
             described=np.asarray(v.described, dtype=bool), reference=np.asarray(v.reference, dtype=float), factor=np.asarray(cal.draws(s), dtype=float)[:d],
             prospects=float(vols.get(s, "prospects", 0.0)), seats=float(vols.get(s, "seats", 1.0)), own_book=bool(own.get(s)) and ("multiple", s) in books,
             too_cheap=None if v.too_cheap is None else _per_draw(v.too_cheap, d), shock=None if v.shock is None else v.shock[:, :d],
-            scale=price_scale(v, conjoint), tested=_tested_range(v, vw, conjoint, study), source=v.source, noise_seed=v.noise_seed,
+            scale=v.scale, tested=_tested_range(v, vw, conjoint, study), source=v.source, noise_seed=v.noise_seed,
         ))  # fmt: skip
     specs = tuple(
         BookSpec(

@@ -107,7 +107,8 @@ class SegmentValues:
     reference: np.ndarray  # N: point value of the described product (scales too-cheap doubts)
     too_cheap: np.ndarray | None = None  # N × D (or N): quality threshold of the described product
     shock: np.ndarray | None = None  # N × D × (T + 1) money-valued choice noise, none last
-    noise_seed: int | None = None  # the shock is tier_noise(price_scale, …, noise_seed)
+    noise_seed: int | None = None  # the shock is tier_noise(scale, …, noise_seed)
+    scale: np.ndarray | None = None  # N: price_scale (1/−β_price in money); None without a conjoint
     source: str = ""
     feature_source: dict[str, str] = field(default_factory=dict)
 
@@ -797,13 +798,12 @@ def value_segments(
             source=b["source"],
             feature_source=fsrc,
         )
-        if sv.shock is None and has_own_noise(conjoint, s):
-            scale = price_scale(sv, conjoint)
-            if scale is not None:
-                seed = int(rng.integers(2**31))
-                shock = tier_noise(scale, sv.base.shape[1], n_packages, seed)
-                sv = replace(sv, shock=shock, noise_seed=seed)
-                noisy = True
+        sv = replace(sv, scale=price_scale(sv, conjoint))  # tier noise, add-ons, the page
+        if sv.shock is None and has_own_noise(conjoint, s) and sv.scale is not None:
+            seed = int(rng.integers(2**31))
+            shock = tier_noise(sv.scale, sv.base.shape[1], n_packages, seed)
+            sv = replace(sv, shock=shock, noise_seed=seed)
+            noisy = True
         out[s] = sv
     if noisy:
         notes.append(
