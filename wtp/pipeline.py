@@ -415,7 +415,10 @@ def _require_data(study: Study) -> None:
 
 
 def _attention(run: StudyRun) -> list[str]:
-    """What the analyst should look at, in stage order."""
+    """What the analyst should look at, in stage order (a result's small-sample warning is left
+    to the sample-size lines, which say it once per instrument and segment)."""
+    from wtp.sample import is_small_sample_warning
+
     attention: list[str] = []
     pb = run.price_books
     if pb is not None:
@@ -443,7 +446,7 @@ def _attention(run: StudyRun) -> list[str]:
 
         attention.append("Conjoint: " + unconverged_advice(cj.diagnostics.attrs.get("hb", {})))
     if cj is not None:
-        attention.extend(f"Conjoint: {w}" for w in cj.warnings)
+        attention.extend(f"Conjoint: {w}" for w in cj.warnings if not is_small_sample_warning(w))
     seg = run.segments
     if seg is not None:
         attention.extend(f"Cohorts: {w}" for w in getattr(seg.cohorts, "warnings", ()))
@@ -462,7 +465,7 @@ def _attention(run: StudyRun) -> list[str]:
             if "do not cross" in w:
                 attention.append(f"Van Westendorp: {w}")
     if md is not None:
-        attention.extend(f"MaxDiff: {w}" for w in md.warnings)
+        attention.extend(f"MaxDiff: {w}" for w in md.warnings if not is_small_sample_warning(w))
     sizes = run.sample_sizes()
     names = {"vw": "Van Westendorp", "maxdiff": "MaxDiff", "conjoint": "Conjoint"}
     for rec in sizes[sizes.small_sample].to_dict("records"):

@@ -83,6 +83,15 @@ _TABLES = {
 _NAMES = {"vw": "Van Westendorp", "maxdiff": "MaxDiff", "conjoint": "conjoint"}
 
 
+#: how :func:`flag_small_samples` begins the warning it adds to a result
+SMALL_SAMPLE = "small sample:"
+
+
+def is_small_sample_warning(warning: str) -> bool:
+    """Is ``warning`` the one :func:`flag_small_samples` added?"""
+    return warning.startswith(SMALL_SAMPLE)
+
+
 def flag_small_samples(result: Any, instrument: str, min_n: int) -> Any:
     """The result with ``small_sample`` on every per-segment table and a warning per small segment."""
     n = respondents_per_segment(result, instrument)
@@ -95,13 +104,13 @@ def flag_small_samples(result: Any, instrument: str, min_n: int) -> Any:
             frame[FLAG] = frame["segment"].astype(str).map(small).fillna(False).astype(bool)
             changes[name] = frame
     notes = [
-        f"small sample: segment {seg} has {int(n[seg])} respondents for {_NAMES[instrument]}, below the minimum "
+        f"{SMALL_SAMPLE} segment {seg} has {int(n[seg])} respondents for {_NAMES[instrument]}, below the minimum "
         f"of {min_n} ([sample] min_n_{instrument}); its numbers are flagged small_sample and are fragile"
         for seg in n.index[small.to_numpy()]
     ]
     if hasattr(result, "warnings"):
         changes["warnings"] = tuple(
-            w for w in result.warnings if not w.startswith("small sample:")
+            w for w in result.warnings if not is_small_sample_warning(w)
         ) + tuple(notes)
     return dataclasses.replace(result, **changes)
 
