@@ -1057,3 +1057,32 @@ def test_excel_price_book_is_byte_identical_across_runs(world, tmp_path, monkeyp
     time.sleep(2.1)
     second = write_price_book_workbook(run.price_books, tmp_path / "b.xlsx").read_bytes()
     assert first == second
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_level_noise_follows_the_world_not_the_model(tmp_path, seed):
+    """The conjoint's noise-per-price-level (used for --fast tier choice) judged by two worlds
+    that disagree: one whose people's choice noise is proportional to their value, one where it
+    is the same for everyone in a segment. Elasticity near 1 in the first, near 0 in the
+    second (360 respondents; measured 0.79–1.07 and 0.15–0.25 as segment means)."""
+    import dataclasses as dc
+
+    from wtp.pipeline import run_study
+    from wtp.simulate import ANSWER_PROCESSES, simulate_tier_world
+
+    means = {}
+    for follows in (True, False):
+        proc = dc.replace(ANSWER_PROCESSES["expensive-above"], noise_follows_value=follows)
+        w = simulate_tier_world(
+            tmp_path / str(follows), process=proc, n_respondents=360, seed=seed, draws=60,
+            population=5000,
+        )  # fmt: skip
+        noise = run_study(w.folder, seed=seed, fast=True).conjoint.level_noise
+        assert set(noise) == {s.name for s in w.segments}
+        means[follows] = np.mean([n.elasticity for n in noise.values()])
+        flat = np.array([np.median(p.noise) for p in w.respondents.values()])
+        if not follows:  # the scale at the mean level is the segment's one noise
+            got = np.array([noise[s].scale for s in w.respondents])
+            assert np.median(np.abs(np.log(got / flat))) < 0.25
+    assert means[True] >= 0.75
+    assert abs(means[False]) <= 0.35

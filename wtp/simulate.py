@@ -1304,6 +1304,9 @@ class AnswerProcess:
     # MaxDiff utilities = this × log money: under 1, answers noisier than the money at stake
     # (shares ∝ money^scale), so a bridge that takes money ∝ share undervalues the top features
     maxdiff_scale: float = 1.0
+    # True: each person's choice noise is ``noise`` × their own value; False: ``noise`` × the
+    # segment's median value for everyone (noise that does not follow what people would pay)
+    noise_follows_value: bool = True
 
 
 ANSWER_PROCESSES = {
@@ -1460,7 +1463,8 @@ def _tier_people(
     pi = rng.beta(a * spec.propensity, a * (1 - spec.propensity), n)
     stated = np.clip(pi * spec.overstatement, 0, 1)
     L = 0.5 * R * np.exp(0.1 * rng.standard_normal(n))
-    return TierPeople(R, M, pi, stated, L, process.noise * R)
+    scale = R if process.noise_follows_value else np.full(n, spec.median_value)
+    return TierPeople(R, M, pi, stated, L, process.noise * scale)
 
 
 def tier_choice(
